@@ -1,0 +1,1 @@
+"""vgpustream: remote console for VMs with virtual GPUs."""

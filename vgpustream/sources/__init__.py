@@ -1,0 +1,27 @@
+"""Frame sources, opened from a source URL such as `synthetic:1280x720@30`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from vgpustream.errors import InvalidSourceUrl, bounded
+from vgpustream.sources.base import Source
+from vgpustream.sources.synthetic import SyntheticSource
+
+MAX_URL_LENGTH = 1024
+
+_SCHEMES: dict[str, Callable[[str, str], Source]] = {
+    "synthetic": SyntheticSource.from_url,
+}
+
+
+def create_source(url: str) -> Source:
+    """A (not yet opened) Source for `url`; InvalidSourceUrl if the URL is not one we understand."""
+    if len(url) > MAX_URL_LENGTH or not url.isprintable():
+        raise InvalidSourceUrl("source URL too long or not printable")
+    scheme, sep, rest = url.partition(":")
+    factory = _SCHEMES.get(scheme)
+    if not sep or factory is None:
+        raise InvalidSourceUrl(f"unknown source scheme {bounded(scheme, 20)}; known: {', '.join(_SCHEMES)}")
+    spec, _, query = rest.partition("?")
+    return factory(spec, query)

@@ -1,0 +1,144 @@
+"""The interface every frame source implements, and the values that cross it."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vgpustream.errors import UnsupportedOperation
+from vgpustream.formats import fourcc_text
+from vgpustream.input import InputEvent
+
+
+class SourceState(enum.StrEnum):
+    """What a viewer sees of the source: a picture, a dark display, or nothing at all."""
+
+    STARTING = "starting"
+    STREAMING = "streaming"
+    NO_SIGNAL = "no_signal"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class PlaneInfo:
+    """One display plane as the source describes it (DRM fourcc and modifier, geometry, buffer id)."""
+
+    fourcc: int
+    modifier: int
+    width: int
+    height: int
+    stride: int
+    size: int
+    dmabuf_id: int | None = None
+    region_index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "fourcc": fourcc_text(self.fourcc),
+            "fourcc_code": self.fourcc,
+            "modifier": self.modifier,
+            "width": self.width,
+            "height": self.height,
+            "stride": self.stride,
+            "size": self.size,
+        }
+        if self.dmabuf_id is not None:
+            out["dmabuf_id"] = self.dmabuf_id
+        if self.region_index is not None:
+            out["region_index"] = self.region_index
+        return out
+
+
+@dataclass(frozen=True)
+class Planes:
+    """The source's current primary and cursor planes (None where there is none)."""
+
+    primary: PlaneInfo | None
+    cursor: PlaneInfo | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "primary": self.primary.to_json() if self.primary else None,
+            "cursor": self.cursor.to_json() if self.cursor else None,
+        }
+
+
+@dataclass
+class Frame:
+    """A captured picture: packed pixels of one DRM format, rows `stride` bytes apart.
+
+    `pixels` has shape (height, width, bytes_per_pixel) and may be a strided view into a
+    buffer the source reuses: it is valid until the source's next `next_frame` call.
+    """
+
+    pixels: np.ndarray
+    fourcc: int
+    captured_at: float
+    """Wall-clock capture time (time.time()), used for latency measurement and RTP timestamps."""
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The pointer image and where the guest put it. `serial` changes whenever the image does."""
+
+    image: np.ndarray | None = field(repr=False)
+    """BGRA pixels, shape (height, width, 4); None when the guest has no cursor image."""
+    hot_x: int
+    hot_y: int
+    x: int
+    y: int
+    visible: bool
+    serial: int
+
+
+class InputSink(ABC):
+    """Where a session's validated input events go (the guest's keyboard and mouse)."""
+
+    @abstractmethod
+    def send(self, event: InputEvent) -> None:
+        """Deliver one event; must not block the event loop."""
+
+
+class Source(ABC):
+    """A display to capture. Methods other than `open` and `close` may be called from a worker thread."""
+
+    state: SourceState = SourceState.STARTING
+
+    async def open(self) -> None:  # noqa: B027 - most sources have nothing to open
+        """Acquire the device or connection; raise a typed error if it cannot be had."""
+
+    @abstractmethod
+    def planes(self) -> Planes:
+        """The current plane metadata."""
+
+    @abstractmethod
+    def next_frame(self) -> Frame | None:
+        """Capture the current picture, or return None when it has not changed since the last call."""
+
+    def cursor(self) -> Cursor | None:
+        """The current cursor, where the source has one."""
+        return None
+
+    @property
+    def input_sink(self) -> InputSink | None:
+        """Where input for this display goes; None for a view-only source."""
+        return None
+
+    def resize(self, width: int, height: int) -> None:
+        """Ask the guest for another display size (the viewer's window size)."""
+        raise UnsupportedOperation("this source cannot change its display size")
+
+    async def close(self) -> None:  # noqa: B027 - most sources have nothing to close
+        """Release everything `open` acquired."""

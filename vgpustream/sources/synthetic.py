@@ -1,0 +1,176 @@
+"""The synthetic source: a moving test picture, so that vgpustream runs anywhere.
+
+`synthetic:1280x720@30` scrolls a page of fine, text-like glyphs by 4 pixels a frame, draws the
+frame stamp (vgpustream.stamp) and the last pointer position from the input protocol. With
+`?still=1` the picture stands still: only pointer input changes it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from vgpustream.errors import InvalidSourceUrl
+from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888
+from vgpustream.input import InputEvent, KeyEvent, PointerEvent
+from vgpustream.sources.base import Frame, InputSink, PlaneInfo, Planes, Source, SourceState
+from vgpustream.stamp import MIN_WIDTH, Stamp, draw_stamp, stamp_height
+
+_SPEC = re.compile(r"(?:(\d{1,5})x(\d{1,5}))?(?:@(\d{1,3}))?")
+GLYPH_W, GLYPH_H = 8, 16
+SCROLL_STEP = 4
+MAX_EDGE = 8192
+BACKGROUND = 0xE8
+INK = 0x20
+POINTER_IDLE = (0, 0, 255)  # BGR red
+POINTER_PRESSED = (0, 200, 0)  # BGR green
+
+
+class SyntheticInput(InputSink):
+    """Keeps the last pointer state and the keys held down, for the picture to show."""
+
+    def __init__(self) -> None:
+        self.pointer: PointerEvent | None = None
+        self.keys_down: set[str] = set()
+        self.events = 0
+
+    def send(self, event: InputEvent) -> None:
+        self.events += 1
+        if isinstance(event, PointerEvent):
+            self.pointer = event
+        elif isinstance(event, KeyEvent):
+            (self.keys_down.add if event.down else self.keys_down.discard)(event.code)
+
+
+class SyntheticSource(Source):
+    """A test pattern in XRGB8888 (DRM XR24), like a guest's primary plane."""
+
+    def __init__(self, width: int = 1280, height: int = 720, fps: int = 30, still: bool = False) -> None:
+        _check_size(width, height)
+        if not 1 <= fps <= 240:
+            raise InvalidSourceUrl("synthetic fps must be within 1..240")
+        self.fps = fps
+        self.still = still
+        self._input = SyntheticInput()
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._drawn: tuple[int, PointerEvent | None] | None = None
+        self._set_size(width, height)
+        self.state = SourceState.STREAMING
+
+    @classmethod
+    def from_url(cls, spec: str, query: str) -> SyntheticSource:
+        match = _SPEC.fullmatch(spec)
+        if not match:
+            raise InvalidSourceUrl("synthetic source URL must look like synthetic:1280x720@30")
+        width, height, fps = match.groups()
+        options = parse_qs(query)
+        still = options.pop("still", ["0"])[-1] in ("1", "true", "yes")
+        if options:
+            raise InvalidSourceUrl("synthetic source takes only the option 'still'")
+        return cls(int(width or 1280), int(height or 720), int(fps or 30), still)
+
+    def _set_size(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self._background = _glyph_page(width + GLYPH_W * 64, height)
+        self._pixels = np.empty((height, width, 4), dtype=np.uint8)
+        self._drawn = None
+
+    def planes(self) -> Planes:
+        stride = self.width * 4
+        return Planes(
+            primary=PlaneInfo(
+                fourcc=DRM_FORMAT_XRGB8888,
+                modifier=DRM_FORMAT_MOD_LINEAR,
+                width=self.width,
+                height=self.height,
+                stride=stride,
+                size=stride * self.height,
+            )
+        )
+
+    def frame_number(self) -> int:
+        """The number of the picture on show now (constant when still)."""
+        return 0 if self.still else int((time.monotonic() - self._started) * self.fps)
+
+    def next_frame(self) -> Frame | None:
+        with self._lock:
+            number, pointer = self.frame_number(), self._input.pointer
+            if self._drawn == (number, pointer):
+                return None
+            self._draw(number, pointer)
+            self._drawn = (number, pointer)
+            return Frame(pixels=self._pixels, fourcc=DRM_FORMAT_XRGB8888, captured_at=time.time())
+
+    def _draw(self, number: int, pointer: PointerEvent | None) -> None:
+        period = self._background.shape[1] - self.width
+        offset = number * SCROLL_STEP % period
+        np.copyto(self._pixels, self._background[:, offset : offset + self.width])
+        draw_stamp(self._pixels, Stamp(frame=number, time_ms=int(time.time() * 1000)))
+        if pointer is not None:
+            self._draw_pointer(pointer)
+
+    def _draw_pointer(self, pointer: PointerEvent) -> None:
+        half = max(4, self.height // 60)
+        cx = round(pointer.x * (self.width - 1))
+        cy = round(pointer.y * (self.height - 1))
+        top, left = max(0, cy - half), max(0, cx - half)
+        color = POINTER_PRESSED if pointer.buttons else POINTER_IDLE
+        self._pixels[top : cy + half + 1, left : cx + half + 1, :3] = color
+
+    @property
+    def input_sink(self) -> SyntheticInput:
+        return self._input
+
+    def resize(self, width: int, height: int) -> None:
+        _check_size(width, height)
+        with self._lock:
+            self._set_size(width, height)
+
+
+def _check_size(width: int, height: int) -> None:
+    if not (MIN_WIDTH <= width <= MAX_EDGE and 64 <= height <= MAX_EDGE) or width % 2 or height % 2:
+        raise InvalidSourceUrl(
+            f"synthetic size must be even, width {MIN_WIDTH}..{MAX_EDGE}, height 64..{MAX_EDGE}"
+        )
+
+
+def _glyph_page(width: int, height: int) -> np.ndarray:
+    """A light page of dark, 1-pixel-stroke pseudo glyphs in lines of words, BGRX.
+
+    Built once per size; frames are windows into it, so drawing a frame is one copy.
+    """
+    rng = np.random.default_rng(2024)
+    glyphs = _glyph_set(rng, 96)
+    rows, cols = height // GLYPH_H + 1, width // GLYPH_W + 1
+    index = rng.integers(0, len(glyphs), size=(rows, cols))
+    ink = glyphs[index]  # rows, cols, GLYPH_H, GLYPH_W
+    ink &= (rng.random((rows, cols)) > 0.18)[:, :, None, None]  # word gaps
+    ink[1::4] = False  # paragraph gaps: every fourth line blank
+    mask = ink.transpose(0, 2, 1, 3).reshape(rows * GLYPH_H, cols * GLYPH_W)[:height, :width]
+    page = np.full((height, width, 4), BACKGROUND, dtype=np.uint8)
+    page[mask, :3] = INK
+    # a faint colour wash so chroma is exercised too, and a ruler every 64 columns
+    page[:, :, 0] = np.where(mask, INK, BACKGROUND - (np.arange(width) % 256 // 8)).astype(np.uint8)
+    page[:, ::64, 1] = 0x60
+    return page
+
+
+def _glyph_set(rng: np.random.Generator, count: int) -> np.ndarray:
+    """`count` random glyphs of GLYPH_H x GLYPH_W: strokes on a 3x5 grid, as bitmap fonts have."""
+    glyphs = np.zeros((count, GLYPH_H, GLYPH_W), dtype=bool)
+    for glyph in glyphs:
+        for _ in range(rng.integers(2, 5)):
+            if rng.random() < 0.5:  # horizontal stroke
+                y = 3 + 2 * rng.integers(0, 5)
+                x0, x1 = sorted(rng.integers(1, 7, size=2))
+                glyph[y, x0 : x1 + 1] = True
+            else:  # vertical stroke
+                x = 1 + 2 * rng.integers(0, 3)
+                y0, y1 = sorted(rng.integers(3, 13, size=2))
+                glyph[y0 : y1 + 1, x] = True
+    return glyphs
