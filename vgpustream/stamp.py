@@ -31,10 +31,6 @@ def cell_size(width: int) -> int:
     return max(4, min(16, width // 64))
 
 
-def stamp_height(width: int) -> int:
-    return ROWS * cell_size(width)
-
-
 def _payload(stamp: Stamp) -> bytes:
     body = (stamp.frame & 0xFFFFFFFF).to_bytes(4, "big") + (stamp.time_ms & (1 << 48) - 1).to_bytes(6, "big")
     return body + binascii.crc_hqx(body, 0xFFFF).to_bytes(2, "big")

@@ -18,7 +18,7 @@ from vgpustream.errors import InvalidSourceUrl
 from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888
 from vgpustream.input import InputEvent, KeyEvent, PointerEvent
 from vgpustream.sources.base import Frame, InputSink, PlaneInfo, Planes, Source, SourceState
-from vgpustream.stamp import MIN_WIDTH, Stamp, draw_stamp, stamp_height
+from vgpustream.stamp import MIN_WIDTH, Stamp, draw_stamp
 
 _SPEC = re.compile(r"(?:(\d{1,5})x(\d{1,5}))?(?:@(\d{1,3}))?")
 GLYPH_W, GLYPH_H = 8, 16
