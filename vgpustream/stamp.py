@@ -31,6 +31,11 @@ def cell_size(width: int) -> int:
     return max(4, min(16, width // 64))
 
 
+def stamp_rows(width: int) -> int:
+    """How many rows at the top of a picture `width` wide the stamp covers."""
+    return ROWS * cell_size(width)
+
+
 def _payload(stamp: Stamp) -> bytes:
     body = (stamp.frame & 0xFFFFFFFF).to_bytes(4, "big") + (stamp.time_ms & (1 << 48) - 1).to_bytes(6, "big")
     return body + binascii.crc_hqx(body, 0xFFFF).to_bytes(2, "big")
@@ -52,9 +57,7 @@ def read_stamp(luma: np.ndarray) -> Stamp | None:
         return None
     area = luma[: ROWS * cell, : COLUMNS * cell].astype(np.uint16)
     # average the inner half of each cell: its edges blur under lossy coding
-    inner = area.reshape(ROWS, cell, COLUMNS, cell)[
-        :, cell // 4 : cell - cell // 4, :, cell // 4 : cell - cell // 4
-    ]
+    inner = area.reshape(ROWS, cell, COLUMNS, cell)[:, cell // 4 : cell - cell // 4, :, cell // 4 : cell - cell // 4]
     bits = inner.mean(axis=(1, 3)) > 128
     payload = np.packbits(bits.astype(np.uint8).reshape(-1)).tobytes()
     body, crc = payload[:10], int.from_bytes(payload[10:], "big")

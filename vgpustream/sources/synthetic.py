@@ -102,11 +102,17 @@ class SyntheticSource(Source):
             number, pointer = self.frame_number(), self._input.pointer
             if self._drawn == (number, pointer):
                 return None
-            self._draw(number, pointer)
+            self.render(number, pointer)
             self._drawn = (number, pointer)
             return Frame(pixels=self._pixels, fourcc=DRM_FORMAT_XRGB8888, captured_at=time.time())
 
-    def _draw(self, number: int, pointer: PointerEvent | None) -> None:
+    @property
+    def pixels(self) -> np.ndarray:
+        """The buffer the last frame was drawn into (reused by the next one)."""
+        return self._pixels
+
+    def render(self, number: int, pointer: PointerEvent | None) -> None:
+        """Draw picture `number` with the pointer at `pointer` into `pixels`."""
         period = self._background.shape[1] - self.width
         offset = number * SCROLL_STEP % period
         np.copyto(self._pixels, self._background[:, offset : offset + self.width])
@@ -134,9 +140,7 @@ class SyntheticSource(Source):
 
 def _check_size(width: int, height: int) -> None:
     if not (MIN_WIDTH <= width <= MAX_EDGE and 64 <= height <= MAX_EDGE) or width % 2 or height % 2:
-        raise InvalidSourceUrl(
-            f"synthetic size must be even, width {MIN_WIDTH}..{MAX_EDGE}, height 64..{MAX_EDGE}"
-        )
+        raise InvalidSourceUrl(f"synthetic size must be even, width {MIN_WIDTH}..{MAX_EDGE}, height 64..{MAX_EDGE}")
 
 
 def _glyph_page(width: int, height: int) -> np.ndarray:

@@ -1,0 +1,33 @@
+"""Every error response is JSON {"error": {"code", "message"}}; this is the one place that maps them."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from vgpustream.errors import Full, VgpuStreamError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except VgpuStreamError as exc:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Full) else None
+        return error_response(exc.status, exc.code, exc.message, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return error_response(exc.status, code, exc.reason, {k: v for k, v in exc.headers.items() if k == "Allow"})
+    except Exception:
+        log.exception("internal error handling %s %s", request.method, request.rel_url.path[:200])
+        return error_response(500, "internal", "internal error")

@@ -1,0 +1,50 @@
+"""Reading request bodies safely: declared type, size cap, then parsing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from vgpustream.errors import VgpuStreamError
+
+
+class UnsupportedMediaType(VgpuStreamError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class PayloadTooLarge(VgpuStreamError):
+    code = "payload_too_large"
+    status = 413
+
+
+async def read_text(request: web.Request, content_type: str, limit: int) -> str:
+    """The body as UTF-8 text, if it is declared `content_type` and at most `limit` bytes."""
+    if request.content_type != content_type:
+        raise UnsupportedMediaType(f"Content-Type must be {content_type}")
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VgpuStreamError("body is not UTF-8 text") from None
+
+
+async def read_json_object(request: web.Request, limit: int, allowed: set[str]) -> dict[str, Any]:
+    """The body as a JSON object whose keys are all in `allowed`."""
+    text = await read_text(request, "application/json", limit)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise VgpuStreamError("body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise VgpuStreamError("body must be a JSON object")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise VgpuStreamError(f"unknown field(s): {', '.join(repr(k[:40]) for k in unknown[:5])}")
+    return data

@@ -1,0 +1,136 @@
+"""WHEP signalling (draft-ietf-wish-whep): one viewer per POSTed SDP offer.
+
+The answer carries every server candidate (we do not trickle); viewers may trickle theirs with
+PATCH. ICE servers are announced in Link headers on OPTIONS and on the 201 response.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiortc import RTCIceServer
+from multidict import CIMultiDict
+
+from vgpustream.api.requests import read_text
+from vgpustream.api.state import REGISTRY, SETTINGS
+from vgpustream.errors import NotFound, VgpuStreamError
+from vgpustream.settings import IceServer
+from vgpustream.viewer import Viewer, check_offer
+
+SDP = "application/sdp"
+TRICKLE = "application/trickle-ice-sdpfrag"
+MAX_FRAGMENT_LINES = 64
+
+
+class IceRestartUnsupported(VgpuStreamError):
+    code = "ice_restart_unsupported"
+    status = 422
+
+
+class PreconditionFailed(VgpuStreamError):
+    code = "precondition_failed"
+    status = 412
+
+
+def link_headers(servers: tuple[IceServer, ...]) -> CIMultiDict[str]:
+    """One `Link: <url>; rel="ice-server"` header per ICE server, with TURN credentials."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    for server in servers:
+        value = f'<{server.url}>; rel="ice-server"'
+        if server.username is not None and server.credential is not None:
+            value += f'; username="{server.username}"; credential="{server.credential}"; credential-type="password"'
+        headers.add("Link", value)
+    return headers
+
+
+def rtc_ice_servers(servers: tuple[IceServer, ...]) -> list[RTCIceServer]:
+    return [RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
+
+
+async def options_endpoint(request: web.Request) -> web.Response:
+    request.app[REGISTRY].get(request.match_info["session"])
+    headers = link_headers(request.app[SETTINGS].ice_servers)
+    headers["Accept-Post"] = SDP
+    return web.Response(status=204, headers=headers)
+
+
+async def post_offer(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    session = request.app[REGISTRY].get(request.match_info["session"])
+    offer = await read_text(request, SDP, settings.max_sdp_bytes)
+    check_offer(offer)
+    viewer = session.new_viewer(rtc_ice_servers(settings.ice_servers))
+    try:
+        answer = await viewer.answer(offer)
+    except BaseException:
+        await viewer.close()
+        raise
+    headers = link_headers(settings.ice_servers)
+    headers["Location"] = f"/whep/{session.id}/{viewer.id}"
+    headers["ETag"] = _etag(viewer)
+    headers["Accept-Patch"] = TRICKLE
+    return web.Response(status=201, text=answer, content_type=SDP, headers=headers)
+
+
+async def options_viewer(request: web.Request) -> web.Response:
+    _viewer(request)
+    return web.Response(status=204, headers={"Accept-Patch": TRICKLE})
+
+
+async def delete_viewer(request: web.Request) -> web.Response:
+    await _viewer(request).close()
+    return web.Response(status=200)
+
+
+async def patch_viewer(request: web.Request) -> web.Response:
+    """Trickled client candidates (RFC 8840 SDP fragment). ICE restarts are not supported."""
+    viewer = _viewer(request)
+    if_match = request.headers.get("If-Match")
+    if if_match is not None and if_match not in ("*", _etag(viewer)):
+        raise PreconditionFailed("If-Match does not match the session's ETag")
+    fragment = await read_text(request, TRICKLE, request.app[SETTINGS].max_sdp_bytes)
+    candidates = _parse_fragment(fragment, viewer)
+    await viewer.add_ice_candidates(candidates)
+    return web.Response(status=204)
+
+
+def _parse_fragment(fragment: str, viewer: Viewer) -> list[tuple[str | None, int | None, str]]:
+    lines = [line.strip() for line in fragment.splitlines() if line.strip()]
+    if len(lines) > MAX_FRAGMENT_LINES:
+        raise VgpuStreamError(f"SDP fragment has more than {MAX_FRAGMENT_LINES} lines")
+    candidates: list[tuple[str | None, int | None, str]] = []
+    mid: str | None = None
+    index = -1
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key == "a=ice-ufrag" and value != viewer.remote_ice_ufrag:
+            raise IceRestartUnsupported("ICE restart is not supported; start a new WHEP session")
+        if line.startswith("m="):
+            index += 1
+            mid = None
+        elif key == "a=mid":
+            mid = value
+        elif key == "a=candidate":
+            candidates.append((mid, max(index, 0), value))
+        elif not line.startswith(("a=ice-", "a=end-of-candidates", "a=group:")):
+            raise VgpuStreamError("SDP fragment may hold only ICE lines, m= and a=mid")
+    return candidates
+
+
+def _viewer(request: web.Request) -> Viewer:
+    session = request.app[REGISTRY].get(request.match_info["session"])
+    viewer = session.viewers.get(request.match_info["viewer"])
+    if viewer is None:
+        raise NotFound("no such viewer")
+    return viewer
+
+
+def _etag(viewer: Viewer) -> str:
+    return f'"{viewer.id}"'
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_route("OPTIONS", "/whep/{session}", options_endpoint)
+    app.router.add_post("/whep/{session}", post_offer)
+    app.router.add_route("OPTIONS", "/whep/{session}/{viewer}", options_viewer)
+    app.router.add_patch("/whep/{session}/{viewer}", patch_viewer)
+    app.router.add_delete("/whep/{session}/{viewer}", delete_viewer)

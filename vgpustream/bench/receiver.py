@@ -1,0 +1,124 @@
+"""A WHEP viewer built on aiortc: what the tests and `bench fanout` watch a session with."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+import av
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from vgpustream.stamp import Stamp, read_frame_stamp
+
+
+class WhepError(Exception):
+    """The server refused the offer; `status` and `body` say why."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"WHEP POST answered {status}: {body[:200]}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class ReceivedFrame:
+    picture: av.VideoFrame
+    stamp: Stamp | None
+    received_at: float
+
+
+@dataclass
+class ReceiverStats:
+    frames: int = 0
+    stamps: list[Stamp] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class WhepReceiver:
+    """One viewer: POSTs an offer (recvonly H.264 video + `input` data channel), then receives.
+
+    Every decoded frame's stamp is read, so tests and benchmarks can tell which frames arrived
+    and how late (capture to decode, on the same host).
+    """
+
+    def __init__(self, endpoint: str, http: aiohttp.ClientSession, input_channel: bool = True) -> None:
+        self.endpoint = endpoint
+        self.location: str | None = None
+        self.stats = ReceiverStats()
+        self.latest: ReceivedFrame | None = None
+        self.messages: list[dict[str, Any]] = []
+        self._http = http
+        self._pc = RTCPeerConnection()
+        self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        self._pc.on("track", self._track.set_result)
+        self._channel = self._pc.createDataChannel("input") if input_channel else None
+        if self._channel is not None:
+            self._channel.on("message", lambda m: self.messages.append(json.loads(m)))
+        self._opened = asyncio.Event()
+        if self._channel is not None:
+            self._channel.on("open", self._opened.set)
+
+    @property
+    def pc(self) -> RTCPeerConnection:
+        return self._pc
+
+    async def connect(self, timeout: float = 20.0) -> None:
+        """Offer, take the answer, wait until the video track arrives."""
+        self._pc.addTransceiver("video", direction="recvonly")
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        async with self._http.post(
+            self.endpoint, data=self._pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+        ) as response:
+            body = await response.text()
+            if response.status != 201:
+                raise WhepError(response.status, body)
+            self.location = urljoin(self.endpoint, response.headers["Location"])
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        await asyncio.wait_for(asyncio.shield(self._track), timeout)
+
+    async def wait_channel_open(self, timeout: float = 10.0) -> None:
+        await asyncio.wait_for(self._opened.wait(), timeout)
+
+    def send_input(self, event: dict[str, Any]) -> None:
+        assert self._channel is not None, "this receiver has no input channel"
+        self._channel.send(json.dumps(event))
+
+    async def next_frame(self, timeout: float = 10.0) -> ReceivedFrame:
+        """The next frame the track yields, with its stamp read back."""
+        track = await self._track
+        picture = await asyncio.wait_for(track.recv(), timeout)
+        now = time.time()
+        stamp = read_frame_stamp(picture) if isinstance(picture, av.VideoFrame) else None
+        self.stats.frames += 1
+        if stamp is not None:
+            self.stats.stamps.append(stamp)
+            self.stats.latencies_ms.append(now * 1000 - stamp.time_ms)
+        self.latest = ReceivedFrame(picture, stamp, now)
+        return self.latest
+
+    async def receive_for(self, seconds: float) -> ReceiverStats:
+        """Receive every frame for `seconds` (stops early if the stream ends)."""
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    await self.next_frame(timeout=left)
+                except TimeoutError:
+                    break
+        except MediaStreamError:
+            pass
+        return self.stats
+
+    async def close(self) -> None:
+        """DELETE the WHEP resource (if the server still has it) and close the peer connection."""
+        if self.location is not None:
+            async with self._http.delete(self.location) as response:
+                await response.read()
+            self.location = None
+        await self._pc.close()

@@ -1,0 +1,79 @@
+"""One H.264 encoder per display (PyAV libx264), shared by every viewer of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from av.video.frame import PictureType
+
+from vgpustream.errors import VgpuStreamError
+
+TIME_BASE = Fraction(1, 90_000)  # the RTP video clock, so packets need no rescaling
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """What a session's encoder produces. Keyframes are forced by the session, not by libx264."""
+
+    bitrate: int = 4_000_000
+    fps: int = 30
+    keyframe_interval: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 100_000 <= self.bitrate <= 100_000_000:
+            raise VgpuStreamError("bitrate must be within 100 kbit/s .. 100 Mbit/s")
+        if not 1 <= self.fps <= 120:
+            raise VgpuStreamError("fps must be within 1..120")
+        if not 0.5 <= self.keyframe_interval <= 60:
+            raise VgpuStreamError("keyframe interval must be within 0.5..60 s")
+
+
+class H264Encoder:
+    """libx264, ultrafast + zerolatency, constrained baseline (no B-frames), SPS/PPS on every IDR.
+
+    The codec context is (re)opened for the size of the picture it is given, so a guest mode
+    change only costs the next frame being an IDR.
+    """
+
+    def __init__(self, settings: EncoderSettings) -> None:
+        self.settings = settings
+        self._context: av.VideoCodecContext | None = None
+
+    def encode(self, picture: av.VideoFrame, pts: int, keyframe: bool) -> list[av.Packet]:
+        """Encode one yuv420p picture at `pts` (in TIME_BASE units); IDR if `keyframe`."""
+        context = self._context
+        if context is None or (context.width, context.height) != (picture.width, picture.height):
+            context = self._open(picture.width, picture.height)
+            keyframe = True
+        picture.pts = pts
+        picture.time_base = TIME_BASE
+        picture.pict_type = PictureType.I if keyframe else PictureType.NONE
+        return context.encode(picture)
+
+    def reconfigure(self, settings: EncoderSettings) -> None:
+        """Take new settings; the next picture reopens the codec (and is an IDR)."""
+        self.settings = settings
+        self._context = None
+
+    def _open(self, width: int, height: int) -> av.VideoCodecContext:
+        s = self.settings
+        context = av.CodecContext.create("libx264", "w")
+        context.width, context.height = width, height
+        context.pix_fmt = "yuv420p"
+        context.time_base = TIME_BASE
+        context.framerate = Fraction(s.fps, 1)
+        context.bit_rate = s.bitrate
+        kbps = s.bitrate // 1000
+        context.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "forced-idr": "1",
+            # keyframes come only when the session forces them (viewer joins, PLI/FIR, interval)
+            "x264-params": f"keyint=infinite:scenecut=0:vbv-maxrate={kbps}:vbv-bufsize={kbps}",
+        }
+        context.open()
+        self._context = context
+        return context

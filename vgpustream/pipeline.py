@@ -1,0 +1,69 @@
+"""The one way a frame travels before fan-out: capture -> convert -> encode, with stage timings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import av
+
+from vgpustream.convert import FrameConverter
+from vgpustream.encoder import TIME_BASE, EncoderSettings, H264Encoder
+from vgpustream.sources.base import Source
+
+
+@dataclass
+class StepResult:
+    """What one pipeline step did. Times are in seconds; a stage that did not run stays 0."""
+
+    captured: bool = False
+    packets: list[av.Packet] = field(default_factory=list)
+    capture: float = 0.0
+    convert: float = 0.0
+    encode: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.capture + self.convert + self.encode
+
+
+class FramePipeline:
+    """Pulls changed frames from a source and encodes them; not thread-safe, run it on one thread.
+
+    When the source has nothing new, a requested keyframe re-encodes the last picture, so a
+    still screen still lets a new viewer start.
+    """
+
+    def __init__(self, source: Source, settings: EncoderSettings) -> None:
+        self.source = source
+        self.encoder = H264Encoder(settings)
+        self._converter = FrameConverter()
+        self._last_picture: av.VideoFrame | None = None
+        self._epoch = time.time()
+        self._last_pts = -1
+
+    def step(self, keyframe: bool = False) -> StepResult:
+        result = StepResult()
+        t0 = time.perf_counter()
+        frame = self.source.next_frame()
+        t1 = time.perf_counter()
+        result.capture = t1 - t0
+        if frame is not None:
+            result.captured = True
+            self._last_picture = self._converter.convert(frame)
+            captured_at = frame.captured_at
+        elif keyframe and self._last_picture is not None:
+            captured_at = time.time()
+        else:
+            return result
+        t2 = time.perf_counter()
+        result.convert = t2 - t1 if frame is not None else 0.0
+        result.packets = self.encoder.encode(self._last_picture, self._pts(captured_at), keyframe)
+        result.encode = time.perf_counter() - t2
+        return result
+
+    def _pts(self, captured_at: float) -> int:
+        """RTP-clock timestamp of a capture time, strictly increasing as the encoder needs."""
+        pts = max(int((captured_at - self._epoch) / TIME_BASE), self._last_pts + 1)
+        self._last_pts = pts
+        return pts

@@ -1,0 +1,174 @@
+"""A viewer: one aiortc RTCPeerConnection that sends a session's shared H.264 packets.
+
+aiortc only packetizes what a track returns when it is an `av.Packet`; it re-encodes nothing.
+Its keyframe requests (RTCP PLI/FIR) only reach `RTCRtpSender._send_keyframe`, which would set
+a flag for aiortc's own encoder; we point that method at the session's shared encoder instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.exceptions import OperationError
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from vgpustream.errors import VgpuStreamError
+from vgpustream.fanout import PacketQueue, QueueClosed
+
+log = logging.getLogger(__name__)
+
+INPUT_CHANNEL = "input"
+H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
+
+
+class InvalidOffer(VgpuStreamError):
+    code = "invalid_offer"
+
+
+@dataclass(frozen=True)
+class ViewerCallbacks:
+    """How a viewer reaches its session, without knowing the session's type."""
+
+    request_keyframe: Callable[[], None]
+    attach: Callable[[Viewer], None]
+    closed: Callable[[Viewer], None]
+    input: Callable[[Viewer, str | bytes], None]
+
+
+class PacketTrack(MediaStreamTrack):
+    """A video track whose frames are already-encoded packets from a viewer's queue."""
+
+    kind = "video"
+
+    def __init__(self, queue: PacketQueue) -> None:
+        super().__init__()
+        self._queue = queue
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        try:
+            return await self._queue.get()
+        except QueueClosed:
+            self.stop()
+            raise MediaStreamError from None
+
+
+def check_offer(sdp: str) -> None:
+    """Raise InvalidOffer unless `sdp` is an SDP offer that can receive H.264 packetization-mode 1."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever its regexes and int() raise
+        raise InvalidOffer("malformed SDP offer") from exc
+    videos = [m for m in parsed.media if m.kind == "video"]
+    if not videos:
+        raise InvalidOffer("the offer has no video media section")
+    for codec in videos[0].rtp.codecs:
+        if codec.mimeType.lower() == "video/h264" and str(codec.parameters.get("packetization-mode")) == "1":
+            return
+    raise InvalidOffer("the offer must accept H.264 with packetization-mode=1")
+
+
+class Viewer:
+    """One WebRTC peer watching a session; `close` releases the peer connection and the queue."""
+
+    def __init__(self, callbacks: ViewerCallbacks, ice_servers: list[RTCIceServer], can_control: bool) -> None:
+        self.id = secrets.token_urlsafe(12)
+        self.can_control = can_control
+        self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
+        self.channel: RTCDataChannel | None = None
+        self._callbacks = callbacks
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
+        self._attached = False
+        self._closed = asyncio.Event()
+        self._closing = False
+        self._close_task: asyncio.Task[None] | None = None
+        self._pc.on("connectionstatechange", self._on_connection_state)
+        self._pc.on("datachannel", self._on_datachannel)
+
+    @property
+    def connection_state(self) -> str:
+        return self._pc.connectionState
+
+    @property
+    def remote_ice_ufrag(self) -> str | None:
+        """The ICE username fragment of the viewer's offer (a different one means an ICE restart)."""
+        description = self._pc.remoteDescription
+        if description is None:
+            return None
+        media = SessionDescription.parse(description.sdp).media
+        return media[0].ice.usernameFragment if media and media[0].ice else None
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Take the viewer's SDP offer, return our answer with every local candidate in it."""
+        check_offer(offer_sdp)
+        pc = self._pc
+        # created before the offer is applied, so that aiortc answers its video section with this
+        # transceiver and negotiates only the codec our shared encoder produces
+        transceiver = pc.addTransceiver(PacketTrack(self.queue), direction="sendonly")
+        transceiver.setCodecPreferences(
+            [
+                codec
+                for codec in RTCRtpSender.getCapabilities("video").codecs
+                if codec.mimeType.lower() == "video/h264" and codec.parameters.get("profile-level-id") == H264_PROFILE
+            ]
+        )
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except (ValueError, OperationError) as exc:
+            raise InvalidOffer("the SDP offer was not accepted") from exc
+        sender = transceiver.sender
+        # RTCP PLI/FIR from this viewer must reach the shared encoder (see module docstring)
+        sender._send_keyframe = self._callbacks.request_keyframe  # type: ignore[method-assign]
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc.localDescription.sdp
+
+    async def add_ice_candidates(self, candidates: list[tuple[str | None, int | None, str]]) -> None:
+        """Add trickled remote candidates: (sdpMid, sdpMLineIndex, candidate-attribute) each."""
+        for mid, index, line in candidates:
+            candidate = candidate_from_sdp(line)
+            candidate.sdpMid, candidate.sdpMLineIndex = mid, index
+            await self._pc.addIceCandidate(candidate)
+
+    def send_message(self, text: str) -> None:
+        """Send a JSON text message to the viewer on its input channel, if it has one open."""
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(text)
+
+    async def close(self) -> None:
+        """Leave: detach from the session and close the peer connection. Safe to call twice."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        self._callbacks.closed(self)
+        self.queue.close()
+        await self._pc.close()
+        self._closed.set()
+
+    def _on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        if state == "connected" and not self._attached and not self._closing:
+            # join the fan-out only now: packets queued before RTP can flow would arrive late
+            self._attached = True
+            self._callbacks.attach(self)
+        elif state in ("failed", "closed") and not self._closing:
+            self._close_task = asyncio.ensure_future(self.close())
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != INPUT_CHANNEL:
+            return
+        self.channel = channel
+        channel.on("message", lambda message: self._callbacks.input(self, message))
