@@ -17,6 +17,8 @@ class StepResult:
     """What one pipeline step did. Times are in seconds; a stage that did not run stays 0."""
 
     captured: bool = False
+    repeated: bool = False
+    """The source had nothing new and a keyframe was due: the last picture was encoded again."""
     packets: list[av.Packet] = field(default_factory=list)
     capture: float = 0.0
     convert: float = 0.0
@@ -53,6 +55,7 @@ class FramePipeline:
             self._last_picture = self._converter.convert(frame)
             captured_at = frame.captured_at
         elif keyframe and self._last_picture is not None:
+            result.repeated = True
             captured_at = time.time()
         else:
             return result

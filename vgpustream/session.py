@@ -29,6 +29,7 @@ class SessionStats:
     frames_captured: int = 0
     frames_encoded: int = 0
     keyframes: int = 0
+    repeated_keyframes: int = 0
     bytes_encoded: int = 0
     capture_errors: int = 0
     input_events: int = 0
@@ -173,6 +174,7 @@ class Session:
     def _publish(self, result: StepResult, now: float) -> None:
         stats = self.stats
         stats.frames_captured += result.captured
+        stats.repeated_keyframes += result.repeated
         if not result.packets:
             return
         stats.frames_encoded += 1

@@ -1,0 +1,30 @@
+"""A WHEP viewer in its own process: `python tests/receiver_process.py URL`.
+
+Prints "ready" once it has decoded a frame, then keeps receiving until killed. Tests freeze it
+with SIGSTOP to play a viewer that stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import aiohttp
+
+from vgpustream.bench.receiver import WhepReceiver
+from vgpustream.rtcnet import advertise_host_addresses
+
+
+async def main(url: str) -> None:
+    advertise_host_addresses(["127.0.0.1"])
+    async with aiohttp.ClientSession() as http:
+        receiver = WhepReceiver(url, http)
+        await receiver.connect()
+        await receiver.next_frame()
+        print("ready", flush=True)
+        while True:
+            await receiver.next_frame(timeout=60)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -1,0 +1,98 @@
+"""One encode for many viewers; a viewer that stops reading never holds the others back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import av
+
+from vgpustream.api.state import REGISTRY
+from vgpustream.encoder import EncoderSettings
+from vgpustream.fanout import PacketQueue, QueueClosed
+from vgpustream.pipeline import FramePipeline
+from vgpustream.sources.synthetic import SyntheticSource
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def encoded_packets(count: int, keyframe_every: int) -> list[av.Packet]:
+    """Real packets from the real encoder, an IDR every `keyframe_every` frames."""
+    pipeline = FramePipeline(SyntheticSource(320, 240, fps=240), EncoderSettings())
+    packets: list[av.Packet] = []
+    for i in range(count):
+        time.sleep(0.005)  # the source draws a new picture every 1/240 s
+        packets += pipeline.step(keyframe=i % keyframe_every == 0).packets
+    return packets
+
+
+async def test_queue_starts_on_a_keyframe_and_a_stalled_viewer_skips_to_the_next():
+    packets = encoded_packets(50, keyframe_every=20)
+    assert [i for i, p in enumerate(packets) if p.is_keyframe] == [0, 20, 40]
+    overflows: list[int] = []
+    queue = PacketQueue(capacity=8, on_overflow=lambda: overflows.append(1))
+    for packet in packets[1:]:  # joins after the first keyframe: waits for the next one
+        queue.push(packet)
+    # 19 dropped while waiting, then 20..27 queued, 28 overflows: queue emptied, waits again;
+    # 40 (an IDR) is taken, 41..48 fill it, 49 overflows again.
+    assert len(overflows) == 2 and len(queue) == 0
+    queue.push(packets[40])
+    assert (await queue.get()).is_keyframe
+    queue.close()
+    try:
+        await queue.get()
+    except QueueClosed:
+        pass
+    else:
+        raise AssertionError("a closed queue must raise QueueClosed")
+
+
+async def test_eight_viewers_share_one_encode(make_server, viewers):
+    # the source changes every 1/60 s and capture runs at 30 fps: every capture has a new picture
+    server = await make_server(source="synthetic:640x360@60", encoder=EncoderSettings(bitrate=1_500_000, fps=30))
+    receivers = await asyncio.gather(*(viewers(server) for _ in range(8)))
+    await asyncio.gather(*(r.next_frame() for r in receivers))
+    stats = server.app[REGISTRY].get("default").stats
+    before = stats.frames_encoded
+    results = await asyncio.gather(*(r.receive_for(4.0) for r in receivers))
+    encoded = stats.frames_encoded - before
+    assert stats.frames_encoded == stats.frames_captured + stats.repeated_keyframes
+    assert stats.repeated_keyframes <= 2, "a moving source needs no repeated keyframes"
+    assert encoded >= 100, f"only {encoded} frames encoded in 4 s"
+    for result in results:
+        decoded = len({stamp.frame for stamp in result.stamps})
+        assert decoded >= 0.9 * encoded, f"a viewer decoded {decoded} of {encoded} frames"
+
+
+async def test_a_frozen_viewer_does_not_slow_the_others(make_server, viewers):
+    server = await make_server(source="synthetic:640x360@30")
+    watchers = await asyncio.gather(*(viewers(server) for _ in range(3)))
+    frozen = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "tests" / "receiver_process.py"),
+        str(server.make_url("/whep/default")),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert (await asyncio.wait_for(frozen.stdout.readline(), 30)).strip() == b"ready"
+        session = server.app[REGISTRY].get("default")
+        assert len(session.viewers) == 4
+
+        async def frames_in(seconds: float) -> list[int]:
+            start = [w.stats.frames for w in watchers]
+            await asyncio.gather(*(w.receive_for(seconds) for w in watchers))
+            return [w.stats.frames - s for w, s in zip(watchers, start, strict=True)]
+
+        counts_before = await frames_in(3.0)
+        frozen.send_signal(signal.SIGSTOP)
+        counts_after = await frames_in(3.0)
+        for b, a in zip(counts_before, counts_after, strict=True):
+            assert b >= 80 and a >= 0.9 * b, f"frames in 3 s before the freeze {b}, after {a}"
+    finally:
+        frozen.kill()
+        await frozen.wait()

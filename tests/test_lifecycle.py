@@ -1,0 +1,75 @@
+"""Resources come back: viewers that come and go leave no fds or tasks behind; sessions stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from vgpustream.api.state import REGISTRY
+from vgpustream.bench.receiver import WhepReceiver
+
+CYCLES = 200
+BATCH = 4
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def settle(baseline: tuple[int, int], seconds: float = 10.0) -> tuple[int, int]:
+    """Fds and tasks now, after giving closing transports up to `seconds` to finish."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        now = (open_fds(), len(asyncio.all_tasks()))
+        if now <= baseline or loop.time() > deadline:
+            return now
+        await asyncio.sleep(0.2)
+
+
+async def test_viewer_churn_leaks_nothing(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    url = str(server.make_url("/whep/default"))
+
+    async def cycle() -> None:
+        receiver = WhepReceiver(url, http)
+        await receiver.connect()
+        await receiver.next_frame()  # really streamed: attached to the fan-out and decoded
+        await receiver.close()
+
+    await asyncio.gather(*(cycle() for _ in range(BATCH)))  # warm-up: lazily created pools and caches
+    baseline = await settle((0, 0), seconds=2.0)
+    for _ in range(CYCLES // BATCH):
+        await asyncio.gather(*(cycle() for _ in range(BATCH)))
+    assert session.viewers == {}
+    assert await settle(baseline) <= baseline, f"(fds, tasks) were {baseline}"
+
+
+async def test_closing_the_peer_without_delete_frees_the_viewer(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    receiver = WhepReceiver(str(server.make_url("/whep/default")), http)
+    await receiver.connect()
+    await receiver.next_frame()
+    assert len(session.viewers) == 1
+    await receiver.pc.close()  # the browser tab goes away without saying goodbye
+    for _ in range(100):
+        if not session.viewers:
+            break
+        await asyncio.sleep(0.1)
+    assert session.viewers == {}, "a viewer whose peer closed must be freed"
+
+
+async def test_mode_change_keeps_the_stream_going(make_server, viewers):
+    server = await make_server(source="synthetic:640x360@30")
+    receiver = await viewers(server)
+    assert (await receiver.next_frame()).picture.width == 640
+    server.app[REGISTRY].get("default").source.resize(480, 270)
+    for _ in range(90):
+        frame = await receiver.next_frame()
+        if (frame.picture.width, frame.picture.height) == (480, 270) and frame.stamp is not None:
+            break
+    else:
+        raise AssertionError("the stream never came back at the new size")
+    assert (await receiver.next_frame()).picture.width == 480
