@@ -1,0 +1,59 @@
+"""Debian's Chromium driven by Playwright, and reading pictures back out of it."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import av
+import numpy as np
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # the tests' network has only a loopback interface, which Chromium skips for WebRTC by default
+    "--allow-loopback-in-peer-connection",
+    # offer plain addresses, not mDNS names (nobody on loopback answers mDNS)
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[object]:
+    """A headless Chromium with a fresh profile; skips the test where Chromium or Playwright is missing."""
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests need playwright (pip)")
+    with tempfile.TemporaryDirectory(prefix="vgpustream-chromium-") as profile:
+        async with playwright_api.async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 800}
+            )
+            try:
+                yield context
+            finally:
+                await context.close()
+
+
+def png_rgb(png: bytes) -> np.ndarray:
+    """A PNG (a Playwright screenshot) as an RGB array."""
+    with av.open(io.BytesIO(png)) as container:
+        frame = next(container.decode(video=0))
+    return frame.to_ndarray(format="rgb24")
+
+
+def rgb_luma(rgb: np.ndarray) -> np.ndarray:
+    """Full-range BT.601 luma of an RGB picture, what a stamp reader needs."""
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return (rgb.astype(np.float32) @ weights).astype(np.uint8)
