@@ -38,7 +38,11 @@ async def chromium() -> AsyncIterator[object]:
     with tempfile.TemporaryDirectory(prefix="vgpustream-chromium-") as profile:
         async with playwright_api.async_playwright() as playwright:
             context = await playwright.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 800}
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 800},
             )
             try:
                 yield context

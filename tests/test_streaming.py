@@ -64,3 +64,23 @@ async def test_invalid_input_is_counted_and_dropped(make_server, viewers):
     assert (session.stats.input_events, session.stats.input_invalid) == (1, 5)
     assert "KeyA" in session.source.input_sink.keys_down
     await receiver.next_frame()  # the stream goes on
+
+
+async def test_keys_held_by_a_viewer_that_leaves_are_released(make_server, viewers, http):
+    server = await make_server(source="synthetic:320x240@30")
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    await receiver.wait_channel_open()
+    receiver.send_input({"type": "key", "code": "ShiftLeft", "down": True})
+    receiver.send_input({"type": "key", "code": "KeyQ", "down": True})
+    receiver.send_input({"type": "key", "code": "KeyQ", "down": False})
+    sink = server.app[REGISTRY].get("default").source.input_sink
+    for _ in range(50):
+        if sink.events == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert sink.keys_down == {"ShiftLeft"}
+    await receiver.close()
+    assert sink.keys_down == set(), "the key still held when the viewer left must be released"
+    async with http.get(server.make_url("/healthz")) as response:
+        assert response.status == 200

@@ -13,7 +13,7 @@ from aiortc import RTCIceServer
 
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import Full, SourceUnavailable, VgpuStreamError, bounded
-from vgpustream.input import InvalidInput, parse_input
+from vgpustream.input import InvalidInput, KeyEvent, parse_input
 from vgpustream.pipeline import FramePipeline, StepResult
 from vgpustream.sources.base import Source, SourceState
 from vgpustream.viewer import Viewer, ViewerCallbacks
@@ -119,6 +119,12 @@ class Session:
     def _forget(self, viewer: Viewer) -> None:
         self._attached.discard(viewer)
         self.viewers.pop(viewer.id, None)
+        # a viewer that leaves mid-keystroke must not leave the key stuck down in the guest
+        sink = self.source.input_sink
+        for code in sorted(viewer.keys_down):
+            if sink is not None:
+                sink.send(KeyEvent(code=code, down=False))
+        viewer.keys_down.clear()
 
     def request_keyframe(self) -> None:
         self._keyframes.request()
@@ -138,6 +144,8 @@ class Session:
             self.stats.input_refused += 1
             return
         self.stats.input_events += 1
+        if isinstance(event, KeyEvent):
+            (viewer.keys_down.add if event.down else viewer.keys_down.discard)(event.code)
         sink.send(event)
 
     async def _capture_loop(self) -> None:

@@ -87,6 +87,8 @@ class Viewer:
     def __init__(self, callbacks: ViewerCallbacks, ice_servers: list[RTCIceServer], can_control: bool) -> None:
         self.id = secrets.token_urlsafe(12)
         self.can_control = can_control
+        self.keys_down: set[str] = set()
+        """Keys this viewer holds down in the guest, released for it when it leaves."""
         self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
         self.channel: RTCDataChannel | None = None
         self._callbacks = callbacks

@@ -27,6 +27,11 @@ async def cors(request: web.Request, handler: web.RequestHandler) -> web.StreamR
     return response
 
 
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
+    return web.json_response({"status": "ok"})
+
+
 def create_app(settings: Settings, default_session: bool = True) -> web.Application:
     """The vgpustream web application; with `default_session`, session 'default' runs settings.source."""
     app = web.Application(middlewares=[cors, json_errors], client_max_size=settings.max_sdp_bytes)
@@ -42,6 +47,7 @@ def create_app(settings: Settings, default_session: bool = True) -> web.Applicat
         await registry.close()
 
     app.cleanup_ctx.append(registry_lifetime)
+    app.router.add_get("/healthz", healthz)
     whep.add_routes(app)
     sessions.add_routes(app)
     console.add_routes(app)
