@@ -1,4 +1,4 @@
-"""A WHEP viewer in its own process: `python tests/receiver_process.py URL`.
+"""A WHEP viewer in its own process: `python tests/receiver_process.py URL TOKEN`.
 
 Prints "ready" once it has decoded a frame, then keeps receiving until killed. Tests freeze it
 with SIGSTOP to play a viewer that stops reading.
@@ -15,10 +15,10 @@ from vgpustream.bench.receiver import WhepReceiver
 from vgpustream.rtcnet import advertise_host_addresses
 
 
-async def main(url: str) -> None:
+async def main(url: str, token: str) -> None:
     advertise_host_addresses(["127.0.0.1"])
     async with aiohttp.ClientSession() as http:
-        receiver = WhepReceiver(url, http)
+        receiver = WhepReceiver(url, http, token=token)
         await receiver.connect()
         await receiver.next_frame()
         print("ready", flush=True)
@@ -27,4 +27,4 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 
+from tests.conftest import OPERATOR_TOKEN
 from vgpustream.api.state import REGISTRY
 from vgpustream.encoder import EncoderSettings
 from vgpustream.fanout import PacketQueue, QueueClosed
@@ -53,7 +54,7 @@ async def test_queue_starts_on_a_keyframe_and_a_stalled_viewer_skips_to_the_next
 
 async def test_eight_viewers_share_one_encode(make_server, viewers):
     # the source changes every 1/60 s and capture runs at 30 fps: every capture has a new picture
-    server = await make_server(source="synthetic:640x360@60", encoder=EncoderSettings(bitrate=1_500_000, fps=30))
+    server = await make_server(source="synthetic:640x360@60", bitrate=1_500_000, fps=30)
     receivers = await asyncio.gather(*(viewers(server) for _ in range(8)))
     await asyncio.gather(*(r.next_frame() for r in receivers))
     stats = server.app[REGISTRY].get("default").stats
@@ -75,6 +76,7 @@ async def test_a_frozen_viewer_does_not_slow_the_others(make_server, viewers):
         sys.executable,
         str(ROOT / "tests" / "receiver_process.py"),
         str(server.make_url("/whep/default")),
+        OPERATOR_TOKEN,
         stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -84,9 +86,12 @@ async def test_a_frozen_viewer_does_not_slow_the_others(make_server, viewers):
         assert len(session.viewers) == 4
 
         async def frames_in(seconds: float) -> list[int]:
-            start = [w.stats.frames for w in watchers]
-            await asyncio.gather(*(w.receive_for(seconds) for w in watchers))
-            return [w.stats.frames - s for w, s in zip(watchers, start, strict=True)]
+            """Frames each watcher got of those captured in the next `seconds` (by their stamps)."""
+            start = time.time() * 1000
+            await asyncio.gather(*(w.receive_for(seconds + 0.5) for w in watchers))
+            return [
+                len({s.frame for s in w.stats.stamps if start <= s.time_ms < start + seconds * 1000}) for w in watchers
+            ]
 
         counts_before = await frames_in(3.0)
         frozen.send_signal(signal.SIGSTOP)

@@ -8,7 +8,6 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from vgpustream.bench.receiver import WhepError
-from vgpustream.settings import IceServer
 
 
 async def an_offer() -> str:
@@ -21,8 +20,13 @@ async def an_offer() -> str:
 
 
 async def test_post_answers_201_with_location_etag_and_ice_servers(make_server, http):
-    servers = (IceServer("stun:stun.example.net:3478"), IceServer("turn:turn.example.net", "user", "secret"))
-    server = await make_server(source="synthetic:320x240@30", ice_servers=servers)
+    server = await make_server(
+        source="synthetic:320x240@30",
+        ice_server=("stun:stun.example.net:3478", "turn:turn.example.net"),
+        turn_username="user",
+        turn_credential="secret",
+        cors_origin=("https://player.example",),
+    )
     offer = await an_offer()
     async with http.post(
         server.make_url("/whep/default"), data=offer, headers={"Content-Type": "application/sdp"}
@@ -41,10 +45,10 @@ async def test_post_answers_201_with_location_etag_and_ice_servers(make_server, 
         '<turn:turn.example.net>; rel="ice-server"; username="user"; credential="secret"; credential-type="password"',
     ]
     # OPTIONS on the endpoint: CORS and Accept-Post
-    async with http.options(server.make_url("/whep/default")) as response:
+    async with http.options(server.make_url("/whep/default"), headers={"Origin": "https://player.example"}) as response:
         assert response.status == 204
         assert response.headers["Accept-Post"] == "application/sdp"
-        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert response.headers["Access-Control-Allow-Origin"] == "https://player.example"
         assert "Location" in response.headers["Access-Control-Expose-Headers"]
         assert len(response.headers.getall("Link")) == 2
     # PATCH with a trickled candidate, then with an ICE restart (unsupported: 422), wrong If-Match: 412

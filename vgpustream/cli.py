@@ -6,89 +6,59 @@ import argparse
 import asyncio
 import json
 import logging
-import re
+import ssl
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 
-from vgpustream.api.app import create_app
+from vgpustream.api.app import AccessLogger, create_app
+from vgpustream.api.state import AUTHORITY, SETTINGS
+from vgpustream.api.tokens import links
+from vgpustream.auth import operator_tokens
 from vgpustream.bench import add_bench_parser, run_bench
-from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import VgpuStreamError
-from vgpustream.settings import DEFAULT_SOURCE, IceServer, Settings
+from vgpustream.registry import DEFAULT_SESSION
+from vgpustream.settings import DEFAULT_SOURCE, add_arguments, load_settings
 from vgpustream.snapshot import planes_json, write_snapshot
-
-_RESOLUTION = re.compile(r"(\d{2,5})x(\d{2,5})")
-
-
-def resolution(text: str) -> tuple[int, int]:
-    match = _RESOLUTION.fullmatch(text)
-    if not match:
-        raise argparse.ArgumentTypeError("resolution must look like 1920x1080")
-    return int(match[1]), int(match[2])
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the server (session 'default' on --source)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=int, default=8080, help="port to listen on (default %(default)s)")
-    p.add_argument("--source", help=f"source URL of session 'default' (default {DEFAULT_SOURCE})")
-    p.add_argument(
-        "--resolution", type=resolution, help="size of the default synthetic source, e.g. 1920x1080 (default 1280x720)"
-    )
-    p.add_argument("--fps", type=int, default=30, help="frame rate cap of capture and encoding (default %(default)s)")
-    p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate in bit/s (default %(default)s)")
-    p.add_argument(
-        "--keyframe-interval", type=float, default=2.0, help="seconds between periodic keyframes (default %(default)s)"
-    )
-    p.add_argument("--max-viewers", type=int, default=16, help="viewers per session (default %(default)s)")
-    p.add_argument("--max-sessions", type=int, default=16, help="sessions per server (default %(default)s)")
-    p.add_argument(
-        "--ice-server",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="STUN/TURN server for viewers and the server, e.g. stun:stun.example.net:3478 (repeatable)",
-    )
-    p.add_argument("--turn-username", help="username for the turn:/turns: servers")
-    p.add_argument("--turn-credential", help="credential for the turn:/turns: servers")
-    p.add_argument(
-        "--host-address",
-        action="append",
-        default=[],
-        metavar="IP",
-        help="offer only these addresses as ICE host candidates (repeatable; default: every non-loopback address)",
-    )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser = sub.add_parser("serve", help="run the server (session 'default' on --source)")
+    add_arguments(parser)
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    if args.resolution and args.source:
-        raise VgpuStreamError("--resolution sets the synthetic default source; put the size in --source instead")
-    width, height = args.resolution or (1280, 720)
-    source = args.source or f"synthetic:{width}x{height}@{args.fps}"
-    ice = tuple(
-        IceServer(url, args.turn_username, args.turn_credential) if url.startswith("turn") else IceServer(url)
-        for url in args.ice_server
+async def _startup_link(app: web.Application) -> None:
+    """Print a ready console link with a control token for session 'default', as Jupyter does."""
+    settings = app[SETTINGS]
+    scheme = "https" if settings.tls_cert else "http"
+    base = (settings.public_url or f"{scheme}://{settings.host}:{settings.port}").rstrip("/")
+    if settings.insecure_no_auth:
+        print(f"vgpustream: WARNING: no authentication (--insecure-no-auth); console at {base}/?session=default")
+        return
+    _, secret = app[AUTHORITY].issue(
+        DEFAULT_SESSION, role="control", ttl_seconds=settings.max_token_ttl, single_use=False
     )
-    return Settings(
-        host=args.host,
-        port=args.port,
-        source=source,
-        encoder=EncoderSettings(bitrate=args.bitrate, fps=args.fps, keyframe_interval=args.keyframe_interval),
-        max_sessions=args.max_sessions,
-        max_viewers=args.max_viewers,
-        ice_servers=ice,
-        host_addresses=tuple(args.host_address),
-    )
+    print(f"vgpustream: console for session 'default' (valid {settings.max_token_ttl // 3600} h):", flush=True)
+    print(f"    {links(base, DEFAULT_SESSION, secret)['console_url']}", flush=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from_args(args)
-    print(f"vgpustream: console at http://{settings.host}:{settings.port}/?session=default", flush=True)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    settings = load_settings(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.insecure_no_auth:
+        _, generated = operator_tokens(settings)
+        if generated is not None:
+            print(f"vgpustream: operator token for /api/v1 is in {generated}", flush=True)
+    ssl_context = None
+    if settings.tls_cert and settings.tls_key:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    app = create_app(settings)
+    app.on_startup.append(_startup_link)
+    web.run_app(
+        app, host=settings.host, port=settings.port, ssl_context=ssl_context, print=None, access_log_class=AccessLogger
+    )
     return 0
 
 

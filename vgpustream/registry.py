@@ -1,4 +1,4 @@
-"""The sessions a server runs, by id."""
+"""The sessions a server runs, by id, kept in step with their definitions in the store."""
 
 from __future__ import annotations
 
@@ -6,23 +6,27 @@ import asyncio
 import re
 from collections.abc import Iterator
 
-from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import Conflict, Full, NotFound, VgpuStreamError, bounded
 from vgpustream.session import Session
 from vgpustream.settings import Settings
-from vgpustream.sources import create_source
+from vgpustream.store import SessionSpec, Store
 
 SESSION_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+DEFAULT_SESSION = "default"
 
 
 class SessionRegistry:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
+        self.store = store
         self._sessions: dict[str, Session] = {}
         self._lock = asyncio.Lock()
 
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._sessions.values()))
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
     def get(self, session_id: str) -> Session:
         try:
@@ -30,33 +34,55 @@ class SessionRegistry:
         except KeyError:
             raise NotFound(f"no session {bounded(session_id, 64)}") from None
 
-    async def create(self, session_id: str, source_url: str, encoder: EncoderSettings | None = None) -> Session:
-        """Open the source and start capturing; the session is listed only once it runs."""
-        if not SESSION_ID.fullmatch(session_id):
+    async def resume(self) -> None:
+        """Start the default session (from the settings) and every session the store remembers.
+
+        Remembered sessions start even when their source cannot be opened yet (the VM may not run):
+        they show state 'lost' and keep trying.
+        """
+        default = SessionSpec(
+            DEFAULT_SESSION,
+            self.settings.default_source,
+            encoder=self.settings.encoder,
+            max_viewers=self.settings.max_viewers,
+        )
+        self._start(Session(default, self.settings.viewer_idle_timeout))
+        for spec in self.store.sessions():
+            if spec.id != DEFAULT_SESSION:
+                self._start(Session(spec, self.settings.viewer_idle_timeout))
+
+    async def create(self, spec: SessionSpec) -> Session:
+        """Open the source (its error is the caller's answer), start capturing, remember the session."""
+        if not SESSION_ID.fullmatch(spec.id):
             raise VgpuStreamError("session id must match [a-z0-9][a-z0-9_-]{0,62}")
         async with self._lock:
-            if session_id in self._sessions:
-                raise Conflict(f"session {session_id!r} exists")
+            if spec.id in self._sessions:
+                raise Conflict(f"session {spec.id!r} exists")
             if len(self._sessions) >= self.settings.max_sessions:
                 raise Full(f"the server runs its maximum of {self.settings.max_sessions} sessions")
-            session = Session(
-                session_id,
-                source_url,
-                create_source(source_url),
-                encoder or self.settings.encoder,
-                self.settings.max_viewers,
-            )
-            await session.start()
-            self._sessions[session_id] = session
+            session = Session(spec, self.settings.viewer_idle_timeout)
+            await session.open_source()
+            self.store.save_session(spec)
+            self._start(session)
             return session
+
+    async def update(self, session: Session, spec: SessionSpec) -> None:
+        await session.update(spec)
+        if spec.id != DEFAULT_SESSION:
+            self.store.save_session(spec)
 
     async def delete(self, session_id: str) -> None:
         async with self._lock:
             session = self.get(session_id)
             del self._sessions[session_id]
+            self.store.delete_session(session_id)
         await session.stop()
 
     async def close(self) -> None:
         async with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
         await asyncio.gather(*(session.stop() for session in sessions))
+
+    def _start(self, session: Session) -> None:
+        self._sessions[session.id] = session
+        session.start()

@@ -3,25 +3,44 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import dataclasses
 import logging
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiortc import RTCIceServer
 
-from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import Full, SourceUnavailable, VgpuStreamError, bounded
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
 from vgpustream.pipeline import FramePipeline, StepResult
-from vgpustream.sources.base import Source, SourceState
+from vgpustream.sources import create_source
+from vgpustream.sources.base import SourceState
+from vgpustream.store import SessionSpec
 from vgpustream.viewer import Viewer, ViewerCallbacks
 
 log = logging.getLogger(__name__)
 
 KEYFRAME_MIN_INTERVAL = 0.5  # seconds between forced IDRs, however many viewers ask
 ERROR_BACKOFF = 1.0
+RATE_WINDOW = 2.0  # seconds over which fps and bitrate are measured
+ENCODE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass
+class EncodeTimes:
+    """A histogram of encode times (seconds) in fixed buckets, for /metrics."""
+
+    bounds: tuple[float, ...] = ENCODE_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(ENCODE_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
 
 
 @dataclass
@@ -35,6 +54,23 @@ class SessionStats:
     input_events: int = 0
     input_invalid: int = 0
     input_refused: int = 0
+
+
+class RateMeter:
+    """Events and bytes per second over the last RATE_WINDOW seconds."""
+
+    def __init__(self) -> None:
+        self._events: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, size: int) -> None:
+        self._events.append((now, size))
+        while self._events and self._events[0][0] < now - RATE_WINDOW:
+            self._events.popleft()
+
+    def rates(self, now: float) -> tuple[float, float]:
+        """(events per second, bits per second)."""
+        recent = [size for t, size in self._events if t >= now - RATE_WINDOW]
+        return len(recent) / RATE_WINDOW, sum(recent) * 8 / RATE_WINDOW
 
 
 class KeyframePolicy:
@@ -67,26 +103,19 @@ class KeyframePolicy:
 class Session:
     """Captures one source at up to `fps`, encodes each changed frame once, fans packets out."""
 
-    def __init__(
-        self,
-        session_id: str,
-        source_url: str,
-        source: Source,
-        encoder: EncoderSettings,
-        max_viewers: int,
-    ) -> None:
-        self.id = session_id
-        self.source_url = source_url
-        self.source = source
-        self.encoder_settings = encoder
-        self.max_viewers = max_viewers
+    def __init__(self, spec: SessionSpec, viewer_idle_timeout: float = 30.0) -> None:
+        self.spec = spec
+        self.source = create_source(spec.source)
         self.stats = SessionStats()
+        self.encode_times = EncodeTimes()
         self.viewers: dict[str, Viewer] = {}
+        self.viewer_idle_timeout = viewer_idle_timeout
         self._attached: set[Viewer] = set()
-        self._keyframes = KeyframePolicy(encoder.keyframe_interval)
-        self._pipeline = FramePipeline(source, encoder)
-        self._encode_ms: deque[float] = deque(maxlen=120)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{session_id}")
+        self._keyframes = KeyframePolicy(spec.encoder.keyframe_interval)
+        self._pipeline = FramePipeline(self.source, spec.encoder)
+        self._rate = RateMeter()
+        self._opened = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{spec.id}")
         self._task: asyncio.Task[None] | None = None
         self._callbacks = ViewerCallbacks(
             request_keyframe=self._keyframes.request,
@@ -95,8 +124,17 @@ class Session:
             input=self._on_input,
         )
 
-    async def start(self) -> None:
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    async def open_source(self) -> None:
+        """Open the source now, raising its error (a new session should fail loudly)."""
         await self.source.open()
+        self._opened = True
+
+    def start(self) -> None:
+        """Start capturing; a source not yet open is opened by the loop, retried until it opens."""
         self._task = asyncio.create_task(self._capture_loop(), name=f"capture-{self.id}")
 
     async def stop(self) -> None:
@@ -106,15 +144,37 @@ class Session:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
-        await self.source.close()
+        if self._opened:
+            await self.source.close()
 
-    def new_viewer(self, ice_servers: list[RTCIceServer], can_control: bool = True) -> Viewer:
+    async def update(self, spec: SessionSpec) -> None:
+        """Take new settings (name, labels, encoder, viewer limit) without interrupting the stream."""
+        if spec.encoder != self.spec.encoder:
+            # on the capture thread, between two frames: the next one reopens the codec as an IDR
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._pipeline.encoder.reconfigure, spec.encoder
+            )
+            self._keyframes.interval = spec.encoder.keyframe_interval
+        self.spec = spec
+
+    def new_viewer(self, ice_servers: list[RTCIceServer], role: str, token_id: str | None = None) -> Viewer:
         """A viewer for this session (not yet connected); Full when there is no room."""
-        if len(self.viewers) >= self.max_viewers:
-            raise Full(f"session has its maximum of {self.max_viewers} viewers")
-        viewer = Viewer(self._callbacks, ice_servers, can_control)
+        if len(self.viewers) >= self.spec.max_viewers:
+            raise Full(f"session has its maximum of {self.spec.max_viewers} viewers")
+        viewer = Viewer(self._callbacks, ice_servers, role, token_id, self.viewer_idle_timeout)
         self.viewers[viewer.id] = viewer
         return viewer
+
+    def request_keyframe(self) -> None:
+        self._keyframes.request()
+
+    def rates(self) -> tuple[float, float]:
+        """Encoded frames per second and bits per second, over the last few seconds."""
+        return self._rate.rates(time.monotonic())
+
+    def _attach(self, viewer: Viewer) -> None:
+        self._attached.add(viewer)
+        self._keyframes.request()
 
     def _forget(self, viewer: Viewer) -> None:
         self._attached.discard(viewer)
@@ -125,13 +185,6 @@ class Session:
             if sink is not None:
                 sink.send(KeyEvent(code=code, down=False))
         viewer.keys_down.clear()
-
-    def request_keyframe(self) -> None:
-        self._keyframes.request()
-
-    def _attach(self, viewer: Viewer) -> None:
-        self._attached.add(viewer)
-        self._keyframes.request()
 
     def _on_input(self, viewer: Viewer, message: str | bytes) -> None:
         try:
@@ -150,12 +203,13 @@ class Session:
 
     async def _capture_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        period = 1.0 / self.encoder_settings.fps
         deadline = loop.time()
         while True:
-            now = loop.time()
-            keyframe = self._keyframes.due(now)
             try:
+                if not self._opened:
+                    await self.open_source()
+                now = loop.time()
+                keyframe = self._keyframes.due(now)
                 result = await loop.run_in_executor(self._executor, self._pipeline.step, keyframe)
             except VgpuStreamError as exc:
                 self._capture_failed(exc)
@@ -163,7 +217,7 @@ class Session:
                 deadline = loop.time()
                 continue
             self._publish(result, now)
-            deadline = max(deadline + period, loop.time())
+            deadline = max(deadline + 1.0 / self.spec.encoder.fps, loop.time())
             await asyncio.sleep(deadline - loop.time())
 
     def _capture_failed(self, exc: VgpuStreamError) -> None:
@@ -186,7 +240,8 @@ class Session:
         if not result.packets:
             return
         stats.frames_encoded += 1
-        self._encode_ms.append(result.encode * 1000)
+        self.encode_times.observe(result.encode)
+        self._rate.add(time.monotonic(), sum(packet.size for packet in result.packets))
         for packet in result.packets:
             stats.bytes_encoded += packet.size
             if packet.is_keyframe:
@@ -195,17 +250,48 @@ class Session:
             for viewer in self._attached:
                 viewer.queue.push(packet)
 
-    def to_json(self) -> dict[str, Any]:
-        encode_ms = sorted(self._encode_ms)
+    def planes_json(self) -> dict[str, Any]:
+        """Live plane metadata, the pointer, the EDID limits and the source's state."""
+        if not self._opened:
+            return {"state": self.source.state.value, "primary": None, "cursor": None, "pointer": None, "edid": None}
+        cursor = self.source.cursor()
+        limits = self.source.display_limits()
+        pointer = None
+        if cursor is not None:
+            pointer = {
+                "x": cursor.x,
+                "y": cursor.y,
+                "hot_x": cursor.hot_x,
+                "hot_y": cursor.hot_y,
+                "visible": cursor.visible,
+            }
         return {
-            "id": self.id,
-            "source": self.source_url,
             "state": self.source.state.value,
-            "planes": self.source.planes().to_json(),
+            **self.source.planes().to_json(),
+            "pointer": pointer,
+            "edid": {"max_xres": limits[0], "max_yres": limits[1]} if limits else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        spec = self.spec
+        fps, bitrate = self.rates()
+        count = self.encode_times.counts
+        encoded = sum(count)
+        return {
+            "id": spec.id,
+            "source": spec.source,
+            "name": spec.name,
+            "labels": spec.labels,
+            "encoder": dataclasses.asdict(spec.encoder),
+            "max_viewers": spec.max_viewers,
+            "state": self.source.state.value,
+            "planes": self.source.planes().to_json() if self._opened else {"primary": None, "cursor": None},
             "stats": {
                 **asdict(self.stats),
                 "viewers": len(self.viewers),
-                "encode_ms": round(encode_ms[len(encode_ms) // 2], 3) if encode_ms else None,
+                "fps": round(fps, 2),
+                "bitrate": round(bitrate),
+                "encode_ms": round(self.encode_times.total / encoded * 1000, 3) if encoded else None,
                 "dropped_packets": sum(v.queue.dropped for v in self.viewers.values()),
             },
         }

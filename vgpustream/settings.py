@@ -1,12 +1,39 @@
-"""The service's configuration, in one place."""
+"""The service's configuration, in one place: CLI flags, then VGPUSTREAM_* environment, then a TOML file.
+
+Every setting is a field of `Settings` whose metadata gives its help text; the flag (`--max-viewers`),
+the environment variable (`VGPUSTREAM_MAX_VIEWERS`) and the TOML key (`max_viewers`) all derive from
+the field's name, so `vgpustream serve --help` documents all three from this one table.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
 
 from vgpustream.encoder import EncoderSettings
+from vgpustream.errors import VgpuStreamError
 
 DEFAULT_SOURCE = "synthetic:1280x720@30"
+ENV_PREFIX = "VGPUSTREAM_"
+
+
+def _state_home() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "vgpustream"
+
+
+def setting(help_text: str, *, cli: bool = True, default: Any = None, factory: Any = None) -> Any:
+    """A Settings field with its help; `cli=False` keeps secrets off the command line (env/file only)."""
+    metadata = {"help": help_text, "cli": cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -20,15 +47,153 @@ class IceServer:
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    source: str = DEFAULT_SOURCE
-    """Source URL of the session `default` created at start-up."""
-    encoder: EncoderSettings = field(default_factory=EncoderSettings)
-    max_sessions: int = 16
-    max_viewers: int = 16
-    ice_servers: tuple[IceServer, ...] = ()
-    host_addresses: tuple[str, ...] = ()
-    """Addresses to offer as ICE host candidates (all but loopback when empty)."""
-    max_sdp_bytes: int = 32 * 1024
-    max_json_bytes: int = 16 * 1024
+    host: str = setting("address to listen on", default="127.0.0.1")
+    port: int = setting("port to listen on", default=8080)
+    source: str | None = setting(f"source URL of session 'default' (default {DEFAULT_SOURCE})")
+    resolution: str | None = setting("size of the default synthetic source, e.g. 1920x1080")
+    fps: int = setting("frame-rate cap of capture and encoding", default=30)
+    bitrate: int = setting("H.264 bitrate in bit/s", default=4_000_000)
+    keyframe_interval: float = setting("seconds between periodic keyframes", default=2.0)
+    max_sessions: int = setting("sessions per server", default=16)
+    max_viewers: int = setting("default viewers per session", default=16)
+    ice_server: tuple[str, ...] = setting(
+        "STUN/TURN server URL for viewers and the server (repeatable; comma-separated in the environment)",
+        default=(),
+    )
+    turn_username: str | None = setting("username for the turn:/turns: servers")
+    turn_credential: str | None = setting("credential for the turn:/turns: servers", cli=False)
+    host_address: tuple[str, ...] = setting(
+        "offer only these addresses as ICE host candidates (repeatable; default every non-loopback address)",
+        default=(),
+    )
+    state_dir: Path = setting("directory of the SQLite state (sessions, tokens)", factory=_state_home)
+    operator_token: str | None = setting("operator token for /api/v1", cli=False)
+    operator_token_file: Path | None = setting("file with operator tokens for /api/v1, one per line")
+    insecure_no_auth: bool = setting("serve the API and WHEP without any token (local development only)", default=False)
+    public_url: str | None = setting("base URL of console and WHEP links handed out (default: from the request)")
+    cors_origin: tuple[str, ...] = setting(
+        "origin allowed to call WHEP and the API from a browser (repeatable)", default=()
+    )
+    tls_cert: Path | None = setting("TLS certificate (PEM); serve HTTPS with --tls-key")
+    tls_key: Path | None = setting("TLS private key (PEM)")
+    token_ttl: int = setting("default lifetime of viewer tokens in seconds", default=600)
+    max_token_ttl: int = setting("longest lifetime a viewer token may be given, in seconds", default=86_400)
+    rate_limit: float = setting("token and WHEP requests per second per client address", default=5.0)
+    rate_burst: int = setting("burst of token and WHEP requests per client address", default=20)
+    viewer_idle_timeout: float = setting("seconds a viewer may stay unconnected before it is dropped", default=30.0)
+    max_sdp_bytes: int = setting("largest SDP body accepted", default=32 * 1024)
+    max_json_bytes: int = setting("largest JSON body accepted", default=16 * 1024)
+    log_level: str = setting("debug, info, warning or error", default="info")
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise VgpuStreamError("--tls-cert and --tls-key go together")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise VgpuStreamError("log level must be debug, info, warning or error")
+        for name in ("port", "max_sessions", "max_viewers", "token_ttl", "max_token_ttl", "rate_burst"):
+            if getattr(self, name) < 1:
+                raise VgpuStreamError(f"{name} must be at least 1")
+        self.encoder  # noqa: B018 - validates fps, bitrate and keyframe interval now, not at first use
+        if self.source and self.resolution:
+            raise VgpuStreamError("--resolution sizes the synthetic default source; put the size in --source instead")
+        if self.resolution and not re.fullmatch(r"\d{2,5}x\d{2,5}", self.resolution):
+            raise VgpuStreamError("resolution must look like 1920x1080")
+
+    @property
+    def default_source(self) -> str:
+        """The source URL of session 'default'."""
+        if self.source:
+            return self.source
+        return f"synthetic:{self.resolution or '1280x720'}@{self.fps}"
+
+    @property
+    def encoder(self) -> EncoderSettings:
+        return EncoderSettings(bitrate=self.bitrate, fps=self.fps, keyframe_interval=self.keyframe_interval)
+
+    @property
+    def ice_servers(self) -> tuple[IceServer, ...]:
+        return tuple(
+            IceServer(url, self.turn_username, self.turn_credential) if url.startswith("turn") else IceServer(url)
+            for url in self.ice_server
+        )
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "vgpustream.sqlite3"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_TYPES = get_type_hints(Settings)
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag for every CLI setting; defaults stay unset so that later sources can fill them."""
+    parser.add_argument("--config", type=Path, help=f"TOML file of settings (also {ENV_PREFIX}CONFIG)")
+    for name, f in _FIELDS.items():
+        if not f.metadata["cli"]:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = "" if default in (None, ()) else f" (default {default})"
+        text = f"{f.metadata['help']}{shown} [env {env_name(name)}]"
+        kind = _TYPES[name]
+        if kind is bool:
+            parser.add_argument(flag, action="store_const", const=True, default=None, help=text)
+        elif get_origin(kind) is tuple:
+            parser.add_argument(flag, action="append", default=None, metavar="VALUE", help=text)
+        else:
+            parser.add_argument(flag, default=None, metavar=name.split("_")[-1].upper(), help=text)
+    parser.epilog = (
+        "Each setting comes from its flag, else its environment variable, else the TOML file's key of the "
+        f"same name (e.g. max_viewers = 8), else its default. Secrets ({env_name('operator_token')}, "
+        f"{env_name('turn_credential')}) come from the environment or the file only."
+    )
+
+
+def load_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
+    """Settings from parsed flags, then the environment, then the TOML file; `overrides` win over all."""
+    config = args.config or environ.get(ENV_PREFIX + "CONFIG")
+    values: dict[str, Any] = _from_file(Path(config)) if config else {}
+    for name in _FIELDS:
+        if (raw := environ.get(env_name(name))) is not None:
+            values[name] = _convert(name, raw.split(",") if get_origin(_TYPES[name]) is tuple else raw)
+        if (given := getattr(args, name, None)) is not None:
+            values[name] = _convert(name, given)
+    values.update(overrides)
+    return Settings(**values)
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise VgpuStreamError(f"cannot read settings file {str(path)[:200]!r}: {exc}") from None
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise VgpuStreamError(f"unknown setting(s) in {path.name}: {', '.join(unknown[:5])}")
+    return {name: _convert(name, value) for name, value in data.items()}
+
+
+def _convert(name: str, value: Any) -> Any:
+    kind = _TYPES[name]
+    args = [a for a in get_args(kind) if a is not type(None)]
+    base = args[0] if get_origin(kind) is not tuple and args else kind
+    try:
+        if get_origin(kind) is tuple:
+            items = value if isinstance(value, list | tuple) else [value]
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        return base(value)
+    except (TypeError, ValueError):
+        raise VgpuStreamError(f"setting {name}: {str(value)[:60]!r} is not a valid {base.__name__}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,9 +85,19 @@ def check_offer(sdp: str) -> None:
 class Viewer:
     """One WebRTC peer watching a session; `close` releases the peer connection and the queue."""
 
-    def __init__(self, callbacks: ViewerCallbacks, ice_servers: list[RTCIceServer], can_control: bool) -> None:
+    def __init__(
+        self,
+        callbacks: ViewerCallbacks,
+        ice_servers: list[RTCIceServer],
+        role: str,
+        token_id: str | None = None,
+        idle_timeout: float = 30.0,
+    ) -> None:
         self.id = secrets.token_urlsafe(12)
-        self.can_control = can_control
+        self.role = role
+        self.token_id = token_id
+        self.created_at = time.time()
+        self.idle_timeout = idle_timeout
         self.keys_down: set[str] = set()
         """Keys this viewer holds down in the guest, released for it when it leaves."""
         self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
@@ -99,6 +110,23 @@ class Viewer:
         self._close_task: asyncio.Task[None] | None = None
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
+        self._idle = asyncio.get_running_loop().call_later(idle_timeout, self._idle_expired)
+
+    @property
+    def can_control(self) -> bool:
+        """Whether this viewer's keyboard and mouse reach the guest (view-only viewers' do not)."""
+        return self.role in ("control", "operator")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "token_id": self.token_id,
+            "created_at": self.created_at,
+            "state": self.connection_state,
+            "input_channel": self.channel is not None,
+            "dropped_packets": self.queue.dropped,
+        }
 
     @property
     def connection_state(self) -> str:
@@ -155,6 +183,7 @@ class Viewer:
             await self._closed.wait()
             return
         self._closing = True
+        self._idle.cancel()
         self._callbacks.closed(self)
         self.queue.close()
         await self._pc.close()
@@ -162,11 +191,23 @@ class Viewer:
 
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState
-        if state == "connected" and not self._attached and not self._closing:
-            # join the fan-out only now: packets queued before RTP can flow would arrive late
-            self._attached = True
-            self._callbacks.attach(self)
-        elif state in ("failed", "closed") and not self._closing:
+        if self._closing:
+            return
+        if state == "connected":
+            self._idle.cancel()
+            if not self._attached:
+                # join the fan-out only now: packets queued before RTP can flow would arrive late
+                self._attached = True
+                self._callbacks.attach(self)
+        elif state == "disconnected":
+            self._idle.cancel()
+            self._idle = asyncio.get_running_loop().call_later(self.idle_timeout, self._idle_expired)
+        elif state in ("failed", "closed"):
+            self._close_task = asyncio.ensure_future(self.close())
+
+    def _idle_expired(self) -> None:
+        """Not connected within the idle timeout (never, or not again): give the place back."""
+        if not self._closing and self._pc.connectionState != "connected":
             self._close_task = asyncio.ensure_future(self.close())
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:

@@ -5,50 +5,103 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
 
-from vgpustream.api import console, sessions, whep
+from vgpustream.api import console, openapi, operations, sessions, tokens, whep
 from vgpustream.api.errors import json_errors
-from vgpustream.api.state import REGISTRY, SETTINGS
+from vgpustream.api.state import AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
+from vgpustream.auth import Authority, operator_tokens
+from vgpustream.metrics import metrics_registry
+from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
 from vgpustream.rtcnet import advertise_host_addresses
 from vgpustream.settings import Settings
+from vgpustream.store import Store
 
-DEFAULT_SESSION = "default"
+API_PREFIX = "/api/v1/"
+PUBLIC_API = {openapi.PATH}
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization, If-Match",
+    "Access-Control-Expose-Headers": "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After",
+    "Access-Control-Max-Age": "600",
+}
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Method, path (never the query string: it may carry secrets), status, size and time; bounded."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %d %d %.1fms",
+            request.remote,
+            request.method,
+            request.rel_url.path[:200].encode("unicode_escape").decode(),
+            response.status,
+            response.body_length,
+            time * 1000,
+        )
+
+
+def cors_middleware(origins: tuple[str, ...]) -> web.middleware:
+    """Browsers on `origins` ("*" for any) may call WHEP and the API; others only from our own pages."""
+    allowed = set(origins)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        permitted = origin is not None and ("*" in allowed or origin in allowed)
+        if permitted and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response: web.StreamResponse = web.Response(status=204)  # a preflight, for any path
+        else:
+            response = await handler(request)
+        if permitted:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers.update(CORS_HEADERS)
+        return response
+
+    return cors
 
 
 @web.middleware
-async def cors(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
-    """Let WHEP players and control planes on other origins call us (an allowlist comes with auth)."""
-    response = await handler(request)
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization, If-Match"
-    response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After"
-    return response
+async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith(API_PREFIX) and request.path not in PUBLIC_API:
+        request.app[AUTHORITY].require_operator(request)
+    return await handler(request)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process serves requests."""
-    return web.json_response({"status": "ok"})
-
-
-def create_app(settings: Settings, default_session: bool = True) -> web.Application:
-    """The vgpustream web application; with `default_session`, session 'default' runs settings.source."""
-    app = web.Application(middlewares=[cors, json_errors], client_max_size=settings.max_sdp_bytes)
+def create_app(settings: Settings) -> web.Application:
+    """The vgpustream web application: session 'default' on settings' source, and the remembered sessions."""
+    app = web.Application(
+        middlewares=[cors_middleware(settings.cors_origin), json_errors, operator_auth],
+        client_max_size=max(settings.max_sdp_bytes, settings.max_json_bytes),
+    )
     app[SETTINGS] = settings
-    if settings.host_addresses:
-        advertise_host_addresses(settings.host_addresses)
+    app[LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
+    if settings.host_address:
+        advertise_host_addresses(settings.host_address)
 
-    async def registry_lifetime(app: web.Application) -> AsyncIterator[None]:
-        registry = app[REGISTRY] = SessionRegistry(settings)
-        if default_session:
-            await registry.create(DEFAULT_SESSION, settings.source)
+    async def state_lifetime(app: web.Application) -> AsyncIterator[None]:
+        store = app[STORE] = Store(settings.database)
+        app[AUTHORITY] = Authority(store, operator_secrets(settings), enabled=not settings.insecure_no_auth)
+        registry = app[REGISTRY] = SessionRegistry(settings, store)
+        app[operations.METRICS] = metrics_registry(registry)
+        await registry.resume()
         yield
         await registry.close()
+        store.close()
 
-    app.cleanup_ctx.append(registry_lifetime)
-    app.router.add_get("/healthz", healthz)
+    app.cleanup_ctx.append(state_lifetime)
+    operations.add_routes(app)
+    openapi.add_routes(app)
     whep.add_routes(app)
     sessions.add_routes(app)
+    tokens.add_routes(app)
     console.add_routes(app)
     return app
+
+
+def operator_secrets(settings: Settings) -> list[str]:
+    return [] if settings.insecure_no_auth else operator_tokens(settings)[0]

@@ -4,8 +4,30 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from vgpustream.auth import Authority
+from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
 from vgpustream.settings import Settings
+from vgpustream.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
 REGISTRY = web.AppKey("registry", SessionRegistry)
+AUTHORITY = web.AppKey("authority", Authority)
+LIMITER = web.AppKey("limiter", RateLimiter)
+
+
+def base_url(request: web.Request) -> str:
+    """Where links handed out should point: the configured public URL, else this request's origin."""
+    configured = request.app[SETTINGS].public_url
+    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+
+
+def rate_limit(request: web.Request) -> None:
+    """Count this request against its client's budget for the expensive endpoints.
+
+    The control plane (a valid operator token) is trusted and not limited; everyone else is,
+    which also slows down anyone guessing tokens.
+    """
+    if not request.app[AUTHORITY].from_operator(request):
+        request.app[LIMITER].check(request.remote or "unknown")

@@ -11,7 +11,7 @@ from aiortc import RTCIceServer
 from multidict import CIMultiDict
 
 from vgpustream.api.requests import read_text
-from vgpustream.api.state import REGISTRY, SETTINGS
+from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, rate_limit
 from vgpustream.errors import NotFound, VgpuStreamError
 from vgpustream.settings import IceServer
 from vgpustream.viewer import Viewer, check_offer
@@ -54,12 +54,18 @@ async def options_endpoint(request: web.Request) -> web.Response:
 
 
 async def post_offer(request: web.Request) -> web.Response:
+    """A new viewer from an SDP offer; the Bearer token decides whether its input reaches the guest."""
+    rate_limit(request)
     settings = request.app[SETTINGS]
+    authority = request.app[AUTHORITY]
     session = request.app[REGISTRY].get(request.match_info["session"])
+    authority.viewer_grant(request, session.id, consume=False)  # refuse before reading the body
     offer = await read_text(request, SDP, settings.max_sdp_bytes)
     check_offer(offer)
-    viewer = session.new_viewer(rtc_ice_servers(settings.ice_servers))
+    viewer = session.new_viewer(rtc_ice_servers(settings.ice_servers), role="view")
     try:
+        grant = authority.viewer_grant(request, session.id)  # uses up a single-use token
+        viewer.role, viewer.token_id = grant.role, grant.token_id
         answer = await viewer.answer(offer)
     except BaseException:
         await viewer.close()

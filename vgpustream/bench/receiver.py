@@ -47,8 +47,11 @@ class WhepReceiver:
     and how late (capture to decode, on the same host).
     """
 
-    def __init__(self, endpoint: str, http: aiohttp.ClientSession, input_channel: bool = True) -> None:
+    def __init__(
+        self, endpoint: str, http: aiohttp.ClientSession, input_channel: bool = True, token: str | None = None
+    ) -> None:
         self.endpoint = endpoint
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.location: str | None = None
         self.stats = ReceiverStats()
         self.latest: ReceivedFrame | None = None
@@ -73,7 +76,7 @@ class WhepReceiver:
         self._pc.addTransceiver("video", direction="recvonly")
         await self._pc.setLocalDescription(await self._pc.createOffer())
         async with self._http.post(
-            self.endpoint, data=self._pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+            self.endpoint, data=self._pc.localDescription.sdp, headers={"Content-Type": "application/sdp", **self._auth}
         ) as response:
             body = await response.text()
             if response.status != 201:
@@ -118,7 +121,7 @@ class WhepReceiver:
     async def close(self) -> None:
         """DELETE the WHEP resource (if the server still has it) and close the peer connection."""
         if self.location is not None:
-            async with self._http.delete(self.location) as response:
+            async with self._http.delete(self.location, headers=self._auth) as response:
                 await response.read()
             self.location = None
         await self._pc.close()

@@ -136,6 +136,10 @@ class Source(ABC):
         """Where input for this display goes; None for a view-only source."""
         return None
 
+    def display_limits(self) -> tuple[int, int] | None:
+        """The largest display the guest can be asked for (EDID max_xres, max_yres), where known."""
+        return None
+
     def resize(self, width: int, height: int) -> None:
         """Ask the guest for another display size (the viewer's window size)."""
         raise UnsupportedOperation("this source cannot change its display size")

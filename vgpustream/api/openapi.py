@@ -1,0 +1,347 @@
+"""The OpenAPI 3.1 description of the HTTP interface, served at /api/v1/openapi.json.
+
+A test runs schemathesis against a live server with this document, so it must say exactly what
+the handlers do: every status they answer with and the shape of every body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from vgpustream import __version__
+
+PATH = "/api/v1/openapi.json"
+
+INT = {"type": "integer"}
+TEXT = {"type": "string"}
+STATE = {"type": "string", "enum": ["starting", "streaming", "no_signal", "lost"]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None, closed: bool = True) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    schema["required"] = list(properties) if required is None else required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {
+    "400": _json(_ref("Error"), "Invalid request"),
+    "401": _json(_ref("Error"), "No credentials"),
+    "403": _json(_ref("Error"), "Credentials that do not allow this"),
+    "404": _json(_ref("Error"), "No such resource"),
+    "413": _json(_ref("Error"), "Body too large"),
+    "415": _json(_ref("Error"), "Wrong Content-Type"),
+}
+LIMITED = {"429": _json(_ref("Error"), "Too many requests; see Retry-After")}
+FULL = {"503": _json(_ref("Error"), "No room; see Retry-After")}
+NO_CONTENT = {"204": {"description": "Done"}}
+SESSION_ID = {"name": "id", "in": "path", "required": True, "schema": TEXT}
+
+
+def _operation(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"operationId": op_id, "summary": summary, "responses": responses, **extra}
+
+
+def _body(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    return {"required": True, "content": {media: {"schema": schema}}}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object({"error": _object({"code": TEXT, "message": TEXT})}),
+    "Encoder": _object(
+        {
+            "bitrate": {**INT, "minimum": 100_000, "maximum": 100_000_000},
+            "fps": {**INT, "minimum": 1, "maximum": 120},
+            "keyframe_interval": {"type": "number", "minimum": 0.5, "maximum": 60},
+        },
+        required=[],
+    ),
+    "Plane": _object(
+        {
+            "fourcc": TEXT,
+            "fourcc_code": INT,
+            "modifier": INT,
+            "width": INT,
+            "height": INT,
+            "stride": INT,
+            "size": INT,
+            "dmabuf_id": INT,
+            "region_index": INT,
+        },
+        required=["fourcc", "fourcc_code", "modifier", "width", "height", "stride", "size"],
+    ),
+    "PlaneSet": _object({"primary": _nullable(_ref("Plane")), "cursor": _nullable(_ref("Plane"))}),
+    "Planes": _object(
+        {
+            "state": STATE,
+            "primary": _nullable(_ref("Plane")),
+            "cursor": _nullable(_ref("Plane")),
+            "pointer": _nullable(
+                _object({"x": INT, "y": INT, "hot_x": INT, "hot_y": INT, "visible": {"type": "boolean"}})
+            ),
+            "edid": _nullable(_object({"max_xres": INT, "max_yres": INT})),
+        },
+    ),
+    "Stats": _object(
+        {
+            name: INT
+            for name in (
+                "frames_captured",
+                "frames_encoded",
+                "keyframes",
+                "repeated_keyframes",
+                "bytes_encoded",
+                "capture_errors",
+                "input_events",
+                "input_invalid",
+                "input_refused",
+                "viewers",
+                "bitrate",
+                "dropped_packets",
+            )
+        }
+        | {"fps": {"type": "number"}, "encode_ms": _nullable({"type": "number"})},
+    ),
+    "Session": _object(
+        {
+            "id": TEXT,
+            "source": TEXT,
+            "name": TEXT,
+            "labels": {"type": "object", "additionalProperties": TEXT},
+            "encoder": _ref("Encoder"),
+            "max_viewers": INT,
+            "state": STATE,
+            "planes": _ref("PlaneSet"),
+            "stats": _ref("Stats"),
+        },
+    ),
+    "SessionList": _object({"sessions": {"type": "array", "items": _ref("Session")}}),
+    "SessionCreate": _object(
+        {
+            "id": {**TEXT, "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+            "source": {**TEXT, "maxLength": 1024},
+            "name": {**TEXT, "maxLength": 200},
+            "labels": {"type": "object", "additionalProperties": TEXT},
+            "encoder": _ref("Encoder"),
+            "max_viewers": {**INT, "minimum": 1, "maximum": 256},
+        },
+        required=["id", "source"],
+    ),
+    "SessionUpdate": _object(
+        {
+            "name": {**TEXT, "maxLength": 200},
+            "labels": {"type": "object", "additionalProperties": TEXT},
+            "encoder": _ref("Encoder"),
+            "max_viewers": {**INT, "minimum": 1, "maximum": 256},
+        },
+        required=[],
+    ),
+    "TokenCreate": _object(
+        {
+            "role": {"type": "string", "enum": ["view", "control"]},
+            "ttl_seconds": {**INT, "minimum": 1},
+            "single_use": {"type": "boolean"},
+        },
+        required=[],
+    ),
+    "Token": _object(
+        {
+            "id": TEXT,
+            "role": TEXT,
+            "created_at": {**TEXT, "format": "date-time"},
+            "expires_at": {**TEXT, "format": "date-time"},
+            "single_use": {"type": "boolean"},
+            "used": {"type": "boolean"},
+            "revoked": {"type": "boolean"},
+        },
+    ),
+    "IssuedToken": {
+        "allOf": [
+            _ref("Token"),
+            _object({"token": TEXT, "console_url": TEXT, "whep_url": TEXT}, closed=False),
+        ]
+    },
+    "TokenList": _object({"tokens": {"type": "array", "items": _ref("Token")}}),
+    "Viewer": _object(
+        {
+            "id": TEXT,
+            "role": TEXT,
+            "token_id": _nullable(TEXT),
+            "created_at": {"type": "number"},
+            "state": TEXT,
+            "input_channel": {"type": "boolean"},
+            "dropped_packets": INT,
+        },
+    ),
+    "ViewerList": _object({"viewers": {"type": "array", "items": _ref("Viewer")}}),
+}
+
+
+def document() -> dict[str, Any]:
+    operator = [{"operator": []}]
+    session = {"parameters": [SESSION_ID]}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "vgpustream",
+            "version": __version__,
+            "description": "Control plane and WHEP signalling of vgpustream, a remote console for VMs.",
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "operator": {"type": "http", "scheme": "bearer", "description": "An operator token"},
+                "viewer": {"type": "http", "scheme": "bearer", "description": "A viewer token or an operator token"},
+            },
+        },
+        "security": operator,
+        "paths": {
+            "/api/v1/sessions": {
+                "get": _operation(
+                    "listSessions",
+                    "List sessions, optionally by label",
+                    {"200": _json(_ref("SessionList"), "The sessions"), **ERRORS},
+                    parameters=[
+                        {
+                            "name": "label",
+                            "in": "query",
+                            "required": False,
+                            "schema": {**TEXT, "pattern": "^[^=]+=.*$"},
+                            "description": "key=value; only sessions with this label",
+                        }
+                    ],
+                ),
+                "post": _operation(
+                    "createSession",
+                    "Create a session and start capturing",
+                    {"201": _json(_ref("Session"), "Created"), **ERRORS, "409": _json(_ref("Error"), "Exists"), **FULL},
+                    requestBody=_body(_ref("SessionCreate")),
+                ),
+            },
+            "/api/v1/sessions/{id}": {
+                **session,
+                "get": _operation(
+                    "getSession", "One session", {"200": _json(_ref("Session"), "The session"), **ERRORS}
+                ),
+                "patch": _operation(
+                    "updateSession",
+                    "Change name, labels, encoder settings or viewer limit live",
+                    {"200": _json(_ref("Session"), "Updated"), **ERRORS},
+                    requestBody=_body(_ref("SessionUpdate")),
+                ),
+                "delete": _operation("deleteSession", "Stop and forget a session", {**NO_CONTENT, **ERRORS}),
+            },
+            "/api/v1/sessions/{id}/planes": {
+                **session,
+                "get": _operation(
+                    "getPlanes",
+                    "Live plane metadata and source state",
+                    {"200": _json(_ref("Planes"), "Planes"), **ERRORS},
+                ),
+            },
+            "/api/v1/sessions/{id}/tokens": {
+                **session,
+                "get": _operation(
+                    "listTokens",
+                    "Viewer tokens of a session (never their secrets)",
+                    {"200": _json(_ref("TokenList"), "Tokens"), **ERRORS},
+                ),
+                "post": _operation(
+                    "createToken",
+                    "A viewer token and console link",
+                    {"201": _json(_ref("IssuedToken"), "Issued; the secret is shown only now"), **ERRORS, **LIMITED},
+                    requestBody=_body(_ref("TokenCreate")),
+                ),
+            },
+            "/api/v1/sessions/{id}/tokens/{token}": {
+                "parameters": [SESSION_ID, {"name": "token", "in": "path", "required": True, "schema": TEXT}],
+                "delete": _operation(
+                    "revokeToken", "Revoke a token and disconnect its viewers", {**NO_CONTENT, **ERRORS}
+                ),
+            },
+            "/api/v1/sessions/{id}/viewers": {
+                **session,
+                "get": _operation(
+                    "listViewers", "Viewers of a session", {"200": _json(_ref("ViewerList"), "Viewers"), **ERRORS}
+                ),
+            },
+            "/api/v1/sessions/{id}/viewers/{viewer}": {
+                "parameters": [SESSION_ID, {"name": "viewer", "in": "path", "required": True, "schema": TEXT}],
+                "delete": _operation("disconnectViewer", "Disconnect a viewer", {**NO_CONTENT, **ERRORS}),
+            },
+            "/whep/{session}": {
+                "parameters": [{"name": "session", "in": "path", "required": True, "schema": TEXT}],
+                "post": _operation(
+                    "whepOffer",
+                    "WHEP: an SDP offer in, a viewer and its SDP answer out",
+                    {
+                        "201": {
+                            "description": "The SDP answer; Location names the viewer resource",
+                            "content": {"application/sdp": {"schema": TEXT}},
+                        },
+                        **ERRORS,
+                        **LIMITED,
+                        **FULL,
+                    },
+                    security=[{"viewer": []}],
+                    requestBody=_body({**TEXT, "maxLength": 32768}, "application/sdp"),
+                ),
+            },
+            "/healthz": {
+                "get": _operation(
+                    "healthz", "Liveness", {"200": _json(_object({"status": TEXT}), "Alive")}, security=[]
+                )
+            },
+            "/readyz": {
+                "get": _operation(
+                    "readyz",
+                    "Readiness: database open, no session lost its source",
+                    {
+                        code: _json(
+                            _object(
+                                {
+                                    "status": TEXT,
+                                    "database": {"type": "boolean"},
+                                    "lost_sessions": {"type": "array", "items": TEXT},
+                                }
+                            ),
+                            text,
+                        )
+                        for code, text in (("200", "Ready"), ("503", "Not ready"))
+                    },
+                    security=[],
+                )
+            },
+            "/metrics": {
+                "get": _operation(
+                    "metrics",
+                    "Prometheus metrics",
+                    {"200": {"description": "Metrics", "content": {"text/plain": {"schema": TEXT}}}},
+                    security=[],
+                )
+            },
+        },
+    }
+
+
+async def serve_document(request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PATH, serve_document)

@@ -1,0 +1,36 @@
+"""/healthz (alive), /readyz (ready to serve) and /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from vgpustream.api.state import REGISTRY, STORE
+from vgpustream.sources.base import SourceState
+
+METRICS = web.AppKey("metrics", CollectorRegistry)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves requests."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and no session has lost its source."""
+    lost = [s.id for s in request.app[REGISTRY] if s.source.state is SourceState.LOST]
+    database = request.app[STORE].healthy()
+    ready = database and not lost
+    body = {"status": "ready" if ready else "not ready", "database": database, "lost_sessions": lost}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,95 @@
+"""Viewer tokens and viewers of a session under /api/v1/sessions/{id}/."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+
+from aiohttp import web
+
+from vgpustream.api import validate
+from vgpustream.api.requests import read_json_object
+from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
+from vgpustream.auth import ROLES
+from vgpustream.errors import NotFound
+from vgpustream.session import Session
+from vgpustream.store import TokenRecord
+
+
+def timestamp(seconds: float) -> str:
+    """RFC 3339 UTC time."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def token_json(record: TokenRecord) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "role": record.role,
+        "created_at": timestamp(record.created_at),
+        "expires_at": timestamp(record.expires_at),
+        "single_use": record.single_use,
+        "used": record.used_at is not None,
+        "revoked": record.revoked_at is not None,
+    }
+
+
+async def create_token(request: web.Request) -> web.Response:
+    """A console link for a person: a viewer token scoped to this session and a role."""
+    rate_limit(request)
+    settings = request.app[SETTINGS]
+    session = request.app[REGISTRY].get(request.match_info["id"])
+    body = await read_json_object(request, settings.max_json_bytes, {"role", "ttl_seconds", "single_use"})
+    record, secret = request.app[AUTHORITY].issue(
+        session.id,
+        role=validate.choice(body, "role", ROLES, "view"),
+        ttl_seconds=validate.integer(body, "ttl_seconds", 1, settings.max_token_ttl, settings.token_ttl),
+        single_use=validate.boolean(body, "single_use", False),
+    )
+    return web.json_response({**token_json(record), **links(base_url(request), session.id, secret)}, status=201)
+
+
+def links(base: str, session_id: str, secret: str) -> dict[str, str]:
+    """The token with where to use it. The console link carries it in the fragment, which no server sees."""
+    return {
+        "token": secret,
+        "console_url": f"{base}/?session={session_id}#token={secret}",
+        "whep_url": f"{base}/whep/{session_id}",
+    }
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    session = request.app[REGISTRY].get(request.match_info["id"])
+    return web.json_response({"tokens": [token_json(t) for t in request.app[STORE].tokens(session.id)]})
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    """Revoke a token and disconnect every viewer that came in with it."""
+    session = request.app[REGISTRY].get(request.match_info["id"])
+    token_id = request.match_info["token"]
+    if not request.app[STORE].revoke_token(session.id, token_id, time.time()):
+        raise NotFound("no such token")
+    await asyncio.gather(*(v.close() for v in list(session.viewers.values()) if v.token_id == token_id))
+    return web.Response(status=204)
+
+
+async def list_viewers(request: web.Request) -> web.Response:
+    session = request.app[REGISTRY].get(request.match_info["id"])
+    return web.json_response({"viewers": [v.to_json() for v in session.viewers.values()]})
+
+
+async def disconnect_viewer(request: web.Request) -> web.Response:
+    session: Session = request.app[REGISTRY].get(request.match_info["id"])
+    viewer = session.viewers.get(request.match_info["viewer"])
+    if viewer is None:
+        raise NotFound("no such viewer")
+    await viewer.close()
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/sessions/{id}/tokens", create_token)
+    app.router.add_get("/api/v1/sessions/{id}/tokens", list_tokens)
+    app.router.add_delete("/api/v1/sessions/{id}/tokens/{token}", revoke_token)
+    app.router.add_get("/api/v1/sessions/{id}/viewers", list_viewers)
+    app.router.add_delete("/api/v1/sessions/{id}/viewers/{viewer}", disconnect_viewer)

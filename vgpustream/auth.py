@@ -1,0 +1,173 @@
+"""Who may do what: operator tokens for the control plane, viewer tokens for one session and role.
+
+Tokens are random 256-bit secrets. Viewer tokens are stored only as SHA-256 hashes; every
+comparison of a presented secret is constant-time. No token ever reaches a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from vgpustream.errors import VgpuStreamError
+from vgpustream.settings import Settings
+from vgpustream.store import Store, TokenRecord
+
+log = logging.getLogger(__name__)
+
+ROLES = ("view", "control")
+MAX_TOKEN_LENGTH = 256
+GENERATED_TOKEN_FILE = "operator-token"
+
+
+class Unauthorized(VgpuStreamError):
+    """No credentials where some are needed (401)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(VgpuStreamError):
+    """Credentials that do not allow this request: unknown, expired, revoked, used, or for elsewhere (403)."""
+
+    code = "forbidden"
+    status = 403
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a request may do: `role` is view, control or operator."""
+
+    role: str
+    token_id: str | None = None
+
+    @property
+    def can_control(self) -> bool:
+        return self.role in ("control", "operator")
+
+
+def new_secret() -> str:
+    return "vgs_" + secrets.token_urlsafe(32)
+
+
+def token_hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The Bearer token of the Authorization header; None without one."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value or len(value) > MAX_TOKEN_LENGTH:
+        raise Forbidden("the Authorization header must be 'Bearer <token>'")
+    return value
+
+
+def operator_tokens(settings: Settings) -> tuple[list[str], Path | None]:
+    """The operator tokens from the settings, or one generated into the state directory.
+
+    Returns the tokens and, when one was generated (or read back from an earlier start), its file.
+    """
+    tokens = [settings.operator_token] if settings.operator_token else []
+    if settings.operator_token_file:
+        try:
+            lines = settings.operator_token_file.read_text().splitlines()
+        except OSError as exc:
+            raise VgpuStreamError(f"cannot read the operator token file: {exc.strerror}") from None
+        tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        if not tokens:
+            raise VgpuStreamError("the operator token file holds no token")
+    if tokens:
+        return tokens, None
+    path = settings.state_dir / GENERATED_TOKEN_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(new_secret() + "\n")
+    return [path.read_text().strip()], path
+
+
+class Authority:
+    """Checks credentials and issues viewer tokens; with `enabled` False everything is allowed."""
+
+    def __init__(self, store: Store, operator_secrets: list[str], enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._store = store
+        self._operator_hashes = [token_hash(s) for s in operator_secrets]
+
+    def _is_operator(self, secret: str) -> bool:
+        presented = token_hash(secret)
+        # compare against every operator token, always, so timing says nothing about which matched
+        return sum(hmac.compare_digest(presented, h) for h in self._operator_hashes) > 0
+
+    def from_operator(self, request: web.Request) -> bool:
+        """Whether the request carries a valid operator token."""
+        try:
+            secret = bearer_token(request)
+        except Forbidden:
+            return False
+        return secret is not None and self._is_operator(secret)
+
+    def require_operator(self, request: web.Request) -> None:
+        if not self.enabled:
+            return
+        secret = bearer_token(request)
+        if secret is None:
+            raise Unauthorized("an operator token is required (Authorization: Bearer <token>)")
+        if not self._is_operator(secret):
+            raise Forbidden("not a valid operator token")
+
+    def viewer_grant(self, request: web.Request, session_id: str, consume: bool = True) -> Grant:
+        """What the request's token allows on session `session_id`; a single-use token is used up here."""
+        if not self.enabled:
+            return Grant("control")
+        secret = bearer_token(request)
+        if secret is None:
+            raise Unauthorized("a viewer token is required (Authorization: Bearer <token>)")
+        if self._is_operator(secret):
+            return Grant("operator")
+        found = self._store.token_by_hash(token_hash(secret))
+        if found is None or not hmac.compare_digest(found[1], token_hash(secret)):
+            raise Forbidden("unknown token")
+        record = found[0]
+        now = time.time()
+        if record.session_id != session_id:
+            raise Forbidden("the token is for another session")
+        if record.revoked_at is not None:
+            raise Forbidden("the token was revoked")
+        if record.expires_at <= now:
+            raise Forbidden("the token has expired")
+        if record.single_use and (
+            record.used_at is not None or (consume and not self._store.use_token(record.id, now))
+        ):
+            raise Forbidden("the single-use token was used already")
+        return Grant(record.role, record.id)
+
+    def issue(self, session_id: str, role: str, ttl_seconds: int, single_use: bool) -> tuple[TokenRecord, str]:
+        """A new viewer token for a session: its record and its secret (shown once, never stored)."""
+        secret = new_secret()
+        now = time.time()
+        record = TokenRecord(
+            id=secrets.token_hex(8),
+            session_id=session_id,
+            role=role,
+            created_at=now,
+            expires_at=now + ttl_seconds,
+            single_use=single_use,
+            used_at=None,
+            revoked_at=None,
+        )
+        self._store.add_token(record, token_hash(secret))
+        return record, secret

@@ -1,0 +1,78 @@
+"""Prometheus metrics, read from the live sessions at scrape time (nothing is counted twice)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import accumulate
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from vgpustream.registry import SessionRegistry
+from vgpustream.sources.base import SourceState
+
+PREFIX = "vgpustream_session"
+
+
+class SessionCollector(Collector):
+    def __init__(self, sessions: SessionRegistry) -> None:
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["session"]
+        fps = GaugeMetricFamily(f"{PREFIX}_fps", "Encoded frames per second (last 2 s)", labels=labels)
+        bitrate = GaugeMetricFamily(f"{PREFIX}_bitrate_bps", "Encoded bits per second (last 2 s)", labels=labels)
+        viewers = GaugeMetricFamily(f"{PREFIX}_viewers", "Viewers of the session", labels=labels)
+        state = GaugeMetricFamily(
+            f"{PREFIX}_source_state", "1 for the source's current state", labels=[*labels, "state"]
+        )
+        counters = {
+            name: CounterMetricFamily(f"{PREFIX}_{name}", text, labels=labels)
+            for name, text in (
+                ("frames_captured", "Frames captured from the source"),
+                ("frames_encoded", "Frames encoded (once for all viewers)"),
+                ("keyframes", "Keyframes encoded"),
+                ("bytes_encoded", "Bytes of encoded video"),
+                ("capture_errors", "Failed captures"),
+                ("dropped_packets", "Packets dropped for slow viewers"),
+                ("input_invalid", "Invalid input messages dropped"),
+            )
+        }
+        encode = HistogramMetricFamily(f"{PREFIX}_encode_seconds", "Time to encode one frame", labels=labels)
+        for session in self._sessions:
+            sid = [session.id]
+            frames_per_second, bits_per_second = session.rates()
+            fps.add_metric(sid, frames_per_second)
+            bitrate.add_metric(sid, bits_per_second)
+            viewers.add_metric(sid, len(session.viewers))
+            for value in SourceState:
+                state.add_metric([session.id, value.value], float(session.source.state is value))
+            stats = session.stats
+            dropped = sum(v.queue.dropped for v in session.viewers.values())
+            values = {
+                "frames_captured": stats.frames_captured,
+                "frames_encoded": stats.frames_encoded,
+                "keyframes": stats.keyframes,
+                "bytes_encoded": stats.bytes_encoded,
+                "capture_errors": stats.capture_errors,
+                "dropped_packets": dropped,
+                "input_invalid": stats.input_invalid,
+            }
+            for name, family in counters.items():
+                family.add_metric(sid, values[name])
+            times = session.encode_times
+            cumulative = list(accumulate(times.counts))
+            buckets = [(str(bound), count) for bound, count in zip(times.bounds, cumulative, strict=False)]
+            encode.add_metric(sid, [*buckets, ("+Inf", cumulative[-1])], sum_value=times.total)
+        yield from (fps, bitrate, viewers, state, *counters.values(), encode)
+
+
+def metrics_registry(sessions: SessionRegistry) -> CollectorRegistry:
+    """A registry of its own (not the process-global one): the sessions plus the usual process metrics."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    registry.register(SessionCollector(sessions))
+    return registry

@@ -1,0 +1,183 @@
+"""Durable state in an embedded SQLite database: session definitions and viewer tokens (as hashes).
+
+Schema changes are numbered migrations applied in order; PRAGMA user_version records how far a
+database has come, so an older database is brought up to date when the server starts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vgpustream.encoder import EncoderSettings
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: sessions and tokens
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        name TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        encoder TEXT NOT NULL,
+        max_viewers INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('view', 'control')),
+        hash BLOB NOT NULL UNIQUE,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        single_use INTEGER NOT NULL,
+        used_at REAL,
+        revoked_at REAL
+    );
+    CREATE INDEX tokens_by_session ON tokens (session_id);
+    """,
+)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """What defines a session; a session can be rebuilt from it after a restart."""
+
+    id: str
+    source: str
+    name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    max_viewers: int = 16
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    id: str
+    session_id: str
+    role: str
+    created_at: float
+    expires_at: float
+    single_use: bool
+    used_at: float | None
+    revoked_at: float | None
+
+
+class Store:
+    """The database; every call is one short transaction (SQLite in WAL mode)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        for version, script in enumerate(MIGRATIONS[self.schema_version :], start=self.schema_version + 1):
+            self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {version}; COMMIT;")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def healthy(self) -> bool:
+        try:
+            self._db.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
+    # sessions
+
+    def save_session(self, spec: SessionSpec) -> None:
+        encoder = {
+            "bitrate": spec.encoder.bitrate,
+            "fps": spec.encoder.fps,
+            "keyframe_interval": spec.encoder.keyframe_interval,
+        }
+        self._db.execute(
+            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                spec.id,
+                spec.source,
+                spec.name,
+                json.dumps(spec.labels),
+                json.dumps(encoder),
+                spec.max_viewers,
+                spec.created_at,
+            ),
+        )
+
+    def delete_session(self, session_id: str) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            self._db.execute("DELETE FROM tokens WHERE session_id = ?", (session_id,))
+
+    def sessions(self) -> list[SessionSpec]:
+        rows = self._db.execute("SELECT * FROM sessions ORDER BY created_at").fetchall()
+        return [
+            SessionSpec(
+                sid, source, name, json.loads(labels), EncoderSettings(**json.loads(encoder)), max_viewers, created_at
+            )
+            for sid, source, name, labels, encoder, max_viewers, created_at in rows
+        ]
+
+    # tokens
+
+    def add_token(self, record: TokenRecord, token_hash: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                record.session_id,
+                record.role,
+                token_hash,
+                record.created_at,
+                record.expires_at,
+                int(record.single_use),
+                None,
+                None,
+            ),
+        )
+
+    def token_by_hash(self, token_hash: bytes) -> tuple[TokenRecord, bytes] | None:
+        row = self._db.execute(
+            "SELECT id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, hash "
+            "FROM tokens WHERE hash = ?",
+            (token_hash,),
+        ).fetchone()
+        if row is None:
+            return None
+        return TokenRecord(*row[:5], bool(row[5]), row[6], row[7]), row[8]
+
+    def use_token(self, token_id: str, now: float) -> bool:
+        """Mark a single-use token used; False if it was used already (atomic)."""
+        cursor = self._db.execute("UPDATE tokens SET used_at = ? WHERE id = ? AND used_at IS NULL", (now, token_id))
+        return cursor.rowcount == 1
+
+    def revoke_token(self, session_id: str, token_id: str, now: float) -> bool:
+        cursor = self._db.execute(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND session_id = ?",
+            (now, token_id, session_id),
+        )
+        return cursor.rowcount == 1
+
+    def tokens(self, session_id: str) -> list[TokenRecord]:
+        rows = self._db.execute(
+            "SELECT id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at "
+            "FROM tokens WHERE session_id = ? ORDER BY created_at",
+            (session_id,),
+        ).fetchall()
+        return [TokenRecord(*row[:5], bool(row[5]), row[6], row[7]) for row in rows]
+
+    def delete_expired_tokens(self, now: float) -> int:
+        return self._db.execute("DELETE FROM tokens WHERE expires_at < ?", (now,)).rowcount
