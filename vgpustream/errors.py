@@ -18,6 +18,8 @@ class VgpuStreamError(Exception):
 
     code = "bad_request"
     status = 400
+    retry_after: int | None = None
+    """Seconds after which a retry may succeed, for errors that are temporary."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from vgpustream.errors import Full, VgpuStreamError
+from vgpustream.errors import VgpuStreamError
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except VgpuStreamError as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Full) else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return error_response(exc.status, exc.code, exc.message, headers)
     except web.HTTPException as exc:
         if exc.status < 400:

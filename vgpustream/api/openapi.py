@@ -61,6 +61,16 @@ def _body(schema: dict[str, Any], media: str = "application/json") -> dict[str, 
     return {"required": True, "content": {media: {"schema": schema}}}
 
 
+TOKEN_FIELDS = {
+    "id": TEXT,
+    "role": TEXT,
+    "created_at": {**TEXT, "format": "date-time"},
+    "expires_at": {**TEXT, "format": "date-time"},
+    "single_use": {"type": "boolean"},
+    "used": {"type": "boolean"},
+    "revoked": {"type": "boolean"},
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": _object({"error": _object({"code": TEXT, "message": TEXT})}),
     "Encoder": _object(
@@ -159,23 +169,8 @@ SCHEMAS: dict[str, Any] = {
         },
         required=[],
     ),
-    "Token": _object(
-        {
-            "id": TEXT,
-            "role": TEXT,
-            "created_at": {**TEXT, "format": "date-time"},
-            "expires_at": {**TEXT, "format": "date-time"},
-            "single_use": {"type": "boolean"},
-            "used": {"type": "boolean"},
-            "revoked": {"type": "boolean"},
-        },
-    ),
-    "IssuedToken": {
-        "allOf": [
-            _ref("Token"),
-            _object({"token": TEXT, "console_url": TEXT, "whep_url": TEXT}, closed=False),
-        ]
-    },
+    "Token": _object(TOKEN_FIELDS),
+    "IssuedToken": _object(TOKEN_FIELDS | {"token": TEXT, "console_url": TEXT, "whep_url": TEXT}),
     "TokenList": _object({"tokens": {"type": "array", "items": _ref("Token")}}),
     "Viewer": _object(
         {

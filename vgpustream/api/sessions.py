@@ -21,7 +21,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     wanted = []
     for selector in request.query.getall("label", []):
         key, sep, value = selector.partition("=")
-        if not sep:
+        if not sep or not key:
             raise VgpuStreamError("label filters look like ?label=key=value")
         wanted.append((key, value))
     sessions = [s for s in request.app[REGISTRY] if all(s.spec.labels.get(k) == v for k, v in wanted)]

@@ -1,0 +1,169 @@
+"""Operator and viewer tokens: every way to get them wrong gets a clear 401/403, and secrets stay secret."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.conftest import OPERATOR_TOKEN
+from vgpustream.api.state import REGISTRY
+from vgpustream.bench.receiver import WhepError, WhepReceiver
+
+
+async def issue(http, server: TestServer, session: str = "default", **body) -> dict:
+    async with http.post(server.make_url(f"/api/v1/sessions/{session}/tokens"), json=body) as response:
+        assert response.status == 201, await response.text()
+        return await response.json()
+
+
+async def whep_status(anonymous, server: TestServer, token: str | None, session: str = "default") -> int:
+    receiver = WhepReceiver(str(server.make_url(f"/whep/{session}")), anonymous, token=token)
+    try:
+        await receiver.connect()
+    except WhepError as refused:
+        return refused.status
+    finally:
+        await receiver.close()
+    return 201
+
+
+async def test_operator_api_needs_the_operator_token(make_server, anonymous, http):
+    server = await make_server(source="synthetic:320x240@30")
+    url = server.make_url("/api/v1/sessions")
+    async with anonymous.get(url) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "unauthorized"
+    for header in ("Bearer wrong", "Basic dXNlcjpwYXNz", "Bearer " + "x" * 1000, "Bearer"):
+        async with anonymous.get(url, headers={"Authorization": header}) as response:
+            assert response.status == 403, header
+    viewer_token = (await issue(http, server, role="control"))["token"]
+    async with anonymous.get(url, headers={"Authorization": f"Bearer {viewer_token}"}) as response:
+        assert response.status == 403, "a viewer token is not an operator token"
+    async with anonymous.get(url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as response:
+        assert response.status == 200
+    async with anonymous.get(server.make_url("/api/v1/openapi.json")) as response:
+        assert response.status == 200, "the API description is public"
+
+
+async def test_viewer_tokens_missing_wrong_expired_revoked_reused_elsewhere(make_server, anonymous, http):
+    server = await make_server(source="synthetic:320x240@30")
+    async with http.post(server.make_url("/api/v1/sessions"), json={"id": "other", "source": "synthetic:320x240@5"}):
+        pass
+    assert await whep_status(anonymous, server, None) == 401
+    assert await whep_status(anonymous, server, "vgs_not-a-real-token") == 403
+    expiring = await issue(http, server, ttl_seconds=1)
+    assert await whep_status(anonymous, server, expiring["token"]) == 201
+    await asyncio.sleep(1.2)
+    assert await whep_status(anonymous, server, expiring["token"]) == 403
+    once = await issue(http, server, single_use=True)
+    assert await whep_status(anonymous, server, once["token"]) == 201
+    assert await whep_status(anonymous, server, once["token"]) == 403
+    elsewhere = await issue(http, server, session="other")
+    assert await whep_status(anonymous, server, elsewhere["token"]) == 403
+    assert await whep_status(anonymous, server, elsewhere["token"], session="other") == 201
+    revoked = await issue(http, server)
+    async with http.delete(server.make_url(f"/api/v1/sessions/default/tokens/{revoked['id']}")) as response:
+        assert response.status == 204
+    assert await whep_status(anonymous, server, revoked["token"]) == 403
+    async with http.get(server.make_url("/api/v1/sessions/default/tokens")) as response:
+        listed = {t["id"]: t for t in (await response.json())["tokens"]}
+    assert listed[revoked["id"]]["revoked"] and listed[once["id"]]["used"]
+    assert all("token" not in t for t in listed.values()), "secrets are shown once, at issue time"
+
+
+async def test_revoking_a_token_disconnects_its_viewers(make_server, anonymous, http):
+    server = await make_server(source="synthetic:320x240@30")
+    issued = await issue(http, server, role="control")
+    receiver = WhepReceiver(issued["whep_url"], anonymous, token=issued["token"])
+    await receiver.connect()
+    await receiver.next_frame()
+    session = server.app[REGISTRY].get("default")
+    async with http.get(server.make_url("/api/v1/sessions/default/viewers")) as response:
+        (viewer,) = (await response.json())["viewers"]
+    assert viewer["role"] == "control" and viewer["token_id"] == issued["id"]
+    async with http.delete(server.make_url(f"/api/v1/sessions/default/tokens/{issued['id']}")) as response:
+        assert response.status == 204
+    assert session.viewers == {}
+    await receiver.close()
+
+
+async def test_a_view_token_cannot_control(make_server, anonymous, http):
+    server = await make_server(source="synthetic:320x240@30")
+    issued = await issue(http, server, role="view")
+    assert issued["console_url"].endswith(f"/?session=default#token={issued['token']}")
+    receiver = WhepReceiver(issued["whep_url"], anonymous, token=issued["token"])
+    await receiver.connect()
+    await receiver.next_frame()
+    await receiver.wait_channel_open()
+    receiver.send_input({"type": "key", "code": "KeyA", "down": True})
+    session = server.app[REGISTRY].get("default")
+    for _ in range(50):
+        if session.stats.input_refused:
+            break
+        await asyncio.sleep(0.1)
+    assert (session.stats.input_refused, session.stats.input_events) == (1, 0)
+    assert session.source.input_sink.keys_down == set()
+    await receiver.close()
+
+
+async def test_disconnect_a_viewer(make_server, viewers, http):
+    server = await make_server(source="synthetic:320x240@30")
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    (viewer_id,) = server.app[REGISTRY].get("default").viewers
+    async with http.delete(server.make_url(f"/api/v1/sessions/default/viewers/{viewer_id}")) as response:
+        assert response.status == 204
+    async with http.delete(server.make_url(f"/api/v1/sessions/default/viewers/{viewer_id}")) as response:
+        assert response.status == 404
+
+
+async def test_tokens_are_stored_hashed_and_never_logged(make_server, anonymous, http, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    server = await make_server(source="synthetic:320x240@30")
+    issued = await issue(http, server)
+    assert await whep_status(anonymous, server, issued["token"]) == 201
+    assert await whep_status(anonymous, server, issued["token"] + "x") == 403
+    database = b"".join(p.read_bytes() for p in (tmp_path / "state").iterdir())
+    assert issued["token"].encode() not in database
+    assert all(issued["token"] not in record.getMessage() for record in caplog.records)
+    assert all(OPERATOR_TOKEN not in record.getMessage() for record in caplog.records)
+
+
+async def test_token_requests_are_rate_limited(make_server, anonymous, http):
+    server = await make_server(source="synthetic:320x240@30", rate_limit=1.0, rate_burst=3)
+    token = (await issue(http, server))["token"]
+    statuses = []
+    for _ in range(5):
+        async with anonymous.post(
+            server.make_url("/whep/default"),
+            data="not sdp",
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+        ) as response:
+            statuses.append(response.status)
+            retry_after = response.headers.get("Retry-After")
+    assert statuses[:3] == [400, 400, 400] and statuses[3:] == [429, 429]
+    assert retry_after is not None and int(retry_after) >= 1
+    async with http.get(server.make_url("/healthz")) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"role": "admin"}, 400, "role"),
+        ({"ttl_seconds": 0}, 400, "ttl_seconds"),
+        ({"ttl_seconds": 10**9}, 400, "ttl_seconds"),
+        ({"single_use": "yes"}, 400, "single_use"),
+        ({"colour": "red"}, 400, "unknown field"),
+    ],
+)
+async def test_bad_token_requests(make_server, http, body, status, fragment):
+    server = await make_server(source="synthetic:320x240@30")
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
+        assert response.status == status
+        assert fragment in (await response.json())["error"]["message"]
+    async with http.post(server.make_url("/api/v1/sessions/nope/tokens"), json={}) as response:
+        assert response.status == 404
