@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from vgpustream.errors import InvalidSourceUrl, bounded
@@ -19,6 +20,9 @@ def create_source(url: str) -> Source:
     """A (not yet opened) Source for `url`; InvalidSourceUrl if the URL is not one we understand."""
     if len(url) > MAX_URL_LENGTH or not url.isprintable():
         raise InvalidSourceUrl("source URL too long or not printable")
+    if ".." in re.split(r"[/:=?&,]", url):
+        # every path in a source URL names a device or socket; none needs to climb out of a folder
+        raise InvalidSourceUrl("source URL must not contain '..' path segments")
     scheme, sep, rest = url.partition(":")
     factory = _SCHEMES.get(scheme)
     if not sep or factory is None:
