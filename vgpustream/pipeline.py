@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import av
 
 from vgpustream.convert import FrameConverter
+from vgpustream.cursor import cursor_key, draw_cursor
 from vgpustream.encoder import TIME_BASE, EncoderSettings, H264Encoder
-from vgpustream.sources.base import Source
+from vgpustream.sources.base import Cursor, Source
 
 
 @dataclass
@@ -18,7 +19,8 @@ class StepResult:
 
     captured: bool = False
     repeated: bool = False
-    """The source had nothing new and a keyframe was due: the last picture was encoded again."""
+    """The source had nothing new, but a keyframe was due or the drawn-in cursor moved: the last
+    picture was encoded again."""
     packets: list[av.Packet] = field(default_factory=list)
     capture: float = 0.0
     convert: float = 0.0
@@ -33,7 +35,9 @@ class FramePipeline:
     """Pulls changed frames from a source and encodes them; not thread-safe, run it on one thread.
 
     When the source has nothing new, a requested keyframe re-encodes the last picture, so a
-    still screen still lets a new viewer start.
+    still screen still lets a new viewer start. A cursor passed to `step` is drawn into the
+    encoded picture (never into the source's buffer, which may be the guest's memory); when it
+    moves, the last picture is encoded again with the cursor in its new place.
     """
 
     def __init__(self, source: Source, settings: EncoderSettings) -> None:
@@ -41,10 +45,11 @@ class FramePipeline:
         self.encoder = H264Encoder(settings)
         self._converter = FrameConverter()
         self._last_picture: av.VideoFrame | None = None
+        self._drawn_cursor: tuple[int, int, int, bool] | None = None
         self._epoch = time.time()
         self._last_pts = -1
 
-    def step(self, keyframe: bool = False) -> StepResult:
+    def step(self, keyframe: bool = False, cursor: Cursor | None = None) -> StepResult:
         result = StepResult()
         t0 = time.perf_counter()
         frame = self.source.next_frame()
@@ -54,14 +59,16 @@ class FramePipeline:
             result.captured = True
             self._last_picture = self._converter.convert(frame)
             captured_at = frame.captured_at
-        elif keyframe and self._last_picture is not None:
+        elif self._last_picture is not None and (keyframe or cursor_key(cursor) != self._drawn_cursor):
             result.repeated = True
             captured_at = time.time()
         else:
             return result
+        self._drawn_cursor = cursor_key(cursor)
+        picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
         t2 = time.perf_counter()
         result.convert = t2 - t1 if frame is not None else 0.0
-        result.packets = self.encoder.encode(self._last_picture, self._pts(captured_at), keyframe)
+        result.packets = self.encoder.encode(picture, self._pts(captured_at), keyframe)
         result.encode = time.perf_counter() - t2
         return result
 

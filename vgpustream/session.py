@@ -14,11 +14,12 @@ from typing import Any
 
 from aiortc import RTCIceServer
 
+from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, SourceUnavailable, VgpuStreamError, bounded
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
 from vgpustream.pipeline import FramePipeline, StepResult
 from vgpustream.sources import create_source
-from vgpustream.sources.base import SourceState
+from vgpustream.sources.base import Cursor, SourceState
 from vgpustream.store import SessionSpec
 from vgpustream.viewer import Viewer, ViewerCallbacks
 
@@ -48,7 +49,7 @@ class SessionStats:
     frames_captured: int = 0
     frames_encoded: int = 0
     keyframes: int = 0
-    repeated_keyframes: int = 0
+    frames_repeated: int = 0
     bytes_encoded: int = 0
     capture_errors: int = 0
     input_events: int = 0
@@ -114,6 +115,8 @@ class Session:
         self._keyframes = KeyframePolicy(spec.encoder.keyframe_interval)
         self._pipeline = FramePipeline(self.source, spec.encoder)
         self._rate = RateMeter()
+        self._cursor_shown: tuple[tuple[int, int, int, bool] | None, bool] | None = None
+        self._cursor_image: tuple[int, str] | None = None
         self._opened = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{spec.id}")
         self._task: asyncio.Task[None] | None = None
@@ -175,6 +178,31 @@ class Session:
     def _attach(self, viewer: Viewer) -> None:
         self._attached.add(viewer)
         self._keyframes.request()
+        self._cursor_shown = None  # tell everyone again: the newcomer needs it, compositing may change
+
+    def _compositing(self) -> bool:
+        """Whether the cursor is drawn into the picture: some viewer has no channel to get it on."""
+        return any(viewer.channel is None for viewer in self._attached)
+
+    def _send_cursor(self) -> None:
+        """Tell viewers on a data channel where the cursor is, with its image when they lack it."""
+        cursor = self.source.cursor()
+        composited = self._compositing()
+        shown = (cursor_key(cursor), composited)
+        if cursor is None or shown == self._cursor_shown:
+            return
+        self._cursor_shown = shown
+        for viewer in self._attached:
+            image = None
+            if cursor.image is not None and viewer.cursor_serial != cursor.serial:
+                image = self._cursor_png(cursor)
+                viewer.cursor_serial = cursor.serial
+            viewer.send_message(cursor_message(cursor, image, composited))
+
+    def _cursor_png(self, cursor: Cursor) -> str:
+        if self._cursor_image is None or self._cursor_image[0] != cursor.serial:
+            self._cursor_image = (cursor.serial, png_data_url(cursor.image))
+        return self._cursor_image[1]
 
     def _forget(self, viewer: Viewer) -> None:
         self._attached.discard(viewer)
@@ -210,13 +238,15 @@ class Session:
                     await self.open_source()
                 now = loop.time()
                 keyframe = self._keyframes.due(now)
-                result = await loop.run_in_executor(self._executor, self._pipeline.step, keyframe)
+                drawn = self.source.cursor() if self._compositing() else None
+                result = await loop.run_in_executor(self._executor, self._pipeline.step, keyframe, drawn)
             except VgpuStreamError as exc:
                 self._capture_failed(exc)
                 await asyncio.sleep(ERROR_BACKOFF)
                 deadline = loop.time()
                 continue
             self._publish(result, now)
+            self._send_cursor()
             deadline = max(deadline + 1.0 / self.spec.encoder.fps, loop.time())
             await asyncio.sleep(deadline - loop.time())
 
@@ -236,7 +266,7 @@ class Session:
     def _publish(self, result: StepResult, now: float) -> None:
         stats = self.stats
         stats.frames_captured += result.captured
-        stats.repeated_keyframes += result.repeated
+        stats.frames_repeated += result.repeated
         if not result.packets:
             return
         stats.frames_encoded += 1

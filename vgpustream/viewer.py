@@ -98,6 +98,8 @@ class Viewer:
         self.token_id = token_id
         self.created_at = time.time()
         self.idle_timeout = idle_timeout
+        self.cursor_serial: int | None = None
+        """The serial of the cursor image this viewer was last sent."""
         self.keys_down: set[str] = set()
         """Keys this viewer holds down in the guest, released for it when it leaves."""
         self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)

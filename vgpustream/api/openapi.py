@@ -114,7 +114,7 @@ SCHEMAS: dict[str, Any] = {
                 "frames_captured",
                 "frames_encoded",
                 "keyframes",
-                "repeated_keyframes",
+                "frames_repeated",
                 "bytes_encoded",
                 "capture_errors",
                 "input_events",

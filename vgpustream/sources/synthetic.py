@@ -2,7 +2,8 @@
 
 `synthetic:1280x720@30` scrolls a page of fine, text-like glyphs by 4 pixels a frame, draws the
 frame stamp (vgpustream.stamp) and the last pointer position from the input protocol. With
-`?still=1` the picture stands still: only pointer input changes it.
+`?still=1` the picture stands still: only pointer input changes it. With `?cursor=1` the pointer is
+not drawn into the picture but offered as a cursor (a red arrow), like a guest's cursor plane.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888
 from vgpustream.input import InputEvent, KeyEvent, PointerEvent
-from vgpustream.sources.base import Frame, InputSink, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.stamp import MIN_WIDTH, Stamp, draw_stamp
 
 _SPEC = re.compile(r"(?:(\d{1,5})x(\d{1,5}))?(?:@(\d{1,3}))?")
@@ -49,12 +50,15 @@ class SyntheticInput(InputSink):
 class SyntheticSource(Source):
     """A test pattern in XRGB8888 (DRM XR24), like a guest's primary plane."""
 
-    def __init__(self, width: int = 1280, height: int = 720, fps: int = 30, still: bool = False) -> None:
+    def __init__(
+        self, width: int = 1280, height: int = 720, fps: int = 30, still: bool = False, cursor: bool = False
+    ) -> None:
         _check_size(width, height)
         if not 1 <= fps <= 240:
             raise InvalidSourceUrl("synthetic fps must be within 1..240")
         self.fps = fps
         self.still = still
+        self.has_cursor = cursor
         self._input = SyntheticInput()
         self._lock = threading.Lock()
         self._started = time.monotonic()
@@ -70,9 +74,10 @@ class SyntheticSource(Source):
         width, height, fps = match.groups()
         options = parse_qs(query)
         still = options.pop("still", ["0"])[-1] in ("1", "true", "yes")
+        cursor = options.pop("cursor", ["0"])[-1] in ("1", "true", "yes")
         if options:
-            raise InvalidSourceUrl("synthetic source takes only the option 'still'")
-        return cls(int(width or 1280), int(height or 720), int(fps or 30), still)
+            raise InvalidSourceUrl("synthetic source takes only the options 'still' and 'cursor'")
+        return cls(int(width or 1280), int(height or 720), int(fps or 30), still, cursor)
 
     def _set_size(self, width: int, height: int) -> None:
         self.width, self.height = width, height
@@ -99,7 +104,7 @@ class SyntheticSource(Source):
 
     def next_frame(self) -> Frame | None:
         with self._lock:
-            number, pointer = self.frame_number(), self._input.pointer
+            number, pointer = self.frame_number(), None if self.has_cursor else self._input.pointer
             if self._drawn == (number, pointer):
                 return None
             self.render(number, pointer)
@@ -128,6 +133,15 @@ class SyntheticSource(Source):
         color = POINTER_PRESSED if pointer.buttons else POINTER_IDLE
         self._pixels[top : cy + half + 1, left : cx + half + 1, :3] = color
 
+    def cursor(self) -> Cursor | None:
+        if not self.has_cursor:
+            return None
+        pointer = self._input.pointer
+        if pointer is None:
+            return Cursor(image=ARROW, hot_x=0, hot_y=0, x=0, y=0, visible=False, serial=1)
+        x, y = round(pointer.x * (self.width - 1)), round(pointer.y * (self.height - 1))
+        return Cursor(image=ARROW, hot_x=0, hot_y=0, x=x, y=y, visible=True, serial=1)
+
     @property
     def input_sink(self) -> SyntheticInput:
         return self._input
@@ -141,6 +155,23 @@ class SyntheticSource(Source):
 def _check_size(width: int, height: int) -> None:
     if not (MIN_WIDTH <= width <= MAX_EDGE and 64 <= height <= MAX_EDGE) or width % 2 or height % 2:
         raise InvalidSourceUrl(f"synthetic size must be even, width {MIN_WIDTH}..{MAX_EDGE}, height 64..{MAX_EDGE}")
+
+
+def _arrow() -> np.ndarray:
+    """A 12x20 BGRA arrow cursor, red with a black edge, its hotspot at the tip (0, 0)."""
+    rows = np.arange(20)[:, None]
+    cols = np.arange(12)[None, :]
+    inside = (cols <= rows * 0.6) & (rows < 17) | (rows >= 17) & (cols < 4 - (rows - 17) * 2)
+    padded = np.pad(inside, 1)
+    core = inside & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    edge = inside & ~core
+    image = np.zeros((20, 12, 4), dtype=np.uint8)
+    image[inside] = (*POINTER_IDLE, 255)
+    image[edge] = (0, 0, 0, 255)
+    return image
+
+
+ARROW = _arrow()
 
 
 def _glyph_page(width: int, height: int) -> np.ndarray:
