@@ -115,7 +115,6 @@ class Session:
         self._keyframes = KeyframePolicy(spec.encoder.keyframe_interval)
         self._pipeline = FramePipeline(self.source, spec.encoder)
         self._rate = RateMeter()
-        self._cursor_shown: tuple[tuple[int, int, int, bool] | None, bool] | None = None
         self._cursor_image: tuple[int, str] | None = None
         self._opened = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{spec.id}")
@@ -178,7 +177,6 @@ class Session:
     def _attach(self, viewer: Viewer) -> None:
         self._attached.add(viewer)
         self._keyframes.request()
-        self._cursor_shown = None  # tell everyone again: the newcomer needs it, compositing may change
 
     def _compositing(self) -> bool:
         """Whether the cursor is drawn into the picture: some viewer has no channel to get it on."""
@@ -187,17 +185,18 @@ class Session:
     def _send_cursor(self) -> None:
         """Tell viewers on a data channel where the cursor is, with its image when they lack it."""
         cursor = self.source.cursor()
+        if cursor is None:
+            return
         composited = self._compositing()
         shown = (cursor_key(cursor), composited)
-        if cursor is None or shown == self._cursor_shown:
-            return
-        self._cursor_shown = shown
         for viewer in self._attached:
-            image = None
-            if cursor.image is not None and viewer.cursor_serial != cursor.serial:
-                image = self._cursor_png(cursor)
-                viewer.cursor_serial = cursor.serial
-            viewer.send_message(cursor_message(cursor, image, composited))
+            if viewer.cursor_shown == shown:
+                continue
+            with_image = cursor.image is not None and viewer.cursor_serial != cursor.serial
+            image = self._cursor_png(cursor) if with_image else None
+            if viewer.send_message(cursor_message(cursor, image, composited)):
+                viewer.cursor_shown = shown
+                viewer.cursor_serial = cursor.serial if with_image else viewer.cursor_serial
 
     def _cursor_png(self, cursor: Cursor) -> str:
         if self._cursor_image is None or self._cursor_image[0] != cursor.serial:

@@ -100,6 +100,8 @@ class Viewer:
         self.idle_timeout = idle_timeout
         self.cursor_serial: int | None = None
         """The serial of the cursor image this viewer was last sent."""
+        self.cursor_shown: object = None
+        """What the last cursor message this viewer got said (position, image, composited)."""
         self.keys_down: set[str] = set()
         """Keys this viewer holds down in the guest, released for it when it leaves."""
         self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
@@ -174,10 +176,12 @@ class Viewer:
             candidate.sdpMid, candidate.sdpMLineIndex = mid, index
             await self._pc.addIceCandidate(candidate)
 
-    def send_message(self, text: str) -> None:
-        """Send a JSON text message to the viewer on its input channel, if it has one open."""
-        if self.channel is not None and self.channel.readyState == "open":
-            self.channel.send(text)
+    def send_message(self, text: str) -> bool:
+        """Send a JSON text message on the viewer's input channel; False if it has none open."""
+        if self.channel is None or self.channel.readyState != "open":
+            return False
+        self.channel.send(text)
+        return True
 
     async def close(self) -> None:
         """Leave: detach from the session and close the peer connection. Safe to call twice."""
