@@ -194,9 +194,11 @@ class Session:
                 continue
             with_image = cursor.image is not None and viewer.cursor_serial != cursor.serial
             image = self._cursor_png(cursor) if with_image else None
-            if viewer.send_message(cursor_message(cursor, image, composited)):
-                viewer.cursor_shown = shown
-                viewer.cursor_serial = cursor.serial if with_image else viewer.cursor_serial
+            if not viewer.send_message(cursor_message(cursor, image, composited)):
+                continue  # its channel is not open yet: try again next frame
+            viewer.cursor_shown = shown
+            if with_image:
+                viewer.cursor_serial = cursor.serial
 
     def _cursor_png(self, cursor: Cursor) -> str:
         if self._cursor_image is None or self._cursor_image[0] != cursor.serial:
