@@ -63,6 +63,9 @@ async def test_post_answers_201_with_location_etag_and_ice_servers(make_server, 
         assert (await response.json())["error"]["code"] == "ice_restart_unsupported"
     async with http.patch(server.make_url(location), data=fragment, headers={**trickle, "If-Match": '"x"'}) as response:
         assert response.status == 412
+    for bad in ("a=candidate:garbage\r\n", "a=candidate:1 1 udp x 1.2.3.4 9 typ host\r\n", "v=0\r\n"):
+        async with http.patch(server.make_url(location), data=bad, headers=trickle) as response:
+            assert response.status == 400, bad
     async with http.delete(server.make_url(location)) as response:
         assert response.status == 200
     async with http.delete(server.make_url(location)) as response:

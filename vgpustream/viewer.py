@@ -171,9 +171,15 @@ class Viewer:
 
     async def add_ice_candidates(self, candidates: list[tuple[str | None, int | None, str]]) -> None:
         """Add trickled remote candidates: (sdpMid, sdpMLineIndex, candidate-attribute) each."""
+        parsed = []
         for mid, index, line in candidates:
-            candidate = candidate_from_sdp(line)
+            try:
+                candidate = candidate_from_sdp(line)
+            except (AssertionError, ValueError, IndexError):  # what aiortc's parser raises on bad input
+                raise InvalidOffer("malformed ICE candidate in the SDP fragment") from None
             candidate.sdpMid, candidate.sdpMLineIndex = mid, index
+            parsed.append(candidate)
+        for candidate in parsed:
             await self._pc.addIceCandidate(candidate)
 
     def send_message(self, text: str) -> bool:
