@@ -1,0 +1,103 @@
+"""The web console in Debian's Chromium: it plays, the picture is the pattern, the pointer reaches the VM."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.browser import chromium, png_rgb, rgb_luma
+from vgpustream.api.state import REGISTRY
+from vgpustream.sources.synthetic import POINTER_IDLE
+from vgpustream.stamp import read_stamp
+
+pytestmark = pytest.mark.browser
+
+# page.evaluate awaits the promise (wait_for_function would take the promise itself as truthy)
+FRAMES_DECODED = """async () => {
+  const pc = window.vgpustream && window.vgpustream.pc;
+  if (!pc) return 0;
+  for (const report of (await pc.getStats()).values()) {
+    if (report.type === "inbound-rtp" && report.kind === "video") return report.framesDecoded || 0;
+  }
+  return 0;
+}"""
+
+# where the picture is drawn inside the <video> element (object-fit: contain letterboxes it)
+CONTENT_RECT = """() => {
+  const v = document.getElementById("screen");
+  const box = v.getBoundingClientRect();
+  const scale = Math.min(box.width / v.videoWidth, box.height / v.videoHeight);
+  const w = v.videoWidth * scale, h = v.videoHeight * scale;
+  return {x: box.left + (box.width - w) / 2, y: box.top + (box.height - h) / 2, w, h};
+}"""
+
+
+def picture_from(screenshot: np.ndarray, rect: dict, width: int, height: int) -> np.ndarray:
+    """The video's picture cut out of a page screenshot and sampled back to its own size."""
+    ys = (rect["y"] + (np.arange(height) + 0.5) * rect["h"] / height).astype(int)
+    xs = (rect["x"] + (np.arange(width) + 0.5) * rect["w"] / width).astype(int)
+    return screenshot[ys][:, xs]
+
+
+async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
+    server = await make_server(source="synthetic:640x360@30")
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "control"}) as response:
+        issued = await response.json()
+    async with chromium() as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto(issued["console_url"])
+        await decoded_more_than(page, 30)
+        video = page.locator("#screen")
+        assert await video.evaluate("v => [v.videoWidth, v.videoHeight]") == [640, 360]
+        assert "token" not in page.url, "the token leaves the address bar and history"
+        rect = await page.evaluate(CONTENT_RECT)
+        shot = picture_from(png_rgb(await page.screenshot()), rect, 640, 360)
+        stamp = read_stamp(rgb_luma(shot))
+        assert stamp is not None and stamp.frame > 0, "the screenshot shows the pattern with a readable stamp"
+        # the pointer over the picture at (0.75, 0.5) is drawn there by the VM (the synthetic source)
+        await page.mouse.move(rect["x"] + 0.75 * rect["w"], rect["y"] + 0.5 * rect["h"])
+        for _ in range(50):
+            shot = picture_from(png_rgb(await page.screenshot()), rect, 640, 360)
+            spot = shot[178:183, 477:483].reshape(-1, 3).mean(axis=0)
+            if np.allclose(spot, POINTER_IDLE[::-1], atol=50):
+                break
+            await page.wait_for_timeout(100)
+        else:
+            raise AssertionError(f"the pointer never showed at (480, 180); colour there {spot}")
+        # keys typed into the focused console reach the VM, and are released when focus goes
+        sink = server.app[REGISTRY].get("default").source.input_sink
+        await page.click("#stage")
+        await page.keyboard.down("KeyA")
+        await wait_until(lambda: "KeyA" in sink.keys_down)
+        await page.keyboard.up("KeyA")
+        await wait_until(lambda: not sink.keys_down)
+        # the viewer is thrown out (by the control plane): the console reconnects by itself
+        first_pc = await page.evaluate_handle("window.vgpustream.pc")
+        (viewer_id,) = server.app[REGISTRY].get("default").viewers
+        async with http.delete(server.make_url(f"/api/v1/sessions/default/viewers/{viewer_id}")) as response:
+            assert response.status == 204
+        await page.wait_for_function("pc => window.vgpustream.pc !== pc", arg=first_pc, timeout=20_000)
+        await decoded_more_than(page, 10)
+        assert await page.evaluate("window.vgpustream.state") == "playing"
+        assert errors == []
+
+
+async def decoded_more_than(page, frames: int, seconds: float = 30.0) -> None:
+    """Wait until the console's current connection has decoded more than `frames` frames."""
+    for _ in range(int(seconds / 0.1)):
+        if await page.evaluate(FRAMES_DECODED) > frames:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the console did not decode {frames} frames in {seconds} s")
+
+
+async def wait_until(condition, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
