@@ -3,12 +3,72 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
+
+from vgpustream.bench import fanout, pipeline
+from vgpustream.encoder import EncoderSettings
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("viewer counts look like 1,4,16") from None
+    if not counts or min(counts) < 1 or max(counts) > 64:
+        raise argparse.ArgumentTypeError("viewer counts must be within 1..64")
+    return counts
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure the pipeline or the fan-out")
-    p.add_subparsers(dest="bench", required=True)
+    parser = sub.add_parser("bench", help="measure the pipeline or the fan-out")
+    kinds = parser.add_subparsers(dest="bench", required=True)
+    p = kinds.add_parser("pipeline", help="ms per stage: capture, convert, encode")
+    p.add_argument("--source", help="source URL (default: synthetic at --resolution, changing every frame)")
+    p.add_argument("--resolution", default="1280x720", help="size of the synthetic source (default %(default)s)")
+    p.add_argument("--frames", type=int, default=300, help="frames to measure (default %(default)s)")
+    p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("fanout", help="server CPU and viewer frame rates for several viewer counts")
+    p.add_argument("--viewers", type=_counts, default=[1, 4, 16], help="viewer counts (default 1,4,16)")
+    p.add_argument("--seconds", type=float, default=10.0, help="measuring window per count (default %(default)s)")
+    p.add_argument("--resolution", default="1280x720", help="synthetic source size (default %(default)s)")
+    p.add_argument("--fps", type=int, default=30, help="frame rate (default %(default)s)")
+    p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    raise NotImplementedError
+    if args.bench == "pipeline":
+        # a synthetic source whose picture changes faster than the pipeline runs: every step captures
+        source = args.source or f"synthetic:{args.resolution}@240"
+        result = pipeline.run(source, args.frames, EncoderSettings(bitrate=args.bitrate), args.timeout)
+        print(json.dumps(result) if args.json else _pipeline_table(result))
+    else:
+        result = fanout.run(args.viewers, args.seconds, args.resolution, args.fps, args.bitrate)
+        print(json.dumps(result) if args.json else _fanout_table(result))
+    return 0
+
+
+def _pipeline_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['resolution']} from {result['source']}: {result['frames']} frames "
+        f"(after {result['warm_up_frames']} warm-up), ms per frame",
+        "stage       p50      p95",
+    ]
+    lines += [f"{stage:<8} {v['p50']:>7.2f}  {v['p95']:>7.2f}" for stage, v in result["stages"].items()]
+    return "\n".join(lines)
+
+
+def _fanout_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['resolution']}@{result['fps']}, {result['seconds']:.0f} s per run",
+        "viewers  server cpu/wall  fps/viewer min  mean  encoded fps  decoded fps",
+    ]
+    lines += [
+        f"{r['viewers']:>7}  {r['cpu_per_wall']:>15.3f}  {r['fps_per_viewer_min']:>14.1f}"
+        f"  {r['fps_per_viewer_mean']:>4.1f}  {r['encoded_fps']:>11.1f}  {r['decoded_fps']:>11.1f}"
+        for r in result["runs"]
+    ]
+    return "\n".join(lines)

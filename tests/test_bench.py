@@ -1,0 +1,39 @@
+"""The benchmarks run and print what they promise (their numbers are for notes, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.served import ROOT
+
+
+def bench(*args: str) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-m", "vgpustream", "bench", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
+
+
+def test_bench_pipeline_reports_every_stage():
+    result = bench("pipeline", "--resolution", "320x240", "--frames", "5")
+    assert result["resolution"] == "320x240" and result["frames"] == 5
+    assert set(result["stages"]) == {"capture", "convert", "encode", "total"}
+    for stage in result["stages"].values():
+        assert 0 < stage["p50"] <= stage["p95"]
+
+
+def test_bench_fanout_runs_each_viewer_count_with_a_decoding_viewer():
+    result = bench("fanout", "--viewers", "1,2", "--seconds", "2", "--resolution", "320x240")
+    assert [run["viewers"] for run in result["runs"]] == [1, 2]
+    for run in result["runs"]:
+        assert run["cpu_per_wall"] > 0
+        assert run["fps_per_viewer_min"] > 10, run
+        assert run["decoded_stamped_frames"] > 10, "the decoding viewer read the frame stamps"

@@ -1,0 +1,135 @@
+"""`vgpustream bench fanout`: what one session costs the server as viewers are added.
+
+For each viewer count a fresh `vgpustream serve` runs in its own process; the viewers run in two
+other processes: one decodes and reads the frame stamps back (so the picture is checked), the
+rest only count frames (see vgpustream/bench/worker.py). Over the same wall-clock window the
+server's CPU time is read from /proc, and each viewer's frames are counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+CONNECT_SECONDS = 3.0  # time given to the viewers to connect before the window opens
+CONNECT_PER_VIEWER = 0.4
+STARTUP_TIMEOUT = 30.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        try:
+            get_json(f"{base}/api/v1/sessions/default")
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError("the server did not start")
+
+
+def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="vgpustream-bench-") as state:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vgpustream",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--host-address",
+                "127.0.0.1",
+                "--insecure-no-auth",
+                "--state-dir",
+                state,
+                "--max-viewers",
+                str(viewers),
+                *server_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        workers: list[subprocess.Popen[str]] = []
+        try:
+            wait_ready(base, server)
+            start = time.time() + CONNECT_SECONDS + CONNECT_PER_VIEWER * viewers
+            window = [f"{base}/whep/default", "COUNT", str(start), str(seconds)]
+            groups = [(1, ["--decode"])] + ([(viewers - 1, [])] if viewers > 1 else [])
+            for count, flags in groups:
+                command = [sys.executable, "-m", "vgpustream.bench.worker", *window, *flags]
+                command[command.index("COUNT")] = str(count)
+                workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+            time.sleep(max(0.0, start - time.time()))
+            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+            encoded0 = get_json(f"{base}/api/v1/sessions/default")["stats"]["frames_encoded"]
+            time.sleep(seconds)
+            cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
+            encoded1 = get_json(f"{base}/api/v1/sessions/default")["stats"]["frames_encoded"]
+            reports = [json.loads(w.communicate(timeout=60 + seconds)[0]) for w in workers]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                worker.wait()
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    decoding = reports[0]["viewers"][0]
+    if decoding["stamped_frames"] == 0:
+        raise RuntimeError("the decoding viewer read no frame stamp: the pictures are not the source's")
+    rates = [v["frames"] / seconds for report in reports for v in report["viewers"]]
+    return {
+        "viewers": viewers,
+        "cpu_per_wall": round((cpu1 - cpu0) / (wall1 - wall0), 3),
+        "fps_per_viewer_min": round(min(rates), 2),
+        "fps_per_viewer_mean": round(sum(rates) / len(rates), 2),
+        "encoded_fps": round((encoded1 - encoded0) / seconds, 2),
+        "decoded_fps": round(decoding["frames"] / seconds, 2),
+        "decoded_stamped_frames": decoding["stamped_frames"],
+    }
+
+
+def run(counts: list[int], seconds: float, resolution: str, fps: int, bitrate: int) -> dict[str, Any]:
+    server_args = ["--resolution", resolution, "--fps", str(fps), "--bitrate", str(bitrate)]
+    return {
+        "resolution": resolution,
+        "fps": fps,
+        "seconds": seconds,
+        "runs": [one_run(count, seconds, server_args) for count in counts],
+    }
