@@ -84,3 +84,31 @@ async def test_keys_held_by_a_viewer_that_leaves_are_released(make_server, viewe
     assert sink.keys_down == set(), "the key still held when the viewer left must be released"
     async with http.get(server.make_url("/healthz")) as response:
         assert response.status == 200
+
+
+async def test_a_picture_loss_indication_yields_one_keyframe_soon(make_server, viewers):
+    # no periodic keyframes for a minute: every IDR after the first answers a request
+    server = await make_server(source="synthetic:320x240@30", keyframe_interval=60)
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    stats = server.app[REGISTRY].get("default").stats
+    await asyncio.sleep(1.0)
+    before = stats.keyframes
+    (rtp_receiver,) = receiver.pc.getReceivers()
+    ssrc = rtp_receiver.getSynchronizationSources()[0].source
+
+    async def keyframe_arrives() -> None:
+        # frames queued in the viewer while the test slept come first: allow for a few seconds' worth
+        for _ in range(120):
+            if (await receiver.next_frame()).picture.key_frame:
+                return
+        raise AssertionError("no keyframe within 120 frames of the request")
+
+    for _ in range(10):  # a burst of PLIs, as several viewers or a lossy link would send
+        await rtp_receiver._send_rtcp_pli(ssrc)
+    await keyframe_arrives()
+    await asyncio.sleep(1.0)
+    assert stats.keyframes == before + 1, "ten requests inside the rate limit cost one IDR"
+    await rtp_receiver._send_rtcp_pli(ssrc)
+    await keyframe_arrives()
+    assert stats.keyframes == before + 2, "a request after the rate-limit window gets its own IDR"

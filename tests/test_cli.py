@@ -1,0 +1,50 @@
+"""The command-line tools: planes and snapshot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import av
+
+from tests.served import ROOT
+from vgpustream.stamp import read_frame_stamp
+
+
+def vgpustream(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vgpustream", *args], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+
+
+def test_planes_prints_the_plane_metadata():
+    run = vgpustream("planes", "--source", "synthetic:640x480@30")
+    assert run.returncode == 0, run.stderr
+    planes = json.loads(run.stdout)
+    assert planes["state"] == "streaming" and planes["cursor"] is None
+    assert planes["primary"] == {
+        "fourcc": "XR24",
+        "fourcc_code": 0x34325258,
+        "modifier": 0,
+        "width": 640,
+        "height": 480,
+        "stride": 2560,
+        "size": 2560 * 480,
+    }
+
+
+def test_snapshot_writes_the_picture(tmp_path):
+    out = tmp_path / "shot.png"
+    run = vgpustream("snapshot", "--source", "synthetic:640x480@30", "-o", str(out))
+    assert run.returncode == 0, run.stderr
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.width, frame.height) == (640, 480)
+    assert read_frame_stamp(frame) is not None, "the PNG is the source's picture, stamp and all"
+
+
+def test_a_bad_source_url_is_a_clear_error():
+    run = vgpustream("planes", "--source", "nope:1")
+    assert run.returncode == 2
+    assert "unknown source scheme 'nope'" in run.stderr and "Traceback" not in run.stderr
