@@ -52,15 +52,17 @@ if ! podman image exists "$BASE"; then
   # TLS from inside the build may go through an intercepting proxy: trust what the host trusts
   if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
     mkdir -p "$WORK/rootfs/usr/local/share/ca-certificates"
+    # (the image installs Debian's ca-certificates, which adds these to its bundle)
     cp /usr/local/share/ca-certificates/*.crt "$WORK/rootfs/usr/local/share/ca-certificates/"
-    cat /usr/local/share/ca-certificates/*.crt >> "$WORK/rootfs/etc/ssl/certs/ca-certificates.crt" 2>/dev/null || true
   fi
   tar -C "$WORK/rootfs" -c . | podman import - "$BASE" >/dev/null
   rm -rf "$WORK/rootfs"
 fi
 
 step "building $IMAGE"
-podman build --network=host --build-arg BASE="$BASE" -f deploy/Dockerfile -t "$IMAGE" . >"$WORK/build.log" 2>&1 ||
+# --format docker: the OCI image format has no HEALTHCHECK, and podman would drop it
+podman build --format docker --network=host --build-arg BASE="$BASE" -f deploy/Dockerfile -t "$IMAGE" . \
+  >"$WORK/build.log" 2>&1 ||
   { tail -n 40 "$WORK/build.log"; exit 1; }
 
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -68,8 +70,11 @@ TOKEN=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
 cleanup() { podman rm -f "$NAME" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 step "running $NAME on port $PORT"
-podman run -d --name "$NAME" --network=host -e VGPUSTREAM_OPERATOR_TOKEN="$TOKEN" "$IMAGE" \
-  --port "$PORT" --host-address 127.0.0.1 --source synthetic:640x360@30 >/dev/null
+# the port goes in the environment, where the image's health check reads it too; periodic checks
+# need systemd timers, which this machine lacks: `podman healthcheck run` below runs the check itself
+podman run -d --name "$NAME" --network=host --health-interval=disable \
+  -e VGPUSTREAM_OPERATOR_TOKEN="$TOKEN" -e VGPUSTREAM_PORT="$PORT" "$IMAGE" \
+  --host-address 127.0.0.1 --source synthetic:640x360@30 >/dev/null
 
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
