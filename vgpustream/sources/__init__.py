@@ -8,11 +8,16 @@ from collections.abc import Callable
 from vgpustream.errors import InvalidSourceUrl, bounded
 from vgpustream.sources.base import Source
 from vgpustream.sources.synthetic import SyntheticSource
+from vgpustream.sources.vfio.device import CDEV_PATH, MDEV_UUID, SOCKET_PATH, VfioDevice
+from vgpustream.sources.vfio.url import vfio_url
 
 MAX_URL_LENGTH = 1024
 
 _SCHEMES: dict[str, Callable[[str, str], Source]] = {
     "synthetic": SyntheticSource.from_url,
+    "vfio": vfio_url("vfio", VfioDevice.open_mdev, MDEV_UUID, "<mdev-uuid>"),
+    "vfio-cdev": vfio_url("vfio-cdev", VfioDevice.open_cdev, CDEV_PATH, "/dev/vfio/devices/vfio0"),
+    "vfio-fd": vfio_url("vfio-fd", VfioDevice.receive, SOCKET_PATH, "unix:/run/vmm/vfio.sock"),
 }
 
 

@@ -1,0 +1,307 @@
+"""The VFIO display source: each frame is a query of the primary plane, then a read of its buffer.
+
+The story of one frame, as in QEMU's hw/vfio/display.c: query the plane (DMABUF or REGION, probed at
+open); an all-zero plane means the display is off; check every field the guest gave before touching
+memory; find the plane's dma-buf in a small cache keyed by dmabuf_id (or the mapped region); copy the
+pixels out between DMA_BUF_IOCTL_SYNC brackets; report nothing when neither the buffer nor its bytes
+changed. Ownership: the cache owns each dma-buf fd and mapping and closes them on eviction and close.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedFormat
+from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888, PixelFormat, fourcc_text, pixel_format
+from vgpustream.placeholder import no_signal
+from vgpustream.sources.base import Cursor, Frame, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.vfio import uapi
+from vgpustream.sources.vfio.device import Region, VfioDevice
+from vgpustream.sources.vfio.edid import EdidRegion
+from vgpustream.tiling import TILES, detile, tiled_size
+
+DMABUF_CACHE = 5  # as QEMU: a guest flips between a few buffers
+DEFAULT_MAX_EDGE = 8192
+MAX_CURSOR_EDGE = 256
+NO_HOTSPOT = 0xFFFFFFFF
+PAGE = mmap.PAGESIZE
+
+
+@dataclass
+class _Mapping:
+    """A plane buffer mapped for reading: a dma-buf (fd owned here) or a region of the device fd."""
+
+    buffer: mmap.mmap
+    size: int
+    dmabuf_fd: int | None
+
+    def close(self) -> None:
+        self.buffer.close()
+        if self.dmabuf_fd is not None:
+            os.close(self.dmabuf_fd)
+
+
+def check_plane(plane: uapi.vfio_device_gfx_plane_info, buffer_size: int, max_edge: int) -> PixelFormat:
+    """The plane's format, once every field the guest supplied is known to be sane; else a clear error."""
+    fmt = pixel_format(plane.drm_format)
+    modifier = plane.drm_format_mod
+    if modifier != DRM_FORMAT_MOD_LINEAR and modifier not in TILES:
+        raise UnsupportedFormat(f"unsupported plane {fourcc_text(plane.drm_format)} with modifier {modifier:#x}")
+    width, height, stride, size = plane.width, plane.height, plane.stride, plane.size
+    if not (1 <= width <= max_edge and 1 <= height <= max_edge):
+        raise InvalidPlane(f"plane size {width}x{height} is outside 1..{max_edge}")
+    if stride < width * fmt.bytes_per_pixel:
+        raise InvalidPlane(f"stride {stride} is less than width {width} x {fmt.bytes_per_pixel} bytes per pixel")
+    needed = stride * height if modifier == DRM_FORMAT_MOD_LINEAR else tiled_size(modifier, stride, height)
+    if needed > size:
+        raise InvalidPlane(f"stride {stride} x height {height} needs {needed} bytes, the plane has {size}")
+    if size > buffer_size:
+        raise InvalidPlane(f"plane size {size} exceeds its buffer's {buffer_size} bytes")
+    return fmt
+
+
+def plane_info(plane: uapi.vfio_device_gfx_plane_info, kind: int) -> PlaneInfo:
+    dmabuf = kind == uapi.VFIO_GFX_PLANE_TYPE_DMABUF
+    return PlaneInfo(
+        fourcc=plane.drm_format,
+        modifier=plane.drm_format_mod,
+        width=plane.width,
+        height=plane.height,
+        stride=plane.stride,
+        size=plane.size,
+        dmabuf_id=plane.dmabuf_id if dmabuf else None,
+        region_index=None if dmabuf else plane.region_index,
+    )
+
+
+class VfioSource(Source):
+    """A vGPU's display through VFIO; `opener` opens the device (by mdev UUID, cdev, or received fd)."""
+
+    def __init__(self, opener: Callable[[], VfioDevice], max_edge: int = DEFAULT_MAX_EDGE) -> None:
+        self._opener = opener
+        self.max_edge = max_edge
+        self.device: VfioDevice | None = None
+        self.kind = 0
+        self._mappings: OrderedDict[int, _Mapping] = OrderedDict()
+        self._planes = Planes(primary=None)
+        self._buffers: list[np.ndarray] = []
+        self._last_id: int | None = None
+        self._cursor: Cursor | None = None
+        self._cursor_id: int | None = None
+        self._cursor_image: np.ndarray | None = None
+        self._edid: EdidRegion | None = None
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        device = self._opener()
+        for kind in (uapi.VFIO_GFX_PLANE_TYPE_DMABUF, uapi.VFIO_GFX_PLANE_TYPE_REGION):
+            if device.supports(kind):
+                self.kind = kind
+                break
+        else:
+            device.close()
+            raise SourceUnavailable("the device exports no display planes (no gfx-plane support)")
+        self.device = device
+        self._edid = EdidRegion.find(device)
+
+    async def close(self) -> None:
+        with self._lock:
+            for mapping in self._mappings.values():
+                mapping.close()
+            self._mappings.clear()
+            if self.device is not None:
+                self.device.close()
+                self.device = None
+
+    def planes(self) -> Planes:
+        """The planes as the device describes them now (asked live, under the capture lock)."""
+        with self._lock:
+            if self.device is None:
+                return self._planes
+            primary = self._query(uapi.DRM_PLANE_TYPE_PRIMARY)
+            return Planes(
+                primary=plane_info(primary, self.kind) if primary.drm_format else None, cursor=self._planes.cursor
+            )
+
+    def display_limits(self) -> tuple[int, int] | None:
+        if self._edid is None or not all(self._edid.limits):
+            return None  # no EDID region, or one that states no maximum
+        return self._edid.limits
+
+    def resize(self, width: int, height: int) -> None:
+        if self._edid is None:
+            super().resize(width, height)
+            return
+        self._edid.set_preferred_mode(width, height)
+
+    def cursor(self) -> Cursor | None:
+        return self._cursor
+
+    @property
+    def open_dmabufs(self) -> int:
+        """How many dma-buf fds the cache holds (for tests of eviction)."""
+        return sum(m.dmabuf_fd is not None for m in self._mappings.values())
+
+    def next_frame(self) -> Frame | None:
+        with self._lock:
+            if self.device is None:
+                raise SourceUnavailable("the device is closed")
+            plane = self._query(uapi.DRM_PLANE_TYPE_PRIMARY)
+            if plane.drm_format == 0:
+                return self._no_signal()
+            mapping = self._map(plane)
+            fmt = check_plane(plane, mapping.size, self.max_edge)
+            self._planes = Planes(primary=plane_info(plane, self.kind), cursor=self._planes.cursor)
+            frame = self._read(plane, fmt, mapping)
+            self._update_cursor()
+            self.state = SourceState.STREAMING
+            return frame
+
+    def _query(self, plane_type: int) -> uapi.vfio_device_gfx_plane_info:
+        assert self.device is not None
+        try:
+            return self.device.query_plane(self.kind, plane_type)
+        except OSError as exc:
+            if exc.errno != errno.ENOMEM:
+                raise SourceUnavailable(f"cannot query the display plane: {exc.strerror}") from None
+        # some drivers (mbochs in 6.1) fail the first query after a mode change: once more
+        try:
+            return self.device.query_plane(self.kind, plane_type)
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot query the display plane: {exc.strerror}") from None
+
+    def _no_signal(self) -> Frame | None:
+        """The display is off: show the placeholder once, then nothing until a plane comes back."""
+        self._planes = Planes(primary=None)
+        if self.state is SourceState.NO_SIGNAL:
+            return None
+        self.state = SourceState.NO_SIGNAL
+        self._last_id = None
+        return Frame(pixels=no_signal(), fourcc=DRM_FORMAT_XRGB8888, captured_at=time.time())
+
+    def _map(self, plane: uapi.vfio_device_gfx_plane_info) -> _Mapping:
+        """The mapping of the plane's buffer, from the cache or newly made (evicting the oldest)."""
+        key = plane.dmabuf_id if self.kind == uapi.VFIO_GFX_PLANE_TYPE_DMABUF else -1 - plane.region_index
+        mapping = self._mappings.get(key)
+        if mapping is not None:
+            self._mappings.move_to_end(key)
+            return mapping
+        mapping = self._map_dmabuf(plane) if key >= 0 else self._map_region(plane.region_index)
+        self._mappings[key] = mapping
+        while len(self._mappings) > DMABUF_CACHE:
+            _, evicted = self._mappings.popitem(last=False)
+            evicted.close()
+        return mapping
+
+    def _map_dmabuf(self, plane: uapi.vfio_device_gfx_plane_info) -> _Mapping:
+        assert self.device is not None
+        try:
+            fd = self.device.get_dmabuf(plane.dmabuf_id)
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot export dma-buf {plane.dmabuf_id}: {exc.strerror}") from None
+        try:
+            size = os.lseek(fd, 0, os.SEEK_END)
+            if not 0 < size <= (1 << 32):
+                raise InvalidPlane(f"dma-buf {plane.dmabuf_id} has an impossible size {size}")
+            # a dma-buf can be mapped only in whole pages it fully covers
+            buffer = mmap.mmap(fd, size - size % PAGE, mmap.MAP_SHARED, mmap.PROT_READ)
+        except BaseException:
+            os.close(fd)
+            raise
+        return _Mapping(buffer, size, fd)
+
+    def _map_region(self, index: int) -> _Mapping:
+        assert self.device is not None
+        try:
+            region: Region = self.device.region(index)
+            if not region.flags & uapi.VFIO_REGION_INFO_FLAG_MMAP or not 0 < region.size <= (1 << 32):
+                raise InvalidPlane(f"region {index} cannot hold a plane (flags {region.flags:#x}, size {region.size})")
+            buffer = mmap.mmap(self.device.fd, region.size, mmap.MAP_SHARED, mmap.PROT_READ, offset=region.offset)
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot map region {index}: {exc.strerror}") from None
+        return _Mapping(buffer, region.size, None)
+
+    def _read(self, plane: uapi.vfio_device_gfx_plane_info, fmt: PixelFormat, mapping: _Mapping) -> Frame | None:
+        """Copy the pixels out (detiling if needed); None if the same buffer holds the same bytes."""
+        height, stride = plane.height, plane.stride
+        if not self._buffers or self._buffers[0].shape != (height, stride):
+            self._buffers = [np.zeros((height, stride), dtype=np.uint8) for _ in range(2)]
+            self._last_id = None
+        current, previous = self._buffers
+        source = np.frombuffer(mapping.buffer, dtype=np.uint8)
+        with _cpu_access(mapping):
+            if plane.drm_format_mod == DRM_FORMAT_MOD_LINEAR:
+                # a mapping can end before the plane does (dma-bufs map in whole pages): the rest stays black
+                visible = min(len(source), stride * height)
+                current.reshape(-1)[:visible] = source[:visible]
+            else:
+                current[:] = detile(source, plane.drm_format_mod, stride, height)
+        plane_id = plane.dmabuf_id if self.kind == uapi.VFIO_GFX_PLANE_TYPE_DMABUF else -1 - plane.region_index
+        if plane_id == self._last_id and np.array_equal(current, previous):
+            return None
+        self._last_id = plane_id
+        self._buffers.reverse()
+        pixels = current[:, : plane.width * fmt.bytes_per_pixel].reshape(height, plane.width, fmt.bytes_per_pixel)
+        return Frame(pixels=pixels, fourcc=plane.drm_format, captured_at=time.time())
+
+    def _update_cursor(self) -> None:
+        """The cursor plane, when the device has one (dma-buf devices only; its image read on change)."""
+        if self.kind != uapi.VFIO_GFX_PLANE_TYPE_DMABUF:
+            return
+        try:
+            plane = self._query(uapi.DRM_PLANE_TYPE_CURSOR)
+        except SourceUnavailable:
+            return
+        if plane.drm_format == 0 or not (0 < plane.width <= MAX_CURSOR_EDGE and 0 < plane.height <= MAX_CURSOR_EDGE):
+            self._cursor = None
+            return
+        if plane.dmabuf_id != self._cursor_id:
+            mapping = self._map(plane)
+            fmt = check_plane(plane, mapping.size, MAX_CURSOR_EDGE)
+            if fmt.bytes_per_pixel != 4:
+                raise UnsupportedFormat(f"cursor plane in {fourcc_text(plane.drm_format)}; expected a 32-bit format")
+            rows = np.frombuffer(mapping.buffer, dtype=np.uint8)[: plane.stride * plane.height]
+            with _cpu_access(mapping):
+                image = rows.reshape(plane.height, plane.stride)[:, : plane.width * 4].reshape(plane.height, -1, 4)
+                self._cursor_image = image.copy()
+            self._cursor_id = plane.dmabuf_id
+        hot_x = 0 if plane.x_hot == NO_HOTSPOT else min(plane.x_hot, plane.width - 1)
+        hot_y = 0 if plane.y_hot == NO_HOTSPOT else min(plane.y_hot, plane.height - 1)
+        self._cursor = Cursor(
+            image=self._cursor_image,
+            hot_x=hot_x,
+            hot_y=hot_y,
+            x=ctypes.c_int32(plane.x_pos).value,  # positions may be negative (partly off-screen)
+            y=ctypes.c_int32(plane.y_pos).value,
+            visible=True,
+            serial=plane.dmabuf_id,
+        )
+        self._planes = Planes(primary=self._planes.primary, cursor=plane_info(plane, self.kind))
+
+
+class _cpu_access:
+    """DMA_BUF_IOCTL_SYNC START/END around CPU reads of a dma-buf (regions need no bracket)."""
+
+    def __init__(self, mapping: _Mapping) -> None:
+        self.fd = mapping.dmabuf_fd
+
+    def _sync(self, when: int) -> None:
+        if self.fd is not None:
+            fcntl.ioctl(self.fd, uapi.DMA_BUF_IOCTL_SYNC, uapi.dma_buf_sync(flags=when | uapi.DMA_BUF_SYNC_READ))
+
+    def __enter__(self) -> None:
+        self._sync(uapi.DMA_BUF_SYNC_START)
+
+    def __exit__(self, *_: object) -> None:
+        self._sync(uapi.DMA_BUF_SYNC_END)

@@ -1,0 +1,35 @@
+"""Source URLs of VFIO devices: `vfio:<mdev-uuid>`, `vfio-cdev:/dev/vfio/devices/vfioN`, `vfio-fd:unix:PATH`.
+
+Options: `?max_edge=N` (largest plane width or height accepted from the guest, default 8192).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from urllib.parse import parse_qs
+
+from vgpustream.errors import InvalidSourceUrl
+from vgpustream.sources.base import Source
+from vgpustream.sources.vfio.device import VfioDevice
+from vgpustream.sources.vfio.source import DEFAULT_MAX_EDGE, VfioSource
+
+MAX_EDGE_LIMIT = 16384
+
+
+def vfio_url(
+    scheme: str, opener: Callable[[str], VfioDevice], target: re.Pattern[str], example: str
+) -> Callable[[str, str], Source]:
+    """A source factory for one VFIO URL scheme; the device is opened when the source is."""
+
+    def create(spec: str, query: str) -> Source:
+        if not target.fullmatch(spec):
+            raise InvalidSourceUrl(f"{scheme}: source URLs look like {scheme}:{example}")
+        path = spec.removeprefix("unix:")
+        options = parse_qs(query)
+        edge = options.pop("max_edge", [str(DEFAULT_MAX_EDGE)])[-1]
+        if options or not edge.isdigit() or not 64 <= int(edge) <= MAX_EDGE_LIMIT:
+            raise InvalidSourceUrl(f"{scheme}: takes only the option max_edge=64..{MAX_EDGE_LIMIT}")
+        return VfioSource(lambda: opener(path), max_edge=int(edge))
+
+    return create
