@@ -25,7 +25,13 @@ ENV_PREFIX = "VGPUSTREAM_"
 
 
 def _state_home() -> Path:
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "vgpustream"
+    """The per-user state directory; a user without a home (a systemd DynamicUser) gets ./state."""
+    if os.environ.get("XDG_STATE_HOME"):
+        return Path(os.environ["XDG_STATE_HOME"]) / "vgpustream"
+    try:
+        return Path.home() / ".local" / "state" / "vgpustream"
+    except RuntimeError:  # no HOME and no passwd entry
+        return Path("state").absolute()
 
 
 def setting(help_text: str, *, cli: bool = True, default: Any = None, factory: Any = None) -> Any:

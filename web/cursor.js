@@ -11,16 +11,17 @@ export class RemoteCursor {
     this.image = null;
   }
 
-  /** Apply one cursor message. */
+  /** Apply one {"type":"cursor"} message; the image comes only when it changes. */
   update(message) {
     if (message.image) this.image = message;
     if (message.composited || !message.visible) {
       this.element.style.cursor = message.composited ? "none" : "default";
     } else if (this.image) {
-      this.element.style.cursor = `url(${this.image.image}) ${message.hot_x} ${message.hot_y}, default`;
+      this.element.style.cursor = `url("${this.image.image}") ${message.hot_x} ${message.hot_y}, default`;
     }
   }
 
+  /** Back to the browser's cursor, for a new connection (which sends its image afresh). */
   reset() {
     this.image = null;
     this.element.style.cursor = "";

@@ -1,12 +1,16 @@
 /**
  * Keyboard, pointer and wheel capture on the console's stage, sent as the input protocol:
  * {"type":"key","code","down"}, {"type":"pointer","x","y","buttons"} (x, y in 0..1 of the
- * picture), {"type":"wheel","dx","dy"}.
+ * picture), {"type":"wheel","dx","dy"} (whole pixels).
  */
 
 const LINE_PIXELS = 16;
 
-/** Where the picture is drawn inside a <video> with object-fit: contain. */
+/**
+ * Where the picture is drawn inside a <video> with object-fit: contain (the box minus letterboxing).
+ * @param {HTMLVideoElement} video
+ * @returns {{left: number, top: number, width: number, height: number}} in client coordinates
+ */
 export function contentRect(video) {
   const box = video.getBoundingClientRect();
   if (!video.videoWidth || !video.videoHeight) return box;
@@ -18,36 +22,38 @@ export function contentRect(video) {
 
 const clamp = (value) => Math.min(1, Math.max(0, value));
 
+/** Turns DOM events on the stage into input messages; keys only while the stage has focus. */
 export class InputCapture {
   /**
    * @param {HTMLElement} stage focusable element around the video; keys are captured while it has focus
-   * @param {HTMLVideoElement} video
-   * @param {(event: object) => void} send
+   * @param {HTMLVideoElement} video the picture pointer positions are relative to
+   * @param {(message: object) => void} send sends one message (or drops it while there is no channel)
    */
   constructor(stage, video, send) {
     this.stage = stage;
     this.video = video;
     this.send = send;
+    /** KeyboardEvent.code of every key the VM was told is down. */
     this.held = new Set();
     this.pendingPointer = null;
-    this.listeners = [
-      [stage, "pointermove", (e) => this.pointer(e, false)],
-      [stage, "pointerdown", (e) => { stage.focus(); this.pointer(e, true); }],
-      [stage, "pointerup", (e) => this.pointer(e, true)],
-      [stage, "wheel", (e) => this.wheel(e), { passive: false }],
-      [stage, "contextmenu", (e) => e.preventDefault()],
-      [stage, "keydown", (e) => this.key(e, true)],
-      [stage, "keyup", (e) => this.key(e, false)],
-      [stage, "blur", () => this.releaseAll()],
-      [document, "visibilitychange", () => document.hidden && this.releaseAll()],
-    ];
-    for (const [target, type, handler, options] of this.listeners) target.addEventListener(type, handler, options);
-  }
-
-  /** Stop capturing, releasing every key still held. */
-  detach() {
-    this.releaseAll();
-    for (const [target, type, handler, options] of this.listeners) target.removeEventListener(type, handler, options);
+    this.frameRequested = false;
+    // a touchpad scrolls in fractions of a pixel: keep the rest for the next event
+    this.wheelRest = { x: 0, y: 0 };
+    stage.addEventListener("pointermove", (e) => this.pointer(e, false));
+    stage.addEventListener("pointerdown", (e) => {
+      stage.focus();
+      // a drag that leaves the stage must still deliver its button release
+      stage.setPointerCapture(e.pointerId);
+      this.pointer(e, true);
+    });
+    stage.addEventListener("pointerup", (e) => this.pointer(e, true));
+    stage.addEventListener("pointercancel", (e) => this.pointer(e, true));
+    stage.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
+    stage.addEventListener("contextmenu", (e) => e.preventDefault());
+    stage.addEventListener("keydown", (e) => this.key(e, true));
+    stage.addEventListener("keyup", (e) => this.key(e, false));
+    stage.addEventListener("blur", () => this.releaseAll());
+    document.addEventListener("visibilitychange", () => document.hidden && this.releaseAll());
   }
 
   pointer(event, now) {
@@ -61,7 +67,6 @@ export class InputCapture {
     if (now) {
       this.flushPointer();
     } else if (!this.frameRequested) {
-      // at most one move per animation frame
       this.frameRequested = true;
       requestAnimationFrame(() => this.flushPointer());
     }
@@ -75,26 +80,37 @@ export class InputCapture {
 
   wheel(event) {
     event.preventDefault();
-    const unit = event.deltaMode === 1 ? LINE_PIXELS : event.deltaMode === 2 ? this.stage.clientHeight : 1;
-    const dx = Math.round(event.deltaX * unit);
-    const dy = Math.round(event.deltaY * unit);
+    const unit = [1, LINE_PIXELS, this.stage.clientHeight][event.deltaMode] ?? 1;
+    const x = this.wheelRest.x + event.deltaX * unit;
+    const y = this.wheelRest.y + event.deltaY * unit;
+    const dx = Math.trunc(x);
+    const dy = Math.trunc(y);
+    this.wheelRest = { x: x - dx, y: y - dy };
     if (dx || dy) this.send({ type: "wheel", dx, dy });
   }
 
   key(event, down) {
+    // composition (IME) events carry no code; they are not ours to send
     if (!event.code) return;
     event.preventDefault();
-    if (down) this.held.add(event.code);
-    else this.held.delete(event.code);
+    if (down) {
+      this.held.add(event.code);
+    } else if (!this.held.delete(event.code)) {
+      return; // pressed before the stage had focus: the VM never saw it go down
+    }
     this.send({ type: "key", code: event.code, down });
   }
 
-  /** Press and release a combination, e.g. ["ControlLeft", "AltLeft", "Delete"]. */
+  /**
+   * Press and release a combination the browser would not let through, e.g. Ctrl+Alt+Delete.
+   * @param {string[]} codes KeyboardEvent.code values, pressed in order and released in reverse
+   */
   combo(codes) {
     for (const code of codes) this.send({ type: "key", code, down: true });
     for (const code of [...codes].reverse()) this.send({ type: "key", code, down: false });
   }
 
+  /** Tell the VM every key still held is up (focus or the connection went away). */
   releaseAll() {
     for (const code of this.held) this.send({ type: "key", code, down: false });
     this.held.clear();

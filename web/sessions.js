@@ -1,63 +1,90 @@
 /** The session list: what runs on this server, each with a link to its console. */
 
-const REFRESH_MS = 3000;
-export const TOKEN_KEY = "vgpustream:operator";
+import { errorOf, HttpError } from "./http.js";
 
-function cell(row, text) {
-  const td = row.insertCell();
-  td.textContent = text;
-  return td;
+const REFRESH_MS = 3000;
+
+/** sessionStorage key of the operator token, which the console also uses when its link has none. */
+export const OPERATOR_TOKEN_KEY = "vgpustream:operator";
+
+/**
+ * The sessions the API lists.
+ * @param {string|null} token operator token, sent as a Bearer token when given
+ * @returns {Promise<object[]>}
+ */
+async function fetchSessions(token) {
+  const response = await fetch("/api/v1/sessions", { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  if (!response.ok) throw await errorOf(response);
+  return (await response.json()).sessions;
 }
 
-/** Show the list in `root`, refreshing it; asks for an operator token when the API wants one. */
-export function showSessions(root, operatorToken) {
+/** One table row; fields the contract leaves optional (name, fps) show as "–" when absent. */
+function sessionRow(table, session) {
+  const row = table.insertRow();
+  row.dataset.session = session.id;
+  const link = document.createElement("a");
+  link.href = `/?session=${encodeURIComponent(session.id)}`;
+  link.textContent = session.name || session.id;
+  if (session.name) link.title = session.id;
+  row.insertCell().append(link);
+  const primary = session.planes?.primary;
+  const fps = session.stats?.fps;
+  for (const text of [
+    session.source,
+    session.state,
+    primary ? `${primary.width}×${primary.height} ${primary.fourcc}` : "–",
+    String(session.stats?.viewers ?? "–"),
+    typeof fps === "number" ? fps.toFixed(1) : "–",
+  ]) {
+    row.insertCell().textContent = text;
+  }
+  row.cells[2].className = `state ${session.state}`;
+}
+
+/**
+ * Show the list in `root` and keep it current; asks for an operator token when the API wants one.
+ * @param {HTMLElement} root the #sessions element
+ * @param {string|null} token the operator token, if this tab has one
+ */
+export function showSessions(root, token) {
   const table = root.querySelector("#session-table tbody");
   const status = root.querySelector("#sessions-status");
   const form = root.querySelector("#operator-form");
-  let token = operatorToken || sessionStorage.getItem(TOKEN_KEY);
+  let operatorToken = token;
   root.hidden = false;
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    token = root.querySelector("#operator-token").value.trim();
-    sessionStorage.setItem(TOKEN_KEY, token);
+    operatorToken = root.querySelector("#operator-token").value.trim();
+    sessionStorage.setItem(OPERATOR_TOKEN_KEY, operatorToken);
     form.hidden = true;
     refresh();
   });
 
   async function refresh() {
-    const headers = token ? { Authorization: `Bearer ${token}` } : {};
-    let response;
+    let sessions;
     try {
-      response = await fetch("/api/v1/sessions", { headers });
+      sessions = await fetchSessions(operatorToken);
     } catch (error) {
-      status.textContent = `cannot reach the server: ${error.message}`;
+      if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
+        form.hidden = false;
+        status.textContent = `${error.message} – enter an operator token, or open a console link.`;
+      } else {
+        status.textContent = `cannot list sessions: ${error.message}`;
+      }
+      status.classList.add("error");
       return;
     }
-    if (response.status === 401 || response.status === 403) {
-      status.textContent = "The session list needs an operator token (or open a console link).";
-      form.hidden = false;
-      return;
-    }
-    const { sessions } = await response.json();
+    status.classList.remove("error");
     status.textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
     table.replaceChildren();
-    for (const session of sessions) {
-      const row = table.insertRow();
-      const link = document.createElement("a");
-      link.href = `/?session=${encodeURIComponent(session.id)}`;
-      link.textContent = session.name || session.id;
-      row.insertCell().append(link);
-      cell(row, session.source);
-      cell(row, session.state);
-      const primary = session.planes.primary;
-      cell(row, primary ? `${primary.width}×${primary.height} ${primary.fourcc}` : "–");
-      cell(row, String(session.stats.viewers));
-      cell(row, session.stats.fps.toFixed(1));
-    }
+    for (const session of sessions) sessionRow(table, session);
   }
 
-  refresh();
-  setInterval(() => form.hidden && refresh(), REFRESH_MS);
+  async function poll() {
+    // while the token form is up there is nothing new to ask with
+    if (form.hidden) await refresh();
+    setTimeout(poll, REFRESH_MS);
+  }
+  poll();
 }
-

@@ -2,34 +2,50 @@
 
 const INTERVAL_MS = 1000;
 
-/** The numbers the overlay shows, from two getStats() reports a known time apart. */
-export function summarize(report, previous, seconds) {
-  let video = null;
-  let pair = null;
+/** The candidate pair ICE chose: the transport's selected pair, else a nominated one that works. */
+function selectedPair(report) {
   for (const entry of report.values()) {
-    if (entry.type === "inbound-rtp" && entry.kind === "video") video = entry;
-    if (entry.type === "candidate-pair" && entry.nominated && entry.state === "succeeded") pair = entry;
+    if (entry.type === "transport" && entry.selectedCandidatePairId) return report.get(entry.selectedCandidatePairId);
   }
+  for (const entry of report.values()) {
+    if (entry.type === "candidate-pair" && entry.nominated && entry.state === "succeeded") return entry;
+  }
+  return null;
+}
+
+/**
+ * The numbers the overlay shows, from a getStats() report and the video's inbound-rtp entry of
+ * the report taken `seconds` earlier (rates are 0 without one).
+ * @param {RTCStatsReport} report
+ * @param {object|null} previous the earlier inbound-rtp entry, from the same connection
+ * @param {number} seconds
+ * @returns {object|null} null while nothing is received yet
+ */
+export function summarize(report, previous, seconds) {
+  const video = [...report.values()].find((entry) => entry.type === "inbound-rtp" && entry.kind === "video");
   if (!video) return null;
-  const before = previous || video;
+  const rate = (key, scale = 1) => (previous && seconds > 0 ? ((video[key] - previous[key]) * scale) / seconds : 0);
+  const rtt = selectedPair(report)?.currentRoundTripTime;
   return {
-    fps: seconds ? (video.framesDecoded - before.framesDecoded) / seconds : 0,
-    kbps: seconds ? ((video.bytesReceived - before.bytesReceived) * 8) / seconds / 1000 : 0,
-    rttMs: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,
+    fps: rate("framesDecoded"),
+    kbps: rate("bytesReceived", 8 / 1000),
+    rttMs: rtt === undefined ? null : rtt * 1000,
     width: video.frameWidth,
     height: video.frameHeight,
-    decoded: video.framesDecoded,
-    dropped: video.framesDropped || 0,
-    lost: video.packetsLost || 0,
+    decoded: video.framesDecoded ?? 0,
+    dropped: video.framesDropped ?? 0,
+    lost: video.packetsLost ?? 0,
     video,
   };
 }
 
+/** The overlay element, refreshed every second while shown. */
 export class StatsOverlay {
   /** @param {HTMLElement} element where the numbers are shown */
   constructor(element) {
     this.element = element;
     this.timer = null;
+    this.pc = null;
     this.previous = null;
     this.at = 0;
   }
@@ -38,19 +54,29 @@ export class StatsOverlay {
     return !this.element.hidden;
   }
 
-  /** Show or hide; while shown, refresh every second from `peer()`, the current connection. */
+  /**
+   * Show or hide; while shown, refresh every second from the current connection.
+   * @param {() => RTCPeerConnection|null} peer gives the current connection (it changes on reconnect)
+   */
   toggle(peer) {
     this.element.hidden = this.visible;
     clearInterval(this.timer);
-    this.previous = null;
-    if (this.visible) this.timer = setInterval(() => this.refresh(peer()), INTERVAL_MS);
+    this.pc = null; // rates start afresh, not averaged over the time the overlay was hidden
+    if (!this.visible) return;
+    this.element.textContent = "waiting for video…";
+    this.timer = setInterval(() => this.refresh(peer()), INTERVAL_MS);
   }
 
   async refresh(pc) {
     if (!pc) return;
+    if (pc !== this.pc) {
+      // a new connection counts from zero: no rate against the old one's counters
+      this.pc = pc;
+      this.previous = null;
+    }
     const now = performance.now();
-    const numbers = summarize(await pc.getStats(), this.previous, this.previous ? (now - this.at) / 1000 : 0);
-    if (!numbers) return;
+    const numbers = summarize(await pc.getStats(), this.previous, (now - this.at) / 1000);
+    if (!numbers || pc !== this.pc) return;
     this.previous = numbers.video;
     this.at = now;
     const rtt = numbers.rttMs === null ? "–" : `${numbers.rttMs.toFixed(1)} ms`;

@@ -3,16 +3,11 @@
  * a complete offer (we wait for ICE gathering instead of trickling), DELETE to leave.
  */
 
-const GATHER_TIMEOUT_MS = 2000;
+import { errorOf } from "./http.js";
 
-/** An HTTP error from the WHEP endpoint, with the server's JSON message and Retry-After. */
-export class WhepError extends Error {
-  constructor(status, message, retryAfter) {
-    super(message);
-    this.status = status;
-    this.retryAfter = retryAfter;
-  }
-}
+const GATHER_TIMEOUT_MS = 2000;
+// a reconnect waits for the old resource's DELETE; a server that does not answer must not stall it
+const DELETE_TIMEOUT_MS = 3000;
 
 /**
  * Parse `Link: <url>; rel="ice-server"; username="u"; credential="c"` headers (fetch joins
@@ -36,40 +31,33 @@ export function parseIceServers(header) {
   return servers;
 }
 
-async function errorOf(response) {
-  let message = `${response.status} ${response.statusText}`;
-  try {
-    message = (await response.json()).error.message || message;
-  } catch {
-    // not our JSON error body: keep the status line
-  }
-  const retry = Number.parseInt(response.headers.get("Retry-After") || "", 10);
-  return new WhepError(response.status, message, Number.isFinite(retry) ? retry : null);
-}
-
+/** Resolves when `pc` has gathered its candidates, or after GATHER_TIMEOUT_MS (send what we have). */
 function gathered(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
-      if (pc.iceGatheringState !== "complete") return;
-      pc.removeEventListener("icegatheringstatechange", done);
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", changed);
       resolve();
     };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, GATHER_TIMEOUT_MS);
+    const changed = () => pc.iceGatheringState === "complete" && done();
+    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    pc.addEventListener("icegatheringstatechange", changed);
   });
 }
 
-/** One viewer resource on a WHEP endpoint. */
+/** One viewer resource on a WHEP endpoint: connect() creates it, close() deletes it. */
 export class WhepClient {
   /**
    * @param {string} endpoint the WHEP endpoint URL, e.g. /whep/default
-   * @param {string|null} token a viewer (or operator) token, sent as a Bearer token
+   * @param {string|null} token a viewer (or operator) token, sent as a Bearer token when given
    */
   constructor(endpoint, token) {
     this.endpoint = new URL(endpoint, location.href);
     this.headers = token ? { Authorization: `Bearer ${token}` } : {};
+    /** The viewer resource's URL once the server made it (the 201's Location). */
     this.location = null;
+    this.closed = false;
   }
 
   /** The ICE servers the endpoint announces (OPTIONS); none when it announces none. */
@@ -79,7 +67,12 @@ export class WhepClient {
     return parseIceServers(response.headers.get("Link"));
   }
 
-  /** Offer what `pc` wants to receive, apply the answer; the resource URL is kept for close(). */
+  /**
+   * Offer what `pc` wants to receive and apply the answer. The resource URL is kept for close();
+   * when close() came first (the console gave up on this attempt meanwhile) the new resource is
+   * deleted at once, so that no viewer is left behind on the server.
+   * @param {RTCPeerConnection} pc
+   */
   async connect(pc) {
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
@@ -89,14 +82,25 @@ export class WhepClient {
       body: pc.localDescription.sdp,
     });
     if (response.status !== 201) throw await errorOf(response);
-    this.location = new URL(response.headers.get("Location"), this.endpoint);
+    const resource = response.headers.get("Location");
+    if (resource) this.location = new URL(resource, this.endpoint);
+    if (this.closed) {
+      await this.close();
+      throw new Error("closed while connecting");
+    }
     await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
   }
 
-  /** Leave: DELETE the resource (keepalive, so it also works while the page unloads). */
-  close() {
-    if (!this.location) return;
-    fetch(this.location, { method: "DELETE", headers: this.headers, keepalive: true }).catch(() => {});
+  /**
+   * Leave: DELETE the resource (keepalive, so that it also goes out while the page unloads).
+   * @returns {Promise<void>} settles when the server has answered, or after DELETE_TIMEOUT_MS; never rejects
+   */
+  async close() {
+    this.closed = true;
+    const resource = this.location;
     this.location = null;
+    if (!resource) return;
+    const signal = AbortSignal.timeout(DELETE_TIMEOUT_MS);
+    await fetch(resource, { method: "DELETE", headers: this.headers, keepalive: true, signal }).catch(() => {});
   }
 }

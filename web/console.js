@@ -1,0 +1,190 @@
+/**
+ * The console page: WHEP playback of one session, keyboard and mouse to the VM, stats,
+ * fullscreen, and reconnection with exponential backoff. One connection at a time: each attempt
+ * owns a WhepClient (the viewer resource) and an RTCPeerConnection, and teardown() closes both.
+ */
+
+import { RemoteCursor } from "./cursor.js";
+import { HttpError } from "./http.js";
+import { InputCapture } from "./input.js";
+import { StatsOverlay } from "./stats.js";
+import { WhepClient } from "./whep.js";
+
+const BACKOFF_START_MS = 500;
+const BACKOFF_MAX_MS = 8000;
+// ICE that never succeeds takes Chromium half a minute to call "failed"; do not wait that long
+const CONNECT_TIMEOUT_MS = 15000;
+// answers that retrying will not change: bad request, no or wrong token, no such session
+const PERMANENT_STATUSES = new Set([400, 401, 403, 404]);
+
+/** Receive video, preferring what the server sends: H.264 constrained baseline, packetization-mode 1. */
+function addVideoTransceiver(pc) {
+  const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
+  const codecs = RTCRtpReceiver.getCapabilities?.("video")?.codecs;
+  if (!codecs || !transceiver.setCodecPreferences) return;
+  const rank = ({ mimeType, sdpFmtpLine = "" }) => {
+    if (mimeType.toLowerCase() !== "video/h264") return 2;
+    return /packetization-mode=1/.test(sdpFmtpLine) && /profile-level-id=42e0/i.test(sdpFmtpLine) ? 0 : 1;
+  };
+  // a stable sort keeps every codec (rtx and friends included), H.264 first
+  transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
+}
+
+/**
+ * Run the console for one session in the #console element.
+ * @param {string} sessionId
+ * @param {string|null} token viewer or operator token for the WHEP requests, if any
+ */
+export function startConsole(sessionId, token) {
+  const root = document.getElementById("console");
+  const stage = document.getElementById("stage");
+  const video = document.getElementById("screen");
+  const status = document.getElementById("status");
+  const badge = document.getElementById("connection");
+  const fullscreenButton = document.getElementById("fullscreen");
+  const cursor = new RemoteCursor(stage);
+  const overlay = new StatsOverlay(document.getElementById("stats"));
+  /** For automated tests (and the curious): the current connection, kept current across reconnects. */
+  const state = (window.vgpustream = { pc: null, channel: null, state: "connecting" });
+  const input = new InputCapture(stage, video, (message) => {
+    if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
+  });
+  let whep = null;
+  let leaving = Promise.resolve(); // the previous viewer resource's DELETE
+  let backoff = BACKOFF_START_MS;
+  let connectTimer = null;
+  let retryTimer = null;
+  let countdownTimer = null;
+
+  root.hidden = false;
+  document.title = `${sessionId} – vgpustream`;
+  document.getElementById("session-name").textContent = sessionId;
+
+  /** Show a phase (connecting, playing, reconnecting, failed, closed) in the badge and state. */
+  function show(phase, message = "", error = false) {
+    state.state = phase;
+    badge.textContent = phase;
+    badge.className = `badge ${phase}`;
+    status.textContent = message;
+    status.classList.toggle("error", error);
+  }
+
+  function stopTimers() {
+    clearTimeout(connectTimer);
+    clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
+  }
+
+  /** Close the current connection, telling the VM first that no key is held any more. */
+  function teardown() {
+    input.releaseAll();
+    // forget the connection before closing it: handlers of the events closing fires must see it gone
+    const { pc } = state;
+    if (whep) leaving = whep.close();
+    whep = state.pc = state.channel = null;
+    cursor.reset();
+    pc?.close();
+  }
+
+  function retry(error) {
+    stopTimers();
+    teardown();
+    if (error instanceof HttpError && PERMANENT_STATUSES.has(error.status)) {
+      show("failed", error.message, true);
+      return;
+    }
+    const wait = error instanceof HttpError && error.retryAfter !== null ? error.retryAfter * 1000 : backoff;
+    backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    const due = performance.now() + wait;
+    const countdown = () => {
+      const seconds = Math.max(1, Math.ceil((due - performance.now()) / 1000));
+      show("reconnecting", `${error.message} – reconnecting in ${seconds} s`, true);
+    };
+    countdown();
+    countdownTimer = setInterval(countdown, 1000);
+    retryTimer = setTimeout(connect, wait);
+  }
+
+  function receive(data) {
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return; // not a message of ours
+    }
+    if (message?.type === "cursor") cursor.update(message);
+    // other types are for newer consoles
+  }
+
+  async function connect() {
+    stopTimers();
+    show("connecting", "connecting…");
+    const attempt = (whep = new WhepClient(`/whep/${encodeURIComponent(sessionId)}`, token));
+    const pc = (state.pc = new RTCPeerConnection());
+    const channel = (state.channel = pc.createDataChannel("input", { ordered: true }));
+    const current = () => state.pc === pc;
+    addVideoTransceiver(pc);
+    channel.onmessage = (event) => receive(event.data);
+    channel.onclose = () => current() && retry(new Error("the input channel closed"));
+    pc.ontrack = (event) => {
+      video.srcObject = event.streams[0] || new MediaStream([event.track]);
+    };
+    pc.onconnectionstatechange = () => {
+      if (!current()) return;
+      if (pc.connectionState === "connected") {
+        clearTimeout(connectTimer);
+        backoff = BACKOFF_START_MS;
+        show("playing");
+      } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        retry(new Error(`connection ${pc.connectionState}`));
+      }
+    };
+    connectTimer = setTimeout(() => current() && retry(new Error("timed out connecting")), CONNECT_TIMEOUT_MS);
+    try {
+      // the old viewer must be gone first: the server may count it against the session's max_viewers
+      await leaving;
+      pc.setConfiguration({ iceServers: await attempt.iceServers() });
+      await attempt.connect(pc);
+    } catch (error) {
+      // an attempt given up on meanwhile fails too; only the current one's failure matters
+      if (current()) retry(error);
+    }
+  }
+
+  document.getElementById("keys").addEventListener("change", (event) => {
+    if (event.target.value) input.combo(event.target.value.split("+"));
+    event.target.value = "";
+    stage.focus();
+  });
+  document.getElementById("stats-toggle").addEventListener("click", (event) => {
+    overlay.toggle(() => state.pc);
+    event.currentTarget.setAttribute("aria-pressed", String(overlay.visible));
+  });
+  fullscreenButton.addEventListener("click", async () => {
+    try {
+      if (document.fullscreenElement) {
+        await document.exitFullscreen();
+        return;
+      }
+      await root.requestFullscreen();
+      // in fullscreen, keys the browser would take (Escape, Alt+Tab, …) may reach the VM
+      await navigator.keyboard?.lock?.().catch(() => {});
+      stage.focus();
+    } catch (error) {
+      status.textContent = `fullscreen: ${error.message}`;
+    }
+  });
+  document.addEventListener("fullscreenchange", () => {
+    const full = Boolean(document.fullscreenElement);
+    fullscreenButton.textContent = full ? "Exit fullscreen" : "Fullscreen";
+    if (!full) navigator.keyboard?.unlock?.();
+  });
+  addEventListener("pagehide", () => {
+    stopTimers();
+    teardown();
+    show("closed");
+  });
+  // back from the back/forward cache: the connection was closed on the way in
+  addEventListener("pageshow", (event) => event.persisted && connect());
+  connect();
+}
