@@ -13,10 +13,11 @@ import pytest
 
 from vgpustream.errors import InvalidPlane, UnsupportedFormat
 from vgpustream.formats import fourcc_code
-from vgpustream.sources.base import SourceState
+from vgpustream.sources.base import PlaneInfo, SourceState
+from vgpustream.sources.dmabuf import check_plane
 from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import Region
-from vgpustream.sources.vfio.source import VfioSource, check_plane
+from vgpustream.sources.vfio.source import VfioSource, plane_info
 from vgpustream.tiling import I915_FORMAT_MOD_X_TILED, I915_FORMAT_MOD_Y_TILED, detile, tiled_size
 
 XR24 = fourcc_code("XR24")
@@ -25,6 +26,11 @@ XR24 = fourcc_code("XR24")
 def plane(**fields) -> uapi.vfio_device_gfx_plane_info:
     values = {"drm_format": XR24, "width": 64, "height": 32, "stride": 256, "size": 256 * 32} | fields
     return uapi.vfio_device_gfx_plane_info(argsz=ctypes.sizeof(uapi.vfio_device_gfx_plane_info), **values)
+
+
+def info(**fields) -> PlaneInfo:
+    """The plane as the sources describe it to check_plane."""
+    return plane_info(plane(**fields), uapi.VFIO_GFX_PLANE_TYPE_DMABUF)
 
 
 @pytest.mark.parametrize(
@@ -42,14 +48,14 @@ def plane(**fields) -> uapi.vfio_device_gfx_plane_info:
 )
 def test_hostile_plane_values_are_refused(fields, buffer, message):
     with pytest.raises(InvalidPlane, match=message):
-        check_plane(plane(**fields), buffer, max_edge=8192)
+        check_plane(info(**fields), buffer, max_edge=8192)
 
 
 def test_unknown_format_and_modifier_are_named():
     with pytest.raises(UnsupportedFormat, match=r"NV12 \(0x3231564e\)"):
-        check_plane(plane(drm_format=fourcc_code("NV12")), 1 << 20, 8192)
+        check_plane(info(drm_format=fourcc_code("NV12")), 1 << 20, 8192)
     with pytest.raises(UnsupportedFormat, match="XR24 with modifier 0x100000000000004"):
-        check_plane(plane(drm_format_mod=(1 << 56) | 4), 1 << 20, 8192)
+        check_plane(info(drm_format_mod=(1 << 56) | 4), 1 << 20, 8192)
 
 
 def reference_tile(linear: np.ndarray, modifier: int) -> bytes:

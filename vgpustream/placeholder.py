@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+
+from vgpustream.formats import DRM_FORMAT_XRGB8888
+from vgpustream.sources.base import Frame
 
 # 5x7 bitmaps of the letters needed, one string per row
 _GLYPHS = {
@@ -29,3 +34,8 @@ def no_signal(width: int = 640, height: int = 480) -> np.ndarray:
     top, left = (height - big.shape[0]) // 2, (width - big.shape[1]) // 2
     picture[top : top + big.shape[0], left : left + big.shape[1]][big] = INK
     return picture
+
+
+def no_signal_frame() -> Frame:
+    """The placeholder as a Frame captured now."""
+    return Frame(pixels=no_signal(), fourcc=DRM_FORMAT_XRGB8888, captured_at=time.time())

@@ -11,64 +11,27 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import mmap
-import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedFormat
-from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888, PixelFormat, fourcc_text, pixel_format
-from vgpustream.placeholder import no_signal
+from vgpustream.formats import fourcc_text
+from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, cpu_access, map_dmabuf
 from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import Region, VfioDevice
 from vgpustream.sources.vfio.edid import EdidRegion
-from vgpustream.tiling import TILES, detile, tiled_size
 
 DMABUF_CACHE = 5  # as QEMU: a guest flips between a few buffers
 DEFAULT_MAX_EDGE = 8192
 MAX_CURSOR_EDGE = 256
 NO_HOTSPOT = 0xFFFFFFFF
 PAGE = mmap.PAGESIZE
-
-
-@dataclass
-class _Mapping:
-    """A plane buffer mapped for reading: a dma-buf (fd owned here) or a region of the device fd."""
-
-    buffer: mmap.mmap
-    size: int
-    dmabuf_fd: int | None
-
-    def close(self) -> None:
-        self.buffer.close()
-        if self.dmabuf_fd is not None:
-            os.close(self.dmabuf_fd)
-
-
-def check_plane(plane: uapi.vfio_device_gfx_plane_info, buffer_size: int, max_edge: int) -> PixelFormat:
-    """The plane's format, once every field the guest supplied is known to be sane; else a clear error."""
-    fmt = pixel_format(plane.drm_format)
-    modifier = plane.drm_format_mod
-    if modifier != DRM_FORMAT_MOD_LINEAR and modifier not in TILES:
-        raise UnsupportedFormat(f"unsupported plane {fourcc_text(plane.drm_format)} with modifier {modifier:#x}")
-    width, height, stride, size = plane.width, plane.height, plane.stride, plane.size
-    if not (1 <= width <= max_edge and 1 <= height <= max_edge):
-        raise InvalidPlane(f"plane size {width}x{height} is outside 1..{max_edge}")
-    if stride < width * fmt.bytes_per_pixel:
-        raise InvalidPlane(f"stride {stride} is less than width {width} x {fmt.bytes_per_pixel} bytes per pixel")
-    needed = stride * height if modifier == DRM_FORMAT_MOD_LINEAR else tiled_size(modifier, stride, height)
-    if needed > size:
-        raise InvalidPlane(f"stride {stride} x height {height} needs {needed} bytes, the plane has {size}")
-    if size > buffer_size:
-        raise InvalidPlane(f"plane size {size} exceeds its buffer's {buffer_size} bytes")
-    return fmt
 
 
 def plane_info(plane: uapi.vfio_device_gfx_plane_info, kind: int) -> PlaneInfo:
@@ -93,10 +56,9 @@ class VfioSource(Source):
         self.max_edge = max_edge
         self.device: VfioDevice | None = None
         self.kind = 0
-        self._mappings: OrderedDict[int, _Mapping] = OrderedDict()
+        self._mappings: OrderedDict[int, Mapping] = OrderedDict()
         self._planes = Planes(primary=None)
-        self._buffers: list[np.ndarray] = []
-        self._last_id: int | None = None
+        self._reader = PlaneReader()
         self._cursor: Cursor | None = None
         self._cursor_id: int | None = None
         self._cursor_image: np.ndarray | None = None
@@ -161,9 +123,10 @@ class VfioSource(Source):
             if plane.drm_format == 0:
                 return self._no_signal()
             mapping = self._map(plane)
-            fmt = check_plane(plane, mapping.size, self.max_edge)
-            self._planes = Planes(primary=plane_info(plane, self.kind), cursor=self._planes.cursor)
-            frame = self._read(plane, fmt, mapping)
+            info = plane_info(plane, self.kind)
+            fmt = check_plane(info, mapping.size, self.max_edge)
+            self._planes = Planes(primary=info, cursor=self._planes.cursor)
+            frame = self._reader.read(mapping, info, fmt, self._buffer_id(plane))
             self._update_cursor()
             self.state = SourceState.STREAMING
             return frame
@@ -187,12 +150,16 @@ class VfioSource(Source):
         if self.state is SourceState.NO_SIGNAL:
             return None
         self.state = SourceState.NO_SIGNAL
-        self._last_id = None
-        return Frame(pixels=no_signal(), fourcc=DRM_FORMAT_XRGB8888, captured_at=time.time())
+        self._reader.forget()
+        return no_signal_frame()
 
-    def _map(self, plane: uapi.vfio_device_gfx_plane_info) -> _Mapping:
+    def _buffer_id(self, plane: uapi.vfio_device_gfx_plane_info) -> int:
+        """A key for the plane's buffer: its dmabuf_id (>= 0), or -1 - its region index."""
+        return plane.dmabuf_id if self.kind == uapi.VFIO_GFX_PLANE_TYPE_DMABUF else -1 - plane.region_index
+
+    def _map(self, plane: uapi.vfio_device_gfx_plane_info) -> Mapping:
         """The mapping of the plane's buffer, from the cache or newly made (evicting the oldest)."""
-        key = plane.dmabuf_id if self.kind == uapi.VFIO_GFX_PLANE_TYPE_DMABUF else -1 - plane.region_index
+        key = self._buffer_id(plane)
         mapping = self._mappings.get(key)
         if mapping is not None:
             self._mappings.move_to_end(key)
@@ -204,24 +171,15 @@ class VfioSource(Source):
             evicted.close()
         return mapping
 
-    def _map_dmabuf(self, plane: uapi.vfio_device_gfx_plane_info) -> _Mapping:
+    def _map_dmabuf(self, plane: uapi.vfio_device_gfx_plane_info) -> Mapping:
         assert self.device is not None
         try:
             fd = self.device.get_dmabuf(plane.dmabuf_id)
         except OSError as exc:
             raise SourceUnavailable(f"cannot export dma-buf {plane.dmabuf_id}: {exc.strerror}") from None
-        try:
-            size = os.lseek(fd, 0, os.SEEK_END)
-            if not 0 < size <= (1 << 32):
-                raise InvalidPlane(f"dma-buf {plane.dmabuf_id} has an impossible size {size}")
-            # a dma-buf can be mapped only in whole pages it fully covers
-            buffer = mmap.mmap(fd, size - size % PAGE, mmap.MAP_SHARED, mmap.PROT_READ)
-        except BaseException:
-            os.close(fd)
-            raise
-        return _Mapping(buffer, size, fd)
+        return map_dmabuf(fd, f"dma-buf {plane.dmabuf_id}")
 
-    def _map_region(self, index: int) -> _Mapping:
+    def _map_region(self, index: int) -> Mapping:
         assert self.device is not None
         try:
             region: Region = self.device.region(index)
@@ -230,30 +188,7 @@ class VfioSource(Source):
             buffer = mmap.mmap(self.device.fd, region.size, mmap.MAP_SHARED, mmap.PROT_READ, offset=region.offset)
         except OSError as exc:
             raise SourceUnavailable(f"cannot map region {index}: {exc.strerror}") from None
-        return _Mapping(buffer, region.size, None)
-
-    def _read(self, plane: uapi.vfio_device_gfx_plane_info, fmt: PixelFormat, mapping: _Mapping) -> Frame | None:
-        """Copy the pixels out (detiling if needed); None if the same buffer holds the same bytes."""
-        height, stride = plane.height, plane.stride
-        if not self._buffers or self._buffers[0].shape != (height, stride):
-            self._buffers = [np.zeros((height, stride), dtype=np.uint8) for _ in range(2)]
-            self._last_id = None
-        current, previous = self._buffers
-        source = np.frombuffer(mapping.buffer, dtype=np.uint8)
-        with _cpu_access(mapping):
-            if plane.drm_format_mod == DRM_FORMAT_MOD_LINEAR:
-                # a mapping can end before the plane does (dma-bufs map in whole pages): the rest stays black
-                visible = min(len(source), stride * height)
-                current.reshape(-1)[:visible] = source[:visible]
-            else:
-                current[:] = detile(source, plane.drm_format_mod, stride, height)
-        plane_id = plane.dmabuf_id if self.kind == uapi.VFIO_GFX_PLANE_TYPE_DMABUF else -1 - plane.region_index
-        if plane_id == self._last_id and np.array_equal(current, previous):
-            return None
-        self._last_id = plane_id
-        self._buffers.reverse()
-        pixels = current[:, : plane.width * fmt.bytes_per_pixel].reshape(height, plane.width, fmt.bytes_per_pixel)
-        return Frame(pixels=pixels, fourcc=plane.drm_format, captured_at=time.time())
+        return Mapping(buffer, region.size, None)
 
     def _update_cursor(self) -> None:
         """The cursor plane, when the device has one (dma-buf devices only; its image read on change)."""
@@ -268,11 +203,11 @@ class VfioSource(Source):
             return
         if plane.dmabuf_id != self._cursor_id:
             mapping = self._map(plane)
-            fmt = check_plane(plane, mapping.size, MAX_CURSOR_EDGE)
+            fmt = check_plane(plane_info(plane, self.kind), mapping.size, MAX_CURSOR_EDGE)
             if fmt.bytes_per_pixel != 4:
                 raise UnsupportedFormat(f"cursor plane in {fourcc_text(plane.drm_format)}; expected a 32-bit format")
             rows = np.frombuffer(mapping.buffer, dtype=np.uint8)[: plane.stride * plane.height]
-            with _cpu_access(mapping):
+            with cpu_access(mapping):
                 image = rows.reshape(plane.height, plane.stride)[:, : plane.width * 4].reshape(plane.height, -1, 4)
                 self._cursor_image = image.copy()
             self._cursor_id = plane.dmabuf_id
@@ -288,20 +223,3 @@ class VfioSource(Source):
             serial=plane.dmabuf_id,
         )
         self._planes = Planes(primary=self._planes.primary, cursor=plane_info(plane, self.kind))
-
-
-class _cpu_access:
-    """DMA_BUF_IOCTL_SYNC START/END around CPU reads of a dma-buf (regions need no bracket)."""
-
-    def __init__(self, mapping: _Mapping) -> None:
-        self.fd = mapping.dmabuf_fd
-
-    def _sync(self, when: int) -> None:
-        if self.fd is not None:
-            fcntl.ioctl(self.fd, uapi.DMA_BUF_IOCTL_SYNC, uapi.dma_buf_sync(flags=when | uapi.DMA_BUF_SYNC_READ))
-
-    def __enter__(self) -> None:
-        self._sync(uapi.DMA_BUF_SYNC_START)
-
-    def __exit__(self, *_: object) -> None:
-        self._sync(uapi.DMA_BUF_SYNC_END)
