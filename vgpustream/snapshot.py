@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ async def planes_json(source_url: str) -> dict[str, Any]:
     source = create_source(source_url)
     await source.open()
     try:
+        # a source that is sent its frames (QEMU's display) knows its planes once the first has come
+        await asyncio.get_running_loop().run_in_executor(None, first_frame, source)
         return {"source": source_url, "state": source.state.value, **source.planes().to_json()}
     finally:
         await source.close()
@@ -46,7 +49,8 @@ async def write_snapshot(source_url: str, output: str) -> None:
     source = create_source(source_url)
     await source.open()
     try:
-        frame = first_frame(source)
+        # off the event loop, which sources that are pushed frames (QEMU's display) need to receive them
+        frame = await asyncio.get_running_loop().run_in_executor(None, first_frame, source)
         Path(output).write_bytes(png_bytes(FrameConverter().packed(frame)))
     finally:
         await source.close()

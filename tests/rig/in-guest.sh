@@ -3,7 +3,8 @@
 #
 # The VM boots the Debian kernel that setup.sh installed, under QEMU (TCG: this machine kind's
 # /dev/kvm cannot boot a guest), with the host's / as its read-only root filesystem (virtio-9p), a
-# fresh tmpfs on /tmp and /run, and CMD's stdout and stderr carried back over virtio-serial ports.
+# fresh tmpfs on /tmp and /run (the current directory is shared on its own where it lies in them),
+# and CMD's stdout and stderr carried back over virtio-serial ports.
 # The current directory is kept. Works with stdin closed (CI). Exit 124: timeout; 125: the guest
 # never reported a status (its console log goes to stderr).
 # Environment: RIG (build folder), RIG_MEM (2G), RIG_CPUS (2), RIG_TIMEOUT (seconds, 900).
@@ -43,7 +44,12 @@ fi
 # --- the run folder, shared read-write with the guest as /run/rig ---------------------------------
 RUN=$(mktemp -d /tmp/vgpustream-rig.XXXXXX)
 trap 'rm -rf "$RUN"' EXIT
-{ printf 'cd %q || exit 125\n' "$PWD"; printf 'exec'; printf ' %q' "$@"; printf '\n'; } > "$RUN/cmd"
+# the guest's /tmp and /run are fresh: a checkout there (CI clones into /tmp) comes in as its own share
+{
+  printf 'if [ ! -d %q ]; then mkdir -p %q && mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000 rigcwd %q; fi\n' \
+    "$PWD" "$PWD" "$PWD"
+  printf 'cd %q || exit 125\n' "$PWD"; printf 'exec'; printf ' %q' "$@"; printf '\n'
+} > "$RUN/cmd"
 cat > "$RUN/stage2" <<'STAGE2'
 #!/bin/bash
 # PID 1 in the guest: find the output ports, run the command, leave its status, power off
@@ -94,6 +100,7 @@ timeout "${RIG_TIMEOUT:-900}" qemu-system-x86_64 7>&- 8>&- \
   -chardev file,id=console,path="$RUN/console.log" -serial chardev:console \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$RUN",mount_tag=rigrun,security_model=none \
+  -virtfs local,path="$PWD",mount_tag=rigcwd,security_model=none,readonly=on \
   -device virtio-serial-pci \
   -chardev file,id=out,path="$RUN/out",append=on -device virtserialport,chardev=out,name=rig.stdout \
   -chardev file,id=err,path="$RUN/err",append=on -device virtserialport,chardev=err,name=rig.stderr \

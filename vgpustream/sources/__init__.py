@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from vgpustream.errors import InvalidSourceUrl, bounded
 from vgpustream.sources.base import Source
+from vgpustream.sources.qemu.url import qemu_dbus, qemu_dbus_qmp
 from vgpustream.sources.synthetic import SyntheticSource
 from vgpustream.sources.vfio.device import CDEV_PATH, MDEV_UUID, SOCKET_PATH, VfioDevice
 from vgpustream.sources.vfio.url import vfio_url
@@ -18,6 +19,8 @@ _SCHEMES: dict[str, Callable[[str, str], Source]] = {
     "vfio": vfio_url("vfio", VfioDevice.open_mdev, MDEV_UUID, "<mdev-uuid>"),
     "vfio-cdev": vfio_url("vfio-cdev", VfioDevice.open_cdev, CDEV_PATH, "/dev/vfio/devices/vfio0"),
     "vfio-fd": vfio_url("vfio-fd", VfioDevice.receive, SOCKET_PATH, "unix:/run/vmm/vfio.sock"),
+    "qemu-dbus": qemu_dbus,
+    "qemu-dbus+qmp": qemu_dbus_qmp,
 }
 
 

@@ -21,8 +21,9 @@ import numpy as np
 from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedFormat
 from vgpustream.formats import fourcc_text
 from vgpustream.placeholder import no_signal_frame
-from vgpustream.sources.base import Cursor, Frame, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, cpu_access, map_dmabuf
+from vgpustream.sources.qemu.qmp import QmpInput
 from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import Region, VfioDevice
 from vgpustream.sources.vfio.edid import EdidRegion
@@ -51,9 +52,12 @@ def plane_info(plane: uapi.vfio_device_gfx_plane_info, kind: int) -> PlaneInfo:
 class VfioSource(Source):
     """A vGPU's display through VFIO; `opener` opens the device (by mdev UUID, cdev, or received fd)."""
 
-    def __init__(self, opener: Callable[[], VfioDevice], max_edge: int = DEFAULT_MAX_EDGE) -> None:
+    def __init__(
+        self, opener: Callable[[], VfioDevice], max_edge: int = DEFAULT_MAX_EDGE, qmp_input: QmpInput | None = None
+    ) -> None:
         self._opener = opener
         self.max_edge = max_edge
+        self._input = qmp_input
         self.device: VfioDevice | None = None
         self.kind = 0
         self._mappings: OrderedDict[int, Mapping] = OrderedDict()
@@ -76,8 +80,17 @@ class VfioSource(Source):
             raise SourceUnavailable("the device exports no display planes (no gfx-plane support)")
         self.device = device
         self._edid = EdidRegion.find(device)
+        if self._input is not None:
+            await self._input.open()
+
+    @property
+    def input_sink(self) -> InputSink | None:
+        """QMP input-send-event to the VM's QEMU, when the source URL names its monitor (`?qmp=`)."""
+        return self._input
 
     async def close(self) -> None:
+        if self._input is not None:
+            await self._input.close()
         with self._lock:
             for mapping in self._mappings.values():
                 mapping.close()

@@ -1,6 +1,8 @@
 """Source URLs of VFIO devices: `vfio:<mdev-uuid>`, `vfio-cdev:/dev/vfio/devices/vfioN`, `vfio-fd:unix:PATH`.
 
-Options: `?max_edge=N` (largest plane width or height accepted from the guest, default 8192).
+Options: `?max_edge=N` (largest plane width or height accepted from the guest, default 8192) and
+`?qmp=unix:/run/vm/qmp.sock` (the VM's QEMU monitor: viewers' keyboard and mouse go to the guest
+through QMP `input-send-event`; without it the display is view-only).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from urllib.parse import parse_qs
 
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.sources.base import Source
+from vgpustream.sources.qemu.qmp import QmpInput
+from vgpustream.sources.qemu.url import QMP_ADDRESS
 from vgpustream.sources.vfio.device import VfioDevice
 from vgpustream.sources.vfio.source import DEFAULT_MAX_EDGE, VfioSource
 
@@ -28,8 +32,15 @@ def vfio_url(
         path = spec.removeprefix("unix:")
         options = parse_qs(query)
         edge = options.pop("max_edge", [str(DEFAULT_MAX_EDGE)])[-1]
+        monitor = options.pop("qmp", [None])[-1]
         if options or not edge.isdigit() or not 64 <= int(edge) <= MAX_EDGE_LIMIT:
-            raise InvalidSourceUrl(f"{scheme}: takes only the option max_edge=64..{MAX_EDGE_LIMIT}")
-        return VfioSource(lambda: opener(path), max_edge=int(edge))
+            raise InvalidSourceUrl(f"{scheme}: takes only the options max_edge=64..{MAX_EDGE_LIMIT} and qmp=unix:PATH")
+        qmp = None
+        if monitor is not None:
+            match = QMP_ADDRESS.fullmatch(monitor)
+            if match is None:
+                raise InvalidSourceUrl(f"{scheme}: qmp= takes the VM's monitor socket, e.g. qmp=unix:/run/vm/qmp.sock")
+            qmp = QmpInput(match[1])
+        return VfioSource(lambda: opener(path), max_edge=int(edge), qmp_input=qmp)
 
     return create

@@ -1,0 +1,41 @@
+"""Fixtures for tests against a real QEMU with `-display dbus`: a private bus and VMs on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.qemu.vm import Bus, Vm, missing
+
+if reason := missing():
+    pytest.skip(reason, allow_module_level=True)
+
+
+@pytest.fixture
+def bus(tmp_path: Path) -> Iterator[Bus]:
+    daemon = Bus(tmp_path)
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def start_vm(tmp_path: Path) -> Iterator[Callable[[str], Vm]]:
+    """`start_vm(display)` boots a VM (display `dbus,addr=...` or `dbus,p2p=yes`); all stopped after."""
+    started: list[Vm] = []
+
+    def start(display: str) -> Vm:
+        vm = Vm(tmp_path, display)
+        started.append(vm)
+        return vm
+
+    yield start
+    for vm in started:
+        vm.stop()
+
+
+@pytest.fixture
+def vm(bus: Bus, start_vm: Callable[[str], Vm]) -> Vm:
+    """A VM on the private bus."""
+    return start_vm(f"dbus,addr={bus.address}")

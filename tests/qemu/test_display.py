@@ -1,0 +1,243 @@
+"""The QEMU D-Bus display source against a real QEMU (SeaBIOS, std VGA, no disk) on a private bus.
+
+QEMU's own `screendump` and its VGA text buffer are the ground truth for what the guest shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+import time
+
+import av
+import numpy as np
+import pytest
+
+from tests.conftest import OPERATOR
+from tests.qemu.vm import BOOT_MENU, MENU_PROMPT, Bus, Vm, bgrx_to_rgb
+from vgpustream.formats import fourcc_code
+from vgpustream.input import KeyEvent
+from vgpustream.sources import create_source
+from vgpustream.sources.base import Frame, Source
+from vgpustream.sources.qemu.qmp import QmpInput
+
+ESCAPE = [{"type": "key", "code": "Escape", "down": True}, {"type": "key", "code": "Escape", "down": False}]
+
+
+async def open_source(url: str, timeout: float = 20) -> Source:
+    """Open `url`, retrying while QEMU is still starting."""
+    source = create_source(url)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await source.open()
+            return source
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
+async def next_frame(source: Source, timeout: float = 10) -> Frame:
+    deadline = time.monotonic() + timeout
+    while (frame := await asyncio.to_thread(source.next_frame)) is None:
+        assert time.monotonic() < deadline, "no new frame from the source"
+        await asyncio.sleep(0.02)
+    return frame
+
+
+async def matches_screendump(vm: Vm, picture, attempts: int = 20) -> np.ndarray:
+    """Compare `await picture()` (RGB) with QEMU's screendump until they are equal (the text cursor blinks)."""
+    for _ in range(attempts):
+        ours = await picture()
+        truth = await asyncio.to_thread(vm.screendump)
+        if ours.shape == truth.shape and np.array_equal(ours, truth):
+            return ours
+        await asyncio.sleep(0.1)
+    differing = int(np.count_nonzero((ours != truth).any(axis=2))) if ours.shape == truth.shape else "all"
+    raise AssertionError(f"picture {ours.shape} never equalled the screendump {truth.shape}: {differing} pixels differ")
+
+
+async def vgpustream(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vgpustream", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_the_boot_mode_change_from_640x480_to_720x400_gives_the_exact_picture(bus: Bus, start_vm):
+    vm = start_vm(f"dbus,addr={bus.address}")
+    source = await open_source(f"qemu-dbus:{bus.address}")
+    try:
+        first = await next_frame(source)
+        assert (first.width, first.height) == (640, 480), "QEMU's placeholder before SeaBIOS sets a mode"
+        await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+
+        async def latest() -> np.ndarray:
+            await asyncio.to_thread(source.next_frame)
+            assert source.framebuffer.pixels is not None
+            return bgrx_to_rgb(source.framebuffer.pixels)
+
+        picture = await matches_screendump(vm, latest)
+        assert picture.shape == (400, 720, 3)
+        assert source.attachments >= 2, "the mode change made the source register again for a new Scanout"
+        assert source.planes().primary.fourcc == fourcc_code("XR24")
+    finally:
+        await source.close()
+
+
+async def test_snapshot_and_planes_show_the_bios_screen(vm: Vm, bus: Bus, tmp_path):
+    await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+    url = f"qemu-dbus:{bus.address}"
+    planes = json.loads(await vgpustream("planes", "--source", url))
+    assert planes["state"] == "streaming"
+    assert {k: planes["primary"][k] for k in ("fourcc", "width", "height", "stride")} == {
+        "fourcc": "XR24",
+        "width": 720,
+        "height": 400,
+        "stride": 2880,
+    }
+
+    async def snapshot() -> np.ndarray:
+        await vgpustream("snapshot", "--source", url, "-o", str(tmp_path / "shot.png"))
+        with av.open(io.BytesIO((tmp_path / "shot.png").read_bytes())) as png:
+            return next(png.decode(video=0)).to_ndarray(format="rgb24")
+
+    await matches_screendump(vm, snapshot, attempts=5)
+
+
+async def test_peer_to_peer_through_qmp_add_client(start_vm):
+    vm = start_vm("dbus,p2p=yes")
+    source = await open_source(f"qemu-dbus+qmp:unix:{vm.vmm_path}")
+    try:
+        await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+
+        async def latest() -> np.ndarray:
+            await asyncio.to_thread(source.next_frame)
+            return bgrx_to_rgb(source.framebuffer.pixels)
+
+        await matches_screendump(vm, latest)
+        source.input_sink.send(KeyEvent("Escape", True))
+        source.input_sink.send(KeyEvent("Escape", False))
+        await asyncio.to_thread(vm.wait_text, BOOT_MENU, 20)
+    finally:
+        await source.close()
+
+
+async def test_the_qmp_input_sink_drives_the_guest(start_vm):
+    vm = start_vm("dbus,p2p=yes")  # any display: the sink needs only the monitor
+    await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+    sink = QmpInput(str(vm.vmm_path))
+    await sink.open()
+    try:
+        sink.send(KeyEvent("Escape", True))
+        sink.send(KeyEvent("Escape", False))
+        await asyncio.to_thread(vm.wait_text, BOOT_MENU, 20)
+        assert sink.dropped == 0
+    finally:
+        await sink.close()
+
+
+def wrong_pixels(picture: np.ndarray, truth: np.ndarray) -> int:
+    """Pixels of a decoded (lossy) frame that are far from the truth: a glyph that is not there, or is."""
+    if picture.shape != truth.shape:
+        return picture.size
+    return int(np.count_nonzero((np.abs(picture.astype(int) - truth) > 96).any(axis=2)))
+
+
+def close_to(picture: av.VideoFrame, truth: np.ndarray) -> bool:
+    """A decoded frame shows the same screen (a line of text is hundreds of wrong pixels)."""
+    return wrong_pixels(picture.to_ndarray(format="rgb24"), truth) < 50
+
+
+async def wait_for_picture(receiver, vm: Vm, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    truth = await asyncio.to_thread(vm.screendump)
+    while time.monotonic() < deadline:
+        frame = await receiver.next_frame()
+        if close_to(frame.picture, truth):
+            return
+        truth = await asyncio.to_thread(vm.screendump)
+    raise AssertionError("the viewer never showed what the VM shows")
+
+
+async def test_escape_from_a_viewer_opens_the_boot_menu(vm: Vm, bus: Bus, make_server, viewers):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+    receiver = await viewers(server)
+    await wait_for_picture(receiver, vm)
+    menu_before = np.array(receiver.latest.picture.to_ndarray(format="rgb24"))
+    await receiver.wait_channel_open()
+    for event in ESCAPE:
+        receiver.send_input(event)
+    await asyncio.to_thread(vm.wait_text, BOOT_MENU, 20)
+    await wait_for_picture(receiver, vm)
+    after = receiver.latest.picture.to_ndarray(format="rgb24")
+    assert wrong_pixels(after, menu_before) > 500, "the picture changed to the boot menu"
+
+
+async def test_a_view_only_viewers_keys_do_not_reach_qemu(vm: Vm, bus: Bus, make_server, viewers, http):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+        assert response.status == 201
+        token = (await response.json())["token"]
+    watcher = await viewers(server, token=token)
+    await watcher.next_frame()
+    await watcher.wait_channel_open()
+    for event in ESCAPE:
+        watcher.send_input(event)
+    stats: dict = {}
+    for _ in range(100):
+        async with http.get(server.make_url("/api/v1/sessions/default")) as response:
+            stats = (await response.json())["stats"]
+        if stats["input_refused"] >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert stats["input_refused"] == 2 and stats["input_events"] == 0
+    # refused means never sent: the guest still waits at its prompt; a controller's Escape then works
+    text = await asyncio.to_thread(vm.text)
+    assert MENU_PROMPT in text and BOOT_MENU not in text
+    controller = await viewers(server)
+    await controller.next_frame()
+    await controller.wait_channel_open()
+    for event in ESCAPE:
+        controller.send_input(event)
+    await asyncio.to_thread(vm.wait_text, BOOT_MENU, 20)
+
+
+async def session_state(http, server) -> dict:
+    async with http.get(server.make_url("/api/v1/sessions/default"), headers=OPERATOR) as response:
+        return await response.json()
+
+
+async def wait_state(http, server, state: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while (session := await session_state(http, server))["state"] != state:
+        assert time.monotonic() < deadline, f"session state stayed {session['state']}, expected {state}"
+        await asyncio.sleep(0.1)
+    return session
+
+
+async def test_qemu_gone_is_reported_and_capture_resumes_when_it_is_back(bus: Bus, start_vm, make_server, http):
+    display = f"dbus,addr={bus.address}"
+    vm = start_vm(display)
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await wait_state(http, server, "streaming")
+    vm.kill()
+    lost = await wait_state(http, server, "lost")
+    async with http.get(server.make_url("/api/v1/sessions/default/planes")) as response:
+        assert (await response.json())["state"] == "lost"
+    start_vm(display)
+    back = await wait_state(http, server, "streaming")
+    encoded = back["stats"]["frames_encoded"]
+    assert encoded > lost["stats"]["frames_encoded"]
+    for _ in range(100):
+        if (await session_state(http, server))["stats"]["frames_encoded"] > encoded:
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail("frames stopped after QEMU came back")

@@ -1,0 +1,170 @@
+"""D-Bus connections to QEMU's display: through a bus daemon, or peer to peer on a socket.
+
+QEMU's D-Bus display talks to each Listener on a private socket (Console.RegisterListener passes one
+end), and `-display dbus,p2p=yes` talks to a client on a socket handed over through QMP `add_client`.
+On both QEMU is the authenticating side and there is no bus: the client must not send Hello.
+dbus-fast always sends Hello in `connect()`, so `PeerBus` does its own connect on an existing socket
+with dbus-fast's own authentication and message reader (dbus-fast is pinned to 5.x for this).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from dbus_fast import Message, MessageFlag, MessageType
+from dbus_fast.aio import MessageBus
+from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
+from dbus_fast.errors import AuthError, DBusError
+
+from vgpustream.errors import SourceUnavailable, bounded
+from vgpustream.sources.qemu.qmp import Qmp
+
+QEMU_NAME = "org.qemu"
+DISPLAY_PATH = "/org/qemu/Display1"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+CALL_TIMEOUT = 5.0
+CLIENT_FD_NAME = "vgpustream-dbus"
+
+
+class PeerBus(MessageBus):
+    """A D-Bus connection to one peer over an already connected socket (no bus daemon, no Hello)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        # the address is never dialled: connect() below takes the socket it was given
+        super().__init__(bus_address="unix:path=/dev/null", negotiate_unix_fd=True)
+        self._peer = sock
+
+    async def connect(self) -> PeerBus:
+        sock = self._peer
+        sock.setblocking(False)
+        self._sock = sock
+        self._stream = sock.makefile("rwb")
+        self._fd = sock.fileno()
+        self._writer = _MessageWriter(self)
+        try:
+            await self._authenticate()
+        except BaseException:
+            self._stream.close()
+            sock.close()
+            raise
+        reader = build_message_reader(sock, self._process_message, self._finalize, self._negotiate_unix_fd)
+        self._loop.add_reader(self._fd, reader)
+        # dbus-fast writes (and counts itself connected) once it has a unique name, which a bus's
+        # Hello would have given; a peer has none to give
+        self.unique_name = ":peer"
+        self._writer.schedule_write()
+        return self
+
+
+class Display:
+    """Calls on QEMU's display objects over one connection (bus or peer), with clear errors."""
+
+    def __init__(self, bus: MessageBus, peer: bool) -> None:
+        self.bus = bus
+        self.destination = None if peer else QEMU_NAME
+
+    async def call(
+        self, path: str, interface: str, member: str, signature: str = "", body: list[Any] | None = None, **kw: Any
+    ) -> list[Any]:
+        """One method call; SourceUnavailable when QEMU is not there or says no."""
+        message = Message(
+            destination=self.destination,
+            path=f"{DISPLAY_PATH}/{path}",
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body or [],
+            **kw,
+        )
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                reply = await self.bus.call(message)
+        except TimeoutError:
+            raise SourceUnavailable(f"QEMU display: no answer to {member} in {CALL_TIMEOUT:g} s") from None
+        except (DBusError, OSError, EOFError) as exc:
+            raise SourceUnavailable(f"QEMU display: {member} failed: {bounded(str(exc), 120)}") from None
+        if reply is None or reply.message_type is MessageType.ERROR:
+            text = reply.body[0] if reply is not None and reply.body else "no reply"
+            raise SourceUnavailable(f"QEMU display: {member} failed: {bounded(str(text), 120)}")
+        return list(reply.body)
+
+    def send(self, path: str, interface: str, member: str, signature: str, body: list[Any]) -> None:
+        """A call whose reply nobody waits for (input events): never blocks the event loop."""
+        if not self.bus.connected:
+            return
+        sent = self.bus.send(
+            Message(
+                destination=self.destination,
+                path=f"{DISPLAY_PATH}/{path}",
+                interface=interface,
+                member=member,
+                signature=signature,
+                body=body,
+                flags=MessageFlag.NO_REPLY_EXPECTED,
+            )
+        )
+        # a connection that drops mid-send fails the future; the listener's loss handling reports it
+        sent.add_done_callback(lambda future: future.cancelled() or future.exception())
+
+    async def properties(self, path: str, interface: str) -> dict[str, Any]:
+        (values,) = await self.call(path, PROPERTIES, "GetAll", "s", [interface])
+        return {name: variant.value for name, variant in values.items()}
+
+
+async def add_match(bus: MessageBus, rule: str) -> None:
+    """Ask the bus daemon to route signals matching `rule` to this connection."""
+    message = Message(
+        destination="org.freedesktop.DBus",
+        path="/org/freedesktop/DBus",
+        interface="org.freedesktop.DBus",
+        member="AddMatch",
+        signature="s",
+        body=[rule],
+    )
+    reply = await bus.call(message)
+    if reply.message_type is MessageType.ERROR:
+        raise SourceUnavailable(f"the bus refused a match rule: {bounded(str(reply.body), 120)}")
+
+
+def bus_connector(address: str) -> Callable[[], Awaitable[tuple[MessageBus, bool]]]:
+    """Connects to QEMU through the bus daemon at `address` (QEMU owns the name org.qemu on it)."""
+
+    async def connect() -> tuple[MessageBus, bool]:
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                bus = await MessageBus(bus_address=address, negotiate_unix_fd=True).connect()
+        except (OSError, DBusError, AuthError, TimeoutError) as exc:
+            raise SourceUnavailable(f"cannot connect to the D-Bus at {bounded(address)}: {exc}") from None
+        return bus, False
+
+    return connect
+
+
+def qmp_connector(path: str) -> Callable[[], Awaitable[tuple[MessageBus, bool]]]:
+    """Connects to QEMU peer to peer: a socket handed to QEMU over QMP (`getfd`, then `add_client`)."""
+
+    async def connect() -> tuple[MessageBus, bool]:
+        qmp = await Qmp(path).connect()
+        ours, theirs = socket.socketpair()
+        try:
+            await qmp.execute("getfd", {"fdname": CLIENT_FD_NAME}, fds=[theirs.fileno()])
+            theirs.close()
+            bus = PeerBus(ours)
+            adding = qmp.execute("add_client", {"protocol": "@dbus-display", "fdname": CLIENT_FD_NAME})
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await asyncio.gather(bus.connect(), adding)
+        except (OSError, AuthError, TimeoutError) as exc:
+            ours.close()
+            raise SourceUnavailable(f"cannot attach to QEMU's display through QMP: {exc}") from None
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+            await qmp.close()
+        return bus, True
+
+    return connect

@@ -1,0 +1,369 @@
+"""QEMU's D-Bus display (org.qemu.Display1) as a frame source, with its keyboard and mouse as input sink.
+
+The story of an attachment: connect to QEMU (through a bus, or peer to peer via QMP `add_client`),
+read the console's size, register a Listener on a private socket, and receive Scanout/Update (shared
+pixels, rebuilt in a Framebuffer) or ScanoutDMABUF/UpdateDMABUF (a dma-buf, read with the VFIO
+source's code), CursorDefine/MouseSet and Disable. QEMU 7.2 sends no new Scanout on a guest mode
+change, so a size change (Console properties, or an Update that does not fit) means: attach again,
+which starts with a fresh Scanout. When the listener's socket closes, QEMU has gone: the source is
+lost, and a supervisor attaches again until QEMU is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from dbus_fast import Message, MessageType
+from dbus_fast.aio import MessageBus
+
+from vgpustream.errors import InvalidPlane, SourceUnavailable, VgpuStreamError, bounded
+from vgpustream.formats import PixelFormat, fourcc_code
+from vgpustream.placeholder import no_signal_frame
+from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
+from vgpustream.sources.qemu.dbus import PROPERTIES, Display, PeerBus, add_match
+from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
+from vgpustream.sources.qemu.keys import QemuInput
+
+log = logging.getLogger(__name__)
+
+LISTENER = "org.qemu.Display1.Listener"
+CONSOLE = "org.qemu.Display1.Console"
+KEYBOARD = "org.qemu.Display1.Keyboard"
+MOUSE = "org.qemu.Display1.Mouse"
+RETRY_INTERVAL = 0.5
+MAX_CURSOR_EDGE = 256
+CURSOR_FORMAT = fourcc_code("AR24")
+SIGNATURES = {
+    "Scanout": "uuuuay",
+    "Update": "iiiiuuay",
+    "ScanoutDMABUF": "huuuutb",
+    "UpdateDMABUF": "iiii",
+    "Disable": "",
+    "MouseSet": "iii",
+    "CursorDefine": "iiiiay",
+}
+"""The Listener methods QEMU calls, with their D-Bus signatures (QEMU's ui/dbus-display1.xml)."""
+
+Connector = Callable[[], Awaitable[tuple[MessageBus, bool]]]
+"""Opens a connection to QEMU's display; returns it and whether it is peer to peer (no bus)."""
+
+
+@dataclass
+class _DmabufPlane:
+    mapping: Mapping
+    plane: PlaneInfo
+    format: PixelFormat
+    y0_top: bool
+    serial: int
+
+
+class _Attachment:
+    """One registration with QEMU: the connection, the console's path, and the listener's socket."""
+
+    def __init__(self, bus: MessageBus, peer: bool, listener: PeerBus, console: str, absolute: bool) -> None:
+        self.display = Display(bus, peer)
+        self.listener = listener
+        self.console = console
+        self.absolute = absolute
+
+    def close(self) -> None:
+        self.listener.disconnect()
+        self.display.bus.disconnect()
+
+
+class QemuDisplaySource(Source):
+    """One console of a QEMU VM, through `-display dbus`."""
+
+    def __init__(self, connect: Connector, console: int = 0, max_edge: int = 8192) -> None:
+        self._connect = connect
+        self.console = f"Console_{console}"
+        self.max_edge = max_edge
+        self.framebuffer = Framebuffer(max_edge)
+        self.attachments = 0
+        self.rejected = 0
+        self._attachment: _Attachment | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._reattach = asyncio.Event()
+        self._lock = threading.Lock()
+        self._dmabuf: _DmabufPlane | None = None
+        self._dmabuf_dirty = False
+        self._reader = PlaneReader()
+        self._disabled = False
+        self._cursor: Cursor | None = None
+        self._input = DbusInput(self)
+
+    async def open(self) -> None:
+        await self._attach()
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"qemu-display-{self.console}")
+
+    async def close(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        self._detach()
+
+    @property
+    def input_sink(self) -> InputSink:
+        return self._input
+
+    @property
+    def attachment(self) -> _Attachment | None:
+        return self._attachment
+
+    def planes(self) -> Planes:
+        with self._lock:
+            primary = self._dmabuf.plane if self._dmabuf is not None else self.framebuffer.plane()
+            cursor = self._cursor
+        cursor_plane = None
+        if cursor is not None and cursor.image is not None:
+            height, width = cursor.image.shape[:2]
+            cursor_plane = PlaneInfo(CURSOR_FORMAT, 0, width, height, width * 4, width * height * 4)
+        return Planes(primary=primary, cursor=cursor_plane)
+
+    def cursor(self) -> Cursor | None:
+        return self._cursor
+
+    def next_frame(self) -> Frame | None:
+        if self._attachment is None:
+            raise SourceUnavailable("QEMU's display is gone (QEMU stopped?); waiting for it to come back")
+        if self._disabled:
+            if self.state is SourceState.NO_SIGNAL:
+                return None
+            self.state = SourceState.NO_SIGNAL
+            return no_signal_frame()
+        with self._lock:
+            dmabuf = self._dmabuf
+            frame = self._read_dmabuf(dmabuf) if dmabuf is not None else self.framebuffer.take()
+        if frame is not None:
+            self.state = SourceState.STREAMING
+        return frame
+
+    def _read_dmabuf(self, dmabuf: _DmabufPlane) -> Frame | None:
+        if not self._dmabuf_dirty:
+            return None
+        self._dmabuf_dirty = False
+        frame = self._reader.read(dmabuf.mapping, dmabuf.plane, dmabuf.format, dmabuf.serial)
+        if frame is not None and not dmabuf.y0_top:
+            frame.pixels = np.ascontiguousarray(frame.pixels[::-1])  # rendered bottom-up (GL origin)
+        return frame
+
+    # attaching and re-attaching
+
+    async def _attach(self) -> None:
+        bus, peer = await self._connect()
+        try:
+            self._attachment = await self._register(bus, peer)
+        except BaseException:
+            bus.disconnect()
+            raise
+        self.attachments += 1
+        self._disabled = False
+        if self.state is SourceState.LOST:
+            log.info("QEMU display %s is back", self.console)
+        self.state = SourceState.STARTING
+
+    async def _register(self, bus: MessageBus, peer: bool) -> _Attachment:
+        display = Display(bus, peer)
+        mouse = await display.properties(self.console, MOUSE)
+        if not peer:
+            # QEMU's signals reach a bus client only through a match rule (a peer gets them all)
+            rule = f"type='signal',sender='org.qemu',path='/org/qemu/Display1/{self.console}'"
+            await add_match(bus, rule)
+        bus.add_message_handler(self._on_signal)
+        ours, theirs = socket.socketpair()
+        listener = PeerBus(ours)
+        listener.add_message_handler(self._on_listener_call)
+        registering = display.call(self.console, CONSOLE, "RegisterListener", "h", [0], unix_fds=[theirs.fileno()])
+        try:
+            # QEMU authenticates the listener's connection while it handles the call: do both at once
+            await asyncio.gather(listener.connect(), registering)
+        except BaseException:
+            listener.disconnect()
+            raise
+        finally:
+            theirs.close()
+        return _Attachment(bus, peer, listener, self.console, bool(mouse.get("IsAbsolute", False)))
+
+    def _detach(self) -> None:
+        attachment, self._attachment = self._attachment, None
+        if attachment is not None:
+            attachment.close()
+        self._set_dmabuf(None)
+        self.framebuffer.clear()
+
+    async def _supervise(self) -> None:
+        while True:
+            attachment = self._attachment
+            assert attachment is not None
+            gone = asyncio.ensure_future(attachment.listener.wait_for_disconnect())
+            resize = asyncio.ensure_future(self._reattach.wait())
+            await asyncio.wait((gone, resize), return_when=asyncio.FIRST_COMPLETED)
+            lost = gone.done()
+            for waiter in (gone, resize):
+                waiter.cancel()
+            await asyncio.gather(gone, resize, return_exceptions=True)
+            self._reattach.clear()
+            self._detach()
+            if lost:
+                self.state = SourceState.LOST
+                log.warning("QEMU display %s is gone (QEMU stopped?); reconnecting", self.console)
+            await self._attach_until_back()
+
+    async def _attach_until_back(self) -> None:
+        while True:
+            try:
+                await self._attach()
+                return
+            except VgpuStreamError:
+                self.state = SourceState.LOST
+                await asyncio.sleep(RETRY_INTERVAL)
+
+    def _resized(self) -> None:
+        """The guest changed mode without a new Scanout: register again to be sent one."""
+        self._reattach.set()
+
+    # what QEMU sends
+
+    def _on_signal(self, message: Message) -> None:
+        if (
+            message.message_type is MessageType.SIGNAL
+            and message.member == "PropertiesChanged"
+            and message.path == f"/org/qemu/Display1/{self.console}"
+            and message.body
+            and message.body[0] == CONSOLE
+        ):
+            changed = {name: variant.value for name, variant in message.body[1].items()}
+            size = self.framebuffer.size
+            if size is not None and (changed.get("Width", size[0]), changed.get("Height", size[1])) != size:
+                self._resized()
+
+    def _on_listener_call(self, message: Message) -> Message | None:
+        if message.message_type is not MessageType.METHOD_CALL:
+            return None
+        if message.interface == PROPERTIES and message.member == "GetAll":
+            # QEMU's proxy for the listener loads its properties first; it has none
+            return Message.new_method_return(message, "a{sv}", [{}])
+        expected = SIGNATURES.get(message.member)
+        if message.interface != LISTENER or expected is None:
+            return None  # dbus-fast answers UnknownMethod
+        received = list(message.unix_fds)
+        try:
+            if message.signature != expected:
+                raise InvalidPlane(f"{message.member} with signature {bounded(message.signature, 20)}")
+            getattr(self, f"_listener_{message.member}")(message.body, received)
+        except VgpuStreamError as exc:
+            self._reject(exc)
+            return Message.new_error(message, "org.qemu.Display1.Error.Invalid", exc.message)
+        finally:
+            for fd in received:
+                os.close(fd)
+        return Message.new_method_return(message)
+
+    def _reject(self, exc: VgpuStreamError) -> None:
+        self.rejected += 1
+        if self.rejected % 100 == 1:  # rate-limited: the first and then one in a hundred
+            log.warning("QEMU display %s: refused (%d so far): %s", self.console, self.rejected, exc.message)
+
+    def _listener_Scanout(self, body: list[Any], fds: list[int]) -> None:
+        self.framebuffer.scanout(Pixels(*body))
+        self._set_dmabuf(None)
+        self._disabled = False
+
+    def _listener_Update(self, body: list[Any], fds: list[int]) -> None:
+        x, y, *pixels = body
+        if not self.framebuffer.update(x, y, Pixels(*pixels)):
+            self._resized()
+
+    def _listener_ScanoutDMABUF(self, body: list[Any], fds: list[int]) -> None:
+        index, width, height, stride, fourcc, modifier, y0_top = body
+        if not 0 <= index < len(fds):
+            raise InvalidPlane("ScanoutDMABUF without its file descriptor")
+        mapping = map_dmabuf(fds.pop(index), "QEMU's scanout dma-buf")
+        try:
+            plane = PlaneInfo(fourcc, modifier, width, height, stride, needed_bytes(modifier, stride, height))
+            fmt = check_plane(plane, mapping.size, self.max_edge)
+        except BaseException:
+            mapping.close()
+            raise
+        serial = self._dmabuf.serial + 1 if self._dmabuf is not None else 0
+        self._set_dmabuf(_DmabufPlane(mapping, plane, fmt, y0_top, serial))
+        self.framebuffer.clear()
+        self._disabled = False
+
+    def _listener_UpdateDMABUF(self, body: list[Any], fds: list[int]) -> None:
+        self._dmabuf_dirty = True
+
+    def _listener_Disable(self, body: list[Any], fds: list[int]) -> None:
+        self._set_dmabuf(None)
+        self.framebuffer.clear()
+        self._disabled = True
+
+    def _listener_MouseSet(self, body: list[Any], fds: list[int]) -> None:
+        x, y, on = body
+        cursor = self._cursor
+        if cursor is not None:
+            self._cursor = Cursor(cursor.image, cursor.hot_x, cursor.hot_y, x, y, bool(on), cursor.serial)
+
+    def _listener_CursorDefine(self, body: list[Any], fds: list[int]) -> None:
+        width, height, hot_x, hot_y, data = body
+        if not (0 < width <= MAX_CURSOR_EDGE and 0 < height <= MAX_CURSOR_EDGE) or len(data) != width * height * 4:
+            raise InvalidPlane(f"cursor {width}x{height} with {len(data)} bytes of image")
+        image = np.frombuffer(data, dtype=np.uint8).reshape(height, width, 4).copy()  # QEMU's ARGB words: B,G,R,A
+        old = self._cursor
+        self._cursor = Cursor(
+            image=image,
+            hot_x=min(max(hot_x, 0), width - 1),
+            hot_y=min(max(hot_y, 0), height - 1),
+            x=old.x if old else 0,
+            y=old.y if old else 0,
+            visible=old.visible if old else True,
+            serial=old.serial + 1 if old else 1,
+        )
+
+    def _set_dmabuf(self, dmabuf: _DmabufPlane | None) -> None:
+        with self._lock:
+            old, self._dmabuf = self._dmabuf, dmabuf
+            self._dmabuf_dirty = dmabuf is not None
+            self._reader.forget()
+        if old is not None:
+            old.mapping.close()
+
+
+class DbusInput(QemuInput):
+    """The input protocol as org.qemu.Display1.Keyboard and .Mouse calls on the attached console."""
+
+    def __init__(self, source: QemuDisplaySource) -> None:
+        super().__init__()
+        self.source = source
+        self._position: tuple[int, int] | None = None
+
+    def _send(self, interface: str, member: str, signature: str, body: list[Any]) -> None:
+        attachment = self.source.attachment
+        if attachment is not None:
+            attachment.display.send(attachment.console, interface, member, signature, body)
+
+    def key(self, qnum: int, down: bool) -> None:
+        self._send(KEYBOARD, "Press" if down else "Release", "u", [qnum])
+
+    def move(self, x: float, y: float) -> None:
+        attachment, size = self.source.attachment, self.source.framebuffer.size
+        if attachment is None or size is None:
+            return
+        point = (min(round(x * size[0]), size[0] - 1), min(round(y * size[1]), size[1] - 1))
+        if attachment.absolute:
+            self._send(MOUSE, "SetAbsPosition", "uu", list(point))
+        elif self._position is not None:
+            self._send(MOUSE, "RelMotion", "ii", [point[0] - self._position[0], point[1] - self._position[1]])
+        self._position = point
+
+    def button(self, index: int, down: bool) -> None:
+        self._send(MOUSE, "Press" if down else "Release", "u", [index])
