@@ -111,8 +111,14 @@ class Vm:
         self.qmp("pmemsave", val=VGA_TEXT, size=80 * 25 * 2, filename=str(path))
         return bytes(path.read_bytes()[::2]).decode("cp437")
 
-    def wait_text(self, words: str, timeout: float = 60) -> None:
-        wait_for(lambda: words in self.text(), timeout, f"{words!r} on the VM's screen", interval=0.1)
+    def wait_text(self, words: str, timeout: float = 60, without: str | None = None) -> None:
+        """Wait until the screen shows `words` (and not `without`)."""
+
+        def shown() -> bool:
+            text = self.text()
+            return words in text and (without is None or without not in text)
+
+        wait_for(shown, timeout, f"{words!r} on the VM's screen" + (f" without {without!r}" if without else ""), 0.1)
 
     def kill(self) -> None:
         """Stop QEMU the hard way, as a crash would."""

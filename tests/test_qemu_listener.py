@@ -1,0 +1,145 @@
+"""The QEMU display source's Listener with values no sane QEMU sends, and the input mapping to QEMU.
+
+The real-QEMU tests are in tests/qemu; these feed the Listener handler D-Bus messages directly, as
+the VFIO host tests feed a fake ioctl layer, for the hostile cases a real guest cannot be made to produce.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dbus_fast import Message
+
+from vgpustream.input import KeyEvent, PointerEvent, WheelEvent
+from vgpustream.sources.qemu.keys import QNUM, QemuInput
+from vgpustream.sources.qemu.source import QemuDisplaySource
+
+XRGB = 0x20020888  # PIXMAN_x8r8g8b8
+
+
+async def never_connects():
+    raise AssertionError("these tests do not attach")
+
+
+def call(member: str, signature: str, body: list) -> Message:
+    return Message(
+        path="/org/qemu/Display1/Listener",
+        interface="org.qemu.Display1.Listener",
+        member=member,
+        signature=signature,
+        body=body,
+        serial=7,  # as it came from QEMU's connection
+    )
+
+
+@pytest.fixture
+def source() -> QemuDisplaySource:
+    source = QemuDisplaySource(never_connects, max_edge=4096)
+    picture = np.arange(64 * 32 * 4, dtype=np.uint32).astype(np.uint8).tobytes()
+    reply = source._on_listener_call(call("Scanout", "uuuuay", [64, 32, 256, XRGB, picture]))
+    assert reply.error_name is None
+    return source
+
+
+def test_scanout_and_updates_rebuild_the_picture(source):
+    first = source.framebuffer.take()
+    assert (first.width, first.height) == (64, 32)
+    assert source.framebuffer.take() is None, "nothing changed since"
+    patch = bytes([200, 100, 50, 0]) * 4 * 3  # 4x3 pixels, stride 16
+    assert source._on_listener_call(call("Update", "iiiiuuay", [10, 5, 4, 3, 16, XRGB, patch])).error_name is None
+    second = source.framebuffer.take()
+    assert np.all(second.pixels[5:8, 10:14] == [200, 100, 50, 0])
+    assert np.array_equal(second.pixels[:5], first.pixels[:5]), "only the damaged rectangle changed"
+
+
+@pytest.mark.parametrize(
+    ("member", "signature", "body", "message"),
+    [
+        ("Scanout", "uuuuay", [100000, 10, 400000, XRGB, b"\0" * 16], "outside 1..4096"),
+        ("Scanout", "uuuuay", [64, 64, 100, XRGB, b"\0" * 256], "less than width 64 x 4"),
+        ("Scanout", "uuuuay", [64, 64, 256, XRGB, b"\0" * 1000], "need more than the 1000 bytes"),
+        ("Scanout", "uuuuay", [64, 64, 256, 0x12345678, b"\0" * 64 * 256], "unsupported pixman format 0x12345678"),
+        ("Update", "iiiiuuay", [0, 0, 16, 16, 64, XRGB, b"\0" * 100], "need more than the 100 bytes"),
+        ("CursorDefine", "iiiiay", [4096, 4096, 0, 0, b"\0" * 16], "cursor 4096x4096"),
+        ("CursorDefine", "iiiiay", [8, 8, 0, 0, b"\0" * 16], "with 16 bytes"),
+        ("Scanout", "uuu", [1, 2, 3], "signature 'uuu'"),
+        ("ScanoutDMABUF", "huuuutb", [0, 64, 64, 256, 0x34325258, 0, True], "without its file descriptor"),
+    ],
+    ids=["huge", "short-stride", "short-data", "format", "short-update", "huge-cursor", "cursor-data", "sig", "no-fd"],
+)
+def test_hostile_listener_calls_get_an_error_reply_and_change_nothing(source, member, signature, body, message):
+    before = source.framebuffer.pixels.copy()
+    reply = source._on_listener_call(call(member, signature, body))
+    assert reply.error_name == "org.qemu.Display1.Error.Invalid"
+    assert message in reply.body[0]
+    assert source.rejected == 1
+    assert np.array_equal(source.framebuffer.pixels, before), "the picture survived"
+
+
+def test_an_update_outside_the_picture_asks_for_a_new_scanout(source):
+    """QEMU 7.2 sends no Scanout when the guest changes mode; an Update that does not fit tells."""
+    assert not source._reattach.is_set()
+    reply = source._on_listener_call(call("Update", "iiiiuuay", [60, 0, 16, 1, 64, XRGB, b"\0" * 64]))
+    assert reply.error_name is None and source._reattach.is_set()
+
+
+def test_disable_means_no_signal_and_unknown_methods_are_refused(source):
+    source._on_listener_call(call("Disable", "", []))
+    assert source.framebuffer.pixels is None and source._disabled
+    assert source._on_listener_call(call("Explode", "", [])) is None, "left to dbus-fast: UnknownMethod"
+
+
+STANDARD_104 = (
+    ["Escape", *(f"F{n}" for n in range(1, 13)), "PrintScreen", "ScrollLock", "Pause", "Backquote"]
+    + [f"Digit{n}" for n in range(10)]
+    + ["Minus", "Equal", "Backspace", "Insert", "Home", "PageUp", "NumLock", "NumpadDivide", "NumpadMultiply"]
+    + ["NumpadSubtract", "Tab", *(f"Key{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"), "BracketLeft", "BracketRight"]
+    + ["Backslash", "Delete", "End", "PageDown", *(f"Numpad{n}" for n in range(10)), "NumpadAdd", "CapsLock"]
+    + ["Semicolon", "Quote", "Enter", "ShiftLeft", "Comma", "Period", "Slash", "ShiftRight", "ArrowUp"]
+    + ["NumpadEnter", "ControlLeft", "MetaLeft", "AltLeft", "Space", "AltRight", "MetaRight", "ContextMenu"]
+    + ["ControlRight", "ArrowLeft", "ArrowDown", "ArrowRight", "NumpadDecimal"]
+)
+
+
+def test_every_key_of_a_105_key_keyboard_has_its_own_qemu_number():
+    keys = [*STANDARD_104, "IntlBackslash"]
+    assert len(set(keys)) == 105
+    numbers = [QNUM[code] for code in keys]
+    assert len(set(numbers)) == 105
+    # spot checks against the PC scan code set 1 (extended keys are 0x80 | code after 0xE0)
+    assert (QNUM["Escape"], QNUM["KeyA"], QNUM["Enter"], QNUM["NumpadEnter"]) == (0x01, 0x1E, 0x1C, 0x9C)
+    assert (QNUM["ArrowUp"], QNUM["Delete"], QNUM["MetaLeft"], QNUM["AudioVolumeMute"]) == (0xC8, 0xD3, 0xDB, 0xA0)
+
+
+class Recorded(QemuInput):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def key(self, qnum: int, down: bool) -> None:
+        self.calls.append(("key", qnum, down))
+
+    def move(self, x: float, y: float) -> None:
+        self.calls.append(("move", x, y))
+
+    def button(self, index: int, down: bool) -> None:
+        self.calls.append(("button", index, down))
+
+
+def test_input_events_become_qemu_keys_buttons_and_wheel_clicks():
+    sink = Recorded()
+    sink.send(KeyEvent("ControlLeft", True))
+    sink.send(KeyEvent("NoSuchKey", True))
+    sink.send(PointerEvent(0.5, 0.25, 0b011))  # primary and secondary down
+    sink.send(PointerEvent(0.5, 0.25, 0b010))  # primary up
+    sink.send(WheelEvent(0, 250))  # two and a half notches down: two clicks
+    assert sink.unmapped == 1
+    assert sink.calls == [
+        ("key", 0x1D, True),
+        ("move", 0.5, 0.25),
+        ("button", 0, True),
+        ("button", 2, True),
+        ("move", 0.5, 0.25),
+        ("button", 0, False),
+        *[("button", 4, True), ("button", 4, False)] * 2,
+    ]
