@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from vgpustream.bench import fanout, pipeline
+from vgpustream.bench import fanout, pipeline, qemu
 from vgpustream.encoder import EncoderSettings
 
 
@@ -37,6 +37,11 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=int, default=30, help="frame rate (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
+    p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
+    p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
+    p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -45,9 +50,12 @@ def run_bench(args: argparse.Namespace) -> int:
         source = args.source or f"synthetic:{args.resolution}@240"
         result = pipeline.run(source, args.frames, EncoderSettings(bitrate=args.bitrate), args.timeout)
         print(json.dumps(result) if args.json else _pipeline_table(result))
-    else:
+    elif args.bench == "fanout":
         result = fanout.run(args.viewers, args.seconds, args.resolution, args.fps, args.bitrate)
         print(json.dumps(result) if args.json else _fanout_table(result))
+    else:
+        result = qemu.run(args.runs, args.viewer, args.chromium)
+        print(json.dumps(result) if args.json else _qemu_table(result))
     return 0
 
 
@@ -72,3 +80,14 @@ def _fanout_table(result: dict[str, Any]) -> str:
         for r in result["runs"]
     ]
     return "\n".join(lines)
+
+
+def _qemu_table(result: dict[str, Any]) -> str:
+    first, key = result["qemu_start_to_first_frame_s"], result["key_to_changed_frame_ms"]
+    return "\n".join(
+        [
+            f"QEMU D-Bus display, {result['viewer']} viewer, {result['runs']} runs (median, then each run)",
+            f"QEMU start -> first frame   {first['median']:.3f} s   {first['all']}",
+            f"key press -> changed frame  {key['median']:.1f} ms   {key['all']}",
+        ]
+    )

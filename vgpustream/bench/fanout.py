@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,35 +58,35 @@ def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("the server did not start")
 
 
-def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, Any]:
+@contextmanager
+def serve(server_args: list[str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A `vgpustream serve` process on a free loopback port, without auth, its state in a temporary folder;
+    yields its base URL and process once it answers, and stops it after."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-") as state:
         server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vgpustream",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--host-address",
-                "127.0.0.1",
-                "--insecure-no-auth",
-                "--state-dir",
-                state,
-                "--max-viewers",
-                str(viewers),
-                *server_args,
-            ],
+            [sys.executable, "-m", "vgpustream", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--host-address", "127.0.0.1", "--insecure-no-auth", "--state-dir", state, *server_args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-        )
-        workers: list[subprocess.Popen[str]] = []
+        )  # fmt: skip
         try:
             wait_ready(base, server)
+            yield base, server
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, Any]:
+    with serve(["--max-viewers", str(viewers), *server_args]) as (base, server):
+        workers: list[subprocess.Popen[str]] = []
+        try:
             start = time.time() + CONNECT_SECONDS + CONNECT_PER_VIEWER * viewers
             window = [f"{base}/whep/default", "COUNT", str(start), str(seconds)]
             groups = [(1, ["--decode"])] + ([(viewers - 1, [])] if viewers > 1 else [])
@@ -104,12 +106,6 @@ def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, A
                 if worker.poll() is None:
                     worker.kill()
                 worker.wait()
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
     decoding = reports[0]["viewers"][0]
     if decoding["stamped_frames"] == 0:
         raise RuntimeError("the decoding viewer read no frame stamp: the pictures are not the source's")

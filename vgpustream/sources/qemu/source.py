@@ -24,7 +24,7 @@ import numpy as np
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from vgpustream.errors import InvalidPlane, SourceUnavailable, VgpuStreamError, bounded
+from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
 from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
@@ -39,7 +39,7 @@ LISTENER = "org.qemu.Display1.Listener"
 CONSOLE = "org.qemu.Display1.Console"
 KEYBOARD = "org.qemu.Display1.Keyboard"
 MOUSE = "org.qemu.Display1.Mouse"
-RETRY_INTERVAL = 0.5
+RETRY_INTERVAL = 0.25  # between attempts to attach while QEMU is away (a failed one costs a connect)
 MAX_CURSOR_EDGE = 256
 CURSOR_FORMAT = fourcc_code("AR24")
 SIGNATURES = {
@@ -134,7 +134,8 @@ class QemuDisplaySource(Source):
 
     def next_frame(self) -> Frame | None:
         if self._attachment is None:
-            raise SourceUnavailable("QEMU's display is gone (QEMU stopped?); waiting for it to come back")
+            return None  # lost: the supervisor attaches again as soon as QEMU is back
+
         if self._disabled:
             if self.state is SourceState.NO_SIGNAL:
                 return None

@@ -1,0 +1,265 @@
+"""`vgpustream bench qemu`: how soon a viewer sees a QEMU VM start, and what a key press did.
+
+A private D-Bus daemon, a `vgpustream serve` process with the session on `qemu-dbus:` and one viewer
+(aiortc on loopback, or the web console in Chromium) connected before QEMU starts. Each run starts
+QEMU (SeaBIOS, std VGA, no disk) and measures the wall-clock time to the first frame of the new VM in
+the viewer (QEMU's placeholder screen or SeaBIOS's); when SeaBIOS shows its boot menu prompt (read from the
+VGA text buffer over QMP) it presses Escape in the viewer and measures the time to the first frame
+that shows the boot menu. Then QEMU is killed: the session waits for it, as it would for a restarted
+VM. The first run warms up and is not counted.
+
+An aiortc viewer releases a frame only when the next one arrives (its jitter buffer), so it reads
+later than a browser on a screen that changes seldom; Chromium's figures are the ones a person sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from vgpustream.bench.fanout import serve
+from vgpustream.bench.receiver import WhepReceiver
+from vgpustream.sources.qemu.qmp import Qmp
+
+PROMPT = "Press ESC for boot menu"
+MENU = "Select boot device"
+SPLASH_MS = 60_000
+TIMEOUT = 60.0
+SETTLE = 3.0  # seconds: longer than the keyframe interval
+CHANGED_PIXELS = 300  # far-off pixels that make a new screen (a line of text is ~500; a blinking cursor 18)
+
+
+class Machine:
+    """QEMU on a private bus; `start` boots it, `kill` ends it; a monitor reads its text screen."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.bus = directory / "bus.sock"
+        self.monitor = directory / "qmp.sock"
+        self.daemon = subprocess.Popen(
+            ["dbus-daemon", "--config-file=/usr/share/dbus-1/session.conf", f"--address=unix:path={self.bus}",
+             "--nofork"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.qemu: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> float:
+        """Boot the VM; returns the wall-clock time it was started."""
+        self.monitor.unlink(missing_ok=True)
+        started = time.time()
+        self.qemu = subprocess.Popen(
+            ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "256", "-vga", "std",
+             "-display", f"dbus,addr=unix:path={self.bus}", "-boot", f"menu=on,splash-time={SPLASH_MS}",
+             "-nic", "user,restrict=on", "-qmp", f"unix:{self.monitor},server=on,wait=off"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        return started
+
+    async def wait_text(self, words: str) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not self.monitor.exists():
+            await _before(deadline, "QEMU's monitor")
+        qmp = await Qmp(str(self.monitor)).connect()
+        dump = self.directory / "text.bin"
+        try:
+            while True:
+                await qmp.execute("pmemsave", {"val": 0xB8000, "size": 4000, "filename": str(dump)})
+                if words in dump.read_bytes()[::2].decode("cp437"):
+                    return
+                await _before(deadline, repr(words))
+        finally:
+            await qmp.close()
+
+    def kill(self) -> None:
+        if self.qemu is not None:
+            self.qemu.kill()
+            self.qemu.wait()
+
+    def close(self) -> None:
+        self.kill()
+        self.daemon.terminate()
+        self.daemon.wait()
+
+
+async def _before(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"no {what} within {TIMEOUT:g} s")
+    await asyncio.sleep(0.02)
+
+
+def _far_pixels(a: np.ndarray, b: np.ndarray) -> int:
+    if a.shape != b.shape:
+        return a.size
+    return int(np.count_nonzero((np.abs(a.astype(np.int16) - b) > 96).any(axis=2)))
+
+
+class AiortcViewer:
+    """A WHEP viewer in this process that decodes every frame as it comes and notes when the screen changes."""
+
+    def __init__(self, base: str, http: aiohttp.ClientSession) -> None:
+        self.receiver = WhepReceiver(f"{base}/whep/default", http)
+        self.changes: list[float] = []
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self.receiver.connect()
+        await self.receiver.wait_channel_open()
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        last: np.ndarray | None = None
+        while True:
+            frame = await self.receiver.next_frame(timeout=3600)
+            picture = frame.picture.to_ndarray(format="rgb24")
+            if last is None or _far_pixels(picture, last) > CHANGED_PIXELS:
+                self.changes.append(frame.received_at)
+            last = picture
+
+    async def changed_after(self, since: float) -> float:
+        """The time of the first frame decoded after `since` that shows another screen."""
+        deadline = time.monotonic() + TIMEOUT
+        while not (later := [t for t in self.changes if t > since]):
+            await _before(deadline, "changed frame")
+        return later[0]
+
+    async def press_escape(self) -> float:
+        pressed = time.time()
+        for down in (True, False):
+            self.receiver.send_input({"type": "key", "code": "Escape", "down": down})
+        return pressed
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        await self.receiver.close()
+
+
+# In the page: each presented video frame is sampled on a small canvas; a frame whose samples differ
+# from the previous frame's in more than a few cells is recorded as a change, with Date.now().
+WATCH_FRAMES = """() => {
+  const video = document.getElementById("screen");
+  const canvas = new OffscreenCanvas(180, 100);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  window.benchChanges = [];
+  let last = null;
+  const sample = () => {
+    context.drawImage(video, 0, 0, 180, 100);
+    const data = context.getImageData(0, 0, 180, 100).data;
+    let differing = 0;
+    if (last) for (let i = 0; i < data.length; i += 4) if (Math.abs(data[i + 1] - last[i + 1]) > 48) differing++;
+    if (!last || differing > 12) window.benchChanges.push(Date.now());
+    last = data;
+    video.requestVideoFrameCallback(sample);
+  };
+  video.requestVideoFrameCallback(sample);
+  document.getElementById("stage").addEventListener("keydown", () => { window.benchKey = Date.now(); }, true);
+}"""
+
+
+class ChromiumViewer:
+    """The web console in Debian's Chromium (needs the `test` extra's playwright); change times are
+    when the page is handed a changed video frame."""
+
+    def __init__(self, base: str, chromium: str) -> None:
+        self.url = f"{base}/?session=default"
+        self.chromium = chromium
+        self._playwright: Any = None
+        self._browser: Any = None
+        self.page: Any = None
+
+    async def open(self) -> None:
+        try:
+            from playwright.async_api import async_playwright  # noqa: PLC0415 - only this viewer needs it
+        except ImportError:
+            raise SystemExit("bench qemu --viewer chromium needs playwright: pip install 'vgpustream[test]'") from None
+        self._playwright = await async_playwright().start()
+        self._browser = await self._playwright.chromium.launch(
+            executable_path=self.chromium,
+            args=["--no-sandbox", "--disable-gpu", "--allow-loopback-in-peer-connection",
+                  "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required"],
+        )  # fmt: skip
+        self.page = await self._browser.new_page(viewport={"width": 1280, "height": 800})
+        await self.page.goto(self.url)
+        await self.page.wait_for_function("window.vgpustream && window.vgpustream.state === 'playing'")
+        await self.page.evaluate(WATCH_FRAMES)
+
+    async def changed_after(self, since: float) -> float:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            changes = await self.page.evaluate("window.benchChanges")
+            later = [t / 1000 for t in changes if t / 1000 > since]
+            if later:
+                return later[0]
+            await _before(deadline, "changed frame")
+
+    async def press_escape(self) -> float:
+        await self.page.click("#stage")
+        await self.page.keyboard.press("Escape")
+        return await self.page.evaluate("window.benchKey") / 1000
+
+    async def close(self) -> None:
+        await self._browser.close()
+        await self._playwright.stop()
+
+
+def _summary(values: list[float], scale: float, digits: int) -> dict[str, Any]:
+    scaled = [round(v * scale, digits) for v in values]
+    return {"median": round(statistics.median(values) * scale, digits), "all": scaled}
+
+
+async def measure(runs: int, viewer_kind: str, chromium: str) -> dict[str, Any]:
+    for tool in ("qemu-system-x86_64", "dbus-daemon"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"bench qemu needs {tool} (apt install qemu-system-x86 dbus-daemon)")
+    first_frames: list[float] = []
+    key_to_frames: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="vgpustream-bench-qemu-") as folder:
+        machine = Machine(Path(folder))
+        try:
+            with serve(["--source", f"qemu-dbus:unix:path={machine.bus}"]) as (base, _):
+                async with aiohttp.ClientSession() as http:
+                    viewer = AiortcViewer(base, http) if viewer_kind == "aiortc" else ChromiumViewer(base, chromium)
+                    await viewer.open()
+                    try:
+                        for run in range(runs + 1):
+                            started = machine.start()
+                            first = await viewer.changed_after(started)
+                            await machine.wait_text(PROMPT)
+                            await asyncio.sleep(0.5)  # let the prompt's frames reach the viewer
+                            pressed = await viewer.press_escape()
+                            shown = await viewer.changed_after(pressed)
+                            await machine.wait_text(MENU)  # the change was the boot menu
+                            machine.kill()
+                            # the viewer settles on the last screen (the last frames, a periodic keyframe)
+                            await asyncio.sleep(SETTLE)
+                            if run:
+                                first_frames.append(first - started)
+                                key_to_frames.append(shown - pressed)
+                    finally:
+                        await viewer.close()
+        finally:
+            machine.close()
+    return {
+        "viewer": viewer_kind,
+        "runs": runs,
+        "cpus": os.cpu_count(),
+        "qemu_start_to_first_frame_s": _summary(first_frames, 1, 3),
+        "key_to_changed_frame_ms": _summary(key_to_frames, 1000, 1),
+    }
+
+
+def run(runs: int, viewer: str, chromium: str) -> dict[str, Any]:
+    return asyncio.run(measure(runs, viewer, chromium))
