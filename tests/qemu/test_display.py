@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import OPERATOR
-from tests.qemu.vm import BOOT_MENU, MENU_PROMPT, Bus, Vm, bgrx_to_rgb
+from tests.qemu.vm import BOOT_MENU, MENU_PROMPT, Bus, Vm, bgrx_to_rgb, wait_for
 from vgpustream.formats import fourcc_code
 from vgpustream.input import KeyEvent
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source
 from vgpustream.sources.qemu.qmp import QmpInput
 
+CTRL = 0x04  # BIOS keyboard flags: a Ctrl key is down
 ESCAPE = [{"type": "key", "code": "Escape", "down": True}, {"type": "key", "code": "Escape", "down": False}]
 
 
@@ -241,3 +242,15 @@ async def test_qemu_gone_is_reported_and_capture_resumes_when_it_is_back(bus: Bu
             return
         await asyncio.sleep(0.1)
     pytest.fail("frames stopped after QEMU came back")
+
+
+async def test_a_key_held_by_a_viewer_that_leaves_is_released_in_the_guest(vm: Vm, bus: Bus, make_server, viewers):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    await receiver.wait_channel_open()
+    receiver.send_input({"type": "key", "code": "ControlLeft", "down": True})
+    await asyncio.to_thread(wait_for, lambda: vm.keyboard_flags() & CTRL, 10, "Ctrl down in the guest")
+    await receiver.close()  # gone mid-keystroke
+    await asyncio.to_thread(wait_for, lambda: not vm.keyboard_flags() & CTRL, 10, "Ctrl released in the guest")

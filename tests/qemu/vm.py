@@ -111,6 +111,12 @@ class Vm:
         self.qmp("pmemsave", val=VGA_TEXT, size=80 * 25 * 2, filename=str(path))
         return bytes(path.read_bytes()[::2]).decode("cp437")
 
+    def keyboard_flags(self) -> int:
+        """The BIOS keyboard shift flags (BDA 0x417; bit 2: a Ctrl key is down), kept by SeaBIOS."""
+        path = self.directory / "flags.bin"
+        self.qmp("pmemsave", val=0x417, size=1, filename=str(path))
+        return path.read_bytes()[0]
+
     def wait_text(self, words: str, timeout: float = 60, without: str | None = None) -> None:
         """Wait until the screen shows `words` (and not `without`)."""
 
