@@ -21,12 +21,12 @@ def bus(tmp_path: Path) -> Iterator[Bus]:
 
 
 @pytest.fixture
-def start_vm(tmp_path: Path) -> Iterator[Callable[[str], Vm]]:
-    """`start_vm(display)` boots a VM (display `dbus,addr=...` or `dbus,p2p=yes`); all stopped after."""
+def start_vm(tmp_path: Path) -> Iterator[Callable[..., Vm]]:
+    """`start_vm(display, *extra)` boots a VM (display `dbus,addr=...` or `dbus,p2p=yes`); all stopped after."""
     started: list[Vm] = []
 
-    def start(display: str) -> Vm:
-        vm = Vm(tmp_path, display)
+    def start(display: str, *extra: str) -> Vm:
+        vm = Vm(tmp_path, display, extra)
         started.append(vm)
         return vm
 
@@ -36,6 +36,6 @@ def start_vm(tmp_path: Path) -> Iterator[Callable[[str], Vm]]:
 
 
 @pytest.fixture
-def vm(bus: Bus, start_vm: Callable[[str], Vm]) -> Vm:
+def vm(bus: Bus, start_vm: Callable[..., Vm]) -> Vm:
     """A VM on the private bus."""
     return start_vm(f"dbus,addr={bus.address}")

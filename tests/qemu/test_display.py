@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import sys
 import time
 
@@ -254,3 +255,33 @@ async def test_a_key_held_by_a_viewer_that_leaves_is_released_in_the_guest(vm: V
     await asyncio.to_thread(wait_for, lambda: vm.keyboard_flags() & CTRL, 10, "Ctrl down in the guest")
     await receiver.close()  # gone mid-keystroke
     await asyncio.to_thread(wait_for, lambda: not vm.keyboard_flags() & CTRL, 10, "Ctrl released in the guest")
+
+
+@pytest.mark.parametrize("tablet", [True, False], ids=["absolute-tablet", "relative-ps2"])
+async def test_pointer_buttons_and_wheel_reach_qemus_input_layer(bus: Bus, start_vm, make_server, viewers, tablet):
+    """QEMU traces every input event it routes to the guest; the pointer is absolute where a tablet is."""
+    extra = ("-usb", "-device", "usb-tablet") if tablet else ()
+    vm = start_vm(f"dbus,addr={bus.address}", "-trace", "input_event_*", *extra)
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+    if tablet:
+        # SeaBIOS drives no tablet: make it the active pointer, as a guest's tablet driver would
+        # (QEMU tells the source through the Mouse's IsAbsolute property)
+        mice = vm.qmp("human-monitor-command", **{"command-line": "info mice"})
+        index = re.search(r"Mouse #(\d+): QEMU HID Tablet", mice)[1]
+        vm.qmp("human-monitor-command", **{"command-line": f"mouse_set {index}"})
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    await receiver.wait_channel_open()
+    for event in [
+        {"type": "pointer", "x": 0.25, "y": 0.5, "buttons": 0},
+        {"type": "pointer", "x": 0.5, "y": 0.5, "buttons": 1},
+        {"type": "pointer", "x": 0.5, "y": 0.5, "buttons": 0},
+        {"type": "wheel", "dx": 0, "dy": 100},
+    ]:
+        receiver.send_input(event)
+    expected = ["input_event_btn", "wheel-down"] + (["input_event_abs"] if tablet else ["input_event_rel"])
+    await asyncio.to_thread(wait_for, lambda: all(w in vm.log_text() for w in expected), 10, f"{expected} traced")
+    if tablet:
+        # x = 0.5 of QEMU's absolute range 0..0x7fff, whatever the display's size
+        assert "input_event_abs con 0, axis x, value 0x3fff" in vm.log_text()

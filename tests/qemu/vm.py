@@ -62,9 +62,9 @@ class Bus:
 
 
 class Vm:
-    """One QEMU process; `display` is `dbus,addr=...` (a bus) or `dbus,p2p=yes`."""
+    """One QEMU process; `display` is `dbus,addr=...` (a bus) or `dbus,p2p=yes`; `extra` arguments."""
 
-    def __init__(self, directory: Path, display: str) -> None:
+    def __init__(self, directory: Path, display: str, extra: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.qmp_path = directory / "qmp.sock"
         self.vmm_path = directory / "vmm.sock"
@@ -76,7 +76,8 @@ class Vm:
         self.process = subprocess.Popen(
             [QEMU, "-machine", "q35,accel=tcg", "-m", "256", "-vga", "std", "-display", display,
              "-boot", f"menu=on,splash-time={SPLASH_MS}", "-nic", "user,restrict=on",
-             "-qmp", f"unix:{self.qmp_path},server=on,wait=off", "-qmp", f"unix:{self.vmm_path},server=on,wait=off"],
+             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
+             "-qmp", f"unix:{self.vmm_path},server=on,wait=off", *extra],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -125,6 +126,10 @@ class Vm:
             return words in text and (without is None or without not in text)
 
         wait_for(shown, timeout, f"{words!r} on the VM's screen" + (f" without {without!r}" if without else ""), 0.1)
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return (self.directory / "qemu.log").read_text(errors="replace")
 
     def kill(self) -> None:
         """Stop QEMU the hard way, as a crash would."""

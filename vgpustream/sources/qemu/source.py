@@ -236,16 +236,26 @@ class QemuDisplaySource(Source):
 
     def _on_signal(self, message: Message) -> None:
         if (
-            message.message_type is MessageType.SIGNAL
-            and message.member == "PropertiesChanged"
-            and message.path == f"/org/qemu/Display1/{self.console}"
-            and message.body
-            and message.body[0] == CONSOLE
+            message.message_type is not MessageType.SIGNAL
+            or message.member != "PropertiesChanged"
+            or message.path != f"/org/qemu/Display1/{self.console}"
+            or message.signature != "sa{sv}as"
         ):
-            changed = {name: variant.value for name, variant in message.body[1].items()}
-            size = self.framebuffer.size
-            if size is not None and (changed.get("Width", size[0]), changed.get("Height", size[1])) != size:
-                self._resized()
+            return
+        interface, values, _ = message.body
+        changed = {name: variant.value for name, variant in values.items()}
+        attachment = self._attachment
+        if interface == MOUSE and "IsAbsolute" in changed and attachment is not None:
+            # the guest switched pointing device (a tablet driver loaded, or went away)
+            attachment.absolute = bool(changed["IsAbsolute"])
+        size = self.framebuffer.size
+        if interface == CONSOLE and size is not None and self._new_size(changed, size):
+            self._resized()
+
+    @staticmethod
+    def _new_size(changed: dict[str, Any], size: tuple[int, int]) -> bool:
+        """Whether changed Console properties give another Width or Height than the picture's."""
+        return (changed.get("Width", size[0]), changed.get("Height", size[1])) != size
 
     def _on_listener_call(self, message: Message) -> Message | None:
         if message.message_type is not MessageType.METHOD_CALL:
