@@ -29,6 +29,7 @@ import numpy as np
 
 from vgpustream.bench.fanout import serve
 from vgpustream.bench.receiver import WhepReceiver
+from vgpustream.rtcnet import advertise_host_addresses
 from vgpustream.sources.qemu.qmp import Qmp
 
 PROMPT = "Press ESC for boot menu"
@@ -224,6 +225,7 @@ async def measure(runs: int, viewer_kind: str, chromium: str) -> dict[str, Any]:
     for tool in ("qemu-system-x86_64", "dbus-daemon"):
         if shutil.which(tool) is None:
             raise SystemExit(f"bench qemu needs {tool} (apt install qemu-system-x86 dbus-daemon)")
+    advertise_host_addresses(["127.0.0.1"])  # the viewer and the server meet on loopback
     first_frames: list[float] = []
     key_to_frames: list[float] = []
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-qemu-") as folder:
