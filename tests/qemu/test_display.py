@@ -235,14 +235,12 @@ async def test_qemu_gone_is_reported_and_capture_resumes_when_it_is_back(bus: Bu
     async with http.get(server.make_url("/api/v1/sessions/default/planes")) as response:
         assert (await response.json())["state"] == "lost"
     start_vm(display)
-    back = await wait_state(http, server, "streaming")
-    encoded = back["stats"]["frames_encoded"]
-    assert encoded > lost["stats"]["frames_encoded"]
+    await wait_state(http, server, "streaming")
     for _ in range(100):
-        if (await session_state(http, server))["stats"]["frames_encoded"] > encoded:
+        if (await session_state(http, server))["stats"]["frames_encoded"] > lost["stats"]["frames_encoded"]:
             return
         await asyncio.sleep(0.1)
-    pytest.fail("frames stopped after QEMU came back")
+    pytest.fail("no frames after QEMU came back")
 
 
 async def test_a_key_held_by_a_viewer_that_leaves_is_released_in_the_guest(vm: Vm, bus: Bus, make_server, viewers):

@@ -49,6 +49,7 @@ class PeerBus(MessageBus):
         except BaseException:
             self._stream.close()
             sock.close()
+            self._sock = None  # so that disconnect() has nothing left to shut down
             raise
         reader = build_message_reader(sock, self._process_message, self._finalize, self._negotiate_unix_fd)
         self._loop.add_reader(self._fd, reader)

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
+from dbus_fast.errors import AuthError, DBusError
 
-from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
+from vgpustream.errors import InvalidPlane, SourceUnavailable, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
 from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
-from vgpustream.sources.qemu.dbus import PROPERTIES, Display, PeerBus, add_match
+from vgpustream.sources.qemu.dbus import CALL_TIMEOUT, PROPERTIES, Display, PeerBus, add_match
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
 from vgpustream.sources.qemu.keys import QemuInput
 
@@ -186,7 +187,11 @@ class QemuDisplaySource(Source):
         registering = display.call(self.console, CONSOLE, "RegisterListener", "h", [0], unix_fds=[theirs.fileno()])
         try:
             # QEMU authenticates the listener's connection while it handles the call: do both at once
-            await asyncio.gather(listener.connect(), registering)
+            async with asyncio.timeout(CALL_TIMEOUT):
+                await asyncio.gather(listener.connect(), registering)
+        except (OSError, EOFError, AuthError, DBusError, TimeoutError) as exc:
+            listener.disconnect()
+            raise SourceUnavailable(f"QEMU display: cannot attach a listener: {bounded(str(exc), 120)}") from None
         except BaseException:
             listener.disconnect()
             raise
