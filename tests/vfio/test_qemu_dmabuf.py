@@ -49,7 +49,8 @@ DRM_IOCTL_PRIME_HANDLE_TO_FD = _iowr(0x2D, ctypes.sizeof(drm_prime_handle))
 @pytest.fixture
 def vgem() -> Iterator[int]:
     subprocess.run(["modprobe", "vgem"], check=True)
-    card = next(p for p in Path("/sys/class/drm").glob("card*") if (p / "device/driver").resolve().name == "vgem")
+    # vgem's card hangs off its platform device, /sys/devices/platform/vgem
+    card = next(p for p in Path("/sys/class/drm").glob("card*") if (p / "device").resolve().name == "vgem")
     fd = os.open(f"/dev/dri/{card.name}", os.O_RDWR)
     yield fd
     os.close(fd)
@@ -63,7 +64,7 @@ def dmabuf_with(vgem: int, picture: np.ndarray) -> tuple[int, int]:
     prime = drm_prime_handle(handle=dumb.handle, flags=os.O_RDWR | os.O_CLOEXEC)
     fcntl.ioctl(vgem, DRM_IOCTL_PRIME_HANDLE_TO_FD, prime)
     with mmap.mmap(prime.fd, dumb.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as memory:
-        rows = np.frombuffer(memory, dtype=np.uint8).reshape(height, dumb.pitch)
+        rows = np.frombuffer(memory, dtype=np.uint8)[: height * dumb.pitch].reshape(height, dumb.pitch)
         rows[:, : width * 4] = picture.reshape(height, width * 4)
         del rows
     return prime.fd, dumb.pitch
