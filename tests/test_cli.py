@@ -1,4 +1,4 @@
-"""The command-line tools: planes and snapshot."""
+"""The command-line tools: planes, snapshot, and what serve prints at start-up."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import av
 
-from tests.served import ROOT
+from tests.served import ROOT, serve
 from vgpustream.stamp import read_frame_stamp
 
 
@@ -48,3 +48,11 @@ def test_a_bad_source_url_is_a_clear_error():
     run = vgpustream("planes", "--source", "nope:1")
     assert run.returncode == 2
     assert "unknown source scheme 'nope'" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_serve_prints_a_console_link_unless_told_not_to(tmp_path):
+    with serve(tmp_path / "a") as served:
+        link = next(line for line in served.output().splitlines() if "#token=vgs_" in line)
+        assert link.strip().startswith(f"{served.url}/?session=default#token=")
+    with serve(tmp_path / "b", env={"VGPUSTREAM_NO_CONSOLE_LINK": "1"}) as served:
+        assert "token=" not in served.output()

@@ -36,6 +36,8 @@ async def _startup_link(app: web.Application) -> None:
     if settings.insecure_no_auth:
         print(f"vgpustream: WARNING: no authentication (--insecure-no-auth); console at {base}/?session=default")
         return
+    if settings.no_console_link:
+        return
     _, secret = app[AUTHORITY].issue(
         DEFAULT_SESSION, role="control", ttl_seconds=settings.max_token_ttl, single_use=False
     )

@@ -76,6 +76,10 @@ class Settings:
     operator_token: str | None = setting("operator token for /api/v1", cli=False)
     operator_token_file: Path | None = setting("file with operator tokens for /api/v1, one per line")
     insecure_no_auth: bool = setting("serve the API and WHEP without any token (local development only)", default=False)
+    no_console_link: bool = setting(
+        "print no console link with a control token at start-up (where standard output is kept in logs)",
+        default=False,
+    )
     public_url: str | None = setting("base URL of console and WHEP links handed out (default: from the request)")
     cors_origin: tuple[str, ...] = setting(
         "origin allowed to call WHEP and the API from a browser (repeatable)", default=()
