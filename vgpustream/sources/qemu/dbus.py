@@ -144,28 +144,45 @@ def bus_connector(address: str) -> Callable[[], Awaitable[tuple[MessageBus, bool
     return connect
 
 
+async def peer_connection(
+    hand_over: Callable[[int], Awaitable[object]], what: str, handler: Callable[[Message], Any] | None = None
+) -> PeerBus:
+    """A PeerBus on one end of a new socket pair whose other end `hand_over(fd)` gives to QEMU.
+
+    QEMU authenticates its end while it handles the hand-over, so both run at once. `handler` gets
+    the messages QEMU sends from the first one on. SourceUnavailable naming `what` if it fails.
+    """
+    ours, theirs = socket.socketpair()
+    bus = PeerBus(ours)
+    if handler is not None:
+        bus.add_message_handler(handler)
+    try:
+        async with asyncio.timeout(CALL_TIMEOUT):
+            await asyncio.gather(bus.connect(), hand_over(theirs.fileno()))
+    except (OSError, EOFError, AuthError, DBusError, TimeoutError) as exc:
+        bus.disconnect()
+        raise SourceUnavailable(f"QEMU display: cannot {what}: {bounded(str(exc), 120)}") from None
+    except BaseException:
+        bus.disconnect()
+        raise
+    finally:
+        theirs.close()
+    return bus
+
+
 def qmp_connector(path: str) -> Callable[[], Awaitable[tuple[MessageBus, bool]]]:
     """Connects to QEMU peer to peer: a socket handed to QEMU over QMP (`getfd`, then `add_client`)."""
 
     async def connect() -> tuple[MessageBus, bool]:
         qmp = await Qmp(path).connect()
-        ours, theirs = socket.socketpair()
+
+        async def hand_over(fd: int) -> None:
+            await qmp.execute("getfd", {"fdname": CLIENT_FD_NAME}, fds=[fd])
+            await qmp.execute("add_client", {"protocol": "@dbus-display", "fdname": CLIENT_FD_NAME})
+
         try:
-            await qmp.execute("getfd", {"fdname": CLIENT_FD_NAME}, fds=[theirs.fileno()])
-            theirs.close()
-            bus = PeerBus(ours)
-            adding = qmp.execute("add_client", {"protocol": "@dbus-display", "fdname": CLIENT_FD_NAME})
-            async with asyncio.timeout(CALL_TIMEOUT):
-                await asyncio.gather(bus.connect(), adding)
-        except (OSError, AuthError, TimeoutError) as exc:
-            ours.close()
-            raise SourceUnavailable(f"cannot attach to QEMU's display through QMP: {exc}") from None
-        except BaseException:
-            ours.close()
-            raise
+            return await peer_connection(hand_over, "attach through QMP"), True
         finally:
-            theirs.close()
             await qmp.close()
-        return bus, True
 
     return connect

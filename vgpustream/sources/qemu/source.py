@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,14 +22,13 @@ from typing import Any
 import numpy as np
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
-from dbus_fast.errors import AuthError, DBusError
 
-from vgpustream.errors import InvalidPlane, SourceUnavailable, VgpuStreamError, bounded
+from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
 from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
-from vgpustream.sources.qemu.dbus import CALL_TIMEOUT, PROPERTIES, Display, PeerBus, add_match
+from vgpustream.sources.qemu.dbus import PROPERTIES, Display, PeerBus, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
 from vgpustream.sources.qemu.keys import QemuInput
 
@@ -181,22 +179,11 @@ class QemuDisplaySource(Source):
             rule = f"type='signal',sender='org.qemu',path='/org/qemu/Display1/{self.console}'"
             await add_match(bus, rule)
         bus.add_message_handler(self._on_signal)
-        ours, theirs = socket.socketpair()
-        listener = PeerBus(ours)
-        listener.add_message_handler(self._on_listener_call)
-        registering = display.call(self.console, CONSOLE, "RegisterListener", "h", [0], unix_fds=[theirs.fileno()])
-        try:
-            # QEMU authenticates the listener's connection while it handles the call: do both at once
-            async with asyncio.timeout(CALL_TIMEOUT):
-                await asyncio.gather(listener.connect(), registering)
-        except (OSError, EOFError, AuthError, DBusError, TimeoutError) as exc:
-            listener.disconnect()
-            raise SourceUnavailable(f"QEMU display: cannot attach a listener: {bounded(str(exc), 120)}") from None
-        except BaseException:
-            listener.disconnect()
-            raise
-        finally:
-            theirs.close()
+
+        def register(fd: int) -> Awaitable[list[Any]]:
+            return display.call(self.console, CONSOLE, "RegisterListener", "h", [0], unix_fds=[fd])
+
+        listener = await peer_connection(register, "attach a listener", self._on_listener_call)
         return _Attachment(bus, peer, listener, self.console, bool(mouse.get("IsAbsolute", False)))
 
     def _detach(self) -> None:
