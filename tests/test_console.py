@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
@@ -41,8 +43,10 @@ def picture_from(screenshot: np.ndarray, rect: dict, width: int, height: int) ->
     return screenshot[ys][:, xs]
 
 
-async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
-    server = await make_server(source="synthetic:640x360@30")
+@asynccontextmanager
+async def console_page(server, http, frames: int) -> AsyncIterator[tuple[object, list[str]]]:
+    """Chromium on the console link of a new control token for session 'default', once the console
+    has decoded more than `frames` frames; yields the page and the script errors it raises."""
     async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "control"}) as response:
         issued = await response.json()
     async with chromium() as browser:
@@ -50,7 +54,13 @@ async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         await page.goto(issued["console_url"])
-        await decoded_more_than(page, 30)
+        await decoded_more_than(page, frames)
+        yield page, errors
+
+
+async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
+    server = await make_server(source="synthetic:640x360@30")
+    async with console_page(server, http, 30) as (page, errors):
         video = page.locator("#screen")
         assert await video.evaluate("v => [v.videoWidth, v.videoHeight]") == [640, 360]
         assert "token" not in page.url, "the token leaves the address bar and history"

@@ -7,9 +7,8 @@ import asyncio
 
 import pytest
 
-from tests.browser import chromium
 from tests.qemu.vm import BOOT_MENU, MENU_PROMPT, Bus, Vm
-from tests.test_console import decoded_more_than
+from tests.test_console import console_page
 
 pytestmark = pytest.mark.browser
 
@@ -17,14 +16,7 @@ pytestmark = pytest.mark.browser
 async def test_the_console_types_into_the_vm_and_sends_ctrl_alt_del(vm: Vm, bus: Bus, make_server, http):
     server = await make_server(source=f"qemu-dbus:{bus.address}")
     await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
-    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "control"}) as response:
-        issued = await response.json()
-    async with chromium() as browser:
-        page = await browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        await page.goto(issued["console_url"])
-        await decoded_more_than(page, 1)
+    async with console_page(server, http, 1) as (page, errors):
         assert await page.locator("#screen").evaluate("v => [v.videoWidth, v.videoHeight]") == [720, 400]
         await page.click("#stage")
         await page.keyboard.press("Escape")
