@@ -1,4 +1,4 @@
-"""The QEMU display source's Listener with values no sane QEMU sends, and the input mapping to QEMU.
+"""The QEMU display source's Listener with values no sane QEMU sends, its source URLs, and the input mapping.
 
 The real-QEMU tests are in tests/qemu; these feed the Listener handler D-Bus messages directly, as
 the VFIO host tests feed a fake ioctl layer, for the hostile cases a real guest cannot be made to produce.
@@ -6,11 +6,15 @@ the VFIO host tests feed a fake ioctl layer, for the hostile cases a real guest 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from dbus_fast import Message
 
+from vgpustream.errors import InvalidSourceUrl
 from vgpustream.input import KeyEvent, PointerEvent, WheelEvent
+from vgpustream.sources import create_source
 from vgpustream.sources.qemu.keys import QNUM, QemuInput
 from vgpustream.sources.qemu.source import QemuDisplaySource
 
@@ -143,3 +147,24 @@ def test_input_events_become_qemu_keys_buttons_and_wheel_clicks():
         ("button", 0, False),
         *[("button", 4, True), ("button", 4, False)] * 2,
     ]
+
+
+MDEV = "0b1c2d3e-0000-4000-8000-000000000001"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("qemu-dbus:tcp:host=x,port=1", "look like qemu-dbus:unix:path="),
+        ("qemu-dbus:unix:path=/run/bus.sock?console=64", "console=0..63"),
+        ("qemu-dbus:unix:path=/run/bus.sock?max_edge=10", "max_edge=64..16384"),
+        ("qemu-dbus:unix:path=/run/bus.sock?gl=on", "takes only the options"),
+        ("qemu-dbus+qmp:unix:relative.sock", "look like qemu-dbus+qmp:unix:/"),
+        ("qemu-dbus+qmp:unix:/run/vm/qmp sock", "look like qemu-dbus+qmp:unix:/"),
+        (f"vfio:{MDEV}?qmp=/run/vm/qmp.sock", "qmp= takes the VM's monitor socket"),
+        (f"vfio:{MDEV}?qmp=unix:/run/../etc/x", "'..'"),
+    ],
+)
+def test_malformed_qemu_urls_get_a_clear_error(url, message):
+    with pytest.raises(InvalidSourceUrl, match=re.escape(message)):
+        create_source(url)
