@@ -8,7 +8,6 @@ would; the bench receives the device fd from it (`vfio-fd:`), as from a VMM. Bot
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.vfio.mbochs import Mbochs
+from tests.vfio.test_capture import serve_device_fd
 from vgpustream.sources.synthetic import SyntheticSource
 from vgpustream.sources.vfio.device import VfioDevice
 
@@ -53,18 +53,8 @@ def main(frames: int) -> None:
         painter.start()
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "vmm.sock"
-            listener = socket.socket(socket.AF_UNIX)
-            listener.bind(str(path))
-            listener.listen(1)
-
-            def hand_over() -> None:
-                connection, _ = listener.accept()
-                socket.send_fds(connection, [b"\0"], [device.fd])
-                connection.close()
-
-            threading.Thread(target=hand_over, daemon=True).start()
+            serve_device_fd(device, path)  # as the VMM that holds the device would
             print("vfio", bench(f"vfio-fd:unix:{path}", frames), end="", flush=True)
-            listener.close()
         stop.set()
         painter.join()
         print("synthetic", bench(f"synthetic:{WIDTH}x{HEIGHT}@240", frames), end="", flush=True)
