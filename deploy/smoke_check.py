@@ -12,7 +12,7 @@ import sys
 import aiohttp
 
 from vgpustream.bench.receiver import WhepReceiver
-from vgpustream.rtcnet import advertise_host_addresses
+from vgpustream.compat import advertise_host_addresses
 
 FRAMES = 30
 

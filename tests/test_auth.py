@@ -86,7 +86,7 @@ async def test_revoking_a_token_disconnects_its_viewers(make_server, anonymous, 
     assert viewer["role"] == "control" and viewer["token_id"] == issued["id"]
     async with http.delete(server.make_url(f"/api/v1/sessions/default/tokens/{issued['id']}")) as response:
         assert response.status == 204
-    assert session.viewers == {}
+    assert len(session.audience) == 0
     await receiver.close()
 
 
@@ -101,11 +101,11 @@ async def test_a_view_token_cannot_control(make_server, anonymous, http):
     receiver.send_input({"type": "key", "code": "KeyA", "down": True})
     session = server.app[REGISTRY].get("default")
     for _ in range(50):
-        if session.stats.input_refused:
+        if session.audience.stats.input_refused:
             break
         await asyncio.sleep(0.1)
-    assert (session.stats.input_refused, session.stats.input_events) == (1, 0)
-    assert session.source.input_sink.keys_down == set()
+    assert (session.audience.stats.input_refused, session.audience.stats.input_events) == (1, 0)
+    assert session.capture.input_sink.keys_down == set()
     await receiver.close()
 
 
@@ -113,7 +113,8 @@ async def test_disconnect_a_viewer(make_server, viewers, http):
     server = await make_server(source="synthetic:320x240@30")
     receiver = await viewers(server)
     await receiver.next_frame()
-    (viewer_id,) = server.app[REGISTRY].get("default").viewers
+    (viewer,) = server.app[REGISTRY].get("default").audience
+    viewer_id = viewer.id
     async with http.delete(server.make_url(f"/api/v1/sessions/default/viewers/{viewer_id}")) as response:
         assert response.status == 204
     async with http.delete(server.make_url(f"/api/v1/sessions/default/viewers/{viewer_id}")) as response:

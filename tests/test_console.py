@@ -79,7 +79,7 @@ async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
         else:
             raise AssertionError(f"the pointer never showed at (480, 180); colour there {spot}")
         # keys typed into the focused console reach the VM, and are released when focus goes
-        sink = server.app[REGISTRY].get("default").source.input_sink
+        sink = server.app[REGISTRY].get("default").capture.input_sink
         await page.click("#stage")
         await page.keyboard.down("KeyA")
         await wait_until(lambda: "KeyA" in sink.keys_down)
@@ -87,7 +87,8 @@ async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
         await wait_until(lambda: not sink.keys_down)
         # the viewer is thrown out (by the control plane): the console reconnects by itself
         first_pc = await page.evaluate_handle("window.vgpustream.pc")
-        (viewer_id,) = server.app[REGISTRY].get("default").viewers
+        (viewer,) = server.app[REGISTRY].get("default").audience
+        viewer_id = viewer.id
         async with http.delete(server.make_url(f"/api/v1/sessions/default/viewers/{viewer_id}")) as response:
             assert response.status == 204
         await page.wait_for_function("pc => window.vgpustream.pc !== pc", arg=first_pc, timeout=20_000)

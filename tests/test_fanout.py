@@ -13,9 +13,9 @@ import av
 
 from tests.conftest import OPERATOR_TOKEN
 from vgpustream.api.state import REGISTRY
+from vgpustream.capture.pipeline import FramePipeline
 from vgpustream.encoder import EncoderSettings
 from vgpustream.fanout import PacketQueue, QueueClosed
-from vgpustream.pipeline import FramePipeline
 from vgpustream.sources.synthetic import SyntheticSource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,7 @@ async def test_eight_viewers_share_one_encode(make_server, viewers):
     server = await make_server(source="synthetic:640x360@60", bitrate=1_500_000, fps=30)
     receivers = await asyncio.gather(*(viewers(server) for _ in range(8)))
     await asyncio.gather(*(r.next_frame() for r in receivers))
-    stats = server.app[REGISTRY].get("default").stats
+    stats = server.app[REGISTRY].get("default").capture.stats
     before = stats.frames_encoded
     results = await asyncio.gather(*(r.receive_for(4.0) for r in receivers))
     encoded = stats.frames_encoded - before
@@ -83,7 +83,7 @@ async def test_a_frozen_viewer_does_not_slow_the_others(make_server, viewers):
     try:
         assert (await asyncio.wait_for(frozen.stdout.readline(), 30)).strip() == b"ready"
         session = server.app[REGISTRY].get("default")
-        assert len(session.viewers) == 4
+        assert len(session.audience) == 4
 
         async def frames_in(seconds: float) -> list[int]:
             """Frames each watcher got of those captured in the next `seconds` (by their stamps)."""

@@ -19,10 +19,8 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.served import serve
-from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
 from vgpustream.settings import add_arguments, load_settings
-from vgpustream.sources.base import SourceState
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -56,14 +54,20 @@ async def test_metrics_parse_and_move_when_frames_flow(make_server, anonymous, v
     assert metric_value(second, "process_cpu_seconds_total") > 0
 
 
-async def test_readyz_reports_a_lost_source(make_server, anonymous):
+async def test_readyz_reports_a_lost_source(make_server, anonymous, tmp_path):
     server = await make_server(source="synthetic:320x240@30")
     async with anonymous.get(server.make_url("/readyz")) as response:
         assert response.status == 200 and (await response.json())["status"] == "ready"
-    server.app[REGISTRY].get("default").source.state = SourceState.LOST
-    async with anonymous.get(server.make_url("/readyz")) as response:
-        assert response.status == 503
-        assert (await response.json())["lost_sessions"] == ["default"]
+    # a VM that is down: the socket its VMM would hand the device over on is not there
+    down = await make_server(source=f"vfio-fd:unix:{tmp_path}/vmm.sock")
+    for _ in range(50):
+        async with anonymous.get(down.make_url("/readyz")) as response:
+            if response.status == 503:
+                assert (await response.json())["lost_sessions"] == ["default"]
+                break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("a session whose source cannot be opened must make /readyz answer 503")
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ def call(member: str, signature: str, body: list) -> Message:
 
 
 @pytest.fixture
-def source() -> QemuDisplaySource:
+async def source() -> QemuDisplaySource:
     source = QemuDisplaySource(never_connects, max_edge=4096)
     picture = np.arange(64 * 32 * 4, dtype=np.uint32).astype(np.uint8).tobytes()
     reply = source._on_listener_call(call("Scanout", "uuuuay", [64, 32, 256, XRGB, picture]))

@@ -45,7 +45,7 @@ async def test_pointer_input_shows_in_the_picture(make_server, viewers):
     else:
         raise AssertionError(f"pointer never appeared at (480, 180); colour there {spot}")
     session = server.app[REGISTRY].get("default")
-    assert session.stats.input_events == 1
+    assert session.audience.stats.input_events == 1
 
 
 async def test_invalid_input_is_counted_and_dropped(make_server, viewers):
@@ -58,11 +58,11 @@ async def test_invalid_input_is_counted_and_dropped(make_server, viewers):
     receiver.send_input({"type": "key", "code": "KeyA", "down": True})
     session = server.app[REGISTRY].get("default")
     for _ in range(50):
-        if session.stats.input_events == 1 and session.stats.input_invalid == 5:
+        if session.audience.stats.input_events == 1 and session.audience.stats.input_invalid == 5:
             break
         await asyncio.sleep(0.1)
-    assert (session.stats.input_events, session.stats.input_invalid) == (1, 5)
-    assert "KeyA" in session.source.input_sink.keys_down
+    assert (session.audience.stats.input_events, session.audience.stats.input_invalid) == (1, 5)
+    assert "KeyA" in session.capture.input_sink.keys_down
     await receiver.next_frame()  # the stream goes on
 
 
@@ -74,7 +74,7 @@ async def test_keys_held_by_a_viewer_that_leaves_are_released(make_server, viewe
     receiver.send_input({"type": "key", "code": "ShiftLeft", "down": True})
     receiver.send_input({"type": "key", "code": "KeyQ", "down": True})
     receiver.send_input({"type": "key", "code": "KeyQ", "down": False})
-    sink = server.app[REGISTRY].get("default").source.input_sink
+    sink = server.app[REGISTRY].get("default").capture.input_sink
     for _ in range(50):
         if sink.events == 3:
             break
@@ -91,7 +91,7 @@ async def test_a_picture_loss_indication_yields_one_keyframe_soon(make_server, v
     server = await make_server(source="synthetic:320x240@30", keyframe_interval=60)
     receiver = await viewers(server)
     await receiver.next_frame()
-    stats = server.app[REGISTRY].get("default").stats
+    stats = server.app[REGISTRY].get("default").capture.stats
     await asyncio.sleep(1.0)
     before = stats.keyframes
     (rtp_receiver,) = receiver.pc.getReceivers()

@@ -3,7 +3,6 @@ kernel: plane values no real driver produces, formats and modifiers we cannot co
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import mmap
 import os
@@ -120,7 +119,7 @@ class FakeDevice:
 def fake_source(pixels: bytes, **fields) -> tuple[VfioSource, FakeDevice]:
     device = FakeDevice(pixels, fields)
     source = VfioSource(lambda: device)
-    asyncio.run(source.open())
+    source.open()
     return source, device
 
 
@@ -137,7 +136,7 @@ def test_a_tiled_region_plane_is_detiled():
     )
     frame = source.next_frame()
     assert np.array_equal(frame.pixels.reshape(32, 512), linear)
-    asyncio.run(source.close())
+    source.close()
     assert device.closed
 
 
@@ -145,7 +144,7 @@ def test_a_plane_larger_than_its_region_is_refused_before_reading():
     source, _ = fake_source(b"\x11" * 4096, width=64, height=64, stride=256, size=256 * 64)
     with pytest.raises(InvalidPlane, match="exceeds its buffer"):
         source.next_frame()
-    asyncio.run(source.close())
+    source.close()
 
 
 def test_an_all_zero_plane_is_no_signal():
@@ -154,4 +153,4 @@ def test_an_all_zero_plane_is_no_signal():
     assert source.state is SourceState.NO_SIGNAL
     assert source.next_frame() is None
     assert source.planes().primary is None
-    asyncio.run(source.close())
+    source.close()

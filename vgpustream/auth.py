@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from vgpustream.errors import VgpuStreamError
+from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
 from vgpustream.settings import Settings
 from vgpustream.store import Store, TokenRecord
 
@@ -26,20 +26,6 @@ log = logging.getLogger(__name__)
 ROLES = ("view", "control")
 MAX_TOKEN_LENGTH = 256
 GENERATED_TOKEN_FILE = "operator-token"
-
-
-class Unauthorized(VgpuStreamError):
-    """No credentials where some are needed (401)."""
-
-    code = "unauthorized"
-    status = 401
-
-
-class Forbidden(VgpuStreamError):
-    """Credentials that do not allow this request: unknown, expired, revoked, used, or for elsewhere (403)."""
-
-    code = "forbidden"
-    status = 403
 
 
 @dataclass(frozen=True)

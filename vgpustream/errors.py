@@ -1,7 +1,7 @@
 """Errors a user, a client or a guest can cause. Each carries a stable code and a safe message.
 
-The HTTP layer maps them to responses in one place (vgpustream/api/errors.py); messages never
-contain unbounded text that an outsider sent (see `bounded`).
+They say what went wrong, not how to answer it: the HTTP layer maps codes to statuses in one table
+(vgpustream/api/errors.py). Messages never contain unbounded text that an outsider sent (see `bounded`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ class VgpuStreamError(Exception):
     """Base of the errors that are the caller's (or the guest's) doing, not a bug."""
 
     code = "bad_request"
-    status = 400
     retry_after: int | None = None
     """Seconds after which a retry may succeed, for errors that are temporary."""
 
@@ -30,40 +29,80 @@ class InvalidSourceUrl(VgpuStreamError):
     code = "invalid_source"
 
 
+class InvalidOffer(VgpuStreamError):
+    """An SDP offer or trickled candidate vgpustream cannot answer."""
+
+    code = "invalid_offer"
+
+
 class UnsupportedFormat(VgpuStreamError):
     """A plane whose DRM fourcc or modifier vgpustream cannot convert."""
 
     code = "unsupported_format"
-    status = 422
 
 
 class InvalidPlane(VgpuStreamError):
     """Plane metadata from the guest that fails validation (sizes, strides)."""
 
     code = "invalid_plane"
-    status = 422
 
 
 class UnsupportedOperation(VgpuStreamError):
     code = "unsupported"
-    status = 409
+
+
+class IceRestartUnsupported(VgpuStreamError):
+    code = "ice_restart_unsupported"
 
 
 class NotFound(VgpuStreamError):
     code = "not_found"
-    status = 404
 
 
 class Conflict(VgpuStreamError):
     code = "conflict"
-    status = 409
+
+
+class PreconditionFailed(VgpuStreamError):
+    """A conditional request (If-Match) whose condition does not hold."""
+
+    code = "precondition_failed"
+
+
+class Unauthorized(VgpuStreamError):
+    """No credentials where some are needed."""
+
+    code = "unauthorized"
+
+
+class Forbidden(VgpuStreamError):
+    """Credentials that do not allow this request: unknown, expired, revoked, used, or for elsewhere."""
+
+    code = "forbidden"
+
+
+class UnsupportedMediaType(VgpuStreamError):
+    code = "unsupported_media_type"
+
+
+class PayloadTooLarge(VgpuStreamError):
+    code = "payload_too_large"
+
+
+class RateLimited(VgpuStreamError):
+    """A client over its request budget; it may retry after `retry_after` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Full(VgpuStreamError):
     """No room for another viewer or session; the client may retry later."""
 
     code = "full"
-    status = 503
 
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message)
@@ -74,4 +113,3 @@ class SourceUnavailable(VgpuStreamError):
     """The device or connection behind a source cannot be opened or has gone."""
 
     code = "source_unavailable"
-    status = 503

@@ -42,26 +42,26 @@ class SessionCollector(Collector):
         encode = HistogramMetricFamily(f"{PREFIX}_encode_seconds", "Time to encode one frame", labels=labels)
         for session in self._sessions:
             sid = [session.id]
-            frames_per_second, bits_per_second = session.rates()
+            capture, audience = session.capture, session.audience
+            frames_per_second, bits_per_second = capture.rates()
             fps.add_metric(sid, frames_per_second)
             bitrate.add_metric(sid, bits_per_second)
-            viewers.add_metric(sid, len(session.viewers))
+            viewers.add_metric(sid, len(audience))
             for value in SourceState:
-                state.add_metric([session.id, value.value], float(session.source.state is value))
-            stats = session.stats
-            dropped = sum(v.queue.dropped for v in session.viewers.values())
+                state.add_metric([session.id, value.value], float(capture.snapshot.state is value))
+            stats = capture.stats
             values = {
                 "frames_captured": stats.frames_captured,
                 "frames_encoded": stats.frames_encoded,
                 "keyframes": stats.keyframes,
                 "bytes_encoded": stats.bytes_encoded,
                 "capture_errors": stats.capture_errors,
-                "dropped_packets": dropped,
-                "input_invalid": stats.input_invalid,
+                "dropped_packets": audience.dropped_packets,
+                "input_invalid": audience.stats.input_invalid,
             }
             for name, family in counters.items():
                 family.add_metric(sid, values[name])
-            times = session.encode_times
+            times = capture.encode_times
             cumulative = list(accumulate(times.counts))
             buckets = [(str(bound), count) for bound, count in zip(times.bounds, cumulative, strict=False)]
             encode.add_metric(sid, [*buckets, ("+Inf", cumulative[-1])], sum_value=times.total)

@@ -5,18 +5,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from vgpustream.errors import VgpuStreamError
+from vgpustream.errors import RateLimited
 
 MAX_CLIENTS = 10_000
-
-
-class TooManyRequests(VgpuStreamError):
-    code = "rate_limited"
-    status = 429
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class RateLimiter:
@@ -28,13 +19,13 @@ class RateLimiter:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def check(self, key: str) -> None:
-        """Take one request from `key`'s bucket, or raise TooManyRequests with the wait in seconds."""
+        """Take one request from `key`'s bucket, or raise RateLimited with the wait in seconds."""
         now = time.monotonic()
         tokens, last = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
-            raise TooManyRequests("too many requests; slow down", retry_after=max(1, round((1 - tokens) / self.rate)))
+            raise RateLimited("too many requests; slow down", retry_after=max(1, round((1 - tokens) / self.rate)))
         self._buckets[key] = (tokens - 1.0, now)
         while len(self._buckets) > MAX_CLIENTS:
             self._buckets.popitem(last=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 
@@ -15,17 +16,34 @@ from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source
 
 FIRST_FRAME_TIMEOUT = 10.0
+T = TypeVar("T")
+
+
+async def use_source(source_url: str, use: Callable[[Source], T]) -> T:
+    """Open the source at `source_url`, `use` it and close it, all on a thread of its own.
+
+    The source is created here, on the event loop, which sources that are sent their frames (QEMU's
+    display) keep receiving on while the thread waits for them.
+    """
+    source = create_source(source_url)
+
+    def opened() -> T:
+        source.open()
+        try:
+            return use(source)
+        finally:
+            source.close()
+
+    return await asyncio.to_thread(opened)
 
 
 async def planes_json(source_url: str) -> dict[str, Any]:
-    source = create_source(source_url)
-    await source.open()
-    try:
+    def planes(source: Source) -> dict[str, Any]:
         # a source that is sent its frames (QEMU's display) knows its planes once the first has come
-        await asyncio.get_running_loop().run_in_executor(None, first_frame, source)
+        first_frame(source)
         return {"source": source_url, "state": source.state.value, **source.planes().to_json()}
-    finally:
-        await source.close()
+
+    return await use_source(source_url, planes)
 
 
 def first_frame(source: Source, timeout: float = FIRST_FRAME_TIMEOUT) -> Frame:
@@ -46,11 +64,7 @@ def png_bytes(picture: av.VideoFrame) -> bytes:
 
 
 async def write_snapshot(source_url: str, output: str) -> None:
-    source = create_source(source_url)
-    await source.open()
-    try:
-        # off the event loop, which sources that are pushed frames (QEMU's display) need to receive them
-        frame = await asyncio.get_running_loop().run_in_executor(None, first_frame, source)
-        Path(output).write_bytes(png_bytes(FrameConverter().packed(frame)))
-    finally:
-        await source.close()
+    def save(source: Source) -> None:
+        Path(output).write_bytes(png_bytes(FrameConverter().packed(first_frame(source))))
+
+    await use_source(source_url, save)

@@ -1,14 +1,12 @@
 """A viewer: one aiortc RTCPeerConnection that sends a session's shared H.264 packets.
 
 aiortc only packetizes what a track returns when it is an `av.Packet`; it re-encodes nothing.
-Its keyframe requests (RTCP PLI/FIR) only reach `RTCRtpSender._send_keyframe`, which would set
-a flag for aiortc's own encoder; we point that method at the session's shared encoder instead.
+The viewer's keyframe requests (RTCP PLI/FIR) go to the session's shared encoder (vgpustream.compat).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -27,17 +25,12 @@ from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from vgpustream.errors import VgpuStreamError
+from vgpustream import compat
+from vgpustream.errors import InvalidOffer
 from vgpustream.fanout import PacketQueue, QueueClosed
-
-log = logging.getLogger(__name__)
 
 INPUT_CHANNEL = "input"
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
-
-
-class InvalidOffer(VgpuStreamError):
-    code = "invalid_offer"
 
 
 @dataclass(frozen=True)
@@ -98,12 +91,6 @@ class Viewer:
         self.token_id = token_id
         self.created_at = time.time()
         self.idle_timeout = idle_timeout
-        self.cursor_serial: int | None = None
-        """The serial of the cursor image this viewer was last sent."""
-        self.cursor_shown: object = None
-        """What the last cursor message this viewer got said (position, image, composited)."""
-        self.keys_down: set[str] = set()
-        """Keys this viewer holds down in the guest, released for it when it leaves."""
         self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
         self.channel: RTCDataChannel | None = None
         self._callbacks = callbacks
@@ -163,9 +150,7 @@ class Viewer:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except (ValueError, OperationError) as exc:
             raise InvalidOffer("the SDP offer was not accepted") from exc
-        sender = transceiver.sender
-        # RTCP PLI/FIR from this viewer must reach the shared encoder (see module docstring)
-        sender._send_keyframe = self._callbacks.request_keyframe  # type: ignore[method-assign]
+        compat.on_keyframe_request(transceiver.sender, self._callbacks.request_keyframe)
         await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 

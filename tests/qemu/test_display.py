@@ -34,7 +34,7 @@ async def open_source(url: str, timeout: float = 20) -> Source:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            await source.open()
+            await asyncio.to_thread(source.open)  # as a session does: on a thread, not the event loop
             return source
         except Exception:
             if time.monotonic() > deadline:
@@ -89,7 +89,7 @@ async def test_the_boot_mode_change_from_640x480_to_720x400_gives_the_exact_pict
         assert source.attachments >= 2, "the mode change made the source register again for a new Scanout"
         assert source.planes().primary.fourcc == fourcc_code("XR24")
     finally:
-        await source.close()
+        await asyncio.to_thread(source.close)
 
 
 async def test_snapshot_and_planes_show_the_bios_screen(vm: Vm, bus: Bus, tmp_path):
@@ -127,7 +127,7 @@ async def test_peer_to_peer_through_qmp_add_client(start_vm):
         source.input_sink.send(KeyEvent("Escape", False))
         await asyncio.to_thread(vm.wait_text, BOOT_MENU, 20)
     finally:
-        await source.close()
+        await asyncio.to_thread(source.close)
 
 
 async def test_the_qmp_input_sink_drives_the_guest(start_vm):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import json
 import os
@@ -37,12 +36,12 @@ def mbochs(mbochs_uuid):
     device = VfioDevice.open_mdev(mbochs_uuid)
     card = Mbochs(device)
     source = VfioSource(lambda: device)
-    asyncio.run(source.open())
+    source.open()
     try:
         yield card, source
     finally:
         card.close()
-        asyncio.run(source.close())
+        source.close()
 
 
 def capture(source: VfioSource, timeout: float = 5.0):
@@ -79,14 +78,14 @@ def test_exact_readback_through_dmabuf(mbochs, width, height):
 @pytest.mark.parametrize("kind, width, height", [("mdpy-vga", 640, 480), ("mdpy-hd", 1920, 1080)])
 def test_region_planes_of_mdpy(mdev_factory, kind, width, height):
     source = create_source(f"vfio:{mdev_factory('mdpy', kind)}")
-    asyncio.run(source.open())
+    source.open()
     assert source.kind == uapi.VFIO_GFX_PLANE_TYPE_REGION
     frame = capture(source)
     # mdpy starts with a grey gradient: row i has every byte = i * 255 // height
     rows = (np.arange(height, dtype=np.uint32) * 255 // height).astype(np.uint8)
     assert np.array_equal(frame.pixels, np.broadcast_to(rows[:, None, None], (height, width, 4)))
     assert source.planes().primary.region_index is not None
-    asyncio.run(source.close())
+    source.close()
 
 
 def test_display_off_is_no_signal_and_the_picture_comes_back(mbochs):
@@ -130,7 +129,7 @@ def test_dmabuf_cache_is_bounded_and_closes_its_fds(mbochs):
     assert source.open_dmabufs == 5
     # each cached dma-buf: our fd and the one Python's mmap keeps; evicted ones are closed
     assert open_fds() == before + 2 * 5, "evicted dma-bufs are closed"
-    asyncio.run(source.close())
+    source.close()
     assert open_fds() == before - 3, "closing the source closes its dma-bufs and the device's fds"
 
 
@@ -225,9 +224,9 @@ def test_device_fd_received_from_the_vmm(mbochs_uuid, tmp_path):
     card.show(pattern(640, 480, seed=5))
     serve_device_fd(device, tmp_path / "vmm.sock")
     source = create_source(f"vfio-fd:unix:{tmp_path / 'vmm.sock'}")
-    asyncio.run(source.open())
+    source.open()
     assert np.array_equal(capture(source).pixels, pattern(640, 480, seed=5))
-    asyncio.run(source.close())
+    source.close()
     card.close()
     device.close()
 

@@ -87,7 +87,7 @@ async def no_qemu() -> None:
 
 
 @pytest.mark.parametrize("y0_top", [True, False], ids=["top-down", "bottom-up"])
-def test_a_scanout_dma_buf_is_read_exactly(vgem, y0_top):
+async def test_a_scanout_dma_buf_is_read_exactly(vgem, y0_top):  # the source is made on an event loop
     rng = np.random.default_rng(7)
     picture = rng.integers(0, 256, (200, 300, 4), dtype=np.uint8)
     open_fds = len(os.listdir("/proc/self/fd"))
@@ -110,7 +110,7 @@ def test_a_scanout_dma_buf_is_read_exactly(vgem, y0_top):
     assert len(os.listdir("/proc/self/fd")) == open_fds, "every dma-buf handed over was closed"
 
 
-def test_a_dma_buf_smaller_than_its_plane_is_refused(vgem):
+async def test_a_dma_buf_smaller_than_its_plane_is_refused(vgem):
     fd, stride = dmabuf_with(vgem, np.zeros((64, 64, 4), dtype=np.uint8))
     source = QemuDisplaySource(no_qemu)
     reply = source._on_listener_call(scanout_dmabuf(fd, 64, 4096, stride, True))

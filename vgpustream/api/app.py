@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
+from vgpustream import compat
 from vgpustream.api import console, openapi, operations, sessions, tokens, whep
 from vgpustream.api.errors import json_errors
 from vgpustream.api.state import AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
@@ -15,7 +16,6 @@ from vgpustream.auth import Authority, operator_tokens
 from vgpustream.metrics import metrics_registry
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
-from vgpustream.rtcnet import advertise_host_addresses
 from vgpustream.settings import Settings
 from vgpustream.store import Store
 
@@ -80,8 +80,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
+    compat.install()
     if settings.host_address:
-        advertise_host_addresses(settings.host_address)
+        compat.advertise_host_addresses(settings.host_address)
 
     async def state_lifetime(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE] = Store(settings.database)

@@ -11,6 +11,27 @@ from vgpustream.errors import VgpuStreamError
 
 log = logging.getLogger(__name__)
 
+STATUS = {
+    "bad_request": 400,
+    "invalid_source": 400,
+    "invalid_offer": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "unsupported": 409,
+    "precondition_failed": 412,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "unsupported_format": 422,
+    "invalid_plane": 422,
+    "ice_restart_unsupported": 422,
+    "rate_limited": 429,
+    "full": 503,
+    "source_unavailable": 503,
+}
+"""The HTTP status of each error code (vgpustream.errors); a code missing here is a bug, answered 500."""
+
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
@@ -22,7 +43,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except VgpuStreamError as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-        return error_response(exc.status, exc.code, exc.message, headers)
+        return error_response(STATUS[exc.code], exc.code, exc.message, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -18,7 +18,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Readiness: the database answers and no session has lost its source."""
-    lost = [s.id for s in request.app[REGISTRY] if s.source.state is SourceState.LOST]
+    lost = [s.id for s in request.app[REGISTRY] if s.capture.snapshot.state is SourceState.LOST]
     database = request.app[STORE].healthy()
     ready = database and not lost
     body = {"status": "ready" if ready else "not ready", "database": database, "lost_sessions": lost}

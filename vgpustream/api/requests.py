@@ -7,17 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from vgpustream.errors import VgpuStreamError
-
-
-class UnsupportedMediaType(VgpuStreamError):
-    code = "unsupported_media_type"
-    status = 415
-
-
-class PayloadTooLarge(VgpuStreamError):
-    code = "payload_too_large"
-    status = 413
+from vgpustream.errors import PayloadTooLarge, UnsupportedMediaType, VgpuStreamError
 
 
 async def read_text(request: web.Request, content_type: str, limit: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from aiohttp import web
 
@@ -10,11 +11,59 @@ from vgpustream.api import validate
 from vgpustream.api.requests import read_json_object
 from vgpustream.api.state import REGISTRY, SETTINGS
 from vgpustream.errors import VgpuStreamError
+from vgpustream.session import Session
 from vgpustream.store import SessionSpec
 
 MAX_VIEWERS_LIMIT = 256
 CREATE_FIELDS = {"id", "source", "name", "labels", "encoder", "max_viewers"}
 UPDATE_FIELDS = {"name", "labels", "encoder", "max_viewers"}
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    """A session's definition, its source's state and planes, and its counters."""
+    spec, capture, audience = session.spec, session.capture, session.audience
+    fps, bitrate = capture.rates()
+    encode = capture.encode_times.mean
+    return {
+        "id": spec.id,
+        "source": spec.source,
+        "name": spec.name,
+        "labels": spec.labels,
+        "encoder": dataclasses.asdict(spec.encoder),
+        "max_viewers": spec.max_viewers,
+        "state": capture.snapshot.state.value,
+        "planes": capture.snapshot.planes.to_json(),
+        "stats": {
+            **dataclasses.asdict(capture.stats),
+            **dataclasses.asdict(audience.stats),
+            "viewers": len(audience),
+            "fps": round(fps, 2),
+            "bitrate": round(bitrate),
+            "encode_ms": round(encode * 1000, 3) if encode is not None else None,
+            "dropped_packets": audience.dropped_packets,
+        },
+    }
+
+
+def planes_json(session: Session) -> dict[str, Any]:
+    """Live plane metadata, the pointer, the EDID limits and the source's state."""
+    snapshot = session.capture.snapshot
+    cursor, limits = snapshot.cursor, snapshot.display_limits
+    pointer = None
+    if cursor is not None:
+        pointer = {
+            "x": cursor.x,
+            "y": cursor.y,
+            "hot_x": cursor.hot_x,
+            "hot_y": cursor.hot_y,
+            "visible": cursor.visible,
+        }
+    return {
+        "state": snapshot.state.value,
+        **snapshot.planes.to_json(),
+        "pointer": pointer,
+        "edid": {"max_xres": limits[0], "max_yres": limits[1]} if limits else None,
+    }
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -25,7 +74,7 @@ async def list_sessions(request: web.Request) -> web.Response:
             raise VgpuStreamError("label filters look like ?label=key=value")
         wanted.append((key, value))
     sessions = [s for s in request.app[REGISTRY] if all(s.spec.labels.get(k) == v for k, v in wanted)]
-    return web.json_response({"sessions": [s.to_json() for s in sessions]})
+    return web.json_response({"sessions": [session_json(s) for s in sessions]})
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -40,11 +89,11 @@ async def create_session(request: web.Request) -> web.Response:
         max_viewers=validate.integer(body, "max_viewers", 1, MAX_VIEWERS_LIMIT, settings.max_viewers),
     )
     session = await request.app[REGISTRY].create(spec)
-    return web.json_response(session.to_json(), status=201, headers={"Location": f"/api/v1/sessions/{session.id}"})
+    return web.json_response(session_json(session), status=201, headers={"Location": f"/api/v1/sessions/{session.id}"})
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return web.json_response(request.app[REGISTRY].get(request.match_info["id"]).to_json())
+    return web.json_response(session_json(request.app[REGISTRY].get(request.match_info["id"])))
 
 
 async def update_session(request: web.Request) -> web.Response:
@@ -61,7 +110,7 @@ async def update_session(request: web.Request) -> web.Response:
         max_viewers=validate.integer(body, "max_viewers", 1, MAX_VIEWERS_LIMIT, spec.max_viewers),
     )
     await registry.update(session, spec)
-    return web.json_response(session.to_json())
+    return web.json_response(session_json(session))
 
 
 async def delete_session(request: web.Request) -> web.Response:
@@ -71,7 +120,7 @@ async def delete_session(request: web.Request) -> web.Response:
 
 async def get_planes(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
-    return web.json_response(session.planes_json())
+    return web.json_response(planes_json(session))
 
 
 def add_routes(app: web.Application) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import time
 
@@ -13,7 +12,6 @@ from vgpustream.api.requests import read_json_object
 from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
 from vgpustream.auth import ROLES
 from vgpustream.errors import NotFound
-from vgpustream.session import Session
 from vgpustream.store import TokenRecord
 
 
@@ -69,21 +67,18 @@ async def revoke_token(request: web.Request) -> web.Response:
     token_id = request.match_info["token"]
     if not request.app[STORE].revoke_token(session.id, token_id, time.time()):
         raise NotFound("no such token")
-    await asyncio.gather(*(v.close() for v in list(session.viewers.values()) if v.token_id == token_id))
+    await session.audience.close_viewers(token_id)
     return web.Response(status=204)
 
 
 async def list_viewers(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
-    return web.json_response({"viewers": [v.to_json() for v in session.viewers.values()]})
+    return web.json_response({"viewers": [v.to_json() for v in session.audience]})
 
 
 async def disconnect_viewer(request: web.Request) -> web.Response:
-    session: Session = request.app[REGISTRY].get(request.match_info["id"])
-    viewer = session.viewers.get(request.match_info["viewer"])
-    if viewer is None:
-        raise NotFound("no such viewer")
-    await viewer.close()
+    session = request.app[REGISTRY].get(request.match_info["id"])
+    await session.audience.viewer(request.match_info["viewer"]).close()
     return web.Response(status=204)
 
 

@@ -12,23 +12,13 @@ from multidict import CIMultiDict
 
 from vgpustream.api.requests import read_text
 from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, rate_limit
-from vgpustream.errors import NotFound, VgpuStreamError
+from vgpustream.errors import IceRestartUnsupported, PreconditionFailed, VgpuStreamError
 from vgpustream.settings import IceServer
 from vgpustream.viewer import Viewer, check_offer
 
 SDP = "application/sdp"
 TRICKLE = "application/trickle-ice-sdpfrag"
 MAX_FRAGMENT_LINES = 64
-
-
-class IceRestartUnsupported(VgpuStreamError):
-    code = "ice_restart_unsupported"
-    status = 422
-
-
-class PreconditionFailed(VgpuStreamError):
-    code = "precondition_failed"
-    status = 412
 
 
 def link_headers(servers: tuple[IceServer, ...]) -> CIMultiDict[str]:
@@ -62,7 +52,7 @@ async def post_offer(request: web.Request) -> web.Response:
     authority.viewer_grant(request, session.id, consume=False)  # refuse before reading the body
     offer = await read_text(request, SDP, settings.max_sdp_bytes)
     check_offer(offer)
-    viewer = session.new_viewer(rtc_ice_servers(settings.ice_servers), role="view")
+    viewer = session.audience.admit(rtc_ice_servers(settings.ice_servers), role="view")
     try:
         grant = authority.viewer_grant(request, session.id)  # uses up a single-use token
         viewer.role, viewer.token_id = grant.role, grant.token_id
@@ -124,10 +114,7 @@ def _parse_fragment(fragment: str, viewer: Viewer) -> list[tuple[str | None, int
 
 def _viewer(request: web.Request) -> Viewer:
     session = request.app[REGISTRY].get(request.match_info["session"])
-    viewer = session.viewers.get(request.match_info["viewer"])
-    if viewer is None:
-        raise NotFound("no such viewer")
-    return viewer
+    return session.audience.viewer(request.match_info["viewer"])
 
 
 def _etag(viewer: Viewer) -> str:

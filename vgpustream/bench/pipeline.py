@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from vgpustream.capture.pipeline import FramePipeline
 from vgpustream.encoder import EncoderSettings
-from vgpustream.pipeline import FramePipeline
-from vgpustream.sources import create_source
+from vgpustream.snapshot import use_source
+from vgpustream.sources.base import Planes, Source
 
 WARM_UP = 10  # the first frames open the codec and fill caches; they are not counted
 STAGES = ("capture", "convert", "encode", "total")
@@ -29,11 +30,10 @@ async def bench_pipeline(source_url: str, frames: int, encoder: EncoderSettings,
     Steps that find no new picture (the source did not change yet) are not counted; they are
     reported as `idle_steps`. Keyframes come only at the start, as in a session without new viewers.
     """
-    source = create_source(source_url)
-    await source.open()
-    try:
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+
+    def measure(source: Source) -> tuple[int, Planes]:
         pipeline = FramePipeline(source, encoder)
-        samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
         idle, seen, deadline = 0, 0, time.monotonic() + timeout
         while len(samples["total"]) < frames and time.monotonic() < deadline:
             result = pipeline.step(keyframe=seen == 0)
@@ -45,9 +45,9 @@ async def bench_pipeline(source_url: str, frames: int, encoder: EncoderSettings,
             if seen > WARM_UP:
                 for stage in STAGES:
                     samples[stage].append(getattr(result, stage))
-        planes = source.planes()
-    finally:
-        await source.close()
+        return idle, source.planes()
+
+    idle, planes = await use_source(source_url, measure)
     if not samples["total"]:
         raise TimeoutError(f"the source produced no changed frame within {timeout:.0f} s")
     primary = planes.primary

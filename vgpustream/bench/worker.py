@@ -4,9 +4,9 @@ It connects COUNT aiortc viewers, keeps them receiving, counts what each gets be
 times START and START+SECONDS, and prints one JSON line with the counts.
 
 Without --decode the viewers do not decode: aiortc's receiver decodes every frame it assembles,
-and sixteen decoders would starve a two-core machine that also runs the server. Its decoder
-factory is replaced, in this process only, by one that hands the assembled (still encoded) frame
-through, so the viewers count whole frames without decoding them.
+and sixteen decoders would starve a two-core machine that also runs the server. In this process
+only, aiortc hands the assembled (still encoded) frames through (`compat.count_frames_without_decoding`),
+so the viewers count whole frames without decoding them.
 """
 
 from __future__ import annotations
@@ -18,17 +18,9 @@ import time
 from typing import Any
 
 import aiohttp
-import aiortc.rtcrtpreceiver
 
+from vgpustream import compat
 from vgpustream.bench.receiver import WhepReceiver
-from vgpustream.rtcnet import advertise_host_addresses
-
-
-class PassThroughDecoder:
-    """Stands in for aiortc's decoder in counting-only viewers: returns the encoded frame."""
-
-    def decode(self, encoded_frame: Any) -> list[Any]:
-        return [encoded_frame]
 
 
 async def watch(receiver: WhepReceiver, start: float, end: float) -> dict[str, Any]:
@@ -46,9 +38,10 @@ async def watch(receiver: WhepReceiver, start: float, end: float) -> dict[str, A
 
 
 async def main(url: str, count: int, start: float, seconds: float, decode: bool) -> None:
-    advertise_host_addresses(["127.0.0.1"])
+    compat.check_versions()
+    compat.advertise_host_addresses(["127.0.0.1"])
     if not decode:
-        aiortc.rtcrtpreceiver.get_decoder = lambda codec: PassThroughDecoder()
+        compat.count_frames_without_decoding()
     async with aiohttp.ClientSession() as http:
         receivers = [WhepReceiver(url, http, input_channel=False) for _ in range(count)]
         await asyncio.gather(*(r.connect() for r in receivers))

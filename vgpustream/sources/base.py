@@ -104,19 +104,27 @@ class Cursor:
 
 
 class InputSink(ABC):
-    """Where a session's validated input events go (the guest's keyboard and mouse)."""
+    """Where a session's validated input events go (the guest's keyboard and mouse); lives on the event loop."""
+
+    async def open(self) -> None:  # noqa: B027 - most sinks have nothing to open
+        """Connect to the guest's input, after the source opened; must not block the event loop."""
 
     @abstractmethod
     def send(self, event: InputEvent) -> None:
         """Deliver one event; must not block the event loop."""
 
+    async def close(self) -> None:  # noqa: B027 - most sinks have nothing to close
+        """Release what `open` acquired."""
+
 
 class Source(ABC):
-    """A display to capture. Methods other than `open` and `close` may be called from a worker thread."""
+    """A display to capture. Its owner calls every method on one thread of its own (a session's capture
+    thread), never on the event loop: each may block. `input_sink` is the exception: an event-loop object.
+    """
 
     state: SourceState = SourceState.STARTING
 
-    async def open(self) -> None:  # noqa: B027 - most sources have nothing to open
+    def open(self) -> None:  # noqa: B027 - most sources have nothing to open
         """Acquire the device or connection; raise a typed error if it cannot be had."""
 
     @abstractmethod
@@ -144,5 +152,5 @@ class Source(ABC):
         """Ask the guest for another display size (the viewer's window size)."""
         raise UnsupportedOperation("this source cannot change its display size")
 
-    async def close(self) -> None:  # noqa: B027 - most sources have nothing to close
+    def close(self) -> None:  # noqa: B027 - most sources have nothing to close
         """Release everything `open` acquired."""

@@ -2,9 +2,7 @@
 
 QEMU's D-Bus display talks to each Listener on a private socket (Console.RegisterListener passes one
 end), and `-display dbus,p2p=yes` talks to a client on a socket handed over through QMP `add_client`.
-On both QEMU is the authenticating side and there is no bus: the client must not send Hello.
-dbus-fast always sends Hello in `connect()`, so `PeerBus` does its own connect on an existing socket
-with dbus-fast's own authentication and message reader (dbus-fast is pinned to 5.x for this).
+On both QEMU is the authenticating side and there is no bus: such connections are `compat.PeerBus`.
 """
 
 from __future__ import annotations
@@ -16,9 +14,9 @@ from typing import Any
 
 from dbus_fast import Message, MessageFlag, MessageType
 from dbus_fast.aio import MessageBus
-from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
 from dbus_fast.errors import AuthError, DBusError
 
+from vgpustream.compat import PeerBus
 from vgpustream.errors import SourceUnavailable, bounded
 from vgpustream.sources.qemu.qmp import Qmp
 
@@ -27,37 +25,6 @@ DISPLAY_PATH = "/org/qemu/Display1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 CALL_TIMEOUT = 5.0
 CLIENT_FD_NAME = "vgpustream-dbus"
-
-
-class PeerBus(MessageBus):
-    """A D-Bus connection to one peer over an already connected socket (no bus daemon, no Hello)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        # the address is never dialled: connect() below takes the socket it was given
-        super().__init__(bus_address="unix:path=/dev/null", negotiate_unix_fd=True)
-        self._peer = sock
-
-    async def connect(self) -> PeerBus:
-        sock = self._peer
-        sock.setblocking(False)
-        self._sock = sock
-        self._stream = sock.makefile("rwb")
-        self._fd = sock.fileno()
-        self._writer = _MessageWriter(self)
-        try:
-            await self._authenticate()
-        except BaseException:
-            self._stream.close()
-            sock.close()
-            self._sock = None  # so that disconnect() has nothing left to shut down
-            raise
-        reader = build_message_reader(sock, self._process_message, self._finalize, self._negotiate_unix_fd)
-        self._loop.add_reader(self._fd, reader)
-        # dbus-fast writes (and counts itself connected) once it has a unique name, which a bus's
-        # Hello would have given; a peer has none to give
-        self.unique_name = ":peer"
-        self._writer.schedule_write()
-        return self
 
 
 class Display:

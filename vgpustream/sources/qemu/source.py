@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,12 +23,13 @@ import numpy as np
 from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
+from vgpustream.compat import PeerBus
 from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
 from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
-from vgpustream.sources.qemu.dbus import PROPERTIES, Display, PeerBus, add_match, peer_connection
+from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
 from vgpustream.sources.qemu.keys import QemuInput
 
@@ -83,6 +84,8 @@ class QemuDisplaySource(Source):
     """One console of a QEMU VM, through `-display dbus`."""
 
     def __init__(self, connect: Connector, console: int = 0, max_edge: int = 8192) -> None:
+        self._loop = asyncio.get_running_loop()
+        """The event loop QEMU's connections live on; created on it, the source is driven from another thread."""
         self._connect = connect
         self.console = f"Console_{console}"
         self.max_edge = max_edge
@@ -100,11 +103,21 @@ class QemuDisplaySource(Source):
         self._cursor: Cursor | None = None
         self._input = DbusInput(self)
 
-    async def open(self) -> None:
+    def open(self) -> None:
+        self._on_loop(self._open())
+
+    def close(self) -> None:
+        self._on_loop(self._close())
+
+    def _on_loop(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` on the event loop the connections live on, and wait for it (from the capture thread)."""
+        asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+    async def _open(self) -> None:
         await self._attach()
         self._supervisor = asyncio.create_task(self._supervise(), name=f"qemu-display-{self.console}")
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)

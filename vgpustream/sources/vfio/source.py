@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import mmap
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -67,9 +66,8 @@ class VfioSource(Source):
         self._cursor_id: int | None = None
         self._cursor_image: np.ndarray | None = None
         self._edid: EdidRegion | None = None
-        self._lock = threading.Lock()
 
-    async def open(self) -> None:
+    def open(self) -> None:
         device = self._opener()
         for kind in (uapi.VFIO_GFX_PLANE_TYPE_DMABUF, uapi.VFIO_GFX_PLANE_TYPE_REGION):
             if device.supports(kind):
@@ -80,34 +78,23 @@ class VfioSource(Source):
             raise SourceUnavailable("the device exports no display planes (no gfx-plane support)")
         self.device = device
         self._edid = EdidRegion.find(device)
-        if self._input is not None:
-            await self._input.open()
 
     @property
     def input_sink(self) -> InputSink | None:
         """QMP input-send-event to the VM's QEMU, when the source URL names its monitor (`?qmp=`)."""
         return self._input
 
-    async def close(self) -> None:
-        if self._input is not None:
-            await self._input.close()
-        with self._lock:
-            for mapping in self._mappings.values():
-                mapping.close()
-            self._mappings.clear()
-            if self.device is not None:
-                self.device.close()
-                self.device = None
+    def close(self) -> None:
+        for mapping in self._mappings.values():
+            mapping.close()
+        self._mappings.clear()
+        if self.device is not None:
+            self.device.close()
+            self.device = None
 
     def planes(self) -> Planes:
-        """The planes as the device describes them now (asked live, under the capture lock)."""
-        with self._lock:
-            if self.device is None:
-                return self._planes
-            primary = self._query(uapi.DRM_PLANE_TYPE_PRIMARY)
-            return Planes(
-                primary=plane_info(primary, self.kind) if primary.drm_format else None, cursor=self._planes.cursor
-            )
+        """The planes as the device described them at the last capture."""
+        return self._planes
 
     def display_limits(self) -> tuple[int, int] | None:
         if self._edid is None or not all(self._edid.limits):
@@ -129,20 +116,19 @@ class VfioSource(Source):
         return sum(m.dmabuf_fd is not None for m in self._mappings.values())
 
     def next_frame(self) -> Frame | None:
-        with self._lock:
-            if self.device is None:
-                raise SourceUnavailable("the device is closed")
-            plane = self._query(uapi.DRM_PLANE_TYPE_PRIMARY)
-            if plane.drm_format == 0:
-                return self._no_signal()
-            mapping = self._map(plane)
-            info = plane_info(plane, self.kind)
-            fmt = check_plane(info, mapping.size, self.max_edge)
-            self._planes = Planes(primary=info, cursor=self._planes.cursor)
-            frame = self._reader.read(mapping, info, fmt, self._buffer_id(plane))
-            self._update_cursor()
-            self.state = SourceState.STREAMING
-            return frame
+        if self.device is None:
+            raise SourceUnavailable("the device is closed")
+        plane = self._query(uapi.DRM_PLANE_TYPE_PRIMARY)
+        if plane.drm_format == 0:
+            return self._no_signal()
+        mapping = self._map(plane)
+        info = plane_info(plane, self.kind)
+        fmt = check_plane(info, mapping.size, self.max_edge)
+        self._planes = Planes(primary=info, cursor=self._planes.cursor)
+        frame = self._reader.read(mapping, info, fmt, self._buffer_id(plane))
+        self._update_cursor()
+        self.state = SourceState.STREAMING
+        return frame
 
     def _query(self, plane_type: int) -> uapi.vfio_device_gfx_plane_info:
         assert self.device is not None

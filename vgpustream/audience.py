@@ -1,0 +1,155 @@
+"""The viewers of one session: admission, roles, what each was sent and holds down, and the fan-out.
+
+The audience runs on the event loop. It is the only writer of per-viewer delivery state: which cursor
+each viewer was sent, which keys each holds down in the guest (released for it when it leaves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import av
+from aiortc import RTCIceServer
+
+from vgpustream.cursor import cursor_key, cursor_message, png_data_url
+from vgpustream.errors import Full, NotFound
+from vgpustream.input import InvalidInput, KeyEvent, parse_input
+from vgpustream.sources.base import Cursor, InputSink
+from vgpustream.viewer import Viewer, ViewerCallbacks
+
+
+@dataclass
+class InputStats:
+    input_events: int = 0
+    input_invalid: int = 0
+    input_refused: int = 0
+
+
+@dataclass
+class _Seat:
+    """What the audience keeps for one viewer."""
+
+    attached: bool = False
+    """Whether the viewer gets the fan-out (from when it is connected)."""
+    cursor_shown: object = None
+    """What the last cursor message this viewer got said (position, image, composited)."""
+    cursor_serial: int | None = None
+    """The serial of the cursor image this viewer was last sent."""
+    keys_down: set[str] = field(default_factory=set)
+    """Keys this viewer holds down in the guest."""
+
+
+class Audience:
+    """Admits viewers up to `max_viewers`, routes their input to `sink`, and publishes packets to them."""
+
+    def __init__(
+        self,
+        max_viewers: int,
+        idle_timeout: float,
+        sink: InputSink | None,
+        request_keyframe: Callable[[], None],
+    ) -> None:
+        self.max_viewers = max_viewers
+        self.stats = InputStats()
+        self._idle_timeout = idle_timeout
+        self._sink = sink
+        self._request_keyframe = request_keyframe
+        self._viewers: dict[str, Viewer] = {}
+        self._seats: dict[Viewer, _Seat] = {}
+        self._cursor_image: tuple[int, str] | None = None
+        self._callbacks = ViewerCallbacks(
+            request_keyframe=request_keyframe, attach=self._attach, closed=self._forget, input=self._on_input
+        )
+
+    def __iter__(self) -> Iterator[Viewer]:
+        return iter(list(self._viewers.values()))
+
+    def __len__(self) -> int:
+        return len(self._viewers)
+
+    def admit(self, ice_servers: list[RTCIceServer], role: str, token_id: str | None = None) -> Viewer:
+        """A viewer for this session (not yet connected); Full when there is no room."""
+        if len(self._viewers) >= self.max_viewers:
+            raise Full(f"session has its maximum of {self.max_viewers} viewers")
+        viewer = Viewer(self._callbacks, ice_servers, role, token_id, self._idle_timeout)
+        self._viewers[viewer.id] = viewer
+        self._seats[viewer] = _Seat()
+        return viewer
+
+    def viewer(self, viewer_id: str) -> Viewer:
+        try:
+            return self._viewers[viewer_id]
+        except KeyError:
+            raise NotFound("no such viewer") from None
+
+    async def close_viewers(self, token_id: str | None = None) -> None:
+        """Disconnect every viewer, or those that came in with token `token_id`; waits for all of it."""
+        leaving = [v for v in self._viewers.values() if token_id is None or v.token_id == token_id]
+        await asyncio.gather(*(viewer.close() for viewer in leaving))
+
+    @property
+    def dropped_packets(self) -> int:
+        return sum(viewer.queue.dropped for viewer in self._viewers.values())
+
+    def composites_cursor(self) -> bool:
+        """Whether the cursor is drawn into the picture: some viewer has no channel to get it on."""
+        return any(viewer.channel is None for viewer, seat in self._seats.items() if seat.attached)
+
+    def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
+        """Queue one step's packets for every attached viewer, then tell them where the cursor is."""
+        attached = [viewer for viewer, seat in self._seats.items() if seat.attached]
+        for packet in packets:
+            for viewer in attached:
+                viewer.queue.push(packet)
+        if cursor is not None:
+            self._send_cursor(cursor)
+
+    def _send_cursor(self, cursor: Cursor) -> None:
+        """Tell viewers on a data channel where the cursor is, with its image when they lack it."""
+        composited = self.composites_cursor()
+        shown = (cursor_key(cursor), composited)
+        for viewer, seat in self._seats.items():
+            if not seat.attached or seat.cursor_shown == shown:
+                continue
+            with_image = cursor.image is not None and seat.cursor_serial != cursor.serial
+            image = self._cursor_png(cursor) if with_image else None
+            if not viewer.send_message(cursor_message(cursor, image, composited)):
+                continue  # its channel is not open yet: try again next frame
+            seat.cursor_shown = shown
+            if with_image:
+                seat.cursor_serial = cursor.serial
+
+    def _cursor_png(self, cursor: Cursor) -> str:
+        if self._cursor_image is None or self._cursor_image[0] != cursor.serial:
+            self._cursor_image = (cursor.serial, png_data_url(cursor.image))
+        return self._cursor_image[1]
+
+    def _attach(self, viewer: Viewer) -> None:
+        self._seats[viewer].attached = True
+        self._request_keyframe()
+
+    def _forget(self, viewer: Viewer) -> None:
+        self._viewers.pop(viewer.id, None)
+        seat = self._seats.pop(viewer, None)
+        if seat is None or self._sink is None:
+            return
+        # a viewer that leaves mid-keystroke must not leave the key stuck down in the guest
+        for code in sorted(seat.keys_down):
+            self._sink.send(KeyEvent(code=code, down=False))
+
+    def _on_input(self, viewer: Viewer, message: str | bytes) -> None:
+        try:
+            event = parse_input(message)
+        except InvalidInput:
+            self.stats.input_invalid += 1
+            return
+        seat = self._seats.get(viewer)  # None once the viewer has left
+        if seat is None or not viewer.can_control or self._sink is None:
+            self.stats.input_refused += 1
+            return
+        self.stats.input_events += 1
+        if isinstance(event, KeyEvent):
+            (seat.keys_down.add if event.down else seat.keys_down.discard)(event.code)
+        self._sink.send(event)

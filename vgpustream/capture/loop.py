@@ -1,0 +1,180 @@
+"""A session's capture loop: the one owner of its source, capture thread, pacing and keyframe policy.
+
+The thread boundary: every call into the source (open, next frame, planes, cursor, close) and into
+the encoder runs on the loop's single capture thread, never on the event loop, so a stalled device
+stalls only its own session. After each step the loop publishes a `Snapshot`, which the API and the
+metrics read instead of asking the source; the loop's counters change only on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+import av
+
+from vgpustream.capture.keyframes import KeyframePolicy
+from vgpustream.capture.pipeline import FramePipeline, StepResult
+from vgpustream.capture.stats import CaptureStats, EncodeTimes, RateMeter
+from vgpustream.encoder import EncoderSettings
+from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded
+from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
+
+log = logging.getLogger(__name__)
+
+ERROR_BACKOFF = 1.0  # seconds before a failed open or capture is tried again
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the source said after the last step; immutable, so any thread may read it."""
+
+    state: SourceState
+    planes: Planes
+    cursor: Cursor | None = None
+    display_limits: tuple[int, int] | None = None
+    """The largest display the guest can be asked for (EDID max_xres, max_yres), where known."""
+
+
+class Output(Protocol):
+    """Where a capture loop delivers each step: the session's audience."""
+
+    def composites_cursor(self) -> bool:
+        """Whether the cursor must be drawn into the picture (some viewer cannot be sent it)."""
+        ...
+
+    def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
+        """Deliver one step's packets (possibly none) and the cursor as it is now."""
+        ...
+
+
+class CaptureLoop:
+    """Captures one source at up to `fps`, encodes each changed frame once, and hands it to an Output."""
+
+    def __init__(self, source: Source, settings: EncoderSettings, name: str) -> None:
+        self._source = source
+        self.settings = settings
+        self.stats = CaptureStats()
+        self.encode_times = EncodeTimes()
+        self.snapshot = Snapshot(state=source.state, planes=Planes(primary=None))
+        self.input_sink: InputSink | None = source.input_sink
+        """Where viewers' input goes; an event-loop object of its own (the source is not called for it)."""
+        self._keyframes = KeyframePolicy(settings.keyframe_interval)
+        self._pipeline = FramePipeline(source, settings)
+        self._rate = RateMeter()
+        self._opened = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{name}")
+        self._task: asyncio.Task[None] | None = None
+        self._name = name
+
+    async def open(self) -> None:
+        """Open the source now (on the capture thread), then its input sink; raises the source's error."""
+        self.snapshot = await self._on_capture_thread(self._open)
+        if self.input_sink is not None:
+            await self.input_sink.open()
+
+    def start(self, output: Output) -> None:
+        """Capture into `output`; a source not yet open is opened first, retried until it opens."""
+        self._task = asyncio.create_task(self._run(output), name=f"capture-{self._name}")
+
+    async def stop(self) -> None:
+        """Stop capturing and close the source; waits for a step still running on the capture thread."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._opened:
+            if self.input_sink is not None:
+                await self.input_sink.close()
+            await self._on_capture_thread(self._source.close)
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    async def reconfigure(self, settings: EncoderSettings) -> None:
+        """New encoder settings, taken between two frames; the next frame is an IDR."""
+        await self._on_capture_thread(self._pipeline.encoder.reconfigure, settings)
+        self._keyframes.interval = settings.keyframe_interval
+        self.settings = settings
+
+    async def resize(self, width: int, height: int) -> None:
+        """Ask the guest for another display size (on the capture thread); its error if it cannot."""
+        await self._on_capture_thread(self._source.resize, width, height)
+
+    def request_keyframe(self) -> None:
+        self._keyframes.request()
+
+    def rates(self) -> tuple[float, float]:
+        """Encoded frames per second and bits per second, over the last few seconds."""
+        return self._rate.rates(time.monotonic())
+
+    async def _on_capture_thread(self, call: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+
+    # on the capture thread
+
+    def _open(self) -> Snapshot:
+        self._source.open()
+        self._opened = True
+        return self._look()
+
+    def _look(self) -> Snapshot:
+        source = self._source
+        return Snapshot(source.state, source.planes(), source.cursor(), source.display_limits())
+
+    def _step(self, keyframe: bool, composite: bool) -> tuple[StepResult, Snapshot]:
+        """One frame through the pipeline, then what the source says now."""
+        result = self._pipeline.step(keyframe, self._source.cursor() if composite else None)
+        return result, self._look()
+
+    async def _run(self, output: Output) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        while True:
+            now = loop.time()
+            try:
+                if not self._opened:
+                    await self.open()
+                keyframe, composite = self._keyframes.due(now), output.composites_cursor()
+                result, self.snapshot = await self._on_capture_thread(self._step, keyframe, composite)
+            except VgpuStreamError as exc:
+                self._failed(exc)
+                await asyncio.sleep(ERROR_BACKOFF)
+                deadline = loop.time()
+                continue
+            self._count(result, now)
+            output.publish(result.packets, self.snapshot.cursor)
+            deadline = max(deadline + 1.0 / self.settings.fps, loop.time())
+            await asyncio.sleep(deadline - loop.time())
+
+    def _failed(self, exc: VgpuStreamError) -> None:
+        self.stats.capture_errors += 1
+        if isinstance(exc, SourceUnavailable):
+            self.snapshot = replace(self.snapshot, state=SourceState.LOST)
+        # rate-limited: the first error and then one in a hundred
+        if self.stats.capture_errors % 100 == 1:
+            log.warning(
+                "session %s: capture failed (%d so far): %s",
+                self._name,
+                self.stats.capture_errors,
+                bounded(exc.message, 200),
+            )
+
+    def _count(self, result: StepResult, now: float) -> None:
+        stats = self.stats
+        stats.frames_captured += result.captured
+        stats.frames_repeated += result.repeated
+        if not result.packets:
+            return
+        stats.frames_encoded += 1
+        self.encode_times.observe(result.encode)
+        size = sum(packet.size for packet in result.packets)
+        self._rate.add(time.monotonic(), size)
+        stats.bytes_encoded += size
+        keyframes = sum(packet.is_keyframe for packet in result.packets)
+        if keyframes:
+            stats.keyframes += keyframes
+            self._keyframes.sent(now)

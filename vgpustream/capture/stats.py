@@ -1,0 +1,57 @@
+"""What a capture loop counts: frames, keyframes, bytes, errors, encode times and recent rates."""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass, field
+
+RATE_WINDOW = 2.0  # seconds over which fps and bitrate are measured
+ENCODE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass
+class EncodeTimes:
+    """A histogram of encode times (seconds) in fixed buckets, for /metrics."""
+
+    bounds: tuple[float, ...] = ENCODE_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(ENCODE_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.total += seconds
+
+    @property
+    def mean(self) -> float | None:
+        encoded = sum(self.counts)
+        return self.total / encoded if encoded else None
+
+
+@dataclass
+class CaptureStats:
+    """Counters of one capture loop, updated on the event loop after each step."""
+
+    frames_captured: int = 0
+    frames_encoded: int = 0
+    keyframes: int = 0
+    frames_repeated: int = 0
+    bytes_encoded: int = 0
+    capture_errors: int = 0
+
+
+class RateMeter:
+    """Events and bytes per second over the last RATE_WINDOW seconds."""
+
+    def __init__(self) -> None:
+        self._events: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, size: int) -> None:
+        self._events.append((now, size))
+        while self._events and self._events[0][0] < now - RATE_WINDOW:
+            self._events.popleft()
+
+    def rates(self, now: float) -> tuple[float, float]:
+        """(events per second, bits per second)."""
+        recent = [size for t, size in self._events if t >= now - RATE_WINDOW]
+        return len(recent) / RATE_WINDOW, sum(recent) * 8 / RATE_WINDOW

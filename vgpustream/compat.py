@@ -1,0 +1,150 @@
+"""Every change vgpustream makes to a third-party library, in one module, each checked against its version.
+
+`install()` runs once at start (the server's app factory, the bench's viewer processes) and fails
+loudly on a library version these patches were not written for: a patch of internals that silently
+stopped applying would show up only as a stream that never recovers from loss.
+
+- aiortc: RTCP PLI/FIR from a viewer reach `RTCRtpSender._send_keyframe`, which only flags aiortc's own
+  encoder. Our tracks return already-encoded packets, so the request must reach the session's shared
+  encoder instead (`on_keyframe_request`).
+- aioice: which local addresses are offered as ICE host candidates (`advertise_host_addresses`);
+  aioice has no per-connection setting, only a module-level lookup.
+- aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
+  (`count_frames_without_decoding`).
+- dbus-fast: `PeerBus`, a connection to one peer over an existing socket, without the bus's Hello.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import weakref
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from typing import Any
+
+import aioice.ice
+import aiortc.rtcrtpreceiver
+from aiortc import RTCRtpSender
+from dbus_fast.aio import MessageBus
+from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
+
+from vgpustream.errors import VgpuStreamError
+
+SUPPORTED = {"aiortc": "1.16.", "aioice": "0.13.", "dbus-fast": "5."}
+"""The release series each patch below was written and tested against (a version prefix)."""
+
+_keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
+_installed = False
+
+
+class UnsupportedLibrary(RuntimeError):
+    """A library is at a version whose internals these patches were not checked against."""
+
+
+def check_versions(supported: dict[str, str] = SUPPORTED) -> None:
+    """Raise UnsupportedLibrary unless every patched library is of a supported release series."""
+    for package, series in supported.items():
+        found = version(package)
+        if not found.startswith(series):
+            raise UnsupportedLibrary(
+                f"vgpustream patches {package} {series}x but {package} {found} is installed; "
+                "check vgpustream/compat.py against it (or install the supported release)"
+            )
+
+
+def install() -> None:
+    """Check the versions, then apply the patches that hold for the whole process. Safe to call twice."""
+    global _installed  # noqa: PLW0603 - a process-wide patch is applied once
+    if _installed:
+        return
+    check_versions()
+    original = RTCRtpSender._send_keyframe
+
+    def send_keyframe(sender: RTCRtpSender) -> None:
+        handler = _keyframe_handlers.get(sender)
+        if handler is None:
+            original(sender)
+        else:
+            handler()
+
+    RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+    _installed = True
+
+
+def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> None:
+    """Route the viewer's RTCP PLI/FIR arriving at `sender` to `handler` (needs `install()`)."""
+    if not _installed:
+        raise RuntimeError("vgpustream.compat.install() has not run")
+    _keyframe_handlers[sender] = handler
+
+
+def advertise_host_addresses(addresses: Sequence[str]) -> None:
+    """Offer exactly `addresses` as ICE host candidates, for every peer connection of this process.
+
+    aioice gathers every interface address except loopback. This serves hosts with many interfaces
+    (offer only the one viewers can reach) and loopback-only set-ups such as the tests' network namespace.
+    """
+    chosen = []
+    for address in addresses:
+        try:
+            chosen.append(str(ipaddress.ip_address(address)))
+        except ValueError:
+            raise VgpuStreamError(f"not an IP address: {address[:64]!r}") from None
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
+class _PassThroughDecoder:
+    """Stands in for aiortc's decoder in counting-only viewers: returns the encoded frame."""
+
+    def decode(self, encoded_frame: Any) -> list[Any]:
+        return [encoded_frame]
+
+
+def count_frames_without_decoding() -> None:
+    """Make this process's aiortc receivers hand assembled frames through still encoded.
+
+    aiortc decodes every frame it assembles; many decoding viewers would starve a small machine that
+    also runs the server being measured.
+    """
+    aiortc.rtcrtpreceiver.get_decoder = lambda codec: _PassThroughDecoder()
+
+
+class PeerBus(MessageBus):
+    """A D-Bus connection to one peer over an already connected socket (no bus daemon, no Hello).
+
+    On a peer connection the other side (QEMU) authenticates and there is no bus: the client must not
+    send Hello, which dbus-fast's `connect()` always does. This connect uses dbus-fast's own
+    authentication and message reader on the socket it is given.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        # the address is never dialled: connect() below takes the socket it was given
+        super().__init__(bus_address="unix:path=/dev/null", negotiate_unix_fd=True)
+        self._peer = sock
+
+    async def connect(self) -> PeerBus:
+        sock = self._peer
+        sock.setblocking(False)
+        self._sock = sock
+        self._stream = sock.makefile("rwb")
+        self._fd = sock.fileno()
+        self._writer = _MessageWriter(self)
+        try:
+            await self._authenticate()
+        except BaseException:
+            self._stream.close()
+            sock.close()
+            self._sock = None  # so that disconnect() has nothing left to shut down
+            raise
+        reader = build_message_reader(sock, self._process_message, self._finalize, self._negotiate_unix_fd)
+        self._loop.add_reader(self._fd, reader)
+        # dbus-fast writes (and counts itself connected) once it has a unique name, which a bus's
+        # Hello would have given; a peer has none to give
+        self.unique_name = ":peer"
+        self._writer.schedule_write()
+        return self
