@@ -15,7 +15,7 @@ from dbus_fast import Message
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.input import KeyEvent, PointerEvent, WheelEvent
 from vgpustream.sources import create_source
-from vgpustream.sources.qemu.keys import QNUM, QemuInput
+from vgpustream.sources.common.qemu_input import QNUM, QemuInput
 from vgpustream.sources.qemu.source import QemuDisplaySource
 
 XRGB = 0x20020888  # PIXMAN_x8r8g8b8

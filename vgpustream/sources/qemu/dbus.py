@@ -20,7 +20,7 @@ from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
 from dbus_fast.errors import AuthError, DBusError
 
 from vgpustream.errors import SourceUnavailable, bounded
-from vgpustream.sources.qemu.qmp import Qmp
+from vgpustream.sources.common.qmp import Qmp
 
 QEMU_NAME = "org.qemu"
 DISPLAY_PATH = "/org/qemu/Display1"

@@ -27,10 +27,10 @@ from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
 from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.common.qemu_input import QemuInput
 from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, PeerBus, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
-from vgpustream.sources.qemu.keys import QemuInput
 
 log = logging.getLogger(__name__)
 

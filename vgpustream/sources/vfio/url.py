@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.sources.base import Source
-from vgpustream.sources.qemu.qmp import QmpInput
+from vgpustream.sources.common.qmp import QmpInput
 from vgpustream.sources.qemu.url import QMP_ADDRESS
 from vgpustream.sources.vfio.device import VfioDevice
 from vgpustream.sources.vfio.source import DEFAULT_MAX_EDGE, VfioSource
