@@ -2,8 +2,8 @@
 
 The story of an attachment: connect to QEMU (through a bus, or peer to peer via QMP `add_client`),
 read the console's size, register a Listener on a private socket, and receive Scanout/Update (shared
-pixels, rebuilt in a Framebuffer) or ScanoutDMABUF/UpdateDMABUF (a dma-buf, read with the VFIO
-source's code), CursorDefine/MouseSet and Disable. QEMU 7.2 sends no new Scanout on a guest mode
+pixels, rebuilt in a Framebuffer) or ScanoutDMABUF/UpdateDMABUF (a dma-buf, read with the
+shared dma-buf reader), CursorDefine/MouseSet and Disable. QEMU 7.2 sends no new Scanout on a guest mode
 change, so a size change (Console properties, or an Update that does not fit) means: attach again,
 which starts with a fresh Scanout. When the listener's socket closes, QEMU has gone: the source is
 lost, and a supervisor attaches again until QEMU is back.
@@ -27,8 +27,8 @@ from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
 from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
 from vgpustream.sources.common.qemu_input import QemuInput
-from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, PeerBus, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
 
