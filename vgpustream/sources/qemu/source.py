@@ -25,9 +25,9 @@ from dbus_fast.aio import MessageBus
 
 from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
-from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
+from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.sources.common.qemu_input import QemuInput
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, PeerBus, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels

@@ -20,9 +20,9 @@ import numpy as np
 
 from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedFormat
 from vgpustream.formats import fourcc_text
-from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, cpu_access, map_dmabuf
+from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.sources.common.qmp import QmpInput
 from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import Region, VfioDevice
