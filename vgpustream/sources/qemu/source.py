@@ -27,6 +27,7 @@ from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
+from vgpustream.sources.common.options import DEFAULT_MAX_EDGE
 from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.sources.common.qemu_input import QemuInput
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, PeerBus, add_match, peer_connection
@@ -82,7 +83,7 @@ class _Attachment:
 class QemuDisplaySource(Source):
     """One console of a QEMU VM, through `-display dbus`."""
 
-    def __init__(self, connect: Connector, console: int = 0, max_edge: int = 8192) -> None:
+    def __init__(self, connect: Connector, console: int = 0, max_edge: int = DEFAULT_MAX_EDGE) -> None:
         self._connect = connect
         self.console = f"Console_{console}"
         self.max_edge = max_edge
