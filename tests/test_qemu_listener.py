@@ -15,7 +15,7 @@ from dbus_fast import Message
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.input import KeyEvent, PointerEvent, WheelEvent
 from vgpustream.sources import create_source
-from vgpustream.sources.qemu.keys import QNUM, QemuInput
+from vgpustream.sources.common.qemu_input import QNUM, QemuInput
 from vgpustream.sources.qemu.source import QemuDisplaySource
 
 XRGB = 0x20020888  # PIXMAN_x8r8g8b8
@@ -158,10 +158,12 @@ MDEV = "0b1c2d3e-0000-4000-8000-000000000001"
         ("qemu-dbus:tcp:host=x,port=1", "look like qemu-dbus:unix:path="),
         ("qemu-dbus:unix:path=/run/bus.sock?console=64", "console=0..63"),
         ("qemu-dbus:unix:path=/run/bus.sock?max_edge=10", "max_edge=64..16384"),
+        ("qemu-dbus:unix:path=/run/bus.sock?max_edge=²", "max_edge=64..16384"),
         ("qemu-dbus:unix:path=/run/bus.sock?gl=on", "takes only the options"),
         ("qemu-dbus+qmp:unix:relative.sock", "look like qemu-dbus+qmp:unix:/"),
         ("qemu-dbus+qmp:unix:/run/vm/qmp sock", "look like qemu-dbus+qmp:unix:/"),
         (f"vfio:{MDEV}?qmp=/run/vm/qmp.sock", "qmp= takes the VM's monitor socket"),
+        (f"vfio:{MDEV}?max_edge=", "vfio: takes only the options max_edge=64..16384 and qmp=unix:PATH"),
         (f"vfio:{MDEV}?qmp=unix:/run/../etc/x", "'..'"),
     ],
 )

@@ -13,11 +13,11 @@ import pytest
 from vgpustream.errors import InvalidPlane, UnsupportedFormat
 from vgpustream.formats import fourcc_code
 from vgpustream.sources.base import PlaneInfo, SourceState
-from vgpustream.sources.dmabuf import check_plane
+from vgpustream.sources.common.dmabuf import check_plane
+from vgpustream.sources.common.tiling import I915_FORMAT_MOD_X_TILED, I915_FORMAT_MOD_Y_TILED, detile, tiled_size
 from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import Region
 from vgpustream.sources.vfio.source import VfioSource, plane_info
-from vgpustream.tiling import I915_FORMAT_MOD_X_TILED, I915_FORMAT_MOD_Y_TILED, detile, tiled_size
 
 XR24 = fourcc_code("XR24")
 

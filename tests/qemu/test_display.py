@@ -22,7 +22,7 @@ from vgpustream.formats import fourcc_code
 from vgpustream.input import KeyEvent
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source
-from vgpustream.sources.qemu.qmp import QmpInput
+from vgpustream.sources.common.qmp import QmpInput
 
 CTRL = 0x04  # BIOS keyboard flags: a Ctrl key is down
 ESCAPE = [{"type": "key", "code": "Escape", "down": True}, {"type": "key", "code": "Escape", "down": False}]

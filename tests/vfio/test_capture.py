@@ -18,9 +18,9 @@ import pytest
 
 from tests.vfio.mbochs import Mbochs, pattern
 from vgpustream.formats import DRM_FORMAT_XRGB8888
-from vgpustream.placeholder import no_signal
 from vgpustream.sources import create_source
 from vgpustream.sources.base import SourceState
+from vgpustream.sources.common.placeholder import no_signal
 from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import VfioDevice
 from vgpustream.sources.vfio.source import VfioSource

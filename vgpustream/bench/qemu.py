@@ -30,7 +30,7 @@ import numpy as np
 from vgpustream.bench.fanout import serve
 from vgpustream.bench.receiver import WhepReceiver
 from vgpustream.compat import advertise_host_addresses
-from vgpustream.sources.qemu.qmp import Qmp
+from vgpustream.sources.common.qmp import Qmp
 
 PROMPT = "Press ESC for boot menu"
 MENU = "Select boot device"

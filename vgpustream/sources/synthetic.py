@@ -19,12 +19,12 @@ from vgpustream.errors import InvalidSourceUrl
 from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888
 from vgpustream.input import InputEvent, KeyEvent, PointerEvent
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.common.options import DEFAULT_MAX_EDGE, MIN_EDGE
 from vgpustream.stamp import MIN_WIDTH, Stamp, draw_stamp
 
 _SPEC = re.compile(r"(?:(\d{1,5})x(\d{1,5}))?(?:@(\d{1,3}))?")
 GLYPH_W, GLYPH_H = 8, 16
 SCROLL_STEP = 4
-MAX_EDGE = 8192
 BACKGROUND = 0xE8
 INK = 0x20
 POINTER_IDLE = (0, 0, 255)  # BGR red
@@ -153,8 +153,11 @@ class SyntheticSource(Source):
 
 
 def _check_size(width: int, height: int) -> None:
-    if not (MIN_WIDTH <= width <= MAX_EDGE and 64 <= height <= MAX_EDGE) or width % 2 or height % 2:
-        raise InvalidSourceUrl(f"synthetic size must be even, width {MIN_WIDTH}..{MAX_EDGE}, height 64..{MAX_EDGE}")
+    fits = MIN_WIDTH <= width <= DEFAULT_MAX_EDGE and MIN_EDGE <= height <= DEFAULT_MAX_EDGE
+    if not fits or width % 2 or height % 2:
+        raise InvalidSourceUrl(
+            f"synthetic size must be even, width {MIN_WIDTH}..{DEFAULT_MAX_EDGE}, height {MIN_EDGE}..{DEFAULT_MAX_EDGE}"
+        )
 
 
 def _arrow() -> np.ndarray:

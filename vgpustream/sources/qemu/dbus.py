@@ -18,7 +18,7 @@ from dbus_fast.errors import AuthError, DBusError
 
 from vgpustream.compat import PeerBus
 from vgpustream.errors import SourceUnavailable, bounded
-from vgpustream.sources.qemu.qmp import Qmp
+from vgpustream.sources.common.qmp import Qmp
 
 QEMU_NAME = "org.qemu"
 DISPLAY_PATH = "/org/qemu/Display1"

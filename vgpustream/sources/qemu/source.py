@@ -2,8 +2,8 @@
 
 The story of an attachment: connect to QEMU (through a bus, or peer to peer via QMP `add_client`),
 read the console's size, register a Listener on a private socket, and receive Scanout/Update (shared
-pixels, rebuilt in a Framebuffer) or ScanoutDMABUF/UpdateDMABUF (a dma-buf, read with the VFIO
-source's code), CursorDefine/MouseSet and Disable. QEMU 7.2 sends no new Scanout on a guest mode
+pixels, rebuilt in a Framebuffer) or ScanoutDMABUF/UpdateDMABUF (a dma-buf, read with the
+shared dma-buf reader), CursorDefine/MouseSet and Disable. QEMU 7.2 sends no new Scanout on a guest mode
 change, so a size change (Console properties, or an Update that does not fit) means: attach again,
 which starts with a fresh Scanout. When the listener's socket closes, QEMU has gone: the source is
 lost, and a supervisor attaches again until QEMU is back.
@@ -26,12 +26,13 @@ from dbus_fast.aio import MessageBus
 from vgpustream.compat import PeerBus
 from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
-from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
-from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
+from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
+from vgpustream.sources.common.options import DEFAULT_MAX_EDGE
+from vgpustream.sources.common.placeholder import no_signal_frame
+from vgpustream.sources.common.qemu_input import QemuInput
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
-from vgpustream.sources.qemu.keys import QemuInput
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class _Attachment:
 class QemuDisplaySource(Source):
     """One console of a QEMU VM, through `-display dbus`."""
 
-    def __init__(self, connect: Connector, console: int = 0, max_edge: int = 8192) -> None:
+    def __init__(self, connect: Connector, console: int = 0, max_edge: int = DEFAULT_MAX_EDGE) -> None:
         self._loop = asyncio.get_running_loop()
         """The event loop QEMU's connections live on; created on it, the source is driven from another thread."""
         self._connect = connect

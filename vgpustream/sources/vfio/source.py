@@ -19,16 +19,16 @@ import numpy as np
 
 from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedFormat
 from vgpustream.formats import fourcc_text
-from vgpustream.placeholder import no_signal_frame
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
-from vgpustream.sources.dmabuf import Mapping, PlaneReader, check_plane, cpu_access, map_dmabuf
-from vgpustream.sources.qemu.qmp import QmpInput
+from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, cpu_access, map_dmabuf
+from vgpustream.sources.common.options import DEFAULT_MAX_EDGE
+from vgpustream.sources.common.placeholder import no_signal_frame
+from vgpustream.sources.common.qmp import QmpInput
 from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import Region, VfioDevice
 from vgpustream.sources.vfio.edid import EdidRegion
 
 DMABUF_CACHE = 5  # as QEMU: a guest flips between a few buffers
-DEFAULT_MAX_EDGE = 8192
 MAX_CURSOR_EDGE = 256
 NO_HOTSPOT = 0xFFFFFFFF
 PAGE = mmap.PAGESIZE

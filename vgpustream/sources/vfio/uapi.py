@@ -1,9 +1,10 @@
-"""The parts of the Linux VFIO, iommufd and dma-buf uAPI that display capture needs.
+"""The parts of the Linux VFIO and iommufd uAPI that display capture needs.
 
-Mirrors include/uapi/linux/vfio.h, linux/iommufd.h and linux/dma-buf.h: the same names, the same
-layouts (sizes asserted below), so the two can be read side by side. Every VFIO ioctl is
-`_IO(VFIO_TYPE, VFIO_BASE + n)`: the header encodes neither size nor direction in the number (the
-`_IOW`/`_IOR` in its comments are documentation only); the structures carry their size in `argsz`.
+Mirrors include/uapi/linux/vfio.h and linux/iommufd.h: the same names, the same layouts (sizes asserted
+below), so the two can be read side by side. Every VFIO ioctl is `_IO(VFIO_TYPE, VFIO_BASE + n)`: the
+header encodes neither size nor direction in the number (the `_IOW`/`_IOR` in its comments are
+documentation only); the structures carry their size in `argsz`. The dma-buf uAPI is in
+sources/common/dmabuf_uapi.py.
 """
 
 from __future__ import annotations
@@ -12,15 +13,9 @@ import ctypes
 
 u16, u32, s32, u64 = ctypes.c_uint16, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
 
-_IOC_WRITE = 1
-
 
 def _IO(kind: int, nr: int) -> int:
     return kind << 8 | nr
-
-
-def _IOW(kind: int, nr: int, size: int) -> int:
-    return _IOC_WRITE << 30 | size << 16 | kind << 8 | nr
 
 
 VFIO_TYPE = ord(";")
@@ -174,18 +169,6 @@ class iommu_ioas_alloc(ctypes.Structure):
     _fields_ = [("size", u32), ("flags", u32), ("out_ioas_id", u32)]
 
 
-# --- dma-buf (linux/dma-buf.h) -------------------------------------------------------------------
-class dma_buf_sync(ctypes.Structure):
-    _fields_ = [("flags", u64)]
-
-
-DMA_BUF_SYNC_READ = 1 << 0
-DMA_BUF_SYNC_START = 0 << 2
-DMA_BUF_SYNC_END = 1 << 2
-DMA_BUF_BASE = ord("b")
-DMA_BUF_IOCTL_SYNC = _IOW(DMA_BUF_BASE, 0, ctypes.sizeof(dma_buf_sync))
-"""Bracket CPU access to a mapped dma-buf: SYNC_START | READ before reading, SYNC_END | READ after."""
-
 for _struct, _size in (
     (vfio_group_status, 8),
     (vfio_device_info, 20),
@@ -197,9 +180,7 @@ for _struct, _size in (
     (vfio_device_bind_iommufd, 16),
     (vfio_device_attach_iommufd_pt, 12),
     (iommu_ioas_alloc, 12),
-    (dma_buf_sync, 8),
 ):
     assert ctypes.sizeof(_struct) == _size, (_struct.__name__, ctypes.sizeof(_struct))
 assert vfio_device_gfx_plane_info.drm_format_mod.offset == 16
 assert vfio_device_gfx_plane_info.dmabuf_id.offset == 56
-assert DMA_BUF_IOCTL_SYNC == 0x40086200

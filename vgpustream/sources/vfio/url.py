@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import parse_qs
 
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.sources.base import Source
-from vgpustream.sources.qemu.qmp import QmpInput
-from vgpustream.sources.qemu.url import QMP_ADDRESS
+from vgpustream.sources.common.options import MAX_EDGE, QMP_ADDRESS, Options, Text
+from vgpustream.sources.common.qmp import QmpInput
 from vgpustream.sources.vfio.device import VfioDevice
-from vgpustream.sources.vfio.source import DEFAULT_MAX_EDGE, VfioSource
+from vgpustream.sources.vfio.source import VfioSource
 
-MAX_EDGE_LIMIT = 16384
+QMP = Text("qmp", "unix:PATH")
 
 
 def vfio_url(
@@ -30,17 +29,14 @@ def vfio_url(
         if not target.fullmatch(spec):
             raise InvalidSourceUrl(f"{scheme}: source URLs look like {scheme}:{example}")
         path = spec.removeprefix("unix:")
-        options = parse_qs(query)
-        edge = options.pop("max_edge", [str(DEFAULT_MAX_EDGE)])[-1]
-        monitor = options.pop("qmp", [None])[-1]
-        if options or not edge.isdigit() or not 64 <= int(edge) <= MAX_EDGE_LIMIT:
-            raise InvalidSourceUrl(f"{scheme}: takes only the options max_edge=64..{MAX_EDGE_LIMIT} and qmp=unix:PATH")
+        options = Options(scheme, query, MAX_EDGE, QMP)
+        monitor = options[QMP]
         qmp = None
         if monitor is not None:
             match = QMP_ADDRESS.fullmatch(monitor)
             if match is None:
                 raise InvalidSourceUrl(f"{scheme}: qmp= takes the VM's monitor socket, e.g. qmp=unix:/run/vm/qmp.sock")
             qmp = QmpInput(match[1])
-        return VfioSource(lambda: opener(path), max_edge=int(edge), qmp_input=qmp)
+        return VfioSource(lambda: opener(path), max_edge=options[MAX_EDGE], qmp_input=qmp)
 
     return create

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vgpustream.errors import SourceUnavailable, bounded
-from vgpustream.sources.qemu.keys import BUTTON_NAMES, QemuInput
+from vgpustream.sources.common.qemu_input import BUTTON_NAMES, QemuInput
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,14 @@ import numpy as np
 from vgpustream.errors import InvalidPlane, UnsupportedFormat
 from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, PixelFormat, fourcc_text, pixel_format
 from vgpustream.sources.base import Frame, PlaneInfo
-from vgpustream.sources.vfio import uapi
-from vgpustream.tiling import TILES, detile, tiled_size
+from vgpustream.sources.common.dmabuf_uapi import (
+    DMA_BUF_IOCTL_SYNC,
+    DMA_BUF_SYNC_END,
+    DMA_BUF_SYNC_READ,
+    DMA_BUF_SYNC_START,
+    dma_buf_sync,
+)
+from vgpustream.sources.common.tiling import TILES, detile, tiled_size
 
 PAGE = mmap.PAGESIZE
 MAX_BUFFER = 1 << 32
@@ -101,13 +107,13 @@ class cpu_access:
 
     def _sync(self, when: int) -> None:
         if self.fd is not None:
-            fcntl.ioctl(self.fd, uapi.DMA_BUF_IOCTL_SYNC, uapi.dma_buf_sync(flags=when | uapi.DMA_BUF_SYNC_READ))
+            fcntl.ioctl(self.fd, DMA_BUF_IOCTL_SYNC, dma_buf_sync(flags=when | DMA_BUF_SYNC_READ))
 
     def __enter__(self) -> None:
-        self._sync(uapi.DMA_BUF_SYNC_START)
+        self._sync(DMA_BUF_SYNC_START)
 
     def __exit__(self, *_: object) -> None:
-        self._sync(uapi.DMA_BUF_SYNC_END)
+        self._sync(DMA_BUF_SYNC_END)
 
 
 class PlaneReader:
