@@ -101,6 +101,10 @@ class QemuDisplaySource(Source):
         self._dmabuf_dirty = False
         self._reader = PlaneReader()
         self._disabled = False
+        self._lost = False
+        """Written on the event loop: QEMU went away (or never came) and is being waited for."""
+        self._shown: tuple[int, SourceState] = (0, SourceState.STARTING)
+        """Written on the capture thread: what the last frame showed, during which attachment."""
         self._cursor: Cursor | None = None
         self._input = DbusInput(self)
 
@@ -145,6 +149,14 @@ class QemuDisplaySource(Source):
     def cursor(self) -> Cursor | None:
         return self._cursor
 
+    @property
+    def state(self) -> SourceState:
+        """Derived from the connection (event loop) and from what the last frame showed (capture thread)."""
+        if self._attachment is None:
+            return SourceState.LOST if self._lost else SourceState.STARTING
+        attachment, shown = self._shown
+        return shown if attachment == self.attachments else SourceState.STARTING
+
     def next_frame(self) -> Frame | None:
         if self._attachment is None:
             return None  # lost: the supervisor attaches again as soon as QEMU is back
@@ -152,13 +164,13 @@ class QemuDisplaySource(Source):
         if self._disabled:
             if self.state is SourceState.NO_SIGNAL:
                 return None
-            self.state = SourceState.NO_SIGNAL
+            self._shown = (self.attachments, SourceState.NO_SIGNAL)
             return no_signal_frame()
         with self._lock:
             dmabuf = self._dmabuf
             frame = self._read_dmabuf(dmabuf) if dmabuf is not None else self.framebuffer.take()
         if frame is not None:
-            self.state = SourceState.STREAMING
+            self._shown = (self.attachments, SourceState.STREAMING)
         return frame
 
     def _read_dmabuf(self, dmabuf: _DmabufPlane) -> Frame | None:
@@ -175,15 +187,16 @@ class QemuDisplaySource(Source):
     async def _attach(self) -> None:
         bus, peer = await self._connect()
         try:
-            self._attachment = await self._register(bus, peer)
+            attachment = await self._register(bus, peer)
         except BaseException:
             bus.disconnect()
             raise
         self.attachments += 1
+        self._attachment = attachment
         self._disabled = False
-        if self.state is SourceState.LOST:
+        if self._lost:
             log.info("QEMU display %s is back", self.console)
-        self.state = SourceState.STARTING
+        self._lost = False
 
     async def _register(self, bus: MessageBus, peer: bool) -> _Attachment:
         display = Display(bus, peer)
@@ -221,7 +234,7 @@ class QemuDisplaySource(Source):
             self._reattach.clear()
             self._detach()
             if lost:
-                self.state = SourceState.LOST
+                self._lost = True
                 log.warning("QEMU display %s is gone (QEMU stopped?); reconnecting", self.console)
             await self._attach_until_back()
 
@@ -231,7 +244,7 @@ class QemuDisplaySource(Source):
                 await self._attach()
                 return
             except VgpuStreamError:
-                self.state = SourceState.LOST
+                self._lost = True
                 await asyncio.sleep(RETRY_INTERVAL)
 
     def _resized(self) -> None:
