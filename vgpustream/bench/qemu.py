@@ -28,9 +28,9 @@ import aiohttp
 import numpy as np
 
 from vgpustream.bench.fanout import serve
-from vgpustream.bench.receiver import WhepReceiver
 from vgpustream.rtcnet import advertise_host_addresses
 from vgpustream.sources.qemu.qmp import Qmp
+from vgpustream.testing.receiver import WhepReceiver
 
 PROMPT = "Press ESC for boot menu"
 MENU = "Select boot device"

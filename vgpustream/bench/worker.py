@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 import aiortc.rtcrtpreceiver
 
-from vgpustream.bench.receiver import WhepReceiver
 from vgpustream.rtcnet import advertise_host_addresses
+from vgpustream.testing.receiver import WhepReceiver
 
 
 class PassThroughDecoder:
