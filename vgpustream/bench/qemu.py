@@ -27,10 +27,10 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from vgpustream.bench.fanout import serve
 from vgpustream.rtcnet import advertise_host_addresses
 from vgpustream.sources.qemu.qmp import Qmp
 from vgpustream.testing.receiver import WhepReceiver
+from vgpustream.testing.server import serve
 
 PROMPT = "Press ESC for boot menu"
 MENU = "Select boot device"
@@ -231,7 +231,9 @@ async def measure(runs: int, viewer_kind: str, chromium: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-qemu-") as folder:
         machine = Machine(Path(folder))
         try:
-            with serve(["--source", f"qemu-dbus:unix:path={machine.bus}"]) as (base, _):
+            source = f"qemu-dbus:unix:path={machine.bus}"
+            with serve(Path(folder) / "state", "--insecure-no-auth", "--source", source) as served:
+                base = served.url
                 async with aiohttp.ClientSession() as http:
                     viewer = AiortcViewer(base, http) if viewer_kind == "aiortc" else ChromiumViewer(base, chromium)
                     await viewer.open()
