@@ -40,7 +40,7 @@ fail() {
 trap 'echo "smoke: FAILED: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 
 [ "$(id -u)" = 0 ] || fail "run as root (podman with storage in $WORK)"
-python3 -c 'import vgpustream.bench.receiver' 2>/dev/null ||
+python3 -c 'import vgpustream.testing.receiver' 2>/dev/null ||
   fail "the viewer needs the project in the host's Python: python3 -m pip install -e ."
 
 PACKAGES=(podman buildah debootstrap runc uidmap containernetworking-plugins catatonit iptables curl)

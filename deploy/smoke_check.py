@@ -11,8 +11,8 @@ import sys
 
 import aiohttp
 
-from vgpustream.bench.receiver import WhepReceiver
 from vgpustream.compat import advertise_host_addresses
+from vgpustream.testing.receiver import WhepReceiver
 
 FRAMES = 30
 

@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from vgpustream.api.app import create_app
-from vgpustream.bench.receiver import WhepReceiver
 from vgpustream.settings import Settings
+from vgpustream.testing.receiver import WhepReceiver
 
 # Every peer, server and viewers, offers 127.0.0.1 only: tests never send media anywhere else.
 LOOPBACK = ("127.0.0.1",)

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import OPERATOR_TOKEN
 from vgpustream.api.state import REGISTRY
-from vgpustream.bench.receiver import WhepError, WhepReceiver
+from vgpustream.testing.receiver import WhepError, WhepReceiver
 
 
 async def issue(http, server: TestServer, session: str = "default", **body) -> dict:

@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from vgpustream.api.state import REGISTRY
-from vgpustream.bench.receiver import WhepReceiver
+from vgpustream.testing.receiver import WhepReceiver
 
 CYCLES = 200
 BATCH = 4

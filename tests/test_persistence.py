@@ -7,9 +7,10 @@ import sqlite3
 import aiohttp
 
 from tests.conftest import OPERATOR
-from tests.served import free_port, serve
-from vgpustream.bench.receiver import WhepReceiver
+from tests.served import serve
 from vgpustream.store import MIGRATIONS, Store
+from vgpustream.testing.receiver import WhepReceiver
+from vgpustream.testing.server import free_port
 
 
 async def test_sessions_and_tokens_survive_a_restart(tmp_path):

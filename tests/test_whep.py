@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiortc import RTCPeerConnection
 
-from vgpustream.bench.receiver import WhepError
+from vgpustream.testing.receiver import WhepError
 
 
 async def an_offer() -> str:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.qemu.vm import Bus, Vm, missing
+from tests.qemu.vm import Vm
+from vgpustream.testing.qemu import Bus, missing
 
 if reason := missing():
-    pytest.skip(reason, allow_module_level=True)
+    pytest.skip(f"{reason}; .ci/run installs it", allow_module_level=True)
 
 
 @pytest.fixture

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.test_bench import bench
 
 
 def test_bench_qemu_prints_both_timings():
-    run = subprocess.run(
-        [sys.executable, "-m", "vgpustream", "bench", "qemu", "--runs", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=True,
-    )
-    result = json.loads(run.stdout)
+    result = bench("qemu", "--runs", "1")
     assert result["viewer"] == "aiortc" and result["runs"] == 1
     first, key = result["qemu_start_to_first_frame_s"], result["key_to_changed_frame_ms"]
     assert len(first["all"]) == 1 and 0 < first["median"] < 60

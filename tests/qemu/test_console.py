@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
-from tests.qemu.vm import BOOT_MENU, MENU_PROMPT, Bus, Vm
+from tests.qemu.vm import Vm
 from tests.test_console import console_page
+from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus
 
 pytestmark = pytest.mark.browser
 

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import OPERATOR
-from tests.qemu.vm import BOOT_MENU, MENU_PROMPT, Bus, Vm, bgrx_to_rgb, wait_for
+from tests.qemu.vm import Vm, bgrx_to_rgb
 from vgpustream.formats import fourcc_code
 from vgpustream.input import KeyEvent
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source
 from vgpustream.sources.common.qmp import QmpInput
+from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, wait_for
 
 CTRL = 0x04  # BIOS keyboard flags: a Ctrl key is down
 ESCAPE = [{"type": "key", "code": "Escape", "down": True}, {"type": "key", "code": "Escape", "down": False}]

@@ -1,87 +1,30 @@
-"""A real QEMU VM for the D-Bus display tests: no disk, SeaBIOS with a boot menu prompt, std VGA.
+"""The tests' view of a QEMU VM (launched by vgpustream.testing.qemu, as `bench qemu` does): what it shows.
 
 Ground truth comes from QEMU itself, independently of vgpustream: `screendump` for the picture and a
 read of the VGA text buffer (physical 0xB8000) for the words on the screen. The QMP client here is
-deliberately separate from the product's.
+deliberately separate from the product's; only the launching is shared.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import signal
 import socket
-import subprocess
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-QEMU = shutil.which("qemu-system-x86_64")
-DBUS_DAEMON = shutil.which("dbus-daemon")
-SPLASH_MS = 60_000  # SeaBIOS waits this long at "Press ESC for boot menu"
+from vgpustream.testing.qemu import START_TIMEOUT, Qemu, wait_for
+
 VGA_TEXT = 0xB8000
-MENU_PROMPT = "Press ESC for boot menu"
-BOOT_MENU = "Select boot device"
 
 
-def missing() -> str | None:
-    """Why these tests cannot run here, or None."""
-    if QEMU is None:
-        return "qemu-system-x86_64 is not installed (apt install qemu-system-x86; .ci/run does)"
-    if DBUS_DAEMON is None:
-        return "dbus-daemon is not installed (apt install dbus; .ci/run does)"
-    return None
+class Vm(Qemu):
+    """A launched VM with the tests' own QMP client on its first monitor."""
 
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-class Bus:
-    """A private D-Bus daemon (session configuration) on a socket in `directory`."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / "bus.sock"
-        self.address = f"unix:path={self.path}"
-        self.process = subprocess.Popen(
-            [DBUS_DAEMON, "--config-file=/usr/share/dbus-1/session.conf", f"--address={self.address}", "--nofork"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self.path.exists, 10, "the D-Bus daemon's socket")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-
-
-class Vm:
-    """One QEMU process; `display` is `dbus,addr=...` (a bus) or `dbus,p2p=yes`; `extra` arguments."""
-
-    def __init__(self, directory: Path, display: str, extra: tuple[str, ...] = ()) -> None:
-        self.directory = directory
-        self.qmp_path = directory / "qmp.sock"
-        self.vmm_path = directory / "vmm.sock"
-        """A second monitor, for vgpustream (a QMP socket serves one client at a time)."""
-        for path in (self.qmp_path, self.vmm_path):
-            path.unlink(missing_ok=True)
-        self.log = open(directory / "qemu.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [QEMU, "-machine", "q35,accel=tcg", "-m", "256", "-vga", "std", "-display", display,
-             "-boot", f"menu=on,splash-time={SPLASH_MS}", "-nic", "user,restrict=on",
-             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-             "-qmp", f"unix:{self.vmm_path},server=on,wait=off", *extra],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        wait_for(self.qmp_path.exists, 10, "QEMU's QMP socket")
+    def __init__(self, directory: Path, display: str, extra: Sequence[str] = ()) -> None:
+        super().__init__(directory, display, extra)
+        wait_for(self.qmp_path.exists, START_TIMEOUT, "QEMU's QMP socket")
         self._qmp = socket.socket(socket.AF_UNIX)
         self._qmp.connect(str(self.qmp_path))
         self._lines = self._qmp.makefile("r")
@@ -127,22 +70,17 @@ class Vm:
 
         wait_for(shown, timeout, f"{words!r} on the VM's screen" + (f" without {without!r}" if without else ""), 0.1)
 
-    def log_text(self) -> str:
-        self.log.flush()
-        return (self.directory / "qemu.log").read_text(errors="replace")
-
     def kill(self) -> None:
-        """Stop QEMU the hard way, as a crash would."""
-        self._qmp.close()
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        self._close_qmp()
+        super().kill()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self._qmp.close()
-            self.process.terminate()
-            self.process.wait(10)
-        self.log.close()
+        self._close_qmp()
+        super().stop()
+
+    def _close_qmp(self) -> None:
+        self._lines.close()
+        self._qmp.close()
 
 
 def bgrx_to_rgb(pixels: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ import pytest
 from tests.served import serve
 from tests.vfio.mbochs import Mbochs, pattern
 from tests.vfio.test_capture import serve_device_fd
-from vgpustream.bench.receiver import WhepReceiver
 from vgpustream.sources.vfio.device import VfioDevice
+from vgpustream.testing.receiver import WhepReceiver
 
 pytestmark = pytest.mark.vfio
 

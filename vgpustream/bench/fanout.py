@@ -10,28 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from vgpustream.testing.server import serve
+
 CONNECT_SECONDS = 3.0  # time given to the viewers to connect before the window opens
 CONNECT_PER_VIEWER = 0.4
-STARTUP_TIMEOUT = 30.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -45,61 +36,26 @@ def get_json(url: str) -> Any:
         return json.load(response)
 
 
-def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        try:
-            get_json(f"{base}/api/v1/sessions/default")
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError("the server did not start")
-
-
-@contextmanager
-def serve(server_args: list[str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A `vgpustream serve` process on a free loopback port, without auth, its state in a temporary folder;
-    yields its base URL and process once it answers, and stops it after."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="vgpustream-bench-") as state:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "vgpustream", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--host-address", "127.0.0.1", "--insecure-no-auth", "--state-dir", state, *server_args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_ready(base, server)
-            yield base, server
-        finally:
-            server.send_signal(signal.SIGINT)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-
-
 def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, Any]:
-    with serve(["--max-viewers", str(viewers), *server_args]) as (base, server):
+    with (
+        tempfile.TemporaryDirectory(prefix="vgpustream-bench-") as folder,
+        serve(Path(folder) / "state", "--insecure-no-auth", "--max-viewers", str(viewers), *server_args) as served,
+    ):
         workers: list[subprocess.Popen[str]] = []
         try:
             start = time.time() + CONNECT_SECONDS + CONNECT_PER_VIEWER * viewers
-            window = [f"{base}/whep/default", "COUNT", str(start), str(seconds)]
+            window = [f"{served.url}/whep/default", "COUNT", str(start), str(seconds)]
             groups = [(1, ["--decode"])] + ([(viewers - 1, [])] if viewers > 1 else [])
             for count, flags in groups:
                 command = [sys.executable, "-m", "vgpustream.bench.worker", *window, *flags]
                 command[command.index("COUNT")] = str(count)
                 workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
             time.sleep(max(0.0, start - time.time()))
-            cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
-            encoded0 = get_json(f"{base}/api/v1/sessions/default")["stats"]["frames_encoded"]
+            cpu0, wall0 = cpu_seconds(served.process.pid), time.monotonic()
+            encoded0 = get_json(f"{served.url}/api/v1/sessions/default")["stats"]["frames_encoded"]
             time.sleep(seconds)
-            cpu1, wall1 = cpu_seconds(server.pid), time.monotonic()
-            encoded1 = get_json(f"{base}/api/v1/sessions/default")["stats"]["frames_encoded"]
+            cpu1, wall1 = cpu_seconds(served.process.pid), time.monotonic()
+            encoded1 = get_json(f"{served.url}/api/v1/sessions/default")["stats"]["frames_encoded"]
             reports = [json.loads(w.communicate(timeout=60 + seconds)[0]) for w in workers]
         finally:
             for worker in workers:

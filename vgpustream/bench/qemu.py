@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,71 +25,32 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from vgpustream.bench.fanout import serve
-from vgpustream.bench.receiver import WhepReceiver
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.sources.common.qmp import Qmp
+from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, Qemu, missing
+from vgpustream.testing.receiver import WhepReceiver
+from vgpustream.testing.server import serve
 
-PROMPT = "Press ESC for boot menu"
-MENU = "Select boot device"
-SPLASH_MS = 60_000
 TIMEOUT = 60.0
 SETTLE = 3.0  # seconds: longer than the keyframe interval
 CHANGED_PIXELS = 300  # far-off pixels that make a new screen (a line of text is ~500; a blinking cursor 18)
 
 
-class Machine:
-    """QEMU on a private bus; `start` boots it, `kill` ends it; a monitor reads its text screen."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.bus = directory / "bus.sock"
-        self.monitor = directory / "qmp.sock"
-        self.daemon = subprocess.Popen(
-            ["dbus-daemon", "--config-file=/usr/share/dbus-1/session.conf", f"--address=unix:path={self.bus}",
-             "--nofork"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.qemu: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> float:
-        """Boot the VM; returns the wall-clock time it was started."""
-        self.monitor.unlink(missing_ok=True)
-        started = time.time()
-        self.qemu = subprocess.Popen(
-            ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "256", "-vga", "std",
-             "-display", f"dbus,addr=unix:path={self.bus}", "-boot", f"menu=on,splash-time={SPLASH_MS}",
-             "-nic", "user,restrict=on", "-qmp", f"unix:{self.monitor},server=on,wait=off"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        return started
-
-    async def wait_text(self, words: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while not self.monitor.exists():
-            await _before(deadline, "QEMU's monitor")
-        qmp = await Qmp(str(self.monitor)).connect()
-        dump = self.directory / "text.bin"
-        try:
-            while True:
-                await qmp.execute("pmemsave", {"val": 0xB8000, "size": 4000, "filename": str(dump)})
-                if words in dump.read_bytes()[::2].decode("cp437"):
-                    return
-                await _before(deadline, repr(words))
-        finally:
-            await qmp.close()
-
-    def kill(self) -> None:
-        if self.qemu is not None:
-            self.qemu.kill()
-            self.qemu.wait()
-
-    def close(self) -> None:
-        self.kill()
-        self.daemon.terminate()
-        self.daemon.wait()
+async def wait_text(vm: Qemu, words: str) -> None:
+    """Until the VGA text buffer, read over the VM's monitor, shows `words`."""
+    deadline = time.monotonic() + TIMEOUT
+    while not vm.qmp_path.exists():
+        await _before(deadline, "QEMU's monitor")
+    qmp = await Qmp(str(vm.qmp_path)).connect()
+    dump = vm.directory / "text.bin"
+    try:
+        while True:
+            await qmp.execute("pmemsave", {"val": 0xB8000, "size": 4000, "filename": str(dump)})
+            if words in dump.read_bytes()[::2].decode("cp437"):
+                return
+            await _before(deadline, repr(words))
+    finally:
+        await qmp.close()
 
 
 async def _before(deadline: float, what: str) -> None:
@@ -221,39 +180,47 @@ def _summary(values: list[float], scale: float, digits: int) -> dict[str, Any]:
     return {"median": round(statistics.median(values) * scale, digits), "all": scaled}
 
 
+async def one_run(viewer: AiortcViewer | ChromiumViewer, directory: Path, bus: Bus) -> tuple[float, float]:
+    """Start QEMU, press Escape at its prompt, kill it: seconds to the first frame and to the boot menu's."""
+    vm = Qemu(directory, f"dbus,addr={bus.address}")
+    try:
+        first = await viewer.changed_after(vm.started)
+        await wait_text(vm, MENU_PROMPT)
+        await asyncio.sleep(0.5)  # let the prompt's frames reach the viewer
+        pressed = await viewer.press_escape()
+        shown = await viewer.changed_after(pressed)
+        await wait_text(vm, BOOT_MENU)  # the change was the boot menu
+    finally:
+        vm.kill()
+    return first - vm.started, shown - pressed
+
+
 async def measure(runs: int, viewer_kind: str, chromium: str) -> dict[str, Any]:
-    for tool in ("qemu-system-x86_64", "dbus-daemon"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"bench qemu needs {tool} (apt install qemu-system-x86 dbus-daemon)")
+    if reason := missing():
+        raise SystemExit(f"bench qemu: {reason}")
     advertise_host_addresses(["127.0.0.1"])  # the viewer and the server meet on loopback
     first_frames: list[float] = []
     key_to_frames: list[float] = []
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-qemu-") as folder:
-        machine = Machine(Path(folder))
+        bus = Bus(Path(folder))
         try:
-            with serve(["--source", f"qemu-dbus:unix:path={machine.bus}"]) as (base, _):
+            with serve(Path(folder) / "state", "--insecure-no-auth", "--source", f"qemu-dbus:{bus.address}") as served:
+                base = served.url
                 async with aiohttp.ClientSession() as http:
                     viewer = AiortcViewer(base, http) if viewer_kind == "aiortc" else ChromiumViewer(base, chromium)
                     await viewer.open()
                     try:
                         for run in range(runs + 1):
-                            started = machine.start()
-                            first = await viewer.changed_after(started)
-                            await machine.wait_text(PROMPT)
-                            await asyncio.sleep(0.5)  # let the prompt's frames reach the viewer
-                            pressed = await viewer.press_escape()
-                            shown = await viewer.changed_after(pressed)
-                            await machine.wait_text(MENU)  # the change was the boot menu
-                            machine.kill()
+                            first, key = await one_run(viewer, Path(folder), bus)
                             # the viewer settles on the last screen (the last frames, a periodic keyframe)
                             await asyncio.sleep(SETTLE)
                             if run:
-                                first_frames.append(first - started)
-                                key_to_frames.append(shown - pressed)
+                                first_frames.append(first)
+                                key_to_frames.append(key)
                     finally:
                         await viewer.close()
         finally:
-            machine.close()
+            bus.stop()
     return {
         "viewer": viewer_kind,
         "runs": runs,

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from vgpustream import compat
-from vgpustream.bench.receiver import WhepReceiver
+from vgpustream.testing.receiver import WhepReceiver
 
 
 async def watch(receiver: WhepReceiver, start: float, end: float) -> dict[str, Any]:

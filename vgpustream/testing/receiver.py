@@ -1,4 +1,4 @@
-"""A WHEP viewer built on aiortc: what the tests and `bench fanout` watch a session with."""
+"""A WHEP viewer built on aiortc: what the tests, the benches and the deploy smoke check watch a session with."""
 
 from __future__ import annotations
 
