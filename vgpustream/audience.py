@@ -2,6 +2,12 @@
 
 The audience runs on the event loop. It is the only writer of per-viewer delivery state: which cursor
 each viewer was sent, which keys each holds down in the guest (released for it when it leaves).
+
+A viewer that joins is replayed the packets since the last keyframe (the keyframe and the P-frames
+that refined it), so it starts at once and as sharp as the others, instead of from a new IDR of the
+same picture, which the rate control would have to squeeze into a drained budget. The replay is
+paced (REPLAY_SPEED times the session's bitrate): sent at once, a second of video would overflow the
+viewer's socket buffers and arrive as loss.
 """
 
 from __future__ import annotations
@@ -15,9 +21,15 @@ from aiortc import RTCIceServer
 
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
+from vgpustream.fanout import DEFAULT_CAPACITY
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
 from vgpustream.sources.base import Cursor, InputSink
 from vgpustream.viewer import Viewer, ViewerCallbacks
+
+REPLAY_LIMIT = DEFAULT_CAPACITY * 3 // 4
+"""The most packets a joining viewer is replayed; past that it waits for a new keyframe instead."""
+REPLAY_SPEED = 3
+"""A replay goes out at this many times the session's bitrate."""
 
 
 @dataclass
@@ -33,6 +45,9 @@ class _Seat:
 
     attached: bool = False
     """Whether the viewer gets the fan-out (from when it is connected)."""
+    backlog: list[av.Packet] | None = None
+    """While the viewer is being replayed the recent packets: those still to send it, live ones last."""
+    replaying: asyncio.Task[None] | None = None
     cursor_shown: object = None
     """What the last cursor message this viewer got said (position, image, composited)."""
     cursor_serial: int | None = None
@@ -50,8 +65,11 @@ class Audience:
         idle_timeout: float,
         sink: InputSink | None,
         request_keyframe: Callable[[], None],
+        bitrate: int,
     ) -> None:
         self.max_viewers = max_viewers
+        self.bitrate = bitrate
+        """The session's video bitrate (bits per second), which paces replays."""
         self.stats = InputStats()
         self._idle_timeout = idle_timeout
         self._sink = sink
@@ -59,6 +77,8 @@ class Audience:
         self._viewers: dict[str, Viewer] = {}
         self._seats: dict[Viewer, _Seat] = {}
         self._cursor_image: tuple[int, str] | None = None
+        self._since_keyframe: list[av.Packet] = []
+        """The last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
         self._callbacks = ViewerCallbacks(
             request_keyframe=request_keyframe, attach=self._attach, closed=self._forget, input=self._on_input
         )
@@ -101,8 +121,13 @@ class Audience:
         """Queue one step's packets for every attached viewer, then tell them where the cursor is."""
         attached = [viewer for viewer, seat in self._seats.items() if seat.attached]
         for packet in packets:
+            self._remember(packet)
             for viewer in attached:
-                viewer.queue.push(packet)
+                backlog = self._seats[viewer].backlog
+                if backlog is None:
+                    viewer.queue.push(packet)
+                else:
+                    backlog.append(packet)
         if cursor is not None:
             self._send_cursor(cursor)
 
@@ -126,14 +151,40 @@ class Audience:
             self._cursor_image = (cursor.serial, png_data_url(cursor.image))
         return self._cursor_image[1]
 
+    def _remember(self, packet: av.Packet) -> None:
+        if packet.is_keyframe:
+            self._since_keyframe = [packet]
+        elif 0 < len(self._since_keyframe) < REPLAY_LIMIT:
+            self._since_keyframe.append(packet)
+        else:
+            self._since_keyframe = []  # too long to replay (or no keyframe yet): joiners ask for one
+
     def _attach(self, viewer: Viewer) -> None:
-        self._seats[viewer].attached = True
-        self._request_keyframe()
+        seat = self._seats[viewer]
+        seat.attached = True
+        if not self._since_keyframe:
+            self._request_keyframe()
+            return
+        seat.backlog = replay(self._since_keyframe)
+        seat.replaying = asyncio.create_task(self._replay(viewer, seat), name=f"replay-{viewer.id}")
+
+    async def _replay(self, viewer: Viewer, seat: _Seat) -> None:
+        """Send the viewer its backlog, paced, then hand it over to the live fan-out."""
+        assert seat.backlog is not None
+        while seat.backlog:
+            packet = seat.backlog.pop(0)
+            viewer.queue.push(packet)
+            await asyncio.sleep(packet.size * 8 / (self.bitrate * REPLAY_SPEED))
+        seat.backlog = None
 
     def _forget(self, viewer: Viewer) -> None:
         self._viewers.pop(viewer.id, None)
         seat = self._seats.pop(viewer, None)
-        if seat is None or self._sink is None:
+        if seat is None:
+            return
+        if seat.replaying is not None:
+            seat.replaying.cancel()  # it only feeds the viewer's queue, which is closed with it
+        if self._sink is None:
             return
         # a viewer that leaves mid-keystroke must not leave the key stuck down in the guest
         for code in sorted(seat.keys_down):
@@ -153,3 +204,20 @@ class Audience:
         if isinstance(event, KeyEvent):
             (seat.keys_down.add if event.down else seat.keys_down.discard)(event.code)
         self._sink.send(event)
+
+
+def replay(packets: list[av.Packet]) -> list[av.Packet]:
+    """Copies of `packets` timed one RTP clock tick apart, ending at the last one's time.
+
+    A joining viewer gets them at once: timed as they were encoded, a browser would play them out at
+    their original pace and stay that far behind the live picture.
+    """
+    last = packets[-1].pts
+    copies = []
+    for age, packet in enumerate(reversed(packets)):
+        copy = av.Packet(bytes(packet))
+        copy.pts = copy.dts = last - age
+        copy.time_base = packet.time_base
+        copy.is_keyframe = packet.is_keyframe
+        copies.append(copy)
+    return copies[::-1]

@@ -11,6 +11,8 @@ from av.video.frame import PictureType
 from vgpustream.errors import VgpuStreamError
 
 TIME_BASE = Fraction(1, 90_000)  # the RTP video clock, so packets need no rescaling
+QUALITY = 18
+"""x264's constant rate factor: the quality every frame aims at, as far as the bitrate cap allows."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class EncoderSettings:
 
 class H264Encoder:
     """libx264, ultrafast + zerolatency, constrained baseline (no B-frames), SPS/PPS on every IDR.
+
+    Rate control is a quality target capped by the bitrate (CRF with a one-second VBV buffer at the
+    configured bitrate): a moving picture gets all the bitrate allows, and a picture that stops moving
+    can be refined by encoding it again until it reaches the target. A plain bitrate target would charge
+    every frame 1/fps of the budget however long the screen stood still, and starve keyframes.
 
     The codec context is (re)opened for the size of the picture it is given, so a guest mode
     change only costs the next frame being an IDR.
@@ -64,13 +71,13 @@ class H264Encoder:
         context.pix_fmt = "yuv420p"
         context.time_base = TIME_BASE
         context.framerate = Fraction(s.fps, 1)
-        context.bit_rate = s.bitrate
         kbps = s.bitrate // 1000
         context.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",
             "profile": "baseline",
             "forced-idr": "1",
+            "crf": str(QUALITY),
             # keyframes come only when the session forces them (viewer joins, PLI/FIR, interval)
             "x264-params": f"keyint=infinite:scenecut=0:vbv-maxrate={kbps}:vbv-bufsize={kbps}",
         }

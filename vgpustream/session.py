@@ -15,7 +15,11 @@ class Session:
         self.spec = spec
         self.capture = CaptureLoop(create_source(spec.source), spec.encoder, name=spec.id)
         self.audience = Audience(
-            spec.max_viewers, viewer_idle_timeout, self.capture.input_sink, self.capture.request_keyframe
+            spec.max_viewers,
+            viewer_idle_timeout,
+            self.capture.input_sink,
+            self.capture.request_keyframe,
+            spec.encoder.bitrate,
         )
 
     @property
@@ -39,5 +43,5 @@ class Session:
         """Take new settings (name, labels, encoder, viewer limit) without interrupting the stream."""
         if spec.encoder != self.spec.encoder:
             await self.capture.reconfigure(spec.encoder)
-        self.audience.max_viewers = spec.max_viewers
+        self.audience.max_viewers, self.audience.bitrate = spec.max_viewers, spec.encoder.bitrate
         self.spec = spec

@@ -125,9 +125,9 @@ class CaptureLoop:
         source = self._source
         return Snapshot(source.state, source.planes(), source.cursor(), source.display_limits())
 
-    def _step(self, keyframe: bool, composite: bool) -> tuple[StepResult, Snapshot]:
+    def _step(self, keyframe: bool, periodic: bool, composite: bool) -> tuple[StepResult, Snapshot]:
         """One frame through the pipeline, then what the source says now."""
-        result = self._pipeline.step(keyframe, self._source.cursor() if composite else None)
+        result = self._pipeline.step(keyframe, self._source.cursor() if composite else None, periodic)
         return result, self._look()
 
     async def _run(self, output: Output) -> None:
@@ -138,8 +138,8 @@ class CaptureLoop:
             try:
                 if not self._opened:
                     await self.open()
-                keyframe, composite = self._keyframes.due(now), output.composites_cursor()
-                result, self.snapshot = await self._on_capture_thread(self._step, keyframe, composite)
+                (keyframe, periodic), composite = self._keyframes.due(now), output.composites_cursor()
+                result, self.snapshot = await self._on_capture_thread(self._step, keyframe, periodic, composite)
             except VgpuStreamError as exc:
                 self._failed(exc)
                 await asyncio.sleep(ERROR_BACKOFF)

@@ -12,6 +12,10 @@ from vgpustream.cursor import cursor_key, draw_cursor
 from vgpustream.encoder import TIME_BASE, EncoderSettings, H264Encoder
 from vgpustream.sources.base import Cursor, Source
 
+REFINE_SECONDS = 1.0  # at most this long of refinement frames after the picture stops changing
+QUIET_BYTES = 2000  # a refinement smaller than this added next to nothing
+QUIET_REFINEMENTS = 3  # that many quiet refinements in a row: the picture is as good as it gets
+
 
 @dataclass
 class StepResult:
@@ -19,8 +23,8 @@ class StepResult:
 
     captured: bool = False
     repeated: bool = False
-    """The source had nothing new, but a keyframe was due or the drawn-in cursor moved: the last
-    picture was encoded again."""
+    """The source had nothing new, but a keyframe was requested, the drawn-in cursor moved, or the
+    picture was still being refined: the last picture was encoded again."""
     packets: list[av.Packet] = field(default_factory=list)
     capture: float = 0.0
     convert: float = 0.0
@@ -35,9 +39,11 @@ class FramePipeline:
     """Pulls changed frames from a source and encodes them; not thread-safe, run it on one thread.
 
     When the source has nothing new, a requested keyframe re-encodes the last picture, so a
-    still screen still lets a new viewer start. A cursor passed to `step` is drawn into the
-    encoded picture (never into the source's buffer, which may be the guest's memory); when it
-    moves, the last picture is encoded again with the cursor in its new place.
+    still screen still lets a new viewer start. A picture that stops changing is refined: encoded
+    again as P-frames (each one codes what the previous left out) for up to a second, until the
+    encoder has next to nothing left to add, so a still screen ends up sharp. A cursor passed to
+    `step` is drawn into the encoded picture (never into the source's buffer, which may be the
+    guest's memory); when it moves, the last picture is encoded again with the cursor in its new place.
     """
 
     def __init__(self, source: Source, settings: EncoderSettings) -> None:
@@ -48,8 +54,13 @@ class FramePipeline:
         self._drawn_cursor: tuple[int, int, int, bool] | None = None
         self._epoch = time.time()
         self._last_pts = -1
+        self._refinements = 0
+        """How many more times the last picture may be encoded again to refine it."""
+        self._quiet = 0
+        """Refinements in a row that added next to nothing."""
 
-    def step(self, keyframe: bool = False, cursor: Cursor | None = None) -> StepResult:
+    def step(self, keyframe: bool = False, cursor: Cursor | None = None, periodic: bool = False) -> StepResult:
+        """Capture, convert and encode one frame: an IDR if `keyframe`, or if `periodic` and the picture changed."""
         result = StepResult()
         t0 = time.perf_counter()
         frame = self.source.next_frame()
@@ -59,18 +70,33 @@ class FramePipeline:
             result.captured = True
             self._last_picture = self._converter.convert(frame)
             captured_at = frame.captured_at
-        elif self._last_picture is not None and (keyframe or cursor_key(cursor) != self._drawn_cursor):
+            keyframe = keyframe or periodic
+        elif self._last_picture is not None and (
+            keyframe or self._refinements > 0 or cursor_key(cursor) != self._drawn_cursor
+        ):
             result.repeated = True
             captured_at = time.time()
         else:
             return result
+        refining = result.repeated and not keyframe and cursor_key(cursor) == self._drawn_cursor
         self._drawn_cursor = cursor_key(cursor)
         picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
         t2 = time.perf_counter()
         result.convert = t2 - t1 if frame is not None else 0.0
         result.packets = self.encoder.encode(picture, self._pts(captured_at), keyframe)
         result.encode = time.perf_counter() - t2
+        self._count_refinement(refining, sum(packet.size for packet in result.packets))
         return result
+
+    def _count_refinement(self, refining: bool, size: int) -> None:
+        """A changed picture starts a refinement, which stops after a second or once it adds next to nothing."""
+        if not refining:
+            self._refinements, self._quiet = round(self.encoder.settings.fps * REFINE_SECONDS), 0
+            return
+        self._refinements -= 1
+        self._quiet = self._quiet + 1 if size < QUIET_BYTES else 0
+        if self._quiet >= QUIET_REFINEMENTS:
+            self._refinements = 0
 
     def _pts(self, captured_at: float) -> int:
         """RTP-clock timestamp of a capture time, strictly increasing as the encoder needs."""
