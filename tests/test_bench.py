@@ -37,3 +37,15 @@ def test_bench_fanout_runs_each_viewer_count_with_a_decoding_viewer():
         assert run["cpu_per_wall"] > 0
         assert run["fps_per_viewer_min"] > 10, run
         assert run["decoded_stamped_frames"] > 10, "the decoding viewer read the frame stamps"
+
+
+def test_bench_quality_scores_what_a_watcher_and_a_joiner_decode():
+    result = bench("quality", "--resolutions", "320x240,640x360", "--moving", "0.3", "--still", "1.5")
+    assert [run["resolution"] for run in result["runs"]] == ["320x240", "640x360"]
+    for run in result["runs"]:
+        moving, still = run["moving"], run["still"]
+        assert 20 < moving["psnr_db_min"] <= moving["psnr_db_p50"] < 100, run
+        assert still["frames_after_stop"] >= 1 and still["psnr_db_final"] >= still["psnr_db_first"], run
+        assert still["joiner_replayed_packets"] >= 1 and still["joiner_psnr_db"] is not None, run
+        # the refinement is what a joiner is replayed: it sees the still picture as the watcher does
+        assert abs(still["joiner_psnr_db"] - still["psnr_db_final"]) < 0.01, run

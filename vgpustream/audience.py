@@ -21,13 +21,13 @@ from aiortc import RTCIceServer
 
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
-from vgpustream.fanout import DEFAULT_CAPACITY
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
 from vgpustream.sources.base import Cursor, InputSink
 from vgpustream.viewer import Viewer, ViewerCallbacks
 
-REPLAY_LIMIT = DEFAULT_CAPACITY * 3 // 4
-"""The most packets a joining viewer is replayed; past that it waits for a new keyframe instead."""
+REPLAY_LIMIT = 120
+"""The most packets a joining viewer is replayed (a still picture's keyframe and its refinements fit, at
+up to 60 fps); past that it waits for a new keyframe instead. Paced, the replay never fills its queue."""
 REPLAY_SPEED = 3
 """A replay goes out at this many times the session's bitrate."""
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from vgpustream.bench import fanout, pipeline, qemu
+from vgpustream.bench import fanout, pipeline, qemu, quality
 from vgpustream.encoder import EncoderSettings
 
 
@@ -18,6 +18,16 @@ def _counts(text: str) -> list[int]:
     if not counts or min(counts) < 1 or max(counts) > 64:
         raise argparse.ArgumentTypeError("viewer counts must be within 1..64")
     return counts
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    try:
+        sizes = [tuple(int(n) for n in part.split("x", 1)) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("resolutions look like 1280x720,1920x1080") from None
+    if not all(len(s) == 2 and min(s) >= 64 and max(s) <= 8192 and not s[0] % 2 and not s[1] % 2 for s in sizes):
+        raise argparse.ArgumentTypeError("each resolution must be even, within 64..8192")
+    return [(w, h) for w, h in sizes]
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +47,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=int, default=30, help="frame rate (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("quality", help="PSNR of what viewers decode, moving and once the picture stops")
+    p.add_argument("--resolutions", type=_sizes, default=[(1280, 720), (1920, 1080)], help="default 1280x720,1920x1080")
+    p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--moving", type=float, default=3.0, help="seconds of moving picture (default %(default)s)")
+    p.add_argument("--still", type=float, default=2.0, help="seconds of still picture after it (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -53,6 +69,9 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "fanout":
         result = fanout.run(args.viewers, args.seconds, args.resolution, args.fps, args.bitrate)
         print(json.dumps(result) if args.json else _fanout_table(result))
+    elif args.bench == "quality":
+        result = quality.run(args.resolutions, EncoderSettings(bitrate=args.bitrate), args.moving, args.still)
+        print(json.dumps(result) if args.json else _quality_table(result))
     else:
         result = qemu.run(args.runs, args.viewer, args.chromium)
         print(json.dumps(result) if args.json else _qemu_table(result))
@@ -79,6 +98,21 @@ def _fanout_table(result: dict[str, Any]) -> str:
         f"  {r['fps_per_viewer_mean']:>4.1f}  {r['encoded_fps']:>11.1f}  {r['decoded_fps']:>11.1f}"
         for r in result["runs"]
     ]
+    return "\n".join(lines)
+
+
+def _quality_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"luma PSNR (dB) of decoded frames; sharp >= {result['sharp_db']:.0f} dB",
+        "resolution  moving p50/min  kbit/s  still first -> final  s to sharp  joiner (packets)",
+    ]
+    for run in result["runs"]:
+        moving, still = run["moving"], run["still"]
+        lines.append(
+            f"{run['resolution']:>10}  {moving['psnr_db_p50']!s:>6}/{moving['psnr_db_min']!s:<6}  "
+            f"{moving['kbit_per_s']:>6}  {still['psnr_db_first']!s:>8} -> {still['psnr_db_final']!s:<7}  "
+            f"{still['seconds_to_sharp']!s:>10}  {still['joiner_psnr_db']!s} ({still['joiner_replayed_packets']})"
+        )
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from vgpustream.cursor import cursor_key, draw_cursor
 from vgpustream.encoder import TIME_BASE, EncoderSettings, H264Encoder
 from vgpustream.sources.base import Cursor, Source
 
-REFINE_SECONDS = 1.0  # at most this long of refinement frames after the picture stops changing
+REFINE_SECONDS = 2.0  # at most this long of refinement frames after the picture stops changing
 QUIET_BYTES = 2000  # a refinement smaller than this added next to nothing
 QUIET_REFINEMENTS = 3  # that many quiet refinements in a row: the picture is as good as it gets
 
@@ -40,7 +40,7 @@ class FramePipeline:
 
     When the source has nothing new, a requested keyframe re-encodes the last picture, so a
     still screen still lets a new viewer start. A picture that stops changing is refined: encoded
-    again as P-frames (each one codes what the previous left out) for up to a second, until the
+    again as P-frames (each one codes what the previous left out) for up to two seconds, until the
     encoder has next to nothing left to add, so a still screen ends up sharp. A cursor passed to
     `step` is drawn into the encoded picture (never into the source's buffer, which may be the
     guest's memory); when it moves, the last picture is encoded again with the cursor in its new place.
@@ -89,7 +89,7 @@ class FramePipeline:
         return result
 
     def _count_refinement(self, refining: bool, size: int) -> None:
-        """A changed picture starts a refinement, which stops after a second or once it adds next to nothing."""
+        """A changed picture starts a refinement, which stops after REFINE_SECONDS or once it adds next to nothing."""
         if not refining:
             self._refinements, self._quiet = round(self.encoder.settings.fps * REFINE_SECONDS), 0
             return
