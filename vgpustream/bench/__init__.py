@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from vgpustream.bench import fanout, pipeline, qemu, quality
+from vgpustream.bench import fanout, idle, pipeline, qemu, quality
 from vgpustream.encoder import EncoderSettings
 
 
@@ -18,6 +18,13 @@ def _counts(text: str) -> list[int]:
     if not counts or min(counts) < 1 or max(counts) > 64:
         raise argparse.ArgumentTypeError("viewer counts must be within 1..64")
     return counts
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = text.split(",")
+    if not kinds or not set(kinds) <= {"moving", "still"}:
+        raise argparse.ArgumentTypeError("pictures are moving, still or moving,still")
+    return kinds
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
@@ -47,6 +54,14 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=int, default=30, help="frame rate (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("idle", help="CPU per unwatched session, and WHEP POST to first frame for its first viewer")
+    p.add_argument("--kinds", type=_kinds, default=["moving", "still"], help="pictures (default moving,still)")
+    p.add_argument("--sessions", type=int, default=100, help="unwatched sessions per server (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=10.0, help="CPU measuring window (default %(default)s)")
+    p.add_argument("--runs", type=int, default=5, help="first viewers timed per kind (default %(default)s)")
+    p.add_argument("--resolution", default="1280x720", help="synthetic source size (default %(default)s)")
+    p.add_argument("--fps", type=int, default=30, help="frame rate (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("quality", help="PSNR of what viewers decode, moving and once the picture stops")
     p.add_argument("--resolutions", type=_sizes, default=[(1280, 720), (1920, 1080)], help="default 1280x720,1920x1080")
     p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
@@ -69,6 +84,16 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "fanout":
         result = fanout.run(args.viewers, args.seconds, args.resolution, args.fps, args.bitrate)
         print(json.dumps(result) if args.json else _fanout_table(result))
+    elif args.bench == "idle":
+        result = idle.run(
+            args.kinds,
+            sessions=args.sessions,
+            seconds=args.seconds,
+            runs=args.runs,
+            resolution=args.resolution,
+            fps=args.fps,
+        )
+        print(json.dumps(result) if args.json else _idle_table(result))
     elif args.bench == "quality":
         result = quality.run(args.resolutions, EncoderSettings(bitrate=args.bitrate), args.moving, args.still)
         print(json.dumps(result) if args.json else _quality_table(result))
@@ -96,6 +121,20 @@ def _fanout_table(result: dict[str, Any]) -> str:
     lines += [
         f"{r['viewers']:>7}  {r['cpu_per_wall']:>15.3f}  {r['fps_per_viewer_min']:>14.1f}"
         f"  {r['fps_per_viewer_mean']:>4.1f}  {r['encoded_fps']:>11.1f}  {r['decoded_fps']:>11.1f}"
+        for r in result["runs"]
+    ]
+    return "\n".join(lines)
+
+
+def _idle_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"unwatched synthetic:{result['resolution']}@{result['fps']} sessions, {result['seconds']:.0f} s window",
+        "picture  sessions  server cores  cores/session  captured fps  encoded fps  first frame s (median, all)",
+    ]
+    lines += [
+        f"{r['kind']:<7}  {r['sessions']:>8}  {r['server_cores']:>12.3f}  {r['cores_per_session']:>13.4f}"
+        f"  {r['captured_fps_per_session']:>12.1f}  {r['encoded_fps_per_session']:>11.1f}"
+        f"  {r['first_frame_s']['median']} {r['first_frame_s']['all']}"
         for r in result["runs"]
     ]
     return "\n".join(lines)
