@@ -137,7 +137,7 @@ async def test_sessions_api(make_server, http):
     async with http.get(url) as response:
         listed = {s["id"]: s for s in (await response.json())["sessions"]}
     assert set(listed) == {"default", "second"}
-    assert listed["default"]["stats"]["frames_encoded"] > 0
+    assert listed["default"]["stats"]["frames_captured"] > 0
     assert listed["second"]["stats"]["frames_captured"] == 1, "a still source is captured once"
     for body, status in [
         ({"id": "second", "source": "synthetic:"}, 409),

@@ -93,6 +93,8 @@ class Audience:
         """A viewer for this session (not yet connected); Full when there is no room."""
         if len(self._viewers) >= self.max_viewers:
             raise Full(f"session has its maximum of {self.max_viewers} viewers")
+        if not self._viewers:
+            self._request_keyframe()  # a capture loop nobody watched starts encoding now, with an IDR
         viewer = Viewer(self._callbacks, ice_servers, role, token_id, self._idle_timeout)
         self._viewers[viewer.id] = viewer
         self._seats[viewer] = _Seat()
@@ -112,6 +114,11 @@ class Audience:
     @property
     def dropped_packets(self) -> int:
         return sum(viewer.queue.dropped for viewer in self._viewers.values())
+
+    def watched(self) -> bool:
+        """Whether the session must be encoded: it has a viewer (from its WHEP offer on, so that the
+        first picture is encoded while the viewer connects)."""
+        return bool(self._viewers)
 
     def composites_cursor(self) -> bool:
         """Whether the cursor is drawn into the picture: some viewer has no channel to get it on."""

@@ -46,10 +46,10 @@ class SessionRegistry:
             encoder=self.settings.encoder,
             max_viewers=self.settings.max_viewers,
         )
-        self._start(Session(default, self.settings.viewer_idle_timeout))
+        self._start(self._session(default))
         for spec in self.store.sessions():
             if spec.id != DEFAULT_SESSION:
-                self._start(Session(spec, self.settings.viewer_idle_timeout))
+                self._start(self._session(spec))
 
     async def create(self, spec: SessionSpec) -> Session:
         """Open the source (its error is the caller's answer), start capturing, remember the session."""
@@ -60,7 +60,7 @@ class SessionRegistry:
                 raise Conflict(f"session {spec.id!r} exists")
             if len(self._sessions) >= self.settings.max_sessions:
                 raise Full(f"the server runs its maximum of {self.settings.max_sessions} sessions")
-            session = Session(spec, self.settings.viewer_idle_timeout)
+            session = self._session(spec)
             await session.open_source()
             self.store.save_session(spec)
             self._start(session)
@@ -82,6 +82,9 @@ class SessionRegistry:
         async with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
         await asyncio.gather(*(session.stop() for session in sessions))
+
+    def _session(self, spec: SessionSpec) -> Session:
+        return Session(spec, self.settings.viewer_idle_timeout, self.settings.idle_sample_rate)
 
     def _start(self, session: Session) -> None:
         self._sessions[session.id] = session

@@ -6,14 +6,17 @@ from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
 from vgpustream.sources import create_source
 from vgpustream.store import SessionSpec
+from vgpustream.thumbnail import ThumbnailCache
 
 
 class Session:
     """A thin pairing: `capture` makes one encoded stream of the source, `audience` fans it out."""
 
-    def __init__(self, spec: SessionSpec, viewer_idle_timeout: float = 30.0) -> None:
+    def __init__(self, spec: SessionSpec, viewer_idle_timeout: float = 30.0, idle_sample_rate: float = 1.0) -> None:
         self.spec = spec
-        self.capture = CaptureLoop(create_source(spec.source), spec.encoder, name=spec.id)
+        self.capture = CaptureLoop(create_source(spec.source), spec.encoder, spec.id, 1 / idle_sample_rate)
+        self.thumbnails = ThumbnailCache()
+        """JPEGs of the capture loop's latest thumbnail, for the session list."""
         self.audience = Audience(
             spec.max_viewers,
             viewer_idle_timeout,

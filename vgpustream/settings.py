@@ -60,6 +60,11 @@ class Settings:
     fps: int = setting("frame-rate cap of capture and encoding", default=30)
     bitrate: int = setting("H.264 bitrate in bit/s", default=4_000_000)
     keyframe_interval: float = setting("seconds between periodic keyframes", default=2.0)
+    idle_sample_rate: float = setting(
+        "captures per second of a session nobody watches (it encodes nothing; this keeps its state and "
+        "thumbnail current)",
+        default=1.0,
+    )
     max_sessions: int = setting("sessions per server", default=16)
     max_viewers: int = setting("default viewers per session", default=16)
     ice_server: tuple[str, ...] = setting(
@@ -103,6 +108,8 @@ class Settings:
         for name in ("port", "max_sessions", "max_viewers", "token_ttl", "max_token_ttl", "rate_burst"):
             if getattr(self, name) < 1:
                 raise VgpuStreamError(f"{name} must be at least 1")
+        if not 0.1 <= self.idle_sample_rate <= 30:
+            raise VgpuStreamError("idle sample rate must be within 0.1..30 per second")
         self.encoder  # noqa: B018 - validates fps, bitrate and keyframe interval now, not at first use
         if self.source and self.resolution:
             raise VgpuStreamError("--resolution sizes the synthetic default source; put the size in --source instead")

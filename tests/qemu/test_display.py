@@ -238,7 +238,7 @@ async def test_qemu_gone_is_reported_and_capture_resumes_when_it_is_back(bus: Bu
     start_vm(display)
     await wait_state(http, server, "streaming")
     for _ in range(100):
-        if (await session_state(http, server))["stats"]["frames_encoded"] > lost["stats"]["frames_encoded"]:
+        if (await session_state(http, server))["stats"]["frames_captured"] > lost["stats"]["frames_captured"]:
             return
         await asyncio.sleep(0.1)
     pytest.fail("no frames after QEMU came back")

@@ -1,5 +1,9 @@
 """A session's capture loop: the one owner of its source, capture thread, pacing and keyframe policy.
 
+While nobody watches (no viewer, no recording) the loop only samples the source, `sample_interval`
+seconds apart, to keep its state, planes and thumbnail current: nothing is converted or encoded. A
+keyframe request (the first viewer's) wakes it at once, and the next step is an IDR of the current picture.
+
 The thread boundary: every call into the source (open, next frame, planes, cursor, close) and into
 the encoder runs on the loop's single capture thread, never on the event loop, so a stalled device
 stalls only its own session. After each step the loop publishes a `Snapshot`, which the API and the
@@ -24,6 +28,7 @@ from vgpustream.capture.stats import CaptureStats, EncodeTimes, RateMeter
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded
 from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
+from vgpustream.thumbnail import Thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class Snapshot:
     cursor: Cursor | None = None
     display_limits: tuple[int, int] | None = None
     """The largest display the guest can be asked for (EDID max_xres, max_yres), where known."""
+    thumbnail: Thumbnail | None = None
+    """A small copy of a recent picture (at most a sample interval old)."""
 
 
 class Output(Protocol):
@@ -47,6 +54,10 @@ class Output(Protocol):
 
     def composites_cursor(self) -> bool:
         """Whether the cursor must be drawn into the picture (some viewer cannot be sent it)."""
+        ...
+
+    def watched(self) -> bool:
+        """Whether anyone (a viewer, a recording) wants the stream; if not, nothing is encoded."""
         ...
 
     def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
@@ -57,7 +68,7 @@ class Output(Protocol):
 class CaptureLoop:
     """Captures one source at up to `fps`, encodes each changed frame once, and hands it to an Output."""
 
-    def __init__(self, source: Source, settings: EncoderSettings, name: str) -> None:
+    def __init__(self, source: Source, settings: EncoderSettings, name: str, sample_interval: float = 1.0) -> None:
         self._source = source
         self.settings = settings
         self.stats = CaptureStats()
@@ -66,7 +77,10 @@ class CaptureLoop:
         self.input_sink: InputSink | None = source.input_sink
         """Where viewers' input goes; an event-loop object of its own (the source is not called for it)."""
         self._keyframes = KeyframePolicy(settings.keyframe_interval)
-        self._pipeline = FramePipeline(source, settings)
+        self._pipeline = FramePipeline(source, settings, thumbnail_interval=sample_interval)
+        self._sample_interval = sample_interval
+        self._idle = False
+        self._wakeup = asyncio.Event()
         self._rate = RateMeter()
         self._opened = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{name}")
@@ -105,7 +119,10 @@ class CaptureLoop:
         await self._on_capture_thread(self._source.resize, width, height)
 
     def request_keyframe(self) -> None:
+        """An IDR at the next step; a loop that only samples (nobody watched) takes that step now."""
         self._keyframes.request()
+        if self._idle:
+            self._wakeup.set()
 
     def rates(self) -> tuple[float, float]:
         """Encoded frames per second and bits per second, over the last few seconds."""
@@ -123,12 +140,17 @@ class CaptureLoop:
 
     def _look(self) -> Snapshot:
         source = self._source
-        return Snapshot(source.state, source.planes(), source.cursor(), source.display_limits())
+        limits, thumbnail = source.display_limits(), self._pipeline.thumbnail
+        return Snapshot(source.state, source.planes(), source.cursor(), limits, thumbnail)
 
     def _step(self, keyframe: bool, periodic: bool, composite: bool) -> tuple[StepResult, Snapshot]:
         """One frame through the pipeline, then what the source says now."""
         result = self._pipeline.step(keyframe, self._source.cursor() if composite else None, periodic)
         return result, self._look()
+
+    def _sample(self) -> tuple[StepResult, Snapshot]:
+        """Nobody watches: a capture only, then what the source says now."""
+        return self._pipeline.sample(), self._look()
 
     async def _run(self, output: Output) -> None:
         loop = asyncio.get_running_loop()
@@ -138,8 +160,12 @@ class CaptureLoop:
             try:
                 if not self._opened:
                     await self.open()
-                (keyframe, periodic), composite = self._keyframes.due(now), output.composites_cursor()
-                result, self.snapshot = await self._on_capture_thread(self._step, keyframe, periodic, composite)
+                self._idle = not output.watched()
+                if self._idle:
+                    result, self.snapshot = await self._on_capture_thread(self._sample)
+                else:
+                    (keyframe, periodic), composite = self._keyframes.due(now), output.composites_cursor()
+                    result, self.snapshot = await self._on_capture_thread(self._step, keyframe, periodic, composite)
             except VgpuStreamError as exc:
                 self._failed(exc)
                 await asyncio.sleep(ERROR_BACKOFF)
@@ -147,8 +173,20 @@ class CaptureLoop:
                 continue
             self._count(result, now)
             output.publish(result.packets, self.snapshot.cursor)
-            deadline = max(deadline + 1.0 / self.settings.fps, loop.time())
-            await asyncio.sleep(deadline - loop.time())
+            interval = self._sample_interval if self._idle else 1.0 / self.settings.fps
+            deadline = max(deadline + interval, loop.time())
+            if await self._woken_before(deadline):
+                deadline = loop.time()
+
+    async def _woken_before(self, deadline: float) -> bool:
+        """Sleep until `deadline` (loop time); True if a keyframe request for an idle loop came first."""
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), deadline - asyncio.get_running_loop().time())
+        except TimeoutError:
+            return False
+        finally:
+            self._wakeup.clear()
+        return True
 
     def _failed(self, exc: VgpuStreamError) -> None:
         self.stats.capture_errors += 1

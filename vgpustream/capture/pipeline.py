@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, field
 
@@ -10,7 +11,8 @@ import av
 from vgpustream.convert import FrameConverter
 from vgpustream.cursor import cursor_key, draw_cursor
 from vgpustream.encoder import TIME_BASE, EncoderSettings, H264Encoder
-from vgpustream.sources.base import Cursor, Source
+from vgpustream.sources.base import Cursor, Frame, Source
+from vgpustream.thumbnail import Thumbnail, make_thumbnail
 
 REFINE_SECONDS = 2.0  # at most this long of refinement frames after the picture stops changing
 QUIET_BYTES = 2000  # a refinement smaller than this added next to nothing
@@ -44,11 +46,22 @@ class FramePipeline:
     encoder has next to nothing left to add, so a still screen ends up sharp. A cursor passed to
     `step` is drawn into the encoded picture (never into the source's buffer, which may be the
     guest's memory); when it moves, the last picture is encoded again with the cursor in its new place.
+
+    While nobody watches, `sample` only captures: a changed frame is held unconverted (the source
+    keeps it valid until its next capture) and becomes the next `step`'s picture if the source has
+    nothing newer then, so the first viewer's IDR shows the current picture. Both keep `thumbnail`
+    current, at most once per `thumbnail_interval` seconds while encoding.
     """
 
-    def __init__(self, source: Source, settings: EncoderSettings) -> None:
+    def __init__(self, source: Source, settings: EncoderSettings, thumbnail_interval: float = 1.0) -> None:
         self.source = source
         self.encoder = H264Encoder(settings)
+        self.thumbnail: Thumbnail | None = None
+        self.thumbnail_interval = thumbnail_interval
+        self._thumbnails = 0
+        self._thumbnail_epoch = secrets.token_hex(4)  # tags stay unique across restarts of the server
+        self._thumbnail_at = -float("inf")
+        self._held: Frame | None = None
         self._converter = FrameConverter()
         self._last_picture: av.VideoFrame | None = None
         self._drawn_cursor: tuple[int, int, int, bool] | None = None
@@ -63,11 +76,15 @@ class FramePipeline:
         """Capture, convert and encode one frame: an IDR if `keyframe`, or if `periodic` and the picture changed."""
         result = StepResult()
         t0 = time.perf_counter()
-        frame = self.source.next_frame()
+        fresh = self.source.next_frame()
         t1 = time.perf_counter()
         result.capture = t1 - t0
-        if frame is not None:
+        frame, self._held = (fresh if fresh is not None else self._held), None
+        if fresh is not None:
             result.captured = True
+            if time.monotonic() - self._thumbnail_at >= self.thumbnail_interval:
+                self._take_thumbnail(fresh)
+        if frame is not None:
             self._last_picture = self._converter.convert(frame)
             captured_at = frame.captured_at
             keyframe = keyframe or periodic
@@ -87,6 +104,21 @@ class FramePipeline:
         result.encode = time.perf_counter() - t2
         self._count_refinement(refining, sum(packet.size for packet in result.packets))
         return result
+
+    def sample(self) -> StepResult:
+        """Capture only (nobody watches): hold a changed frame and make a thumbnail of it."""
+        t0 = time.perf_counter()
+        frame = self.source.next_frame()
+        result = StepResult(captured=frame is not None, capture=time.perf_counter() - t0)
+        if frame is not None:
+            self._held = frame
+            self._take_thumbnail(frame)
+        return result
+
+    def _take_thumbnail(self, frame: Frame) -> None:
+        self._thumbnails += 1
+        self.thumbnail = make_thumbnail(self._converter.packed(frame), f"{self._thumbnail_epoch}-{self._thumbnails}")
+        self._thumbnail_at = time.monotonic()
 
     def _count_refinement(self, refining: bool, size: int) -> None:
         """A changed picture starts a refinement, which stops after REFINE_SECONDS or once it adds next to nothing."""
