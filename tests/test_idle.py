@@ -8,9 +8,10 @@ import io
 import av
 import numpy as np
 
+from tests.pictures import psnr
 from vgpustream.api.state import REGISTRY
 from vgpustream.sources.synthetic import SyntheticSource
-from vgpustream.stamp import luma
+from vgpustream.stamp import luma, stamp_rows
 
 THUMBNAIL = "/api/v1/sessions/default/thumbnail"
 
@@ -57,3 +58,71 @@ async def test_an_unwatched_session_encodes_nothing_until_a_viewer_comes(make_se
     encoded = stats.frames_encoded
     await asyncio.sleep(1.0)
     assert stats.frames_encoded == encoded, "once the last viewer left, encoding stops"
+
+
+async def test_the_thumbnail_is_a_small_jpeg_of_the_current_picture(make_server, http):
+    server = await make_server(source="synthetic:1280x720@30?still=1")
+    await first_capture(server)
+    async with http.get(server.make_url(THUMBNAIL)) as response:
+        assert response.status == 200, await response.text()
+        assert response.content_type == "image/jpeg"
+        etag = response.headers["ETag"]
+        picture = decode_jpeg(await response.read())
+    assert (picture.width, picture.height) == (320, 180), "longest edge 320 by default, aspect kept"
+    expected = expected_thumbnail(SyntheticSource(1280, 720, still=True), 0, 320, 180)
+    stamp = stamp_rows(1280) * 180 // 720 + 2  # the frame stamp's time differs
+    assert psnr(luma(picture), expected, skip_rows=stamp) > 30, "the thumbnail shows the source's picture"
+
+    async with http.get(server.make_url(THUMBNAIL), headers={"If-None-Match": etag}) as response:
+        assert response.status == 304, "an unchanged picture is not sent again"
+    async with http.get(server.make_url(THUMBNAIL), params={"size": "64"}) as response:
+        assert response.status == 200
+        assert response.headers["ETag"] != etag
+        small = decode_jpeg(await response.read())
+    assert (small.width, small.height) == (64, 36)
+
+
+async def test_thumbnail_sizes_out_of_bounds_are_refused(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    await first_capture(server)
+    for size in ("0", "100000", "15", "641", "-1", "abc", "", "1e3", "٣٢٠"):
+        async with http.get(server.make_url(THUMBNAIL), params={"size": size}) as response:
+            assert response.status == 400, size
+            assert (await response.json())["error"]["code"] == "bad_request"
+    async with http.get(server.make_url(THUMBNAIL), params={"size": "640"}) as response:
+        picture = decode_jpeg(await response.read())
+    assert (picture.width, picture.height) == (320, 240), "a thumbnail is never larger than the picture"
+
+
+async def test_a_flood_of_thumbnail_requests_is_served_from_the_cache(make_server, http):
+    server = await make_server(source="synthetic:640x480@30?still=1", idle_sample_rate=4.0)
+    session = server.app[REGISTRY].get("default")
+    await first_capture(server)
+    async with http.get(server.make_url(THUMBNAIL)) as response:
+        first = await response.read()
+    encodes, captured = session.thumbnails.encodes, session.capture.stats.frames_captured
+
+    async def fetch() -> bytes:
+        async with http.get(server.make_url(THUMBNAIL)) as response:
+            assert response.status == 200
+            return await response.read()
+
+    bodies = await asyncio.gather(*(fetch() for _ in range(300)))
+    assert all(body == first for body in bodies), "a still picture: the same thumbnail every time"
+    assert session.thumbnails.encodes == encodes, "served from the cache: no JPEG made again"
+    await asyncio.sleep(1.0)
+    assert session.capture.stats.frames_captured == captured, "a still picture is not captured again"
+    assert session.capture.stats.capture_errors == 0 and session.capture.stats.frames_encoded == 0
+
+
+async def test_the_thumbnail_of_a_lost_source_is_a_conflict(make_server, http, tmp_path):
+    # a VM that is down: the socket its VMM would hand the device over on is not there
+    server = await make_server(source=f"vfio-fd:unix:{tmp_path}/vmm.sock")
+    session = server.app[REGISTRY].get("default")
+    for _ in range(50):
+        if session.capture.snapshot.state.value == "lost":
+            break
+        await asyncio.sleep(0.1)
+    async with http.get(server.make_url(THUMBNAIL)) as response:
+        assert response.status == 409
+        assert "lost" in (await response.json())["error"]["message"]

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from vgpustream import __version__
+from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 PATH = "/api/v1/openapi.json"
 
@@ -247,6 +248,32 @@ def document() -> dict[str, Any]:
                     "getPlanes",
                     "Live plane metadata and source state",
                     {"200": _json(_ref("Planes"), "Planes"), **ERRORS},
+                ),
+            },
+            "/api/v1/sessions/{id}/thumbnail": {
+                **session,
+                "get": _operation(
+                    "getThumbnail",
+                    "A small JPEG of the latest picture (at most one idle sample interval old)",
+                    {
+                        "200": {
+                            "description": "The picture; its ETag changes with the picture and the size",
+                            "headers": {"ETag": {"schema": TEXT}},
+                            "content": {"image/jpeg": {"schema": {**TEXT, "contentMediaType": "image/jpeg"}}},
+                        },
+                        "304": {"description": "Not modified (If-None-Match named the current ETag)"},
+                        **ERRORS,
+                        "409": _json(_ref("Error"), "No picture: the source is lost or has shown none yet"),
+                    },
+                    parameters=[
+                        {
+                            "name": "size",
+                            "in": "query",
+                            "required": False,
+                            "schema": {**INT, "minimum": MIN_SIZE, "maximum": THUMBNAIL_EDGE, "default": DEFAULT_SIZE},
+                            "description": "longest edge in pixels (never larger than the picture)",
+                        }
+                    ],
                 ),
             },
             "/api/v1/sessions/{id}/tokens": {

@@ -1,4 +1,4 @@
-"""Sessions under /api/v1: create, list (by label), get, update live, delete, and live plane metadata."""
+"""Sessions under /api/v1: create, list (by label), get, update live, delete, live plane metadata, thumbnails."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from aiohttp import web
 from vgpustream.api import validate
 from vgpustream.api.requests import read_json_object
 from vgpustream.api.state import REGISTRY, SETTINGS
-from vgpustream.errors import VgpuStreamError
+from vgpustream.errors import Conflict, VgpuStreamError
 from vgpustream.session import Session
+from vgpustream.sources.base import SourceState
 from vgpustream.store import SessionSpec
+from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 MAX_VIEWERS_LIMIT = 256
 CREATE_FIELDS = {"id", "source", "name", "labels", "encoder", "max_viewers"}
@@ -123,6 +125,32 @@ async def get_planes(request: web.Request) -> web.Response:
     return web.json_response(planes_json(session))
 
 
+def thumbnail_size(request: web.Request) -> int:
+    """The longest edge a thumbnail request asks for (`?size=`), within MIN_SIZE..THUMBNAIL_EDGE."""
+    text = request.query.get("size", str(DEFAULT_SIZE))
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and MIN_SIZE <= int(text) <= THUMBNAIL_EDGE):
+        raise VgpuStreamError(f"size must be a whole number of pixels within {MIN_SIZE}..{THUMBNAIL_EDGE}")
+    return int(text)
+
+
+async def get_thumbnail(request: web.Request) -> web.Response:
+    """A JPEG of the latest picture, longest edge `?size=` (320); 304 when the client has it already."""
+    session = request.app[REGISTRY].get(request.match_info["id"])
+    size = thumbnail_size(request)
+    snapshot = session.capture.snapshot
+    if snapshot.state is SourceState.LOST:
+        raise Conflict("the session's source is lost: there is no current picture")
+    thumbnail = snapshot.thumbnail
+    if thumbnail is None:
+        raise Conflict("the session's source has shown no picture yet")
+    etag = f"{thumbnail.tag}-{size}"
+    headers = {"ETag": f'"{etag}"', "Cache-Control": "no-cache"}
+    if any(given.value in (etag, "*") for given in request.if_none_match or ()):
+        return web.Response(status=304, headers=headers)
+    body = await session.thumbnails.jpeg(thumbnail, size)
+    return web.Response(body=body, content_type="image/jpeg", headers=headers)
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/sessions", list_sessions)
     app.router.add_post("/api/v1/sessions", create_session)
@@ -130,3 +158,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/api/v1/sessions/{id}", update_session)
     app.router.add_delete("/api/v1/sessions/{id}", delete_session)
     app.router.add_get("/api/v1/sessions/{id}/planes", get_planes)
+    app.router.add_get("/api/v1/sessions/{id}/thumbnail", get_thumbnail)
