@@ -1,6 +1,7 @@
 /** The session list: what runs on this server, each with a link to its console. */
 
 import { errorOf, HttpError } from "./http.js";
+import { thumbnail } from "./thumbnails.js";
 
 const REFRESH_MS = 3000;
 
@@ -19,7 +20,7 @@ async function fetchSessions(token) {
 }
 
 /** One table row; fields the contract leaves optional (name, fps) show as "–" when absent. */
-function sessionRow(table, session) {
+function sessionRow(table, session, token) {
   const row = table.insertRow();
   row.dataset.session = session.id;
   const link = document.createElement("a");
@@ -39,6 +40,7 @@ function sessionRow(table, session) {
     row.insertCell().textContent = text;
   }
   row.cells[2].className = `state ${session.state}`;
+  row.insertCell(0).append(thumbnail(session.id, token));
 }
 
 /**
@@ -78,7 +80,7 @@ export function showSessions(root, token) {
     status.classList.remove("error");
     status.textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
     table.replaceChildren();
-    for (const session of sessions) sessionRow(table, session);
+    for (const session of sessions) sessionRow(table, session, operatorToken);
   }
 
   async function poll() {
