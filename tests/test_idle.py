@@ -60,6 +60,15 @@ async def test_an_unwatched_session_encodes_nothing_until_a_viewer_comes(make_se
     assert stats.frames_encoded == encoded, "once the last viewer left, encoding stops"
 
 
+async def test_the_first_viewer_wakes_a_session_from_its_slow_sampling(make_server, viewers):
+    server = await make_server(source="synthetic:320x240@30", idle_sample_rate=0.1)
+    await first_capture(server)
+    await asyncio.sleep(0.5)  # the loop now sleeps until its next sample, 10 s after the first
+    viewer = await viewers(server)
+    frame = await viewer.next_frame(timeout=5.0)
+    assert frame.stamp is not None, "the viewer's offer woke the loop: it did not wait for the next sample"
+
+
 async def test_the_thumbnail_is_a_small_jpeg_of_the_current_picture(make_server, http):
     server = await make_server(source="synthetic:1280x720@30?still=1")
     await first_capture(server)
