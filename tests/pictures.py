@@ -1,10 +1,12 @@
-"""Comparing decoded pictures with what the synthetic source drew."""
+"""Comparing decoded pictures with what a source drew."""
 
 from __future__ import annotations
 
+import av
 import numpy as np
 
 from vgpustream.sources.synthetic import SyntheticSource
+from vgpustream.stamp import luma
 
 
 def synthetic_luma(source: SyntheticSource, number: int) -> np.ndarray:
@@ -19,3 +21,12 @@ def psnr(decoded: np.ndarray, expected: np.ndarray, skip_rows: int) -> float:
     diff = decoded[skip_rows:].astype(np.float32) - expected[skip_rows:]
     mse = float(np.mean(diff * diff))
     return 10 * np.log10(255 * 255 / max(mse, 1e-9))
+
+
+def thumbnail_luma(pixels: np.ndarray, pixel_format: str, width: int, height: int) -> np.ndarray:
+    """The full-range luma of a picture scaled down as a thumbnail is: to fit 640 first, then to width x height."""
+    picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=pixel_format)
+    scale = min(1.0, 640 / max(picture.width, picture.height))
+    first = (round(picture.width * scale) & ~1, round(picture.height * scale) & ~1)
+    picture = picture.reformat(width=first[0], height=first[1], format="yuv444p", interpolation="AREA")
+    return luma(picture.reformat(width=width, height=height, format="yuvj420p", interpolation="AREA"))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import OPERATOR
-from tests.pictures import psnr
+from tests.pictures import psnr, thumbnail_luma
 from tests.qemu.vm import Vm, bgrx_to_rgb
 from vgpustream.formats import fourcc_code
 from vgpustream.input import KeyEvent
@@ -288,16 +288,6 @@ async def test_pointer_buttons_and_wheel_reach_qemus_input_layer(bus: Bus, start
         assert "input_event_abs con 0, axis x, value 0x3fff" in vm.log_text()
 
 
-def scaled_luma(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The full-range luma of an RGB picture scaled down as a thumbnail is: to 640 wide first, then to width."""
-    picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-    scale = min(1.0, 640 / max(picture.width, picture.height))
-    first = (round(picture.width * scale) & ~1, round(picture.height * scale) & ~1)
-    picture = picture.reformat(width=first[0], height=first[1], format="yuv444p", interpolation="AREA")
-    picture = picture.reformat(width=width, height=height, format="yuvj420p", interpolation="AREA")
-    return luma(picture)
-
-
 async def test_the_thumbnail_is_qemus_screendump_scaled_down(vm: Vm, bus: Bus, make_server, http):
     server = await make_server(source=f"qemu-dbus:{bus.address}", idle_sample_rate=5.0)
     await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
@@ -314,7 +304,7 @@ async def test_the_thumbnail_is_qemus_screendump_scaled_down(vm: Vm, bus: Bus, m
         assert picture.width == 320 and truth.shape[1] * picture.height == pytest.approx(
             truth.shape[0] * picture.width, rel=0.02
         ), f"a {picture.width}x{picture.height} thumbnail of a {truth.shape[1]}x{truth.shape[0]} display"
-        quality = psnr(luma(picture), scaled_luma(truth, picture.width, picture.height), skip_rows=0)
+        quality = psnr(luma(picture), thumbnail_luma(truth, "rgb24", picture.width, picture.height), skip_rows=0)
         if quality > 30:
             return
         await asyncio.sleep(0.2)
