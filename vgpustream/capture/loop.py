@@ -140,8 +140,9 @@ class CaptureLoop:
 
     def _look(self) -> Snapshot:
         source = self._source
-        limits, thumbnail = source.display_limits(), self._pipeline.thumbnail
-        return Snapshot(source.state, source.planes(), source.cursor(), limits, thumbnail)
+        return Snapshot(
+            source.state, source.planes(), source.cursor(), source.display_limits(), thumbnail=self._pipeline.thumbnail
+        )
 
     def _step(self, keyframe: bool, periodic: bool, composite: bool) -> tuple[StepResult, Snapshot]:
         """One frame through the pipeline, then what the source says now."""
@@ -175,11 +176,13 @@ class CaptureLoop:
             output.publish(result.packets, self.snapshot.cursor)
             interval = self._sample_interval if self._idle else 1.0 / self.settings.fps
             deadline = max(deadline + interval, loop.time())
-            if await self._woken_before(deadline):
+            if not self._idle:
+                await asyncio.sleep(deadline - loop.time())
+            elif await self._woken_before(deadline):
                 deadline = loop.time()
 
     async def _woken_before(self, deadline: float) -> bool:
-        """Sleep until `deadline` (loop time); True if a keyframe request for an idle loop came first."""
+        """Sleep until `deadline` (loop time); True if a keyframe request woke the idle loop first."""
         try:
             await asyncio.wait_for(self._wakeup.wait(), deadline - asyncio.get_running_loop().time())
         except TimeoutError:
