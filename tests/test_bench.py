@@ -49,3 +49,13 @@ def test_bench_quality_scores_what_a_watcher_and_a_joiner_decode():
         assert still["joiner_replayed_packets"] >= 1 and still["joiner_psnr_db"] is not None, run
         # the refinement is what a joiner is replayed: it sees the still picture as the watcher does
         assert abs(still["joiner_psnr_db"] - still["psnr_db_final"]) < 0.01, run
+
+
+def test_bench_idle_reports_the_cost_of_unwatched_sessions_and_the_first_frame():
+    result = bench("idle", "--sessions", "2", "--seconds", "1", "--runs", "1", "--resolution", "320x240")
+    assert [run["kind"] for run in result["runs"]] == ["moving", "still"]
+    for run in result["runs"]:
+        assert run["sessions"] == 2 and run["cores_per_session"] >= 0
+        assert run["encoded_fps_per_session"] == 0, "nobody watches: nothing is encoded"
+        assert len(run["first_frame_s"]["all"]) == 1 and run["first_frame_s"]["median"] > 0
+    assert result["runs"][0]["captured_fps_per_session"] > 0, "a moving picture is sampled"
