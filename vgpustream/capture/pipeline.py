@@ -48,9 +48,9 @@ class FramePipeline:
     guest's memory); when it moves, the last picture is encoded again with the cursor in its new place.
 
     While nobody watches, `sample` only captures: a changed frame is held unconverted (the source
-    keeps it valid until its next capture) and becomes the next `step`'s picture if the source has
-    nothing newer then, so the first viewer's IDR shows the current picture. Both keep `thumbnail`
-    current, at most once per `thumbnail_interval` seconds while encoding.
+    keeps it valid until its next capture); the next `step` converts it before it captures, and
+    encodes it if the source has nothing newer, so the first viewer's IDR shows the current picture.
+    Both keep `thumbnail` current, at most once per `thumbnail_interval` seconds while encoding.
     """
 
     def __init__(self, source: Source, settings: EncoderSettings, thumbnail_interval: float = 1.0) -> None:
@@ -75,18 +75,22 @@ class FramePipeline:
     def step(self, keyframe: bool = False, cursor: Cursor | None = None, periodic: bool = False) -> StepResult:
         """Capture, convert and encode one frame: an IDR if `keyframe`, or if `periodic` and the picture changed."""
         result = StepResult()
+        unseen = self._held is not None
+        if self._held is not None:  # sampled while nobody watched: convert it while the source keeps it valid
+            self._last_picture, self._held = self._converter.convert(self._held), None
         t0 = time.perf_counter()
-        fresh = self.source.next_frame()
+        frame = self.source.next_frame()
         t1 = time.perf_counter()
         result.capture = t1 - t0
-        frame, self._held = (fresh if fresh is not None else self._held), None
-        if fresh is not None:
+        if frame is not None:
             result.captured = True
             if time.monotonic() - self._thumbnail_at >= self.thumbnail_interval:
-                self._take_thumbnail(fresh)
-        if frame is not None:
+                self._take_thumbnail(frame)
             self._last_picture = self._converter.convert(frame)
             captured_at = frame.captured_at
+            keyframe = keyframe or periodic
+        elif unseen:
+            captured_at = time.time()
             keyframe = keyframe or periodic
         elif self._last_picture is not None and (
             keyframe or self._refinements > 0 or cursor_key(cursor) != self._drawn_cursor
