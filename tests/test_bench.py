@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.served import ROOT
 
 
@@ -49,3 +51,13 @@ def test_bench_quality_scores_what_a_watcher_and_a_joiner_decode():
         assert still["joiner_replayed_packets"] >= 1 and still["joiner_psnr_db"] is not None, run
         # the refinement is what a joiner is replayed: it sees the still picture as the watcher does
         assert abs(still["joiner_psnr_db"] - still["psnr_db_final"]) < 0.01, run
+
+
+@pytest.mark.browser
+def test_bench_latency_reads_the_stamps_in_chromium():
+    result = bench("latency", "--resolutions", "640x360", "--frames", "60")
+    (run,) = result["runs"]
+    assert run["resolution"] == "640x360" and run["frames"] == 60
+    for figures in run["glass_to_glass_ms"].values():
+        assert 0 < figures["p50"] <= figures["p95"] <= figures["p99"] < 5000, run
+    assert 0 < run["whep_post_to_first_frame_ms"] < 30_000, run

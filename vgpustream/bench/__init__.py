@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from vgpustream.bench import fanout, pipeline, qemu, quality
+from vgpustream.bench import fanout, latency, pipeline, qemu, quality
 from vgpustream.encoder import EncoderSettings
 
 
@@ -53,6 +53,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--moving", type=float, default=3.0, help="seconds of moving picture (default %(default)s)")
     p.add_argument("--still", type=float, default=2.0, help="seconds of still picture after it (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("latency", help="glass-to-glass delay and WHEP POST to first frame, in Chromium")
+    p.add_argument("--resolutions", type=_sizes, default=[(1280, 720), (1920, 1080)], help="default 1280x720,1920x1080")
+    p.add_argument("--frames", type=int, default=900, help="stamped frames to measure (default %(default)s)")
+    p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -69,6 +75,10 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "fanout":
         result = fanout.run(args.viewers, args.seconds, args.resolution, args.fps, args.bitrate)
         print(json.dumps(result) if args.json else _fanout_table(result))
+    elif args.bench == "latency":
+        sizes = [f"{width}x{height}" for width, height in args.resolutions]
+        result = latency.run(sizes, args.frames, args.bitrate, args.chromium)
+        print(json.dumps(result) if args.json else _latency_table(result))
     elif args.bench == "quality":
         result = quality.run(args.resolutions, EncoderSettings(bitrate=args.bitrate), args.moving, args.still)
         print(json.dumps(result) if args.json else _quality_table(result))
@@ -98,6 +108,16 @@ def _fanout_table(result: dict[str, Any]) -> str:
         f"  {r['fps_per_viewer_mean']:>4.1f}  {r['encoded_fps']:>11.1f}  {r['decoded_fps']:>11.1f}"
         for r in result["runs"]
     ]
+    return "\n".join(lines)
+
+
+def _latency_table(result: dict[str, Any]) -> str:
+    lines = ["glass-to-glass in Chromium, ms (handed to the page / expected on screen)",
+             "resolution  frames  p50          p95          p99          WHEP POST -> first frame"]  # fmt: skip
+    for run in result["runs"]:
+        handed, shown = run["glass_to_glass_ms"]["handed_to_page"], run["glass_to_glass_ms"]["expected_on_screen"]
+        cells = "  ".join(f"{handed[q]:>5}/{shown[q]:<5}" for q in ("p50", "p95", "p99"))
+        lines.append(f"{run['resolution']:>10}  {run['frames']:>6}  {cells}  {run['whep_post_to_first_frame_ms']} ms")
     return "\n".join(lines)
 
 
