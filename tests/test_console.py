@@ -11,6 +11,7 @@ import pytest
 
 from tests.browser import chromium, png_rgb, rgb_luma
 from vgpustream.api.state import REGISTRY
+from vgpustream.compat import PLAYOUT_DELAY
 from vgpustream.sources.synthetic import POINTER_IDLE
 from vgpustream.stamp import read_stamp
 
@@ -64,6 +65,10 @@ async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
         video = page.locator("#screen")
         assert await video.evaluate("v => [v.videoWidth, v.videoHeight]") == [640, 360]
         assert "token" not in page.url, "the token leaves the address bar and history"
+        negotiated = await page.evaluate(
+            "window.vgpustream.pc.getReceivers()[0].getParameters().headerExtensions.map(e => e.uri)"
+        )
+        assert PLAYOUT_DELAY in negotiated, "Chromium shows frames at once only with playout-delay negotiated"
         rect = await page.evaluate(CONTENT_RECT)
         shot = picture_from(png_rgb(await page.screenshot()), rect, 640, 360)
         stamp = read_stamp(rgb_luma(shot))

@@ -7,6 +7,9 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aiortc: RTCP PLI/FIR from a viewer reach `RTCRtpSender._send_keyframe`, which only flags aiortc's own
   encoder. Our tracks return already-encoded packets, so the request must reach the session's shared
   encoder instead (`on_keyframe_request`).
+- aiortc: the `playout-delay` RTP header extension (min = max = 0) on every video packet, where the
+  viewer offers it (Chromium does): a browser then shows each frame as soon as it is decoded instead of
+  holding it in a render buffer, as remote-desktop senders ask. aiortc neither offers nor writes it.
 - aioice: which local addresses are offered as ICE host candidates (`advertise_host_addresses`);
   aioice has no per-connection setting, only a module-level lookup.
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
@@ -24,8 +27,10 @@ from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
+import aiortc.codecs
 import aiortc.rtcrtpreceiver
-from aiortc import RTCRtpSender
+from aiortc import RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
+from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
 from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
 
@@ -33,6 +38,12 @@ from vgpustream.errors import VgpuStreamError
 
 SUPPORTED = {"aiortc": "1.16.", "aioice": "0.13.", "dbus-fast": "5."}
 """The release series each patch below was written and tested against (a version prefix)."""
+
+PLAYOUT_DELAY = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+NO_PLAYOUT_DELAY = bytes(3)
+"""The extension's value: 12 bits of minimum and 12 of maximum delay, in 10 ms units: none at all."""
+PLAYOUT_DELAY_ID = 5
+"""Its id where aiortc makes the offer (the viewer's own id is used where it offers, as WHEP viewers do)."""
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _installed = False
@@ -69,7 +80,31 @@ def install() -> None:
             handler()
 
     RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+    _write_playout_delay()
     _installed = True
+
+
+def _write_playout_delay() -> None:
+    """Negotiate the playout-delay extension for video and write it on every packet where it was."""
+    aiortc.codecs.HEADER_EXTENSIONS["video"].append(RTCRtpHeaderExtensionParameters(PLAYOUT_DELAY_ID, PLAYOUT_DELAY))
+    configure, write = HeaderExtensionsMap.configure, HeaderExtensionsMap.set
+    ids: weakref.WeakKeyDictionary[HeaderExtensionsMap, int] = weakref.WeakKeyDictionary()
+
+    def configure_with_playout_delay(extensions: HeaderExtensionsMap, parameters: RTCRtpParameters) -> None:
+        configure(extensions, parameters)
+        for extension in parameters.headerExtensions:
+            if extension.uri == PLAYOUT_DELAY:
+                ids[extensions] = extension.id
+
+    def write_with_playout_delay(extensions: HeaderExtensionsMap, values: HeaderExtensions) -> tuple[int, bytes]:
+        profile, packed = write(extensions, values)
+        playout_delay = ids.get(extensions)
+        if playout_delay is None:
+            return profile, packed
+        return pack_header_extensions([*unpack_header_extensions(profile, packed), (playout_delay, NO_PLAYOUT_DELAY)])
+
+    HeaderExtensionsMap.configure = configure_with_playout_delay  # type: ignore[method-assign]
+    HeaderExtensionsMap.set = write_with_playout_delay  # type: ignore[method-assign]
 
 
 def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> None:
