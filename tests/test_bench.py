@@ -61,3 +61,11 @@ def test_bench_latency_reads_the_stamps_in_chromium():
     for figures in run["glass_to_glass_ms"].values():
         assert 0 < figures["p50"] <= figures["p95"] <= figures["p99"] < 5000, run
     assert 0 < run["whep_post_to_first_frame_ms"] < 30_000, run
+
+
+def test_bench_capacity_runs_each_session_count_with_its_viewers():
+    result = bench("capacity", "--sessions", "1,2", "--seconds", "2", "--resolution", "320x240")
+    assert [run["sessions"] for run in result["runs"]] == [1, 2]
+    for run in result["runs"]:
+        assert run["cpu_per_wall"] > 0 and run["fps_per_viewer_min"] > 10, run
+    assert result["sessions_held"] in (0, 1, 2)

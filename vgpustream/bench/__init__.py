@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from vgpustream.bench import fanout, latency, pipeline, qemu, quality
+from vgpustream.bench import capacity, fanout, latency, pipeline, qemu, quality
 from vgpustream.encoder import EncoderSettings
 
 
@@ -53,6 +53,15 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--moving", type=float, default=3.0, help="seconds of moving picture (default %(default)s)")
     p.add_argument("--still", type=float, default=2.0, help="seconds of still picture after it (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("capacity", help="server CPU and viewer frame rates as sessions are added")
+    p.add_argument("--sessions", type=_counts, default=[1, 2, 4, 8], help="session counts (default 1,2,4,8)")
+    p.add_argument("--viewers", type=int, default=1, choices=range(1, 17), help="viewers per session (default 1)")
+    p.add_argument("--seconds", type=float, default=10.0, help="measuring window per count (default %(default)s)")
+    p.add_argument("--resolution", default="1280x720", help="synthetic source size (default %(default)s)")
+    p.add_argument("--still", action="store_true", help="a still picture instead of a moving one")
+    p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--min-fps", type=float, default=28.0, help="a count is held when every viewer gets this")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("latency", help="glass-to-glass delay and WHEP POST to first frame, in Chromium")
     p.add_argument("--resolutions", type=_sizes, default=[(1280, 720), (1920, 1080)], help="default 1280x720,1920x1080")
     p.add_argument("--frames", type=int, default=900, help="stamped frames to measure (default %(default)s)")
@@ -75,6 +84,17 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "fanout":
         result = fanout.run(args.viewers, args.seconds, args.resolution, args.fps, args.bitrate)
         print(json.dumps(result) if args.json else _fanout_table(result))
+    elif args.bench == "capacity":
+        result = capacity.run(
+            args.sessions,
+            args.viewers,
+            args.seconds,
+            resolution=args.resolution,
+            still=args.still,
+            bitrate=args.bitrate,
+            min_fps=args.min_fps,
+        )
+        print(json.dumps(result) if args.json else _capacity_table(result))
     elif args.bench == "latency":
         sizes = [f"{width}x{height}" for width, height in args.resolutions]
         result = latency.run(sizes, args.frames, args.bitrate, args.chromium)
@@ -106,6 +126,20 @@ def _fanout_table(result: dict[str, Any]) -> str:
     lines += [
         f"{r['viewers']:>7}  {r['cpu_per_wall']:>15.3f}  {r['fps_per_viewer_min']:>14.1f}"
         f"  {r['fps_per_viewer_mean']:>4.1f}  {r['encoded_fps']:>11.1f}  {r['decoded_fps']:>11.1f}"
+        for r in result["runs"]
+    ]
+    return "\n".join(lines)
+
+
+def _capacity_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['source']}, {result['viewers_per_session']} viewer(s) each, {result['seconds']:.0f} s per run; "
+        f"sessions held at >= {result['min_fps']:g} fps: {result['sessions_held']}",
+        "sessions  server cpu/wall  cpu/session  fps/viewer min  mean",
+    ]
+    lines += [
+        f"{r['sessions']:>8}  {r['cpu_per_wall']:>15.3f}  {r['cpu_per_session']:>11.4f}"
+        f"  {r['fps_per_viewer_min']:>14.1f}  {r['fps_per_viewer_mean']:>4.1f}"
         for r in result["runs"]
     ]
     return "\n".join(lines)
