@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -69,3 +70,12 @@ def test_bench_capacity_runs_each_session_count_with_its_viewers():
     for run in result["runs"]:
         assert run["cpu_per_wall"] > 0 and run["fps_per_viewer_min"] > 10, run
     assert result["sessions_held"] in (0, 1, 2)
+
+
+@pytest.mark.browser
+def test_bench_report_writes_one_page_with_four_plots(tmp_path):
+    result = bench("report", "--quick", "--output", str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text()
+    assert result["plots"] == 4 and page.count('<img alt="') == 4 and page.count("data:image/png;base64,") == 4
+    figures = html.unescape(page)
+    assert '"latency"' in figures and '"capacity"' in figures, "the figures are on the page too"

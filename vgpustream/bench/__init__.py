@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from vgpustream.bench import capacity, fanout, latency, pipeline, qemu, quality
+from vgpustream.bench import capacity, fanout, latency, pipeline, qemu, quality, report
 from vgpustream.encoder import EncoderSettings
 
 
@@ -68,6 +69,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("report", help="run latency, fanout, capacity and quality; write one HTML page of plots")
+    p.add_argument("--output", type=Path, default=Path("vgpustream-report.html"), help="default %(default)s")
+    p.add_argument("--quick", action="store_true", help="each bench briefly (a smoke run)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -99,6 +104,9 @@ def run_bench(args: argparse.Namespace) -> int:
         sizes = [f"{width}x{height}" for width, height in args.resolutions]
         result = latency.run(sizes, args.frames, args.bitrate, args.chromium)
         print(json.dumps(result) if args.json else _latency_table(result))
+    elif args.bench == "report":
+        result = report.write(args.output, args.quick)
+        print(json.dumps(result) if args.json else f"wrote {result['output']}")
     elif args.bench == "quality":
         result = quality.run(args.resolutions, EncoderSettings(bitrate=args.bitrate), args.moving, args.still)
         print(json.dumps(result) if args.json else _quality_table(result))

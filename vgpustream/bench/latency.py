@@ -5,7 +5,8 @@ The synthetic source stamps each picture with its capture time (vgpustream.stamp
 stamp back from every frame it is handed (`requestVideoFrameCallback`, the stamp's cells drawn to a
 canvas) and compares it with the clock: server and browser share this host's clock. Two figures per
 frame: when the page was handed the frame, and when Chromium expects it on the screen
-(`expectedDisplayTime`). The first frame: from the console's WHEP POST to the first frame handed over.
+(`expectedDisplayTime`), after a warm-up of WARM_UP frames. The first frame: from the console's WHEP
+POST to the first frame handed over.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from vgpustream.testing.chromium import CHROMIUM, ConsolePage
 from vgpustream.testing.server import serve
 
 TIMEOUT = 120.0
+WARM_UP = 30  # frames: the first second shows the connection starting up, not the steady delay
 
 READ_STAMPS = f"""
 (() => {{
   const COLUMNS = {COLUMNS}, ROWS = {ROWS};
-  window.benchLatency = {{ handed: [], displayed: [], frames: [], post: null, first: null }};
+  window.benchLatency = {{ handed: [], displayed: [], frames: [], post: null, first: null, seen: 0 }};
   const fetch = window.fetch;
   window.fetch = (url, options) => {{
     if (options && options.method === "POST" && String(url).includes("/whep/") && window.benchLatency.post === null)
@@ -76,7 +78,7 @@ READ_STAMPS = f"""
       const handed = performance.timeOrigin + performance.now();
       const results = window.benchLatency;
       if (results.first === null) results.first = handed;
-      const stamp = read(video, canvas, context);
+      const stamp = results.seen++ < {WARM_UP} ? null : read(video, canvas, context);
       if (stamp !== null) {{
         results.frames.push(stamp.frame);
         results.handed.push(handed - stamp.time);
@@ -120,6 +122,7 @@ async def measure(resolution: str, frames: int, bitrate: int, chromium: str) -> 
             "handed_to_page": percentiles(results["handed"][:frames]),
             "expected_on_screen": percentiles(results["displayed"][:frames]),
         },
+        "cdf_ms": [round(float(v), 1) for v in np.percentile(results["handed"][:frames], range(101))],
     }
 
 
