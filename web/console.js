@@ -77,11 +77,16 @@ export function startConsole(sessionId, token) {
    * Show a phase in the badge and state: connecting, reconnecting, failed, closed while there is no
    * connection; once connected, the display's state (playing, starting, no_signal, lost).
    */
-  function show(phase, message = "", error = false, label = phase) {
+  function show(phase, message = "", error = false, label = phase, detail = "") {
     state.state = phase;
     badge.textContent = label;
     badge.className = `badge ${phase}`;
     status.textContent = message;
+    if (detail) {
+      const why = document.createElement("small");
+      why.textContent = detail;
+      status.append(document.createElement("br"), why);
+    }
     status.classList.toggle("error", error);
     stage.dataset.phase = phase;
   }
@@ -91,7 +96,7 @@ export function startConsole(sessionId, token) {
     const { state: told = "starting", message: why } = state.source || {};
     const phase = told === "streaming" ? "playing" : told;
     const { badge: label, message, error = false } = SOURCE_STATES[told] || SOURCE_STATES.starting;
-    show(phase, why && told !== "streaming" ? `${message}\n${why}` : message, error, label);
+    show(phase, message, error, label, told === "streaming" ? "" : why);
   }
 
   function stopTimers() {
