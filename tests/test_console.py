@@ -45,9 +45,9 @@ def picture_from(screenshot: np.ndarray, rect: dict, width: int, height: int) ->
 
 
 @asynccontextmanager
-async def console_page(server, http, frames: int) -> AsyncIterator[tuple[object, list[str]]]:
+async def console_page(server, http, frames: int | None) -> AsyncIterator[tuple[object, list[str]]]:
     """Chromium on the console link of a new control token for session 'default', once the console
-    has decoded more than `frames` frames; yields the page and the script errors it raises."""
+    has decoded more than `frames` frames (at once for None); yields the page and the script errors it raises."""
     async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "control"}) as response:
         issued = await response.json()
     async with chromium() as browser:
@@ -55,7 +55,8 @@ async def console_page(server, http, frames: int) -> AsyncIterator[tuple[object,
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         await page.goto(issued["console_url"])
-        await decoded_more_than(page, frames)
+        if frames is not None:
+            await decoded_more_than(page, frames)
         yield page, errors
 
 

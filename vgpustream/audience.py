@@ -1,7 +1,7 @@
 """The viewers of one session: admission, roles, what each was sent and holds down, and the fan-out.
 
 The audience runs on the event loop. It is the only writer of per-viewer delivery state: which cursor
-each viewer was sent, which keys each holds down in the guest (released for it when it leaves).
+and which source state each viewer was sent, which keys each holds down in the guest (released for it when it leaves).
 
 A viewer that joins is replayed the packets since the last keyframe (the keyframe and the P-frames
 that refined it), so it starts at once and as sharp as the others, instead of from a new IDR of the
@@ -13,6 +13,7 @@ viewer's socket buffers and arrive as loss.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -22,7 +23,7 @@ from aiortc import RTCIceServer
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
-from vgpustream.sources.base import Cursor, InputSink
+from vgpustream.sources.base import Cursor, InputSink, SourceState
 from vgpustream.viewer import Viewer, ViewerCallbacks
 
 REPLAY_LIMIT = 120
@@ -54,6 +55,8 @@ class _Seat:
     """The serial of the cursor image this viewer was last sent."""
     keys_down: set[str] = field(default_factory=set)
     """Keys this viewer holds down in the guest."""
+    state_shown: tuple[SourceState, str | None] | None = None
+    """The source state (and error) this viewer was last told."""
 
 
 class Audience:
@@ -146,6 +149,21 @@ class Audience:
             if with_image:
                 seat.cursor_serial = cursor.serial
 
+    def show_state(self, state: SourceState, error: str | None) -> None:
+        """Tell each viewer on a data channel the source's state and last error, when it was told otherwise.
+
+        View-only viewers are told too. Called after every capture step, so a viewer whose channel opens
+        late is told at the next one.
+        """
+        shown = (state, error)
+        text = None
+        for viewer, seat in self._seats.items():
+            if seat.state_shown == shown:
+                continue
+            text = text or state_message(state, error)
+            if viewer.send_message(text):
+                seat.state_shown = shown
+
     def _cursor_png(self, cursor: Cursor) -> str:
         if self._cursor_image is None or self._cursor_image[0] != cursor.serial:
             self._cursor_image = (cursor.serial, png_data_url(cursor.image))
@@ -204,6 +222,11 @@ class Audience:
         if isinstance(event, KeyEvent):
             (seat.keys_down.add if event.down else seat.keys_down.discard)(event.code)
         self._sink.send(event)
+
+
+def state_message(state: SourceState, error: str | None) -> str:
+    """The input channel's message for a source state: {"type": "state", "state", "message"}."""
+    return json.dumps({"type": "state", "state": state.value, "message": error})
 
 
 def replay(packets: list[av.Packet]) -> list[av.Packet]:

@@ -7,10 +7,14 @@ They say what went wrong, not how to answer it: the HTTP layer maps codes to sta
 from __future__ import annotations
 
 
+def printable(text: str, limit: int = 80) -> str:
+    """`text` made safe to show a person: printable characters only, and at most `limit` of them."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit]) + ("…" if len(text) > limit else "")
+
+
 def bounded(text: str, limit: int = 80) -> str:
-    """`text` made safe to echo in a message or a log line: printable, and at most `limit` characters."""
-    clean = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
-    return repr(clean + ("…" if len(text) > limit else ""))
+    """`text` made safe to echo in a message or a log line: printable, at most `limit` characters, quoted."""
+    return repr(printable(text, limit))
 
 
 class VgpuStreamError(Exception):

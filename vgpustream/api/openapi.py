@@ -16,7 +16,12 @@ PATH = "/api/v1/openapi.json"
 
 INT = {"type": "integer"}
 TEXT = {"type": "string"}
-STATE = {"type": "string", "enum": ["starting", "streaming", "no_signal", "lost"]}
+STATE = {
+    "type": "string",
+    "enum": ["starting", "streaming", "no_signal", "lost"],
+    "description": "The source: being opened (starting), showing a picture (streaming), its display off "
+    "(no_signal), or not reachable and retried (lost)",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -136,6 +141,11 @@ SCHEMAS: dict[str, Any] = {
             "encoder": _ref("Encoder"),
             "max_viewers": INT,
             "state": STATE,
+            "message": {
+                **_nullable({**TEXT, "maxLength": 201}),
+                "description": "Why capturing the source last failed (at most 200 characters and an ellipsis); "
+                "null once a capture step succeeds",
+            },
             "planes": _ref("PlaneSet"),
             "stats": _ref("Stats"),
         },
