@@ -1,0 +1,122 @@
+"""Hostile input is answered 4xx, never 5xx, and leaves nothing behind (issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from tests.test_lifecycle import settle
+from vgpustream import compat, viewer
+from vgpustream.api import whep
+from vgpustream.api.state import REGISTRY
+
+SDP = {"Content-Type": "application/sdp"}
+
+
+async def an_offer(data_channel: bool = True) -> str:
+    """A real aiortc viewer's offer: recvonly video and, unless told otherwise, the input data channel."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    if data_channel:
+        pc.createDataChannel("input")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+def without(sdp: str, prefix: str) -> str:
+    return "".join(line + "\r\n" for line in sdp.splitlines() if not line.startswith(prefix))
+
+
+def video_section(sdp: str) -> str:
+    """The offer's video m-line with its attributes (up to the next m-line)."""
+    start = sdp.index("m=video")
+    end = sdp.find("m=", start + 2)
+    return sdp[start : end if end != -1 else len(sdp)]
+
+
+def mutate(sdp: str, case: str) -> str:
+    """`sdp` spoiled in one way that a hostile or broken client might."""
+    if case == "empty-mid":
+        return sdp.replace("a=mid:0", "a=mid:")
+    if case == "repeated-mid":
+        return sdp.replace("a=mid:1", "a=mid:0")
+    if case == "no-setup":
+        return without(sdp, "a=setup")
+    if case == "no-fingerprint":
+        return without(sdp, "a=fingerprint")
+    if case == "no-ice-credentials":
+        return without(without(sdp, "a=ice-ufrag"), "a=ice-pwd")
+    if case == "300-video-m-lines":
+        section = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{}\r\na=rtpmap:96 H264/90000\r\n"
+        return sdp + "".join(section.format(f"v{n}") for n in range(300))
+    if case == "two-video-sections":
+        return sdp + video_section(sdp).replace("a=mid:0", "a=mid:9")
+    if case == "sendonly-video":
+        return sdp.replace("a=recvonly", "a=sendonly")
+    if case == "unknown-kind":
+        return sdp + "m=text 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:t\r\n"
+    if case == "application-not-sctp":
+        return sdp.replace("UDP/DTLS/SCTP", "UDP/TLS/RTP/SAVPF")
+    raise ValueError(case)
+
+
+HOSTILE_OFFERS = [
+    "empty-mid",
+    "repeated-mid",
+    "no-setup",
+    "no-fingerprint",
+    "no-ice-credentials",
+    "300-video-m-lines",
+    "two-video-sections",
+    "sendonly-video",
+    "unknown-kind",
+    "application-not-sctp",
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE_OFFERS)
+async def test_hostile_offers_are_invalid_offer_400(make_server, http, viewers, case):
+    server = await make_server(source="synthetic:320x240@30")
+    offer = mutate(await an_offer(), case)
+    async with http.post(server.make_url("/whep/default"), data=offer, headers=SDP) as response:
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"]["code"] == "invalid_offer"
+    receiver = await viewers(server)
+    assert (await receiver.next_frame()).picture.width == 320
+
+
+async def test_offers_aiortc_fails_on_are_400_and_release_the_viewer(make_server, http, monkeypatch):
+    """With the up-front check out of the way, aiortc itself fails on these: still 400, nothing left."""
+    monkeypatch.setattr(whep, "check_offer", lambda sdp: None)
+    monkeypatch.setattr(viewer, "check_offer", lambda sdp: None)
+    server = await make_server(source="synthetic:320x240@30", max_viewers=2)
+    session = server.app[REGISTRY].get("default")
+    offer = await an_offer()
+    broken = [mutate(offer, case) for case in ("empty-mid", "no-setup")]
+
+    async def post(sdp: str) -> int:
+        async with http.post(server.make_url("/whep/default"), data=sdp, headers=SDP) as response:
+            return response.status
+
+    assert [await post(sdp) for sdp in broken] == [400, 400]  # warm-up
+    baseline = await settle((0, 0), seconds=2.0)
+    statuses = [await post(broken[n % len(broken)]) for n in range(60)]
+    assert set(statuses) == {400}, statuses
+    assert len(session.audience) == 0, "a rejected offer must give its viewer slot back"
+    assert await settle(baseline) <= baseline, f"(fds, tasks) were {baseline}"
+
+
+async def test_closing_a_half_made_peer_connection_finishes():
+    """aiortc 1.16's close() raises on an SCTP transport that an unanswerable offer left without DTLS."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="sendonly")
+    offer = mutate(await an_offer(), "empty-mid")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+    with pytest.raises(AttributeError):
+        await pc.createAnswer()
+    await asyncio.wait_for(compat.close_peer_connection(pc), 5)
+    await asyncio.wait_for(pc.close(), 5)  # a second close returns too
