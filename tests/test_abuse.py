@@ -120,3 +120,39 @@ async def test_closing_a_half_made_peer_connection_finishes():
         await pc.createAnswer()
     await asyncio.wait_for(compat.close_peer_connection(pc), 5)
     await asyncio.wait_for(pc.close(), 5)  # a second close returns too
+
+
+DEEP = 5000
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        ("/api/v1/sessions", "[" * DEEP + "]" * DEEP, "nests deeper"),
+        ("/api/v1/sessions", '{"labels":' + "[" * DEEP + "]" * DEEP + "}", "nests deeper"),
+        ("/api/v1/sessions/default", '{"labels":"' + "[" * DEEP + '"}', "labels"),  # brackets in a string are text
+        ("/api/v1/sessions/default", '{"encoder":{"keyframe_interval":' + "9" * 400 + "}}", "keyframe_interval"),
+        ("/api/v1/sessions/default", '{"encoder":{"keyframe_interval":NaN}}', "not valid JSON"),
+        ("/api/v1/sessions/default", '{"encoder":{"keyframe_interval":-Infinity}}', "not valid JSON"),
+        ("/api/v1/sessions/default", '{"encoder":{"bitrate":' + "9" * 400 + "}}", "bitrate"),
+        ("/api/v1/sessions/default/tokens", '{"ttl_seconds":' + "9" * 400 + "}", "ttl_seconds"),
+        ("/api/v1/sessions/default/tokens", '{"ttl_seconds":1e999}', "ttl_seconds"),
+    ],
+    ids=[
+        "deep-array",
+        "deep-labels",
+        "brackets-in-text",
+        "huge-interval",
+        "nan",
+        "infinity",
+        "huge-bitrate",
+        "huge-ttl",
+        "float-overflow-ttl",
+    ],
+)
+async def test_hostile_json_is_400(make_server, http, path, body, fragment):
+    server = await make_server(source="synthetic:320x240@30")
+    method = http.patch if path == "/api/v1/sessions/default" else http.post
+    async with method(server.make_url(path), data=body, headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400, await response.text()
+        assert fragment in (await response.json())["error"]["message"]
