@@ -156,3 +156,29 @@ async def test_hostile_json_is_400(make_server, http, path, body, fragment):
     async with method(server.make_url(path), data=body, headers={"Content-Type": "application/json"}) as response:
         assert response.status == 400, await response.text()
         assert fragment in (await response.json())["error"]["message"]
+
+
+async def test_hostile_input_messages_are_counted_and_the_channel_goes_on(make_server, viewers):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    await receiver.wait_channel_open()
+    channel = receiver._channel
+    hostile = [
+        '{"type":"pointer","x":' + "9" * 400 + ',"y":0,"buttons":0}',  # no float for it
+        "[" * 256 + "]" * 256,
+        '{"type":"pointer","x":NaN,"y":0,"buttons":0}',
+        b"\xff\xfe",
+        "x" * 4096,
+    ]
+    for message in hostile:
+        channel.send(message)
+    receiver.send_input({"type": "pointer", "x": 0.5, "y": 0.5, "buttons": 0})
+    for _ in range(100):
+        if session.audience.stats.input_events == 1:
+            break
+        await asyncio.sleep(0.05)
+    stats = session.audience.stats
+    assert (stats.input_invalid, stats.input_events) == (len(hostile), 1)
+    assert (await receiver.next_frame()).picture.width == 320
