@@ -11,6 +11,7 @@ from tests.test_lifecycle import settle
 from vgpustream import compat, viewer
 from vgpustream.api import whep
 from vgpustream.api.state import REGISTRY
+from vgpustream.testing.hostile import spoiled_offers
 
 SDP = {"Content-Type": "application/sdp"}
 
@@ -27,41 +28,8 @@ async def an_offer(data_channel: bool = True) -> str:
     return sdp
 
 
-def without(sdp: str, prefix: str) -> str:
-    return "".join(line + "\r\n" for line in sdp.splitlines() if not line.startswith(prefix))
-
-
-def video_section(sdp: str) -> str:
-    """The offer's video m-line with its attributes (up to the next m-line)."""
-    start = sdp.index("m=video")
-    end = sdp.find("m=", start + 2)
-    return sdp[start : end if end != -1 else len(sdp)]
-
-
 def mutate(sdp: str, case: str) -> str:
-    """`sdp` spoiled in one way that a hostile or broken client might."""
-    if case == "empty-mid":
-        return sdp.replace("a=mid:0", "a=mid:")
-    if case == "repeated-mid":
-        return sdp.replace("a=mid:1", "a=mid:0")
-    if case == "no-setup":
-        return without(sdp, "a=setup")
-    if case == "no-fingerprint":
-        return without(sdp, "a=fingerprint")
-    if case == "no-ice-credentials":
-        return without(without(sdp, "a=ice-ufrag"), "a=ice-pwd")
-    if case == "300-video-m-lines":
-        section = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:{}\r\na=rtpmap:96 H264/90000\r\n"
-        return sdp + "".join(section.format(f"v{n}") for n in range(300))
-    if case == "two-video-sections":
-        return sdp + video_section(sdp).replace("a=mid:0", "a=mid:9")
-    if case == "sendonly-video":
-        return sdp.replace("a=recvonly", "a=sendonly")
-    if case == "unknown-kind":
-        return sdp + "m=text 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:t\r\n"
-    if case == "application-not-sctp":
-        return sdp.replace("UDP/DTLS/SCTP", "UDP/TLS/RTP/SAVPF")
-    raise ValueError(case)
+    return spoiled_offers(sdp)[case]
 
 
 HOSTILE_OFFERS = [

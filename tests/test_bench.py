@@ -61,3 +61,11 @@ def test_bench_latency_reads_the_stamps_in_chromium():
     for figures in run["glass_to_glass_ms"].values():
         assert 0 < figures["p50"] <= figures["p95"] <= figures["p99"] < 5000, run
     assert 0 < run["whep_post_to_first_frame_ms"] < 30_000, run
+
+
+def test_bench_abuse_finds_no_5xx_and_gives_resources_back():
+    result = bench("abuse", "--examples", "25")
+    assert result["requests"] > 150 and result["data_channel_messages"] == 25
+    assert result["server_errors_5xx"] == 0, result["server_error_examples"]
+    assert result["server_tracebacks"] == 0
+    assert result["stream_goes_on"] and result["back_to_baseline"], result
