@@ -79,3 +79,11 @@ def test_bench_report_writes_one_page_with_four_plots(tmp_path):
     assert result["plots"] == 4 and page.count('<img alt="') == 4 and page.count("data:image/png;base64,") == 4
     figures = html.unescape(page)
     assert '"latency"' in figures and '"capacity"' in figures, "the figures are on the page too"
+
+
+def test_bench_abuse_finds_no_5xx_and_gives_resources_back():
+    result = bench("abuse", "--examples", "25")
+    assert result["requests"] > 150 and result["data_channel_messages"] == 25
+    assert result["server_errors_5xx"] == 0, result["server_error_examples"]
+    assert result["server_tracebacks"] == 0
+    assert result["stream_goes_on"] and result["back_to_baseline"], result

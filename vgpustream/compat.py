@@ -10,6 +10,9 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aiortc: the `playout-delay` RTP header extension (min = max = 0) on every video packet, where the
   viewer offers it (Chromium does): a browser then shows each frame as soon as it is decoded instead of
   holding it in a render buffer, as remote-desktop senders ask. aiortc neither offers nor writes it.
+- aiortc: `RTCPeerConnection.close` stops at the first transport that a failed offer/answer left unset
+  (an SCTP transport without its DTLS transport) and never completes; `close_peer_connection` stops
+  the rest one by one, so a rejected viewer's sockets are released.
 - aioice: which local addresses are offered as ICE host candidates (`advertise_host_addresses`);
   aioice has no per-connection setting, only a module-level lookup.
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
@@ -19,6 +22,7 @@ stopped applying would show up only as a stream that never recovers from loss.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import weakref
@@ -29,7 +33,7 @@ from typing import Any
 import aioice.ice
 import aiortc.codecs
 import aiortc.rtcrtpreceiver
-from aiortc import RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
 from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
@@ -112,6 +116,33 @@ def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> No
     if not _installed:
         raise RuntimeError("vgpustream.compat.install() has not run")
     _keyframe_handlers[sender] = handler
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close `pc`, also when an offer aiortc could not answer left it half-made."""
+    try:
+        await pc.close()
+    except Exception:  # aiortc 1.16: e.g. AttributeError from RTCSctpTransport.stop without a transport
+        await _stop_each_transport(pc)
+
+
+async def _stop_each_transport(pc: RTCPeerConnection) -> None:
+    """What `RTCPeerConnection.close` would have done after the step that failed, each step on its own."""
+    transports: list[Any] = []
+    for transceiver in pc.getTransceivers():
+        transports += [transceiver.sender, transceiver.receiver]
+        dtls = transceiver.receiver.transport
+        transports += [dtls, dtls.transport] if dtls is not None else []
+    sctp = pc.sctp
+    if sctp is not None and sctp.transport is not None:
+        transports += [sctp, sctp.transport, sctp.transport.transport]
+    for transport in transports:
+        with contextlib.suppress(Exception):
+            await transport.stop()
+    closed = pc._RTCPeerConnection__isClosed  # type: ignore[attr-defined]
+    if closed is not None and not closed.done():
+        closed.set_result(True)  # a second close() waits on it
+    pc.remove_all_listeners()
 
 
 def advertise_host_addresses(addresses: Sequence[str]) -> None:

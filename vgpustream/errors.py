@@ -117,3 +117,13 @@ class SourceUnavailable(VgpuStreamError):
     """The device or connection behind a source cannot be opened or has gone."""
 
     code = "source_unavailable"
+
+
+class Unavailable(VgpuStreamError):
+    """A transient lack of resources (sockets, ports) for this request; the client may retry later."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -29,6 +29,7 @@ STATUS = {
     "rate_limited": 429,
     "full": 503,
     "source_unavailable": 503,
+    "unavailable": 503,
 }
 """The HTTP status of each error code (vgpustream.errors); a code missing here is a bug, answered 500."""
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vgpustream.bench import capacity, fanout, latency, pipeline, qemu, quality, report
+from vgpustream.bench import abuse, capacity, fanout, latency, pipeline, qemu, quality, report
 from vgpustream.encoder import EncoderSettings
 
 
@@ -73,6 +73,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=Path("vgpustream-report.html"), help="default %(default)s")
     p.add_argument("--quick", action="store_true", help="each bench briefly (a smoke run)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("abuse", help="hostile input on every route: statuses, 5xx (must be 0), resources kept")
+    p.add_argument("--examples", type=int, default=200, help="generated cases of each kind (default %(default)s)")
+    p.add_argument("--seed", type=int, default=12, help="seed of the generated cases (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -110,6 +114,9 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "quality":
         result = quality.run(args.resolutions, EncoderSettings(bitrate=args.bitrate), args.moving, args.still)
         print(json.dumps(result) if args.json else _quality_table(result))
+    elif args.bench == "abuse":
+        result = abuse.run(args.examples, args.seed)
+        print(json.dumps(result) if args.json else abuse.table(result))
     else:
         result = qemu.run(args.runs, args.viewer, args.chromium)
         print(json.dumps(result) if args.json else _qemu_table(result))
