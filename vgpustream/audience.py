@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +33,10 @@ REPLAY_LIMIT = 120
 up to 60 fps); past that it waits for a new keyframe instead. Paced, the replay never fills its queue."""
 REPLAY_SPEED = 3
 """A replay goes out at this many times the session's bitrate."""
+GONE_GRACE_S = 60.0
+"""How long a viewer that left is remembered as having been here (a late DELETE of it is no error)."""
+GONE_LIMIT = 256
+"""The most viewers remembered as gone; the oldest are forgotten first."""
 
 
 @dataclass
@@ -79,6 +85,8 @@ class Audience:
         self._request_keyframe = request_keyframe
         self._viewers: dict[str, Viewer] = {}
         self._seats: dict[Viewer, _Seat] = {}
+        self._gone: OrderedDict[str, float] = OrderedDict()
+        """The ids of viewers that left, with when (monotonic), oldest first."""
         self._cursor_image: tuple[int, str] | None = None
         self._since_keyframe: list[av.Packet] = []
         """The last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
@@ -106,6 +114,11 @@ class Audience:
             return self._viewers[viewer_id]
         except KeyError:
             raise NotFound("no such viewer") from None
+
+    def has_left(self, viewer_id: str) -> bool:
+        """Whether `viewer_id` was a viewer of this session that left within the last GONE_GRACE_S."""
+        left_at = self._gone.get(viewer_id)
+        return left_at is not None and time.monotonic() - left_at < GONE_GRACE_S
 
     async def close_viewers(self, token_id: str | None = None) -> None:
         """Disconnect every viewer, or those that came in with token `token_id`; waits for all of it."""
@@ -197,6 +210,7 @@ class Audience:
 
     def _forget(self, viewer: Viewer) -> None:
         self._viewers.pop(viewer.id, None)
+        self._remember_gone(viewer.id)
         seat = self._seats.pop(viewer, None)
         if seat is None:
             return
@@ -207,6 +221,12 @@ class Audience:
         # a viewer that leaves mid-keystroke must not leave the key stuck down in the guest
         for code in sorted(seat.keys_down):
             self._sink.send(KeyEvent(code=code, down=False))
+
+    def _remember_gone(self, viewer_id: str) -> None:
+        now = time.monotonic()
+        self._gone[viewer_id] = now
+        while self._gone and (len(self._gone) > GONE_LIMIT or now - next(iter(self._gone.values())) >= GONE_GRACE_S):
+            self._gone.popitem(last=False)
 
     def _on_input(self, viewer: Viewer, message: str | bytes) -> None:
         try:

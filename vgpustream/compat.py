@@ -13,6 +13,9 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aiortc: `RTCPeerConnection.close` stops at the first transport that a failed offer/answer left unset
   (an SCTP transport without its DTLS transport) and never completes; `close_peer_connection` stops
   the rest one by one, so a rejected viewer's sockets are released.
+- aiortc: DTLS with peers whose certificate is RSA (GStreamer's webrtcbin, among others): aiortc offers
+  only ECDHE-ECDSA cipher suites, so such a peer, as DTLS server, finds "no shared cipher". ECDHE-RSA
+  suites are offered after them (`_offer_rsa_cipher_suites`; aiortc PRs #1392 and #1421 are open).
 - aioice: which local addresses are offered as ICE host candidates (`advertise_host_addresses`);
   aioice has no per-connection setting, only a module-level lookup.
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
@@ -32,6 +35,7 @@ from typing import Any
 
 import aioice.ice
 import aiortc.codecs
+import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
@@ -42,6 +46,20 @@ from vgpustream.errors import VgpuStreamError
 
 SUPPORTED = {"aiortc": "1.16.", "aioice": "0.13.", "dbus-fast": "5."}
 """The release series each patch below was written and tested against (a version prefix)."""
+
+DTLS_CIPHER_SUITES = b":".join(
+    [
+        b"ECDHE-ECDSA-AES128-GCM-SHA256",
+        b"ECDHE-ECDSA-CHACHA20-POLY1305",
+        b"ECDHE-ECDSA-AES128-SHA",
+        b"ECDHE-ECDSA-AES256-SHA",
+        b"ECDHE-RSA-AES128-GCM-SHA256",
+        b"ECDHE-RSA-CHACHA20-POLY1305",
+        b"ECDHE-RSA-AES128-SHA",
+        b"ECDHE-RSA-AES256-SHA",
+    ]
+)
+"""aiortc's own suites (for its ECDSA certificate) first, then the same for a peer's RSA certificate."""
 
 PLAYOUT_DELAY = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
 NO_PLAYOUT_DELAY = bytes(3)
@@ -85,6 +103,7 @@ def install() -> None:
 
     RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
     _write_playout_delay()
+    _offer_rsa_cipher_suites()
     _installed = True
 
 
@@ -109,6 +128,19 @@ def _write_playout_delay() -> None:
 
     HeaderExtensionsMap.configure = configure_with_playout_delay  # type: ignore[method-assign]
     HeaderExtensionsMap.set = write_with_playout_delay  # type: ignore[method-assign]
+
+
+def _offer_rsa_cipher_suites() -> None:
+    """Let DTLS agree with a peer whose certificate is RSA: the suites it needs follow aiortc's ECDSA ones."""
+    certificate = aiortc.rtcdtlstransport.RTCCertificate
+    create_context = certificate._create_ssl_context
+
+    def create_context_with_rsa(self: Any, srtp_profiles: Any) -> Any:
+        context = create_context(self, srtp_profiles)
+        context.set_cipher_list(DTLS_CIPHER_SUITES)
+        return context
+
+    certificate._create_ssl_context = create_context_with_rsa  # type: ignore[method-assign]
 
 
 def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> None:

@@ -84,6 +84,11 @@ class Forbidden(VgpuStreamError):
 
     code = "forbidden"
 
+    def __init__(self, message: str, token_error: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.token_error = token_error
+        """Its Bearer token error (RFC 6750): invalid_token, insufficient_scope or invalid_request."""
+
 
 class UnsupportedMediaType(VgpuStreamError):
     code = "unsupported_media_type"

@@ -16,6 +16,7 @@ import av
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
@@ -29,6 +30,8 @@ from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
 
 INPUT_CHANNEL = "input"
+MAX_RESOLVING = 8
+"""The most trickled mDNS candidates (`<uuid>.local`) of one viewer being resolved at a time; more are dropped."""
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
 
 
@@ -126,6 +129,7 @@ class Viewer:
         self._closed = asyncio.Event()
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
+        self._resolving: set[asyncio.Task[None]] = set()
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
         self._idle = asyncio.get_running_loop().call_later(idle_timeout, self._idle_expired)
@@ -194,7 +198,27 @@ class Viewer:
             candidate.sdpMid, candidate.sdpMLineIndex = mid, index
             parsed.append(candidate)
         for candidate in parsed:
-            await self._pc.addIceCandidate(candidate)
+            if candidate.ip.endswith(".local"):
+                self._add_in_background(candidate)
+            else:
+                await self._pc.addIceCandidate(candidate)
+
+    def _add_in_background(self, candidate: RTCIceCandidate) -> None:
+        """Add an mDNS candidate once aioice has resolved its name (up to 1 s), without holding up the caller.
+
+        Chromium hides its host addresses behind such names; where they cannot be resolved (or too many
+        are pending) the candidate is dropped, and the viewer's other candidates still connect it.
+        """
+        if len(self._resolving) >= MAX_RESOLVING or self._closing:
+            return
+        task = asyncio.create_task(self._pc.addIceCandidate(candidate), name=f"resolve-{self.id}")
+        self._resolving.add(task)
+        task.add_done_callback(self._resolved)
+
+    def _resolved(self, task: asyncio.Task[None]) -> None:
+        self._resolving.discard(task)
+        if not task.cancelled():
+            task.exception()  # an unusable candidate is dropped like an unresolvable one
 
     def send_message(self, text: str) -> bool:
         """Send a JSON text message on the viewer's input channel; False if it has none open."""
@@ -212,6 +236,9 @@ class Viewer:
         self._idle.cancel()
         self._callbacks.closed(self)
         self.queue.close()
+        for task in self._resolving:
+            task.cancel()
+        await asyncio.gather(*self._resolving, return_exceptions=True)
         try:
             await compat.close_peer_connection(self._pc)
         finally:
