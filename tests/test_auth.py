@@ -36,12 +36,20 @@ async def test_operator_api_needs_the_operator_token(make_server, anonymous, htt
     async with anonymous.get(url) as response:
         assert response.status == 401
         assert (await response.json())["error"]["code"] == "unauthorized"
-    for header in ("Bearer wrong", "Basic dXNlcjpwYXNz", "Bearer " + "x" * 1000, "Bearer"):
+        assert response.headers["WWW-Authenticate"] == "Bearer", "RFC 9110: a 401 says how to authenticate"
+    for header in ("Bearer wrong", "Bearer vgs_not-a-real-token"):
         async with anonymous.get(url, headers={"Authorization": header}) as response:
             assert response.status == 403, header
+            assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"', header
+    for header in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer " + "x" * 1000):
+        async with anonymous.get(url, headers={"Authorization": header}) as response:
+            assert response.status == 403, header
+            assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_request"', header
     viewer_token = (await issue(http, server, role="control"))["token"]
     async with anonymous.get(url, headers={"Authorization": f"Bearer {viewer_token}"}) as response:
         assert response.status == 403, "a viewer token is not an operator token"
+        assert response.headers["WWW-Authenticate"] == 'Bearer error="insufficient_scope"'
+        assert response.headers["Server"] == "vgpustream", "no versions for an attacker to match"
     async with anonymous.get(url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}) as response:
         assert response.status == 200
     async with anonymous.get(server.make_url("/api/v1/openapi.json")) as response:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
+
+import pytest
 
 from tests.served import ROOT
 
@@ -49,6 +52,41 @@ def test_bench_quality_scores_what_a_watcher_and_a_joiner_decode():
         assert still["joiner_replayed_packets"] >= 1 and still["joiner_psnr_db"] is not None, run
         # the refinement is what a joiner is replayed: it sees the still picture as the watcher does
         assert abs(still["joiner_psnr_db"] - still["psnr_db_final"]) < 0.01, run
+
+
+@pytest.mark.browser
+def test_bench_latency_reads_the_stamps_in_chromium():
+    result = bench("latency", "--resolutions", "640x360", "--frames", "60")
+    (run,) = result["runs"]
+    assert run["resolution"] == "640x360" and run["frames"] == 60
+    for figures in run["glass_to_glass_ms"].values():
+        assert 0 < figures["p50"] <= figures["p95"] <= figures["p99"] < 5000, run
+    assert 0 < run["whep_post_to_first_frame_ms"] < 30_000, run
+
+
+def test_bench_capacity_runs_each_session_count_with_its_viewers():
+    result = bench("capacity", "--sessions", "1,2", "--seconds", "2", "--resolution", "320x240")
+    assert [run["sessions"] for run in result["runs"]] == [1, 2]
+    for run in result["runs"]:
+        assert run["cpu_per_wall"] > 0 and run["fps_per_viewer_min"] > 10, run
+    assert result["sessions_held"] in (0, 1, 2)
+
+
+@pytest.mark.browser
+def test_bench_report_writes_one_page_with_four_plots(tmp_path):
+    result = bench("report", "--quick", "--output", str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text()
+    assert result["plots"] == 4 and page.count('<img alt="') == 4 and page.count("data:image/png;base64,") == 4
+    figures = html.unescape(page)
+    assert '"latency"' in figures and '"capacity"' in figures, "the figures are on the page too"
+
+
+def test_bench_abuse_finds_no_5xx_and_gives_resources_back():
+    result = bench("abuse", "--examples", "25")
+    assert result["requests"] > 150 and result["data_channel_messages"] == 25
+    assert result["server_errors_5xx"] == 0, result["server_error_examples"]
+    assert result["server_tracebacks"] == 0
+    assert result["stream_goes_on"] and result["back_to_baseline"], result
 
 
 def test_bench_idle_reports_the_cost_of_unwatched_sessions_and_the_first_frame():

@@ -11,6 +11,7 @@ import pytest
 
 from tests.browser import chromium, png_rgb, rgb_luma
 from vgpustream.api.state import REGISTRY
+from vgpustream.compat import PLAYOUT_DELAY
 from vgpustream.sources.synthetic import POINTER_IDLE
 from vgpustream.stamp import read_stamp
 
@@ -44,9 +45,9 @@ def picture_from(screenshot: np.ndarray, rect: dict, width: int, height: int) ->
 
 
 @asynccontextmanager
-async def console_page(server, http, frames: int) -> AsyncIterator[tuple[object, list[str]]]:
+async def console_page(server, http, frames: int | None) -> AsyncIterator[tuple[object, list[str]]]:
     """Chromium on the console link of a new control token for session 'default', once the console
-    has decoded more than `frames` frames; yields the page and the script errors it raises."""
+    has decoded more than `frames` frames (at once for None); yields the page and the script errors it raises."""
     async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "control"}) as response:
         issued = await response.json()
     async with chromium() as browser:
@@ -54,7 +55,8 @@ async def console_page(server, http, frames: int) -> AsyncIterator[tuple[object,
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         await page.goto(issued["console_url"])
-        await decoded_more_than(page, frames)
+        if frames is not None:
+            await decoded_more_than(page, frames)
         yield page, errors
 
 
@@ -64,6 +66,10 @@ async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
         video = page.locator("#screen")
         assert await video.evaluate("v => [v.videoWidth, v.videoHeight]") == [640, 360]
         assert "token" not in page.url, "the token leaves the address bar and history"
+        negotiated = await page.evaluate(
+            "window.vgpustream.pc.getReceivers()[0].getParameters().headerExtensions.map(e => e.uri)"
+        )
+        assert PLAYOUT_DELAY in negotiated, "Chromium shows frames at once only with playout-delay negotiated"
         rect = await page.evaluate(CONTENT_RECT)
         shot = picture_from(png_rgb(await page.screenshot()), rect, 640, 360)
         stamp = read_stamp(rgb_luma(shot))

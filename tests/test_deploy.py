@@ -12,7 +12,7 @@ import argparse
 import re
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -123,15 +123,31 @@ def test_daemonset_probes_and_secrets():
     # not /readyz: one VM's lost source must not take the node out of the Service or stall a rollout
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080}
+    daemonset = manifests()["DaemonSet"]
     secret = manifests()["Secret"]
     refs = {
         e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
     }
-    assert set(refs) == {env_name("operator_token"), env_name("turn_credential")}
+    assert set(refs) == {env_name("turn_credential")}, "the operator token is not an environment variable"
     for ref in refs.values():
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
-    # secrets only ever come from the Secret, never as plain values
-    assert not any(re.search("TOKEN|CREDENTIAL|PASSWORD", e["name"]) and "value" in e for e in container["env"])
+    # the operator token is a file of the Secret's, read-only, readable by the pod's group only
+    environ = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    token_file = PurePosixPath(environ[env_name("operator_token_file")])
+    (volume,) = [v for v in daemonset["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert volume["secret"]["defaultMode"] == 0o440
+    assert daemonset["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == image_user()
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True and PurePosixPath(mount["mountPath"]) == token_file.parent
+    assert {"key": "operator-token", "path": token_file.name} in volume["secret"]["items"]
+    assert "operator-token" in secret["stringData"]
+    assert parse_settings([], environ).operator_token_file == Path(token_file), "the service reads it from there"
+    # secrets only ever come from the Secret, never as plain values (a *_FILE value is a path, not a secret)
+    assert not any(
+        re.search("TOKEN|CREDENTIAL|PASSWORD", e["name"]) and not e["name"].endswith("_FILE") and "value" in e
+        for e in container["env"]
+    )
     assert "REPLACE" in secret["stringData"]["operator-token"], "the placeholder must say it is one"
 
 

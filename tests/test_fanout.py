@@ -97,11 +97,12 @@ async def test_a_frozen_viewer_does_not_slow_the_others(make_server, viewers):
                 len({s.frame for s in w.stats.stamps if start <= s.time_ms < start + seconds * 1000}) for w in watchers
             ]
 
-        counts_before = await frames_in(3.0)
+        # windows of 5 s: a 2-core machine's stalls average out (8 of 9 frames must arrive, as before)
+        counts_before = await frames_in(5.0)
         frozen.send_signal(signal.SIGSTOP)
-        counts_after = await frames_in(3.0)
+        counts_after = await frames_in(5.0)
         for b, a in zip(counts_before, counts_after, strict=True):
-            assert b >= 80 and a >= 0.9 * b, f"frames in 3 s before the freeze {b}, after {a}"
+            assert b >= 5 * 30 * 8 / 9 and a >= 0.9 * b, f"frames in 5 s before the freeze {b}, after {a}"
     finally:
         frozen.kill()
         await frozen.wait()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime
 import ipaddress
+import shutil
 import ssl
 import subprocess
 import sys
@@ -52,6 +53,30 @@ async def test_metrics_parse_and_move_when_frames_flow(make_server, anonymous, v
     assert metric_value(second, "vgpustream_session_source_state", session="default", state="streaming") == 1
     assert metric_value(second, "vgpustream_session_encode_seconds_count", session="default") > 10
     assert metric_value(second, "process_cpu_seconds_total") > 0
+
+
+OPENMETRICS = "application/openmetrics-text"
+
+
+async def test_metrics_negotiate_openmetrics_and_pass_promtool(make_server, anonymous, viewers):
+    server = await make_server(source="synthetic:320x240@30")
+    await (await viewers(server)).next_frame()
+    headers = {"Accept": f"{OPENMETRICS}; version=1.0.0; charset=utf-8"}
+    async with anonymous.get(server.make_url("/metrics"), headers=headers) as response:
+        assert response.status == 200 and response.content_type == OPENMETRICS
+        openmetrics = await response.text()
+    assert openmetrics.endswith("# EOF\n")
+    async with anonymous.get(server.make_url("/metrics")) as response:
+        assert response.content_type == "text/plain", "without asking, Prometheus' text format"
+        text = await response.read()
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package prometheus): the format is not checked")
+    checked = await asyncio.create_subprocess_exec(
+        promtool, "check", "metrics", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(checked.communicate(text), timeout=30)
+    assert checked.returncode == 0, output.decode()
 
 
 async def test_readyz_reports_a_lost_source(make_server, anonymous, tmp_path):

@@ -1,7 +1,7 @@
 """The viewers of one session: admission, roles, what each was sent and holds down, and the fan-out.
 
 The audience runs on the event loop. It is the only writer of per-viewer delivery state: which cursor
-each viewer was sent, which keys each holds down in the guest (released for it when it leaves).
+and which source state each viewer was sent, which keys each holds down in the guest (released for it when it leaves).
 
 A viewer that joins is replayed the packets since the last keyframe (the keyframe and the P-frames
 that refined it), so it starts at once and as sharp as the others, instead of from a new IDR of the
@@ -13,6 +13,9 @@ viewer's socket buffers and arrive as loss.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -22,7 +25,7 @@ from aiortc import RTCIceServer
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
-from vgpustream.sources.base import Cursor, InputSink
+from vgpustream.sources.base import Cursor, InputSink, SourceState
 from vgpustream.viewer import Viewer, ViewerCallbacks
 
 REPLAY_LIMIT = 120
@@ -30,6 +33,10 @@ REPLAY_LIMIT = 120
 up to 60 fps); past that it waits for a new keyframe instead. Paced, the replay never fills its queue."""
 REPLAY_SPEED = 3
 """A replay goes out at this many times the session's bitrate."""
+GONE_GRACE_S = 60.0
+"""How long a viewer that left is remembered as having been here (a late DELETE of it is no error)."""
+GONE_LIMIT = 256
+"""The most viewers remembered as gone; the oldest are forgotten first."""
 
 
 @dataclass
@@ -54,6 +61,8 @@ class _Seat:
     """The serial of the cursor image this viewer was last sent."""
     keys_down: set[str] = field(default_factory=set)
     """Keys this viewer holds down in the guest."""
+    state_shown: tuple[SourceState, str | None] | None = None
+    """The source state (and error) this viewer was last told."""
 
 
 class Audience:
@@ -76,6 +85,8 @@ class Audience:
         self._request_keyframe = request_keyframe
         self._viewers: dict[str, Viewer] = {}
         self._seats: dict[Viewer, _Seat] = {}
+        self._gone: OrderedDict[str, float] = OrderedDict()
+        """The ids of viewers that left, with when (monotonic), oldest first."""
         self._cursor_image: tuple[int, str] | None = None
         self._since_keyframe: list[av.Packet] = []
         """The last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
@@ -105,6 +116,11 @@ class Audience:
             return self._viewers[viewer_id]
         except KeyError:
             raise NotFound("no such viewer") from None
+
+    def has_left(self, viewer_id: str) -> bool:
+        """Whether `viewer_id` was a viewer of this session that left within the last GONE_GRACE_S."""
+        left_at = self._gone.get(viewer_id)
+        return left_at is not None and time.monotonic() - left_at < GONE_GRACE_S
 
     async def close_viewers(self, token_id: str | None = None) -> None:
         """Disconnect every viewer, or those that came in with token `token_id`; waits for all of it."""
@@ -153,6 +169,21 @@ class Audience:
             if with_image:
                 seat.cursor_serial = cursor.serial
 
+    def show_state(self, state: SourceState, error: str | None) -> None:
+        """Tell each viewer on a data channel the source's state and last error, when it was told otherwise.
+
+        View-only viewers are told too. Called after every capture step, so a viewer whose channel opens
+        late is told at the next one.
+        """
+        shown = (state, error)
+        text = None
+        for viewer, seat in self._seats.items():
+            if seat.state_shown == shown:
+                continue
+            text = text or state_message(state, error)
+            if viewer.send_message(text):
+                seat.state_shown = shown
+
     def _cursor_png(self, cursor: Cursor) -> str:
         if self._cursor_image is None or self._cursor_image[0] != cursor.serial:
             self._cursor_image = (cursor.serial, png_data_url(cursor.image))
@@ -186,6 +217,7 @@ class Audience:
 
     def _forget(self, viewer: Viewer) -> None:
         self._viewers.pop(viewer.id, None)
+        self._remember_gone(viewer.id)
         seat = self._seats.pop(viewer, None)
         if seat is None:
             return
@@ -196,6 +228,12 @@ class Audience:
         # a viewer that leaves mid-keystroke must not leave the key stuck down in the guest
         for code in sorted(seat.keys_down):
             self._sink.send(KeyEvent(code=code, down=False))
+
+    def _remember_gone(self, viewer_id: str) -> None:
+        now = time.monotonic()
+        self._gone[viewer_id] = now
+        while self._gone and (len(self._gone) > GONE_LIMIT or now - next(iter(self._gone.values())) >= GONE_GRACE_S):
+            self._gone.popitem(last=False)
 
     def _on_input(self, viewer: Viewer, message: str | bytes) -> None:
         try:
@@ -211,6 +249,11 @@ class Audience:
         if isinstance(event, KeyEvent):
             (seat.keys_down.add if event.down else seat.keys_down.discard)(event.code)
         self._sink.send(event)
+
+
+def state_message(state: SourceState, error: str | None) -> str:
+    """The input channel's message for a source state: {"type": "state", "state", "message"}."""
+    return json.dumps({"type": "state", "state": state.value, "message": error})
 
 
 def replay(packets: list[av.Packet]) -> list[av.Packet]:

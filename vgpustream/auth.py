@@ -56,7 +56,7 @@ def bearer_token(request: web.Request) -> str | None:
     scheme, _, value = header.partition(" ")
     value = value.strip()
     if scheme.lower() != "bearer" or not value or len(value) > MAX_TOKEN_LENGTH:
-        raise Forbidden("the Authorization header must be 'Bearer <token>'")
+        raise Forbidden("the Authorization header must be 'Bearer <token>'", "invalid_request")
     return value
 
 
@@ -113,7 +113,9 @@ class Authority:
         if secret is None:
             raise Unauthorized("an operator token is required (Authorization: Bearer <token>)")
         if not self._is_operator(secret):
-            raise Forbidden("not a valid operator token")
+            # a viewer token is a valid token, of too small a scope
+            viewer_token = self._store.token_by_hash(token_hash(secret)) is not None
+            raise Forbidden("not a valid operator token", "insufficient_scope" if viewer_token else "invalid_token")
 
     def viewer_grant(self, request: web.Request, session_id: str, consume: bool = True) -> Grant:
         """What the request's token allows on session `session_id`; a single-use token is used up here."""
@@ -130,7 +132,7 @@ class Authority:
         record = found[0]
         now = time.time()
         if record.session_id != session_id:
-            raise Forbidden("the token is for another session")
+            raise Forbidden("the token is for another session", "insufficient_scope")
         if record.revoked_at is not None:
             raise Forbidden("the token was revoked")
         if record.expires_at <= now:

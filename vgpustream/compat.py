@@ -7,6 +7,15 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aiortc: RTCP PLI/FIR from a viewer reach `RTCRtpSender._send_keyframe`, which only flags aiortc's own
   encoder. Our tracks return already-encoded packets, so the request must reach the session's shared
   encoder instead (`on_keyframe_request`).
+- aiortc: the `playout-delay` RTP header extension (min = max = 0) on every video packet, where the
+  viewer offers it (Chromium does): a browser then shows each frame as soon as it is decoded instead of
+  holding it in a render buffer, as remote-desktop senders ask. aiortc neither offers nor writes it.
+- aiortc: `RTCPeerConnection.close` stops at the first transport that a failed offer/answer left unset
+  (an SCTP transport without its DTLS transport) and never completes; `close_peer_connection` stops
+  the rest one by one, so a rejected viewer's sockets are released.
+- aiortc: DTLS with peers whose certificate is RSA (GStreamer's webrtcbin, among others): aiortc offers
+  only ECDHE-ECDSA cipher suites, so such a peer, as DTLS server, finds "no shared cipher". ECDHE-RSA
+  suites are offered after them (`_offer_rsa_cipher_suites`; aiortc PRs #1392 and #1421 are open).
 - aioice: which local addresses are offered as ICE host candidates (`advertise_host_addresses`);
   aioice has no per-connection setting, only a module-level lookup.
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
@@ -16,6 +25,7 @@ stopped applying would show up only as a stream that never recovers from loss.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import weakref
@@ -24,8 +34,11 @@ from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
+import aiortc.codecs
+import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
-from aiortc import RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
+from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
 from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
 
@@ -33,6 +46,26 @@ from vgpustream.errors import VgpuStreamError
 
 SUPPORTED = {"aiortc": "1.16.", "aioice": "0.13.", "dbus-fast": "5."}
 """The release series each patch below was written and tested against (a version prefix)."""
+
+DTLS_CIPHER_SUITES = b":".join(
+    [
+        b"ECDHE-ECDSA-AES128-GCM-SHA256",
+        b"ECDHE-ECDSA-CHACHA20-POLY1305",
+        b"ECDHE-ECDSA-AES128-SHA",
+        b"ECDHE-ECDSA-AES256-SHA",
+        b"ECDHE-RSA-AES128-GCM-SHA256",
+        b"ECDHE-RSA-CHACHA20-POLY1305",
+        b"ECDHE-RSA-AES128-SHA",
+        b"ECDHE-RSA-AES256-SHA",
+    ]
+)
+"""aiortc's own suites (for its ECDSA certificate) first, then the same for a peer's RSA certificate."""
+
+PLAYOUT_DELAY = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
+NO_PLAYOUT_DELAY = bytes(3)
+"""The extension's value: 12 bits of minimum and 12 of maximum delay, in 10 ms units: none at all."""
+PLAYOUT_DELAY_ID = 5
+"""Its id where aiortc makes the offer (the viewer's own id is used where it offers, as WHEP viewers do)."""
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _installed = False
@@ -69,7 +102,45 @@ def install() -> None:
             handler()
 
     RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+    _write_playout_delay()
+    _offer_rsa_cipher_suites()
     _installed = True
+
+
+def _write_playout_delay() -> None:
+    """Negotiate the playout-delay extension for video and write it on every packet where it was."""
+    aiortc.codecs.HEADER_EXTENSIONS["video"].append(RTCRtpHeaderExtensionParameters(PLAYOUT_DELAY_ID, PLAYOUT_DELAY))
+    configure, write = HeaderExtensionsMap.configure, HeaderExtensionsMap.set
+    ids: weakref.WeakKeyDictionary[HeaderExtensionsMap, int] = weakref.WeakKeyDictionary()
+
+    def configure_with_playout_delay(extensions: HeaderExtensionsMap, parameters: RTCRtpParameters) -> None:
+        configure(extensions, parameters)
+        for extension in parameters.headerExtensions:
+            if extension.uri == PLAYOUT_DELAY:
+                ids[extensions] = extension.id
+
+    def write_with_playout_delay(extensions: HeaderExtensionsMap, values: HeaderExtensions) -> tuple[int, bytes]:
+        profile, packed = write(extensions, values)
+        playout_delay = ids.get(extensions)
+        if playout_delay is None:
+            return profile, packed
+        return pack_header_extensions([*unpack_header_extensions(profile, packed), (playout_delay, NO_PLAYOUT_DELAY)])
+
+    HeaderExtensionsMap.configure = configure_with_playout_delay  # type: ignore[method-assign]
+    HeaderExtensionsMap.set = write_with_playout_delay  # type: ignore[method-assign]
+
+
+def _offer_rsa_cipher_suites() -> None:
+    """Let DTLS agree with a peer whose certificate is RSA: the suites it needs follow aiortc's ECDSA ones."""
+    certificate = aiortc.rtcdtlstransport.RTCCertificate
+    create_context = certificate._create_ssl_context
+
+    def create_context_with_rsa(self: Any, srtp_profiles: Any) -> Any:
+        context = create_context(self, srtp_profiles)
+        context.set_cipher_list(DTLS_CIPHER_SUITES)
+        return context
+
+    certificate._create_ssl_context = create_context_with_rsa  # type: ignore[method-assign]
 
 
 def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> None:
@@ -77,6 +148,33 @@ def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> No
     if not _installed:
         raise RuntimeError("vgpustream.compat.install() has not run")
     _keyframe_handlers[sender] = handler
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """Close `pc`, also when an offer aiortc could not answer left it half-made."""
+    try:
+        await pc.close()
+    except Exception:  # aiortc 1.16: e.g. AttributeError from RTCSctpTransport.stop without a transport
+        await _stop_each_transport(pc)
+
+
+async def _stop_each_transport(pc: RTCPeerConnection) -> None:
+    """What `RTCPeerConnection.close` would have done after the step that failed, each step on its own."""
+    transports: list[Any] = []
+    for transceiver in pc.getTransceivers():
+        transports += [transceiver.sender, transceiver.receiver]
+        dtls = transceiver.receiver.transport
+        transports += [dtls, dtls.transport] if dtls is not None else []
+    sctp = pc.sctp
+    if sctp is not None and sctp.transport is not None:
+        transports += [sctp, sctp.transport, sctp.transport.transport]
+    for transport in transports:
+        with contextlib.suppress(Exception):
+            await transport.stop()
+    closed = pc._RTCPeerConnection__isClosed  # type: ignore[attr-defined]
+    if closed is not None and not closed.done():
+        closed.set_result(True)  # a second close() waits on it
+    pc.remove_all_listeners()
 
 
 def advertise_host_addresses(addresses: Sequence[str]) -> None:

@@ -7,10 +7,14 @@ They say what went wrong, not how to answer it: the HTTP layer maps codes to sta
 from __future__ import annotations
 
 
+def printable(text: str, limit: int = 80) -> str:
+    """`text` made safe to show a person: printable characters only, and at most `limit` of them."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text[:limit]) + ("…" if len(text) > limit else "")
+
+
 def bounded(text: str, limit: int = 80) -> str:
-    """`text` made safe to echo in a message or a log line: printable, and at most `limit` characters."""
-    clean = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
-    return repr(clean + ("…" if len(text) > limit else ""))
+    """`text` made safe to echo in a message or a log line: printable, at most `limit` characters, quoted."""
+    return repr(printable(text, limit))
 
 
 class VgpuStreamError(Exception):
@@ -80,6 +84,11 @@ class Forbidden(VgpuStreamError):
 
     code = "forbidden"
 
+    def __init__(self, message: str, token_error: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.token_error = token_error
+        """Its Bearer token error (RFC 6750): invalid_token, insufficient_scope or invalid_request."""
+
 
 class UnsupportedMediaType(VgpuStreamError):
     code = "unsupported_media_type"
@@ -113,3 +122,13 @@ class SourceUnavailable(VgpuStreamError):
     """The device or connection behind a source cannot be opened or has gone."""
 
     code = "source_unavailable"
+
+
+class Unavailable(VgpuStreamError):
+    """A transient lack of resources (sockets, ports) for this request; the client may retry later."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

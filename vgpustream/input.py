@@ -10,7 +10,6 @@ Anything else is rejected with InvalidInput; the caller drops it and counts it.
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass
 
@@ -52,7 +51,7 @@ def parse_input(message: str | bytes) -> InputEvent:
         raise InvalidInput("message too long")
     try:
         data = json.loads(message)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInput("not JSON") from exc
     if not isinstance(data, dict):
         raise InvalidInput("not a JSON object")
@@ -94,6 +93,6 @@ def _unit(data: dict[str, object], name: str) -> float:
     value = data.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"{name} must be a number")
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+    if not 0.0 <= value <= 1.0:  # compared before any float(): an integer past 1e308 has none
         raise InvalidInput(f"{name} must be within [0, 1]")
     return float(value)

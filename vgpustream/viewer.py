@@ -16,20 +16,22 @@ import av
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
-from vgpustream.errors import InvalidOffer
+from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
 
 INPUT_CHANNEL = "input"
+MAX_RESOLVING = 8
+"""The most trickled mDNS candidates (`<uuid>.local`) of one viewer being resolved at a time; more are dropped."""
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
 
 
@@ -60,16 +62,44 @@ class PacketTrack(MediaStreamTrack):
             raise MediaStreamError from None
 
 
+MEDIA_KINDS = ("video", "audio", "application")
+"""The sections an offer may have, at most one of each: the video we send, sound (answered inactive
+until there is any) and the input data channel. More would only cost transports and parsing."""
+SENDABLE = (None, "recvonly", "sendrecv")
+"""Directions of a video section we can send to (none given means sendrecv)."""
+
+
 def check_offer(sdp: str) -> None:
-    """Raise InvalidOffer unless `sdp` is an SDP offer that can receive H.264 packetization-mode 1."""
+    """Raise InvalidOffer unless `sdp` is an SDP offer vgpustream can answer.
+
+    Checked here, before aiortc sees the offer: aiortc 1.16 fails with AttributeError (and leaves a
+    half-made peer connection) on offers without a=setup, with an empty or repeated a=mid, and so on.
+    """
+    if sdp.count("\nm=") > len(MEDIA_KINDS):  # before parsing hundreds of sections
+        raise InvalidOffer(f"an offer may have at most {len(MEDIA_KINDS)} media sections")
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises whatever its regexes and int() raise
         raise InvalidOffer("malformed SDP offer") from exc
-    videos = [m for m in parsed.media if m.kind == "video"]
-    if not videos:
+    kinds = [m.kind for m in parsed.media]
+    if any(kind not in MEDIA_KINDS for kind in kinds) or len(set(kinds)) != len(kinds):
+        raise InvalidOffer("an offer may have one video, one audio and one application section, no others")
+    mids = [m.rtp.muxId for m in parsed.media]
+    if not all(mids) or len(set(mids)) != len(mids):
+        raise InvalidOffer("every media section needs an a=mid of its own")
+    for media in parsed.media:
+        if media.dtls is None or media.dtls.role is None or not media.dtls.fingerprints:
+            raise InvalidOffer("every media section needs a=setup and a=fingerprint")
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise InvalidOffer("every media section needs a=ice-ufrag and a=ice-pwd")
+    if "application" in kinds and not any(m.kind == "application" and "SCTP" in m.profile for m in parsed.media):
+        raise InvalidOffer("the application section must be an SCTP data channel")
+    video = next((m for m in parsed.media if m.kind == "video"), None)
+    if video is None:
         raise InvalidOffer("the offer has no video media section")
-    for codec in videos[0].rtp.codecs:
+    if video.direction not in SENDABLE:
+        raise InvalidOffer("the video section must be recvonly or sendrecv")
+    for codec in video.rtp.codecs:
         if codec.mimeType.lower() == "video/h264" and str(codec.parameters.get("packetization-mode")) == "1":
             return
     raise InvalidOffer("the offer must accept H.264 with packetization-mode=1")
@@ -99,6 +129,7 @@ class Viewer:
         self._closed = asyncio.Event()
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
+        self._resolving: set[asyncio.Task[None]] = set()
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
         self._idle = asyncio.get_running_loop().call_later(idle_timeout, self._idle_expired)
@@ -146,12 +177,14 @@ class Viewer:
                 if codec.mimeType.lower() == "video/h264" and codec.parameters.get("profile-level-id") == H264_PROFILE
             ]
         )
+        compat.on_keyframe_request(transceiver.sender, self._callbacks.request_keyframe)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except (ValueError, OperationError) as exc:
+            await pc.setLocalDescription(await pc.createAnswer())
+        except OSError as exc:  # no socket for ICE now (fds, ports): the offer may succeed later
+            raise Unavailable("cannot open a connection for this viewer now") from exc
+        except Exception as exc:  # aiortc raises whatever its internals hit on an offer it cannot answer
             raise InvalidOffer("the SDP offer was not accepted") from exc
-        compat.on_keyframe_request(transceiver.sender, self._callbacks.request_keyframe)
-        await pc.setLocalDescription(await pc.createAnswer())
         return pc.localDescription.sdp
 
     async def add_ice_candidates(self, candidates: list[tuple[str | None, int | None, str]]) -> None:
@@ -165,7 +198,27 @@ class Viewer:
             candidate.sdpMid, candidate.sdpMLineIndex = mid, index
             parsed.append(candidate)
         for candidate in parsed:
-            await self._pc.addIceCandidate(candidate)
+            if candidate.ip.endswith(".local"):
+                self._add_in_background(candidate)
+            else:
+                await self._pc.addIceCandidate(candidate)
+
+    def _add_in_background(self, candidate: RTCIceCandidate) -> None:
+        """Add an mDNS candidate once aioice has resolved its name (up to 1 s), without holding up the caller.
+
+        Chromium hides its host addresses behind such names; where they cannot be resolved (or too many
+        are pending) the candidate is dropped, and the viewer's other candidates still connect it.
+        """
+        if len(self._resolving) >= MAX_RESOLVING or self._closing:
+            return
+        task = asyncio.create_task(self._pc.addIceCandidate(candidate), name=f"resolve-{self.id}")
+        self._resolving.add(task)
+        task.add_done_callback(self._resolved)
+
+    def _resolved(self, task: asyncio.Task[None]) -> None:
+        self._resolving.discard(task)
+        if not task.cancelled():
+            task.exception()  # an unusable candidate is dropped like an unresolvable one
 
     def send_message(self, text: str) -> bool:
         """Send a JSON text message on the viewer's input channel; False if it has none open."""
@@ -183,8 +236,13 @@ class Viewer:
         self._idle.cancel()
         self._callbacks.closed(self)
         self.queue.close()
-        await self._pc.close()
-        self._closed.set()
+        for task in self._resolving:
+            task.cancel()
+        await asyncio.gather(*self._resolving, return_exceptions=True)
+        try:
+            await compat.close_peer_connection(self._pc)
+        finally:
+            self._closed.set()
 
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState

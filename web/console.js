@@ -1,7 +1,9 @@
 /**
  * The console page: WHEP playback of one session, keyboard and mouse to the VM, stats,
- * fullscreen, and reconnection with exponential backoff. One connection at a time: each attempt
- * owns a WhepClient (the viewer resource) and an RTCPeerConnection, and teardown() closes both.
+ * fullscreen, reconnection with exponential backoff, and what the server says of the VM's display
+ * (its `state` messages on the input channel) over the picture and in the badge. One connection at
+ * a time: each attempt owns a WhepClient (the viewer resource) and an RTCPeerConnection, and
+ * teardown() closes both.
  */
 
 import { RemoteCursor } from "./cursor.js";
@@ -16,6 +18,17 @@ const BACKOFF_MAX_MS = 8000;
 const CONNECT_TIMEOUT_MS = 15000;
 // answers that retrying will not change: bad request, no or wrong token, no such session
 const PERMANENT_STATUSES = new Set([400, 401, 403, 404]);
+/** What the console says, once connected, for each state of the VM's display the server tells. */
+const SOURCE_STATES = {
+  streaming: { badge: "playing", message: "" },
+  starting: { badge: "starting", message: "Connecting to the VM's display…" },
+  no_signal: { badge: "no signal", message: "The guest turned its display off" },
+  lost: {
+    badge: "not available",
+    message: "The VM's display is not available (the VM is not running or its socket is missing) — retrying",
+    error: true,
+  },
+};
 
 /** Receive video, preferring what the server sends: H.264 constrained baseline, packetization-mode 1. */
 function addVideoTransceiver(pc) {
@@ -45,7 +58,7 @@ export function startConsole(sessionId, token) {
   const cursor = new RemoteCursor(stage);
   const overlay = new StatsOverlay(document.getElementById("stats"));
   /** For automated tests (and the curious): the current connection, kept current across reconnects. */
-  const state = (window.vgpustream = { pc: null, channel: null, state: "connecting" });
+  const state = (window.vgpustream = { pc: null, channel: null, state: "connecting", source: null });
   const input = new InputCapture(stage, video, (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   });
@@ -60,13 +73,30 @@ export function startConsole(sessionId, token) {
   document.title = `${sessionId} – vgpustream`;
   document.getElementById("session-name").textContent = sessionId;
 
-  /** Show a phase (connecting, playing, reconnecting, failed, closed) in the badge and state. */
-  function show(phase, message = "", error = false) {
+  /**
+   * Show a phase in the badge and state: connecting, reconnecting, failed, closed while there is no
+   * connection; once connected, the display's state (playing, starting, no_signal, lost).
+   */
+  function show(phase, message = "", error = false, label = phase, detail = "") {
     state.state = phase;
-    badge.textContent = phase;
+    badge.textContent = label;
     badge.className = `badge ${phase}`;
     status.textContent = message;
+    if (detail) {
+      const why = document.createElement("small");
+      why.textContent = detail;
+      status.append(document.createElement("br"), why);
+    }
     status.classList.toggle("error", error);
+    stage.dataset.phase = phase;
+  }
+
+  /** Connected: say what the server last told of the VM's display ("starting" until it tells). */
+  function showSource() {
+    const { state: told = "starting", message: why } = state.source || {};
+    const phase = told === "streaming" ? "playing" : told;
+    const { badge: label, message, error = false } = SOURCE_STATES[told] || SOURCE_STATES.starting;
+    show(phase, message, error, label, told === "streaming" ? "" : why);
   }
 
   function stopTimers() {
@@ -81,7 +111,7 @@ export function startConsole(sessionId, token) {
     // forget the connection before closing it: handlers of the events closing fires must see it gone
     const { pc } = state;
     if (whep) leaving = whep.close();
-    whep = state.pc = state.channel = null;
+    whep = state.pc = state.channel = state.source = null;
     cursor.reset();
     pc?.close();
   }
@@ -113,6 +143,10 @@ export function startConsole(sessionId, token) {
       return; // not a message of ours
     }
     if (message?.type === "cursor") cursor.update(message);
+    if (message?.type === "state") {
+      state.source = { state: message.state, message: message.message ?? null };
+      if (state.pc?.connectionState === "connected") showSource();
+    }
     // other types are for newer consoles
   }
 
@@ -124,7 +158,7 @@ export function startConsole(sessionId, token) {
     const channel = (state.channel = pc.createDataChannel("input", { ordered: true }));
     const current = () => state.pc === pc;
     addVideoTransceiver(pc);
-    channel.onmessage = (event) => receive(event.data);
+    channel.onmessage = (event) => current() && receive(event.data);
     channel.onclose = () => current() && retry(new Error("the input channel closed"));
     pc.ontrack = (event) => {
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
@@ -134,7 +168,7 @@ export function startConsole(sessionId, token) {
       if (pc.connectionState === "connected") {
         clearTimeout(connectTimer);
         backoff = BACKOFF_START_MS;
-        show("playing");
+        showSource();
       } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
         retry(new Error(`connection ${pc.connectionState}`));
       }

@@ -40,6 +40,13 @@ function sessionRow(table, session, token) {
     row.insertCell().textContent = text;
   }
   row.cells[2].className = `state ${session.state}`;
+  if (session.message) {
+    // why capturing the source failed last (the server bounds it)
+    const why = document.createElement("div");
+    why.className = "why";
+    why.textContent = session.message;
+    row.cells[2].append(why);
+  }
   row.insertCell(0).append(thumbnail(session.id, token));
 }
 

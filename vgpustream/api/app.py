@@ -19,6 +19,7 @@ from vgpustream.registry import SessionRegistry
 from vgpustream.settings import Settings
 from vgpustream.store import Store
 
+SERVER = "vgpustream"
 API_PREFIX = "/api/v1/"
 PUBLIC_API = {openapi.PATH}
 CORS_HEADERS = {
@@ -72,6 +73,11 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
+async def name_the_server(request: web.Request, response: web.StreamResponse) -> None:
+    """`Server: vgpustream`, without aiohttp's default of Python's and aiohttp's versions."""
+    response.headers["Server"] = SERVER
+
+
 def create_app(settings: Settings) -> web.Application:
     """The vgpustream web application: session 'default' on settings' source, and the remembered sessions."""
     app = web.Application(
@@ -79,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=max(settings.max_sdp_bytes, settings.max_json_bytes),
     )
     app[SETTINGS] = settings
+    app.on_response_prepare.append(name_the_server)
     app[LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
     compat.install()
     if settings.host_address:

@@ -7,7 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from vgpustream.errors import VgpuStreamError
+from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ STATUS = {
     "rate_limited": 429,
     "full": 503,
     "source_unavailable": 503,
+    "unavailable": 503,
 }
 """The HTTP status of each error code (vgpustream.errors); a code missing here is a bug, answered 500."""
 
@@ -37,12 +38,24 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
+def bearer_challenge(exc: VgpuStreamError) -> str | None:
+    """The WWW-Authenticate value for an auth error (RFC 9110 requires one on 401; RFC 6750's error on 403)."""
+    if isinstance(exc, Unauthorized):
+        return "Bearer"  # no credentials at all: no error code (RFC 6750 section 3.1)
+    if isinstance(exc, Forbidden):
+        return f'Bearer error="{exc.token_error}"'
+    return None
+
+
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except VgpuStreamError as exc:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+        challenge = bearer_challenge(exc)
+        if challenge is not None:
+            headers["WWW-Authenticate"] = challenge
         return error_response(STATUS[exc.code], exc.code, exc.message, headers)
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -17,7 +17,12 @@ PATH = "/api/v1/openapi.json"
 
 INT = {"type": "integer"}
 TEXT = {"type": "string"}
-STATE = {"type": "string", "enum": ["starting", "streaming", "no_signal", "lost"]}
+STATE = {
+    "type": "string",
+    "enum": ["starting", "streaming", "no_signal", "lost"],
+    "description": "The source: being opened (starting), showing a picture (streaming), its display off "
+    "(no_signal), or not reachable and retried (lost)",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -40,10 +45,22 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _challenge(description: str, required: bool) -> dict[str, Any]:
+    return {"WWW-Authenticate": {"description": description, "required": required, "schema": TEXT}}
+
+
 ERRORS = {
     "400": _json(_ref("Error"), "Invalid request"),
-    "401": _json(_ref("Error"), "No credentials"),
-    "403": _json(_ref("Error"), "Credentials that do not allow this"),
+    "401": {
+        **_json(_ref("Error"), "No credentials"),
+        "headers": _challenge("`Bearer` (RFC 9110, RFC 6750)", required=True),
+    },
+    "403": {
+        **_json(_ref("Error"), "Credentials that do not allow this"),
+        "headers": _challenge(
+            'RFC 6750: `Bearer error="invalid_token"`, `"insufficient_scope"` or `"invalid_request"`', required=False
+        ),
+    },
     "404": _json(_ref("Error"), "No such resource"),
     "413": _json(_ref("Error"), "Body too large"),
     "415": _json(_ref("Error"), "Wrong Content-Type"),
@@ -51,6 +68,7 @@ ERRORS = {
 LIMITED = {"429": _json(_ref("Error"), "Too many requests; see Retry-After")}
 FULL = {"503": _json(_ref("Error"), "No room; see Retry-After")}
 NO_CONTENT = {"204": {"description": "Done"}}
+METRICS_MEDIA = ("text/plain", "application/openmetrics-text")
 SESSION_ID = {"name": "id", "in": "path", "required": True, "schema": TEXT}
 
 
@@ -137,6 +155,11 @@ SCHEMAS: dict[str, Any] = {
             "encoder": _ref("Encoder"),
             "max_viewers": INT,
             "state": STATE,
+            "message": {
+                **_nullable({**TEXT, "maxLength": 201}),
+                "description": "Why capturing the source last failed (at most 200 characters and an ellipsis); "
+                "null once a capture step succeeds",
+            },
             "planes": _ref("PlaneSet"),
             "stats": _ref("Stats"),
         },
@@ -324,6 +347,21 @@ def document() -> dict[str, Any]:
                     requestBody=_body({**TEXT, "maxLength": 32768}, "application/sdp"),
                 ),
             },
+            "/whep/{session}/{viewer}": {
+                "parameters": [
+                    {"name": "session", "in": "path", "required": True, "schema": TEXT},
+                    {"name": "viewer", "in": "path", "required": True, "schema": TEXT},
+                ],
+                "delete": _operation(
+                    "whepLeave",
+                    "WHEP: leave (the viewer resource named by the offer's Location)",
+                    {
+                        "200": {"description": "Left, or had left already (for up to a minute after)"},
+                        "404": ERRORS["404"],
+                    },
+                    security=[],
+                ),
+            },
             "/healthz": {
                 "get": _operation(
                     "healthz", "Liveness", {"200": _json(_object({"status": TEXT}), "Alive")}, security=[]
@@ -353,7 +391,12 @@ def document() -> dict[str, Any]:
                 "get": _operation(
                     "metrics",
                     "Prometheus metrics",
-                    {"200": {"description": "Metrics", "content": {"text/plain": {"schema": TEXT}}}},
+                    {
+                        "200": {
+                            "description": "Metrics, in OpenMetrics where the Accept header asks for it",
+                            "content": {media: {"schema": TEXT} for media in METRICS_MEDIA},
+                        }
+                    },
                     security=[],
                 )
             },

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from vgpustream.api.state import REGISTRY, STORE
 from vgpustream.sources.base import SourceState
@@ -26,8 +27,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS])
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    """The metrics, in the format the Accept header asks for (OpenMetrics or Prometheus text)."""
+    return await make_aiohttp_handler(request.app[METRICS])(request)
 
 
 def add_routes(app: web.Application) -> None:

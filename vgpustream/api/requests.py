@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -25,11 +26,37 @@ async def read_text(request: web.Request, content_type: str, limit: int) -> str:
         raise VgpuStreamError("body is not UTF-8 text") from None
 
 
+MAX_JSON_DEPTH = 16
+"""The deepest nesting of arrays and objects a body may have; deeper would reach Python's recursion limit
+in the JSON decoder (and no request of ours nests more than three levels)."""
+
+
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects of the JSON `text` nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for token in _BRACKETS_AND_STRINGS.findall(text):
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+_BRACKETS_AND_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def read_json_object(request: web.Request, limit: int, allowed: set[str]) -> dict[str, Any]:
     """The body as a JSON object whose keys are all in `allowed`."""
     text = await read_text(request, "application/json", limit)
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise VgpuStreamError(f"body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)  # NaN and Infinity are not JSON
     except ValueError:
         raise VgpuStreamError("body is not valid JSON") from None
     if not isinstance(data, dict):

@@ -22,7 +22,7 @@ UPDATE_FIELDS = {"name", "labels", "encoder", "max_viewers"}
 
 
 def session_json(session: Session) -> dict[str, Any]:
-    """A session's definition, its source's state and planes, and its counters."""
+    """A session's definition, its source's state (with the last capture error) and planes, and its counters."""
     spec, capture, audience = session.spec, session.capture, session.audience
     fps, bitrate = capture.rates()
     encode = capture.encode_times.mean
@@ -34,6 +34,7 @@ def session_json(session: Session) -> dict[str, Any]:
         "encoder": dataclasses.asdict(spec.encoder),
         "max_viewers": spec.max_viewers,
         "state": capture.snapshot.state.value,
+        "message": capture.snapshot.error,
         "planes": capture.snapshot.planes.to_json(),
         "stats": {
             **dataclasses.asdict(capture.stats),

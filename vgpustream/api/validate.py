@@ -28,6 +28,14 @@ def integer(body: dict[str, Any], key: str, low: int, high: int, default: int) -
     return value
 
 
+def number(body: dict[str, Any], key: str, low: float, high: float, default: float) -> float:
+    """A number within low..high; range-checked before float(), which fails on integers past 1e308."""
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise VgpuStreamError(f"'{key}' must be a number within {low:g}..{high:g}")
+    return float(value)
+
+
 def boolean(body: dict[str, Any], key: str, default: bool) -> bool:
     value = body.get(key, default)
     if not isinstance(value, bool):
@@ -62,11 +70,8 @@ def encoder(body: dict[str, Any], default: EncoderSettings) -> EncoderSettings:
     unknown = set(value) - {"bitrate", "fps", "keyframe_interval"}
     if unknown:
         raise VgpuStreamError("'encoder' takes only bitrate, fps and keyframe_interval")
-    interval = value.get("keyframe_interval", default.keyframe_interval)
-    if isinstance(interval, bool) or not isinstance(interval, int | float):
-        raise VgpuStreamError("'encoder.keyframe_interval' must be a number")
     return EncoderSettings(
         bitrate=integer(value, "bitrate", 100_000, 100_000_000, default.bitrate),
         fps=integer(value, "fps", 1, 120, default.fps),
-        keyframe_interval=float(interval),
+        keyframe_interval=number(value, "keyframe_interval", 0.5, 60.0, default.keyframe_interval),
     )

@@ -73,7 +73,11 @@ async def options_viewer(request: web.Request) -> web.Response:
 
 
 async def delete_viewer(request: web.Request) -> web.Response:
-    await _viewer(request).close()
+    """Leave; 200 too for a viewer that already left (players may close their peer connection first)."""
+    audience = request.app[REGISTRY].get(request.match_info["session"]).audience
+    viewer_id = request.match_info["viewer"]
+    if not audience.has_left(viewer_id):
+        await audience.viewer(viewer_id).close()  # not_found for an id never issued (or long gone)
     return web.Response(status=200)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from vgpustream.bench import fanout, idle, pipeline, qemu, quality
+from vgpustream.bench import abuse, capacity, fanout, idle, latency, pipeline, qemu, quality, report
 from vgpustream.encoder import EncoderSettings
 
 
@@ -68,6 +69,29 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--moving", type=float, default=3.0, help="seconds of moving picture (default %(default)s)")
     p.add_argument("--still", type=float, default=2.0, help="seconds of still picture after it (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("capacity", help="server CPU and viewer frame rates as sessions are added")
+    p.add_argument("--sessions", type=_counts, default=[1, 2, 4, 8], help="session counts (default 1,2,4,8)")
+    p.add_argument("--viewers", type=int, default=1, choices=range(1, 17), help="viewers per session (default 1)")
+    p.add_argument("--seconds", type=float, default=10.0, help="measuring window per count (default %(default)s)")
+    p.add_argument("--resolution", default="1280x720", help="synthetic source size (default %(default)s)")
+    p.add_argument("--still", action="store_true", help="a still picture instead of a moving one")
+    p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--min-fps", type=float, default=28.0, help="a count is held when every viewer gets this")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("latency", help="glass-to-glass delay and WHEP POST to first frame, in Chromium")
+    p.add_argument("--resolutions", type=_sizes, default=[(1280, 720), (1920, 1080)], help="default 1280x720,1920x1080")
+    p.add_argument("--frames", type=int, default=900, help="stamped frames to measure (default %(default)s)")
+    p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("report", help="run latency, fanout, capacity and quality; write one HTML page of plots")
+    p.add_argument("--output", type=Path, default=Path("vgpustream-report.html"), help="default %(default)s")
+    p.add_argument("--quick", action="store_true", help="each bench briefly (a smoke run)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("abuse", help="hostile input on every route: statuses, 5xx (must be 0), resources kept")
+    p.add_argument("--examples", type=int, default=200, help="generated cases of each kind (default %(default)s)")
+    p.add_argument("--seed", type=int, default=12, help="seed of the generated cases (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -84,6 +108,24 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "fanout":
         result = fanout.run(args.viewers, args.seconds, args.resolution, args.fps, args.bitrate)
         print(json.dumps(result) if args.json else _fanout_table(result))
+    elif args.bench == "capacity":
+        result = capacity.run(
+            args.sessions,
+            args.viewers,
+            args.seconds,
+            resolution=args.resolution,
+            still=args.still,
+            bitrate=args.bitrate,
+            min_fps=args.min_fps,
+        )
+        print(json.dumps(result) if args.json else _capacity_table(result))
+    elif args.bench == "latency":
+        sizes = [f"{width}x{height}" for width, height in args.resolutions]
+        result = latency.run(sizes, args.frames, args.bitrate, args.chromium)
+        print(json.dumps(result) if args.json else _latency_table(result))
+    elif args.bench == "report":
+        result = report.write(args.output, args.quick)
+        print(json.dumps(result) if args.json else f"wrote {result['output']}")
     elif args.bench == "idle":
         result = idle.run(
             args.kinds,
@@ -97,6 +139,9 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "quality":
         result = quality.run(args.resolutions, EncoderSettings(bitrate=args.bitrate), args.moving, args.still)
         print(json.dumps(result) if args.json else _quality_table(result))
+    elif args.bench == "abuse":
+        result = abuse.run(args.examples, args.seed)
+        print(json.dumps(result) if args.json else abuse.table(result))
     else:
         result = qemu.run(args.runs, args.viewer, args.chromium)
         print(json.dumps(result) if args.json else _qemu_table(result))
@@ -123,6 +168,30 @@ def _fanout_table(result: dict[str, Any]) -> str:
         f"  {r['fps_per_viewer_mean']:>4.1f}  {r['encoded_fps']:>11.1f}  {r['decoded_fps']:>11.1f}"
         for r in result["runs"]
     ]
+    return "\n".join(lines)
+
+
+def _capacity_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['source']}, {result['viewers_per_session']} viewer(s) each, {result['seconds']:.0f} s per run; "
+        f"sessions held at >= {result['min_fps']:g} fps: {result['sessions_held']}",
+        "sessions  server cpu/wall  cpu/session  fps/viewer min  mean",
+    ]
+    lines += [
+        f"{r['sessions']:>8}  {r['cpu_per_wall']:>15.3f}  {r['cpu_per_session']:>11.4f}"
+        f"  {r['fps_per_viewer_min']:>14.1f}  {r['fps_per_viewer_mean']:>4.1f}"
+        for r in result["runs"]
+    ]
+    return "\n".join(lines)
+
+
+def _latency_table(result: dict[str, Any]) -> str:
+    lines = ["glass-to-glass in Chromium, ms (handed to the page / expected on screen)",
+             "resolution  frames  p50          p95          p99          WHEP POST -> first frame"]  # fmt: skip
+    for run in result["runs"]:
+        handed, shown = run["glass_to_glass_ms"]["handed_to_page"], run["glass_to_glass_ms"]["expected_on_screen"]
+        cells = "  ".join(f"{handed[q]:>5}/{shown[q]:<5}" for q in ("p50", "p95", "p99"))
+        lines.append(f"{run['resolution']:>10}  {run['frames']:>6}  {cells}  {run['whep_post_to_first_frame_ms']} ms")
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.sources.common.qmp import Qmp
+from vgpustream.testing.chromium import ConsolePage
 from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, Qemu, missing
 from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.testing.server import serve
@@ -134,26 +135,11 @@ class ChromiumViewer:
     when the page is handed a changed video frame."""
 
     def __init__(self, base: str, chromium: str) -> None:
-        self.url = f"{base}/?session=default"
-        self.chromium = chromium
-        self._playwright: Any = None
-        self._browser: Any = None
+        self._console = ConsolePage(f"{base}/?session=default", chromium)
         self.page: Any = None
 
     async def open(self) -> None:
-        try:
-            from playwright.async_api import async_playwright  # noqa: PLC0415 - only this viewer needs it
-        except ImportError:
-            raise SystemExit("bench qemu --viewer chromium needs playwright: pip install 'vgpustream[test]'") from None
-        self._playwright = await async_playwright().start()
-        self._browser = await self._playwright.chromium.launch(
-            executable_path=self.chromium,
-            args=["--no-sandbox", "--disable-gpu", "--allow-loopback-in-peer-connection",
-                  "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required"],
-        )  # fmt: skip
-        self.page = await self._browser.new_page(viewport={"width": 1280, "height": 800})
-        await self.page.goto(self.url)
-        await self.page.wait_for_function("window.vgpustream && window.vgpustream.state === 'playing'")
+        self.page = await self._console.__aenter__()
         await self.page.evaluate(WATCH_FRAMES)
 
     async def changed_after(self, since: float) -> float:
@@ -171,8 +157,7 @@ class ChromiumViewer:
         return await self.page.evaluate("window.benchKey") / 1000
 
     async def close(self) -> None:
-        await self._browser.close()
-        await self._playwright.stop()
+        await self._console.__aexit__(None, None, None)
 
 
 def _summary(values: list[float], scale: float, digits: int) -> dict[str, Any]:

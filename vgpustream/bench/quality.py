@@ -103,6 +103,7 @@ def measure(width: int, height: int, settings: EncoderSettings, moving: float, s
             "psnr_db_first": still_db[0][1] if still_db else None,
             "psnr_db_final": still_db[-1][1] if still_db else None,
             "seconds_to_sharp": sharp,
+            "trace": still_db,
             "joiner_replayed_packets": len(since_keyframe),
             "joiner_psnr_db": joiner if len(since_keyframe) <= REPLAY_LIMIT else None,
             # past the replay limit a joiner is sent a new keyframe instead

@@ -26,13 +26,14 @@ from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import FramePipeline, StepResult
 from vgpustream.capture.stats import CaptureStats, EncodeTimes, RateMeter
 from vgpustream.encoder import EncoderSettings
-from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded
+from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
 from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
 from vgpustream.thumbnail import Thumbnail
 
 log = logging.getLogger(__name__)
 
 ERROR_BACKOFF = 1.0  # seconds before a failed open or capture is tried again
+MAX_ERROR_CHARS = 200  # of a capture error's message kept for the API and viewers
 T = TypeVar("T")
 
 
@@ -45,6 +46,8 @@ class Snapshot:
     cursor: Cursor | None = None
     display_limits: tuple[int, int] | None = None
     """The largest display the guest can be asked for (EDID max_xres, max_yres), where known."""
+    error: str | None = None
+    """Why the last step failed (bounded, printable); None once a step succeeds."""
     thumbnail: Thumbnail | None = None
     """A small copy of a recent picture (at most a sample interval old)."""
 
@@ -62,6 +65,10 @@ class Output(Protocol):
 
     def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
         """Deliver one step's packets (possibly none) and the cursor as it is now."""
+        ...
+
+    def show_state(self, state: SourceState, error: str | None) -> None:
+        """The source's state and last error after each step, failed or not (most often unchanged)."""
         ...
 
 
@@ -169,11 +176,13 @@ class CaptureLoop:
                     result, self.snapshot = await self._on_capture_thread(self._step, keyframe, periodic, composite)
             except VgpuStreamError as exc:
                 self._failed(exc)
+                output.show_state(self.snapshot.state, self.snapshot.error)
                 await asyncio.sleep(ERROR_BACKOFF)
                 deadline = loop.time()
                 continue
             self._count(result, now)
             output.publish(result.packets, self.snapshot.cursor)
+            output.show_state(self.snapshot.state, self.snapshot.error)
             interval = self._sample_interval if self._idle else 1.0 / self.settings.fps
             deadline = max(deadline + interval, loop.time())
             if not self._idle:
@@ -193,8 +202,8 @@ class CaptureLoop:
 
     def _failed(self, exc: VgpuStreamError) -> None:
         self.stats.capture_errors += 1
-        if isinstance(exc, SourceUnavailable):
-            self.snapshot = replace(self.snapshot, state=SourceState.LOST)
+        state = SourceState.LOST if isinstance(exc, SourceUnavailable) else self.snapshot.state
+        self.snapshot = replace(self.snapshot, state=state, error=printable(exc.message, MAX_ERROR_CHARS))
         # rate-limited: the first error and then one in a hundred
         if self.stats.capture_errors % 100 == 1:
             log.warning(

@@ -92,6 +92,11 @@ class WhepReceiver:
         assert self._channel is not None, "this receiver has no input channel"
         self._channel.send(json.dumps(event))
 
+    def send_message(self, message: str | bytes) -> None:
+        """Send anything at all on the input channel (the abuse bench's hostile messages)."""
+        assert self._channel is not None, "this receiver has no input channel"
+        self._channel.send(message)
+
     async def next_frame(self, timeout: float = 10.0) -> ReceivedFrame:
         """The next frame the track yields, with its stamp read back."""
         track = await self._track

@@ -84,7 +84,6 @@ _EXTENDED = {  # sent as 0xE0 <code>; QEMU numbers them 0x80 | code
     "AudioVolumeUp": 0x30,
     "BrowserHome": 0x32,
     "NumpadDivide": 0x35,
-    "PrintScreen": 0x37,
     "AltRight": 0x38,
     "Pause": 0x46,  # QEMU's number for the E1-prefixed Pause key
     "Home": 0x47,
@@ -114,8 +113,40 @@ _EXTENDED = {  # sent as 0xE0 <code>; QEMU numbers them 0x80 | code
     "MediaSelect": 0x6D,
 }
 
-QNUM: dict[str, int] = _MAIN_BLOCK | {code: 0x80 | scan for code, scan in _EXTENDED.items()}
-"""KeyboardEvent.code → QEMU key number, for a 104/105-key PC keyboard, Japanese keys and media keys."""
+_BEYOND_PC = {  # keys a PC/AT keyboard lacks, numbered as QEMU's key map (keycodemapdb) numbers them
+    "PrintScreen": 0x54,  # QEMU's "print" (SysRq's code); 0xB7 is the legacy E0 37 a guest may not map
+    "F13": 0x5D,
+    "F14": 0x5E,
+    "F15": 0x5F,
+    "F16": 0x55,
+    "F17": 0x83,
+    "F18": 0xF7,
+    "F19": 0x84,
+    "F20": 0x5A,
+    "F21": 0x74,
+    "F22": 0xF9,
+    "F23": 0x6D,
+    "F24": 0x6F,
+    "Lang3": 0x78,  # Katakana
+    "Lang4": 0x77,  # Hiragana
+    "Lang5": 0x76,  # Zenkaku/Hankaku
+    "Again": 0x85,
+    "Props": 0x86,
+    "Undo": 0x87,
+    "Open": 0x64,
+    "Paste": 0x65,
+    "Cut": 0xBC,
+    "Find": 0xC1,
+    "Help": 0xF5,
+    "Copy": 0xF8,
+    "Eject": 0x6C,
+    "Suspend": 0xA5,
+    "NumpadParenLeft": 0xF6,
+    "NumpadParenRight": 0xFB,
+}
+
+QNUM: dict[str, int] = _MAIN_BLOCK | {code: 0x80 | scan for code, scan in _EXTENDED.items()} | _BEYOND_PC
+"""KeyboardEvent.code → QEMU key number: a 104/105-key PC keyboard, Japanese keys, media and the keys beyond."""
 
 # (bit in the browser's `buttons`, QEMU InputButton index, its QMP name)
 BUTTONS = ((0, 0, "left"), (2, 1, "middle"), (1, 2, "right"), (3, 5, "side"), (4, 6, "extra"))

@@ -65,7 +65,10 @@ def edid_for(width: int, height: int) -> bytes:
         b"\x00\xff\xff\xff\xff\xff\xff\x00"
         + struct.pack(">H", (ord("V") - 64) << 10 | (ord("G") - 64) << 5 | (ord("S") - 64))  # manufacturer VGS
         + struct.pack("<HIBB", 1, 1, 1, 2026 - 1990)  # product, serial, week, year
-        + bytes([1, 4, 0x80, width * 264 // 10_000, height * 264 // 10_000, 0x78, 0x0A])
+        + bytes([1, 4, 0x80, width * 264 // 10_000, height * 264 // 10_000, 0x78])
+        # features: RGB and YCbCr 4:4:4, sRGB the default colour space (the chromaticities below are
+        # sRGB's: edid-decode --check fails an EDID that has them without saying so), native preferred timing
+        + bytes([0x08 | 0x04 | 0x02])
         + bytes.fromhex("ee91a3544c99260f5054")  # sRGB chromaticity
         + bytes(3)  # no established timings
         + b"\x01\x01" * 8  # no standard timings

@@ -1,0 +1,152 @@
+"""Hostile input is answered 4xx, never 5xx, and leaves nothing behind (issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from tests.test_lifecycle import settle
+from vgpustream import compat, viewer
+from vgpustream.api import whep
+from vgpustream.api.state import REGISTRY
+from vgpustream.testing.hostile import spoiled_offers
+
+SDP = {"Content-Type": "application/sdp"}
+
+
+async def an_offer(data_channel: bool = True) -> str:
+    """A real aiortc viewer's offer: recvonly video and, unless told otherwise, the input data channel."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    if data_channel:
+        pc.createDataChannel("input")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+def mutate(sdp: str, case: str) -> str:
+    return spoiled_offers(sdp)[case]
+
+
+HOSTILE_OFFERS = [
+    "empty-mid",
+    "repeated-mid",
+    "no-setup",
+    "no-fingerprint",
+    "no-ice-credentials",
+    "300-video-m-lines",
+    "two-video-sections",
+    "sendonly-video",
+    "unknown-kind",
+    "application-not-sctp",
+]
+
+
+@pytest.mark.parametrize("case", HOSTILE_OFFERS)
+async def test_hostile_offers_are_invalid_offer_400(make_server, http, viewers, case):
+    server = await make_server(source="synthetic:320x240@30")
+    offer = mutate(await an_offer(), case)
+    async with http.post(server.make_url("/whep/default"), data=offer, headers=SDP) as response:
+        assert response.status == 400, await response.text()
+        assert (await response.json())["error"]["code"] == "invalid_offer"
+    receiver = await viewers(server)
+    assert (await receiver.next_frame()).picture.width == 320
+
+
+async def test_offers_aiortc_fails_on_are_400_and_release_the_viewer(make_server, http, monkeypatch):
+    """With the up-front check out of the way, aiortc itself fails on these: still 400, nothing left."""
+    monkeypatch.setattr(whep, "check_offer", lambda sdp: None)
+    monkeypatch.setattr(viewer, "check_offer", lambda sdp: None)
+    server = await make_server(source="synthetic:320x240@30", max_viewers=2)
+    session = server.app[REGISTRY].get("default")
+    offer = await an_offer()
+    broken = [mutate(offer, case) for case in ("empty-mid", "no-setup")]
+
+    async def post(sdp: str) -> int:
+        async with http.post(server.make_url("/whep/default"), data=sdp, headers=SDP) as response:
+            return response.status
+
+    assert [await post(sdp) for sdp in broken] == [400, 400]  # warm-up
+    baseline = await settle((0, 0), seconds=2.0)
+    statuses = [await post(broken[n % len(broken)]) for n in range(60)]
+    assert set(statuses) == {400}, statuses
+    assert len(session.audience) == 0, "a rejected offer must give its viewer slot back"
+    assert await settle(baseline) <= baseline, f"(fds, tasks) were {baseline}"
+
+
+async def test_closing_a_half_made_peer_connection_finishes():
+    """aiortc 1.16's close() raises on an SCTP transport that an unanswerable offer left without DTLS."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="sendonly")
+    offer = mutate(await an_offer(), "empty-mid")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+    with pytest.raises(AttributeError):
+        await pc.createAnswer()
+    await asyncio.wait_for(compat.close_peer_connection(pc), 5)
+    await asyncio.wait_for(pc.close(), 5)  # a second close returns too
+
+
+DEEP = 5000
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        ("/api/v1/sessions", "[" * DEEP + "]" * DEEP, "nests deeper"),
+        ("/api/v1/sessions", '{"labels":' + "[" * DEEP + "]" * DEEP + "}", "nests deeper"),
+        ("/api/v1/sessions/default", '{"labels":"' + "[" * DEEP + '"}', "labels"),  # brackets in a string are text
+        ("/api/v1/sessions/default", '{"encoder":{"keyframe_interval":' + "9" * 400 + "}}", "keyframe_interval"),
+        ("/api/v1/sessions/default", '{"encoder":{"keyframe_interval":NaN}}', "not valid JSON"),
+        ("/api/v1/sessions/default", '{"encoder":{"keyframe_interval":-Infinity}}', "not valid JSON"),
+        ("/api/v1/sessions/default", '{"encoder":{"bitrate":' + "9" * 400 + "}}", "bitrate"),
+        ("/api/v1/sessions/default/tokens", '{"ttl_seconds":' + "9" * 400 + "}", "ttl_seconds"),
+        ("/api/v1/sessions/default/tokens", '{"ttl_seconds":1e999}', "ttl_seconds"),
+    ],
+    ids=[
+        "deep-array",
+        "deep-labels",
+        "brackets-in-text",
+        "huge-interval",
+        "nan",
+        "infinity",
+        "huge-bitrate",
+        "huge-ttl",
+        "float-overflow-ttl",
+    ],
+)
+async def test_hostile_json_is_400(make_server, http, path, body, fragment):
+    server = await make_server(source="synthetic:320x240@30")
+    method = http.patch if path == "/api/v1/sessions/default" else http.post
+    async with method(server.make_url(path), data=body, headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400, await response.text()
+        assert fragment in (await response.json())["error"]["message"]
+
+
+async def test_hostile_input_messages_are_counted_and_the_channel_goes_on(make_server, viewers):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    await receiver.wait_channel_open()
+    channel = receiver._channel
+    hostile = [
+        '{"type":"pointer","x":' + "9" * 400 + ',"y":0,"buttons":0}',  # no float for it
+        "[" * 256 + "]" * 256,
+        '{"type":"pointer","x":NaN,"y":0,"buttons":0}',
+        b"\xff\xfe",
+        "x" * 4096,
+    ]
+    for message in hostile:
+        channel.send(message)
+    receiver.send_input({"type": "pointer", "x": 0.5, "y": 0.5, "buttons": 0})
+    for _ in range(100):
+        if session.audience.stats.input_events == 1:
+            break
+        await asyncio.sleep(0.05)
+    stats = session.audience.stats
+    assert (stats.input_invalid, stats.input_events) == (len(hostile), 1)
+    assert (await receiver.next_frame()).picture.width == 320

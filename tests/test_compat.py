@@ -1,0 +1,51 @@
+"""The patches of third-party libraries: applied to the real libraries, and refused on unknown versions."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc import RTCCertificate, RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
+from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, unpack_header_extensions
+from OpenSSL import SSL
+
+from vgpustream import compat
+
+
+def test_an_unknown_library_version_is_refused_loudly():
+    compat.check_versions()  # the installed ones are supported
+    with pytest.raises(compat.UnsupportedLibrary, match=r"aiortc 0\.1\.x but aiortc 1\.16"):
+        compat.check_versions({"aiortc": "0.1."})
+
+
+def test_video_packets_carry_a_zero_playout_delay_where_it_was_negotiated():
+    compat.install()
+    negotiated = HeaderExtensionsMap()
+    negotiated.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(id=5, uri=compat.PLAYOUT_DELAY),
+            ]
+        )
+    )
+    written = unpack_header_extensions(*negotiated.set(HeaderExtensions(mid="0")))
+    assert written == [(9, b"0"), (5, b"\x00\x00\x00")]
+    assert negotiated.get(*negotiated.set(HeaderExtensions(mid="0"))).mid == "0", "aiortc still reads its own"
+    plain = HeaderExtensionsMap()
+    plain.configure(
+        RTCRtpParameters(
+            headerExtensions=[RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]
+        )
+    )
+    assert unpack_header_extensions(*plain.set(HeaderExtensions(mid="0"))) == [(9, b"0")], "not where it was not"
+
+
+def test_dtls_offers_rsa_suites_after_aiortc_s_ecdsa_ones():
+    compat.install()
+    certificate = RTCCertificate.generateCertificate()
+    context = certificate._create_ssl_context([SRTP_AES128_CM_SHA1_80])
+    # TLS 1.3 suites (OpenSSL lists them first) do not apply to DTLS 1.2
+    offered = [c for c in SSL.Connection(context).get_cipher_list() if c.startswith("ECDHE")]
+    assert offered[0] == "ECDHE-ECDSA-AES128-GCM-SHA256", "aiortc's own certificate is ECDSA: its suites first"
+    assert "ECDHE-RSA-AES128-GCM-SHA256" in offered, "a peer with an RSA certificate (GStreamer) finds one it shares"
+    assert offered.index("ECDHE-RSA-AES128-GCM-SHA256") > offered.index("ECDHE-ECDSA-AES256-SHA")

@@ -1,0 +1,55 @@
+"""Viewers are told the source's state, and why it is not streaming, on their input channel; the API says the same."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from vgpustream.errors import printable
+
+
+async def told_states(receiver, count: int, timeout: float = 10.0) -> list[dict]:
+    """The first `count` state messages the viewer was sent."""
+    deadline = time.monotonic() + timeout
+    while len(states := [m for m in receiver.messages if m.get("type") == "state"]) < count:
+        assert time.monotonic() < deadline, f"the viewer was told {states}, expected {count} state messages"
+        await asyncio.sleep(0.05)
+    return states[:count]
+
+
+async def session_json(http, server) -> dict:
+    async with http.get(server.make_url("/api/v1/sessions/default")) as response:
+        assert response.status == 200
+        return await response.json()
+
+
+async def test_a_view_only_viewer_is_told_the_source_is_lost_and_why(make_server, http, viewers, tmp_path):
+    socket_path = tmp_path / "no-such-vm" / "bus.sock"
+    server = await make_server(source=f"qemu-dbus:unix:path={socket_path}")
+    deadline = time.monotonic() + 10
+    while (session := await session_json(http, server))["message"] is None:
+        assert time.monotonic() < deadline, f"no error in {session}"
+        await asyncio.sleep(0.05)
+    assert session["state"] == "lost"
+    assert "No such file or directory" in session["message"] and len(session["message"]) <= 201
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+        token = (await response.json())["token"]
+    watcher = await viewers(server, token=token)
+    await watcher.wait_channel_open()
+    (told,) = await told_states(watcher, 1)
+    assert told == {"type": "state", "state": "lost", "message": session["message"]}
+    await asyncio.sleep(2.5)  # the source is retried (and fails) every second: the same state is told once
+    assert len([m for m in watcher.messages if m.get("type") == "state"]) == 1
+
+
+async def test_a_streaming_source_is_told_without_a_message(make_server, viewers, http):
+    server = await make_server(source="synthetic:320x240@30")
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    assert await told_states(receiver, 1) == [{"type": "state", "state": "streaming", "message": None}]
+    assert (await session_json(http, server))["message"] is None
+
+
+def test_printable_bounds_and_cleans_text():
+    assert printable("a\nb", 80) == "a?b"
+    assert printable("x" * 300, 200) == "x" * 200 + "…"

@@ -1,0 +1,84 @@
+"""`vgpustream bench capacity`: how many sessions one host holds, each with its own viewers.
+
+For each session count a fresh `vgpustream serve` runs that many sessions on the same synthetic source
+(moving, or `--still`), each watched by its own viewer process (counting frames without decoding, see
+vgpustream/bench/worker.py). Over one wall-clock window the server's CPU time is read from /proc and
+each viewer's frames are counted. A count is held when every viewer got at least `--min-fps`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from vgpustream.bench.fanout import CONNECT_PER_VIEWER, CONNECT_SECONDS, cpu_seconds
+from vgpustream.testing.server import serve
+
+
+def add_session(base: str, session_id: str, source: str) -> None:
+    body = json.dumps({"id": session_id, "source": source}).encode()
+    request = urllib.request.Request(
+        f"{base}/api/v1/sessions", body, {"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def one_run(sessions: int, viewers: int, seconds: float, source: str, server_args: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="vgpustream-bench-capacity-") as folder:
+        limits = ["--max-sessions", str(sessions), "--max-viewers", str(viewers)]
+        with serve(Path(folder) / "state", "--insecure-no-auth", "--source", source, *limits, *server_args) as served:
+            ids = ["default", *(f"s{i}" for i in range(1, sessions))]
+            for session_id in ids[1:]:
+                add_session(served.url, session_id, source)
+            start = time.time() + CONNECT_SECONDS + CONNECT_PER_VIEWER * sessions * viewers
+            worker = [sys.executable, "-m", "vgpustream.bench.worker"]
+            window = [str(viewers), str(start), str(seconds)]
+            workers = [
+                subprocess.Popen(
+                    [*worker, f"{served.url}/whep/{session_id}", *window], stdout=subprocess.PIPE, text=True
+                )
+                for session_id in ids
+            ]
+            try:
+                time.sleep(max(0.0, start - time.time()))
+                cpu0, wall0 = cpu_seconds(served.process.pid), time.monotonic()
+                time.sleep(seconds)
+                cpu1, wall1 = cpu_seconds(served.process.pid), time.monotonic()
+                reports = [json.loads(w.communicate(timeout=60 + seconds)[0]) for w in workers]
+            finally:
+                for worker in workers:
+                    if worker.poll() is None:
+                        worker.kill()
+                    worker.wait()
+    rates = [v["frames"] / seconds for report in reports for v in report["viewers"]]
+    cpu = (cpu1 - cpu0) / (wall1 - wall0)
+    return {
+        "sessions": sessions,
+        "cpu_per_wall": round(cpu, 3),
+        "cpu_per_session": round(cpu / sessions, 4),
+        "fps_per_viewer_min": round(min(rates), 2),
+        "fps_per_viewer_mean": round(sum(rates) / len(rates), 2),
+    }
+
+
+def run(
+    counts: list[int], viewers: int, seconds: float, *, resolution: str, still: bool, bitrate: int, min_fps: float
+) -> dict[str, Any]:
+    source = f"synthetic:{resolution}@30" + ("?still=1" if still else "")
+    runs = [one_run(count, viewers, seconds, source, ["--bitrate", str(bitrate)]) for count in counts]
+    held = [r["sessions"] for r in runs if r["fps_per_viewer_min"] >= min_fps]  # a still picture sends ~no frames
+    return {
+        "source": source,
+        "viewers_per_session": viewers,
+        "seconds": seconds,
+        "min_fps": min_fps,
+        "sessions_held": None if still else max(held, default=0),
+        "runs": runs,
+    }

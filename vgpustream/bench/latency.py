@@ -1,0 +1,131 @@
+"""`vgpustream bench latency`: glass-to-glass delay in Chromium, and WHEP POST to the first frame.
+
+A `vgpustream serve` on the moving synthetic source, the web console in Debian's Chromium on loopback.
+The synthetic source stamps each picture with its capture time (vgpustream.stamp); the page reads the
+stamp back from every frame it is handed (`requestVideoFrameCallback`, the stamp's cells drawn to a
+canvas) and compares it with the clock: server and browser share this host's clock. Two figures per
+frame: when the page was handed the frame, and when Chromium expects it on the screen
+(`expectedDisplayTime`), after a warm-up of WARM_UP frames. The first frame: from the console's WHEP
+POST to the first frame handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vgpustream.stamp import COLUMNS, ROWS
+from vgpustream.testing.chromium import CHROMIUM, ConsolePage
+from vgpustream.testing.server import serve
+
+TIMEOUT = 120.0
+WARM_UP = 30  # frames: the first second shows the connection starting up, not the steady delay
+
+READ_STAMPS = f"""
+(() => {{
+  const COLUMNS = {COLUMNS}, ROWS = {ROWS};
+  window.benchLatency = {{ handed: [], displayed: [], frames: [], post: null, first: null, seen: 0 }};
+  const fetch = window.fetch;
+  window.fetch = (url, options) => {{
+    if (options && options.method === "POST" && String(url).includes("/whep/") && window.benchLatency.post === null)
+      window.benchLatency.post = performance.timeOrigin + performance.now();
+    return fetch(url, options);
+  }};
+  const crc16 = (bytes) => {{  // CRC-16/CCITT-FALSE, as the stamp's writer (binascii.crc_hqx, 0xFFFF)
+    let crc = 0xffff;
+    for (const byte of bytes) {{
+      crc ^= byte << 8;
+      for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }}
+    return crc;
+  }};
+  const read = (video, canvas, context) => {{
+    const cell = Math.max(4, Math.min(16, Math.floor(video.videoWidth / 64)));
+    const width = COLUMNS * cell, height = ROWS * cell;
+    if (canvas.width !== width) {{ canvas.width = width; canvas.height = height; }}
+    context.drawImage(video, 0, 0, width, height, 0, 0, width, height);
+    const data = context.getImageData(0, 0, width, height).data;
+    const bytes = new Uint8Array(12);
+    for (let bit = 0; bit < COLUMNS * ROWS; bit++) {{
+      const row = Math.floor(bit / COLUMNS), column = bit % COLUMNS;
+      const edge = Math.floor(cell / 4);  // the inner half of the cell: its edges blur under lossy coding
+      let sum = 0, count = 0;
+      for (let y = row * cell + edge; y < (row + 1) * cell - edge; y++)
+        for (let x = column * cell + edge; x < (column + 1) * cell - edge; x++) {{
+          const i = (y * width + x) * 4;
+          sum += 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+          count++;
+        }}
+      if (sum / count > 128) bytes[bit >> 3] |= 0x80 >> (bit & 7);
+    }}
+    if (crc16(bytes.subarray(0, 10)) !== (bytes[10] << 8 | bytes[11])) return null;
+    let time = 0;
+    for (let i = 4; i < 10; i++) time = time * 256 + bytes[i];
+    return {{ frame: (bytes[0] << 24 | bytes[1] << 16 | bytes[2] << 8 | bytes[3]) >>> 0, time }};
+  }};
+  const watch = () => {{
+    const video = document.getElementById("screen");
+    if (!video) return setTimeout(watch, 10);
+    const canvas = document.createElement("canvas");
+    const context = canvas.getContext("2d", {{ willReadFrequently: true }});
+    const onFrame = (now, metadata) => {{
+      const handed = performance.timeOrigin + performance.now();
+      const results = window.benchLatency;
+      if (results.first === null) results.first = handed;
+      const stamp = results.seen++ < {WARM_UP} ? null : read(video, canvas, context);
+      if (stamp !== null) {{
+        results.frames.push(stamp.frame);
+        results.handed.push(handed - stamp.time);
+        results.displayed.push(performance.timeOrigin + metadata.expectedDisplayTime - stamp.time);
+      }}
+      video.requestVideoFrameCallback(onFrame);
+    }};
+    video.requestVideoFrameCallback(onFrame);
+  }};
+  document.addEventListener("DOMContentLoaded", watch);
+}})();
+"""
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {f"p{q}": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)}
+
+
+async def measure(resolution: str, frames: int, bitrate: int, chromium: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="vgpustream-bench-latency-") as folder:
+        source = f"synthetic:{resolution}@30"
+        args = ("--insecure-no-auth", "--source", source, "--bitrate", str(bitrate))
+        with serve(Path(folder) / "state", *args) as served:
+            async with ConsolePage(f"{served.url}/?session=default", chromium, READ_STAMPS) as page:
+                deadline = time.monotonic() + TIMEOUT
+                while await page.evaluate("window.benchLatency.handed.length") < frames:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"fewer than {frames} stamped frames within {TIMEOUT:g} s")
+                    await asyncio.sleep(0.5)
+                results = await page.evaluate("window.benchLatency")
+    numbers = results["frames"][:frames]
+    return {
+        "resolution": resolution,
+        "bitrate": bitrate,
+        "frames": len(numbers),
+        "frames_skipped": numbers[-1] - numbers[0] + 1 - len(set(numbers)),
+        "whep_post_to_first_frame_ms": round(results["first"] - results["post"], 1),
+        "glass_to_glass_ms": {
+            "handed_to_page": percentiles(results["handed"][:frames]),
+            "expected_on_screen": percentiles(results["displayed"][:frames]),
+        },
+        "cdf_ms": [round(float(v), 1) for v in np.percentile(results["handed"][:frames], range(101))],
+    }
+
+
+def run(resolutions: list[str], frames: int, bitrate: int, chromium: str = CHROMIUM) -> dict[str, Any]:
+    runs = [asyncio.run(measure(resolution, frames, bitrate, chromium)) for resolution in resolutions]
+    return {"cpus": os.cpu_count(), "runs": runs}

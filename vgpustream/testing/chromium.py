@@ -1,0 +1,51 @@
+"""Debian's Chromium, driven by Playwright (the `test` extra), showing the web console: for benches."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+class ConsolePage:
+    """`async with ConsolePage(url) as page:` the console at `url`, playing; `init_script` runs before its own."""
+
+    def __init__(self, url: str, chromium: str = CHROMIUM, init_script: str | None = None) -> None:
+        self.url = url
+        self.chromium = chromium
+        self.init_script = init_script
+        self._playwright: Any = None
+        self._browser: Any = None
+
+    async def __aenter__(self) -> Any:
+        try:
+            from playwright.async_api import async_playwright  # noqa: PLC0415 - only browser benches need it
+        except ImportError:
+            raise SystemExit("this bench needs playwright: pip install 'vgpustream[test]'") from None
+        self._playwright = await async_playwright().start()
+        try:
+            self._browser = await self._playwright.chromium.launch(executable_path=self.chromium, args=ARGS)
+            page = await self._browser.new_page(viewport={"width": 1280, "height": 800})
+            if self.init_script is not None:
+                await page.add_init_script(self.init_script)
+            await page.goto(self.url)
+            await page.wait_for_function("window.vgpustream && window.vgpustream.state === 'playing'")
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return page
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+        await self._playwright.stop()
