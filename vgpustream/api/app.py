@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -21,6 +23,7 @@ from vgpustream.store import Store
 
 SERVER = "vgpustream"
 API_PREFIX = "/api/v1/"
+BACKGROUND_THREADS = 2
 PUBLIC_API = {openapi.PATH}
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
@@ -91,6 +94,13 @@ def create_app(settings: Settings) -> web.Application:
     if settings.host_address:
         compat.advertise_host_addresses(settings.host_address)
 
+    async def background_threads(app: web.Application) -> AsyncIterator[None]:
+        # the event loop's default executor (thumbnail encodes, name lookups, capture threads' shutdown):
+        # bounded and named, so a burst of requests cannot grow the process by more than a few threads
+        pool = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="vgpustream-background")
+        asyncio.get_running_loop().set_default_executor(pool)
+        yield  # the loop shuts its default executor down when it closes
+
     async def state_lifetime(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE] = Store(settings.database)
         app[AUTHORITY] = Authority(store, operator_secrets(settings), enabled=not settings.insecure_no_auth)
@@ -101,6 +111,7 @@ def create_app(settings: Settings) -> web.Application:
         await registry.close()
         store.close()
 
+    app.cleanup_ctx.append(background_threads)
     app.cleanup_ctx.append(state_lifetime)
     operations.add_routes(app)
     openapi.add_routes(app)

@@ -28,6 +28,7 @@ from vgpustream.testing.server import serve
 
 OPERATOR_TOKEN = "abuse-bench-operator"
 SETTLE_SECONDS = 15.0
+WARM_UP_PASSES = 4  # at most; fewer once a pass adds no thread
 """How long closing transports get to give their fds and threads back."""
 
 
@@ -129,9 +130,15 @@ async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
         made = hostile.hand_made(offer)
         probes, messages = hostile.generated(offer, examples, seed)
         prober = Prober(url, http, watcher.location.removeprefix(url))
-        for probe in made + probes:  # warm-up: lazily made pools (the default executor's threads) and caches
-            await prober.send(probe)
-        await asyncio.sleep(1.0)
+        # warm-up: lazily made pools (the default executor's threads, up to its bound) and caches, until
+        # a whole pass leaves the thread count as it found it
+        for _ in range(WARM_UP_PASSES):
+            threads = resources(pid)["threads"]
+            for probe in made + probes:
+                await prober.send(probe)
+            await asyncio.sleep(1.0)
+            if resources(pid)["threads"] <= threads:
+                break
         prober = Prober(url, http, watcher.location.removeprefix(url))
         before = resources(pid)
         started = time.monotonic()
