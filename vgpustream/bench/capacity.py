@@ -32,7 +32,15 @@ def add_session(base: str, session_id: str, source: str) -> None:
 
 def one_run(sessions: int, viewers: int, seconds: float, source: str, server_args: list[str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-capacity-") as folder:
-        limits = ["--max-sessions", str(sessions), "--max-viewers", str(viewers)]
+        # every viewer comes from 127.0.0.1: the per-client request limit must not turn them away
+        limits = [
+            "--max-sessions",
+            str(sessions),
+            "--max-viewers",
+            str(viewers),
+            "--rate-burst",
+            str(sessions * viewers),
+        ]
         with serve(Path(folder) / "state", "--insecure-no-auth", "--source", source, *limits, *server_args) as served:
             ids = ["default", *(f"s{i}" for i in range(1, sessions))]
             for session_id in ids[1:]:
