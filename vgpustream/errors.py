@@ -24,9 +24,11 @@ class VgpuStreamError(Exception):
     retry_after: int | None = None
     """Seconds after which a retry may succeed, for errors that are temporary."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class InvalidSourceUrl(VgpuStreamError):
@@ -103,19 +105,12 @@ class RateLimited(VgpuStreamError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
 
 class Full(VgpuStreamError):
     """No room for another viewer or session; the client may retry later."""
 
     code = "full"
-
-    def __init__(self, message: str, retry_after: int = 5) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+    retry_after = 5
 
 
 class SourceUnavailable(VgpuStreamError):
