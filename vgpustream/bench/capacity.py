@@ -9,15 +9,12 @@ each viewer's frames are counted. A count is held when every viewer got at least
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from vgpustream.bench.fanout import CONNECT_PER_VIEWER, CONNECT_SECONDS, cpu_seconds
+from vgpustream.bench.fanout import frame_rates, watch
 from vgpustream.testing.server import serve
 
 
@@ -45,28 +42,9 @@ def one_run(sessions: int, viewers: int, seconds: float, source: str, server_arg
             ids = ["default", *(f"s{i}" for i in range(1, sessions))]
             for session_id in ids[1:]:
                 add_session(served.url, session_id, source)
-            start = time.time() + CONNECT_SECONDS + CONNECT_PER_VIEWER * sessions * viewers
-            worker = [sys.executable, "-m", "vgpustream.bench.worker"]
-            window = [str(viewers), str(start), str(seconds)]
-            workers = [
-                subprocess.Popen(
-                    [*worker, f"{served.url}/whep/{session_id}", *window], stdout=subprocess.PIPE, text=True
-                )
-                for session_id in ids
-            ]
-            try:
-                time.sleep(max(0.0, start - time.time()))
-                cpu0, wall0 = cpu_seconds(served.process.pid), time.monotonic()
-                time.sleep(seconds)
-                cpu1, wall1 = cpu_seconds(served.process.pid), time.monotonic()
-                reports = [json.loads(w.communicate(timeout=60 + seconds)[0]) for w in workers]
-            finally:
-                for worker in workers:
-                    if worker.poll() is None:
-                        worker.kill()
-                    worker.wait()
-    rates = [v["frames"] / seconds for report in reports for v in report["viewers"]]
-    cpu = (cpu1 - cpu0) / (wall1 - wall0)
+            window = watch(served, [(f"{served.url}/whep/{session_id}", viewers, []) for session_id in ids], seconds)
+    rates = frame_rates(window, seconds)
+    cpu = window.cpu_per_wall
     return {
         "sessions": sessions,
         "cpu_per_wall": round(cpu, 3),

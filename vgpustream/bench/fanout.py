@@ -15,10 +15,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vgpustream.testing.server import serve
+from vgpustream.testing.server import Served, serve
 
 CONNECT_SECONDS = 3.0  # time given to the viewers to connect before the window opens
 CONNECT_PER_VIEWER = 0.4
@@ -36,42 +38,66 @@ def get_json(url: str) -> Any:
         return json.load(response)
 
 
+@dataclass
+class Window:
+    """What the viewer processes reported, and the server's CPU over their measuring window."""
+
+    cpu_per_wall: float
+    reports: list[dict[str, Any]]
+    probed: tuple[Any, Any]
+    """`probe()` at the window's start and end."""
+
+
+def watch(
+    served: Served, viewers: list[tuple[str, int, list[str]]], seconds: float, probe: Callable[[], Any] = lambda: None
+) -> Window:
+    """Run viewer processes (URL, count, worker flags) over one window opened once they all had time to connect."""
+    start = time.time() + CONNECT_SECONDS + CONNECT_PER_VIEWER * sum(count for _, count, _ in viewers)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "vgpustream.bench.worker", url, str(count), str(start), str(seconds), *flags],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for url, count, flags in viewers
+    ]
+    try:
+        time.sleep(max(0.0, start - time.time()))
+        cpu0, wall0, first = cpu_seconds(served.process.pid), time.monotonic(), probe()
+        time.sleep(seconds)
+        cpu1, wall1, last = cpu_seconds(served.process.pid), time.monotonic(), probe()
+        reports = [json.loads(w.communicate(timeout=60 + seconds)[0]) for w in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+    return Window((cpu1 - cpu0) / (wall1 - wall0), reports, (first, last))
+
+
+def frame_rates(window: Window, seconds: float) -> list[float]:
+    return [v["frames"] / seconds for report in window.reports for v in report["viewers"]]
+
+
 def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="vgpustream-bench-") as folder,
         serve(Path(folder) / "state", "--insecure-no-auth", "--max-viewers", str(viewers), *server_args) as served,
     ):
-        workers: list[subprocess.Popen[str]] = []
-        try:
-            start = time.time() + CONNECT_SECONDS + CONNECT_PER_VIEWER * viewers
-            window = [f"{served.url}/whep/default", "COUNT", str(start), str(seconds)]
-            groups = [(1, ["--decode"])] + ([(viewers - 1, [])] if viewers > 1 else [])
-            for count, flags in groups:
-                command = [sys.executable, "-m", "vgpustream.bench.worker", *window, *flags]
-                command[command.index("COUNT")] = str(count)
-                workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
-            time.sleep(max(0.0, start - time.time()))
-            cpu0, wall0 = cpu_seconds(served.process.pid), time.monotonic()
-            encoded0 = get_json(f"{served.url}/api/v1/sessions/default")["stats"]["frames_encoded"]
-            time.sleep(seconds)
-            cpu1, wall1 = cpu_seconds(served.process.pid), time.monotonic()
-            encoded1 = get_json(f"{served.url}/api/v1/sessions/default")["stats"]["frames_encoded"]
-            reports = [json.loads(w.communicate(timeout=60 + seconds)[0]) for w in workers]
-        finally:
-            for worker in workers:
-                if worker.poll() is None:
-                    worker.kill()
-                worker.wait()
-    decoding = reports[0]["viewers"][0]
+        url, session = f"{served.url}/whep/default", f"{served.url}/api/v1/sessions/default"
+        groups = [(url, 1, ["--decode"])] + ([(url, viewers - 1, [])] if viewers > 1 else [])
+        window = watch(served, groups, seconds, lambda: get_json(session))
+    decoding = window.reports[0]["viewers"][0]
     if decoding["stamped_frames"] == 0:
         raise RuntimeError("the decoding viewer read no frame stamp: the pictures are not the source's")
-    rates = [v["frames"] / seconds for report in reports for v in report["viewers"]]
+    rates = frame_rates(window, seconds)
+    encoded = [session["stats"]["frames_encoded"] for session in window.probed]
     return {
         "viewers": viewers,
-        "cpu_per_wall": round((cpu1 - cpu0) / (wall1 - wall0), 3),
+        "cpu_per_wall": round(window.cpu_per_wall, 3),
         "fps_per_viewer_min": round(min(rates), 2),
         "fps_per_viewer_mean": round(sum(rates) / len(rates), 2),
-        "encoded_fps": round((encoded1 - encoded0) / seconds, 2),
+        "encoded_fps": round((encoded[1] - encoded[0]) / seconds, 2),
         "decoded_fps": round(decoding["frames"] / seconds, 2),
         "decoded_stamped_frames": decoding["stamped_frames"],
     }
