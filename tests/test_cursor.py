@@ -31,6 +31,8 @@ async def test_a_viewer_with_a_channel_gets_cursor_messages_and_a_clean_picture(
     receiver = await viewers(server)
     await receiver.next_frame()
     await receiver.wait_channel_open()
+    (initial,) = await cursor_messages(receiver, 1)  # where the cursor is when the viewer arrives
+    assert initial["visible"] is False
     receiver.send_input({"type": "pointer", "x": 0.5, "y": 0.5, "buttons": 0})
     first = (await cursor_messages(receiver, 2))[-1]
     assert (first["x"], first["y"], first["visible"], first["composited"]) == (160, 120, True, False)
