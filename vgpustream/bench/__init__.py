@@ -155,10 +155,8 @@ def _pipeline_table(result: dict[str, Any]) -> str:
         "stage       p50      p95",
     ]
     lines += [f"{stage:<8} {v['p50']:>7.2f}  {v['p95']:>7.2f}" for stage, v in result["stages"].items()]
-    naive = result["naive_total"]
-    lines.append(
-        f"{'naive':<8} {naive['p50']:>7.2f}  {naive['p95']:>7.2f}   (total/naive p50: {result['total_to_naive_p50']})"
-    )
+    naive, ratio = result["naive_total"], result["total_to_naive_p50"]
+    lines.append(f"{'naive':<8} {naive['p50']:>7.2f}  {naive['p95']:>7.2f}   (total/naive p50: {ratio})")
     return "\n".join(lines)
 
 

@@ -50,7 +50,7 @@ async def bench_pipeline(source_url: str, frames: int, encoder: EncoderSettings,
                 time.sleep(IDLE_WAIT)
                 continue
             seen += 1
-            naive_time = naive.step()
+            naive_time = naive.step(deadline)
             if seen > WARM_UP:
                 for stage in STAGES:
                     samples[stage].append(getattr(result, stage))
@@ -83,12 +83,16 @@ class NaivePath:
         self.context: av.VideoCodecContext | None = None
         self.frames = 0
 
-    def step(self) -> float | None:
-        """Seconds to capture, convert and encode one frame; None if the source had none."""
-        start = time.perf_counter()
-        frame = self.source.next_frame()
-        if frame is None:
-            return None
+    def step(self, deadline: float) -> float | None:
+        """Seconds to capture, convert and encode the source's next new frame; None if none came by `deadline`."""
+        while True:
+            start = time.perf_counter()  # timed from the capture that finds a new frame, as pipeline steps are
+            frame = self.source.next_frame()
+            if frame is not None:
+                break
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(IDLE_WAIT)
         picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame.pixels), format="bgra")
         picture = picture.reformat(format="yuv420p")
         picture.pts, picture.time_base = self.frames, TIME_BASE
