@@ -89,20 +89,23 @@ async def test_a_frozen_viewer_does_not_slow_the_others(make_server, viewers):
         session = server.app[REGISTRY].get("default")
         assert len(session.audience) == 4
 
-        async def frames_in(seconds: float) -> list[int]:
-            """Frames each watcher got of those captured in the next `seconds` (by their stamps)."""
+        async def frames_in(seconds: float) -> tuple[int, list[int]]:
+            """Frames captured in the next `seconds` that reached any watcher, and how many each one got."""
             start = time.time() * 1000
             await asyncio.gather(*(w.receive_for(seconds + 0.5) for w in watchers))
-            return [
-                len({s.frame for s in w.stats.stamps if start <= s.time_ms < start + seconds * 1000}) for w in watchers
-            ]
+            got = [{s.frame for s in w.stats.stamps if start <= s.time_ms < start + seconds * 1000} for w in watchers]
+            return len(set().union(*got)), [len(frames) for frames in got]
 
-        # windows of 5 s: a 2-core machine's stalls average out (8 of 9 frames must arrive, as before)
-        counts_before = await frames_in(5.0)
+        # windows of 5 s, and every count against the frames sent in the same window: a shared 2-core
+        # machine sometimes captures 25 frames a second instead of 30, and that is not what this tests
+        sent_before, counts_before = await frames_in(5.0)
         frozen.send_signal(signal.SIGSTOP)
-        counts_after = await frames_in(5.0)
+        sent_after, counts_after = await frames_in(5.0)
+        assert sent_before >= 5 * 30 / 2 and sent_after >= 0.9 * sent_before, (sent_before, sent_after)
         for b, a in zip(counts_before, counts_after, strict=True):
-            assert b >= 5 * 30 * 8 / 9 and a >= 0.9 * b, f"frames in 5 s before the freeze {b}, after {a}"
+            assert b >= sent_before * 8 / 9 and a >= sent_after * 8 / 9, (
+                f"of {sent_before} frames sent before the freeze a watcher got {b}; of {sent_after} after, {a}"
+            )
     finally:
         frozen.kill()
         await frozen.wait()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 
+import aiohttp
+
+from tests.conftest import OPERATOR
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.receiver import WhepReceiver
 
@@ -27,21 +30,24 @@ async def settle(baseline: tuple[int, int], seconds: float = 10.0) -> tuple[int,
         await asyncio.sleep(0.2)
 
 
-async def test_viewer_churn_leaks_nothing(make_server, http):
+async def test_viewer_churn_leaks_nothing(make_server):
     server = await make_server(source="synthetic:320x240@30")
     session = server.app[REGISTRY].get("default")
     url = str(server.make_url("/whep/default"))
+    # no keep-alive: a pooled HTTP connection is an fd on each side and a server task, and how many
+    # the pool holds depends on how the requests of a batch happen to overlap
+    async with aiohttp.ClientSession(headers=OPERATOR, connector=aiohttp.TCPConnector(force_close=True)) as http:
 
-    async def cycle() -> None:
-        receiver = WhepReceiver(url, http)
-        await receiver.connect()
-        await receiver.next_frame()  # really streamed: attached to the fan-out and decoded
-        await receiver.close()
+        async def cycle() -> None:
+            receiver = WhepReceiver(url, http)
+            await receiver.connect()
+            await receiver.next_frame()  # really streamed: attached to the fan-out and decoded
+            await receiver.close()
 
-    await asyncio.gather(*(cycle() for _ in range(BATCH)))  # warm-up: lazily created pools and caches
-    baseline = await settle((0, 0), seconds=2.0)
-    for _ in range(CYCLES // BATCH):
-        await asyncio.gather(*(cycle() for _ in range(BATCH)))
+        await asyncio.gather(*(cycle() for _ in range(BATCH)))  # warm-up: lazily created pools and caches
+        baseline = await settle((0, 0), seconds=2.0)
+        for _ in range(CYCLES // BATCH):
+            await asyncio.gather(*(cycle() for _ in range(BATCH)))
     assert len(session.audience) == 0
     assert await settle(baseline) <= baseline, f"(fds, tasks) were {baseline}"
 
