@@ -21,6 +21,7 @@ from vgpustream.errors import VgpuStreamError
 from vgpustream.registry import DEFAULT_SESSION
 from vgpustream.settings import DEFAULT_SOURCE, add_arguments, load_settings
 from vgpustream.snapshot import planes_json, write_snapshot
+from vgpustream.store import DatabaseUnusable
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -58,9 +59,18 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     app = create_app(settings)
     app.on_startup.append(_startup_link)
-    web.run_app(
-        app, host=settings.host, port=settings.port, ssl_context=ssl_context, print=None, access_log_class=AccessLogger
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            ssl_context=ssl_context,
+            print=None,
+            access_log_class=AccessLogger,
+        )
+    except DatabaseUnusable as exc:
+        print(f"vgpustream: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -119,6 +119,19 @@ class SourceUnavailable(VgpuStreamError):
     code = "source_unavailable"
 
 
+class StorageFull(VgpuStreamError):
+    """The state directory's disk is full: a change could not be stored, and was not made."""
+
+    code = "storage_full"
+
+
+class StorageUnavailable(VgpuStreamError):
+    """The state database cannot be written now (read-only, I/O error, locked); nothing was changed."""
+
+    code = "storage_unavailable"
+    retry_after = 30
+
+
 class Unavailable(VgpuStreamError):
     """A transient lack of resources (sockets, ports) for this request; the client may retry later."""
 

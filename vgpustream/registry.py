@@ -62,20 +62,26 @@ class SessionRegistry:
                 raise Full(f"the server runs its maximum of {self.settings.max_sessions} sessions")
             session = self._session(spec)
             await session.open_source()
-            self.store.save_session(spec)
+            try:
+                self.store.save_session(spec)
+            except VgpuStreamError:  # not stored (disk full): not created either
+                await session.stop()
+                raise
             self._start(session)
             return session
 
     async def update(self, session: Session, spec: SessionSpec) -> None:
-        await session.update(spec)
+        """Store the new definition first: a change that cannot be stored is not made."""
         if spec.id != DEFAULT_SESSION:
             self.store.save_session(spec)
+        await session.update(spec)
 
     async def delete(self, session_id: str) -> None:
+        """Forget the session in the store first: one the store still holds keeps running."""
         async with self._lock:
             session = self.get(session_id)
-            del self._sessions[session_id]
             self.store.delete_session(session_id)
+            del self._sessions[session_id]
         await session.stop()
 
     async def close(self) -> None:

@@ -2,6 +2,11 @@
 
 Schema changes are numbered migrations applied in order; PRAGMA user_version records how far a
 database has come, so an older database is brought up to date when the server starts.
+
+Faults: a database that cannot be read at start-up is left exactly as it is (DatabaseUnusable names
+the file; the server does not start). A write that fails while running (disk full, read-only, I/O
+error) is rolled back whole and answered StorageFull or StorageUnavailable: the change was not made,
+and everything stored before it is still there.
 """
 
 from __future__ import annotations
@@ -9,10 +14,13 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vgpustream.encoder import EncoderSettings
+from vgpustream.errors import StorageFull, StorageUnavailable, VgpuStreamError
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: sessions and tokens
@@ -67,15 +75,41 @@ class TokenRecord:
     revoked_at: float | None
 
 
+class DatabaseUnusable(Exception):
+    """The database file cannot be used; it was not changed. The message names the file and the cause."""
+
+
+def storage_error(exc: sqlite3.Error) -> VgpuStreamError:
+    """What a caller is told when the database refused a change (the cause is SQLite's own error name)."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return StorageFull("the state directory's disk is full; nothing was changed")
+    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+    return StorageUnavailable(f"the state database cannot be written now ({name}); nothing was changed")
+
+
 class Store:
     """The database; every call is one short transaction (SQLite in WAL mode)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+            # read-only checks first: a damaged or foreign file must stay exactly as it was
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(str(p)[:200] for p in problems))
+            if self.schema_version > len(MIGRATIONS):
+                raise sqlite3.DatabaseError(
+                    f"schema version {self.schema_version} is newer than this vgpustream knows ({len(MIGRATIONS)})"
+                )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.Error as exc:
+            raise DatabaseUnusable(
+                f"{path} is not a usable vgpustream database ({exc}); it was left as it is: "
+                "restore it from a backup, or move it away to start with an empty state"
+            ) from None
 
     @property
     def schema_version(self) -> int:
@@ -84,6 +118,18 @@ class Store:
     def migrate(self) -> None:
         for version, script in enumerate(MIGRATIONS[self.schema_version :], start=self.schema_version + 1):
             self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {version}; COMMIT;")
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed whole, or rolled back and reported as a storage error."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:  # a COMMIT that failed leaves its transaction open
+                self._db.rollback()
+            raise storage_error(exc) from None
 
     def close(self) -> None:
         self._db.close()
@@ -103,24 +149,24 @@ class Store:
             "fps": spec.encoder.fps,
             "keyframe_interval": spec.encoder.keyframe_interval,
         }
-        self._db.execute(
-            "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                spec.id,
-                spec.source,
-                spec.name,
-                json.dumps(spec.labels),
-                json.dumps(encoder),
-                spec.max_viewers,
-                spec.created_at,
-            ),
-        )
+        with self._writing() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.id,
+                    spec.source,
+                    spec.name,
+                    json.dumps(spec.labels),
+                    json.dumps(encoder),
+                    spec.max_viewers,
+                    spec.created_at,
+                ),
+            )
 
     def delete_session(self, session_id: str) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-            self._db.execute("DELETE FROM tokens WHERE session_id = ?", (session_id,))
+        with self._writing() as db:
+            db.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+            db.execute("DELETE FROM tokens WHERE session_id = ?", (session_id,))
 
     def sessions(self) -> list[SessionSpec]:
         rows = self._db.execute("SELECT * FROM sessions ORDER BY created_at").fetchall()
@@ -134,20 +180,21 @@ class Store:
     # tokens
 
     def add_token(self, record: TokenRecord, token_hash: bytes) -> None:
-        self._db.execute(
-            "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.id,
-                record.session_id,
-                record.role,
-                token_hash,
-                record.created_at,
-                record.expires_at,
-                int(record.single_use),
-                None,
-                None,
-            ),
-        )
+        with self._writing() as db:
+            db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.session_id,
+                    record.role,
+                    token_hash,
+                    record.created_at,
+                    record.expires_at,
+                    int(record.single_use),
+                    None,
+                    None,
+                ),
+            )
 
     def token_by_hash(self, token_hash: bytes) -> tuple[TokenRecord, bytes] | None:
         row = self._db.execute(
@@ -161,14 +208,16 @@ class Store:
 
     def use_token(self, token_id: str, now: float) -> bool:
         """Mark a single-use token used; False if it was used already (atomic)."""
-        cursor = self._db.execute("UPDATE tokens SET used_at = ? WHERE id = ? AND used_at IS NULL", (now, token_id))
+        with self._writing() as db:
+            cursor = db.execute("UPDATE tokens SET used_at = ? WHERE id = ? AND used_at IS NULL", (now, token_id))
         return cursor.rowcount == 1
 
     def revoke_token(self, session_id: str, token_id: str, now: float) -> bool:
-        cursor = self._db.execute(
-            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND session_id = ?",
-            (now, token_id, session_id),
-        )
+        with self._writing() as db:
+            cursor = db.execute(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND session_id = ?",
+                (now, token_id, session_id),
+            )
         return cursor.rowcount == 1
 
     def tokens(self, session_id: str) -> list[TokenRecord]:
@@ -178,6 +227,3 @@ class Store:
             (session_id,),
         ).fetchall()
         return [TokenRecord(*row[:5], bool(row[5]), row[6], row[7]) for row in rows]
-
-    def delete_expired_tokens(self, now: float) -> int:
-        return self._db.execute("DELETE FROM tokens WHERE expires_at < ?", (now,)).rowcount

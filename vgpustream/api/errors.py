@@ -30,6 +30,8 @@ STATUS = {
     "full": 503,
     "source_unavailable": 503,
     "unavailable": 503,
+    "storage_unavailable": 503,
+    "storage_full": 507,
 }
 """The HTTP status of each error code (vgpustream.errors); a code missing here is a bug, answered 500."""
 

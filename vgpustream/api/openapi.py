@@ -67,6 +67,11 @@ ERRORS = {
 }
 LIMITED = {"429": _json(_ref("Error"), "Too many requests; see Retry-After")}
 FULL = {"503": _json(_ref("Error"), "No room; see Retry-After")}
+STORED = {
+    "503": _json(_ref("Error"), "The state database cannot be written now (storage_unavailable); nothing changed"),
+    "507": _json(_ref("Error"), "The state directory's disk is full (storage_full); nothing changed"),
+}
+"""A change the state database must keep: refused whole when it cannot be stored."""
 NO_CONTENT = {"204": {"description": "Done"}}
 METRICS_MEDIA = ("text/plain", "application/openmetrics-text")
 SESSION_ID = {"name": "id", "in": "path", "required": True, "schema": TEXT}
@@ -248,7 +253,15 @@ def document() -> dict[str, Any]:
                 "post": _operation(
                     "createSession",
                     "Create a session and start capturing",
-                    {"201": _json(_ref("Session"), "Created"), **ERRORS, "409": _json(_ref("Error"), "Exists"), **FULL},
+                    {
+                        "201": _json(_ref("Session"), "Created"),
+                        **ERRORS,
+                        "409": _json(_ref("Error"), "Exists"),
+                        **STORED,
+                        "503": _json(
+                            _ref("Error"), "No room, or the state database cannot be written; see Retry-After"
+                        ),
+                    },
                     requestBody=_body(_ref("SessionCreate")),
                 ),
             },
@@ -260,10 +273,10 @@ def document() -> dict[str, Any]:
                 "patch": _operation(
                     "updateSession",
                     "Change name, labels, encoder settings or viewer limit live",
-                    {"200": _json(_ref("Session"), "Updated"), **ERRORS},
+                    {"200": _json(_ref("Session"), "Updated"), **ERRORS, **STORED},
                     requestBody=_body(_ref("SessionUpdate")),
                 ),
-                "delete": _operation("deleteSession", "Stop and forget a session", {**NO_CONTENT, **ERRORS}),
+                "delete": _operation("deleteSession", "Stop and forget a session", {**NO_CONTENT, **ERRORS, **STORED}),
             },
             "/api/v1/sessions/{id}/planes": {
                 **session,
@@ -309,14 +322,19 @@ def document() -> dict[str, Any]:
                 "post": _operation(
                     "createToken",
                     "A viewer token and console link",
-                    {"201": _json(_ref("IssuedToken"), "Issued; the secret is shown only now"), **ERRORS, **LIMITED},
+                    {
+                        "201": _json(_ref("IssuedToken"), "Issued; the secret is shown only now"),
+                        **ERRORS,
+                        **LIMITED,
+                        **STORED,
+                    },
                     requestBody=_body(_ref("TokenCreate")),
                 ),
             },
             "/api/v1/sessions/{id}/tokens/{token}": {
                 "parameters": [SESSION_ID, {"name": "token", "in": "path", "required": True, "schema": TEXT}],
                 "delete": _operation(
-                    "revokeToken", "Revoke a token and disconnect its viewers", {**NO_CONTENT, **ERRORS}
+                    "revokeToken", "Revoke a token and disconnect its viewers", {**NO_CONTENT, **ERRORS, **STORED}
                 ),
             },
             "/api/v1/sessions/{id}/viewers": {
@@ -342,6 +360,7 @@ def document() -> dict[str, Any]:
                         **ERRORS,
                         **LIMITED,
                         **FULL,
+                        "507": STORED["507"],  # a single-use token is marked used before the viewer is made
                     },
                     security=[{"viewer": []}],
                     requestBody=_body({**TEXT, "maxLength": 32768}, "application/sdp"),
