@@ -3,7 +3,9 @@
 `synthetic:1280x720@30` scrolls a page of fine, text-like glyphs by 4 pixels a frame, draws the
 frame stamp (vgpustream.stamp) and the last pointer position from the input protocol. With
 `?still=1` the picture stands still: only pointer input changes it. With `?cursor=1` the pointer is
-not drawn into the picture but offered as a cursor (a red arrow), like a guest's cursor plane.
+not drawn into the picture but offered as a cursor (a red arrow), like a guest's cursor plane. With
+`?cycle=S` the mode changes every S seconds, between the given size and half of it, like a guest that
+keeps switching modes (the soak bench's).
 """
 
 from __future__ import annotations
@@ -51,12 +53,23 @@ class SyntheticSource(Source):
     """A test pattern in XRGB8888 (DRM XR24), like a guest's primary plane."""
 
     def __init__(
-        self, width: int = 1280, height: int = 720, fps: int = 30, still: bool = False, cursor: bool = False
+        self,
+        width: int = 1280,
+        height: int = 720,
+        fps: int = 30,
+        *,
+        still: bool = False,
+        cursor: bool = False,
+        cycle: float | None = None,
     ) -> None:
         _check_size(width, height)
         if not 1 <= fps <= 240:
             raise InvalidSourceUrl("synthetic fps must be within 1..240")
+        if cycle is not None and not 1 <= cycle <= 3600:
+            raise InvalidSourceUrl("synthetic cycle must be within 1..3600 seconds")
         self.fps = fps
+        self._modes = ((width, height), (max(MIN_WIDTH, width // 4 * 2), max(MIN_EDGE, height // 4 * 2)))
+        self._cycle = cycle
         self.still = still
         self.has_cursor = cursor
         self._input = SyntheticInput()
@@ -75,9 +88,13 @@ class SyntheticSource(Source):
         options = parse_qs(query)
         still = options.pop("still", ["0"])[-1] in ("1", "true", "yes")
         cursor = options.pop("cursor", ["0"])[-1] in ("1", "true", "yes")
+        cycle = options.pop("cycle", [None])[-1]
         if options:
-            raise InvalidSourceUrl("synthetic source takes only the options 'still' and 'cursor'")
-        return cls(int(width or 1280), int(height or 720), int(fps or 30), still, cursor)
+            raise InvalidSourceUrl("synthetic source takes only the options 'still', 'cursor' and 'cycle'")
+        if cycle is not None and not cycle.isdecimal():
+            raise InvalidSourceUrl("synthetic cycle must be a whole number of seconds")
+        size = int(width or 1280), int(height or 720)
+        return cls(*size, int(fps or 30), still=still, cursor=cursor, cycle=int(cycle) if cycle else None)
 
     def _set_size(self, width: int, height: int) -> None:
         self.width, self.height = width, height
@@ -104,6 +121,10 @@ class SyntheticSource(Source):
 
     def next_frame(self) -> Frame | None:
         with self._lock:
+            if self._cycle is not None:
+                mode = self._modes[int((time.monotonic() - self._started) / self._cycle) % 2]
+                if mode != (self.width, self.height):
+                    self._set_size(*mode)
             number, pointer = self.frame_number(), None if self.has_cursor else self._input.pointer
             if self._drawn == (number, pointer):
                 return None
