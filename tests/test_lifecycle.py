@@ -8,7 +8,9 @@ import os
 import aiohttp
 
 from tests.conftest import OPERATOR
+from tests.served import serve
 from vgpustream.api.state import REGISTRY
+from vgpustream.testing import server
 from vgpustream.testing.receiver import WhepReceiver
 
 CYCLES = 200
@@ -79,3 +81,27 @@ async def test_mode_change_keeps_the_stream_going(make_server, viewers):
     else:
         raise AssertionError("the stream never came back at the new size")
     assert (await receiver.next_frame()).picture.width == 480
+
+
+async def test_deleted_sessions_leave_no_threads_behind(tmp_path):
+    """Each watched session runs native threads (x264's, FFmpeg's scaler slices): a deleted one takes them along."""
+    async with aiohttp.ClientSession(headers=OPERATOR) as http:
+        with serve(tmp_path / "state") as served:
+
+            async def watched_session(name: str) -> None:
+                body = {"id": name, "source": "synthetic:320x240@15"}
+                async with http.post(f"{served.url}/api/v1/sessions", json=body) as response:
+                    assert response.status == 201
+                receiver = WhepReceiver(f"{served.url}/whep/{name}", http)
+                await receiver.connect()
+                await receiver.next_frame()  # encoded: the encoder and the scaler are running
+                async with http.delete(f"{served.url}/api/v1/sessions/{name}") as response:
+                    assert response.status == 204
+                await receiver.close()
+
+            await watched_session("warm-up")
+            baseline = server.resources(served.process.pid)
+            for i in range(4):
+                await watched_session(f"vm{i}")
+            after = await server.settle(served.process.pid, baseline)
+            assert after["threads"] <= baseline["threads"], (baseline, after)

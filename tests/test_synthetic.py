@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -21,7 +22,7 @@ def test_cycle_switches_between_the_size_and_half_of_it():
             assert source.planes().primary is not None
             assert (source.planes().primary.width, source.planes().primary.height) == sizes[-1]
         time.sleep(0.02)
-    changes = [b for a, b in zip(sizes, sizes[1:], strict=False) if a != b]
+    changes = [b for a, b in itertools.pairwise(sizes) if a != b]
     assert sizes[0] == (640, 360) and set(sizes) == {(640, 360), (320, 180)} and len(changes) >= 2
 
 

@@ -59,6 +59,10 @@ class H264Encoder:
         picture.pict_type = PictureType.I if keyframe else PictureType.NONE
         return context.encode(picture)
 
+    def close(self) -> None:
+        """Free the codec and its threads now (x264 runs a few), not whenever the collector gets to it."""
+        self._context = None
+
     def reconfigure(self, settings: EncoderSettings) -> None:
         """Take new settings; the next picture reopens the codec (and is an IDR)."""
         self.settings = settings

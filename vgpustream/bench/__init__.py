@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vgpustream.bench import abuse, capacity, fanout, idle, latency, pipeline, qemu, quality, report
+from vgpustream.bench import abuse, capacity, fanout, idle, latency, pipeline, qemu, quality, report, soak
 from vgpustream.encoder import EncoderSettings
 
 
@@ -92,6 +92,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", type=int, default=200, help="generated cases of each kind (default %(default)s)")
     p.add_argument("--seed", type=int, default=12, help="seed of the generated cases (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("soak", help="churn for N minutes: resources over time (must hold flat), steady viewers' fps")
+    p.add_argument("--minutes", type=float, default=60.0, help="length of the churn (default %(default)s)")
+    p.add_argument("--seed", type=int, default=7, help="seed of the random churn (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -142,6 +146,9 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "abuse":
         result = abuse.run(args.examples, args.seed)
         print(json.dumps(result) if args.json else abuse.table(result))
+    elif args.bench == "soak":
+        result = soak.run(args.minutes, args.seed)
+        print(json.dumps(result) if args.json else soak.table(result))
     else:
         result = qemu.run(args.runs, args.viewer, args.chromium)
         print(json.dumps(result) if args.json else _qemu_table(result))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,22 +23,10 @@ from aiortc import RTCPeerConnection
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.testing import hostile
 from vgpustream.testing.receiver import WhepReceiver
-from vgpustream.testing.server import serve
+from vgpustream.testing.server import resources, serve, settle
 
 OPERATOR_TOKEN = "abuse-bench-operator"
-SETTLE_SECONDS = 15.0
 WARM_UP_PASSES = 4  # at most; fewer once a pass adds no thread
-"""How long closing transports get to give their fds and threads back."""
-
-
-def resources(pid: int) -> dict[str, int]:
-    """Open fds, threads and resident memory (kB) of a process, from /proc."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return {
-        "fds": len(os.listdir(f"/proc/{pid}/fd")),
-        "threads": int(status["Threads"]),
-        "rss_kb": int(status["VmRSS"].split()[0]),
-    }
 
 
 async def a_viewer_offer() -> str:
@@ -104,16 +91,6 @@ async def create_target(url: str, http: aiohttp.ClientSession) -> None:
     body = {"id": hostile.TARGET, "source": "synthetic:160x120@5"}
     async with http.post(f"{url}/api/v1/sessions", json=body) as response:
         await response.read()
-
-
-async def settle(pid: int, baseline: dict[str, int]) -> dict[str, int]:
-    """The server's resources once fds and threads are back to `baseline`, or after SETTLE_SECONDS."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        now = resources(pid)
-        if (now["fds"] <= baseline["fds"] and now["threads"] <= baseline["threads"]) or time.monotonic() > deadline:
-            return now
-        await asyncio.sleep(0.25)
 
 
 async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:

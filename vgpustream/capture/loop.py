@@ -113,6 +113,8 @@ class CaptureLoop:
             if self.input_sink is not None:
                 await self.input_sink.close()
             await self._on_capture_thread(self._source.close)
+        # the encoder's threads go now: a stopped loop may wait for the cycle collector much longer
+        await self._on_capture_thread(self._pipeline.close)
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
 
     async def reconfigure(self, settings: EncoderSettings) -> None:

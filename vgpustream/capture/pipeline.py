@@ -72,6 +72,13 @@ class FramePipeline:
         self._quiet = 0
         """Refinements in a row that added next to nothing."""
 
+    def close(self) -> None:
+        """Free the encoder, the scaler and the pictures they hold, with their threads (x264's, and
+        FFmpeg's slice threads of the scaler); a `step` after this starts afresh with an IDR."""
+        self.encoder.close()
+        self._converter = FrameConverter()  # an unused one holds no scaler
+        self._held = self._last_picture = None
+
     def step(self, keyframe: bool = False, cursor: Cursor | None = None, periodic: bool = False) -> StepResult:
         """Capture, convert and encode one frame: an IDR if `keyframe`, or if `periodic` and the picture changed."""
         result = StepResult()

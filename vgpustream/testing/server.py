@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -17,6 +18,8 @@ from pathlib import Path
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+SETTLE_SECONDS = 15.0
+"""How long a served process's closing transports get to give their fds and threads back."""
 
 
 def free_port() -> int:
@@ -82,3 +85,23 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"{url}/healthz did not answer within {STARTUP_TIMEOUT:g} s")
+
+
+def resources(pid: int) -> dict[str, int]:
+    """Open fds, threads and resident memory (kB) of a process, from /proc."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "threads": int(status["Threads"]),
+        "rss_kb": int(status["VmRSS"].split()[0]),
+    }
+
+
+async def settle(pid: int, baseline: dict[str, int]) -> dict[str, int]:
+    """The server's resources once fds and threads are back to `baseline`, or after SETTLE_SECONDS."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        now = resources(pid)
+        if (now["fds"] <= baseline["fds"] and now["threads"] <= baseline["threads"]) or time.monotonic() > deadline:
+            return now
+        await asyncio.sleep(0.25)
