@@ -11,6 +11,9 @@ import pytest
 
 from tests.served import ROOT
 
+CHURN = ("viewers_deleted", "viewers_vanished", "offers_never_connected", "sessions_created_and_deleted",
+         "tokens_revoked_mid_stream")  # fmt: skip
+
 
 def bench(*args: str) -> dict:
     run = subprocess.run(
@@ -98,3 +101,12 @@ def test_bench_idle_reports_the_cost_of_unwatched_sessions_and_the_first_frame()
         assert run["encoded_fps_per_session"] == 0, "nobody watches: nothing is encoded"
         assert len(run["first_frame_s"]["all"]) == 1 and run["first_frame_s"]["median"] > 0
     assert result["runs"][0]["captured_fps_per_session"] > 0, "a moving picture is sampled"
+
+
+def test_bench_soak_holds_flat_and_keeps_its_viewers():
+    result = bench("soak", "--minutes", "2")
+    assert all(result["churn"].get(kind, 0) > 0 for kind in CHURN), result["churn"]
+    assert result["server_errors_5xx"] == 0 and result["server_tracebacks"] == 0, result["server_error_examples"]
+    assert result["back_to_baseline"] and result["viewers_left_besides_steady"] <= 0, result
+    for viewer in result["steady_viewers"]:
+        assert viewer["fps_worst_window"] > 0, "a steady viewer froze for a whole window"

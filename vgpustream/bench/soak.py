@@ -25,7 +25,7 @@ from aiortc import RTCPeerConnection
 
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.testing.receiver import WhepError, WhepReceiver
-from vgpustream.testing.server import resources, serve, settle
+from vgpustream.testing.server import SETTLE_SECONDS, resources, serve, settle
 
 OPERATOR_TOKEN = "soak-bench-operator"
 SOURCE = "synthetic:320x240@15?cycle=4"
@@ -143,6 +143,16 @@ async def sample(pid: int, started: float, until: float, every: float, samples: 
         await asyncio.sleep(every)
 
 
+async def left_behind(soak: Soak, until: float) -> int:
+    """Viewers of `default` besides the steady ones, once offers never connected have timed out (or at `until`)."""
+    while True:
+        _, body = await soak.request("GET", "/api/v1/sessions/default/viewers")
+        extra = len(body["viewers"]) - STEADY_VIEWERS
+        if extra <= 0 or time.monotonic() > until:
+            return extra
+        await asyncio.sleep(0.5)
+
+
 async def _run(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any]:
     advertise_host_addresses(["127.0.0.1"])
     auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -167,7 +177,7 @@ async def _run(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any]:
             *(steady(w, until, counts) for w, counts in zip(watchers, windows, strict=True)),
         )
         after = await settle(pid, baseline)
-        viewers_left = len((await soak.request("GET", "/api/v1/sessions/default/viewers"))[1]["viewers"])
+        viewers_left = await left_behind(soak, time.monotonic() + SETTLE_SECONDS)
         for watcher in watchers:
             with contextlib.suppress(aiohttp.ClientError):
                 await watcher.close()
@@ -189,6 +199,7 @@ async def _run(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any]:
         "resources_after": after,
         "back_to_baseline": after["fds"] <= baseline["fds"] and after["threads"] <= baseline["threads"],
         "rss_growth_kb": after["rss_kb"] - baseline["rss_kb"],
+        "rss_growth_second_half_kb": samples[-1]["rss_kb"] - samples[len(samples) // 2]["rss_kb"],
     }
 
 
@@ -220,7 +231,8 @@ def table(result: dict[str, Any]) -> str:
             + ", ".join(f"{v['fps_worst_window']}/{v['fps_best_window']}" for v in result["steady_viewers"]),
             f"fds {base['fds']} -> {after['fds']}, threads {base['threads']} -> {after['threads']}, "
             f"RSS {base['rss_kb']} -> {after['rss_kb']} kB (back to baseline: {result['back_to_baseline']})",
-            f"RSS over the run: min {min(rss)} max {max(rss)} last {rss[-1]} kB; "
+            f"RSS over the run: min {min(rss)} max {max(rss)} last {rss[-1]} kB, "
+            f"{result['rss_growth_second_half_kb']:+} kB in its second half; "
             f"fds max {max(s['fds'] for s in samples)}, threads max {max(s['threads'] for s in samples)}",
         ]
     )
