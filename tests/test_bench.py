@@ -110,3 +110,10 @@ def test_bench_soak_holds_flat_and_keeps_its_viewers():
     assert result["back_to_baseline"] and result["viewers_left_besides_steady"] <= 0, result
     for viewer in result["steady_viewers"]:
         assert viewer["fps_worst_window"] > 0, "a steady viewer froze for a whole window"
+
+
+def test_bench_weaknet_measures_the_lossy_viewer_against_a_clean_baseline():
+    result = bench("weaknet", "--viewers", "2", "--seconds", "3", "--resolution", "320x240")
+    assert result["link"]["dropped"] > 0 and len(result["others_fps_ratio"]) == 1
+    for phase in ("clean", "impaired"):
+        assert [v["fps"] > 0 for v in result[phase]["viewers"]] == [True, True], result[phase]

@@ -37,13 +37,17 @@ GONE_GRACE_S = 60.0
 """How long a viewer that left is remembered as having been here (a late DELETE of it is no error)."""
 GONE_LIMIT = 256
 """The most viewers remembered as gone; the oldest are forgotten first."""
+VIEWER_KEYFRAME_INTERVAL = 2.0
+"""Seconds between two keyframe requests of one viewer that are passed on to the encoder."""
 
 
 @dataclass
-class InputStats:
+class AudienceStats:
     input_events: int = 0
     input_invalid: int = 0
     input_refused: int = 0
+    keyframe_requests_limited: int = 0
+    """Viewers' own keyframe requests (PLI/FIR) held back by VIEWER_KEYFRAME_INTERVAL."""
 
 
 @dataclass
@@ -63,6 +67,8 @@ class _Seat:
     """Keys this viewer holds down in the guest."""
     state_shown: tuple[SourceState, str | None] | None = None
     """The source state (and error) this viewer was last told."""
+    keyframe_asked_at: float = -float("inf")
+    """When (monotonic) this viewer's last keyframe request that was passed on came."""
 
 
 class Audience:
@@ -79,7 +85,7 @@ class Audience:
         self.max_viewers = max_viewers
         self.bitrate = bitrate
         """The session's video bitrate (bits per second), which paces replays."""
-        self.stats = InputStats()
+        self.stats = AudienceStats()
         self._idle_timeout = idle_timeout
         self._sink = sink
         self._request_keyframe = request_keyframe
@@ -91,7 +97,11 @@ class Audience:
         self._since_keyframe: list[av.Packet] = []
         """The last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
         self._callbacks = ViewerCallbacks(
-            request_keyframe=request_keyframe, attach=self._attach, closed=self._forget, input=self._on_input
+            request_keyframe=request_keyframe,
+            viewer_asks_keyframe=self._on_keyframe_request,
+            attach=self._attach,
+            closed=self._forget,
+            input=self._on_input,
         )
 
     def __iter__(self) -> Iterator[Viewer]:
@@ -121,6 +131,22 @@ class Audience:
         """Whether `viewer_id` was a viewer of this session that left within the last GONE_GRACE_S."""
         left_at = self._gone.get(viewer_id)
         return left_at is not None and time.monotonic() - left_at < GONE_GRACE_S
+
+    def _on_keyframe_request(self, viewer: Viewer) -> None:
+        """A viewer's RTCP PLI/FIR: passed on at most once per VIEWER_KEYFRAME_INTERVAL for that viewer.
+
+        A viewer on a lossy link asks again and again, and every IDR costs every viewer of the session
+        (a burst of bits, a softer picture after it); the others' requests still go through.
+        """
+        seat = self._seats.get(viewer)
+        if seat is None:
+            return
+        now = time.monotonic()
+        if now - seat.keyframe_asked_at < VIEWER_KEYFRAME_INTERVAL:
+            self.stats.keyframe_requests_limited += 1
+            return
+        seat.keyframe_asked_at = now
+        self._request_keyframe()
 
     async def close_viewers(self, token_id: str | None = None) -> None:
         """Disconnect every viewer, or those that came in with token `token_id`; waits for all of it."""

@@ -40,6 +40,9 @@ class ViewerCallbacks:
     """How a viewer reaches its session, without knowing the session's type."""
 
     request_keyframe: Callable[[], None]
+    """The session needs an IDR for this viewer (its queue overflowed: it skips to the next keyframe)."""
+    viewer_asks_keyframe: Callable[[Viewer], None]
+    """The viewer itself asked for one (RTCP PLI/FIR); the session decides whether to honour it."""
     attach: Callable[[Viewer], None]
     closed: Callable[[Viewer], None]
     input: Callable[[Viewer, str | bytes], None]
@@ -177,7 +180,7 @@ class Viewer:
                 if codec.mimeType.lower() == "video/h264" and codec.parameters.get("profile-level-id") == H264_PROFILE
             ]
         )
-        compat.on_keyframe_request(transceiver.sender, self._callbacks.request_keyframe)
+        compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())

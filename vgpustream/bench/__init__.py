@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vgpustream.bench import abuse, capacity, fanout, idle, latency, pipeline, qemu, quality, report, soak
+from vgpustream.bench import abuse, capacity, fanout, idle, latency, pipeline, qemu, quality, report, soak, weaknet
 from vgpustream.encoder import EncoderSettings
 
 
@@ -96,6 +96,14 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=60.0, help="length of the churn (default %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="seed of the random churn (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("weaknet", help="one viewer on a lossy, slow link: its frames, and what the others lose")
+    p.add_argument("--viewers", type=int, default=4, choices=range(2, 17), help="viewers (default %(default)s)")
+    p.add_argument("--loss", type=float, default=0.02, help="packet loss of the weak link, each way (default 0.02)")
+    p.add_argument("--rtt-ms", type=float, default=100.0, help="its round-trip time (default %(default)s)")
+    p.add_argument("--seconds", type=float, default=20.0, help="each phase, clean and impaired (default %(default)s)")
+    p.add_argument("--resolution", default="640x360", help="synthetic source size (default %(default)s)")
+    p.add_argument("--bitrate", type=int, default=1_000_000, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -146,6 +154,11 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "abuse":
         result = abuse.run(args.examples, args.seed)
         print(json.dumps(result) if args.json else abuse.table(result))
+    elif args.bench == "weaknet":
+        result = weaknet.run(
+            args.viewers, args.loss, args.rtt_ms, seconds=args.seconds, resolution=args.resolution, bitrate=args.bitrate
+        )
+        print(json.dumps(result) if args.json else weaknet.table(result))
     elif args.bench == "soak":
         result = soak.run(args.minutes, args.seed)
         print(json.dumps(result) if args.json else soak.table(result))

@@ -11,10 +11,11 @@ from urllib.parse import urljoin
 
 import aiohttp
 import av
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from vgpustream.stamp import Stamp, read_frame_stamp
+from vgpustream.testing.netem import LossyLink
 
 
 class WhepError(Exception):
@@ -48,7 +49,12 @@ class WhepReceiver:
     """
 
     def __init__(
-        self, endpoint: str, http: aiohttp.ClientSession, input_channel: bool = True, token: str | None = None
+        self,
+        endpoint: str,
+        http: aiohttp.ClientSession,
+        input_channel: bool = True,
+        token: str | None = None,
+        link: LossyLink | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -57,7 +63,12 @@ class WhepReceiver:
         self.latest: ReceivedFrame | None = None
         self.messages: list[dict[str, Any]] = []
         self._http = http
-        self._pc = RTCPeerConnection()
+        self._link = link
+        """The media goes through this weak link (one bundled transport), when there is one."""
+        bundle = RTCBundlePolicy.MAX_BUNDLE if link else RTCBundlePolicy.BALANCED
+        self._pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=bundle))
+        # video first, as browsers offer it (aiortc 1.16 never starts ICE for max-bundle with the data channel first)
+        self._pc.addTransceiver("video", direction="recvonly")
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
         self._pc.on("track", self._track.set_result)
         self._channel = self._pc.createDataChannel("input") if input_channel else None
@@ -73,16 +84,19 @@ class WhepReceiver:
 
     async def connect(self, timeout: float = 20.0) -> None:
         """Offer, take the answer, wait until the video track arrives."""
-        self._pc.addTransceiver("video", direction="recvonly")
         await self._pc.setLocalDescription(await self._pc.createOffer())
+        offer = self._pc.localDescription.sdp
         async with self._http.post(
-            self.endpoint, data=self._pc.localDescription.sdp, headers={"Content-Type": "application/sdp", **self._auth}
+            self.endpoint,
+            data=self._link.offer(offer) if self._link else offer,
+            headers={"Content-Type": "application/sdp", **self._auth},
         ) as response:
             body = await response.text()
             if response.status != 201:
                 raise WhepError(response.status, body)
             self.location = urljoin(self.endpoint, response.headers["Location"])
-        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        answer = self._link.answer(body) if self._link else body
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await asyncio.wait_for(asyncio.shield(self._track), timeout)
 
     async def wait_channel_open(self, timeout: float = 10.0) -> None:

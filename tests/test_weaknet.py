@@ -1,0 +1,55 @@
+"""A viewer on a weak link: lost packets are sent again, and its keyframe requests cannot flood the session."""
+
+from __future__ import annotations
+
+import asyncio
+
+from vgpustream.api.state import REGISTRY
+from vgpustream.audience import VIEWER_KEYFRAME_INTERVAL
+from vgpustream.testing.netem import LossyLink
+from vgpustream.testing.receiver import WhepReceiver
+
+
+async def test_a_lossy_viewer_gets_its_lost_packets_again(make_server, http):
+    server = await make_server(source="synthetic:320x240@15")
+    link = LossyLink(loss=0.0, rtt_ms=60, seed=3)
+    await link.open()
+    receiver = WhepReceiver(str(server.make_url("/whep/default")), http, link=link)
+    try:
+        await receiver.connect()
+        await receiver.next_frame()
+        link.impair(loss=0.05, rtt_ms=60)
+        stats = await receiver.receive_for(6.0)
+        numbers = sorted({s.frame for s in stats.stamps})[10:]  # from well after the loss began
+        expected = numbers[-1] - numbers[0] + 1
+        assert link.stats.dropped > 20, "the link must really lose packets"
+        assert len(numbers) >= 0.95 * expected, f"{len(numbers)} of {expected} frames: NACKed packets must be resent"
+    finally:
+        await receiver.close()
+        link.close()
+
+
+async def test_one_viewers_keyframe_requests_are_limited_and_the_others_still_pass(make_server, viewers):
+    server = await make_server(source="synthetic:320x240@30?still=1")  # a still picture: no periodic IDRs
+    session = server.app[REGISTRY].get("default")
+    asking, other = await viewers(server), await viewers(server)
+    await asking.next_frame()
+    await other.next_frame()
+    await asyncio.sleep(VIEWER_KEYFRAME_INTERVAL)  # past the joins' own requests
+
+    async def pli(receiver: WhepReceiver) -> None:
+        (transceiver,) = receiver.pc.getTransceivers()
+        rtp_receiver = transceiver.receiver
+        ssrc = next(iter(rtp_receiver._RTCRtpReceiver__remote_streams))  # the stream aiortc receives
+        await rtp_receiver._send_rtcp_pli(ssrc)
+
+    keyframes = session.capture.stats.keyframes
+    for _ in range(10):
+        await pli(asking)
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    assert session.capture.stats.keyframes - keyframes == 1, "ten requests within the interval cost one IDR"
+    assert session.audience.stats.keyframe_requests_limited == 9
+    await pli(other)
+    await asyncio.sleep(1.0)
+    assert session.capture.stats.keyframes - keyframes == 2, "another viewer's request still goes through"
