@@ -67,7 +67,9 @@ async def test_eight_viewers_share_one_encode(make_server, viewers):
     encoded, captured, repeated = (now - then for now, then in zip(counters(), before, strict=True))
     assert encoded == captured + repeated
     assert repeated <= 2, "a moving source needs no repeated pictures"
-    assert encoded >= 100, f"only {encoded} frames encoded in 4 s"
+    # not a speed test: enough frames that "each viewer decoded 90% of them" means something, even on
+    # a busy 2-core machine that also decodes for the eight viewers (CI has seen 25 frames a second)
+    assert encoded >= 60, f"only {encoded} frames encoded in 4 s"
     for result in results:
         decoded = len({stamp.frame for stamp in result.stamps})
         assert decoded >= 0.9 * encoded, f"a viewer decoded {decoded} of {encoded} frames"

@@ -8,6 +8,7 @@ import numpy as np
 
 from tests.pictures import psnr, synthetic_luma
 from vgpustream.api.state import REGISTRY
+from vgpustream.audience import VIEWER_KEYFRAME_INTERVAL
 from vgpustream.sources.synthetic import POINTER_IDLE, SyntheticSource
 from vgpustream.stamp import luma, stamp_rows
 
@@ -92,7 +93,7 @@ async def test_a_picture_loss_indication_yields_one_keyframe_soon(make_server, v
     receiver = await viewers(server)
     await receiver.next_frame()
     stats = server.app[REGISTRY].get("default").capture.stats
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(VIEWER_KEYFRAME_INTERVAL)  # past the join's own request
     before = stats.keyframes
     (rtp_receiver,) = receiver.pc.getReceivers()
     ssrc = rtp_receiver.getSynchronizationSources()[0].source
@@ -107,7 +108,7 @@ async def test_a_picture_loss_indication_yields_one_keyframe_soon(make_server, v
     for _ in range(10):  # a burst of PLIs, as several viewers or a lossy link would send
         await rtp_receiver._send_rtcp_pli(ssrc)
     await keyframe_arrives()
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(VIEWER_KEYFRAME_INTERVAL)
     assert stats.keyframes == before + 1, "ten requests inside the rate limit cost one IDR"
     await rtp_receiver._send_rtcp_pli(ssrc)
     await keyframe_arrives()

@@ -38,10 +38,8 @@ async def test_one_viewers_keyframe_requests_are_limited_and_the_others_still_pa
     await asyncio.sleep(VIEWER_KEYFRAME_INTERVAL)  # past the joins' own requests
 
     async def pli(receiver: WhepReceiver) -> None:
-        (transceiver,) = receiver.pc.getTransceivers()
-        rtp_receiver = transceiver.receiver
-        ssrc = next(iter(rtp_receiver._RTCRtpReceiver__remote_streams))  # the stream aiortc receives
-        await rtp_receiver._send_rtcp_pli(ssrc)
+        (rtp_receiver,) = receiver.pc.getReceivers()
+        await rtp_receiver._send_rtcp_pli(rtp_receiver.getSynchronizationSources()[0].source)
 
     keyframes = session.capture.stats.keyframes
     for _ in range(10):
