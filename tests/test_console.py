@@ -14,6 +14,7 @@ from vgpustream.api.state import REGISTRY
 from vgpustream.compat import PLAYOUT_DELAY
 from vgpustream.sources.synthetic import POINTER_IDLE
 from vgpustream.stamp import read_stamp
+from vgpustream.testing.netem import LossyLink
 
 pytestmark = pytest.mark.browser
 
@@ -118,3 +119,35 @@ async def wait_until(condition, seconds: float = 10.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+async def test_the_console_warns_while_its_link_cannot_carry_the_stream(make_server, http):
+    server = await make_server(source="synthetic:640x360@30")
+    link = LossyLink(seed=9)
+    await link.open()
+
+    async def through_the_link(route) -> None:  # the console's WHEP offer and answer name the relay
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        response = await route.fetch(post_data=link.offer(route.request.post_data))
+        await route.fulfill(response=response, body=link.answer(await response.text()))
+
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+        issued = await response.json()
+    try:
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.route("**/whep/default", through_the_link)
+            await page.goto(issued["console_url"])
+            await decoded_more_than(page, 10)
+            warning = page.locator("#link-warning")
+            assert await warning.is_hidden()
+            link.impair(loss=0.0, rtt_ms=40, rate_kbps=100)  # a slow uplink: the stream needs several times that
+            await warning.wait_for(state="visible", timeout=40_000)
+            assert "cannot carry this stream" in await warning.text_content()
+            assert await page.evaluate("window.vgpustream.state") == "playing", "the stream goes on"
+            link.impair(loss=0.0, rtt_ms=0)
+            await warning.wait_for(state="hidden", timeout=40_000)
+    finally:
+        link.close()

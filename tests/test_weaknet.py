@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from vgpustream.api.state import REGISTRY
 from vgpustream.audience import VIEWER_KEYFRAME_INTERVAL
 from vgpustream.testing.netem import LossyLink
 from vgpustream.testing.receiver import WhepReceiver
+from vgpustream.viewer import LINK_WINDOW, POOR_LOSS
 
 
 async def test_a_lossy_viewer_gets_its_lost_packets_again(make_server, http):
@@ -23,7 +25,8 @@ async def test_a_lossy_viewer_gets_its_lost_packets_again(make_server, http):
         numbers = sorted({s.frame for s in stats.stamps})[10:]  # from well after the loss began
         expected = numbers[-1] - numbers[0] + 1
         assert link.stats.dropped > 20, "the link must really lose packets"
-        assert len(numbers) >= 0.95 * expected, f"{len(numbers)} of {expected} frames: NACKed packets must be resent"
+        # without retransmission about a third of these 6-8 packet frames would miss a packet
+        assert len(numbers) >= 0.9 * expected, f"{len(numbers)} of {expected} frames: NACKed packets must be resent"
     finally:
         await receiver.close()
         link.close()
@@ -51,3 +54,35 @@ async def test_one_viewers_keyframe_requests_are_limited_and_the_others_still_pa
     await pli(other)
     await asyncio.sleep(1.0)
     assert session.capture.stats.keyframes - keyframes == 2, "another viewer's request still goes through"
+
+
+async def test_a_viewer_whose_link_loses_too_much_is_told_and_told_again_when_it_recovers(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    link = LossyLink(seed=5)
+    await link.open()
+    receiver = WhepReceiver(str(server.make_url("/whep/default")), http, link=link)
+
+    async def within_a_few_windows(done: Callable[[], bool], what: str) -> None:
+        for _ in range(6 * round(LINK_WINDOW)):  # receiver reports get lost on such a link too
+            if done():
+                return
+            await receiver.receive_for(1.0)
+        raise AssertionError(f"{what}: {receiver.messages}")
+
+    try:
+        await receiver.connect()
+        await receiver.next_frame()
+        await receiver.wait_channel_open()
+        (viewer,) = list(session.audience)
+        link.impair(loss=0.0, rtt_ms=40, rate_kbps=100)  # a slow uplink: the stream needs several times that
+        await within_a_few_windows(lambda: viewer.link is not None and viewer.link.quality == "poor", "never poor")
+        assert viewer.link.loss > POOR_LOSS
+        assert viewer.to_json()["link"]["quality"] == "poor"
+        link.impair(loss=0.0, rtt_ms=0)
+        # the data channel delivers what was sent on the lossy link once it can: in order
+        said = lambda: [m["quality"] for m in receiver.messages if m["type"] == "link"]  # noqa: E731
+        await within_a_few_windows(lambda: said() == ["poor", "good"], "not told poor, then good")
+    finally:
+        await receiver.close()
+        link.close()

@@ -7,6 +7,7 @@ The viewer's keyframe requests (RTCP PLI/FIR) go to the session's shared encoder
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -33,6 +34,28 @@ INPUT_CHANNEL = "input"
 MAX_RESOLVING = 8
 """The most trickled mDNS candidates (`<uuid>.local`) of one viewer being resolved at a time; more are dropped."""
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
+LINK_WINDOW = 4.0
+"""Seconds over which a viewer's link is judged, from its RTCP receiver reports and its queue."""
+POOR_LOSS = 0.05
+"""The share of packets lost for good (after NACK retransmission) above which a link is poor."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """How a viewer's network link carries the stream, over the last LINK_WINDOW."""
+
+    quality: str
+    """'good', or 'poor' when packets are lost for good or the viewer's queue overflowed."""
+    loss: float
+    rtt_ms: int | None
+    dropped: int
+    """Packets the server dropped for this viewer (its queue overflowed: it could not keep up)."""
+
+    def to_json(self) -> dict[str, object]:
+        return {"quality": self.quality, "loss": self.loss, "rtt_ms": self.rtt_ms, "dropped": self.dropped}
+
+    def message(self) -> str:
+        return json.dumps({"type": "link", **self.to_json()})
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,9 @@ class Viewer:
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
         self._resolving: set[asyncio.Task[None]] = set()
+        self.link: Link | None = None
+        """The link's last verdict (None until the first window has passed)."""
+        self._watching: asyncio.Task[None] | None = None
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
         self._idle = asyncio.get_running_loop().call_later(idle_timeout, self._idle_expired)
@@ -151,6 +177,7 @@ class Viewer:
             "state": self.connection_state,
             "input_channel": self.channel is not None,
             "dropped_packets": self.queue.dropped,
+            "link": self.link.to_json() if self.link else None,
         }
 
     @property
@@ -223,6 +250,32 @@ class Viewer:
         if not task.cancelled():
             task.exception()  # an unusable candidate is dropped like an unresolvable one
 
+    async def _watch_link(self) -> None:
+        """Judge the link every LINK_WINDOW seconds; tell the viewer on its channel when the verdict changes."""
+        sent, lost, dropped = 0, 0, self.queue.dropped
+        told = "good"  # a viewer hears of its link only once it is poor (and again when it is good again)
+        while True:
+            await asyncio.sleep(LINK_WINDOW)
+            now_sent, now_lost, rtt = 0, 0, None
+            for stats in (await self._pc.getStats()).values():
+                if stats.type == "outbound-rtp":
+                    now_sent += stats.packetsSent
+                elif stats.type == "remote-inbound-rtp":
+                    now_lost += max(0, stats.packetsLost)
+                    rtt = stats.roundTripTime
+            loss = (now_lost - lost) / (now_sent - sent) if now_sent > sent else 0.0
+            overflowed = self.queue.dropped - dropped
+            poor = loss > POOR_LOSS or overflowed > 0
+            self.link = Link(
+                "poor" if poor else "good",
+                round(max(0.0, loss), 3),
+                None if rtt is None else round(rtt * 1000),
+                overflowed,
+            )
+            sent, lost, dropped = now_sent, now_lost, self.queue.dropped
+            if self.link.quality != told and self.send_message(self.link.message()):
+                told = self.link.quality
+
     def send_message(self, text: str) -> bool:
         """Send a JSON text message on the viewer's input channel; False if it has none open."""
         if self.channel is None or self.channel.readyState != "open":
@@ -237,6 +290,8 @@ class Viewer:
             return
         self._closing = True
         self._idle.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
         self._callbacks.closed(self)
         self.queue.close()
         for task in self._resolving:
@@ -257,6 +312,7 @@ class Viewer:
                 # join the fan-out only now: packets queued before RTP can flow would arrive late
                 self._attached = True
                 self._callbacks.attach(self)
+                self._watching = asyncio.create_task(self._watch_link(), name=f"link-{self.id}")
         elif state == "disconnected":
             self._idle.cancel()
             self._idle = asyncio.get_running_loop().call_later(self.idle_timeout, self._idle_expired)

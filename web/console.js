@@ -54,11 +54,12 @@ export function startConsole(sessionId, token) {
   const video = document.getElementById("screen");
   const status = document.getElementById("status");
   const badge = document.getElementById("connection");
+  const linkWarning = document.getElementById("link-warning");
   const fullscreenButton = document.getElementById("fullscreen");
   const cursor = new RemoteCursor(stage);
   const overlay = new StatsOverlay(document.getElementById("stats"));
   /** For automated tests (and the curious): the current connection, kept current across reconnects. */
-  const state = (window.vgpustream = { pc: null, channel: null, state: "connecting", source: null });
+  const state = (window.vgpustream = { pc: null, channel: null, state: "connecting", source: null, link: "good" });
   const input = new InputCapture(stage, video, (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   });
@@ -99,6 +100,16 @@ export function startConsole(sessionId, token) {
     show(phase, message, error, label, told === "streaming" ? "" : why);
   }
 
+  /** The server's verdict on this viewer's network link: a warning over the picture while it is poor. */
+  function showLink({ quality, loss = 0, dropped = 0 }) {
+    state.link = quality;
+    linkWarning.hidden = quality !== "poor";
+    const lost = loss > 0 ? `${Math.round(loss * 100)}% of packets lost` : "";
+    const behind = dropped > 0 ? "the stream fell behind" : "";
+    const why = [lost, behind].filter(Boolean).join(", ");
+    linkWarning.textContent = `Your network cannot carry this stream${why ? ` (${why})` : ""}: the picture may stutter`;
+  }
+
   function stopTimers() {
     clearTimeout(connectTimer);
     clearTimeout(retryTimer);
@@ -112,6 +123,7 @@ export function startConsole(sessionId, token) {
     const { pc } = state;
     if (whep) leaving = whep.close();
     whep = state.pc = state.channel = state.source = null;
+    showLink({ quality: "good" });
     cursor.reset();
     pc?.close();
   }
@@ -147,6 +159,7 @@ export function startConsole(sessionId, token) {
       state.source = { state: message.state, message: message.message ?? null };
       if (state.pc?.connectionState === "connected") showSource();
     }
+    if (message?.type === "link") showLink(message);
     // other types are for newer consoles
   }
 

@@ -210,6 +210,16 @@ SCHEMAS: dict[str, Any] = {
             "state": TEXT,
             "input_channel": {"type": "boolean"},
             "dropped_packets": INT,
+            "link": _nullable(
+                _object(
+                    {
+                        "quality": {"enum": ["good", "poor"]},
+                        "loss": {"type": "number", "description": "share of packets lost for good, last 4 s"},
+                        "rtt_ms": _nullable(INT),
+                        "dropped": {**INT, "description": "packets dropped for this viewer (it fell behind)"},
+                    }
+                )
+            ),
         },
     ),
     "ViewerList": _object({"viewers": {"type": "array", "items": _ref("Viewer")}}),

@@ -5,6 +5,8 @@ instead: the viewer's offer and the server's answer name the relay's two sockets
 candidates, and the relay forwards between them, dropping each packet with probability `loss` and
 holding it for half the round-trip time in each direction. The impairment can be changed while
 the peers are connected (`impair`), so one run can measure the same viewer before and after.
+With `rate_kbps` the link is also a bottleneck of that rate with a small buffer (`QUEUE_MS` of
+packets, then tail drop), as a slow uplink is: a stream it cannot carry loses packets for good.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import random
 import re
 from dataclasses import dataclass
 
-CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ 127\.0\.0\.1 )(\d+)( typ host.*)$", re.IGNORECASE | re.MULTILINE)
+QUEUE_MS = 100.0
+"""How much a rate-limited link holds back before it drops (its router's buffer)."""
+CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )(\d+\.\d+\.\d+\.\d+) (\d+)( typ host.*)$", re.I | re.M)
+"""An IPv4 UDP host candidate: (prefix, address, port, the rest)."""
 
 
 @dataclass
@@ -31,15 +36,18 @@ class _End(asyncio.DatagramProtocol):
         self.name = name
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.link.forward(self.name, data)
+        self.link.forward(self.name, data, addr)
 
 
 class LossyLink:
     """A relay between one viewer (the offerer) and the server on 127.0.0.1, with loss and delay."""
 
-    def __init__(self, loss: float = 0.0, rtt_ms: float = 0.0, seed: int = 1) -> None:
+    def __init__(self, loss: float = 0.0, rtt_ms: float = 0.0, rate_kbps: float | None = None, seed: int = 1) -> None:
         self.loss = loss
         self.rtt_ms = rtt_ms
+        self.rate_kbps = rate_kbps
+        self._busy_until = {"viewer": 0.0, "server": 0.0}
+        """When (loop time) each direction's bottleneck has sent what it holds."""
         self.stats = LinkStats()
         self._rng = random.Random(seed)
         self._ends: dict[str, asyncio.DatagramTransport] = {}
@@ -56,11 +64,12 @@ class LossyLink:
         for end in self._ends.values():
             end.close()
 
-    def impair(self, loss: float, rtt_ms: float) -> None:
-        self.loss, self.rtt_ms = loss, rtt_ms
+    def impair(self, loss: float, rtt_ms: float, rate_kbps: float | None = None) -> None:
+        self.loss, self.rtt_ms, self.rate_kbps = loss, rtt_ms, rate_kbps
 
     def offer(self, sdp: str) -> str:
-        """The viewer's offer, its one host candidate replaced by the relay's socket that faces the server."""
+        """The viewer's offer, its host candidate replaced by the relay's socket that faces the server (when it
+        has one: Chromium on a machine with only a loopback interface offers none)."""
         return self._stand_in(sdp, "viewer")
 
     def answer(self, sdp: str) -> str:
@@ -68,26 +77,51 @@ class LossyLink:
         return self._stand_in(sdp, "server")
 
     def _stand_in(self, sdp: str, side: str) -> str:
-        ports = {int(m.group(2)) for m in CANDIDATE.finditer(sdp)}
-        if len(ports) != 1:
-            raise ValueError(f"the {side}'s SDP must have one 127.0.0.1 host candidate (bundled); it has {ports}")
-        (port,) = ports
-        self._peers[side] = ("127.0.0.1", port)
-        relay_port = self._ends[side].get_extra_info("sockname")[1]
-        sdp = CANDIDATE.sub(lambda m: f"{m.group(1)}{relay_port}{m.group(3)}", sdp)
-        return re.sub(rf"^(m=\S+ ){port}( )", rf"\g<1>{relay_port}\2", sdp, flags=re.MULTILINE)
+        """`sdp` with the relay's socket for `side` (on 127.0.0.1) as its one candidate.
 
-    def forward(self, to: str, data: bytes) -> None:
-        """A datagram that reached the socket standing in for `to` ('viewer' or 'server'): pass it on to `to`."""
+        Offers bundle their sections (the server's answer does): the first section's first IPv4 host
+        candidate is the transport, and every other candidate (other sections, interfaces, TCP) is
+        dropped, so the relay is the only path.
+        """
+        found = CANDIDATE.search(sdp)
+        if found is None:
+            if side == "server":
+                raise ValueError("the server's answer has no IPv4 host candidate")
+            return sdp  # a viewer with no candidate of its own: its address comes with its first packet
+        address, port = found.group(2), int(found.group(3))
+        self._peers[side] = (address, port)
+        relay_port = self._ends[side].get_extra_info("sockname")[1]
+        kept = []
+        for line in sdp.splitlines(keepends=True):
+            candidate = CANDIDATE.match(line.rstrip("\r\n"))
+            if candidate is not None and (candidate.group(2), int(candidate.group(3))) == (address, port):
+                kept.append(f"{candidate.group(1)}127.0.0.1 {relay_port}{candidate.group(4)}{line[candidate.end() :]}")
+            elif not line.startswith("a=candidate:"):
+                kept.append(line)
+        return re.sub(rf"^(m=\S+ ){port}( )", rf"\g<1>{relay_port}\2", "".join(kept), flags=re.MULTILINE)
+
+    def forward(self, to: str, data: bytes, source: tuple[str, int]) -> None:
+        """A datagram from `source` that reached the socket standing in for `to` ('viewer' or 'server'):
+        pass it on to `to`. A viewer that offered no candidate is found as ICE finds it (peer reflexive)."""
+        if to == "server":
+            self._peers.setdefault("viewer", source)
         if to not in self._peers:
             return  # the answer is not in yet
         if self.loss and self._rng.random() < self.loss:
             self.stats.dropped += 1
             return
+        delay = self.rtt_ms / 2000
+        if self.rate_kbps:
+            now = asyncio.get_running_loop().time()
+            start = max(now, self._busy_until[to])
+            if start - now > QUEUE_MS / 1000:
+                self.stats.dropped += 1  # the bottleneck's buffer is full
+                return
+            self._busy_until[to] = start + len(data) * 8 / (self.rate_kbps * 1000)
+            delay += self._busy_until[to] - now
         self.stats.forwarded += 1
         # out of the socket that stands in for the other peer, so each side sees the address it was told
         sender = self._ends["server" if to == "viewer" else "viewer"]
-        delay = self.rtt_ms / 2000
         if delay:
             asyncio.get_running_loop().call_later(delay, _send, sender, data, self._peers[to])
         else:

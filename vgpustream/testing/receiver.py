@@ -11,7 +11,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 import av
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from vgpustream.stamp import Stamp, read_frame_stamp
@@ -64,11 +64,9 @@ class WhepReceiver:
         self.messages: list[dict[str, Any]] = []
         self._http = http
         self._link = link
-        """The media goes through this weak link (one bundled transport), when there is one."""
-        bundle = RTCBundlePolicy.MAX_BUNDLE if link else RTCBundlePolicy.BALANCED
-        self._pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=bundle))
-        # video first, as browsers offer it (aiortc 1.16 never starts ICE for max-bundle with the data channel first)
-        self._pc.addTransceiver("video", direction="recvonly")
+        """The media goes through this weak link, when there is one."""
+        self._pc = RTCPeerConnection()
+        self._pc.addTransceiver("video", direction="recvonly")  # video first, as browsers offer it
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
         self._pc.on("track", self._track.set_result)
         self._channel = self._pc.createDataChannel("input") if input_channel else None
