@@ -6,6 +6,7 @@ QEMU's own `screendump` and its VGA text buffer are the ground truth for what th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import re
@@ -19,10 +20,12 @@ import pytest
 from tests.conftest import OPERATOR
 from tests.pictures import psnr, thumbnail_luma
 from tests.qemu.vm import Vm, bgrx_to_rgb
+from vgpustream.api.state import REGISTRY
 from vgpustream.formats import fourcc_code
 from vgpustream.input import KeyEvent
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source
+from vgpustream.sources.common import placeholder
 from vgpustream.sources.common.qmp import QmpInput
 from vgpustream.stamp import luma
 from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, wait_for
@@ -53,12 +56,24 @@ async def next_frame(source: Source, timeout: float = 10) -> Frame:
     return frame
 
 
+def same_but_the_text_cursor(ours: np.ndarray, truth: np.ndarray) -> bool:
+    """Equal pictures, or equal but for one 9x16 character cell of VGA text mode: the blinking cursor."""
+    if ours.shape != truth.shape:
+        return False
+    rows, cols = np.nonzero((ours != truth).any(axis=2))
+    if rows.size == 0:
+        return True
+    cells = {(r // 16, c // 9) for r, c in zip(rows.tolist(), cols.tolist(), strict=True)}
+    return ours.shape[:2] == (400, 720) and len(cells) == 1
+
+
 async def matches_screendump(vm: Vm, picture, attempts: int = 20) -> np.ndarray:
-    """Compare `await picture()` (RGB) with QEMU's screendump until they are equal (the text cursor blinks)."""
+    """Compare `await picture()` (RGB) with QEMU's screendump until they are equal (but for the blinking text
+    cursor, which QEMU toggles every 133 ms while taking our picture can take a second)."""
     for _ in range(attempts):
         ours = await picture()
         truth = await asyncio.to_thread(vm.screendump)
-        if ours.shape == truth.shape and np.array_equal(ours, truth):
+        if same_but_the_text_cursor(ours, truth):
             return ours
         await asyncio.sleep(0.1)
     differing = int(np.count_nonzero((ours != truth).any(axis=2))) if ours.shape == truth.shape else "all"
@@ -98,7 +113,10 @@ async def test_the_boot_mode_change_from_640x480_to_720x400_gives_the_exact_pict
 async def test_snapshot_and_planes_show_the_bios_screen(vm: Vm, bus: Bus, tmp_path):
     await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
     url = f"qemu-dbus:{bus.address}"
-    planes = json.loads(await vgpustream("planes", "--source", url))
+    for _ in range(5):  # QEMU can hand a new listener the previous mode's surface first (seen under load)
+        planes = json.loads(await vgpustream("planes", "--source", url))
+        if planes["primary"]["width"] == 720:
+            break
     assert planes["state"] == "streaming"
     assert {k: planes["primary"][k] for k in ("fourcc", "width", "height", "stride")} == {
         "fourcc": "XR24",
@@ -228,17 +246,44 @@ async def wait_state(http, server, state: str, timeout: float = 30) -> dict:
     return session
 
 
-async def test_qemu_gone_is_reported_and_capture_resumes_when_it_is_back(bus: Bus, start_vm, make_server, http):
+async def test_qemu_killed_mid_stream_shows_no_signal_to_its_viewer_and_then_the_picture_again(
+    bus: Bus, start_vm, make_server, http, viewers
+):
+    """QEMU dies (SIGKILL) under a watching viewer and is started again: the viewer is told the display
+    is lost and sees the NO SIGNAL picture, then is told it streams and sees the guest, on one connection."""
     display = f"dbus,addr={bus.address}"
     vm = start_vm(display)
     server = await make_server(source=f"qemu-dbus:{bus.address}")
     await wait_state(http, server, "streaming")
+    viewer = await viewers(server)
+    await viewer.next_frame()
+    await viewer.wait_channel_open()
     vm.kill()
     lost = await wait_state(http, server, "lost")
     async with http.get(server.make_url("/api/v1/sessions/default/planes")) as response:
         assert (await response.json())["state"] == "lost"
+
+    no_signal = luma(av.VideoFrame.from_ndarray(placeholder.no_signal(), format="bgra").reformat(format="yuv420p"))
+
+    def shows_no_signal(picture: av.VideoFrame) -> bool:
+        return (picture.height, picture.width) == no_signal.shape and psnr(luma(picture), no_signal, 0) > 30
+
+    async def sees(state: str, no_signal_shown: bool) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):  # a still picture sends nothing new
+                await viewer.next_frame(timeout=1.0)
+            told = [m["state"] for m in viewer.messages if m["type"] == "state"]
+            shown = viewer.latest is not None and shows_no_signal(viewer.latest.picture)
+            if told and told[-1] == state and shown == no_signal_shown:
+                return
+        raise AssertionError(f"the viewer never saw {state}: told {viewer.messages[-3:]}")
+
+    await sees("lost", no_signal_shown=True)
     start_vm(display)
     await wait_state(http, server, "streaming")
+    await sees("streaming", no_signal_shown=False)
+    assert viewer.pc.connectionState == "connected" and len(server.app[REGISTRY].get("default").audience) == 1
     for _ in range(100):
         if (await session_state(http, server))["stats"]["frames_captured"] > lost["stats"]["frames_captured"]:
             return

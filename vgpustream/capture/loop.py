@@ -28,6 +28,7 @@ from vgpustream.capture.stats import CaptureStats, EncodeTimes, RateMeter
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
 from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
+from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.thumbnail import Thumbnail
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class CaptureLoop:
         self._wakeup = asyncio.Event()
         self._rate = RateMeter()
         self._opened = False
+        self._no_signal_shown = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{name}")
         self._task: asyncio.Task[None] | None = None
         self._name = name
@@ -178,12 +180,14 @@ class CaptureLoop:
                     result, self.snapshot = await self._on_capture_thread(self._step, keyframe, periodic, composite)
             except VgpuStreamError as exc:
                 self._failed(exc)
+                await self._show_no_signal_while_lost(output, now)
                 output.show_state(self.snapshot.state, self.snapshot.error)
                 await asyncio.sleep(ERROR_BACKOFF)
                 deadline = loop.time()
                 continue
             self._count(result, now)
             output.publish(result.packets, self.snapshot.cursor)
+            await self._show_no_signal_while_lost(output, now)
             output.show_state(self.snapshot.state, self.snapshot.error)
             interval = self._sample_interval if self._idle else 1.0 / self.settings.fps
             deadline = max(deadline + interval, loop.time())
@@ -191,6 +195,16 @@ class CaptureLoop:
                 await asyncio.sleep(deadline - loop.time())
             elif await self._woken_before(deadline):
                 deadline = loop.time()
+
+    async def _show_no_signal_while_lost(self, output: Output, now: float) -> None:
+        """Once the source is lost, its viewers see the NO SIGNAL picture instead of its last frame frozen
+        (players that do not read the state messages too); once per loss, while someone watches."""
+        lost = self.snapshot.state is SourceState.LOST
+        if lost and not self._no_signal_shown and not self._idle:
+            result = await self._on_capture_thread(self._pipeline.show, no_signal_frame())
+            self._count(result, now)
+            output.publish(result.packets, None)
+        self._no_signal_shown = lost and not self._idle
 
     async def _woken_before(self, deadline: float) -> bool:
         """Sleep until `deadline` (loop time); True if a keyframe request woke the idle loop first."""

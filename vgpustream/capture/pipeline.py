@@ -116,6 +116,16 @@ class FramePipeline:
         self._count_refinement(refining, sum(packet.size for packet in result.packets))
         return result
 
+    def show(self, frame: Frame) -> StepResult:
+        """Encode `frame`, which is not the source's (the NO SIGNAL picture while it is lost), as an IDR;
+        the steps after it refine it like any picture that stopped changing."""
+        result = StepResult(captured=True)
+        self._last_picture = self._converter.convert(frame)
+        self._drawn_cursor = None
+        result.packets = self.encoder.encode(self._last_picture, self._pts(frame.captured_at), keyframe=True)
+        self._count_refinement(False, 0)
+        return result
+
     def sample(self) -> StepResult:
         """Capture only (nobody watches): hold a changed frame and make a thumbnail of it."""
         t0 = time.perf_counter()
