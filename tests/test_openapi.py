@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 
 from tests.conftest import OPERATOR_TOKEN
 from tests.served import ROOT, serve
+from vgpustream.api.openapi import document
 
 CHECKS = [
     "not_a_server_error",
@@ -50,4 +52,22 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path):
         )
     summary = run.stdout[-4000:]
     assert run.returncode == 0, summary
-    assert "Selected: 17/17" in summary and "Tested: 17" in summary, summary
+    assert "Selected: 20/20" in summary and "Tested: 20" in summary, summary
+
+
+def test_redocly_recommended_rules_find_nothing(tmp_path):
+    redocly = ROOT / "tests" / "browser" / "node_modules" / ".bin" / "redocly"
+    if not redocly.exists():
+        pytest.skip("Redocly's CLI is not installed (npm ci --prefix tests/browser)")
+    path = tmp_path / "openapi.json"
+    path.write_text(json.dumps(document(), indent=1))
+    run = subprocess.run(
+        [str(redocly), "lint", str(path), "--format=stylish", "--extends=recommended"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = run.stdout + run.stderr
+    assert run.returncode == 0 and "Your API description is valid" in report, report[-3000:]
+    assert " warning " not in report and "You have" not in report, report[-3000:]

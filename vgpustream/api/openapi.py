@@ -49,6 +49,7 @@ def _challenge(description: str, required: bool) -> dict[str, Any]:
     return {"WWW-Authenticate": {"description": description, "required": required, "schema": TEXT}}
 
 
+RETRY_AFTER = {"Retry-After": {"description": "Seconds after which to try again", "schema": INT}}
 ERRORS = {
     "400": _json(_ref("Error"), "Invalid request"),
     "401": {
@@ -65,10 +66,13 @@ ERRORS = {
     "413": _json(_ref("Error"), "Body too large"),
     "415": _json(_ref("Error"), "Wrong Content-Type"),
 }
-LIMITED = {"429": _json(_ref("Error"), "Too many requests; see Retry-After")}
-FULL = {"503": _json(_ref("Error"), "No room; see Retry-After")}
+LIMITED = {"429": {**_json(_ref("Error"), "Too many requests; see Retry-After"), "headers": RETRY_AFTER}}
+FULL = {"503": {**_json(_ref("Error"), "No room; see Retry-After"), "headers": RETRY_AFTER}}
 STORED = {
-    "503": _json(_ref("Error"), "The state database cannot be written now (storage_unavailable); nothing changed"),
+    "503": {
+        **_json(_ref("Error"), "The state database cannot be written now (storage_unavailable); nothing changed"),
+        "headers": RETRY_AFTER,
+    },
     "507": _json(_ref("Error"), "The state directory's disk is full (storage_full); nothing changed"),
 }
 """A change the state database must keep: refused whole when it cannot be stored."""
@@ -144,6 +148,7 @@ SCHEMAS: dict[str, Any] = {
                 "input_events",
                 "input_invalid",
                 "input_refused",
+                "keyframe_requests_limited",
                 "viewers",
                 "bitrate",
                 "dropped_packets",
@@ -226,6 +231,40 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+TAGS = {
+    "sessions": "Sessions: one VM display each, captured and encoded once",
+    "tokens": "Viewer tokens: console links for people",
+    "viewers": "The viewers of a session",
+    "whep": "WHEP signalling (draft-ietf-wish-whep)",
+    "operations": "Health and metrics",
+}
+"""Operations are tagged by where their path starts (the longest match wins)."""
+TAGGED_PATHS = {
+    "/api/v1/sessions": "sessions",
+    "/api/v1/sessions/{id}/tokens": "tokens",
+    "/api/v1/sessions/{id}/viewers": "viewers",
+    "/whep/": "whep",
+    "/healthz": "operations",
+    "/readyz": "operations",
+    "/metrics": "operations",
+}
+WHEP_SESSION = {"name": "session", "in": "path", "required": True, "schema": TEXT}
+WHEP_VIEWER = {"name": "viewer", "in": "path", "required": True, "schema": TEXT}
+ACCEPT_PATCH = {"description": "`application/trickle-ice-sdpfrag`", "schema": TEXT}
+MALFORMED = {"400": _json(_ref("Error"), "A malformed HTTP request, refused by the HTTP parser before any handler")}
+ICE_LINKS = {"Link": {"description": 'One `<url>; rel="ice-server"` per STUN/TURN server', "schema": TEXT}}
+
+
+def _tagged(paths: dict[str, Any]) -> dict[str, Any]:
+    """`paths` with each operation tagged by TAGGED_PATHS."""
+    for path, item in paths.items():
+        tag = TAGGED_PATHS[max((p for p in TAGGED_PATHS if path.startswith(p)), key=len)]
+        for method, operation in item.items():
+            if method != "parameters":
+                operation["tags"] = [tag]
+    return paths
+
+
 def document() -> dict[str, Any]:
     operator = [{"operator": []}]
     session = {"parameters": [SESSION_ID]}
@@ -235,7 +274,10 @@ def document() -> dict[str, Any]:
             "title": "vgpustream",
             "version": __version__,
             "description": "Control plane and WHEP signalling of vgpustream, a remote console for VMs.",
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
+        "servers": [{"url": "/", "description": "The vgpustream server that serves this document"}],
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {
@@ -244,192 +286,265 @@ def document() -> dict[str, Any]:
             },
         },
         "security": operator,
-        "paths": {
-            "/api/v1/sessions": {
-                "get": _operation(
-                    "listSessions",
-                    "List sessions, optionally by label",
-                    {"200": _json(_ref("SessionList"), "The sessions"), **ERRORS},
-                    parameters=[
+        "paths": _tagged(
+            {
+                "/api/v1/sessions": {
+                    "get": _operation(
+                        "listSessions",
+                        "List sessions, optionally by label",
+                        {"200": _json(_ref("SessionList"), "The sessions"), **ERRORS},
+                        parameters=[
+                            {
+                                "name": "label",
+                                "in": "query",
+                                "required": False,
+                                "schema": {**TEXT, "pattern": "^[^=]+=.*$"},
+                                "description": "key=value; only sessions with this label",
+                            }
+                        ],
+                    ),
+                    "post": _operation(
+                        "createSession",
+                        "Create a session and start capturing",
                         {
-                            "name": "label",
-                            "in": "query",
-                            "required": False,
-                            "schema": {**TEXT, "pattern": "^[^=]+=.*$"},
-                            "description": "key=value; only sessions with this label",
-                        }
-                    ],
-                ),
-                "post": _operation(
-                    "createSession",
-                    "Create a session and start capturing",
-                    {
-                        "201": _json(_ref("Session"), "Created"),
-                        **ERRORS,
-                        "409": _json(_ref("Error"), "Exists"),
-                        **STORED,
-                        "503": _json(
-                            _ref("Error"), "No room, or the state database cannot be written; see Retry-After"
-                        ),
-                    },
-                    requestBody=_body(_ref("SessionCreate")),
-                ),
-            },
-            "/api/v1/sessions/{id}": {
-                **session,
-                "get": _operation(
-                    "getSession", "One session", {"200": _json(_ref("Session"), "The session"), **ERRORS}
-                ),
-                "patch": _operation(
-                    "updateSession",
-                    "Change name, labels, encoder settings or viewer limit live",
-                    {"200": _json(_ref("Session"), "Updated"), **ERRORS, **STORED},
-                    requestBody=_body(_ref("SessionUpdate")),
-                ),
-                "delete": _operation("deleteSession", "Stop and forget a session", {**NO_CONTENT, **ERRORS, **STORED}),
-            },
-            "/api/v1/sessions/{id}/planes": {
-                **session,
-                "get": _operation(
-                    "getPlanes",
-                    "Live plane metadata and source state",
-                    {"200": _json(_ref("Planes"), "Planes"), **ERRORS},
-                ),
-            },
-            "/api/v1/sessions/{id}/thumbnail": {
-                **session,
-                "get": _operation(
-                    "getThumbnail",
-                    "A small JPEG of the latest picture (at most one idle sample interval old)",
-                    {
-                        "200": {
-                            "description": "The picture; its ETag changes with the picture and the size",
-                            "headers": {"ETag": {"schema": TEXT}},
-                            "content": {"image/jpeg": {"schema": {**TEXT, "contentMediaType": "image/jpeg"}}},
-                        },
-                        "304": {"description": "Not modified (If-None-Match named the current ETag)"},
-                        **ERRORS,
-                        "409": _json(_ref("Error"), "No picture: the source is lost or has shown none yet"),
-                    },
-                    parameters=[
-                        {
-                            "name": "size",
-                            "in": "query",
-                            "required": False,
-                            "schema": {**INT, "minimum": MIN_SIZE, "maximum": THUMBNAIL_EDGE, "default": DEFAULT_SIZE},
-                            "description": "longest edge in pixels (never larger than the picture)",
-                        }
-                    ],
-                ),
-            },
-            "/api/v1/sessions/{id}/tokens": {
-                **session,
-                "get": _operation(
-                    "listTokens",
-                    "Viewer tokens of a session (never their secrets)",
-                    {"200": _json(_ref("TokenList"), "Tokens"), **ERRORS},
-                ),
-                "post": _operation(
-                    "createToken",
-                    "A viewer token and console link",
-                    {
-                        "201": _json(_ref("IssuedToken"), "Issued; the secret is shown only now"),
-                        **ERRORS,
-                        **LIMITED,
-                        **STORED,
-                    },
-                    requestBody=_body(_ref("TokenCreate")),
-                ),
-            },
-            "/api/v1/sessions/{id}/tokens/{token}": {
-                "parameters": [SESSION_ID, {"name": "token", "in": "path", "required": True, "schema": TEXT}],
-                "delete": _operation(
-                    "revokeToken", "Revoke a token and disconnect its viewers", {**NO_CONTENT, **ERRORS, **STORED}
-                ),
-            },
-            "/api/v1/sessions/{id}/viewers": {
-                **session,
-                "get": _operation(
-                    "listViewers", "Viewers of a session", {"200": _json(_ref("ViewerList"), "Viewers"), **ERRORS}
-                ),
-            },
-            "/api/v1/sessions/{id}/viewers/{viewer}": {
-                "parameters": [SESSION_ID, {"name": "viewer", "in": "path", "required": True, "schema": TEXT}],
-                "delete": _operation("disconnectViewer", "Disconnect a viewer", {**NO_CONTENT, **ERRORS}),
-            },
-            "/whep/{session}": {
-                "parameters": [{"name": "session", "in": "path", "required": True, "schema": TEXT}],
-                "post": _operation(
-                    "whepOffer",
-                    "WHEP: an SDP offer in, a viewer and its SDP answer out",
-                    {
-                        "201": {
-                            "description": "The SDP answer; Location names the viewer resource",
-                            "content": {"application/sdp": {"schema": TEXT}},
-                        },
-                        **ERRORS,
-                        **LIMITED,
-                        **FULL,
-                        "507": STORED["507"],  # a single-use token is marked used before the viewer is made
-                    },
-                    security=[{"viewer": []}],
-                    requestBody=_body({**TEXT, "maxLength": 32768}, "application/sdp"),
-                ),
-            },
-            "/whep/{session}/{viewer}": {
-                "parameters": [
-                    {"name": "session", "in": "path", "required": True, "schema": TEXT},
-                    {"name": "viewer", "in": "path", "required": True, "schema": TEXT},
-                ],
-                "delete": _operation(
-                    "whepLeave",
-                    "WHEP: leave (the viewer resource named by the offer's Location)",
-                    {
-                        "200": {"description": "Left, or had left already (for up to a minute after)"},
-                        "404": ERRORS["404"],
-                    },
-                    security=[],
-                ),
-            },
-            "/healthz": {
-                "get": _operation(
-                    "healthz", "Liveness", {"200": _json(_object({"status": TEXT}), "Alive")}, security=[]
-                )
-            },
-            "/readyz": {
-                "get": _operation(
-                    "readyz",
-                    "Readiness: database open, no session lost its source",
-                    {
-                        code: _json(
-                            _object(
-                                {
-                                    "status": TEXT,
-                                    "database": {"type": "boolean"},
-                                    "lost_sessions": {"type": "array", "items": TEXT},
-                                }
+                            "201": _json(_ref("Session"), "Created"),
+                            **ERRORS,
+                            "409": _json(_ref("Error"), "Exists"),
+                            **STORED,
+                            "503": _json(
+                                _ref("Error"), "No room, or the state database cannot be written; see Retry-After"
                             ),
-                            text,
-                        )
-                        for code, text in (("200", "Ready"), ("503", "Not ready"))
-                    },
-                    security=[],
-                )
-            },
-            "/metrics": {
-                "get": _operation(
-                    "metrics",
-                    "Prometheus metrics",
-                    {
-                        "200": {
-                            "description": "Metrics, in OpenMetrics where the Accept header asks for it",
-                            "content": {media: {"schema": TEXT} for media in METRICS_MEDIA},
+                        },
+                        requestBody=_body(_ref("SessionCreate")),
+                    ),
+                },
+                "/api/v1/sessions/{id}": {
+                    **session,
+                    "get": _operation(
+                        "getSession", "One session", {"200": _json(_ref("Session"), "The session"), **ERRORS}
+                    ),
+                    "patch": _operation(
+                        "updateSession",
+                        "Change name, labels, encoder settings or viewer limit live",
+                        {"200": _json(_ref("Session"), "Updated"), **ERRORS, **STORED},
+                        requestBody=_body(_ref("SessionUpdate")),
+                    ),
+                    "delete": _operation(
+                        "deleteSession", "Stop and forget a session", {**NO_CONTENT, **ERRORS, **STORED}
+                    ),
+                },
+                "/api/v1/sessions/{id}/planes": {
+                    **session,
+                    "get": _operation(
+                        "getPlanes",
+                        "Live plane metadata and source state",
+                        {"200": _json(_ref("Planes"), "Planes"), **ERRORS},
+                    ),
+                },
+                "/api/v1/sessions/{id}/thumbnail": {
+                    **session,
+                    "get": _operation(
+                        "getThumbnail",
+                        "A small JPEG of the latest picture (at most one idle sample interval old)",
+                        {
+                            "200": {
+                                "description": "The picture; its ETag changes with the picture and the size",
+                                "headers": {"ETag": {"schema": TEXT}},
+                                "content": {"image/jpeg": {"schema": {**TEXT, "contentMediaType": "image/jpeg"}}},
+                            },
+                            "304": {"description": "Not modified (If-None-Match named the current ETag)"},
+                            **ERRORS,
+                            "409": _json(_ref("Error"), "No picture: the source is lost or has shown none yet"),
+                        },
+                        parameters=[
+                            {
+                                "name": "size",
+                                "in": "query",
+                                "required": False,
+                                "schema": {
+                                    **INT,
+                                    "minimum": MIN_SIZE,
+                                    "maximum": THUMBNAIL_EDGE,
+                                    "default": DEFAULT_SIZE,
+                                },
+                                "description": "longest edge in pixels (never larger than the picture)",
+                            }
+                        ],
+                    ),
+                },
+                "/api/v1/sessions/{id}/tokens": {
+                    **session,
+                    "get": _operation(
+                        "listTokens",
+                        "Viewer tokens of a session (never their secrets)",
+                        {"200": _json(_ref("TokenList"), "Tokens"), **ERRORS},
+                    ),
+                    "post": _operation(
+                        "createToken",
+                        "A viewer token and console link",
+                        {
+                            "201": _json(_ref("IssuedToken"), "Issued; the secret is shown only now"),
+                            **ERRORS,
+                            **LIMITED,
+                            **STORED,
+                        },
+                        requestBody=_body(_ref("TokenCreate")),
+                    ),
+                },
+                "/api/v1/sessions/{id}/tokens/{token}": {
+                    "parameters": [SESSION_ID, {"name": "token", "in": "path", "required": True, "schema": TEXT}],
+                    "delete": _operation(
+                        "revokeToken", "Revoke a token and disconnect its viewers", {**NO_CONTENT, **ERRORS, **STORED}
+                    ),
+                },
+                "/api/v1/sessions/{id}/viewers": {
+                    **session,
+                    "get": _operation(
+                        "listViewers", "Viewers of a session", {"200": _json(_ref("ViewerList"), "Viewers"), **ERRORS}
+                    ),
+                },
+                "/api/v1/sessions/{id}/viewers/{viewer}": {
+                    "parameters": [SESSION_ID, {"name": "viewer", "in": "path", "required": True, "schema": TEXT}],
+                    "delete": _operation("disconnectViewer", "Disconnect a viewer", {**NO_CONTENT, **ERRORS}),
+                },
+                "/whep/{session}": {
+                    "parameters": [WHEP_SESSION],
+                    "options": _operation(
+                        "whepOptions",
+                        "WHEP: what the endpoint accepts, and its ICE servers",
+                        {
+                            "204": {
+                                "description": "The endpoint exists",
+                                "headers": {
+                                    "Accept-Post": {
+                                        "description": "`application/sdp`",
+                                        "schema": TEXT,
+                                        "required": True,
+                                    },
+                                    **ICE_LINKS,
+                                },
+                            },
+                            "404": ERRORS["404"],
+                        },
+                        security=[],
+                    ),
+                    "post": _operation(
+                        "whepOffer",
+                        "WHEP: an SDP offer in, a viewer and its SDP answer out",
+                        {
+                            "201": {
+                                "description": "The SDP answer; Location names the viewer resource",
+                                "content": {"application/sdp": {"schema": TEXT}},
+                                "headers": {
+                                    "Location": {
+                                        "description": "The viewer resource",
+                                        "schema": TEXT,
+                                        "required": True,
+                                    },
+                                    "ETag": {"description": "The viewer's ICE session, for If-Match", "schema": TEXT},
+                                    "Accept-Patch": {
+                                        "description": "`application/trickle-ice-sdpfrag`",
+                                        "schema": TEXT,
+                                    },
+                                    **ICE_LINKS,
+                                },
+                            },
+                            **ERRORS,
+                            **LIMITED,
+                            **FULL,
+                            "507": STORED["507"],  # a single-use token is marked used before the viewer is made
+                        },
+                        security=[{"viewer": []}],
+                        requestBody=_body({**TEXT, "maxLength": 32768}, "application/sdp"),
+                    ),
+                },
+                "/whep/{session}/{viewer}": {
+                    "parameters": [WHEP_SESSION, WHEP_VIEWER],
+                    "options": _operation(
+                        "whepViewerOptions",
+                        "WHEP: what the viewer resource accepts",
+                        {
+                            "204": {
+                                "description": "The viewer exists",
+                                "headers": {
+                                    "Accept-Patch": {"description": "`application/trickle-ice-sdpfrag`", "schema": TEXT}
+                                },
+                            },
+                            "404": ERRORS["404"],
+                        },
+                        security=[],
+                    ),
+                    "patch": _operation(
+                        "whepTrickle",
+                        "WHEP: trickle the viewer's ICE candidates (RFC 8840 SDP fragment)",
+                        {
+                            "204": {"description": "Candidates added (mDNS names are resolved in the background)"},
+                            "400": ERRORS["400"],
+                            "404": ERRORS["404"],
+                            "412": _json(_ref("Error"), "If-Match does not match the viewer's ETag"),
+                            "413": ERRORS["413"],
+                            "415": ERRORS["415"],
+                            "422": _json(_ref("Error"), "An ICE restart (a new ufrag): start a new WHEP session"),
+                        },
+                        security=[],
+                        parameters=[{"name": "If-Match", "in": "header", "required": False, "schema": TEXT}],
+                        requestBody=_body({**TEXT, "maxLength": 32768}, "application/trickle-ice-sdpfrag"),
+                    ),
+                    "delete": _operation(
+                        "whepLeave",
+                        "WHEP: leave (the viewer resource named by the offer's Location)",
+                        {
+                            "200": {"description": "Left, or had left already (for up to a minute after)"},
+                            "404": ERRORS["404"],
+                        },
+                        security=[],
+                    ),
+                },
+                "/healthz": {
+                    "get": _operation(
+                        "healthz",
+                        "Liveness",
+                        {"200": _json(_object({"status": TEXT}), "Alive"), **MALFORMED},
+                        security=[],
+                    )
+                },
+                "/readyz": {
+                    "get": _operation(
+                        "readyz",
+                        "Readiness: database open, no session lost its source",
+                        {
+                            code: _json(
+                                _object(
+                                    {
+                                        "status": TEXT,
+                                        "database": {"type": "boolean"},
+                                        "lost_sessions": {"type": "array", "items": TEXT},
+                                    }
+                                ),
+                                text,
+                            )
+                            for code, text in (("200", "Ready"), ("503", "Not ready"))
                         }
-                    },
-                    security=[],
-                )
-            },
-        },
+                        | MALFORMED,
+                        security=[],
+                    )
+                },
+                "/metrics": {
+                    "get": _operation(
+                        "metrics",
+                        "Prometheus metrics",
+                        {
+                            "200": {
+                                "description": "Metrics, in OpenMetrics where the Accept header asks for it",
+                                "content": {media: {"schema": TEXT} for media in METRICS_MEDIA},
+                            },
+                            **MALFORMED,
+                        },
+                        security=[],
+                    )
+                },
+            }
+        ),
     }
 
 
