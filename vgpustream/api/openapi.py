@@ -211,7 +211,7 @@ SCHEMAS: dict[str, Any] = {
             "id": TEXT,
             "role": TEXT,
             "token_id": _nullable(TEXT),
-            "created_at": {"type": "number"},
+            "created_at": {**TEXT, "format": "date-time"},
             "state": TEXT,
             "input_channel": {"type": "boolean"},
             "dropped_packets": INT,

@@ -73,7 +73,8 @@ async def revoke_token(request: web.Request) -> web.Response:
 
 async def list_viewers(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
-    return web.json_response({"viewers": [v.to_json() for v in session.audience]})
+    viewers = [{**v.to_json(), "created_at": timestamp(v.created_at)} for v in session.audience]
+    return web.json_response({"viewers": viewers})
 
 
 async def disconnect_viewer(request: web.Request) -> web.Response:
