@@ -193,7 +193,7 @@ async def _run(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any]:
             {"frames": w.stats.frames, "fps_worst_window": min(f), "fps_best_window": max(f)}
             for w, f in zip(watchers, fps, strict=True)
         ],
-        "viewers_left_besides_steady": viewers_left - STEADY_VIEWERS,
+        "viewers_left_besides_steady": viewers_left,
         "samples": samples,
         "resources_baseline": baseline,
         "resources_after": after,
