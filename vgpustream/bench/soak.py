@@ -165,6 +165,11 @@ async def _run(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any]:
         # warm-up: lazily made pools and caches; the baseline is taken once it has settled
         warm = time.monotonic() + min(WARM_UP_SECONDS, seconds / 4)
         await asyncio.gather(soak.churn(warm), *(steady(w, warm, []) for w in watchers))
+        # thumbnails of several sizes at once: the server's bounded pool of background threads grows
+        # to its bound now, not during the measured run
+        await asyncio.gather(
+            *(soak.request("GET", f"/api/v1/sessions/default/thumbnail?size={n}") for n in (64, 96, 128, 160))
+        )
         baseline = await settle(pid, resources(pid))
         soak = Soak(url, http, seed + 1)
         started = time.monotonic()
