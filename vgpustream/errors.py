@@ -106,6 +106,12 @@ class RateLimited(VgpuStreamError):
     code = "rate_limited"
 
 
+class RecordingLimit(VgpuStreamError):
+    """A session that already runs its maximum of recordings."""
+
+    code = "recording_limit"
+
+
 class Full(VgpuStreamError):
     """No room for another viewer or session; the client may retry later."""
 

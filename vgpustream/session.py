@@ -1,16 +1,24 @@
-"""A session: one display's capture loop paired with the audience watching it."""
+"""A session: one display's capture loop paired with the audience watching it (and its recordings)."""
 
 from __future__ import annotations
 
+import av
+
 from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
+from vgpustream.recording.recorder import Recorders
 from vgpustream.sources import create_source
+from vgpustream.sources.base import Cursor, SourceState
 from vgpustream.store import SessionSpec
 from vgpustream.thumbnail import ThumbnailCache
 
 
 class Session:
-    """A thin pairing: `capture` makes one encoded stream of the source, `audience` fans it out."""
+    """A thin pairing: `capture` makes one encoded stream of the source, `audience` fans it out.
+
+    The session is the capture loop's Output: the audience's viewers and the `recorders` both watch.
+    While a recording runs the cursor is drawn into the picture, so that the file shows it.
+    """
 
     def __init__(self, spec: SessionSpec, viewer_idle_timeout: float = 30.0, idle_sample_rate: float = 1.0) -> None:
         self.spec = spec
@@ -24,6 +32,7 @@ class Session:
             self.capture.request_keyframe,
             spec.encoder.bitrate,
         )
+        self.recorders = Recorders()
 
     @property
     def id(self) -> str:
@@ -35,10 +44,11 @@ class Session:
 
     def start(self) -> None:
         """Start capturing for the audience; a source not yet open is opened by the loop, retried until it opens."""
-        self.capture.start(self.audience)
+        self.capture.start(self)
 
     async def stop(self) -> None:
-        """Close every viewer, stop capturing, close the source. Waits for all of it."""
+        """Close every viewer and recording, stop capturing, close the source. Waits for all of it."""
+        await self.recorders.stop("session_stopped")
         await self.audience.close_viewers()
         await self.capture.stop()
 
@@ -48,3 +58,18 @@ class Session:
             await self.capture.reconfigure(spec.encoder)
         self.audience.max_viewers, self.audience.bitrate = spec.max_viewers, spec.encoder.bitrate
         self.spec = spec
+
+    # the capture loop's Output
+
+    def watched(self) -> bool:
+        return self.audience.watched() or self.recorders.watched()
+
+    def composites_cursor(self) -> bool:
+        return self.recorders.watched() or self.audience.composites_cursor()
+
+    def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
+        self.audience.publish(packets, cursor)
+        self.recorders.publish(packets, self.capture.stats.frames_encoded)
+
+    def show_state(self, state: SourceState, error: str | None) -> None:
+        self.audience.show_state(state, error)

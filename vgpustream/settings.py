@@ -98,6 +98,13 @@ class Settings:
     viewer_idle_timeout: float = setting("seconds a viewer may stay unconnected before it is dropped", default=30.0)
     max_sdp_bytes: int = setting("largest SDP body accepted", default=32 * 1024)
     max_json_bytes: int = setting("largest JSON body accepted", default=16 * 1024)
+    max_recordings: int = setting("recordings that may run at once per session", default=2)
+    recording_retention_days: float = setting(
+        "days a finished recording is kept (applied at start-up and hourly)", default=30.0
+    )
+    recording_retention_bytes: int = setting(
+        "bytes all recordings may take; the oldest finished ones are deleted past it", default=20 * 1024**3
+    )
     log_level: str = setting("debug, info, warning or error", default="info")
 
     def __post_init__(self) -> None:
@@ -105,7 +112,16 @@ class Settings:
             raise VgpuStreamError("--tls-cert and --tls-key go together")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise VgpuStreamError("log level must be debug, info, warning or error")
-        for name in ("port", "max_sessions", "max_viewers", "token_ttl", "max_token_ttl", "rate_burst"):
+        for name in (
+            "port",
+            "max_sessions",
+            "max_viewers",
+            "token_ttl",
+            "max_token_ttl",
+            "rate_burst",
+            "max_recordings",
+            "recording_retention_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise VgpuStreamError(f"{name} must be at least 1")
         if not 0.1 <= self.idle_sample_rate <= 30:
@@ -137,6 +153,10 @@ class Settings:
     @property
     def database(self) -> Path:
         return self.state_dir / "vgpustream.sqlite3"
+
+    @property
+    def recordings(self) -> Path:
+        return self.state_dir / "recordings"
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

@@ -11,7 +11,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from vgpustream import compat
-from vgpustream.api import console, openapi, operations, sessions, tokens, whep
+from vgpustream.api import console, openapi, operations, recordings, sessions, tokens, whep
 from vgpustream.api.errors import json_errors
 from vgpustream.api.state import AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
 from vgpustream.auth import Authority, operator_tokens
@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> web.Application:
     whep.add_routes(app)
     sessions.add_routes(app)
     tokens.add_routes(app)
+    recordings.add_routes(app)
     console.add_routes(app)
     return app
 

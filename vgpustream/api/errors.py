@@ -20,6 +20,7 @@ STATUS = {
     "not_found": 404,
     "conflict": 409,
     "unsupported": 409,
+    "recording_limit": 409,
     "precondition_failed": 412,
     "payload_too_large": 413,
     "unsupported_media_type": 415,

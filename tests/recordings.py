@@ -1,0 +1,76 @@
+"""What the recording tests share: starting and stopping recordings over the API, reading files back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import pytest
+
+from vgpustream.stamp import read_frame_stamp
+
+needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe (Debian's ffmpeg)")
+
+
+def recordings_url(base: str, session: str = "default") -> str:
+    return f"{base.rstrip('/')}/api/v1/sessions/{session}/recordings"
+
+
+async def start(http: aiohttp.ClientSession, base: str, session: str = "default", **body: Any) -> dict[str, Any]:
+    async with http.post(recordings_url(base, session), json=body) as response:
+        assert response.status == 201, await response.text()
+        return await response.json()
+
+
+async def info(http: aiohttp.ClientSession, base: str, recording: dict[str, Any]) -> dict[str, Any]:
+    async with http.get(base.rstrip("/") + recording["href"]) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def stop(http: aiohttp.ClientSession, base: str, recording: dict[str, Any]) -> dict[str, Any]:
+    async with http.delete(base.rstrip("/") + recording["href"]) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def wait_state(
+    http: aiohttp.ClientSession, base: str, recording: dict[str, Any], *states: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The recording's info once its state is one of `states`."""
+    for _ in range(int(timeout / 0.1)):
+        now = await info(http, base, recording)
+        if now["state"] in states:
+            return now
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"recording stayed {now['state']}, not {states}: {now}")
+
+
+async def download(http: aiohttp.ClientSession, base: str, recording: dict[str, Any], to: Path) -> Path:
+    async with http.get(base.rstrip("/") + recording["file"]) as response:
+        assert response.status == 200, await response.text()
+        assert response.content_type == "video/mp4"
+        to.write_bytes(await response.read())
+    return to
+
+
+def ffprobe_frames(path: Path) -> int:
+    """How many video frames ffprobe decodes from `path` (it fails on a file it cannot read)."""
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_frames", "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return int(json.loads(result.stdout)["streams"][0]["nb_read_frames"])
+
+
+def frame_stamps(path: Path) -> list[int]:
+    """The frame numbers stamped into each decoded picture of `path`, in decoding order."""
+    with av.open(str(path)) as container:
+        return [stamp.frame for frame in container.decode(video=0) if (stamp := read_frame_stamp(frame)) is not None]

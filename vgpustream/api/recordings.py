@@ -1,0 +1,115 @@
+"""Recordings of a session under /api/v1/sessions/{id}/recordings: start, list, get, stop, delete, download."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from vgpustream.api import validate
+from vgpustream.api.requests import read_json_object
+from vgpustream.api.state import REGISTRY, SETTINGS
+from vgpustream.api.tokens import timestamp
+from vgpustream.errors import NotFound
+from vgpustream.recording.library import RecordingLibrary
+from vgpustream.recording.recorder import RecordingInfo, RecordingState
+
+LIBRARY = web.AppKey("recordings", RecordingLibrary)
+MAX_SECONDS = 86_400
+"""The longest a recording may be asked to run (a day); it stops by itself then."""
+DEFAULT_SECONDS = 3600
+MIN_BYTES = 1024 * 1024
+START_FIELDS = {"label", "max_seconds", "max_bytes"}
+
+
+def recording_json(info: RecordingInfo) -> dict[str, Any]:
+    base = f"/api/v1/sessions/{info.session_id}/recordings/{info.id}"
+    return {
+        **info.to_json(),
+        "started_at": timestamp(info.started_at),
+        "stopped_at": timestamp(info.stopped_at) if info.stopped_at is not None else None,
+        "href": base,
+        "file": f"{base}/file",
+    }
+
+
+async def start_recording(request: web.Request) -> web.Response:
+    """Record the session from its next keyframe, up to `max_seconds` and `max_bytes`."""
+    settings = request.app[SETTINGS]
+    session = request.app[REGISTRY].get(request.match_info["id"])
+    body = await read_json_object(request, settings.max_json_bytes, START_FIELDS)
+    most_bytes = settings.recording_retention_bytes
+    info = request.app[LIBRARY].start(
+        session,
+        label=validate.string(body, "label", validate.MAX_NAME, default=""),
+        max_seconds=validate.integer(body, "max_seconds", 1, MAX_SECONDS, DEFAULT_SECONDS),
+        max_bytes=validate.integer(body, "max_bytes", min(MIN_BYTES, most_bytes), most_bytes, most_bytes),
+    )
+    data = recording_json(info)
+    return web.json_response(data, status=201, headers={"Location": data["href"]})
+
+
+def _library_of(request: web.Request) -> tuple[RecordingLibrary, str]:
+    """The library and the session id of a request, which must name a session or one that had recordings."""
+    library, session_id = request.app[LIBRARY], request.match_info["id"]
+    if not library.known(session_id):
+        request.app[REGISTRY].get(session_id)  # NotFound for a session that neither runs nor had recordings
+    return library, session_id
+
+
+async def list_recordings(request: web.Request) -> web.Response:
+    library, session_id = _library_of(request)
+    return web.json_response({"recordings": [recording_json(info) for info in library.recordings(session_id)]})
+
+
+async def get_recording(request: web.Request) -> web.Response:
+    library, session_id = _library_of(request)
+    return web.json_response(recording_json(library.info(session_id, request.match_info["rid"])))
+
+
+async def stop_recording(request: web.Request) -> web.Response:
+    """Stop a running recording (200 with its final state), or delete a finished one's file (204)."""
+    library, session_id = _library_of(request)
+    recording_id = request.match_info["rid"]
+    if library.info(session_id, recording_id).state in (RecordingState.STARTING, RecordingState.RECORDING):
+        return web.json_response(recording_json(await library.stop(session_id, recording_id)))
+    library.delete(session_id, recording_id)
+    return web.Response(status=204)
+
+
+async def download_recording(request: web.Request) -> web.FileResponse:
+    """The MP4 file, with Range requests (a browser's <video> seeks with them); growing while it records."""
+    library, session_id = _library_of(request)
+    path = library.path(session_id, request.match_info["rid"])
+    if not path.is_file():
+        raise NotFound("the recording has no file (yet)")
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4", "Cache-Control": "no-cache"})
+
+
+async def lifetime(app: web.Application) -> AsyncIterator[None]:
+    """The library for the app's lifetime: loaded and kept within its retention at start-up, then hourly."""
+    settings = app[SETTINGS]
+    library = app[LIBRARY] = RecordingLibrary(
+        settings.recordings,
+        settings.max_recordings,
+        settings.recording_retention_days * 86_400,
+        settings.recording_retention_bytes,
+    )
+    library.load()
+    library.enforce_retention(time.time())
+    task = asyncio.create_task(library.keep_retention(), name="recording-retention")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def add_routes(app: web.Application) -> None:
+    app.cleanup_ctx.append(lifetime)
+    app.router.add_post("/api/v1/sessions/{id}/recordings", start_recording)
+    app.router.add_get("/api/v1/sessions/{id}/recordings", list_recordings)
+    app.router.add_get("/api/v1/sessions/{id}/recordings/{rid}", get_recording)
+    app.router.add_delete("/api/v1/sessions/{id}/recordings/{rid}", stop_recording)
+    app.router.add_get("/api/v1/sessions/{id}/recordings/{rid}/file", download_recording)
