@@ -42,3 +42,70 @@ async def test_a_recording_holds_every_frame_encoded_while_viewers_come_and_go(m
     repeats = len(stamps) - len(set(stamps))
     assert repeats <= 4, f"a picture is encoded again only for a keyframe (a viewer joining): {repeats}"
     assert 9.0 <= done["duration"] <= 11.0
+
+
+async def test_bad_recording_requests_get_clear_errors_and_touch_nothing(make_server, http):
+    server = await make_server(source="synthetic:320x240@30", max_recordings=2)
+    base = str(server.make_url("/"))
+    url = str(server.make_url("/api/v1/sessions/default/recordings"))
+    running = await start(http, base)
+
+    async def refused(method: str, path: str, status: int, code: str, **kwargs) -> None:
+        async with http.request(method, server.make_url(path), **kwargs) as response:
+            body = await response.json()
+            assert response.status == status, body
+            assert body["error"]["code"] == code, body
+
+    records = "/api/v1/sessions/default/recordings"
+    await refused("POST", "/api/v1/sessions/nope/recordings", 404, "not_found", json={})
+    for body in ({"max_seconds": 0}, {"max_seconds": 7 * 86_400}, {"max_seconds": "10"}, {"max_seconds": True},
+                 {"max_bytes": 1000}, {"max_bytes": 10**15}, {"label": "a\nb"}, {"label": "x" * 201},
+                 {"path": "/etc/passwd"}):  # fmt: skip
+        await refused("POST", records, 400, "bad_request", json=body)
+    await refused("POST", records, 415, "unsupported_media_type", data="max_seconds=5")
+    for rid in ("..%2F..%2Fvgpustream.sqlite3", "rec-..", "rec-0123456789abcdef%2F..", "REC-0123456789ABCDEF"):
+        await refused("GET", f"{records}/{rid}", 404, "not_found")
+        await refused("GET", f"{records}/{rid}/file", 404, "not_found")
+        await refused("DELETE", f"{records}/{rid}", 404, "not_found")
+    await refused("GET", "/api/v1/sessions/..%2F..%2Fetc/recordings", 404, "not_found")
+    await refused("GET", f"{records}/rec-0123456789abcdef", 404, "not_found")
+
+    second = await start(http, base)
+    await refused("POST", records, 409, "recording_limit", json={})
+    async with http.get(url) as response:
+        listed = (await response.json())["recordings"]
+    assert {r["id"] for r in listed} == {running["id"], second["id"]}, "the refusals started or lost nothing"
+    assert all(r["state"] in ("starting", "recording") for r in listed)
+    await stop(http, base, second)
+    third = await start(http, base)  # a stopped recording frees its place
+    await stop(http, base, third)
+    await stop(http, base, running)
+
+
+async def test_a_recording_stops_by_itself_at_its_limits(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    base = str(server.make_url("/"))
+    short = await start(http, base, max_seconds=1)
+    small = await start(http, base, max_bytes=1024 * 1024)
+    done = await wait_state(http, base, short, "stopped", timeout=5)
+    assert done["reason"] == "max_seconds" and 0.5 <= done["duration"] <= 1.0
+    done = await wait_state(http, base, small, "stopped", timeout=30)
+    assert done["reason"] == "max_bytes" and 1024 * 1024 <= done["bytes"] < 1024 * 1024 + 200_000
+
+
+@needs_ffprobe
+async def test_a_finished_recording_is_deleted_with_its_file(make_server, http, tmp_path):
+    server = await make_server(source="synthetic:320x240@30")
+    base = str(server.make_url("/"))
+    recording = await start(http, base)
+    await wait_state(http, base, recording, "recording")
+    await asyncio.sleep(1)
+    await stop(http, base, recording)
+    files = sorted(p.name for p in (tmp_path / "state" / "recordings" / "default").iterdir())
+    assert files == [f"{recording['id']}.json", f"{recording['id']}.mp4"]
+    assert ffprobe_frames(tmp_path / "state" / "recordings" / "default" / files[1]) > 0
+    async with http.delete(server.make_url(recording["href"])) as response:
+        assert response.status == 204
+    assert not list((tmp_path / "state" / "recordings" / "default").iterdir())
+    async with http.get(server.make_url(recording["href"])) as response:
+        assert response.status == 404
