@@ -1,0 +1,78 @@
+"""Chromium plays a recording from the server and seeks in it with Range requests."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from tests.browser import chromium, png_rgb, rgb_luma
+from tests.conftest import OPERATOR
+from tests.recordings import start, stop, wait_state
+from vgpustream.stamp import read_stamp
+
+pytestmark = pytest.mark.browser
+
+# the picture the <video> shows now, as a PNG data URL (same origin, so the canvas is readable)
+PICTURE = """() => {
+  const video = document.querySelector("video");
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return canvas.toDataURL("image/png");
+}"""
+
+SEEK = """async (time) => {
+  const video = document.querySelector("video");
+  video.pause();
+  const seeked = new Promise((resolve) => video.addEventListener("seeked", resolve, { once: true }));
+  video.currentTime = time;
+  await seeked;
+  return video.currentTime;
+}"""
+
+
+async def stamp_on_show(page) -> int:
+    url = await page.evaluate(PICTURE)
+    stamp = read_stamp(rgb_luma(png_rgb(base64.b64decode(url.split(",", 1)[1]))))
+    assert stamp is not None, "the picture on show carries a readable stamp"
+    return stamp.frame
+
+
+async def test_chromium_plays_a_recording_and_seeks_in_it(make_server, http):
+    server = await make_server(source="synthetic:640x360@30")
+    base = str(server.make_url("/"))
+    recording = await start(http, base)
+    await wait_state(http, base, recording, "recording")
+    await asyncio.sleep(6)
+    done = await stop(http, base, recording)
+
+    async with chromium() as browser:
+        await browser.set_extra_http_headers(OPERATOR)
+        page = await browser.new_page()
+        ranges: list[str] = []
+        partial: list[int] = []
+        page.on("request", lambda r: ranges.append(r.headers.get("range", "")) if r.url.endswith("/file") else None)
+        page.on("response", lambda r: partial.append(r.status) if r.url.endswith("/file") else None)
+        await page.goto(str(server.make_url(recording["file"])))
+        await page.wait_for_function(
+            "document.querySelector('video') && document.querySelector('video').readyState >= 2"
+        )
+        duration = await page.evaluate("document.querySelector('video').duration")
+        assert abs(duration - done["duration"]) < 0.2, (duration, done["duration"])
+        assert await page.evaluate("document.querySelector('video').videoWidth") == 640
+
+        start_frame = await stamp_on_show(page)
+        assert await page.evaluate(SEEK, 4.0) == pytest.approx(4.0, abs=0.05)
+        later = await stamp_on_show(page)
+        assert 100 <= later - start_frame <= 140, f"4 s in is about 120 pictures on: {start_frame} -> {later}"
+        assert await page.evaluate(SEEK, 1.0) == pytest.approx(1.0, abs=0.05)
+        back = await stamp_on_show(page)
+        assert 20 <= back - start_frame <= 40, f"and back to 1 s: {start_frame} -> {back}"
+        await page.evaluate("document.querySelector('video').play()")
+        await page.wait_for_function("document.querySelector('video').currentTime > 2.0")
+
+    assert any(r.startswith("bytes=") for r in ranges), f"Chromium asked for ranges: {ranges}"
+    assert 206 in partial, f"and got partial content: {partial}"
