@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import av
 from aiortc import RTCIceServer
 
+from vgpustream.audit import ViewerAudit
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
@@ -69,6 +70,8 @@ class _Seat:
     """The source state (and error) this viewer was last told."""
     keyframe_asked_at: float = -float("inf")
     """When (monotonic) this viewer's last keyframe request that was passed on came."""
+    has_typed: bool = False
+    """Whether input of this viewer reached the guest yet."""
 
 
 class Audience:
@@ -94,6 +97,8 @@ class Audience:
         self._gone: OrderedDict[str, float] = OrderedDict()
         """The ids of viewers that left, with when (monotonic), oldest first."""
         self._cursor_image: tuple[int, str] | None = None
+        self.audit: ViewerAudit | None = None
+        """The audit trail of the session's viewers: told when one leaves and of its first input."""
         self._since_keyframe: list[av.Packet] = []
         """The last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
         self._callbacks = ViewerCallbacks(
@@ -247,6 +252,8 @@ class Audience:
         seat = self._seats.pop(viewer, None)
         if seat is None:
             return
+        if self.audit is not None:
+            self.audit.left(viewer.id)
         if seat.replaying is not None:
             seat.replaying.cancel()  # it only feeds the viewer's queue, which is closed with it
         if self._sink is None:
@@ -272,6 +279,9 @@ class Audience:
             self.stats.input_refused += 1
             return
         self.stats.input_events += 1
+        if not seat.has_typed and self.audit is not None:
+            self.audit.input_started(viewer.id)
+        seat.has_typed = True
         if isinstance(event, KeyEvent):
             (seat.keys_down.add if event.down else seat.keys_down.discard)(event.code)
         self._sink.send(event)

@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 
+from vgpustream.audit import AuditLog
 from vgpustream.errors import Conflict, Full, NotFound, VgpuStreamError, bounded
 from vgpustream.session import Session
 from vgpustream.settings import Settings
@@ -16,9 +17,10 @@ DEFAULT_SESSION = "default"
 
 
 class SessionRegistry:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, audit: AuditLog | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.audit = audit
         self._sessions: dict[str, Session] = {}
         self._lock = asyncio.Lock()
 
@@ -90,7 +92,10 @@ class SessionRegistry:
         await asyncio.gather(*(session.stop() for session in sessions))
 
     def _session(self, spec: SessionSpec) -> Session:
-        return Session(spec, self.settings.viewer_idle_timeout, self.settings.idle_sample_rate)
+        session = Session(spec, self.settings.viewer_idle_timeout, self.settings.idle_sample_rate)
+        if self.audit is not None:
+            session.audience.audit = self.audit.viewers(spec.id)
+        return session
 
     def _start(self, session: Session) -> None:
         self._sessions[session.id] = session

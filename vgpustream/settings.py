@@ -98,6 +98,9 @@ class Settings:
     viewer_idle_timeout: float = setting("seconds a viewer may stay unconnected before it is dropped", default=30.0)
     max_sdp_bytes: int = setting("largest SDP body accepted", default=32 * 1024)
     max_json_bytes: int = setting("largest JSON body accepted", default=16 * 1024)
+    audit_webhook: str | None = setting(
+        "URL that every audit event is POSTed to as JSON (retried with backoff; never blocks a viewer)"
+    )
     max_recordings: int = setting("recordings that may run at once per session", default=2)
     recording_retention_days: float = setting(
         "days a finished recording is kept (applied at start-up and hourly)", default=30.0
@@ -129,6 +132,8 @@ class Settings:
         self.encoder  # noqa: B018 - validates fps, bitrate and keyframe interval now, not at first use
         if self.source and self.resolution:
             raise VgpuStreamError("--resolution sizes the synthetic default source; put the size in --source instead")
+        if self.audit_webhook and not re.fullmatch(r"https?://\S{1,2000}", self.audit_webhook):
+            raise VgpuStreamError("the audit webhook must be an http:// or https:// URL")
         if self.resolution and not re.fullmatch(r"\d{2,5}x\d{2,5}", self.resolution):
             raise VgpuStreamError("resolution must look like 1920x1080")
 
@@ -153,6 +158,10 @@ class Settings:
     @property
     def database(self) -> Path:
         return self.state_dir / "vgpustream.sqlite3"
+
+    @property
+    def audit_database(self) -> Path:
+        return self.state_dir / "audit.sqlite3"
 
     @property
     def recordings(self) -> Path:

@@ -11,9 +11,10 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from vgpustream import compat
-from vgpustream.api import console, openapi, operations, recordings, sessions, tokens, whep
+from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, whep
 from vgpustream.api.errors import json_errors
-from vgpustream.api.state import AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
+from vgpustream.api.state import AUDIT, AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
+from vgpustream.audit import AuditLog
 from vgpustream.auth import Authority, operator_tokens
 from vgpustream.metrics import metrics_registry
 from vgpustream.ratelimit import RateLimiter
@@ -103,12 +104,15 @@ def create_app(settings: Settings) -> web.Application:
 
     async def state_lifetime(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE] = Store(settings.database)
+        audit = app[AUDIT] = AuditLog(settings.audit_database, settings.audit_webhook)
+        audit.start()
         app[AUTHORITY] = Authority(store, operator_secrets(settings), enabled=not settings.insecure_no_auth)
-        registry = app[REGISTRY] = SessionRegistry(settings, store)
+        registry = app[REGISTRY] = SessionRegistry(settings, store, audit)
         app[operations.METRICS] = metrics_registry(registry)
         await registry.resume()
         yield
         await registry.close()
+        await audit.close()
         store.close()
 
     app.cleanup_ctx.append(background_threads)
@@ -119,6 +123,7 @@ def create_app(settings: Settings) -> web.Application:
     sessions.add_routes(app)
     tokens.add_routes(app)
     recordings.add_routes(app)
+    events.add_routes(app)
     console.add_routes(app)
     return app
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from vgpustream.api import validate
 from vgpustream.api.requests import read_json_object
-from vgpustream.api.state import REGISTRY, SETTINGS
+from vgpustream.api.state import AUDIT, REGISTRY, SETTINGS
 from vgpustream.api.tokens import timestamp
 from vgpustream.errors import NotFound
 from vgpustream.recording.library import RecordingLibrary
@@ -67,13 +67,13 @@ async def list_recordings(request: web.Request) -> web.Response:
 
 async def get_recording(request: web.Request) -> web.Response:
     library, session_id = _library_of(request)
-    return web.json_response(recording_json(library.info(session_id, request.match_info["rid"])))
+    return web.json_response(recording_json(library.info(session_id, request.match_info["recording"])))
 
 
 async def stop_recording(request: web.Request) -> web.Response:
     """Stop a running recording (200 with its final state), or delete a finished one's file (204)."""
     library, session_id = _library_of(request)
-    recording_id = request.match_info["rid"]
+    recording_id = request.match_info["recording"]
     if library.info(session_id, recording_id).state in (RecordingState.STARTING, RecordingState.RECORDING):
         return web.json_response(recording_json(await library.stop(session_id, recording_id)))
     library.delete(session_id, recording_id)
@@ -83,7 +83,7 @@ async def stop_recording(request: web.Request) -> web.Response:
 async def download_recording(request: web.Request) -> web.FileResponse:
     """The MP4 file, with Range requests (a browser's <video> seeks with them); growing while it records."""
     library, session_id = _library_of(request)
-    path = library.path(session_id, request.match_info["rid"])
+    path = library.path(session_id, request.match_info["recording"])
     if not path.is_file():
         raise NotFound("the recording has no file (yet)")
     return web.FileResponse(path, headers={"Content-Type": "video/mp4", "Cache-Control": "no-cache"})
@@ -91,12 +91,28 @@ async def download_recording(request: web.Request) -> web.FileResponse:
 
 async def lifetime(app: web.Application) -> AsyncIterator[None]:
     """The library for the app's lifetime: loaded and kept within its retention at start-up, then hourly."""
-    settings = app[SETTINGS]
+    settings, audit = app[SETTINGS], app[AUDIT]
+
+    def audited(info: RecordingInfo) -> None:
+        if info.state is RecordingState.STARTING:
+            audit.record("recording.started", info.session_id, recording=info.id, label=info.label)
+        else:
+            audit.record(
+                "recording.stopped",
+                info.session_id,
+                recording=info.id,
+                state=info.state.value,
+                reason=info.reason,
+                frames=info.frames,
+                bytes=info.bytes,
+            )
+
     library = app[LIBRARY] = RecordingLibrary(
         settings.recordings,
         settings.max_recordings,
         settings.recording_retention_days * 86_400,
         settings.recording_retention_bytes,
+        audited,
     )
     library.load()
     library.enforce_retention(time.time())
@@ -110,6 +126,6 @@ def add_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(lifetime)
     app.router.add_post("/api/v1/sessions/{id}/recordings", start_recording)
     app.router.add_get("/api/v1/sessions/{id}/recordings", list_recordings)
-    app.router.add_get("/api/v1/sessions/{id}/recordings/{rid}", get_recording)
-    app.router.add_delete("/api/v1/sessions/{id}/recordings/{rid}", stop_recording)
-    app.router.add_get("/api/v1/sessions/{id}/recordings/{rid}/file", download_recording)
+    app.router.add_get("/api/v1/sessions/{id}/recordings/{recording}", get_recording)
+    app.router.add_delete("/api/v1/sessions/{id}/recordings/{recording}", stop_recording)
+    app.router.add_get("/api/v1/sessions/{id}/recordings/{recording}/file", download_recording)

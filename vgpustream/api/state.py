@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from vgpustream.audit import AuditLog
 from vgpustream.auth import Authority
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
@@ -15,6 +16,7 @@ STORE = web.AppKey("store", Store)
 REGISTRY = web.AppKey("registry", SessionRegistry)
 AUTHORITY = web.AppKey("authority", Authority)
 LIMITER = web.AppKey("limiter", RateLimiter)
+AUDIT = web.AppKey("audit", AuditLog)
 
 
 def base_url(request: web.Request) -> str:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from vgpustream.api import validate
 from vgpustream.api.requests import read_json_object
-from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
+from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
 from vgpustream.auth import ROLES
 from vgpustream.errors import NotFound
 from vgpustream.store import TokenRecord
@@ -44,6 +44,14 @@ async def create_token(request: web.Request) -> web.Response:
         ttl_seconds=validate.integer(body, "ttl_seconds", 1, settings.max_token_ttl, settings.token_ttl),
         single_use=validate.boolean(body, "single_use", False),
     )
+    request.app[AUDIT].record(
+        "token.created",
+        session.id,
+        token=record.id,
+        role=record.role,
+        expires_at=record.expires_at,
+        single_use=record.single_use,
+    )
     return web.json_response({**token_json(record), **links(base_url(request), session.id, secret)}, status=201)
 
 
@@ -67,6 +75,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     token_id = request.match_info["token"]
     if not request.app[STORE].revoke_token(session.id, token_id, time.time()):
         raise NotFound("no such token")
+    request.app[AUDIT].record("token.revoked", session.id, token=token_id)
     await session.audience.close_viewers(token_id)
     return web.Response(status=204)
 

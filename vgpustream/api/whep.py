@@ -60,6 +60,9 @@ async def post_offer(request: web.Request) -> web.Response:
     except BaseException:
         await viewer.close()
         raise
+    if session.audience.audit is not None:
+        user_agent = request.headers.get("User-Agent", "")
+        session.audience.audit.joined(viewer.id, viewer.token_id, viewer.role, request.remote, user_agent)
     headers = link_headers(settings.ice_servers)
     headers["Location"] = f"/whep/{session.id}/{viewer.id}"
     headers["ETag"] = _etag(viewer)

@@ -1,0 +1,195 @@
+"""The audit trail: who watched, typed, issued tokens and recorded, as events in SQLite and to a webhook.
+
+Events are kept in their own SQLite database beside the state (`audit.sqlite3`), listed by the API
+oldest first, and, with `--audit-webhook URL`, POSTed there one by one as JSON. The webhook never
+holds anything up: events wait in a bounded queue (the oldest are dropped and counted when it is
+full) and are retried with exponential backoff while the receiver is down, in order.
+
+What an event never holds: a token's secret (only its id) or clipboard content (only its size).
+Outsider-controlled text (a user agent) is bounded and made printable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from vgpustream.errors import printable
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = (
+    "viewer.joined",
+    "viewer.left",
+    "input.started",
+    "clipboard",
+    "token.created",
+    "token.revoked",
+    "recording.started",
+    "recording.stopped",
+)
+MAX_USER_AGENT = 200
+WEBHOOK_QUEUE = 10_000
+"""Events waiting for the webhook; past that the oldest are dropped (and counted)."""
+WEBHOOK_TIMEOUT = 10.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    type TEXT NOT NULL,
+    session_id TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_session ON events (session_id, id);
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    time: float
+    type: str
+    session_id: str | None
+    data: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "time": self.time, "type": self.type, "session": self.session_id, **self.data}
+
+
+@dataclass
+class WebhookStats:
+    delivered: int = 0
+    failed_attempts: int = 0
+    dropped: int = 0
+
+
+class AuditLog:
+    """Records events (on the event loop; one short SQLite insert each) and feeds the webhook."""
+
+    def __init__(self, path: Path, webhook: str | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self.webhook = webhook
+        self.webhook_stats = WebhookStats()
+        self._outbox: deque[Event] = deque(maxlen=WEBHOOK_QUEUE)
+        self._pending = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start delivering to the webhook (if there is one)."""
+        if self.webhook is not None:
+            self._sender = asyncio.create_task(self._deliver(self.webhook), name="audit-webhook")
+
+    async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+        self._db.close()
+
+    def record(self, kind: str, session_id: str | None, **data: Any) -> Event:
+        """Store an event and queue it for the webhook; never waits."""
+        assert kind in EVENT_TYPES, kind
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO events (time, type, session_id, data) VALUES (?, ?, ?, ?)",
+            (now, kind, session_id, json.dumps(data)),
+        )
+        event = Event(int(cursor.lastrowid or 0), now, kind, session_id, data)
+        if self.webhook is not None:
+            if len(self._outbox) == self._outbox.maxlen:
+                self.webhook_stats.dropped += 1
+            self._outbox.append(event)
+            self._pending.set()
+        return event
+
+    def events(
+        self, session_id: str | None = None, since: float | None = None, after: int = 0, limit: int = 100
+    ) -> list[Event]:
+        """Events oldest first: of `session_id` (all if None), at or after `since`, with ids above `after`."""
+        query, args = "SELECT id, time, type, session_id, data FROM events WHERE id > ?", [after]
+        if session_id is not None:
+            query += " AND session_id = ?"
+            args.append(session_id)
+        if since is not None:
+            query += " AND time >= ?"
+            args.append(since)
+        rows = self._db.execute(query + " ORDER BY id LIMIT ?", [*args, limit]).fetchall()
+        return [Event(i, t, kind, sid, json.loads(data)) for i, t, kind, sid, data in rows]
+
+    async def _deliver(self, url: str) -> None:
+        """POST queued events in order; an event that fails is retried (backing off) before the next."""
+        timeout = aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            backoff = BACKOFF_FIRST
+            while True:
+                if not self._outbox:
+                    self._pending.clear()
+                    await self._pending.wait()
+                    continue
+                event = self._outbox[0]
+                if await self._post(http, url, event):
+                    if self._outbox and self._outbox[0] is event:
+                        self._outbox.popleft()
+                    self.webhook_stats.delivered += 1
+                    backoff = BACKOFF_FIRST
+                else:
+                    self.webhook_stats.failed_attempts += 1
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _post(self, http: aiohttp.ClientSession, url: str, event: Event) -> bool:
+        try:
+            async with http.post(url, json=event.to_json()) as response:
+                await response.read()
+                ok = 200 <= response.status < 300
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            ok = False
+        if not ok and self.webhook_stats.failed_attempts % 100 == 0:
+            log.warning("audit webhook: delivery failed (%d attempts so far)", self.webhook_stats.failed_attempts + 1)
+        return ok
+
+    def viewers(self, session_id: str) -> ViewerAudit:
+        """What a session's audience reports to (viewers leaving, first input)."""
+        return ViewerAudit(self, session_id)
+
+
+class ViewerAudit:
+    """The audit of one session's viewers: joined (from the WHEP request), left, and their first input."""
+
+    def __init__(self, audit: AuditLog, session_id: str) -> None:
+        self._audit = audit
+        self._session_id = session_id
+        self._joined: set[str] = set()
+
+    def joined(self, viewer_id: str, token_id: str | None, role: str, remote: str | None, user_agent: str) -> None:
+        self._joined.add(viewer_id)
+        self._audit.record(
+            "viewer.joined",
+            self._session_id,
+            viewer=viewer_id,
+            token=token_id,
+            role=role,
+            remote=remote,
+            user_agent=printable(user_agent, MAX_USER_AGENT),
+        )
+
+    def left(self, viewer_id: str) -> None:
+        if viewer_id in self._joined:  # an offer that failed made no viewer that joined
+            self._joined.discard(viewer_id)
+            self._audit.record("viewer.left", self._session_id, viewer=viewer_id)
+
+    def input_started(self, viewer_id: str) -> None:
+        self._audit.record("input.started", self._session_id, viewer=viewer_id)
