@@ -51,7 +51,6 @@ class RecordingLibrary:
 
     def load(self) -> None:
         """Index the recordings on disk; those that were running when the server died are interrupted."""
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sidecar in self.root.glob("*/rec-*.json"):
             try:
                 info = RecordingInfo.from_json(json.loads(sidecar.read_text()))
@@ -77,7 +76,8 @@ class RecordingLibrary:
             max_bytes=max_bytes,
         )
         try:
-            (self.root / session.id).mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.root.mkdir(exist_ok=True, mode=0o700)
+            (self.root / session.id).mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
             raise Unavailable(f"cannot create the session's recordings directory: {exc.strerror}") from None
         sidecar = self._sidecar(info)
