@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from tests.browser import chromium, png_rgb, rgb_luma
-from tests.conftest import OPERATOR
+from tests.conftest import OPERATOR, OPERATOR_TOKEN
 from tests.recordings import start, stop, wait_state
 from vgpustream.stamp import read_stamp
 
@@ -64,6 +64,7 @@ async def test_chromium_plays_a_recording_and_seeks_in_it(make_server, http):
         assert abs(duration - done["duration"]) < 0.2, (duration, done["duration"])
         assert await page.evaluate("document.querySelector('video').videoWidth") == 640
 
+        await page.evaluate(SEEK, 0.0)  # the media page may have started playing
         start_frame = await stamp_on_show(page)
         assert await page.evaluate(SEEK, 4.0) == pytest.approx(4.0, abs=0.05)
         later = await stamp_on_show(page)
@@ -76,3 +77,38 @@ async def test_chromium_plays_a_recording_and_seeks_in_it(make_server, http):
 
     assert any(r.startswith("bytes=") for r in ranges), f"Chromium asked for ranges: {ranges}"
     assert 206 in partial, f"and got partial content: {partial}"
+
+
+async def test_the_session_list_badges_a_recording_session_and_plays_its_recordings(make_server, http, tmp_path):
+    server = await make_server(source="synthetic:320x240@30")
+    base = str(server.make_url("/"))
+    finished = await start(http, base, label="first")
+    await wait_state(http, base, finished, "recording")
+    await asyncio.sleep(2)
+    await stop(http, base, finished)
+    running = await start(http, base, label="second")
+
+    async with chromium() as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto(f"{server.make_url('/')}#token={OPERATOR_TOKEN}")
+        badge = page.locator('tr[data-session="default"] .badge.recording')
+        await badge.wait_for()
+        assert await badge.get_attribute("title") == "1 recording running"
+        await page.locator('tr[data-session="default"] a.recordings-link').click()
+        rows = page.locator("#recording-table tbody tr")
+        await rows.nth(1).wait_for()
+        assert await rows.evaluate_all("rows => rows.map(r => r.dataset.recording)") == [running["id"], finished["id"]]
+        assert await rows.nth(1).locator("td").nth(1).text_content() == "first"
+        await rows.nth(1).locator("a", has_text="play").click()
+        await page.wait_for_function(
+            "(() => { const v = document.getElementById('recording-player'); "
+            "return v.readyState >= 2 && v.currentTime > 0.5 && v.videoWidth === 320; })()"
+        )
+        assert await page.evaluate("document.getElementById('recording-player').dataset.recording") == finished["id"]
+        (tmp_path / "recordings.png").write_bytes(await page.screenshot(full_page=True))
+
+        await stop(http, base, running)
+        await badge.wait_for(state="detached", timeout=10_000)
+        assert errors == []

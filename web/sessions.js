@@ -1,6 +1,7 @@
 /** The session list: what runs on this server, each with a link to its console. */
 
 import { errorOf, HttpError } from "./http.js";
+import { recordingMarks, showRecordings } from "./recordings.js";
 import { thumbnail } from "./thumbnails.js";
 
 const REFRESH_MS = 3000;
@@ -20,14 +21,14 @@ async function fetchSessions(token) {
 }
 
 /** One table row; fields the contract leaves optional (name, fps) show as "–" when absent. */
-function sessionRow(table, session, token) {
+function sessionRow(table, session, token, openRecordings) {
   const row = table.insertRow();
   row.dataset.session = session.id;
   const link = document.createElement("a");
   link.href = `/?session=${encodeURIComponent(session.id)}`;
   link.textContent = session.name || session.id;
   if (session.name) link.title = session.id;
-  row.insertCell().append(link);
+  row.insertCell().append(link, ...recordingMarks(session, () => openRecordings(session.id)));
   const primary = session.planes?.primary;
   const fps = session.stats?.fps;
   for (const text of [
@@ -87,7 +88,8 @@ export function showSessions(root, token) {
     status.classList.remove("error");
     status.textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
     table.replaceChildren();
-    for (const session of sessions) sessionRow(table, session, operatorToken);
+    const openRecordings = (id) => showRecordings(root.querySelector("#recordings"), id, operatorToken);
+    for (const session of sessions) sessionRow(table, session, operatorToken, openRecordings);
   }
 
   async function poll() {

@@ -171,6 +171,7 @@ SCHEMAS: dict[str, Any] = {
                 "null once a capture step succeeds",
             },
             "planes": _ref("PlaneSet"),
+            "recordings": {**INT, "description": "recordings of the session running now"},
             "stats": _ref("Stats"),
         },
     ),

@@ -36,6 +36,7 @@ def session_json(session: Session) -> dict[str, Any]:
         "state": capture.snapshot.state.value,
         "message": capture.snapshot.error,
         "planes": capture.snapshot.planes.to_json(),
+        "recordings": len(session.recorders),
         "stats": {
             **dataclasses.asdict(capture.stats),
             **dataclasses.asdict(audience.stats),
