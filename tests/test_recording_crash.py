@@ -7,14 +7,17 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.conftest import OPERATOR
-from tests.recordings import download, ffprobe_frames, info, needs_ffprobe, start, wait_state
-from tests.served import serve
+from tests.recordings import download, ffprobe_frames, frame_stamps, info, needs_ffprobe, start, stop, wait_state
+from tests.served import ROOT, serve
+from vgpustream.api.state import REGISTRY
 from vgpustream.testing.server import free_port
 
 
@@ -77,3 +80,49 @@ async def test_a_full_disk_stops_the_recording_never_the_stream(small_disk, make
     assert ffprobe_frames(path) > 0, "what fitted plays"
     async with http.post(server.make_url("/api/v1/sessions/default/recordings"), json={}) as response:
         assert response.status == 201, "a full disk does not stop the next recording from being tried"
+
+
+@pytest.fixture
+def slow_disk(tmp_path):
+    """The server's recordings directory on a FUSE disk whose writes take 1 s each for its first 12 s."""
+    if os.geteuid() != 0 or not Path("/dev/fuse").exists():
+        pytest.skip("a FUSE mount needs root and /dev/fuse")
+    pytest.importorskip("mfusepy", reason="the slow disk needs mfusepy (pip install -e '.[test]')")
+    backing, mountpoint = tmp_path / "backing", tmp_path / "state" / "recordings"
+    backing.mkdir()
+    mountpoint.mkdir(parents=True)
+    command = [sys.executable, "-m", "tests.slowfs", str(backing), str(mountpoint), "--delay", "1", "--slow-for", "12"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if os.path.ismount(mountpoint):
+            break
+        time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.skip("cannot mount a FUSE file system here")
+    yield mountpoint
+    subprocess.run(["umount", str(mountpoint)], check=False)
+    process.wait(timeout=10)
+
+
+@needs_ffprobe
+async def test_a_slow_disk_thins_the_recording_never_the_stream(slow_disk, make_server, http, viewers, tmp_path):
+    server = await make_server(source="synthetic:320x240@60", fps=60)
+    base = str(server.make_url("/"))
+    stats = server.app[REGISTRY].get("default").capture.stats
+    viewer = await viewers(server)
+    await viewer.receive_for(0.5)
+    recording = await start(http, base)
+    received, encoded = viewer.stats.frames, stats.frames_encoded
+    await viewer.receive_for(8)  # the disk takes a second per write: the muxer falls behind by far
+    received, encoded = viewer.stats.frames - received, stats.frames_encoded - encoded
+    assert received >= 0.9 * encoded and encoded >= 8 * 40, f"the stream went on: {received} of {encoded} frames"
+    assert (await info(http, base, recording))["dropped"] > 0, "the recording dropped frames instead"
+    await asyncio.sleep(6)  # the disk is fast again: the recording catches up
+    done = await stop(http, base, recording)
+    assert done["state"] == "stopped" and done["dropped"] > 0
+    assert done["frames"] + done["dropped"] == done["last_frame"] - done["first_frame"] + 1, done
+    path = await download(http, base, recording, tmp_path / "thinned.mp4")
+    assert ffprobe_frames(path) == done["frames"], "what was not dropped is in the file"
+    stamps = frame_stamps(path)
+    assert stamps == sorted(stamps) and len(stamps) == done["frames"]
