@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
+
+import av
 
 from tests.recordings import download, ffprobe_frames, frame_stamps, needs_ffprobe, start, stop, wait_state
 from vgpustream.api.state import REGISTRY
+from vgpustream.recording import library
+from vgpustream.recording.recorder import RecordingInfo, RecordingState
 
 
 @needs_ffprobe
@@ -109,3 +115,57 @@ async def test_a_finished_recording_is_deleted_with_its_file(make_server, http, 
     assert not list((tmp_path / "state" / "recordings" / "default").iterdir())
     async with http.get(server.make_url(recording["href"])) as response:
         assert response.status == 404
+
+
+def old_recording(root, session: str, number: int, age_days: float, size: int) -> str:
+    """A finished recording as an earlier run left it: its file and its JSON, `age_days` old."""
+    recording_id = f"rec-{number:016x}"
+    directory = root / session
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{recording_id}.mp4").write_bytes(b"\0" * size)
+    info = RecordingInfo(recording_id, session, "", 60, 10**9, started_at=time.time() - age_days * 86_400)
+    info.state, info.bytes, info.stopped_at = RecordingState.STOPPED, size, info.started_at + 60
+    (directory / f"{recording_id}.json").write_text(json.dumps(info.to_json()))
+    return recording_id
+
+
+async def test_retention_removes_old_recordings_at_start_up_and_then_hourly(make_server, http, tmp_path, monkeypatch):
+    root = tmp_path / "state" / "recordings"
+    ancient = old_recording(root, "default", 1, age_days=10, size=1000)
+    older = old_recording(root, "gone", 2, age_days=2, size=600_000)
+    newer = old_recording(root, "default", 3, age_days=1, size=600_000)
+    monkeypatch.setattr(library, "RETENTION_INTERVAL", 0.2)
+    server = await make_server(
+        source="synthetic:320x240@30", recording_retention_days=7, recording_retention_bytes=1_800_000
+    )
+    base = str(server.make_url("/"))
+    async with http.get(server.make_url("/api/v1/sessions/default/recordings")) as response:
+        kept = [r["id"] for r in (await response.json())["recordings"]]
+    assert kept == [newer], "the recording past 7 days is gone at start-up, files and all"
+    assert not (root / "default" / f"{ancient}.mp4").exists()
+    async with http.get(server.make_url("/api/v1/sessions/gone/recordings")) as response:
+        assert [r["id"] for r in (await response.json())["recordings"]] == [older], "a deleted session's are kept"
+
+    recording = await start(http, base, max_bytes=1024 * 1024)  # fills the room the two old ones left
+    await wait_state(http, base, recording, "stopped", timeout=30)
+    await asyncio.sleep(0.5)
+    assert not (root / "gone" / f"{older}.mp4").exists(), "over the total, the oldest went first"
+    assert (root / "default" / f"{newer}.mp4").exists() and (root / "default" / f"{recording['id']}.mp4").exists()
+
+
+@needs_ffprobe
+async def test_a_mode_change_goes_on_in_the_same_track_at_the_new_size(make_server, http, tmp_path):
+    server = await make_server(source="synthetic:320x240@30")
+    base = str(server.make_url("/"))
+    recording = await start(http, base)
+    await wait_state(http, base, recording, "recording")
+    await asyncio.sleep(1)
+    await server.app[REGISTRY].get("default").capture.resize(480, 360)
+    await asyncio.sleep(1)
+    done = await stop(http, base, recording)
+    path = await download(http, base, recording, tmp_path / "resized.mp4")
+    assert ffprobe_frames(path) == done["frames"] == done["last_frame"] - done["first_frame"] + 1
+    with av.open(str(path)) as container:
+        sizes = [(frame.width, frame.height) for frame in container.decode(video=0)]
+    changed = sizes.index((480, 360))
+    assert changed >= 20 and set(sizes[:changed]) == {(320, 240)} and set(sizes[changed:]) == {(480, 360)}
