@@ -10,6 +10,7 @@ import av
 
 from tests.recordings import download, ffprobe_frames, frame_stamps, needs_ffprobe, start, stop, wait_state
 from vgpustream.api.state import REGISTRY
+from vgpustream.input import PointerEvent
 from vgpustream.recording import library
 from vgpustream.recording.recorder import RecordingInfo, RecordingState
 
@@ -169,3 +170,22 @@ async def test_a_mode_change_goes_on_in_the_same_track_at_the_new_size(make_serv
         sizes = [(frame.width, frame.height) for frame in container.decode(video=0)]
     changed = sizes.index((480, 360))
     assert changed >= 20 and set(sizes[:changed]) == {(320, 240)} and set(sizes[changed:]) == {(480, 360)}
+
+
+@needs_ffprobe
+async def test_a_recording_shows_the_guest_cursor_drawn_into_the_picture(make_server, http, tmp_path):
+    server = await make_server(source="synthetic:320x240@30?still=1&cursor=1")
+    session = server.app[REGISTRY].get("default")
+    session.capture.input_sink.send(PointerEvent(x=0.5, y=0.5, buttons=0))  # the cursor plane's position
+    base = str(server.make_url("/"))
+    recording = await start(http, base)
+    await wait_state(http, base, recording, "recording")
+    await asyncio.sleep(1)
+    await stop(http, base, recording)
+    path = await download(http, base, recording, tmp_path / "cursor.mp4")
+    with av.open(str(path)) as container:
+        last = list(container.decode(video=0))[-1].to_ndarray(format="rgb24").astype(int)
+    tip_x, tip_y = round(0.5 * 319), round(0.5 * 239)
+    red, green, blue = last[tip_y + 12, tip_x + 3]  # inside the red arrow, below its tip
+    assert red > 150 and green < 100 and blue < 100, f"the arrow is in the recorded picture: {red, green, blue}"
+    assert last[tip_y + 12, tip_x + 40].min() > 150, "and only there: the page around it is light"
