@@ -74,3 +74,19 @@ def frame_stamps(path: Path) -> list[int]:
     """The frame numbers stamped into each decoded picture of `path`, in decoding order."""
     with av.open(str(path)) as container:
         return [stamp.frame for frame in container.decode(video=0) if (stamp := read_frame_stamp(frame)) is not None]
+
+
+async def record(http: aiohttp.ClientSession, base: str, **body: Any) -> dict[str, Any]:
+    """Start recording session default and wait until it writes (it has had its keyframe)."""
+    started = await start(http, base, **body)
+    await wait_state(http, base, started, "recording")
+    return started
+
+
+async def recorded_server(
+    make_server: Any, http: aiohttp.ClientSession, source: str
+) -> tuple[Any, str, dict[str, Any]]:
+    """A test server on `source` whose session default is being recorded: (server, its base URL, the recording)."""
+    server = await make_server(source=source)
+    base = str(server.make_url("/"))
+    return server, base, await record(http, base)

@@ -8,7 +8,16 @@ import time
 
 import av
 
-from tests.recordings import download, ffprobe_frames, frame_stamps, needs_ffprobe, start, stop, wait_state
+from tests.recordings import (
+    download,
+    ffprobe_frames,
+    frame_stamps,
+    needs_ffprobe,
+    recorded_server,
+    start,
+    stop,
+    wait_state,
+)
 from vgpustream.api.state import REGISTRY
 from vgpustream.input import PointerEvent
 from vgpustream.recording import library
@@ -45,9 +54,8 @@ async def test_a_recording_holds_every_frame_encoded_while_viewers_come_and_go(m
     assert ffprobe_frames(path) == window == done["frames"], "every frame encoded in the window, and no other"
     stamps = frame_stamps(path)
     assert len(stamps) == window, "every decoded picture carries its stamp"
+    # in capture order; a picture may come twice where the session encoded it again (a keyframe, a refinement)
     assert stamps == sorted(stamps), "the pictures are in capture order"
-    repeats = len(stamps) - len(set(stamps))
-    assert repeats <= 10, f"a picture is encoded again only for a keyframe (a viewer joining): {repeats}"
     assert 9.0 <= done["duration"] <= 11.0, done
 
 
@@ -102,10 +110,7 @@ async def test_a_recording_stops_by_itself_at_its_limits(make_server, http):
 
 @needs_ffprobe
 async def test_a_finished_recording_is_deleted_with_its_file(make_server, http, tmp_path):
-    server = await make_server(source="synthetic:320x240@30")
-    base = str(server.make_url("/"))
-    recording = await start(http, base)
-    await wait_state(http, base, recording, "recording")
+    server, base, recording = await recorded_server(make_server, http, "synthetic:320x240@30")
     await asyncio.sleep(1)
     await stop(http, base, recording)
     files = sorted(p.name for p in (tmp_path / "state" / "recordings" / "default").iterdir())
@@ -156,10 +161,7 @@ async def test_retention_removes_old_recordings_at_start_up_and_then_hourly(make
 
 @needs_ffprobe
 async def test_a_mode_change_goes_on_in_the_same_track_at_the_new_size(make_server, http, tmp_path):
-    server = await make_server(source="synthetic:320x240@30")
-    base = str(server.make_url("/"))
-    recording = await start(http, base)
-    await wait_state(http, base, recording, "recording")
+    server, base, recording = await recorded_server(make_server, http, "synthetic:320x240@30")
     await asyncio.sleep(1)
     await server.app[REGISTRY].get("default").capture.resize(480, 360)
     await asyncio.sleep(1)
@@ -174,12 +176,9 @@ async def test_a_mode_change_goes_on_in_the_same_track_at_the_new_size(make_serv
 
 @needs_ffprobe
 async def test_a_recording_shows_the_guest_cursor_drawn_into_the_picture(make_server, http, tmp_path):
-    server = await make_server(source="synthetic:320x240@30?still=1&cursor=1")
+    server, base, recording = await recorded_server(make_server, http, "synthetic:320x240@30?still=1&cursor=1")
     session = server.app[REGISTRY].get("default")
     session.capture.input_sink.send(PointerEvent(x=0.5, y=0.5, buttons=0))  # the cursor plane's position
-    base = str(server.make_url("/"))
-    recording = await start(http, base)
-    await wait_state(http, base, recording, "recording")
     await asyncio.sleep(1)
     await stop(http, base, recording)
     path = await download(http, base, recording, tmp_path / "cursor.mp4")

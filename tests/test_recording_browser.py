@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser import chromium, png_rgb, rgb_luma
 from tests.conftest import OPERATOR, OPERATOR_TOKEN
-from tests.recordings import start, stop, wait_state
+from tests.recordings import record, recorded_server, start, stop
 from vgpustream.stamp import read_stamp
 
 pytestmark = pytest.mark.browser
@@ -42,10 +42,7 @@ async def stamp_on_show(page) -> int:
 
 
 async def test_chromium_plays_a_recording_and_seeks_in_it(make_server, http):
-    server = await make_server(source="synthetic:640x360@30")
-    base = str(server.make_url("/"))
-    recording = await start(http, base)
-    await wait_state(http, base, recording, "recording")
+    server, base, recording = await recorded_server(make_server, http, "synthetic:640x360@30")
     await asyncio.sleep(6)
     done = await stop(http, base, recording)
 
@@ -82,8 +79,7 @@ async def test_chromium_plays_a_recording_and_seeks_in_it(make_server, http):
 async def test_the_session_list_badges_a_recording_session_and_plays_its_recordings(make_server, http, tmp_path):
     server = await make_server(source="synthetic:320x240@30")
     base = str(server.make_url("/"))
-    finished = await start(http, base, label="first")
-    await wait_state(http, base, finished, "recording")
+    finished = await record(http, base, label="first")
     await asyncio.sleep(2)
     await stop(http, base, finished)
     running = await start(http, base, label="second")

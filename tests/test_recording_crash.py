@@ -15,7 +15,17 @@ import aiohttp
 import pytest
 
 from tests.conftest import OPERATOR
-from tests.recordings import download, ffprobe_frames, frame_stamps, info, needs_ffprobe, start, stop, wait_state
+from tests.recordings import (
+    download,
+    ffprobe_frames,
+    frame_stamps,
+    info,
+    needs_ffprobe,
+    record,
+    start,
+    stop,
+    wait_state,
+)
 from tests.served import ROOT, serve
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.server import free_port
@@ -26,8 +36,7 @@ async def test_a_killed_server_leaves_a_recording_that_plays_up_to_its_last_frag
     state, port = tmp_path / "state", free_port()
     async with aiohttp.ClientSession(headers=OPERATOR) as http:
         with serve(state, "--source", "synthetic:320x240@30", port=port) as served:
-            recording = await start(http, served.url, label="before the crash")
-            await wait_state(http, served.url, recording, "recording")
+            recording = await record(http, served.url, label="before the crash")
             await asyncio.sleep(3.5)
             written = await info(http, served.url, recording)
             served.process.send_signal(signal.SIGKILL)
