@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import OPERATOR
+from tests import test_faults
+from tests.conftest import OPERATOR, test_settings
 from tests.recordings import (
     download,
     ffprobe_frames,
@@ -27,6 +27,7 @@ from tests.recordings import (
     wait_state,
 )
 from tests.served import ROOT, serve
+from vgpustream.api.app import create_app
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.server import free_port
 
@@ -54,30 +55,18 @@ async def test_a_killed_server_leaves_a_recording_that_plays_up_to_its_last_frag
             assert ffprobe_frames(copy) == frames
 
 
-def mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir(parents=True)
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=False)
-    if result.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """The server's recordings directory on a 1 MiB tmpfs (the rest of its state on the normal disk)."""
-    recordings = tmp_path / "state" / "recordings"
-    mount_tmpfs(recordings, "1m")
-    yield recordings
-    subprocess.run(["umount", "-l", str(recordings)], check=True)
+small_disk = test_faults.small_disk  # a 4 MiB tmpfs
 
 
 @needs_ffprobe
-async def test_a_full_disk_stops_the_recording_never_the_stream(small_disk, make_server, http, viewers, tmp_path):
-    server = await make_server(source="synthetic:320x240@30")
+async def test_a_full_disk_stops_the_recording_never_the_stream(small_disk, aiohttp_server, http, viewers, tmp_path):
+    settings = test_settings(small_disk / "state", source="synthetic:320x240@30")  # all its state on 4 MiB
+    server = await aiohttp_server(create_app(settings))
     base = str(server.make_url("/"))
     viewer = await viewers(server)
     await viewer.receive_for(0.5)
+    filler = test_faults.fill(small_disk)
+    os.truncate(filler, filler.stat().st_size - 512 * 1024)  # half a MiB left
     recording = await start(http, base)
     failed = await wait_state(http, base, recording, "failed", timeout=30)
     assert failed["reason"] == "No space left on device"

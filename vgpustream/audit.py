@@ -23,7 +23,8 @@ from typing import Any
 
 import aiohttp
 
-from vgpustream.errors import printable
+from vgpustream.errors import bounded, printable
+from vgpustream.store import DatabaseUnusable
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ EVENT_TYPES = (
     "viewer.joined",
     "viewer.left",
     "input.started",
-    "clipboard",
     "token.created",
     "token.revoked",
     "recording.started",
@@ -78,12 +78,20 @@ class AuditLog:
 
     def __init__(self, path: Path, webhook: str | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._db = sqlite3.connect(path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise DatabaseUnusable(
+                f"{path} is not a usable audit database ({exc}); it was left as it is: "
+                "restore it from a backup, or move it away to start a new audit trail"
+            ) from None
         self.webhook = webhook
         self.webhook_stats = WebhookStats()
+        self.unstored = 0
+        """Events the database refused (a full disk); they still went to the webhook."""
         self._outbox: deque[Event] = deque(maxlen=WEBHOOK_QUEUE)
         self._pending = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
@@ -100,14 +108,24 @@ class AuditLog:
         self._db.close()
 
     def record(self, kind: str, session_id: str | None, **data: Any) -> Event:
-        """Store an event and queue it for the webhook; never waits."""
-        assert kind in EVENT_TYPES, kind
+        """Store an event and queue it for the webhook; never waits, never fails its caller.
+
+        An event the database refuses (its disk is full) is counted in `unstored`, logged (rate-limited),
+        and still sent to the webhook, with id 0.
+        """
         now = time.time()
-        cursor = self._db.execute(
-            "INSERT INTO events (time, type, session_id, data) VALUES (?, ?, ?, ?)",
-            (now, kind, session_id, json.dumps(data)),
-        )
-        event = Event(int(cursor.lastrowid or 0), now, kind, session_id, data)
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO events (time, type, session_id, data) VALUES (?, ?, ?, ?)",
+                (now, kind, session_id, json.dumps(data)),
+            )
+            event_id = int(cursor.lastrowid or 0)
+        except sqlite3.Error as exc:
+            self.unstored += 1
+            event_id = 0
+            if self.unstored % 100 == 1:
+                log.error("audit: %d event(s) could not be stored: %s", self.unstored, bounded(str(exc), 120))
+        event = Event(event_id, now, kind, session_id, data)
         if self.webhook is not None:
             if len(self._outbox) == self._outbox.maxlen:
                 self.webhook_stats.dropped += 1
