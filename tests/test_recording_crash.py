@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests import test_faults
-from tests.conftest import OPERATOR, test_settings
+from tests import conftest, test_faults
+from tests.conftest import OPERATOR
 from tests.recordings import (
     download,
     ffprobe_frames,
@@ -38,19 +38,20 @@ async def test_a_killed_server_leaves_a_recording_that_plays_up_to_its_last_frag
     async with aiohttp.ClientSession(headers=OPERATOR) as http:
         with serve(state, "--source", "synthetic:320x240@30", port=port) as served:
             recording = await record(http, served.url, label="before the crash")
-            await asyncio.sleep(3.5)
+            await asyncio.sleep(6.5)  # past the first checkpoint (5 s)
             written = await info(http, served.url, recording)
             served.process.send_signal(signal.SIGKILL)
             served.process.wait()
         path = state / "recordings" / "default" / f"{recording['id']}.mp4"
         frames = ffprobe_frames(path)
-        assert frames >= 60, f"at least the fragments cut before the kill (3 s at 30 fps): {frames}"
+        assert frames >= 150, f"at least the fragments cut before the kill (6 s at 30 fps): {frames}"
         assert frames <= written["frames"] + 45, "no more than was handed to the muxer"
 
         with serve(state, port=port) as served:
             after = await info(http, served.url, recording)
             assert after["state"] == "interrupted" and after["reason"] == "server_stopped"
             assert after["label"] == "before the crash" and after["bytes"] == path.stat().st_size
+            assert 0 < after["frames"] <= frames, "what it had written at its last checkpoint (every 5 s)"
             copy = await download(http, served.url, recording, tmp_path / "copy.mp4")
             assert ffprobe_frames(copy) == frames
 
@@ -60,7 +61,7 @@ small_disk = test_faults.small_disk  # a 4 MiB tmpfs
 
 @needs_ffprobe
 async def test_a_full_disk_stops_the_recording_never_the_stream(small_disk, aiohttp_server, http, viewers, tmp_path):
-    settings = test_settings(small_disk / "state", source="synthetic:320x240@30")  # all its state on 4 MiB
+    settings = conftest.test_settings(small_disk / "state", source="synthetic:320x240@30")  # all its state on 4 MiB
     server = await aiohttp_server(create_app(settings))
     base = str(server.make_url("/"))
     viewer = await viewers(server)

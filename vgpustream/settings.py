@@ -132,6 +132,8 @@ class Settings:
         self.encoder  # noqa: B018 - validates fps, bitrate and keyframe interval now, not at first use
         if self.source and self.resolution:
             raise VgpuStreamError("--resolution sizes the synthetic default source; put the size in --source instead")
+        if not 0 < self.recording_retention_days <= 36_500:
+            raise VgpuStreamError("recording retention must be within 0..36500 days")
         if self.audit_webhook and not re.fullmatch(r"https?://\S{1,2000}", self.audit_webhook):
             raise VgpuStreamError("the audit webhook must be an http:// or https:// URL")
         if self.resolution and not re.fullmatch(r"\d{2,5}x\d{2,5}", self.resolution):

@@ -82,8 +82,8 @@ class Recorder:
         self.path = path
         self._request_keyframe = request_keyframe
         self._save_info = save_info
-        """Keeps the info beside the file; called off the event loop, when it starts and once it ends."""
-        self._writer = MuxerThread(path, info.max_bytes, lambda: save_info(replace(info)), self._writer_done)
+        """Keeps the info beside the file; called off the event loop: as it starts, every few seconds, at its end."""
+        self._writer = MuxerThread(path, info.max_bytes, lambda: save_info(replace(self.live)), self._writer_done)
         self._loop = asyncio.get_running_loop()
         self._finished: asyncio.Future[None] = self._loop.create_future()
         self._finish_callbacks: list[Callable[[Recorder], None]] = []

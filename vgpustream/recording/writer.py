@@ -12,6 +12,7 @@ before the first packet; packets carry the kind of stream they belong to.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from vgpustream.encoder import TIME_BASE
 from vgpustream.errors import printable
 
 FRAGMENT_SECONDS = 1.0
+CHECKPOINT_SECONDS = 5.0
 QUEUE_PACKETS = 300
 """The most packets waiting for the disk (10 s at 30 fps); past that the recording drops to the next keyframe."""
 QUEUE_BYTES = 32 * 1024 * 1024
@@ -54,17 +56,19 @@ class WriterStats:
 class MuxerThread:
     """Writes queued packets to `path` on a thread of its own; `put` never blocks.
 
-    On the writer's thread, `prepare()` is called first, and `done(reason, failed)` once the file is
-    closed: reason None when it was told to stop, else why it stopped itself (`max_bytes`, a write error).
+    On the writer's thread, `checkpoint()` is called first and then every CHECKPOINT_SECONDS while it
+    writes (to keep what is known of the recording beside it), and `done(reason, failed)` once the file
+    is closed: reason None when it was told to stop, else why it stopped itself (`max_bytes`, a write error).
     """
 
     def __init__(
-        self, path: Path, max_bytes: int, prepare: Callable[[], None], done: Callable[[str | None, bool], None]
+        self, path: Path, max_bytes: int, checkpoint: Callable[[], None], done: Callable[[str | None, bool], None]
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.stats = WriterStats()
-        self._prepare = prepare
+        self._checkpoint = checkpoint
+        self._checkpoint_at = 0.0
         self._done = done
         self._queue: deque[Stamped | None] = deque()
         self._queued_bytes = 0
@@ -108,7 +112,8 @@ class MuxerThread:
 
     def _run(self) -> None:
         reason, failed = None, False
-        self._prepare()
+        self._checkpoint()
+        self._checkpoint_at = time.monotonic()
         try:
             with self.path.open("wb", buffering=0) as file:
                 reason, failed = self._write(file)
@@ -170,6 +175,9 @@ class MuxerThread:
         stats.frames += 1
         stats.duration = float(copy.pts * TIME_BASE)
         stats.bytes = file.tell()
+        if time.monotonic() - self._checkpoint_at >= CHECKPOINT_SECONDS:
+            self._checkpoint()
+            self._checkpoint_at = time.monotonic()
 
 
 def parameter_sets(annex_b: bytes) -> bytes:
