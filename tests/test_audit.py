@@ -116,10 +116,13 @@ async def test_viewers_tokens_and_recordings_make_exactly_the_expected_events(ma
     assert not any(secret in text for secret in secrets), "no token secret in any event"
 
     # the receiver was down until now: the webhook retried, and delivers everything, in order
-    assert server.app[AUDIT].webhook_stats.failed_attempts >= 1
+    stats = server.app[AUDIT].webhook_stats
+    await wait_for(lambda: stats.failed_attempts >= 4, timeout=15, what="retries, backing off")  # 0.5+1+2+4 s
+    assert stats.delivered == 0
     await receiver.start()
     await wait_for(lambda: len(receiver.events) == len(events), timeout=40, what="the webhook to catch up")
     assert receiver.events == events
+    assert stats.delivered == len(events) and stats.dropped == 0
 
 
 async def test_events_come_a_page_at_a_time_and_bad_queries_are_refused(make_server, http):

@@ -7,6 +7,7 @@ import json
 import time
 
 import av
+import pytest
 
 from tests.recordings import (
     download,
@@ -19,9 +20,11 @@ from tests.recordings import (
     wait_state,
 )
 from vgpustream.api.state import REGISTRY
+from vgpustream.errors import VgpuStreamError
 from vgpustream.input import PointerEvent
 from vgpustream.recording import library
 from vgpustream.recording.recorder import RecordingInfo, RecordingState
+from vgpustream.settings import Settings
 
 
 @needs_ffprobe
@@ -188,3 +191,18 @@ async def test_a_recording_shows_the_guest_cursor_drawn_into_the_picture(make_se
     red, green, blue = last[tip_y + 12, tip_x + 3]  # inside the red arrow, below its tip
     assert red > 150 and green < 100 and blue < 100, f"the arrow is in the recorded picture: {red, green, blue}"
     assert last[tip_y + 12, tip_x + 40].min() > 150, "and only there: the page around it is light"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_recordings": 0},
+        {"recording_retention_days": 0},
+        {"recording_retention_bytes": 0},
+        {"audit_webhook": "ftp://example.org/hook"},
+        {"audit_webhook": "http://"},
+    ],
+)
+def test_bad_recording_and_audit_settings_are_refused(bad):
+    with pytest.raises(VgpuStreamError):
+        Settings(**bad)
