@@ -117,3 +117,13 @@ def test_bench_weaknet_measures_the_lossy_viewer_against_a_clean_baseline():
     assert result["link"]["dropped"] > 0 and len(result["others_fps_ratio"]) == 1
     for phase in ("clean", "impaired"):
         assert [v["fps"] > 0 for v in result[phase]["viewers"]] == [True, True], result[phase]
+
+
+def test_bench_record_measures_a_session_with_and_without_a_recording():
+    result = bench("record", "--seconds", "2", "--resolution", "320x240")
+    assert [run["run"] for run in result["runs"]] == ["viewer", "viewer+recording", "recording"]
+    viewer, both, alone = result["runs"]
+    assert viewer["viewer_fps"] > 10 and both["viewer_fps"] > 10 and alone["viewer_fps"] is None
+    for run in (both, alone):
+        assert run["recorded_fps"] > 10 and run["recorded_kbit_s"] > 0 and run["dropped"] == 0, run
+    assert alone["encoded_fps"] > 10, "a recording alone keeps the session encoding"

@@ -7,7 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vgpustream.bench import abuse, capacity, fanout, idle, latency, pipeline, qemu, quality, report, soak, weaknet
+from vgpustream.bench import (
+    abuse,
+    capacity,
+    fanout,
+    idle,
+    latency,
+    pipeline,
+    qemu,
+    quality,
+    record,
+    report,
+    soak,
+    weaknet,
+)
 from vgpustream.encoder import EncoderSettings
 
 
@@ -92,6 +105,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", type=int, default=200, help="generated cases of each kind (default %(default)s)")
     p.add_argument("--seed", type=int, default=12, help="seed of the generated cases (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("record", help="server CPU with and without a recording, and what the recording writes")
+    p.add_argument("--seconds", type=float, default=10.0, help="measuring window per run (default %(default)s)")
+    p.add_argument("--resolution", default="1280x720", help="synthetic source size (default %(default)s)")
+    p.add_argument("--fps", type=int, default=30, help="frame rate (default %(default)s)")
+    p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("soak", help="churn for N minutes: resources over time (must hold flat), steady viewers' fps")
     p.add_argument("--minutes", type=float, default=60.0, help="length of the churn (default %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="seed of the random churn (default %(default)s)")
@@ -159,6 +178,9 @@ def run_bench(args: argparse.Namespace) -> int:
             args.viewers, args.loss, args.rtt_ms, seconds=args.seconds, resolution=args.resolution, bitrate=args.bitrate
         )
         print(json.dumps(result) if args.json else weaknet.table(result))
+    elif args.bench == "record":
+        result = record.run(args.seconds, args.resolution, args.fps, args.bitrate)
+        print(json.dumps(result) if args.json else record.table(result))
     elif args.bench == "soak":
         result = soak.run(args.minutes, args.seed)
         print(json.dumps(result) if args.json else soak.table(result))
