@@ -36,10 +36,13 @@ def one_run(name: str, viewer: bool, recording: bool, seconds: float, server_arg
         window = watch(served, groups, seconds, probe)
         (session0, written0), (session1, written1) = window.probed
         time.sleep(0.1)
+    encoded_fps = (session1["stats"]["frames_encoded"] - session0["stats"]["frames_encoded"]) / seconds
     result: dict[str, Any] = {
         "run": name,
         "server_cores": round(window.cpu_per_wall, 3),
-        "encoded_fps": round((session1["stats"]["frames_encoded"] - session0["stats"]["frames_encoded"]) / seconds, 2),
+        "encoded_fps": round(encoded_fps, 2),
+        # CPU per encoded frame: comparable across runs when a loaded machine encodes fewer frames in one
+        "cpu_ms_per_frame": round(window.cpu_per_wall * 1000 / encoded_fps, 2) if encoded_fps else None,
         "viewer_fps": round(window.reports[0]["viewers"][0]["frames"] / seconds, 2) if viewer else None,
     }
     if written0 is not None and written1 is not None:
@@ -62,11 +65,12 @@ def run(seconds: float, resolution: str, fps: int, bitrate: int) -> dict[str, An
 def table(result: dict[str, Any]) -> str:
     lines = [
         f"synthetic:{result['resolution']}@{result['fps']} (moving), {result['seconds']:.0f} s window",
-        "run               server cores  encoded fps  viewer fps  recorded fps  kbit/s  dropped",
+        "run               server cores  encoded fps  cpu ms/frame  viewer fps  recorded fps  kbit/s  dropped",
     ]
     for r in result["runs"]:
         lines.append(
-            f"{r['run']:<16}  {r['server_cores']:>12.3f}  {r['encoded_fps']:>11.1f}  {r['viewer_fps'] or '-'!s:>10}"
+            f"{r['run']:<16}  {r['server_cores']:>12.3f}  {r['encoded_fps']:>11.1f}  {r['cpu_ms_per_frame']!s:>12}"
+            f"  {r['viewer_fps'] or '-'!s:>10}"
             f"  {r.get('recorded_fps', '-')!s:>12}  {r.get('recorded_kbit_s', '-')!s:>6}  {r.get('dropped', '-')!s:>7}"
         )
     return "\n".join(lines)
