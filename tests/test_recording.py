@@ -13,6 +13,7 @@ from tests.recordings import (
     download,
     ffprobe_frames,
     frame_stamps,
+    info,
     needs_ffprobe,
     recorded_server,
     start,
@@ -206,3 +207,19 @@ async def test_a_recording_shows_the_guest_cursor_drawn_into_the_picture(make_se
 def test_bad_recording_and_audit_settings_are_refused(bad):
     with pytest.raises(VgpuStreamError):
         Settings(**bad)
+
+
+async def test_deleting_a_session_ends_its_recordings_which_stay_listed(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    base = str(server.make_url("/"))
+    body = {"id": "vm1", "source": "synthetic:320x240@15"}
+    async with http.post(server.make_url("/api/v1/sessions"), json=body) as response:
+        assert response.status == 201
+    recording = await start(http, base, session="vm1", label="until deleted")
+    await wait_state(http, base, recording, "recording")
+    async with http.delete(server.make_url("/api/v1/sessions/vm1")) as response:
+        assert response.status == 204
+    done = await info(http, base, recording)
+    assert (done["state"], done["reason"]) == ("stopped", "session_stopped") and done["frames"] > 0
+    async with http.post(server.make_url("/api/v1/sessions/vm1/recordings"), json={}) as response:
+        assert response.status == 404, "a deleted session cannot be recorded"

@@ -54,6 +54,14 @@ async def test_a_killed_server_leaves_a_recording_that_plays_up_to_its_last_frag
             assert 0 < after["frames"] <= frames, "what it had written at its last checkpoint (every 5 s)"
             copy = await download(http, served.url, recording, tmp_path / "copy.mp4")
             assert ffprobe_frames(copy) == frames
+            async with http.get(f"{served.url}/api/v1/events", params={"session": "default"}) as response:
+                events = [(e["type"], e.get("role"), e.get("state")) for e in (await response.json())["events"]]
+            assert events == [
+                ("token.created", "control", None),  # the console link each start prints
+                ("recording.started", None, None),
+                ("recording.stopped", None, "interrupted"),  # told when the next start finds it
+                ("token.created", "control", None),
+            ]
 
 
 small_disk = test_faults.small_disk  # a 4 MiB tmpfs

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from vgpustream.errors import bounded, printable
-from vgpustream.store import DatabaseUnusable
+from vgpustream.store import DatabaseUnusable, TokenRecord
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,17 @@ class AuditLog:
         if not ok and self.webhook_stats.failed_attempts % 100 == 0:
             log.warning("audit webhook: delivery failed (%d attempts so far)", self.webhook_stats.failed_attempts + 1)
         return ok
+
+    def token_created(self, record: TokenRecord) -> None:
+        """A viewer token was issued: its id and terms, never its secret."""
+        self.record(
+            "token.created",
+            record.session_id,
+            token=record.id,
+            role=record.role,
+            expires_at=record.expires_at,
+            single_use=record.single_use,
+        )
 
     def viewers(self, session_id: str) -> ViewerAudit:
         """What a session's audience reports to (viewers leaving, first input)."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from vgpustream.api.app import AccessLogger, create_app
-from vgpustream.api.state import AUTHORITY, SETTINGS
+from vgpustream.api.state import AUDIT, AUTHORITY, SETTINGS
 from vgpustream.api.tokens import links
 from vgpustream.auth import operator_tokens
 from vgpustream.bench import add_bench_parser, run_bench
@@ -39,9 +39,10 @@ async def _startup_link(app: web.Application) -> None:
         return
     if settings.no_console_link:
         return
-    _, secret = app[AUTHORITY].issue(
+    record, secret = app[AUTHORITY].issue(
         DEFAULT_SESSION, role="control", ttl_seconds=settings.max_token_ttl, single_use=False
     )
+    app[AUDIT].token_created(record)
     print(f"vgpustream: console for session 'default' (valid {settings.max_token_ttl // 3600} h):", flush=True)
     print(f"    {links(base, DEFAULT_SESSION, secret)['console_url']}", flush=True)
 

@@ -44,14 +44,7 @@ async def create_token(request: web.Request) -> web.Response:
         ttl_seconds=validate.integer(body, "ttl_seconds", 1, settings.max_token_ttl, settings.token_ttl),
         single_use=validate.boolean(body, "single_use", False),
     )
-    request.app[AUDIT].record(
-        "token.created",
-        session.id,
-        token=record.id,
-        role=record.role,
-        expires_at=record.expires_at,
-        single_use=record.single_use,
-    )
+    request.app[AUDIT].token_created(record)
     return web.json_response({**token_json(record), **links(base_url(request), session.id, secret)}, status=201)
 
 

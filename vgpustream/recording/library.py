@@ -50,7 +50,7 @@ class RecordingLibrary:
         self._running: dict[tuple[str, str], Recorder] = {}
 
     def load(self) -> None:
-        """Index the recordings on disk; those that were running when the server died are interrupted."""
+        """Index the recordings on disk; those that were running when the server died end as interrupted."""
         for sidecar in self.root.glob("*/rec-*.json"):
             try:
                 info = RecordingInfo.from_json(json.loads(sidecar.read_text()))
@@ -62,6 +62,7 @@ class RecordingLibrary:
                 info.state, info.reason = RecordingState.INTERRUPTED, "server_stopped"
                 info.bytes = media.stat().st_size if media.exists() else 0
                 write_info(sidecar, info)
+                self._changed(info)  # its end was never told
             self._finished[(info.session_id, info.id)] = info
 
     def start(self, session: Session, label: str, max_seconds: int, max_bytes: int) -> RecordingInfo:
