@@ -81,8 +81,12 @@ class Audience:
         sink: InputSink | None,
         request_keyframe: Callable[[], None],
         bitrate: int,
+        *,
+        sound: bool = False,
     ) -> None:
         self.max_viewers = max_viewers
+        self.sound = sound
+        """Whether the source can have sound: viewers whose offers take audio get an audio track."""
         self.bitrate = bitrate
         """The session's video bitrate (bits per second), which paces replays."""
         self.stats = AudienceStats()
@@ -116,7 +120,7 @@ class Audience:
             raise Full(f"session has its maximum of {self.max_viewers} viewers")
         if not self._viewers:
             self._request_keyframe()  # a capture loop nobody watched starts encoding now, with an IDR
-        viewer = Viewer(self._callbacks, ice_servers, role, token_id, self._idle_timeout)
+        viewer = Viewer(self._callbacks, ice_servers, role, token_id, self._idle_timeout, sound=self.sound)
         self._viewers[viewer.id] = viewer
         self._seats[viewer] = _Seat()
         return viewer
@@ -179,6 +183,17 @@ class Audience:
                     backlog.append(packet)
         if cursor is not None:
             self._send_cursor(cursor)
+
+    def listened(self) -> bool:
+        """Whether a connected viewer takes the sound (if none does, nothing is encoded)."""
+        return any(seat.attached and viewer.sound_queue is not None for viewer, seat in self._seats.items())
+
+    def publish_sound(self, packets: list[av.Packet]) -> None:
+        """Queue the session's Opus packets for every connected viewer that takes the sound."""
+        for viewer, seat in self._seats.items():
+            if seat.attached and viewer.sound_queue is not None:
+                for packet in packets:
+                    viewer.sound_queue.push(packet)
 
     def _send_cursor(self, cursor: Cursor) -> None:
         """Tell viewers on a data channel where the cursor is, with its image when they lack it."""

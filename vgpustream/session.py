@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
+from vgpustream.sound import SoundEncoder
 from vgpustream.sources import create_source
 from vgpustream.store import SessionSpec
 from vgpustream.thumbnail import ThumbnailCache
@@ -23,7 +24,13 @@ class Session:
             self.capture.input_sink,
             self.capture.request_keyframe,
             spec.encoder.bitrate,
+            sound=self.capture.sound is not None,
         )
+        self.sound: SoundEncoder | None = None
+        """The session's one Opus encoder, when its source has sound."""
+        if self.capture.sound is not None:
+            self.sound = SoundEncoder(self.audience.publish_sound, self.audience.listened, self.capture.epoch)
+            self.capture.sound.encoder = self.sound
 
     @property
     def id(self) -> str:

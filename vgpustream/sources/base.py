@@ -12,6 +12,7 @@ import numpy as np
 from vgpustream.errors import UnsupportedOperation
 from vgpustream.formats import fourcc_text
 from vgpustream.input import InputEvent
+from vgpustream.sound import SoundOut
 
 
 class SourceState(enum.StrEnum):
@@ -142,6 +143,11 @@ class Source(ABC):
     @property
     def input_sink(self) -> InputSink | None:
         """Where input for this display goes; None for a view-only source."""
+        return None
+
+    @property
+    def sound(self) -> SoundOut | None:
+        """Where the guest's sound comes out (an event-loop object, like `input_sink`); None for a silent source."""
         return None
 
     def display_limits(self) -> tuple[int, int] | None:

@@ -26,11 +26,13 @@ from dbus_fast.aio import MessageBus
 from vgpustream.compat import PeerBus
 from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
+from vgpustream.sound import SoundOut
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE
 from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.sources.common.qemu_input import QemuInput
+from vgpustream.sources.qemu.audio import QemuAudioOut
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
 
@@ -107,6 +109,8 @@ class QemuDisplaySource(Source):
         """Written on the capture thread: what the last frame showed, during which attachment."""
         self._cursor: Cursor | None = None
         self._input = DbusInput(self)
+        self._sound = SoundOut()
+        self.audio = QemuAudioOut(self._sound)
 
     def open(self) -> None:
         self._on_loop(self._open())
@@ -127,10 +131,15 @@ class QemuDisplaySource(Source):
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
         self._detach()
+        self.audio.close()
 
     @property
     def input_sink(self) -> InputSink:
         return self._input
+
+    @property
+    def sound(self) -> SoundOut:
+        return self._sound
 
     @property
     def attachment(self) -> _Attachment | None:
@@ -191,6 +200,9 @@ class QemuDisplaySource(Source):
         except BaseException:
             bus.disconnect()
             raise
+        if not self.audio.registered:  # its own socket: it outlives re-attachments for a mode change
+            self.audio.close()
+            await self.audio.register(attachment.display)
         self.attachments += 1
         self._attachment = attachment
         self._disabled = False
@@ -234,6 +246,7 @@ class QemuDisplaySource(Source):
             self._reattach.clear()
             self._detach()
             if lost:
+                self.audio.close()
                 self._lost = True
                 log.warning("QEMU display %s is gone (QEMU stopped?); reconnecting", self.console)
             await self._attach_until_back()

@@ -1,0 +1,143 @@
+"""Sound from a real QEMU (`-audiodev dbus`, an emulated Intel HDA card) to aiortc viewers, encoded once.
+
+The guest is the rig's Linux (Debian's kernel under QEMU, the host's / as its root; tests/rig/setup.sh
+prepares it) on `-display dbus`, playing a 440 Hz sine with ALSA's speaker-test (tests/qemu/play-tone.sh).
+What the viewers hear is decoded by aiortc and its frequency found by FFT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vgpustream.api.state import REGISTRY
+from vgpustream.sound import SAMPLE_RATE
+from vgpustream.testing.qemu import Bus, wait_for
+
+RIG = Path(os.environ.get("RIG", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vgpustream-rig"))
+TESTS = Path(__file__).resolve().parent.parent
+TONE_HZ = 440.0
+PLAY_S = 240  # the guest plays this long; the tests take what they need of it
+
+if not (RIG / "kver").exists():
+    pytest.skip(
+        "the rig's guest kernel is not prepared (run tests/rig/setup.sh; .ci/run does)", allow_module_level=True
+    )
+
+
+class ToneGuest:
+    """The rig's guest on a private bus, with its sound on D-Bus, playing the tone."""
+
+    def __init__(self, directory: Path) -> None:
+        self.bus = Bus(directory)
+        args = f"-display dbus,addr={self.bus.address},audiodev=snd0 -device VGA -audiodev dbus,id=snd0"
+        args += " -device intel-hda -device hda-output,audiodev=snd0"
+        self.log = directory / "guest.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(TESTS / "rig" / "in-guest.sh"), str(TESTS / "qemu" / "play-tone.sh"), str(PLAY_S)],
+                env={**os.environ, "RIG_QEMU_ARGS": args, "RIG_TIMEOUT": str(PLAY_S + 120)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=TESTS.parent,
+                start_new_session=True,
+            )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            self.process.wait(10)
+        self.bus.stop()
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToneGuest]:
+    guest = ToneGuest(tmp_path_factory.mktemp("tone"))
+    yield guest
+    guest.stop()
+
+
+async def sound_session(make_server, guest: ToneGuest):
+    """A server on the guest's display, once the guest is playing (its boot takes about 20 s under TCG)."""
+    server = await make_server(source=f"qemu-dbus:{guest.bus.address}")
+    session = server.app[REGISTRY].get("default")
+    await asyncio.to_thread(wait_for, lambda: session.capture.sound.available, 60, "QEMU's audio listener")
+    return server, session
+
+
+async def hear(viewer, seconds: float) -> np.ndarray:
+    """`seconds` of what the viewer's audio track plays, mono float, once the tone has begun."""
+    deadline = time.monotonic() + 120
+    while np.abs((await viewer.next_sound(timeout=120)).to_ndarray()).max() < 1000:
+        assert time.monotonic() < deadline, "the viewer never heard the guest's tone"
+    chunks = []
+    for _ in range(round(seconds * 50)):
+        frame: av.AudioFrame = await viewer.next_sound()
+        assert (frame.sample_rate, frame.layout.name, frame.format.name) == (SAMPLE_RATE, "stereo", "s16")
+        chunks.append(frame.to_ndarray().reshape(-1, 2).astype(np.float64).sum(axis=1))
+    return np.concatenate(chunks)
+
+
+def peak_hz(samples: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
+
+
+async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: ToneGuest, make_server, viewers):
+    server, session = await sound_session(make_server, guest)
+    lags: dict[str, list[float]] = {"video": [], "audio": []}
+
+    def timed(kind: str, publish):
+        def publish_and_time(packets, *args):
+            now = time.time()
+            lags[kind] += [now - session.capture.epoch - float(p.pts * p.time_base) for p in packets]
+            return publish(packets, *args)
+
+        return publish_and_time
+
+    # watch what the audience is given: each packet's age on the shared clock when it is published
+    session.audience.publish = timed("video", session.audience.publish)
+    session.audience.publish_sound = timed("audio", session.audience.publish_sound)
+    session.sound._publish = session.audience.publish_sound
+    viewer = await viewers(server, sound=True)
+    heard = await hear(viewer, 2.0)
+    frequency = peak_hz(heard)
+    print(f"heard {frequency:.1f} Hz; encode {session.sound.stats}")
+    assert abs(frequency - TONE_HZ) <= 5
+    audio_lag, video_lag = float(np.median(lags["audio"])), float(np.median(lags["video"]))
+    print(f"published {audio_lag * 1000:.1f} ms (audio) and {video_lag * 1000:.1f} ms (video) after capture")
+    assert abs(audio_lag - video_lag) < 0.1, "audio and video timestamps are not on one clock"
+
+
+async def packets_sent(session) -> list[int]:
+    """How many audio RTP packets the server has sent each of its viewers."""
+    counts = []
+    for viewer in session.audience:
+        (sender,) = [s for s in viewer._pc.getSenders() if s.kind == "audio"]
+        (stats,) = [s for s in (await sender.getStats()).values() if s.type == "outbound-rtp"]
+        counts.append(stats.packetsSent)
+    return counts
+
+
+async def test_eight_viewers_hear_the_same_packets_of_one_encode(guest: ToneGuest, make_server, viewers):
+    server, session = await sound_session(make_server, guest)
+    listeners = [await viewers(server, sound=True) for _ in range(8)]
+    heard = await asyncio.gather(*(hear(viewer, 0.5) for viewer in listeners))
+    assert all(abs(peak_hz(samples) - TONE_HZ) <= 5 for samples in heard)
+    started, encoded, sent = time.monotonic(), session.sound.stats.encoded_frames, await packets_sent(session)
+    await asyncio.sleep(2)
+    encoded = session.sound.stats.encoded_frames - encoded
+    sent = [after - before for after, before in zip(await packets_sent(session), sent, strict=True)]
+    elapsed = time.monotonic() - started
+    print(f"{elapsed:.2f} s: {encoded} frames encoded, sent to the 8 viewers: {sent}; {session.sound.stats}")
+    assert encoded <= elapsed * 50 + 10, "one encode (50 frames a second), whatever the number of viewers"
+    assert encoded >= 50, "the guest kept playing"
+    assert all(abs(count - encoded) <= 3 for count in sent), "each viewer is sent every packet"
