@@ -117,3 +117,9 @@ def test_bench_weaknet_measures_the_lossy_viewer_against_a_clean_baseline():
     assert result["link"]["dropped"] > 0 and len(result["others_fps_ratio"]) == 1
     for phase in ("clean", "impaired"):
         assert [v["fps"] > 0 for v in result[phase]["viewers"]] == [True, True], result[phase]
+
+
+def test_bench_sound_reports_the_cpu_of_one_sessions_sound_path():
+    result = bench("sound", "--seconds", "1")
+    assert result["seconds_of_sound"] == 1.0 and 0 < result["cpu_per_second_of_sound"] < 1
+    assert 45 <= result["packets"] <= 50 and result["bytes_per_second"] > 0

@@ -160,3 +160,16 @@ def test_silence_and_nobody_listening_cost_no_packets():
     assert packets == [] and encoder.stats.silent_frames >= 48, "a silent guest sends nothing"
     feed(encoder, tone(0.2), time.time() + 5)
     assert len(packets) >= 9, "sound after silence is sent again"
+
+
+async def test_a_silent_source_says_so_and_answers_audio_inactive(make_server, viewers, http):
+    server = await make_server()
+    viewer = await viewers(server, sound=True)
+    audio = viewer.pc.remoteDescription.sdp.split("m=audio", 1)[1].split("\nm=", 1)[0]
+    assert "a=inactive" in audio
+    async with http.get(server.make_url("/api/v1/sessions/default")) as response:
+        described = await response.json()
+    async with http.get(server.make_url("/api/v1/sessions/default/planes")) as response:
+        planes = await response.json()
+    assert described["sound"] is False and planes["sound"] is False
+    assert described["stats"]["audio_packets"] == 0

@@ -37,6 +37,8 @@ class SessionCollector(Collector):
                 ("capture_errors", "Failed captures"),
                 ("dropped_packets", "Packets dropped for slow viewers"),
                 ("input_invalid", "Invalid input messages dropped"),
+                ("audio_packets", "Opus packets encoded (once for all viewers)"),
+                ("audio_bytes", "Bytes of encoded sound"),
             )
         }
         encode = HistogramMetricFamily(f"{PREFIX}_encode_seconds", "Time to encode one frame", labels=labels)
@@ -58,6 +60,8 @@ class SessionCollector(Collector):
                 "capture_errors": stats.capture_errors,
                 "dropped_packets": audience.dropped_packets,
                 "input_invalid": audience.stats.input_invalid,
+                "audio_packets": session.sound_stats.packets,
+                "audio_bytes": session.sound_stats.bytes,
             }
             for name, family in counters.items():
                 family.add_metric(sid, values[name])

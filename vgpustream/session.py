@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
-from vgpustream.sound import SoundEncoder
+from vgpustream.sound import SoundEncoder, SoundStats
 from vgpustream.sources import create_source
 from vgpustream.store import SessionSpec
 from vgpustream.thumbnail import ThumbnailCache
@@ -31,6 +31,16 @@ class Session:
         if self.capture.sound is not None:
             self.sound = SoundEncoder(self.audience.publish_sound, self.audience.listened, self.capture.epoch)
             self.capture.sound.encoder = self.sound
+
+    @property
+    def sound_available(self) -> bool:
+        """Whether the guest's sound reaches this session now."""
+        return self.capture.sound is not None and self.capture.sound.available
+
+    @property
+    def sound_stats(self) -> SoundStats:
+        """The sound encoder's counters (all zero for a silent source)."""
+        return self.sound.stats if self.sound is not None else SoundStats()
 
     @property
     def id(self) -> str:

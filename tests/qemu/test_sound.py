@@ -91,7 +91,7 @@ def peak_hz(samples: np.ndarray) -> float:
     return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
 
 
-async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: ToneGuest, make_server, viewers):
+async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: ToneGuest, make_server, viewers, http):
     server, session = await sound_session(make_server, guest)
     lags: dict[str, list[float]] = {"video": [], "audio": []}
 
@@ -115,6 +115,11 @@ async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: ToneG
     audio_lag, video_lag = float(np.median(lags["audio"])), float(np.median(lags["video"]))
     print(f"published {audio_lag * 1000:.1f} ms (audio) and {video_lag * 1000:.1f} ms (video) after capture")
     assert abs(audio_lag - video_lag) < 0.1, "audio and video timestamps are not on one clock"
+    async with http.get(server.make_url("/api/v1/sessions/default")) as response:
+        described = await response.json()
+    assert described["sound"] is True and described["stats"]["audio_packets"] >= 100
+    async with http.get(server.make_url("/metrics")) as response:
+        assert 'vgpustream_session_audio_packets_total{session="default"}' in await response.text()
 
 
 async def packets_sent(session) -> list[int]:
@@ -138,6 +143,7 @@ async def test_eight_viewers_hear_the_same_packets_of_one_encode(guest: ToneGues
     sent = [after - before for after, before in zip(await packets_sent(session), sent, strict=True)]
     elapsed = time.monotonic() - started
     print(f"{elapsed:.2f} s: {encoded} frames encoded, sent to the 8 viewers: {sent}; {session.sound.stats}")
-    assert encoded <= elapsed * 50 + 10, "one encode (50 frames a second), whatever the number of viewers"
+    # 50 frames a second, more when QEMU catches up after the (TCG) guest stalled; 8 encodes would be 800
+    assert encoded <= elapsed * 50 * 1.5 + 10, "one encode, whatever the number of viewers"
     assert encoded >= 50, "the guest kept playing"
     assert all(abs(count - encoded) <= 3 for count in sent), "each viewer is sent every packet"

@@ -23,6 +23,11 @@ STATE = {
     "description": "The source: being opened (starting), showing a picture (streaming), its display off "
     "(no_signal), or not reachable and retried (lost)",
 }
+SOUND = {
+    "type": "boolean",
+    "description": "Whether the guest's sound reaches the session now (QEMU with `-audiodev dbus` and "
+    "`-display dbus,audiodev=ID`); viewers whose WHEP offer has an audio section get it as Opus",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -133,6 +138,7 @@ SCHEMAS: dict[str, Any] = {
                 _object({"x": INT, "y": INT, "hot_x": INT, "hot_y": INT, "visible": {"type": "boolean"}})
             ),
             "edid": _nullable(_object({"max_xres": INT, "max_yres": INT})),
+            "sound": SOUND,
         },
     ),
     "Stats": _object(
@@ -152,6 +158,8 @@ SCHEMAS: dict[str, Any] = {
                 "viewers",
                 "bitrate",
                 "dropped_packets",
+                "audio_packets",
+                "audio_bytes",
             )
         }
         | {"fps": {"type": "number"}, "encode_ms": _nullable({"type": "number"})},
@@ -171,6 +179,7 @@ SCHEMAS: dict[str, Any] = {
                 "null once a capture step succeeds",
             },
             "planes": _ref("PlaneSet"),
+            "sound": SOUND,
             "stats": _ref("Stats"),
         },
     ),

@@ -36,6 +36,7 @@ def session_json(session: Session) -> dict[str, Any]:
         "state": capture.snapshot.state.value,
         "message": capture.snapshot.error,
         "planes": capture.snapshot.planes.to_json(),
+        "sound": session.sound_available,
         "stats": {
             **dataclasses.asdict(capture.stats),
             **dataclasses.asdict(audience.stats),
@@ -44,6 +45,8 @@ def session_json(session: Session) -> dict[str, Any]:
             "bitrate": round(bitrate),
             "encode_ms": round(encode * 1000, 3) if encode is not None else None,
             "dropped_packets": audience.dropped_packets,
+            "audio_packets": session.sound_stats.packets,
+            "audio_bytes": session.sound_stats.bytes,
         },
     }
 
@@ -66,6 +69,7 @@ def planes_json(session: Session) -> dict[str, Any]:
         **snapshot.planes.to_json(),
         "pointer": pointer,
         "edid": {"max_xres": limits[0], "max_yres": limits[1]} if limits else None,
+        "sound": session.sound_available,
     }
 
 
