@@ -18,6 +18,7 @@ import av
 import numpy as np
 import pytest
 
+from tests.test_console import console_page
 from vgpustream.api.state import REGISTRY
 from vgpustream.sound import SAMPLE_RATE
 from vgpustream.testing.qemu import Bus, wait_for
@@ -147,3 +148,40 @@ async def test_eight_viewers_hear_the_same_packets_of_one_encode(guest: ToneGues
     assert encoded <= elapsed * 50 * 1.5 + 10, "one encode, whatever the number of viewers"
     assert encoded >= 50, "the guest kept playing"
     assert all(abs(count - encoded) <= 3 for count in sent), "each viewer is sent every packet"
+
+
+ANALYSE = """async () => {
+  // WebAudio's analyser on the console's audio track: the loudest frequency once there is sound
+  const receiver = window.vgpustream.pc.getReceivers().find((r) => r.track.kind === "audio");
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 32768;
+  analyser.smoothingTimeConstant = 0;
+  context.createMediaStreamSource(new MediaStream([receiver.track])).connect(analyser);
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  for (let i = 0; i < 240; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    analyser.getFloatFrequencyData(bins);
+    const loudest = bins.indexOf(Math.max(...bins));
+    if (bins[loudest] > -40) return loudest * context.sampleRate / analyser.fftSize;
+  }
+  return null;
+}"""
+
+
+@pytest.mark.browser
+async def test_the_console_plays_the_tone_once_the_speaker_is_clicked(guest: ToneGuest, make_server, http):
+    server, _ = await sound_session(make_server, guest)
+    async with console_page(server, http, 1) as (page, errors):
+        speaker = page.locator("#speaker")
+        await speaker.wait_for(state="visible", timeout=30_000)
+        assert await page.evaluate("document.getElementById('screen').muted"), "muted until the user asks"
+        await speaker.click()
+        assert not await page.evaluate("document.getElementById('screen').muted")
+        assert await speaker.get_attribute("aria-pressed") == "true"
+        await page.locator("#volume").fill("0.5")
+        assert await page.evaluate("document.getElementById('screen').volume") == 0.5
+        frequency = await page.evaluate(ANALYSE)
+        print(f"Chromium's analyser: {frequency} Hz")
+        assert frequency is not None and abs(frequency - TONE_HZ) <= 5
+        assert errors == []
