@@ -22,6 +22,16 @@ from dataclasses import dataclass, field
 import av
 from aiortc import RTCIceServer
 
+from vgpustream.clipboard import (
+    Assembly,
+    ClipboardStats,
+    GuestClipboard,
+    InvalidClipboard,
+    check_text,
+    is_clipboard_message,
+    messages,
+    parse_part,
+)
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
@@ -69,6 +79,8 @@ class _Seat:
     """The source state (and error) this viewer was last told."""
     keyframe_asked_at: float = -float("inf")
     """When (monotonic) this viewer's last keyframe request that was passed on came."""
+    clipboard: Assembly = field(default_factory=Assembly)
+    """The clipboard text this viewer is sending, part by part."""
 
 
 class Audience:
@@ -83,6 +95,7 @@ class Audience:
         bitrate: int,
         *,
         sound: bool = False,
+        clipboard: GuestClipboard | None = None,
     ) -> None:
         self.max_viewers = max_viewers
         self.sound = sound
@@ -90,6 +103,10 @@ class Audience:
         self.bitrate = bitrate
         """The session's video bitrate (bits per second), which paces replays."""
         self.stats = AudienceStats()
+        self.clipboard_stats = ClipboardStats()
+        self._clipboard = clipboard
+        if clipboard is not None:
+            clipboard.listener = self.publish_clipboard
         self._idle_timeout = idle_timeout
         self._sink = sink
         self._request_keyframe = request_keyframe
@@ -195,6 +212,31 @@ class Audience:
                 for packet in packets:
                     viewer.sound_queue.push(packet)
 
+    def publish_clipboard(self, text: str) -> None:
+        """The guest copied `text`: send it to every connected viewer (each may read the clipboard)."""
+        self.clipboard_stats.clipboard_from_guest += 1
+        parts = messages(text)
+        for viewer, seat in self._seats.items():
+            if seat.attached:
+                for part in parts:
+                    viewer.send_message(part)
+
+    def _on_clipboard(self, viewer: Viewer, message: str | bytes) -> None:
+        """A part of a viewer's clipboard text; a whole text goes to the guest if the viewer may write it."""
+        seat = self._seats.get(viewer)  # None once the viewer has left
+        try:
+            if seat is None or self._clipboard is None or not viewer.can_control:
+                raise InvalidClipboard("this viewer may not write the guest's clipboard")
+            text = seat.clipboard.add(*parse_part(message))
+            if text is None:
+                return
+            check_text(text)
+        except InvalidClipboard:
+            self.clipboard_stats.clipboard_refused += 1
+            return
+        self.clipboard_stats.clipboard_to_guest += 1
+        self._clipboard.write(text)
+
     def _send_cursor(self, cursor: Cursor) -> None:
         """Tell viewers on a data channel where the cursor is, with its image when they lack it."""
         composited = self.composites_cursor()
@@ -277,6 +319,9 @@ class Audience:
             self._gone.popitem(last=False)
 
     def _on_input(self, viewer: Viewer, message: str | bytes) -> None:
+        if is_clipboard_message(message):
+            self._on_clipboard(viewer, message)
+            return
         try:
             event = parse_input(message)
         except InvalidInput:

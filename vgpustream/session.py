@@ -25,6 +25,7 @@ class Session:
             self.capture.request_keyframe,
             spec.encoder.bitrate,
             sound=self.capture.sound is not None,
+            clipboard=self.capture.clipboard,
         )
         self.sound: SoundEncoder | None = None
         """The session's one Opus encoder, when its source has sound."""
@@ -36,6 +37,11 @@ class Session:
     def sound_available(self) -> bool:
         """Whether the guest's sound reaches this session now."""
         return self.capture.sound is not None and self.capture.sound.available
+
+    @property
+    def clipboard_available(self) -> bool:
+        """Whether the guest's clipboard is reachable now (QEMU's D-Bus clipboard)."""
+        return self.capture.clipboard is not None and self.capture.clipboard.available
 
     @property
     def sound_stats(self) -> SoundStats:

@@ -1,72 +1,42 @@
 """Sound from a real QEMU (`-audiodev dbus`, an emulated Intel HDA card) to aiortc viewers, encoded once.
 
-The guest is the rig's Linux (Debian's kernel under QEMU, the host's / as its root; tests/rig/setup.sh
-prepares it) on `-display dbus`, playing a 440 Hz sine with ALSA's speaker-test (tests/qemu/play-tone.sh).
-What the viewers hear is decoded by aiortc and its frequency found by FFT.
+The guest is the rig's Linux (tests/qemu/rig_guest.py) on `-display dbus`, playing a 440 Hz sine with
+ALSA's speaker-test (tests/qemu/play-tone.sh). What the viewers hear is decoded by aiortc and its
+frequency found by FFT.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from tests.qemu.rig_guest import RigGuest
 from tests.test_console import console_page
 from vgpustream.api.state import REGISTRY
 from vgpustream.sound import SAMPLE_RATE
-from vgpustream.testing.qemu import Bus, wait_for
+from vgpustream.testing.qemu import wait_for
 
-RIG = Path(os.environ.get("RIG", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vgpustream-rig"))
-TESTS = Path(__file__).resolve().parent.parent
 TONE_HZ = 440.0
 PLAY_S = 240  # the guest plays this long; the tests take what they need of it
-
-if not (RIG / "kver").exists():
-    pytest.skip(
-        "the rig's guest kernel is not prepared (run tests/rig/setup.sh; .ci/run does)", allow_module_level=True
-    )
-
-
-class ToneGuest:
-    """The rig's guest on a private bus, with its sound on D-Bus, playing the tone."""
-
-    def __init__(self, directory: Path) -> None:
-        self.bus = Bus(directory)
-        args = f"-display dbus,addr={self.bus.address},audiodev=snd0 -device VGA -audiodev dbus,id=snd0"
-        args += " -device intel-hda -device hda-output,audiodev=snd0"
-        self.log = directory / "guest.log"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(TESTS / "rig" / "in-guest.sh"), str(TESTS / "qemu" / "play-tone.sh"), str(PLAY_S)],
-                env={**os.environ, "RIG_QEMU_ARGS": args, "RIG_TIMEOUT": str(PLAY_S + 120)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=TESTS.parent,
-                start_new_session=True,
-            )
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
-            self.process.wait(10)
-        self.bus.stop()
+SOUND_CARD = "-audiodev dbus,id=snd0 -device intel-hda -device hda-output,audiodev=snd0"
 
 
 @pytest.fixture(scope="module")
-def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ToneGuest]:
-    guest = ToneGuest(tmp_path_factory.mktemp("tone"))
+def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RigGuest]:
+    """The rig's guest with its sound on QEMU's D-Bus display, playing the tone."""
+    guest = RigGuest(
+        tmp_path_factory.mktemp("tone"), "audiodev=snd0", SOUND_CARD, ["tests/qemu/play-tone.sh", str(PLAY_S)]
+    )
     yield guest
     guest.stop()
 
 
-async def sound_session(make_server, guest: ToneGuest):
+async def sound_session(make_server, guest: RigGuest):
     """A server on the guest's display, once the guest is playing (its boot takes about 20 s under TCG)."""
     server = await make_server(source=f"qemu-dbus:{guest.bus.address}")
     session = server.app[REGISTRY].get("default")
@@ -92,7 +62,7 @@ def peak_hz(samples: np.ndarray) -> float:
     return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
 
 
-async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: ToneGuest, make_server, viewers, http):
+async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: RigGuest, make_server, viewers, http):
     server, session = await sound_session(make_server, guest)
     lags: dict[str, list[float]] = {"video": [], "audio": []}
 
@@ -133,7 +103,7 @@ async def packets_sent(session) -> list[int]:
     return counts
 
 
-async def test_eight_viewers_hear_the_same_packets_of_one_encode(guest: ToneGuest, make_server, viewers):
+async def test_eight_viewers_hear_the_same_packets_of_one_encode(guest: RigGuest, make_server, viewers):
     server, session = await sound_session(make_server, guest)
     listeners = [await viewers(server, sound=True) for _ in range(8)]
     heard = await asyncio.gather(*(hear(viewer, 0.5) for viewer in listeners))
@@ -170,7 +140,7 @@ ANALYSE = """async () => {
 
 
 @pytest.mark.browser
-async def test_the_console_plays_the_tone_once_the_speaker_is_clicked(guest: ToneGuest, make_server, http):
+async def test_the_console_plays_the_tone_once_the_speaker_is_clicked(guest: RigGuest, make_server, http):
     server, _ = await sound_session(make_server, guest)
     async with console_page(server, http, 1) as (page, errors):
         speaker = page.locator("#speaker")

@@ -28,6 +28,11 @@ SOUND = {
     "description": "Whether the guest's sound reaches the session now (QEMU with `-audiodev dbus` and "
     "`-display dbus,audiodev=ID`); viewers whose WHEP offer has an audio section get it as Opus",
 }
+CLIPBOARD = {
+    "type": "boolean",
+    "description": "Whether the guest's clipboard is reachable (QEMU's D-Bus display); text goes both ways "
+    'on the input channel as {"type": "clipboard", "text", "more"}',
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -139,6 +144,7 @@ SCHEMAS: dict[str, Any] = {
             ),
             "edid": _nullable(_object({"max_xres": INT, "max_yres": INT})),
             "sound": SOUND,
+            "clipboard": CLIPBOARD,
         },
     ),
     "Stats": _object(
@@ -160,6 +166,9 @@ SCHEMAS: dict[str, Any] = {
                 "dropped_packets",
                 "audio_packets",
                 "audio_bytes",
+                "clipboard_to_guest",
+                "clipboard_from_guest",
+                "clipboard_refused",
             )
         }
         | {"fps": {"type": "number"}, "encode_ms": _nullable({"type": "number"})},
@@ -180,6 +189,7 @@ SCHEMAS: dict[str, Any] = {
             },
             "planes": _ref("PlaneSet"),
             "sound": SOUND,
+            "clipboard": CLIPBOARD,
             "stats": _ref("Stats"),
         },
     ),

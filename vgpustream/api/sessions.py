@@ -37,9 +37,11 @@ def session_json(session: Session) -> dict[str, Any]:
         "message": capture.snapshot.error,
         "planes": capture.snapshot.planes.to_json(),
         "sound": session.sound_available,
+        "clipboard": session.clipboard_available,
         "stats": {
             **dataclasses.asdict(capture.stats),
             **dataclasses.asdict(audience.stats),
+            **dataclasses.asdict(audience.clipboard_stats),
             "viewers": len(audience),
             "fps": round(fps, 2),
             "bitrate": round(bitrate),
@@ -70,6 +72,7 @@ def planes_json(session: Session) -> dict[str, Any]:
         "pointer": pointer,
         "edid": {"max_xres": limits[0], "max_yres": limits[1]} if limits else None,
         "sound": session.sound_available,
+        "clipboard": session.clipboard_available,
     }
 
 

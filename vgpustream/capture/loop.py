@@ -25,6 +25,7 @@ import av
 from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import FramePipeline, StepResult
 from vgpustream.capture.stats import CaptureStats, EncodeTimes, RateMeter
+from vgpustream.clipboard import GuestClipboard
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
 from vgpustream.sound import SoundOut
@@ -87,6 +88,8 @@ class CaptureLoop:
         """Where viewers' input goes; an event-loop object of its own (the source is not called for it)."""
         self.sound: SoundOut | None = source.sound
         """Where the guest's sound comes out; an event-loop object too."""
+        self.clipboard: GuestClipboard | None = source.clipboard
+        """The guest's clipboard; an event-loop object too."""
         self._keyframes = KeyframePolicy(settings.keyframe_interval)
         self._pipeline = FramePipeline(source, settings, thumbnail_interval=sample_interval)
         self._sample_interval = sample_interval

@@ -33,6 +33,7 @@ from vgpustream.sources.common.options import DEFAULT_MAX_EDGE
 from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.sources.common.qemu_input import QemuInput
 from vgpustream.sources.qemu.audio import QemuAudioOut
+from vgpustream.sources.qemu.clipboard import QemuClipboard
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
 
@@ -111,6 +112,7 @@ class QemuDisplaySource(Source):
         self._input = DbusInput(self)
         self._sound = SoundOut()
         self.audio = QemuAudioOut(self._sound)
+        self._clipboard = QemuClipboard()
 
     def open(self) -> None:
         self._on_loop(self._open())
@@ -140,6 +142,10 @@ class QemuDisplaySource(Source):
     @property
     def sound(self) -> SoundOut:
         return self._sound
+
+    @property
+    def clipboard(self) -> QemuClipboard:
+        return self._clipboard
 
     @property
     def attachment(self) -> _Attachment | None:
@@ -203,6 +209,7 @@ class QemuDisplaySource(Source):
         if not self.audio.registered:  # its own socket: it outlives re-attachments for a mode change
             self.audio.close()
             await self.audio.register(attachment.display)
+        await self._clipboard.attach(attachment.display)
         self.attachments += 1
         self._attachment = attachment
         self._disabled = False
@@ -227,6 +234,7 @@ class QemuDisplaySource(Source):
 
     def _detach(self) -> None:
         attachment, self._attachment = self._attachment, None
+        self._clipboard.detach()
         if attachment is not None:
             attachment.close()
         self._set_dmabuf(None)
