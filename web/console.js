@@ -6,6 +6,7 @@
  * teardown() closes both.
  */
 
+import { ClipboardPanel } from "./clipboard.js";
 import { RemoteCursor } from "./cursor.js";
 import { HttpError } from "./http.js";
 import { InputCapture } from "./input.js";
@@ -62,9 +63,16 @@ export function startConsole(sessionId, token) {
   const overlay = new StatsOverlay(document.getElementById("stats"));
   /** For automated tests (and the curious): the current connection, kept current across reconnects. */
   const state = (window.vgpustream = { pc: null, channel: null, state: "connecting", source: null, link: "good" });
-  const input = new InputCapture(stage, video, (message) => {
+  const sendMessage = (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
-  });
+  };
+  const input = new InputCapture(stage, video, sendMessage);
+  const clipboard = new ClipboardPanel(
+    stage,
+    document.getElementById("clipboard"),
+    document.getElementById("clipboard-toggle"),
+    sendMessage,
+  );
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
   let backoff = BACKOFF_START_MS;
@@ -158,6 +166,7 @@ export function startConsole(sessionId, token) {
       return; // not a message of ours
     }
     if (message?.type === "cursor") cursor.update(message);
+    if (message?.type === "clipboard") clipboard.receive(message);
     if (message?.type === "state") {
       state.source = { state: message.state, message: message.message ?? null };
       if (state.pc?.connectionState === "connected") showSource();

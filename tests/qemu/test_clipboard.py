@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.qemu.rig_guest import RigGuest
+from tests.test_console import console_page
 from vgpustream.api.state import REGISTRY
 from vgpustream.clipboard import MAX_TEXT_BYTES, PART_CHARS
 from vgpustream.testing.qemu import wait_for
@@ -80,3 +81,34 @@ async def test_text_goes_guest_to_viewers_and_back_and_bad_input_is_refused(
     async with http.get(server.make_url("/api/v1/sessions/default")) as response:
         described = await response.json()
     assert described["clipboard"] is True and described["stats"]["clipboard_refused"] == 10_003
+
+
+@pytest.mark.browser
+async def test_the_console_shows_the_guests_text_and_sends_a_paste_and_the_panels_text(
+    guest: RigGuest, make_server, http
+):
+    server = await make_server(source=f"qemu-dbus:{guest.bus.address}")
+    async with console_page(server, http, 1) as (page, errors):
+        await page.click("#clipboard-toggle")
+        text = page.locator("#clipboard-text")
+        await page.wait_for_function(f"document.getElementById('clipboard-text').value === {json.dumps(GUEST_TEXT)}")
+        assert await page.locator("#clipboard-note").text_content() != ""
+        # a paste into the console goes to the VM
+        pasted = "pasted into the console ✓"
+        await page.evaluate(
+            """(text) => {
+              const data = new DataTransfer();
+              data.setData("text/plain", text);
+              document.getElementById("stage").dispatchEvent(new ClipboardEvent("paste", { clipboardData: data }));
+            }""",
+            pasted,
+        )
+        await asyncio.to_thread(
+            wait_for, lambda: f"host clipboard: {json.dumps(pasted)}" in guest.output(), 60, "paste"
+        )
+        # so does the panel's text
+        await text.fill(BROWSER_TEXT + " (panel)")
+        await page.click("#clipboard-send")
+        sent = f"host clipboard: {json.dumps(BROWSER_TEXT + ' (panel)')}"
+        await asyncio.to_thread(wait_for, lambda: sent in guest.output(), 60, "the panel's text in the guest")
+        assert errors == []

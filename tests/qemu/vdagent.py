@@ -3,11 +3,13 @@
 Run in the guest (stdlib only): `python3 vdagent.py TEXT`. It announces clipboard-by-demand with
 selections and grab serials (QEMU 7.2's D-Bus clipboard ignores grabs without a serial), then grabs
 the guest clipboard with TEXT once a second (answering QEMU's requests for it) until the host grabs
-the clipboard in turn; it then requests the host's text, prints `host clipboard: <text as JSON>` and
-exits. QEMU's side is ui/vdagent.c; the layout is spice-protocol's vd_agent.h: a chunk header (port,
-size) and, in the first chunk of a message, the message header. QEMU resets the serials by closing its
-end of the port (when a D-Bus client registers): the agent then opens the port again and starts over,
-as spice-vdagent does.
+the clipboard in turn; it then requests the host's text, prints `host clipboard: <text as JSON>`, and
+a second later copies TEXT again, until it is stopped.
+
+QEMU's side is ui/vdagent.c; the layout is spice-protocol's vd_agent.h: a chunk header (port, size)
+and, in the first chunk of a message, the message header. QEMU resets the serials by closing its end
+of the port (when a D-Bus client registers): the agent then opens the port again and starts over, as
+spice-vdagent does.
 """
 
 from __future__ import annotations
@@ -92,16 +94,15 @@ def main() -> None:
     while True:
         fd = open_port()
         try:
-            if serve(fd, text):
-                return
+            serve(fd, text)
         except (EOFError, OSError):
             time.sleep(0.1)  # QEMU reset the agent connection: open it again
         finally:
             os.close(fd)
 
 
-def serve(fd: int, text: bytes) -> bool:
-    """One agent connection; True once the host's text was received and printed."""
+def serve(fd: int, text: bytes) -> None:
+    """One agent connection, until QEMU closes it."""
     send(fd, ANNOUNCE_CAPABILITIES, struct.pack("<II", 1, CAPS))
     reader = Reader(fd)
     serial = 0
@@ -126,7 +127,7 @@ def serve(fd: int, text: bytes) -> bool:
             send(fd, REQUEST, selection(struct.pack("<I", UTF8_TEXT)))
         elif kind == CLIPBOARD and host_grabbed:
             print("host clipboard:", json.dumps(data[8:].decode("utf-8", "replace")), flush=True)
-            return True
+            host_grabbed, next_grab = False, time.monotonic() + 1  # and copy TEXT again a second later
 
 
 if __name__ == "__main__":
