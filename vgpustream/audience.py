@@ -231,7 +231,7 @@ class Audience:
             if text is None:
                 return
             check_text(text)
-        except InvalidClipboard:
+        except InvalidInput:  # InvalidClipboard too
             self.clipboard_stats.clipboard_refused += 1
             return
         self.clipboard_stats.clipboard_to_guest += 1

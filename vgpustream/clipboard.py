@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vgpustream.input import InvalidInput, json_object
+
 MAX_TEXT_BYTES = 1 << 20
 """The largest clipboard text (UTF-8 bytes) taken from a viewer or the guest; larger ones are refused."""
 PART_CHARS = 32_768
@@ -22,7 +24,7 @@ MAX_MESSAGE_BYTES = 256 * 1024
 _CLIPBOARD_MESSAGE = re.compile(rb'\s*\{\s*"type"\s*:\s*"clipboard"')
 
 
-class InvalidClipboard(ValueError):
+class InvalidClipboard(InvalidInput):
     """A clipboard message that is not one, or a text that is too large or not Unicode."""
 
 
@@ -33,14 +35,9 @@ def is_clipboard_message(message: str | bytes) -> bool:
 
 
 def parse_part(message: str | bytes) -> tuple[str, bool]:
-    """The text of a clipboard message and whether more parts follow; InvalidClipboard if it is not one."""
-    if len(message) > MAX_MESSAGE_BYTES:
-        raise InvalidClipboard("clipboard message too long")
-    try:
-        data = json.loads(message)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise InvalidClipboard("not JSON") from exc
-    if not isinstance(data, dict) or data.get("type") != "clipboard":
+    """The text of a clipboard message and whether more parts follow; InvalidInput if it is not one."""
+    data = json_object(message, MAX_MESSAGE_BYTES)
+    if data.get("type") != "clipboard":
         raise InvalidClipboard("not a clipboard message")
     text, more = data.get("text"), data.get("more", False)
     if not isinstance(text, str) or not isinstance(more, bool):
