@@ -54,6 +54,7 @@ class WhepReceiver:
         http: aiohttp.ClientSession,
         input_channel: bool = True,
         token: str | None = None,
+        *,
         link: LossyLink | None = None,
         sound: bool = False,
     ) -> None:
