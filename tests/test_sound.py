@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from dbus_fast import Message
 
+from tests.test_qemu_listener import call as listener_call
 from vgpustream.sound import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE, Pcm, SoundEncoder, SoundOut
 from vgpustream.sources.qemu.audio import MAX_STREAMS, QemuAudioOut
 
@@ -21,14 +22,7 @@ QEMU_FORMAT = [16, True, False, 44_100, 2, 4, 176_400, False]  # what QEMU 7.2 a
 
 
 def call(member: str, signature: str, body: list) -> Message:
-    return Message(
-        path="/org/qemu/Display1/AudioOutListener",
-        interface="org.qemu.Display1.AudioOutListener",
-        member=member,
-        signature=signature,
-        body=body,
-        serial=7,
-    )
+    return listener_call(member, signature, body, "AudioOutListener")
 
 
 def tone(seconds: float, rate: int = 44_100, hz: float = 440.0, level: float = 0.5) -> np.ndarray:
