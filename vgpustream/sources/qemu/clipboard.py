@@ -48,6 +48,7 @@ class QemuClipboard(GuestClipboard):
 
     async def attach(self, display: Display) -> None:
         """Register as a clipboard peer on `display`'s connection; never raises (no clipboard then)."""
+        self.detach()
         display.bus.add_message_handler(self._on_call)
         self._display = display
         try:

@@ -113,6 +113,8 @@ class QemuDisplaySource(Source):
         self._sound = SoundOut()
         self.audio = QemuAudioOut(self._sound)
         self._clipboard = QemuClipboard()
+        self._extras: asyncio.Task[None] | None = None
+        """Attaching the sound and the clipboard, for the current attachment."""
 
     def open(self) -> None:
         self._on_loop(self._open())
@@ -206,16 +208,20 @@ class QemuDisplaySource(Source):
         except BaseException:
             bus.disconnect()
             raise
-        if not self.audio.registered:  # its own socket: it outlives re-attachments for a mode change
-            self.audio.close()
-            await self.audio.register(attachment.display)
-        await self._clipboard.attach(attachment.display)
         self.attachments += 1
         self._attachment = attachment
+        # beside the picture, not before it: the first Scanout comes as soon as it would without them
+        self._extras = asyncio.create_task(self._attach_sound_and_clipboard(attachment.display), name="qemu-extras")
         self._disabled = False
         if self._lost:
             log.info("QEMU display %s is back", self.console)
         self._lost = False
+
+    async def _attach_sound_and_clipboard(self, display: Display) -> None:
+        if not self.audio.registered:  # its own socket: it outlives re-attachments for a mode change
+            self.audio.close()
+            await self.audio.register(display)
+        await self._clipboard.attach(display)
 
     async def _register(self, bus: MessageBus, peer: bool) -> _Attachment:
         display = Display(bus, peer)
@@ -234,6 +240,8 @@ class QemuDisplaySource(Source):
 
     def _detach(self) -> None:
         attachment, self._attachment = self._attachment, None
+        if self._extras is not None:
+            self._extras.cancel()
         self._clipboard.detach()
         if attachment is not None:
             attachment.close()
