@@ -1,11 +1,13 @@
-"""The clipboard's wire format without a VM: parts, their reassembly and the limits (tests/qemu has the real path)."""
+"""The clipboard without a VM: the wire format, its limits, and tokens' clipboard access (tests/qemu: the real path)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
+from vgpustream.auth import Grant
 from vgpustream.clipboard import (
     MAX_MESSAGE_BYTES,
     MAX_TEXT_BYTES,
@@ -18,6 +20,7 @@ from vgpustream.clipboard import (
     parse_part,
 )
 from vgpustream.input import InvalidInput
+from vgpustream.store import MIGRATIONS, Store
 
 
 def test_a_long_text_travels_in_parts_that_each_fit_a_data_channel_message_and_come_back_whole():
@@ -70,3 +73,38 @@ def test_clipboard_messages_are_told_from_input_events_by_their_start():
     assert is_clipboard_message(b' { "type" : "clipboard"')
     assert not is_clipboard_message('{"type": "key", "code": "KeyA", "down": true}')
     assert not is_clipboard_message('{"text": "a", "type": "clipboard"}'), "type first, as consoles send it"
+
+
+async def test_a_tokens_clipboard_access_defaults_by_role_and_a_view_token_never_writes(make_server, http):
+    server = await make_server()
+    url = server.make_url("/api/v1/sessions/default/tokens")
+    for body, access in [
+        ({"role": "view"}, "read"),
+        ({"role": "control"}, "readwrite"),
+        ({"role": "control", "clipboard": "read"}, "read"),
+        ({"role": "view", "clipboard": "none"}, "none"),
+    ]:
+        async with http.post(url, json=body) as response:
+            assert response.status == 201 and (await response.json())["clipboard"] == access
+    for body in ({"role": "view", "clipboard": "readwrite"}, {"role": "control", "clipboard": "all"}):
+        async with http.post(url, json=body) as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["code"] == "bad_request"
+    async with http.get(url) as response:
+        listed = [token["clipboard"] for token in (await response.json())["tokens"]]
+    assert listed == ["read", "readwrite", "read", "none"], "the refused requests made no token"
+
+
+def test_tokens_from_before_clipboard_access_keep_what_their_role_gets(tmp_path):
+    path = tmp_path / "v1.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(f"{MIGRATIONS[0]}; PRAGMA user_version = 1;")
+    old.execute("INSERT INTO tokens VALUES ('t1', 'default', 'view', x'01', 1, 2, 0, NULL, NULL)")
+    old.commit()
+    old.close()
+    store = Store(path)
+    assert store.schema_version == 2
+    record, _ = store.token_by_hash(b"\x01")
+    assert record.role == "view" and record.clipboard is None
+    assert Grant(record.role, record.id, record.clipboard).clipboard_access == "read"
+    store.close()

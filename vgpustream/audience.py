@@ -213,11 +213,11 @@ class Audience:
                     viewer.sound_queue.push(packet)
 
     def publish_clipboard(self, text: str) -> None:
-        """The guest copied `text`: send it to every connected viewer (each may read the clipboard)."""
+        """The guest copied `text`: send it to every connected viewer that may read the clipboard."""
         self.clipboard_stats.clipboard_from_guest += 1
         parts = messages(text)
         for viewer, seat in self._seats.items():
-            if seat.attached:
+            if seat.attached and viewer.clipboard != "none":
                 for part in parts:
                     viewer.send_message(part)
 
@@ -225,7 +225,7 @@ class Audience:
         """A part of a viewer's clipboard text; a whole text goes to the guest if the viewer may write it."""
         seat = self._seats.get(viewer)  # None once the viewer has left
         try:
-            if seat is None or self._clipboard is None or not viewer.can_control:
+            if seat is None or self._clipboard is None or not viewer.can_control or viewer.clipboard != "readwrite":
                 raise InvalidClipboard("this viewer may not write the guest's clipboard")
             text = seat.clipboard.add(*parse_part(message))
             if text is None:

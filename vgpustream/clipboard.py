@@ -2,8 +2,9 @@
 
 A clipboard text travels as one or more messages `{"type": "clipboard", "text": part, "more": bool}`
 (a part is at most PART_CHARS characters, so every message fits a data channel's 256 KiB; the last part
-has `"more": false` or no `more`). Viewers may read the guest's clipboard; only viewers that control
-the guest may write it. The text is never logged; only counts are kept.
+has `"more": false` or no `more`). What a viewer may do is its token's clipboard access: `none`, `read`
+(a view token's default; a view token never gets more), or `readwrite` (a control token's default).
+The text is never logged; only counts are kept.
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ MAX_TEXT_BYTES = 1 << 20
 PART_CHARS = 32_768
 """Characters per message: escaped as JSON (at most 6 bytes each) it stays below 256 KiB."""
 MAX_MESSAGE_BYTES = 256 * 1024
+ACCESS = ("none", "read", "readwrite")
+"""What a viewer token may do with the guest's clipboard."""
 _CLIPBOARD_MESSAGE = re.compile(rb'\s*\{\s*"type"\s*:\s*"clipboard"')
 
 
 class InvalidClipboard(InvalidInput):
     """A clipboard message that is not one, or a text that is too large or not Unicode."""
+
+
+def default_access(role: str) -> str:
+    """The clipboard access a role gets unless its token says otherwise: view reads, control writes too."""
+    return "read" if role == "view" else "readwrite"
 
 
 def is_clipboard_message(message: str | bytes) -> bool:

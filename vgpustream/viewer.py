@@ -149,6 +149,8 @@ class Viewer:
         self.id = secrets.token_urlsafe(12)
         self.role = role
         self.token_id = token_id
+        self.clipboard = "read"
+        """What the viewer may do with the guest's clipboard: none, read or readwrite (its token says)."""
         self.created_at = time.time()
         self.idle_timeout = idle_timeout
         self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)

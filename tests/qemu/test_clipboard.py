@@ -49,16 +49,23 @@ async def test_text_goes_guest_to_viewers_and_back_and_bad_input_is_refused(
 ):
     server = await make_server(source=f"qemu-dbus:{guest.bus.address}")
     session = server.app[REGISTRY].get("default")
-    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
-        view_token = (await response.json())["token"]
-    controller, onlooker = await viewers(server), await viewers(server, token=view_token)
-    await asyncio.gather(controller.wait_channel_open(), onlooker.wait_channel_open())
 
-    # the guest copies: every viewer, view-only too, is sent the text
-    for viewer in (controller, onlooker):
+    async def token(**body: str) -> str:
+        async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
+            return (await response.json())["token"]
+
+    controller = await viewers(server)  # the operator's token: readwrite
+    onlooker = await viewers(server, token=await token(role="view"))  # read, a view token's default
+    reader = await viewers(server, token=await token(role="control", clipboard="read"))
+    left_out = await viewers(server, token=await token(role="view", clipboard="none"))
+    await asyncio.gather(*(v.wait_channel_open() for v in (controller, onlooker, reader, left_out)))
+
+    # the guest copies: every viewer that may read the clipboard is sent the text
+    for viewer in (controller, onlooker, reader):
         await asyncio.to_thread(wait_for, lambda v=viewer: GUEST_TEXT in clipboard_texts(v), 120, "the guest's text")
     stats = session.audience.clipboard_stats
     assert stats.clipboard_from_guest >= 1
+    assert clipboard_texts(left_out) == [], "a token with clipboard none is sent nothing"
 
     # what a viewer may not send is refused and counted, and nothing of it reaches the guest
     for _ in range(10_000):  # a flood from a view-only viewer
@@ -70,11 +77,12 @@ async def test_text_goes_guest_to_viewers_and_back_and_bad_input_is_refused(
         )
     controller.send_message('{"type": "clipboard", "text": "\\ud800 a lone surrogate"}')
     controller.send_message(b'{"type": "clipboard", "text": "\xff\xfe not UTF-8"}')
+    reader.send_input({"type": "clipboard", "text": "a control token that may only read"})
     sent = time.monotonic()
     # aiortc's SCTP is pure Python: 10 MiB and 10 000 messages take it a while on a loaded machine
-    await asyncio.to_thread(wait_for, lambda: stats.clipboard_refused >= 10_003, 300, "the refusals")
-    print(f"10 003 refusals counted {time.monotonic() - sent:.1f} s after the last was sent")
-    assert stats.clipboard_refused == 10_003 and stats.clipboard_to_guest == 0
+    await asyncio.to_thread(wait_for, lambda: stats.clipboard_refused >= 10_004, 300, "the refusals")
+    print(f"10 004 refusals counted {time.monotonic() - sent:.1f} s after the last was sent")
+    assert stats.clipboard_refused == 10_004 and stats.clipboard_to_guest == 0
     assert await controller.next_frame(), "the session goes on streaming"
 
     # the controlling viewer pastes: the guest gets exactly that text
@@ -84,7 +92,7 @@ async def test_text_goes_guest_to_viewers_and_back_and_bad_input_is_refused(
     assert stats.clipboard_to_guest == 1
     async with http.get(server.make_url("/api/v1/sessions/default")) as response:
         described = await response.json()
-    assert described["clipboard"] is True and described["stats"]["clipboard_refused"] == 10_003
+    assert described["clipboard"] is True and described["stats"]["clipboard_refused"] == 10_004
 
 
 @pytest.mark.browser

@@ -99,9 +99,16 @@ def _body(schema: dict[str, Any], media: str = "application/json") -> dict[str, 
     return {"required": True, "content": {media: {"schema": schema}}}
 
 
+CLIPBOARD_ACCESS = {
+    "type": "string",
+    "enum": ["none", "read", "readwrite"],
+    "description": "What the token's viewers may do with the guest's clipboard (default: read for a view "
+    "token, readwrite for a control token; a view token is never readwrite)",
+}
 TOKEN_FIELDS = {
     "id": TEXT,
     "role": TEXT,
+    "clipboard": CLIPBOARD_ACCESS,
     "created_at": {**TEXT, "format": "date-time"},
     "expires_at": {**TEXT, "format": "date-time"},
     "single_use": {"type": "boolean"},
@@ -219,6 +226,7 @@ SCHEMAS: dict[str, Any] = {
             "role": {"type": "string", "enum": ["view", "control"]},
             "ttl_seconds": {**INT, "minimum": 1},
             "single_use": {"type": "boolean"},
+            "clipboard": CLIPBOARD_ACCESS,
         },
         required=[],
     ),
