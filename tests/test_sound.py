@@ -13,9 +13,13 @@ import numpy as np
 import pytest
 from dbus_fast import Message
 
+from tests.conftest import test_settings as settings_for_tests
 from tests.test_qemu_listener import call as listener_call
+from vgpustream.errors import VgpuStreamError
+from vgpustream.registry import SessionRegistry
 from vgpustream.sound import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE, Pcm, SoundEncoder, SoundOut
 from vgpustream.sources.qemu.audio import MAX_STREAMS, QemuAudioOut
+from vgpustream.store import SessionSpec, Store
 
 STREAM = 94_384_166_418_272  # an id as QEMU 7.2 gives them (a pointer)
 QEMU_FORMAT = [16, True, False, 44_100, 2, 4, 176_400, False]  # what QEMU 7.2 announces
@@ -167,3 +171,13 @@ async def test_a_silent_source_says_so_and_answers_audio_inactive(make_server, v
         planes = await response.json()
     assert described["sound"] is False and planes["sound"] is False
     assert described["stats"]["audio_packets"] == 0
+
+
+async def test_the_sound_bitrate_is_a_setting_within_opus_range(tmp_path):
+    for wrong in (1_000, 600_000):
+        with pytest.raises(VgpuStreamError):
+            settings_for_tests(tmp_path, sound_bitrate=wrong)
+    registry = SessionRegistry(settings_for_tests(tmp_path, sound_bitrate=32_000), Store(tmp_path / "state.sqlite3"))
+    session = registry._session(SessionSpec(id="vm", source="qemu-dbus:unix:path=/nonexistent/bus.sock"))
+    assert session.sound is not None and session.sound.bitrate == 32_000
+    assert registry._session(SessionSpec(id="pattern", source="synthetic:320x240@5")).sound is None

@@ -90,7 +90,9 @@ class SessionRegistry:
         await asyncio.gather(*(session.stop() for session in sessions))
 
     def _session(self, spec: SessionSpec) -> Session:
-        return Session(spec, self.settings.viewer_idle_timeout, self.settings.idle_sample_rate)
+        return Session(
+            spec, self.settings.viewer_idle_timeout, self.settings.idle_sample_rate, self.settings.sound_bitrate
+        )
 
     def _start(self, session: Session) -> None:
         self._sessions[session.id] = session

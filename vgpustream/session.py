@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
+from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
 from vgpustream.sound import SoundEncoder, SoundStats
 from vgpustream.sources import create_source
 from vgpustream.store import SessionSpec
@@ -13,7 +14,13 @@ from vgpustream.thumbnail import ThumbnailCache
 class Session:
     """A thin pairing: `capture` makes one encoded stream of the source, `audience` fans it out."""
 
-    def __init__(self, spec: SessionSpec, viewer_idle_timeout: float = 30.0, idle_sample_rate: float = 1.0) -> None:
+    def __init__(
+        self,
+        spec: SessionSpec,
+        viewer_idle_timeout: float = 30.0,
+        idle_sample_rate: float = 1.0,
+        sound_bitrate: int = DEFAULT_SOUND_BITRATE,
+    ) -> None:
         self.spec = spec
         self.capture = CaptureLoop(create_source(spec.source), spec.encoder, spec.id, 1 / idle_sample_rate)
         self.thumbnails = ThumbnailCache()
@@ -30,7 +37,9 @@ class Session:
         self.sound: SoundEncoder | None = None
         """The session's one Opus encoder, when its source has sound."""
         if self.capture.sound is not None:
-            self.sound = SoundEncoder(self.audience.publish_sound, self.audience.listened, self.capture.epoch)
+            self.sound = SoundEncoder(
+                self.audience.publish_sound, self.audience.listened, self.capture.epoch, sound_bitrate
+            )
             self.capture.sound.encoder = self.sound
 
     @property
