@@ -6,7 +6,9 @@ and runs one command in it, here with the display on a private bus and the devic
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,13 +31,15 @@ class RigGuest:
     def __init__(self, directory: Path, display_options: str, devices: str, command: Sequence[str]) -> None:
         self.bus = Bus(directory)
         self.log = directory / "guest.log"
+        self.pidfile = directory / "qemu.pid"
         display = f"-display dbus,addr={self.bus.address}" + (f",{display_options}" if display_options else "")
+        devices = f"-pidfile {self.pidfile} -device VGA {devices}"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [str(CHECKOUT / "tests/rig/in-guest.sh"), *command],
                 env={
                     **os.environ,
-                    "RIG_QEMU_ARGS": f"{display} -device VGA {devices}",
+                    "RIG_QEMU_ARGS": f"{display} {devices}",
                     "RIG_TIMEOUT": str(RUN_LIMIT_S),
                 },
                 stdout=log,
@@ -48,7 +52,13 @@ class RigGuest:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, 15)
+        """Stop QEMU (in-guest.sh runs it under `timeout`, in a process group of its own); the script then ends."""
+        if self.pidfile.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(self.pidfile.read_text()), signal.SIGTERM)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(10)
         self.bus.stop()
