@@ -127,3 +127,9 @@ def test_bench_record_measures_a_session_with_and_without_a_recording():
     for run in (both, alone):
         assert run["recorded_fps"] > 0 and run["recorded_kbit_s"] > 0 and run["dropped"] == 0, run
     assert alone["encoded_fps"] > 0, "a recording alone keeps the session encoding"
+
+
+def test_bench_sound_reports_the_cpu_of_one_sessions_sound_path():
+    result = bench("sound", "--seconds", "1")
+    assert result["seconds_of_sound"] == 1.0 and 0 < result["cpu_per_second_of_sound"] < 1
+    assert 45 <= result["packets"] <= 50 and result["bytes_per_second"] > 0

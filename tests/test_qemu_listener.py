@@ -25,10 +25,11 @@ async def never_connects():
     raise AssertionError("these tests do not attach")
 
 
-def call(member: str, signature: str, body: list) -> Message:
+def call(member: str, signature: str, body: list, listener: str = "Listener") -> Message:
+    """A call as QEMU makes it on one of our listeners (org.qemu.Display1.`listener` at its path)."""
     return Message(
-        path="/org/qemu/Display1/Listener",
-        interface="org.qemu.Display1.Listener",
+        path=f"/org/qemu/Display1/{listener}",
+        interface=f"org.qemu.Display1.{listener}",
         member=member,
         signature=signature,
         body=body,

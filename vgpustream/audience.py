@@ -23,6 +23,16 @@ import av
 from aiortc import RTCIceServer
 
 from vgpustream.audit import ViewerAudit
+from vgpustream.clipboard import (
+    Assembly,
+    ClipboardStats,
+    GuestClipboard,
+    InvalidClipboard,
+    check_text,
+    is_clipboard_message,
+    messages,
+    parse_part,
+)
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import InvalidInput, KeyEvent, parse_input
@@ -72,6 +82,8 @@ class _Seat:
     """When (monotonic) this viewer's last keyframe request that was passed on came."""
     has_typed: bool = False
     """Whether input of this viewer reached the guest yet."""
+    clipboard: Assembly = field(default_factory=Assembly)
+    """The clipboard text this viewer is sending, part by part."""
 
 
 class Audience:
@@ -84,11 +96,20 @@ class Audience:
         sink: InputSink | None,
         request_keyframe: Callable[[], None],
         bitrate: int,
+        *,
+        sound: bool = False,
+        clipboard: GuestClipboard | None = None,
     ) -> None:
         self.max_viewers = max_viewers
+        self.sound = sound
+        """Whether the source can have sound: viewers whose offers take audio get an audio track."""
         self.bitrate = bitrate
         """The session's video bitrate (bits per second), which paces replays."""
         self.stats = AudienceStats()
+        self.clipboard_stats = ClipboardStats()
+        self._clipboard = clipboard
+        if clipboard is not None:
+            clipboard.listener = self.publish_clipboard
         self._idle_timeout = idle_timeout
         self._sink = sink
         self._request_keyframe = request_keyframe
@@ -121,7 +142,7 @@ class Audience:
             raise Full(f"session has its maximum of {self.max_viewers} viewers")
         if not self._viewers:
             self._request_keyframe()  # a capture loop nobody watched starts encoding now, with an IDR
-        viewer = Viewer(self._callbacks, ice_servers, role, token_id, self._idle_timeout)
+        viewer = Viewer(self._callbacks, ice_servers, role, token_id, self._idle_timeout, sound=self.sound)
         self._viewers[viewer.id] = viewer
         self._seats[viewer] = _Seat()
         return viewer
@@ -184,6 +205,42 @@ class Audience:
                     backlog.append(packet)
         if cursor is not None:
             self._send_cursor(cursor)
+
+    def listened(self) -> bool:
+        """Whether a connected viewer takes the sound (if none does, nothing is encoded)."""
+        return any(seat.attached and viewer.sound_queue is not None for viewer, seat in self._seats.items())
+
+    def publish_sound(self, packets: list[av.Packet]) -> None:
+        """Queue the session's Opus packets for every connected viewer that takes the sound."""
+        for viewer, seat in self._seats.items():
+            if seat.attached and viewer.sound_queue is not None:
+                for packet in packets:
+                    viewer.sound_queue.push(packet)
+
+    def publish_clipboard(self, text: str) -> None:
+        """The guest copied `text`: send it to every connected viewer that may read the clipboard."""
+        self.clipboard_stats.clipboard_from_guest += 1
+        parts = messages(text)
+        for viewer, seat in self._seats.items():
+            if seat.attached and viewer.clipboard != "none":
+                for part in parts:
+                    viewer.send_message(part)
+
+    def _on_clipboard(self, viewer: Viewer, message: str | bytes) -> None:
+        """A part of a viewer's clipboard text; a whole text goes to the guest if the viewer may write it."""
+        seat = self._seats.get(viewer)  # None once the viewer has left
+        try:
+            if seat is None or self._clipboard is None or not viewer.can_control or viewer.clipboard != "readwrite":
+                raise InvalidClipboard("this viewer may not write the guest's clipboard")
+            text = seat.clipboard.add(*parse_part(message))
+            if text is None:
+                return
+            check_text(text)
+        except InvalidInput:  # InvalidClipboard too
+            self.clipboard_stats.clipboard_refused += 1
+            return
+        self.clipboard_stats.clipboard_to_guest += 1
+        self._clipboard.write(text)
 
     def _send_cursor(self, cursor: Cursor) -> None:
         """Tell viewers on a data channel where the cursor is, with its image when they lack it."""
@@ -269,6 +326,9 @@ class Audience:
             self._gone.popitem(last=False)
 
     def _on_input(self, viewer: Viewer, message: str | bytes) -> None:
+        if is_clipboard_message(message):
+            self._on_clipboard(viewer, message)
+            return
         try:
             event = parse_input(message)
         except InvalidInput:

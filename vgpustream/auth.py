@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from vgpustream.clipboard import default_access
 from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
 from vgpustream.settings import Settings
 from vgpustream.store import Store, TokenRecord
@@ -34,10 +35,17 @@ class Grant:
 
     role: str
     token_id: str | None = None
+    clipboard: str | None = None
+    """The token's clipboard access; None: what its role gets."""
 
     @property
     def can_control(self) -> bool:
         return self.role in ("control", "operator")
+
+    @property
+    def clipboard_access(self) -> str:
+        """none, read or readwrite."""
+        return self.clipboard or default_access(self.role)
 
 
 def new_secret() -> str:
@@ -141,9 +149,11 @@ class Authority:
             record.used_at is not None or (consume and not self._store.use_token(record.id, now))
         ):
             raise Forbidden("the single-use token was used already")
-        return Grant(record.role, record.id)
+        return Grant(record.role, record.id, record.clipboard)
 
-    def issue(self, session_id: str, role: str, ttl_seconds: int, single_use: bool) -> tuple[TokenRecord, str]:
+    def issue(
+        self, session_id: str, role: str, ttl_seconds: int, single_use: bool, clipboard: str | None = None
+    ) -> tuple[TokenRecord, str]:
         """A new viewer token for a session: its record and its secret (shown once, never stored)."""
         secret = new_secret()
         now = time.time()
@@ -156,6 +166,7 @@ class Authority:
             single_use=single_use,
             used_at=None,
             revoked_at=None,
+            clipboard=clipboard,
         )
         self._store.add_token(record, token_hash(secret))
         return record, secret

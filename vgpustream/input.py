@@ -45,9 +45,9 @@ class WheelEvent:
 InputEvent = KeyEvent | PointerEvent | WheelEvent
 
 
-def parse_input(message: str | bytes) -> InputEvent:
-    """Validate one data-channel message and return the event it describes."""
-    if len(message) > MAX_MESSAGE_BYTES:
+def json_object(message: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, object]:
+    """A data-channel message as a JSON object; InvalidInput if it is longer than `max_bytes` or not one."""
+    if len(message) > max_bytes:
         raise InvalidInput("message too long")
     try:
         data = json.loads(message)
@@ -55,6 +55,12 @@ def parse_input(message: str | bytes) -> InputEvent:
         raise InvalidInput("not JSON") from exc
     if not isinstance(data, dict):
         raise InvalidInput("not a JSON object")
+    return data
+
+
+def parse_input(message: str | bytes) -> InputEvent:
+    """Validate one data-channel message and return the event it describes."""
+    data = json_object(message)
     kind = data.get("type")
     if kind == "key":
         return KeyEvent(code=_key_code(data.get("code")), down=_bool(data, "down"))

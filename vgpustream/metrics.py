@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from itertools import accumulate
 
@@ -37,6 +38,11 @@ class SessionCollector(Collector):
                 ("capture_errors", "Failed captures"),
                 ("dropped_packets", "Packets dropped for slow viewers"),
                 ("input_invalid", "Invalid input messages dropped"),
+                ("audio_packets", "Opus packets encoded (once for all viewers)"),
+                ("audio_bytes", "Bytes of encoded sound"),
+                ("clipboard_to_guest", "Clipboard texts viewers gave the guest"),
+                ("clipboard_from_guest", "Clipboard texts the guest gave the viewers"),
+                ("clipboard_refused", "Clipboard texts refused (too large, not Unicode, not allowed)"),
             )
         }
         encode = HistogramMetricFamily(f"{PREFIX}_encode_seconds", "Time to encode one frame", labels=labels)
@@ -58,6 +64,9 @@ class SessionCollector(Collector):
                 "capture_errors": stats.capture_errors,
                 "dropped_packets": audience.dropped_packets,
                 "input_invalid": audience.stats.input_invalid,
+                "audio_packets": session.sound_stats.packets,
+                "audio_bytes": session.sound_stats.bytes,
+                **dataclasses.asdict(audience.clipboard_stats),
             }
             for name, family in counters.items():
                 family.add_metric(sid, values[name])

@@ -7,6 +7,8 @@ import av
 from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
 from vgpustream.recording.recorder import Recorders
+from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
+from vgpustream.sound import SoundEncoder, SoundStats
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Cursor, SourceState
 from vgpustream.store import SessionSpec
@@ -20,7 +22,13 @@ class Session:
     While a recording runs the cursor is drawn into the picture, so that the file shows it.
     """
 
-    def __init__(self, spec: SessionSpec, viewer_idle_timeout: float = 30.0, idle_sample_rate: float = 1.0) -> None:
+    def __init__(
+        self,
+        spec: SessionSpec,
+        viewer_idle_timeout: float = 30.0,
+        idle_sample_rate: float = 1.0,
+        sound_bitrate: int = DEFAULT_SOUND_BITRATE,
+    ) -> None:
         self.spec = spec
         self.capture = CaptureLoop(create_source(spec.source), spec.encoder, spec.id, 1 / idle_sample_rate)
         self.thumbnails = ThumbnailCache()
@@ -31,8 +39,32 @@ class Session:
             self.capture.input_sink,
             self.capture.request_keyframe,
             spec.encoder.bitrate,
+            sound=self.capture.sound is not None,
+            clipboard=self.capture.clipboard,
         )
         self.recorders = Recorders()
+        self.sound: SoundEncoder | None = None
+        """The session's one Opus encoder, when its source has sound."""
+        if self.capture.sound is not None:
+            self.sound = SoundEncoder(
+                self.audience.publish_sound, self.audience.listened, self.capture.epoch, sound_bitrate
+            )
+            self.capture.sound.encoder = self.sound
+
+    @property
+    def sound_available(self) -> bool:
+        """Whether the guest's sound reaches this session now."""
+        return self.capture.sound is not None and self.capture.sound.available
+
+    @property
+    def clipboard_available(self) -> bool:
+        """Whether the guest's clipboard is reachable now (QEMU's D-Bus clipboard)."""
+        return self.capture.clipboard is not None and self.capture.clipboard.available
+
+    @property
+    def sound_stats(self) -> SoundStats:
+        """The sound encoder's counters (all zero for a silent source)."""
+        return self.sound.stats if self.sound is not None else SoundStats()
 
     @property
     def id(self) -> str:

@@ -60,6 +60,7 @@ class Settings:
     fps: int = setting("frame-rate cap of capture and encoding", default=30)
     bitrate: int = setting("H.264 bitrate in bit/s", default=4_000_000)
     keyframe_interval: float = setting("seconds between periodic keyframes", default=2.0)
+    sound_bitrate: int = setting("Opus bitrate of a session's sound (QEMU sources) in bit/s", default=64_000)
     idle_sample_rate: float = setting(
         "captures per second of a session nobody watches (it encodes nothing; this keeps its state and "
         "thumbnail current)",
@@ -129,6 +130,8 @@ class Settings:
                 raise VgpuStreamError(f"{name} must be at least 1")
         if not 0.1 <= self.idle_sample_rate <= 30:
             raise VgpuStreamError("idle sample rate must be within 0.1..30 per second")
+        if not 6_000 <= self.sound_bitrate <= 510_000:
+            raise VgpuStreamError("sound bitrate must be within Opus's 6 000..510 000 bit/s")
         self.encoder  # noqa: B018 - validates fps, bitrate and keyframe interval now, not at first use
         if self.source and self.resolution:
             raise VgpuStreamError("--resolution sizes the synthetic default source; put the size in --source instead")

@@ -47,6 +47,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX tokens_by_session ON tokens (session_id);
     """,
+    # 2: a token's clipboard access (NULL: what its role gets)
+    """
+    ALTER TABLE tokens ADD COLUMN clipboard TEXT CHECK (clipboard IN ('none', 'read', 'readwrite'));
+    """,
 )
 
 
@@ -73,6 +77,8 @@ class TokenRecord:
     single_use: bool
     used_at: float | None
     revoked_at: float | None
+    clipboard: str | None = None
+    """none, read or readwrite; None for what the role gets (tokens from before there was a choice)."""
 
 
 class DatabaseUnusable(Exception):
@@ -182,7 +188,7 @@ class Store:
     def add_token(self, record: TokenRecord, token_hash: bytes) -> None:
         with self._writing() as db:
             db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.session_id,
@@ -193,18 +199,19 @@ class Store:
                     int(record.single_use),
                     None,
                     None,
+                    record.clipboard,
                 ),
             )
 
     def token_by_hash(self, token_hash: bytes) -> tuple[TokenRecord, bytes] | None:
         row = self._db.execute(
-            "SELECT id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, hash "
+            "SELECT id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard, hash "
             "FROM tokens WHERE hash = ?",
             (token_hash,),
         ).fetchone()
         if row is None:
             return None
-        return TokenRecord(*row[:5], bool(row[5]), row[6], row[7]), row[8]
+        return _token(row), row[9]
 
     def use_token(self, token_id: str, now: float) -> bool:
         """Mark a single-use token used; False if it was used already (atomic)."""
@@ -222,8 +229,13 @@ class Store:
 
     def tokens(self, session_id: str) -> list[TokenRecord]:
         rows = self._db.execute(
-            "SELECT id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at "
+            "SELECT id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard "
             "FROM tokens WHERE session_id = ? ORDER BY created_at",
             (session_id,),
         ).fetchall()
-        return [TokenRecord(*row[:5], bool(row[5]), row[6], row[7]) for row in rows]
+        return [_token(row) for row in rows]
+
+
+def _token(row: tuple[object, ...]) -> TokenRecord:
+    """A token record from its columns, in the order the queries select them."""
+    return TokenRecord(*row[:5], bool(row[5]), *row[6:9])  # type: ignore[arg-type]

@@ -34,6 +34,8 @@ INPUT_CHANNEL = "input"
 MAX_RESOLVING = 8
 """The most trickled mDNS candidates (`<uuid>.local`) of one viewer being resolved at a time; more are dropped."""
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
+SOUND_QUEUE = 25
+"""A viewer's queue of Opus packets: half a second; a viewer that falls further behind skips ahead."""
 LINK_WINDOW = 4.0
 """Seconds over which a viewer's link is judged, from its RTCP receiver reports and its queue."""
 POOR_LOSS = 0.05
@@ -72,12 +74,11 @@ class ViewerCallbacks:
 
 
 class PacketTrack(MediaStreamTrack):
-    """A video track whose frames are already-encoded packets from a viewer's queue."""
+    """A track (video, or audio) whose frames are already-encoded packets from a viewer's queue."""
 
-    kind = "video"
-
-    def __init__(self, queue: PacketQueue) -> None:
+    def __init__(self, queue: PacketQueue, kind: str = "video") -> None:
         super().__init__()
+        self.kind = kind
         self._queue = queue
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
@@ -89,14 +90,15 @@ class PacketTrack(MediaStreamTrack):
 
 
 MEDIA_KINDS = ("video", "audio", "application")
-"""The sections an offer may have, at most one of each: the video we send, sound (answered inactive
-until there is any) and the input data channel. More would only cost transports and parsing."""
+"""The sections an offer may have, at most one of each: the video we send, sound (sent when the
+session's source has sound, else answered inactive) and the input data channel. More would only cost
+transports and parsing."""
 SENDABLE = (None, "recvonly", "sendrecv")
-"""Directions of a video section we can send to (none given means sendrecv)."""
+"""Directions of a video or audio section we can send to (none given means sendrecv)."""
 
 
-def check_offer(sdp: str) -> None:
-    """Raise InvalidOffer unless `sdp` is an SDP offer vgpustream can answer.
+def check_offer(sdp: str) -> SessionDescription:
+    """The parsed offer; InvalidOffer unless `sdp` is an SDP offer vgpustream can answer.
 
     Checked here, before aiortc sees the offer: aiortc 1.16 fails with AttributeError (and leaves a
     half-made peer connection) on offers without a=setup, with an empty or repeated a=mid, and so on.
@@ -127,7 +129,7 @@ def check_offer(sdp: str) -> None:
         raise InvalidOffer("the video section must be recvonly or sendrecv")
     for codec in video.rtp.codecs:
         if codec.mimeType.lower() == "video/h264" and str(codec.parameters.get("packetization-mode")) == "1":
-            return
+            return parsed
     raise InvalidOffer("the offer must accept H.264 with packetization-mode=1")
 
 
@@ -141,13 +143,20 @@ class Viewer:
         role: str,
         token_id: str | None = None,
         idle_timeout: float = 30.0,
+        *,
+        sound: bool = False,
     ) -> None:
         self.id = secrets.token_urlsafe(12)
         self.role = role
         self.token_id = token_id
+        self.clipboard = "read"
+        """What the viewer may do with the guest's clipboard: none, read or readwrite (its token says)."""
         self.created_at = time.time()
         self.idle_timeout = idle_timeout
         self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
+        self.sound_queue: PacketQueue | None = None
+        """The viewer's Opus packets, when the session has sound and the viewer's offer takes audio."""
+        self._sound = sound
         self.channel: RTCDataChannel | None = None
         self._callbacks = callbacks
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
@@ -195,7 +204,7 @@ class Viewer:
 
     async def answer(self, offer_sdp: str) -> str:
         """Take the viewer's SDP offer, return our answer with every local candidate in it."""
-        check_offer(offer_sdp)
+        offer = check_offer(offer_sdp)
         pc = self._pc
         # created before the offer is applied, so that aiortc answers its video section with this
         # transceiver and negotiates only the codec our shared encoder produces
@@ -208,6 +217,8 @@ class Viewer:
             ]
         )
         compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))
+        if self._sound and any(m.kind == "audio" and m.direction in SENDABLE for m in offer.media):
+            self._add_sound()
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
@@ -216,6 +227,14 @@ class Viewer:
         except Exception as exc:  # aiortc raises whatever its internals hit on an offer it cannot answer
             raise InvalidOffer("the SDP offer was not accepted") from exc
         return pc.localDescription.sdp
+
+    def _add_sound(self) -> None:
+        """An audio track of the session's shared Opus packets (every packet decodes alone: no waiting)."""
+        self.sound_queue = PacketQueue(capacity=SOUND_QUEUE)
+        transceiver = self._pc.addTransceiver(PacketTrack(self.sound_queue, "audio"), direction="sendonly")
+        transceiver.setCodecPreferences(
+            [codec for codec in RTCRtpSender.getCapabilities("audio").codecs if codec.mimeType.lower() == "audio/opus"]
+        )
 
     async def add_ice_candidates(self, candidates: list[tuple[str | None, int | None, str]]) -> None:
         """Add trickled remote candidates: (sdpMid, sdpMLineIndex, candidate-attribute) each."""
@@ -294,6 +313,8 @@ class Viewer:
             self._watching.cancel()
         self._callbacks.closed(self)
         self.queue.close()
+        if self.sound_queue is not None:
+            self.sound_queue.close()
         for task in self._resolving:
             task.cancel()
         await asyncio.gather(*self._resolving, return_exceptions=True)

@@ -6,9 +6,11 @@
  * teardown() closes both.
  */
 
+import { ClipboardPanel } from "./clipboard.js";
 import { RemoteCursor } from "./cursor.js";
 import { HttpError } from "./http.js";
 import { InputCapture } from "./input.js";
+import { Speaker } from "./sound.js";
 import { StatsOverlay } from "./stats.js";
 import { WhepClient } from "./whep.js";
 
@@ -57,12 +59,20 @@ export function startConsole(sessionId, token) {
   const linkWarning = document.getElementById("link-warning");
   const fullscreenButton = document.getElementById("fullscreen");
   const cursor = new RemoteCursor(stage);
+  const speaker = new Speaker(video, document.getElementById("speaker"), document.getElementById("volume"));
   const overlay = new StatsOverlay(document.getElementById("stats"));
   /** For automated tests (and the curious): the current connection, kept current across reconnects. */
   const state = (window.vgpustream = { pc: null, channel: null, state: "connecting", source: null, link: "good" });
-  const input = new InputCapture(stage, video, (message) => {
+  const sendMessage = (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
-  });
+  };
+  const input = new InputCapture(stage, video, sendMessage);
+  const clipboard = new ClipboardPanel(
+    stage,
+    document.getElementById("clipboard"),
+    document.getElementById("clipboard-toggle"),
+    sendMessage,
+  );
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
   let backoff = BACKOFF_START_MS;
@@ -125,6 +135,7 @@ export function startConsole(sessionId, token) {
     whep = state.pc = state.channel = state.source = null;
     showLink({ quality: "good" });
     cursor.reset();
+    speaker.reset();
     pc?.close();
   }
 
@@ -155,6 +166,7 @@ export function startConsole(sessionId, token) {
       return; // not a message of ours
     }
     if (message?.type === "cursor") cursor.update(message);
+    if (message?.type === "clipboard") clipboard.receive(message);
     if (message?.type === "state") {
       state.source = { state: message.state, message: message.message ?? null };
       if (state.pc?.connectionState === "connected") showSource();
@@ -171,9 +183,14 @@ export function startConsole(sessionId, token) {
     const channel = (state.channel = pc.createDataChannel("input", { ordered: true }));
     const current = () => state.pc === pc;
     addVideoTransceiver(pc);
+    pc.addTransceiver("audio", { direction: "recvonly" }); // the VM's sound, where the session has it
     channel.onmessage = (event) => current() && receive(event.data);
     channel.onclose = () => current() && retry(new Error("the input channel closed"));
     pc.ontrack = (event) => {
+      if (event.track.kind === "audio") {
+        speaker.attach(event.track);
+        return;
+      }
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
     };
     pc.onconnectionstatechange = () => {

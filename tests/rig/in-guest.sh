@@ -7,7 +7,8 @@
 # and CMD's stdout and stderr carried back over virtio-serial ports.
 # The current directory is kept. Works with stdin closed (CI). Exit 124: timeout; 125: the guest
 # never reported a status (its console log goes to stderr).
-# Environment: RIG (build folder), RIG_MEM (2G), RIG_CPUS (2), RIG_TIMEOUT (seconds, 900).
+# Environment: RIG (build folder), RIG_MEM (2G), RIG_CPUS (2), RIG_TIMEOUT (seconds, 900), RIG_QEMU_ARGS
+# (more QEMU arguments, split on spaces: a display and devices, e.g. a sound card on `-display dbus`).
 set -u
 RIG=${RIG:-${XDG_CACHE_HOME:-$HOME/.cache}/vgpustream-rig}
 KVER=$(cat "$RIG/kver" 2>/dev/null) || { echo "in-guest: run tests/rig/setup.sh first" >&2; exit 125; }
@@ -101,7 +102,7 @@ timeout "${RIG_TIMEOUT:-900}" qemu-system-x86_64 7>&- 8>&- \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$RUN",mount_tag=rigrun,security_model=none \
   -virtfs local,path="$PWD",mount_tag=rigcwd,security_model=none,readonly=on \
-  -device virtio-serial-pci \
+  -device virtio-serial-pci ${RIG_QEMU_ARGS:-} \
   -chardev file,id=out,path="$RUN/out",append=on -device virtserialport,chardev=out,name=rig.stdout \
   -chardev file,id=err,path="$RUN/err",append=on -device virtserialport,chardev=err,name=rig.stderr \
   </dev/null >"$RUN/qemu.log" 2>&1

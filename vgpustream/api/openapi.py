@@ -24,6 +24,16 @@ STATE = {
     "description": "The source: being opened (starting), showing a picture (streaming), its display off "
     "(no_signal), or not reachable and retried (lost)",
 }
+SOUND = {
+    "type": "boolean",
+    "description": "Whether the guest's sound reaches the session now (QEMU with `-audiodev dbus` and "
+    "`-display dbus,audiodev=ID`); viewers whose WHEP offer has an audio section get it as Opus",
+}
+CLIPBOARD = {
+    "type": "boolean",
+    "description": "Whether the guest's clipboard is reachable (QEMU's D-Bus display); text goes both ways "
+    'on the input channel as {"type": "clipboard", "text", "more"}',
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -91,9 +101,16 @@ def _body(schema: dict[str, Any], media: str = "application/json") -> dict[str, 
     return {"required": True, "content": {media: {"schema": schema}}}
 
 
+CLIPBOARD_ACCESS = {
+    "type": "string",
+    "enum": ["none", "read", "readwrite"],
+    "description": "What the token's viewers may do with the guest's clipboard (default: read for a view "
+    "token, readwrite for a control token; a view token is never readwrite)",
+}
 TOKEN_FIELDS = {
     "id": TEXT,
     "role": TEXT,
+    "clipboard": CLIPBOARD_ACCESS,
     "created_at": {**TEXT, "format": "date-time"},
     "expires_at": {**TEXT, "format": "date-time"},
     "single_use": {"type": "boolean"},
@@ -135,6 +152,8 @@ SCHEMAS: dict[str, Any] = {
                 _object({"x": INT, "y": INT, "hot_x": INT, "hot_y": INT, "visible": {"type": "boolean"}})
             ),
             "edid": _nullable(_object({"max_xres": INT, "max_yres": INT})),
+            "sound": SOUND,
+            "clipboard": CLIPBOARD,
         },
     ),
     "Stats": _object(
@@ -154,6 +173,11 @@ SCHEMAS: dict[str, Any] = {
                 "viewers",
                 "bitrate",
                 "dropped_packets",
+                "audio_packets",
+                "audio_bytes",
+                "clipboard_to_guest",
+                "clipboard_from_guest",
+                "clipboard_refused",
             )
         }
         | {"fps": {"type": "number"}, "encode_ms": _nullable({"type": "number"})},
@@ -174,6 +198,8 @@ SCHEMAS: dict[str, Any] = {
             },
             "planes": _ref("PlaneSet"),
             "recordings": {**INT, "description": "recordings of the session running now"},
+            "sound": SOUND,
+            "clipboard": CLIPBOARD,
             "stats": _ref("Stats"),
         },
     ),
@@ -203,6 +229,7 @@ SCHEMAS: dict[str, Any] = {
             "role": {"type": "string", "enum": ["view", "control"]},
             "ttl_seconds": {**INT, "minimum": 1},
             "single_use": {"type": "boolean"},
+            "clipboard": CLIPBOARD_ACCESS,
         },
         required=[],
     ),

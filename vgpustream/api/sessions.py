@@ -37,14 +37,19 @@ def session_json(session: Session) -> dict[str, Any]:
         "message": capture.snapshot.error,
         "planes": capture.snapshot.planes.to_json(),
         "recordings": len(session.recorders),
+        "sound": session.sound_available,
+        "clipboard": session.clipboard_available,
         "stats": {
             **dataclasses.asdict(capture.stats),
             **dataclasses.asdict(audience.stats),
+            **dataclasses.asdict(audience.clipboard_stats),
             "viewers": len(audience),
             "fps": round(fps, 2),
             "bitrate": round(bitrate),
             "encode_ms": round(encode * 1000, 3) if encode is not None else None,
             "dropped_packets": audience.dropped_packets,
+            "audio_packets": session.sound_stats.packets,
+            "audio_bytes": session.sound_stats.bytes,
         },
     }
 
@@ -67,6 +72,8 @@ def planes_json(session: Session) -> dict[str, Any]:
         **snapshot.planes.to_json(),
         "pointer": pointer,
         "edid": {"max_xres": limits[0], "max_yres": limits[1]} if limits else None,
+        "sound": session.sound_available,
+        "clipboard": session.clipboard_available,
     }
 
 

@@ -11,7 +11,8 @@ from vgpustream.api import validate
 from vgpustream.api.requests import read_json_object
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
 from vgpustream.auth import ROLES
-from vgpustream.errors import NotFound
+from vgpustream.clipboard import ACCESS, default_access
+from vgpustream.errors import NotFound, VgpuStreamError
 from vgpustream.store import TokenRecord
 
 
@@ -24,6 +25,7 @@ def token_json(record: TokenRecord) -> dict[str, object]:
     return {
         "id": record.id,
         "role": record.role,
+        "clipboard": record.clipboard or default_access(record.role),
         "created_at": timestamp(record.created_at),
         "expires_at": timestamp(record.expires_at),
         "single_use": record.single_use,
@@ -37,12 +39,17 @@ async def create_token(request: web.Request) -> web.Response:
     rate_limit(request)
     settings = request.app[SETTINGS]
     session = request.app[REGISTRY].get(request.match_info["id"])
-    body = await read_json_object(request, settings.max_json_bytes, {"role", "ttl_seconds", "single_use"})
+    body = await read_json_object(request, settings.max_json_bytes, {"role", "ttl_seconds", "single_use", "clipboard"})
+    role = validate.choice(body, "role", ROLES, "view")
+    clipboard = validate.choice(body, "clipboard", ACCESS, default_access(role))
+    if role == "view" and clipboard == "readwrite":
+        raise VgpuStreamError("a view token cannot write the guest's clipboard: 'clipboard' must be none or read")
     record, secret = request.app[AUTHORITY].issue(
         session.id,
-        role=validate.choice(body, "role", ROLES, "view"),
+        role=role,
         ttl_seconds=validate.integer(body, "ttl_seconds", 1, settings.max_token_ttl, settings.token_ttl),
         single_use=validate.boolean(body, "single_use", False),
+        clipboard=clipboard,
     )
     request.app[AUDIT].token_created(record)
     return web.json_response({**token_json(record), **links(base_url(request), session.id, secret)}, status=201)

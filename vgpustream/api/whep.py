@@ -55,7 +55,7 @@ async def post_offer(request: web.Request) -> web.Response:
     viewer = session.audience.admit(rtc_ice_servers(settings.ice_servers), role="view")
     try:
         grant = authority.viewer_grant(request, session.id)  # uses up a single-use token
-        viewer.role, viewer.token_id = grant.role, grant.token_id
+        viewer.role, viewer.token_id, viewer.clipboard = grant.role, grant.token_id, grant.clipboard_access
         answer = await viewer.answer(offer)
     except BaseException:
         await viewer.close()

@@ -19,9 +19,11 @@ from vgpustream.bench import (
     record,
     report,
     soak,
+    sound,
     weaknet,
 )
 from vgpustream.encoder import EncoderSettings
+from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
 
 
 def _counts(text: str) -> list[int]:
@@ -123,6 +125,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", default="640x360", help="synthetic source size (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=1_000_000, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("sound", help="CPU of one session's sound path (to float, resample, Opus) per second")
+    p.add_argument("--seconds", type=float, default=30.0, help="seconds of sound to encode (default %(default)s)")
+    p.add_argument("--bitrate", type=int, default=DEFAULT_SOUND_BITRATE, help="Opus bitrate (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -184,6 +190,9 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "soak":
         result = soak.run(args.minutes, args.seed)
         print(json.dumps(result) if args.json else soak.table(result))
+    elif args.bench == "sound":
+        result = sound.run(args.seconds, args.bitrate)
+        print(json.dumps(result) if args.json else sound.table(result))
     else:
         result = qemu.run(args.runs, args.viewer, args.chromium)
         print(json.dumps(result) if args.json else _qemu_table(result))

@@ -25,8 +25,10 @@ import av
 from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import FramePipeline, StepResult
 from vgpustream.capture.stats import CaptureStats, EncodeTimes, RateMeter
+from vgpustream.clipboard import GuestClipboard
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
+from vgpustream.sound import SoundOut
 from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
 from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.thumbnail import Thumbnail
@@ -84,6 +86,10 @@ class CaptureLoop:
         self.snapshot = Snapshot(state=source.state, planes=Planes(primary=None))
         self.input_sink: InputSink | None = source.input_sink
         """Where viewers' input goes; an event-loop object of its own (the source is not called for it)."""
+        self.sound: SoundOut | None = source.sound
+        """Where the guest's sound comes out; an event-loop object too."""
+        self.clipboard: GuestClipboard | None = source.clipboard
+        """The guest's clipboard; an event-loop object too."""
         self._keyframes = KeyframePolicy(settings.keyframe_interval)
         self._pipeline = FramePipeline(source, settings, thumbnail_interval=sample_interval)
         self._sample_interval = sample_interval
@@ -95,6 +101,11 @@ class CaptureLoop:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{name}")
         self._task: asyncio.Task[None] | None = None
         self._name = name
+
+    @property
+    def epoch(self) -> float:
+        """The origin (wall-clock seconds) of the clock the packets are timed on."""
+        return self._pipeline.epoch
 
     async def open(self) -> None:
         """Open the source now (on the capture thread), then its input sink; raises the source's error."""

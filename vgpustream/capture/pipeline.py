@@ -65,7 +65,8 @@ class FramePipeline:
         self._converter = FrameConverter()
         self._last_picture: av.VideoFrame | None = None
         self._drawn_cursor: tuple[int, int, int, bool] | None = None
-        self._epoch = time.time()
+        self.epoch = time.time()
+        """The clock's origin (wall-clock seconds): packet timestamps count from it, the sound's too."""
         self._last_pts = -1
         self._refinements = 0
         """How many more times the last picture may be encoded again to refine it."""
@@ -153,6 +154,6 @@ class FramePipeline:
 
     def _pts(self, captured_at: float) -> int:
         """RTP-clock timestamp of a capture time, strictly increasing as the encoder needs."""
-        pts = max(int((captured_at - self._epoch) / TIME_BASE), self._last_pts + 1)
+        pts = max(int((captured_at - self.epoch) / TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
         return pts

@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from vgpustream.clipboard import GuestClipboard
 from vgpustream.errors import UnsupportedOperation
 from vgpustream.formats import fourcc_text
 from vgpustream.input import InputEvent
+from vgpustream.sound import SoundOut
 
 
 class SourceState(enum.StrEnum):
@@ -142,6 +144,16 @@ class Source(ABC):
     @property
     def input_sink(self) -> InputSink | None:
         """Where input for this display goes; None for a view-only source."""
+        return None
+
+    @property
+    def sound(self) -> SoundOut | None:
+        """Where the guest's sound comes out (an event-loop object, like `input_sink`); None for a silent source."""
+        return None
+
+    @property
+    def clipboard(self) -> GuestClipboard | None:
+        """The guest's clipboard (an event-loop object, like `input_sink`); None where the source has none."""
         return None
 
     def display_limits(self) -> tuple[int, int] | None:

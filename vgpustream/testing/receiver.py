@@ -54,7 +54,9 @@ class WhepReceiver:
         http: aiohttp.ClientSession,
         input_channel: bool = True,
         token: str | None = None,
+        *,
         link: LossyLink | None = None,
+        sound: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
@@ -67,8 +69,11 @@ class WhepReceiver:
         """The media goes through this weak link, when there is one."""
         self._pc = RTCPeerConnection()
         self._pc.addTransceiver("video", direction="recvonly")  # video first, as browsers offer it
+        if sound:
+            self._pc.addTransceiver("audio", direction="recvonly")
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-        self._pc.on("track", self._track.set_result)
+        self._sound_track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        self._pc.on("track", self._on_track)
         self._channel = self._pc.createDataChannel("input") if input_channel else None
         if self._channel is not None:
             self._channel.on("message", lambda m: self.messages.append(json.loads(m)))
@@ -80,8 +85,11 @@ class WhepReceiver:
     def pc(self) -> RTCPeerConnection:
         return self._pc
 
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        (self._sound_track if track.kind == "audio" else self._track).set_result(track)
+
     async def connect(self, timeout: float = 20.0) -> None:
-        """Offer, take the answer, wait until the video track arrives."""
+        """Offer (with an audio section if the receiver takes sound), take the answer, wait for the video track."""
         await self._pc.setLocalDescription(await self._pc.createOffer())
         offer = self._pc.localDescription.sdp
         async with self._http.post(
@@ -121,6 +129,11 @@ class WhepReceiver:
             self.stats.latencies_ms.append(now * 1000 - stamp.time_ms)
         self.latest = ReceivedFrame(picture, stamp, now)
         return self.latest
+
+    async def next_sound(self, timeout: float = 10.0) -> av.AudioFrame:
+        """The next decoded 20 ms of the audio track (aiortc decodes the Opus: 48 kHz, s16, stereo)."""
+        track = await asyncio.wait_for(asyncio.shield(self._sound_track), timeout)
+        return await asyncio.wait_for(track.recv(), timeout)
 
     async def receive_for(self, seconds: float) -> ReceiverStats:
         """Receive every frame for `seconds` (stops early if the stream ends)."""

@@ -37,10 +37,13 @@ class Display:
     async def call(
         self, path: str, interface: str, member: str, signature: str = "", body: list[Any] | None = None, **kw: Any
     ) -> list[Any]:
-        """One method call; SourceUnavailable when QEMU is not there or says no."""
+        """One method call on DISPLAY_PATH/`path` (or DISPLAY_PATH itself for `""`).
+
+        SourceUnavailable when QEMU is not there or says no.
+        """
         message = Message(
             destination=self.destination,
-            path=f"{DISPLAY_PATH}/{path}",
+            path=f"{DISPLAY_PATH}/{path}" if path else DISPLAY_PATH,
             interface=interface,
             member=member,
             signature=signature,

@@ -26,11 +26,14 @@ from dbus_fast.aio import MessageBus
 from vgpustream.compat import PeerBus
 from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
+from vgpustream.sound import SoundOut
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE
 from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.sources.common.qemu_input import QemuInput
+from vgpustream.sources.qemu.audio import QemuAudioOut
+from vgpustream.sources.qemu.clipboard import QemuClipboard
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
 
@@ -107,6 +110,11 @@ class QemuDisplaySource(Source):
         """Written on the capture thread: what the last frame showed, during which attachment."""
         self._cursor: Cursor | None = None
         self._input = DbusInput(self)
+        self._sound = SoundOut()
+        self.audio = QemuAudioOut(self._sound)
+        self._clipboard = QemuClipboard()
+        self._extras: asyncio.Task[None] | None = None
+        """Attaching the sound and the clipboard, for the current attachment."""
 
     def open(self) -> None:
         self._on_loop(self._open())
@@ -127,10 +135,19 @@ class QemuDisplaySource(Source):
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
         self._detach()
+        self.audio.close()
 
     @property
     def input_sink(self) -> InputSink:
         return self._input
+
+    @property
+    def sound(self) -> SoundOut:
+        return self._sound
+
+    @property
+    def clipboard(self) -> QemuClipboard:
+        return self._clipboard
 
     @property
     def attachment(self) -> _Attachment | None:
@@ -193,10 +210,18 @@ class QemuDisplaySource(Source):
             raise
         self.attachments += 1
         self._attachment = attachment
+        # beside the picture, not before it: the first Scanout comes as soon as it would without them
+        self._extras = asyncio.create_task(self._attach_sound_and_clipboard(attachment.display), name="qemu-extras")
         self._disabled = False
         if self._lost:
             log.info("QEMU display %s is back", self.console)
         self._lost = False
+
+    async def _attach_sound_and_clipboard(self, display: Display) -> None:
+        if not self.audio.registered:  # its own socket: it outlives re-attachments for a mode change
+            self.audio.close()
+            await self.audio.register(display)
+        await self._clipboard.attach(display)
 
     async def _register(self, bus: MessageBus, peer: bool) -> _Attachment:
         display = Display(bus, peer)
@@ -215,6 +240,9 @@ class QemuDisplaySource(Source):
 
     def _detach(self) -> None:
         attachment, self._attachment = self._attachment, None
+        if self._extras is not None:
+            self._extras.cancel()
+        self._clipboard.detach()
         if attachment is not None:
             attachment.close()
         self._set_dmabuf(None)
@@ -234,6 +262,7 @@ class QemuDisplaySource(Source):
             self._reattach.clear()
             self._detach()
             if lost:
+                self.audio.close()
                 self._lost = True
                 log.warning("QEMU display %s is gone (QEMU stopped?); reconnecting", self.console)
             await self._attach_until_back()
