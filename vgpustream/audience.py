@@ -221,10 +221,12 @@ class Audience:
         """The guest copied `text`: send it to every connected viewer that may read the clipboard."""
         self.clipboard_stats.clipboard_from_guest += 1
         parts = messages(text)
-        for viewer, seat in self._seats.items():
-            if seat.attached and viewer.clipboard != "none":
-                for part in parts:
-                    viewer.send_message(part)
+        readers = [viewer for viewer, seat in self._seats.items() if seat.attached and viewer.clipboard != "none"]
+        for viewer in readers:
+            for part in parts:
+                viewer.send_message(part)
+        if readers and self.audit is not None:
+            self.audit.clipboard_from_guest([viewer.id for viewer in readers], len(text))
 
     def _on_clipboard(self, viewer: Viewer, message: str | bytes) -> None:
         """A part of a viewer's clipboard text; a whole text goes to the guest if the viewer may write it."""
@@ -241,6 +243,8 @@ class Audience:
             return
         self.clipboard_stats.clipboard_to_guest += 1
         self._clipboard.write(text)
+        if self.audit is not None:
+            self.audit.clipboard_to_guest(viewer.id, len(text))
 
     def _send_cursor(self, cursor: Cursor) -> None:
         """Tell viewers on a data channel where the cursor is, with its image when they lack it."""

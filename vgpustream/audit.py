@@ -32,6 +32,8 @@ EVENT_TYPES = (
     "viewer.joined",
     "viewer.left",
     "input.started",
+    "clipboard.to_guest",
+    "clipboard.from_guest",
     "token.created",
     "token.revoked",
     "recording.started",
@@ -222,3 +224,11 @@ class ViewerAudit:
 
     def input_started(self, viewer_id: str) -> None:
         self._audit.record("input.started", self._session_id, viewer=viewer_id)
+
+    def clipboard_to_guest(self, viewer_id: str, size: int) -> None:
+        """A viewer wrote the guest's clipboard: who, and how many characters (never what)."""
+        self._audit.record("clipboard.to_guest", self._session_id, viewer=viewer_id, characters=size)
+
+    def clipboard_from_guest(self, viewers: list[str], size: int) -> None:
+        """The guest's clipboard went to these viewers: how many characters (never what)."""
+        self._audit.record("clipboard.from_guest", self._session_id, viewers=viewers, characters=size)

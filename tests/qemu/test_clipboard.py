@@ -94,6 +94,20 @@ async def test_text_goes_guest_to_viewers_and_back_and_bad_input_is_refused(
         described = await response.json()
     assert described["clipboard"] is True and described["stats"]["clipboard_refused"] == 10_004
 
+    # the audit trail says who moved how much, never what
+    async with http.get(server.make_url("/api/v1/events?session=default&limit=1000")) as response:
+        events = (await response.json())["events"]
+    from_guest = [e for e in events if e["type"] == "clipboard.from_guest"]
+    to_guest = [e for e in events if e["type"] == "clipboard.to_guest"]
+    readers = {viewer.location.rsplit("/", 1)[1] for viewer in (controller, onlooker, reader)}
+    assert any(readers <= set(e["viewers"]) for e in from_guest), from_guest
+    assert all(left_out.location.rsplit("/", 1)[1] not in e["viewers"] for e in from_guest)
+    assert {e["characters"] for e in from_guest} == {len(GUEST_TEXT)}
+    assert [(e["viewer"], e["characters"]) for e in to_guest] == [
+        (controller.location.rsplit("/", 1)[1], len(BROWSER_TEXT))
+    ], "one write reached the guest; the refused ones are no event"
+    assert GUEST_TEXT not in json.dumps(events) and BROWSER_TEXT not in json.dumps(events)
+
 
 @pytest.mark.browser
 async def test_the_console_shows_the_guests_text_and_sends_a_paste_and_the_panels_text(
