@@ -10,6 +10,7 @@ import aiohttp
 from tests.conftest import OPERATOR
 from tests.served import serve
 from vgpustream.api.state import REGISTRY
+from vgpustream.input import ResizeEvent
 from vgpustream.testing import server
 from vgpustream.testing.receiver import WhepReceiver
 
@@ -70,10 +71,10 @@ async def test_closing_the_peer_without_delete_frees_the_viewer(make_server, htt
 
 
 async def test_mode_change_keeps_the_stream_going(make_server, viewers):
-    server = await make_server(source="synthetic:640x360@30")
+    server = await make_server(source="synthetic:640x360@30?resize=1")
     receiver = await viewers(server)
     assert (await receiver.next_frame()).picture.width == 640
-    await server.app[REGISTRY].get("default").capture.resize(480, 270)
+    await server.app[REGISTRY].get("default").capture.resize(ResizeEvent(480, 270))
     for _ in range(90):
         frame = await receiver.next_frame()
         if (frame.picture.width, frame.picture.height) == (480, 270) and frame.stamp is not None:

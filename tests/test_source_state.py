@@ -37,7 +37,7 @@ async def test_a_view_only_viewer_is_told_the_source_is_lost_and_why(make_server
     watcher = await viewers(server, token=token)
     await watcher.wait_channel_open()
     (told,) = await told_states(watcher, 1)
-    assert told == {"type": "state", "state": "lost", "message": session["message"]}
+    assert told == {"type": "state", "state": "lost", "message": session["message"], "resizable": False}
     await asyncio.sleep(2.5)  # the source is retried (and fails) every second: the same state is told once
     assert len([m for m in watcher.messages if m.get("type") == "state"]) == 1
 
@@ -46,7 +46,7 @@ async def test_a_streaming_source_is_told_without_a_message(make_server, viewers
     server = await make_server(source="synthetic:320x240@30")
     receiver = await viewers(server)
     await receiver.next_frame()
-    assert await told_states(receiver, 1) == [{"type": "state", "state": "streaming", "message": None}]
+    assert await told_states(receiver, 1) == [{"type": "state", "state": "streaming", "message": None, "resizable": False}]
     assert (await session_json(http, server))["message"] is None
 
 

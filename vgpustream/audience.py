@@ -35,7 +35,7 @@ from vgpustream.clipboard import (
 )
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
-from vgpustream.input import InvalidInput, KeyEvent, parse_input
+from vgpustream.input import InvalidInput, KeyEvent, ResizeEvent, parse_input
 from vgpustream.sources.base import Cursor, InputSink, SourceState
 from vgpustream.viewer import Viewer, ViewerCallbacks
 
@@ -76,8 +76,8 @@ class _Seat:
     """The serial of the cursor image this viewer was last sent."""
     keys_down: set[str] = field(default_factory=set)
     """Keys this viewer holds down in the guest."""
-    state_shown: tuple[SourceState, str | None] | None = None
-    """The source state (and error) this viewer was last told."""
+    state_shown: tuple[SourceState, str | None, bool] | None = None
+    """The source state (error, and whether it can resize) this viewer was last told."""
     keyframe_asked_at: float = -float("inf")
     """When (monotonic) this viewer's last keyframe request that was passed on came."""
     has_typed: bool = False
@@ -99,6 +99,7 @@ class Audience:
         *,
         sound: bool = False,
         clipboard: GuestClipboard | None = None,
+        resize: Callable[[ResizeEvent], None] | None = None,
     ) -> None:
         self.max_viewers = max_viewers
         self.sound = sound
@@ -112,6 +113,8 @@ class Audience:
             clipboard.listener = self.publish_clipboard
         self._idle_timeout = idle_timeout
         self._sink = sink
+        self._resize = resize
+        """Where control viewers' resize requests go (the session's Resizer)."""
         self._request_keyframe = request_keyframe
         self._viewers: dict[str, Viewer] = {}
         self._seats: dict[Viewer, _Seat] = {}
@@ -261,18 +264,19 @@ class Audience:
             if with_image:
                 seat.cursor_serial = cursor.serial
 
-    def show_state(self, state: SourceState, error: str | None) -> None:
-        """Tell each viewer on a data channel the source's state and last error, when it was told otherwise.
+    def show_state(self, state: SourceState, error: str | None, resizable: bool = False) -> None:
+        """Tell each viewer on a data channel the source's state and last error (and whether it takes
+        resize requests), when it was told otherwise.
 
         View-only viewers are told too. Called after every capture step, so a viewer whose channel opens
         late is told at the next one.
         """
-        shown = (state, error)
+        shown = (state, error, resizable)
         text = None
         for viewer, seat in self._seats.items():
             if seat.state_shown == shown:
                 continue
-            text = text or state_message(state, error)
+            text = text or state_message(state, error, resizable)
             if viewer.send_message(text):
                 seat.state_shown = shown
 
@@ -339,21 +343,26 @@ class Audience:
             self.stats.input_invalid += 1
             return
         seat = self._seats.get(viewer)  # None once the viewer has left
-        if seat is None or not viewer.can_control or self._sink is None:
+        target = self._resize if isinstance(event, ResizeEvent) else self._sink
+        if seat is None or not viewer.can_control or target is None:
             self.stats.input_refused += 1
             return
         self.stats.input_events += 1
         if not seat.has_typed and self.audit is not None:
             self.audit.input_started(viewer.id)
         seat.has_typed = True
+        if isinstance(event, ResizeEvent):
+            assert self._resize is not None
+            self._resize(event)
+            return
         if isinstance(event, KeyEvent):
             (seat.keys_down.add if event.down else seat.keys_down.discard)(event.code)
         self._sink.send(event)
 
 
-def state_message(state: SourceState, error: str | None) -> str:
-    """The input channel's message for a source state: {"type": "state", "state", "message"}."""
-    return json.dumps({"type": "state", "state": state.value, "message": error})
+def state_message(state: SourceState, error: str | None, resizable: bool = False) -> str:
+    """The input channel's message for a source state: {"type": "state", "state", "message", "resizable"}."""
+    return json.dumps({"type": "state", "state": state.value, "message": error, "resizable": resizable})
 
 
 def replay(packets: list[av.Packet]) -> list[av.Packet]:

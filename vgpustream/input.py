@@ -3,6 +3,8 @@
     {"type": "key", "code": <KeyboardEvent.code>, "down": bool}
     {"type": "pointer", "x": 0..1, "y": 0..1, "buttons": <bitmask, bit 0 = primary>}
     {"type": "wheel", "dx": int, "dy": int}
+    {"type": "motion", "dx": int, "dy": int}   (relative pointer motion, in guest pixels)
+    {"type": "resize", "width": int, "height": int, "scale": number}   (a display size for the guest)
 
 Anything else is rejected with InvalidInput; the caller drops it and counts it.
 """
@@ -16,6 +18,12 @@ from dataclasses import dataclass
 MAX_MESSAGE_BYTES = 512
 MAX_WHEEL_STEP = 10_000
 MAX_BUTTONS = 0xFF
+MAX_MOTION_STEP = 4096
+MAX_DISPLAY_EDGE = 16384
+"""The largest width or height a resize message may ask for; the source bounds it further."""
+MIN_DISPLAY_EDGE = 64
+MIN_SCALE, MAX_SCALE = 0.25, 8.0
+"""The devicePixelRatio a resize message may give (browsers zoom from 25 % to 500 %)."""
 _KEY_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,31}")
 
 
@@ -42,7 +50,26 @@ class WheelEvent:
     dy: int
 
 
-InputEvent = KeyEvent | PointerEvent | WheelEvent
+@dataclass(frozen=True)
+class MotionEvent:
+    dx: int
+    dy: int
+
+
+InputEvent = KeyEvent | PointerEvent | WheelEvent | MotionEvent
+"""An event for the guest's keyboard or mouse (the source's input sink)."""
+
+
+@dataclass(frozen=True)
+class ResizeEvent:
+    """A display size the viewer asks the guest for, in device pixels, and the viewer's devicePixelRatio."""
+
+    width: int
+    height: int
+    scale: float = 1.0
+
+
+Message = InputEvent | ResizeEvent
 
 
 def json_object(message: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, object]:
@@ -58,7 +85,7 @@ def json_object(message: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dic
     return data
 
 
-def parse_input(message: str | bytes) -> InputEvent:
+def parse_input(message: str | bytes) -> Message:
     """Validate one data-channel message and return the event it describes."""
     data = json_object(message)
     kind = data.get("type")
@@ -71,6 +98,17 @@ def parse_input(message: str | bytes) -> InputEvent:
         return WheelEvent(
             dx=_int(data, "dx", -MAX_WHEEL_STEP, MAX_WHEEL_STEP),
             dy=_int(data, "dy", -MAX_WHEEL_STEP, MAX_WHEEL_STEP),
+        )
+    if kind == "motion":
+        return MotionEvent(
+            dx=_int(data, "dx", -MAX_MOTION_STEP, MAX_MOTION_STEP),
+            dy=_int(data, "dy", -MAX_MOTION_STEP, MAX_MOTION_STEP),
+        )
+    if kind == "resize":
+        return ResizeEvent(
+            width=_int(data, "width", MIN_DISPLAY_EDGE, MAX_DISPLAY_EDGE),
+            height=_int(data, "height", MIN_DISPLAY_EDGE, MAX_DISPLAY_EDGE),
+            scale=_number(data, "scale", MIN_SCALE, MAX_SCALE),
         )
     raise InvalidInput("unknown type")
 
@@ -96,9 +134,13 @@ def _int(data: dict[str, object], name: str, low: int, high: int) -> int:
 
 
 def _unit(data: dict[str, object], name: str) -> float:
+    return _number(data, name, 0.0, 1.0)
+
+
+def _number(data: dict[str, object], name: str, low: float, high: float) -> float:
     value = data.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"{name} must be a number")
-    if not 0.0 <= value <= 1.0:  # compared before any float(): an integer past 1e308 has none
-        raise InvalidInput(f"{name} must be within [0, 1]")
+    if not low <= value <= high:  # compared before any float(): an integer past 1e308 has none
+        raise InvalidInput(f"{name} must be within [{low:g}, {high:g}]")
     return float(value)

@@ -7,6 +7,7 @@ import av
 from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
 from vgpustream.recording.recorder import Recorders
+from vgpustream.resize import Resizer
 from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
 from vgpustream.sound import SoundEncoder, SoundStats
 from vgpustream.sources import create_source
@@ -31,6 +32,8 @@ class Session:
     ) -> None:
         self.spec = spec
         self.capture = CaptureLoop(create_source(spec.source), spec.encoder, spec.id, 1 / idle_sample_rate)
+        self.resizer = Resizer(self.capture.resize)
+        """Applies control viewers' resize requests to the guest, paced."""
         self.thumbnails = ThumbnailCache()
         """JPEGs of the capture loop's latest thumbnail, for the session list."""
         self.audience = Audience(
@@ -41,6 +44,7 @@ class Session:
             spec.encoder.bitrate,
             sound=self.capture.sound is not None,
             clipboard=self.capture.clipboard,
+            resize=self.resizer.request,
         )
         self.recorders = Recorders()
         self.sound: SoundEncoder | None = None
@@ -82,6 +86,7 @@ class Session:
         """Close every viewer and recording, stop capturing, close the source. Waits for all of it."""
         await self.recorders.stop("session_stopped")
         await self.audience.close_viewers()
+        await self.resizer.close()
         await self.capture.stop()
 
     async def update(self, spec: SessionSpec) -> None:
@@ -103,5 +108,5 @@ class Session:
         self.audience.publish(packets, cursor)
         self.recorders.publish(packets, self.capture.stats.frames_encoded)
 
-    def show_state(self, state: SourceState, error: str | None) -> None:
-        self.audience.show_state(state, error)
+    def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:
+        self.audience.show_state(state, error, resizable)

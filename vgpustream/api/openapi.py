@@ -12,6 +12,7 @@ from aiohttp import web
 
 from vgpustream import __version__
 from vgpustream.audit import EVENT_TYPES
+from vgpustream.input import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE
 from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 PATH = "/api/v1/openapi.json"
@@ -88,6 +89,13 @@ STORED = {
 }
 """A change the state database must keep: refused whole when it cannot be stored."""
 NO_CONTENT = {"204": {"description": "Done"}}
+
+
+def _stored_change(done: dict[str, Any], conflict: str, unavailable: str) -> dict[str, Any]:
+    """The answers to a change the state database keeps: `done`, the usual errors, 409 and 503 as said."""
+    return {**done, **ERRORS, "409": _json(_ref("Error"), conflict), **STORED, "503": _json(_ref("Error"), unavailable)}
+
+
 METRICS_MEDIA = ("text/plain", "application/openmetrics-text")
 SESSION_ID = {"name": "id", "in": "path", "required": True, "schema": TEXT}
 RECORDING_ID = {"name": "recording", "in": "path", "required": True, "schema": TEXT}
@@ -154,6 +162,10 @@ SCHEMAS: dict[str, Any] = {
             "edid": _nullable(_object({"max_xres": INT, "max_yres": INT})),
             "sound": SOUND,
             "clipboard": CLIPBOARD,
+            "resizable": {
+                "type": "boolean",
+                "description": "Whether the guest can be asked for a display size (PATCH the session's display)",
+            },
         },
     ),
     "Stats": _object(
@@ -170,6 +182,9 @@ SCHEMAS: dict[str, Any] = {
                 "input_invalid",
                 "input_refused",
                 "keyframe_requests_limited",
+                "resize_requests",
+                "resizes_applied",
+                "resizes_failed",
                 "viewers",
                 "bitrate",
                 "dropped_packets",
@@ -221,6 +236,19 @@ SCHEMAS: dict[str, Any] = {
             "labels": {"type": "object", "additionalProperties": TEXT},
             "encoder": _ref("Encoder"),
             "max_viewers": {**INT, "minimum": 1, "maximum": 256},
+            "display": {
+                **_object(
+                    {
+                        "width": {**INT, "minimum": MIN_DISPLAY_EDGE, "maximum": MAX_DISPLAY_EDGE},
+                        "height": {**INT, "minimum": MIN_DISPLAY_EDGE, "maximum": MAX_DISPLAY_EDGE},
+                        "scale": {"type": "number", "minimum": MIN_SCALE, "maximum": MAX_SCALE},
+                    },
+                    required=["width", "height"],
+                ),
+                "description": "Ask the guest for this display size (device pixels; scale is the viewer's "
+                "devicePixelRatio, from which the display's size in millimetres follows); not stored. "
+                "The source bounds it further (its planes say whether it is resizable)",
+            },
         },
         required=[],
     ),
@@ -407,15 +435,11 @@ def document() -> dict[str, Any]:
                     "post": _operation(
                         "createSession",
                         "Create a session and start capturing",
-                        {
-                            "201": _json(_ref("Session"), "Created"),
-                            **ERRORS,
-                            "409": _json(_ref("Error"), "Exists"),
-                            **STORED,
-                            "503": _json(
-                                _ref("Error"), "No room, or the state database cannot be written; see Retry-After"
-                            ),
-                        },
+                        _stored_change(
+                            {"201": _json(_ref("Session"), "Created")},
+                            conflict="Exists",
+                            unavailable="No room, or the state database cannot be written; see Retry-After",
+                        ),
                         requestBody=_body(_ref("SessionCreate")),
                     ),
                 },
@@ -426,8 +450,13 @@ def document() -> dict[str, Any]:
                     ),
                     "patch": _operation(
                         "updateSession",
-                        "Change name, labels, encoder settings or viewer limit live",
-                        {"200": _json(_ref("Session"), "Updated"), **ERRORS, **STORED},
+                        "Change name, labels, encoder settings or viewer limit live; ask the guest for a display size",
+                        _stored_change(
+                            {"200": _json(_ref("Session"), "Updated")},
+                            conflict="The source cannot change its display size (unsupported)",
+                            unavailable="The source is not available now, or the state database cannot be written; "
+                            "nothing changed",
+                        ),
                         requestBody=_body(_ref("SessionUpdate")),
                     ),
                     "delete": _operation(

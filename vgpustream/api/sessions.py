@@ -18,7 +18,7 @@ from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 MAX_VIEWERS_LIMIT = 256
 CREATE_FIELDS = {"id", "source", "name", "labels", "encoder", "max_viewers"}
-UPDATE_FIELDS = {"name", "labels", "encoder", "max_viewers"}
+UPDATE_FIELDS = {"name", "labels", "encoder", "max_viewers", "display"}
 
 
 def session_json(session: Session) -> dict[str, Any]:
@@ -43,6 +43,7 @@ def session_json(session: Session) -> dict[str, Any]:
             **dataclasses.asdict(capture.stats),
             **dataclasses.asdict(audience.stats),
             **dataclasses.asdict(audience.clipboard_stats),
+            **dataclasses.asdict(session.resizer.stats),
             "viewers": len(audience),
             "fps": round(fps, 2),
             "bitrate": round(bitrate),
@@ -74,6 +75,7 @@ def planes_json(session: Session) -> dict[str, Any]:
         "edid": {"max_xres": limits[0], "max_yres": limits[1]} if limits else None,
         "sound": session.sound_available,
         "clipboard": session.clipboard_available,
+        "resizable": snapshot.display_range is not None,
     }
 
 
@@ -108,10 +110,12 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 async def update_session(request: web.Request) -> web.Response:
-    """Change name, labels, encoder settings or the viewer limit; the stream goes on."""
+    """Change name, labels, encoder settings or the viewer limit, or ask the guest for a display size; the
+    stream goes on. The display size is checked and asked for first: when the source refuses it, nothing changes."""
     registry = request.app[REGISTRY]
     session = registry.get(request.match_info["id"])
     body = await read_json_object(request, request.app[SETTINGS].max_json_bytes, UPDATE_FIELDS)
+    display = validate.display(body)
     spec = session.spec
     spec = dataclasses.replace(
         spec,
@@ -120,6 +124,8 @@ async def update_session(request: web.Request) -> web.Response:
         encoder=validate.encoder(body, spec.encoder),
         max_viewers=validate.integer(body, "max_viewers", 1, MAX_VIEWERS_LIMIT, spec.max_viewers),
     )
+    if display is not None:
+        await session.capture.resize(display)
     await registry.update(session, spec)
     return web.json_response(session_json(session))
 

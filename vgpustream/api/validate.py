@@ -7,6 +7,7 @@ from typing import Any
 
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import VgpuStreamError
+from vgpustream.input import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE, ResizeEvent
 
 LABEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]{0,62}")
 MAX_LABELS = 32
@@ -74,4 +75,18 @@ def encoder(body: dict[str, Any], default: EncoderSettings) -> EncoderSettings:
         bitrate=integer(value, "bitrate", 100_000, 100_000_000, default.bitrate),
         fps=integer(value, "fps", 1, 120, default.fps),
         keyframe_interval=number(value, "keyframe_interval", 0.5, 60.0, default.keyframe_interval),
+    )
+
+
+def display(body: dict[str, Any]) -> ResizeEvent | None:
+    """A display size from body['display'] ({"width", "height", "scale"?}), or None without one."""
+    if "display" not in body:
+        return None
+    value = body["display"]
+    if not isinstance(value, dict) or not {"width", "height"} <= set(value) <= {"width", "height", "scale"}:
+        raise VgpuStreamError("'display' must be an object with width, height and optionally scale")
+    return ResizeEvent(
+        width=integer(value, "width", MIN_DISPLAY_EDGE, MAX_DISPLAY_EDGE, 0),
+        height=integer(value, "height", MIN_DISPLAY_EDGE, MAX_DISPLAY_EDGE, 0),
+        scale=number(value, "scale", MIN_SCALE, MAX_SCALE, 1.0),
     )

@@ -28,6 +28,8 @@ from vgpustream.capture.stats import CaptureStats, EncodeTimes, RateMeter
 from vgpustream.clipboard import GuestClipboard
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
+from vgpustream.input import ResizeEvent
+from vgpustream.resize import check_display
 from vgpustream.sound import SoundOut
 from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
 from vgpustream.sources.common.placeholder import no_signal_frame
@@ -49,6 +51,8 @@ class Snapshot:
     cursor: Cursor | None = None
     display_limits: tuple[int, int] | None = None
     """The largest display the guest can be asked for (EDID max_xres, max_yres), where known."""
+    display_range: tuple[int, int] | None = None
+    """The largest display size a resize may ask for; None where the source cannot resize."""
     error: str | None = None
     """Why the last step failed (bounded, printable); None once a step succeeds."""
     thumbnail: Thumbnail | None = None
@@ -70,8 +74,9 @@ class Output(Protocol):
         """Deliver one step's packets (possibly none) and the cursor as it is now."""
         ...
 
-    def show_state(self, state: SourceState, error: str | None) -> None:
-        """The source's state and last error after each step, failed or not (most often unchanged)."""
+    def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:
+        """The source's state, last error and whether it takes resizes after each step, failed or not
+        (most often unchanged)."""
         ...
 
 
@@ -136,9 +141,9 @@ class CaptureLoop:
         self._keyframes.interval = settings.keyframe_interval
         self.settings = settings
 
-    async def resize(self, width: int, height: int) -> None:
-        """Ask the guest for another display size (on the capture thread); its error if it cannot."""
-        await self._on_capture_thread(self._source.resize, width, height)
+    async def resize(self, request: ResizeEvent) -> None:
+        """Ask the guest for another display size (on the capture thread); a clear error if it cannot."""
+        await self._on_capture_thread(self._resize, request)
 
     def request_keyframe(self) -> None:
         """An IDR at the next step; a loop that only samples (nobody watched) takes that step now."""
@@ -163,8 +168,17 @@ class CaptureLoop:
     def _look(self) -> Snapshot:
         source = self._source
         return Snapshot(
-            source.state, source.planes(), source.cursor(), source.display_limits(), thumbnail=self._pipeline.thumbnail
+            source.state,
+            source.planes(),
+            source.cursor(),
+            source.display_limits(),
+            source.display_range(),
+            thumbnail=self._pipeline.thumbnail,
         )
+
+    def _resize(self, request: ResizeEvent) -> None:
+        check_display(request, self._source.display_range())
+        self._source.resize(request.width, request.height, request.scale)
 
     def _step(self, keyframe: bool, periodic: bool, composite: bool) -> tuple[StepResult, Snapshot]:
         """One frame through the pipeline, then what the source says now."""
@@ -192,14 +206,14 @@ class CaptureLoop:
             except VgpuStreamError as exc:
                 self._failed(exc)
                 await self._show_no_signal_while_lost(output, now)
-                output.show_state(self.snapshot.state, self.snapshot.error)
+                self._show_state(output)
                 await asyncio.sleep(ERROR_BACKOFF)
                 deadline = loop.time()
                 continue
             self._count(result, now)
             output.publish(result.packets, self.snapshot.cursor)
             await self._show_no_signal_while_lost(output, now)
-            output.show_state(self.snapshot.state, self.snapshot.error)
+            self._show_state(output)
             interval = self._sample_interval if self._idle else 1.0 / self.settings.fps
             deadline = max(deadline + interval, loop.time())
             if not self._idle:
@@ -216,6 +230,10 @@ class CaptureLoop:
             self._count(result, now)
             output.publish(result.packets, None)
         self._no_signal_shown = lost and not self._idle
+
+    def _show_state(self, output: Output) -> None:
+        snapshot = self.snapshot
+        output.show_state(snapshot.state, snapshot.error, snapshot.display_range is not None)
 
     async def _woken_before(self, deadline: float) -> bool:
         """Sleep until `deadline` (loop time); True if a keyframe request woke the idle loop first."""

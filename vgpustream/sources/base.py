@@ -160,8 +160,13 @@ class Source(ABC):
         """The largest display the guest can be asked for (EDID max_xres, max_yres), where known."""
         return None
 
-    def resize(self, width: int, height: int) -> None:
-        """Ask the guest for another display size (the viewer's window size)."""
+    def display_range(self) -> tuple[int, int] | None:
+        """The largest display size (width, height) the guest may be asked for; None if it cannot be asked."""
+        return None
+
+    def resize(self, width: int, height: int, scale: float = 1.0) -> None:
+        """Ask the guest for another display size (the viewer's window, in device pixels at devicePixelRatio
+        `scale`), within `display_range()`."""
         raise UnsupportedOperation("this source cannot change its display size")
 
     def close(self) -> None:  # noqa: B027 - most sources have nothing to close

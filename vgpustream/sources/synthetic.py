@@ -5,7 +5,8 @@ frame stamp (vgpustream.stamp) and the last pointer position from the input prot
 `?still=1` the picture stands still: only pointer input changes it. With `?cursor=1` the pointer is
 not drawn into the picture but offered as a cursor (a red arrow), like a guest's cursor plane. With
 `?cycle=S` the mode changes every S seconds, between the given size and half of it, like a guest that
-keeps switching modes (the soak bench's).
+keeps switching modes (the soak bench's). With `?resize=1` it follows viewers' resize requests, like a
+guest whose display driver takes every mode it is offered.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class SyntheticSource(Source):
         still: bool = False,
         cursor: bool = False,
         cycle: float | None = None,
+        resizable: bool = False,
     ) -> None:
         _check_size(width, height)
         if not 1 <= fps <= 240:
@@ -70,6 +72,7 @@ class SyntheticSource(Source):
         self.fps = fps
         self._modes = ((width, height), (max(MIN_WIDTH, width // 4 * 2), max(MIN_EDGE, height // 4 * 2)))
         self._cycle = cycle
+        self.resizable = resizable
         self.still = still
         self.has_cursor = cursor
         self._input = SyntheticInput()
@@ -89,12 +92,14 @@ class SyntheticSource(Source):
         still = options.pop("still", ["0"])[-1] in ("1", "true", "yes")
         cursor = options.pop("cursor", ["0"])[-1] in ("1", "true", "yes")
         cycle = options.pop("cycle", [None])[-1]
+        resizable = options.pop("resize", ["0"])[-1] in ("1", "true", "yes")
         if options:
-            raise InvalidSourceUrl("synthetic source takes only the options 'still', 'cursor' and 'cycle'")
+            raise InvalidSourceUrl("synthetic source takes only the options 'still', 'cursor', 'cycle' and 'resize'")
         if cycle is not None and not cycle.isdecimal():
             raise InvalidSourceUrl("synthetic cycle must be a whole number of seconds")
         size = int(width or 1280), int(height or 720)
-        return cls(*size, int(fps or 30), still=still, cursor=cursor, cycle=int(cycle) if cycle else None)
+        cycle_s = int(cycle) if cycle else None
+        return cls(*size, int(fps or 30), still=still, cursor=cursor, cycle=cycle_s, resizable=resizable)
 
     def _set_size(self, width: int, height: int) -> None:
         self.width, self.height = width, height
@@ -167,7 +172,12 @@ class SyntheticSource(Source):
     def input_sink(self) -> SyntheticInput:
         return self._input
 
-    def resize(self, width: int, height: int) -> None:
+    def display_range(self) -> tuple[int, int] | None:
+        return (DEFAULT_MAX_EDGE, DEFAULT_MAX_EDGE) if self.resizable else None
+
+    def resize(self, width: int, height: int, scale: float = 1.0) -> None:
+        """Take the mode nearest width x height that the picture can have (even edges, room for the stamp)."""
+        width, height = max(MIN_WIDTH, width & ~1), max(MIN_EDGE, height & ~1)
         _check_size(width, height)
         with self._lock:
             self._set_size(width, height)

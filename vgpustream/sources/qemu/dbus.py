@@ -17,7 +17,7 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.errors import AuthError, DBusError
 
 from vgpustream.compat import PeerBus
-from vgpustream.errors import SourceUnavailable, bounded
+from vgpustream.errors import SourceUnavailable, UnsupportedOperation, bounded
 from vgpustream.sources.common.qmp import Qmp
 
 QEMU_NAME = "org.qemu"
@@ -25,6 +25,7 @@ DISPLAY_PATH = "/org/qemu/Display1"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 CALL_TIMEOUT = 5.0
 CLIENT_FD_NAME = "vgpustream-dbus"
+UNSUPPORTED = "org.qemu.Display1.Error.Unsupported"
 
 
 class Display:
@@ -59,7 +60,10 @@ class Display:
             raise SourceUnavailable(f"QEMU display: {member} failed: {bounded(str(exc), 120)}") from None
         if reply is None or reply.message_type is MessageType.ERROR:
             text = reply.body[0] if reply is not None and reply.body else "no reply"
-            raise SourceUnavailable(f"QEMU display: {member} failed: {bounded(str(text), 120)}")
+            message = f"QEMU display: {member} failed: {bounded(str(text), 120)}"
+            if reply is not None and reply.error_name == UNSUPPORTED:
+                raise UnsupportedOperation(message)  # e.g. SetUIInfo on a device without a display hint (std VGA)
+            raise SourceUnavailable(message)
         return list(reply.body)
 
     def send(self, path: str, interface: str, member: str, signature: str, body: list[Any]) -> None:

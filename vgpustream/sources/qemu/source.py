@@ -24,8 +24,9 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 
 from vgpustream.compat import PeerBus
-from vgpustream.errors import InvalidPlane, VgpuStreamError, bounded
+from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedOperation, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
+from vgpustream.resize import physical_size_mm
 from vgpustream.sound import SoundOut
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
@@ -115,6 +116,8 @@ class QemuDisplaySource(Source):
         self._clipboard = QemuClipboard()
         self._extras: asyncio.Task[None] | None = None
         """Attaching the sound and the clipboard, for the current attachment."""
+        self._fixed_size = False
+        """QEMU said its display device takes no size hint (SetUIInfo is unsupported, e.g. std VGA)."""
 
     def open(self) -> None:
         self._on_loop(self._open())
@@ -190,6 +193,26 @@ class QemuDisplaySource(Source):
             self._shown = (self.attachments, SourceState.STREAMING)
         return frame
 
+    def display_range(self) -> tuple[int, int] | None:
+        """QEMU tells whether its display device takes a size hint only when asked: until then, assume it does."""
+        return None if self._fixed_size else (self.max_edge, self.max_edge)
+
+    def resize(self, width: int, height: int, scale: float = 1.0) -> None:
+        self._on_loop(self._set_ui_info(width, height, scale))
+
+    async def _set_ui_info(self, width: int, height: int, scale: float) -> None:
+        """Console.SetUIInfo: the device (virtio-gpu) offers the guest this size as its preferred mode."""
+        attachment = self._attachment
+        if attachment is None:
+            raise SourceUnavailable("QEMU's display is not attached")
+        width_mm, height_mm = physical_size_mm(width, height, scale)
+        body = [width_mm, height_mm, 0, 0, width, height]
+        try:
+            await attachment.display.call(self.console, CONSOLE, "SetUIInfo", "qqiiuu", body)
+        except UnsupportedOperation:
+            self._fixed_size = True
+            raise
+
     def _read_dmabuf(self, dmabuf: _DmabufPlane) -> Frame | None:
         if not self._dmabuf_dirty:
             return None
@@ -215,6 +238,7 @@ class QemuDisplaySource(Source):
         self._disabled = False
         if self._lost:
             log.info("QEMU display %s is back", self.console)
+            self._fixed_size = False  # a QEMU started again may have another display device
         self._lost = False
 
     async def _attach_sound_and_clipboard(self, display: Display) -> None:

@@ -109,11 +109,16 @@ class EdidRegion:
     def limits(self) -> tuple[int, int]:
         return self._header.max_xres, self._header.max_yres
 
+    def largest_mode(self) -> tuple[int, int]:
+        """The largest mode an EDID of ours can prefer on this device (its limits, where it states them)."""
+        max_x, max_y = self.limits
+        return min(max_x or MAX_DTD_EDGE, MAX_DTD_EDGE), min(max_y or MAX_DTD_EDGE, MAX_DTD_EDGE)
+
     def set_preferred_mode(self, width: int, height: int) -> tuple[int, int]:
         """Prefer width x height (clamped to the device's limits); returns the mode written."""
-        max_x, max_y = self.limits
-        width = max(MIN_EDGE, min(width, max_x or MAX_DTD_EDGE, MAX_DTD_EDGE)) & ~7
-        height = max(MIN_EDGE // 2, min(height, max_y or MAX_DTD_EDGE, MAX_DTD_EDGE))
+        max_x, max_y = self.largest_mode()
+        width = max(MIN_EDGE, min(width, max_x)) & ~7
+        height = max(MIN_EDGE // 2, min(height, max_y))
         if width <= 0 or height <= 0:
             raise UnsupportedOperation("the device's EDID limits allow no display size")
         blob = edid_for(width, height)

@@ -101,9 +101,12 @@ class VfioSource(Source):
             return None  # no EDID region, or one that states no maximum
         return self._edid.limits
 
-    def resize(self, width: int, height: int) -> None:
+    def display_range(self) -> tuple[int, int] | None:
+        return None if self._edid is None else self._edid.largest_mode()
+
+    def resize(self, width: int, height: int, scale: float = 1.0) -> None:
         if self._edid is None:
-            super().resize(width, height)
+            super().resize(width, height, scale)
             return
         self._edid.set_preferred_mode(width, height)
 
