@@ -11,6 +11,7 @@ import { RemoteCursor } from "./cursor.js";
 import { HttpError } from "./http.js";
 import { InputCapture } from "./input.js";
 import { Speaker } from "./sound.js";
+import { Scaling } from "./scaling.js";
 import { StatsOverlay } from "./stats.js";
 import { WhepClient } from "./whep.js";
 
@@ -73,6 +74,8 @@ export function startConsole(sessionId, token) {
     document.getElementById("clipboard-toggle"),
     sendMessage,
   );
+  const send = sendMessage;
+  const scaling = new Scaling(stage, video, document.getElementById("scaling"), send);
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
   let backoff = BACKOFF_START_MS;
@@ -136,6 +139,7 @@ export function startConsole(sessionId, token) {
     showLink({ quality: "good" });
     cursor.reset();
     speaker.reset();
+    scaling.reset();
     pc?.close();
   }
 
@@ -169,6 +173,7 @@ export function startConsole(sessionId, token) {
     if (message?.type === "clipboard") clipboard.receive(message);
     if (message?.type === "state") {
       state.source = { state: message.state, message: message.message ?? null };
+      scaling.setResizable(message.resizable === true);
       if (state.pc?.connectionState === "connected") showSource();
     }
     if (message?.type === "link") showLink(message);

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qemu.vm import Vm
+from tests.qemu.vm import LinuxVm, Vm
 from vgpustream.testing.qemu import Bus, missing
 
 if reason := missing():
@@ -40,3 +40,13 @@ def start_vm(tmp_path: Path) -> Iterator[Callable[..., Vm]]:
 def vm(bus: Bus, start_vm: Callable[..., Vm]) -> Vm:
     """A VM on the private bus."""
     return start_vm(f"dbus,addr={bus.address}")
+
+
+@pytest.fixture
+def linux_vm(bus: Bus, tmp_path: Path) -> Iterator[LinuxVm]:
+    """Debian's kernel on a virtio-vga on the private bus: a guest whose display follows SetUIInfo."""
+    if reason := LinuxVm.missing():
+        pytest.skip(reason)
+    vm = LinuxVm(tmp_path, f"dbus,addr={bus.address}")
+    yield vm
+    vm.stop()

@@ -8,15 +8,18 @@ deliberately separate from the product's; only the launching is shared.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from vgpustream.testing.qemu import START_TIMEOUT, Qemu, wait_for
+from vgpustream.testing.qemu import START_TIMEOUT, STOP_TIMEOUT, Qemu, wait_for
 
 VGA_TEXT = 0xB8000
+IN_GUEST = Path(__file__).parents[1] / "rig" / "in-guest.sh"
+RIG = Path(os.environ.get("RIG") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vgpustream-rig")
 
 
 class Vm(Qemu):
@@ -81,6 +84,45 @@ class Vm(Qemu):
     def _close_qmp(self) -> None:
         self._lines.close()
         self._qmp.close()
+
+
+class LinuxVm(Vm):
+    """Debian's kernel (the rig's guest, tests/rig/in-guest.sh) on a virtio-vga: a guest whose display follows
+    the size QEMU offers it (Console.SetUIInfo), as the kernel's fbdev console takes the preferred mode.
+
+    The console starts at `xres` x `yres`, which is also the largest mode it can take (its framebuffer's size).
+    """
+
+    def __init__(self, directory: Path, display: str, xres: int = 1920, yres: int = 1200) -> None:
+        self.xres, self.yres = xres, yres
+        super().__init__(directory, display)
+
+    @staticmethod
+    def missing() -> str | None:
+        """Why the guest cannot be booted here, or None."""
+        if not (RIG / "kver").exists():
+            return f"the rig's guest kernel is not set up in {RIG} (run tests/rig/setup.sh)"
+        return None
+
+    def command(self, display: str, extra: Sequence[str]) -> list[str]:
+        qemu = ["-display", display, "-device", f"virtio-vga,xres={self.xres},yres={self.yres}", *self.monitors()]
+        guest = "modprobe virtio_gpu && exec sleep 3600"
+        return ["env", f"RIG_QEMU_ARGS={' '.join(qemu)}", "RIG_MEM=512M", str(IN_GUEST), "sh", "-c", guest]
+
+    def wait_mode(self, width: int, height: int, timeout: float = 60) -> None:
+        """Wait until the guest's display is width x height (QEMU's screendump, independent of vgpustream)."""
+
+        def shown() -> bool:
+            return self.screendump().shape[:2] == (height, width)
+
+        wait_for(shown, timeout, f"the guest's display at {width}x{height}", 0.2)
+
+    def stop(self) -> None:
+        """Quit QEMU through its monitor: in-guest.sh then cleans up after it."""
+        if self.process.poll() is None:
+            self._qmp.sendall(b'{"execute": "quit"}\n')
+            self.process.wait(STOP_TIMEOUT)
+        self._close_qmp()
 
 
 def bgrx_to_rgb(pixels: np.ndarray) -> np.ndarray:

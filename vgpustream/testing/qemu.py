@@ -81,14 +81,17 @@ class Qemu:
             path.unlink(missing_ok=True)  # a QEMU before this one left them
         with self.log.open("ab") as output:  # a file, not a pipe: a full pipe nobody reads would block QEMU
             self.started = time.time()  # wall clock, as viewers time frames: bench qemu's start of a run
-            self.process = subprocess.Popen(
-                ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "256", "-vga", "std", "-display", display,
-                 "-boot", f"menu=on,splash-time={SPLASH_MS}", "-nic", "user,restrict=on",
-                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-                 "-qmp", f"unix:{self.vmm_path},server=on,wait=off", *extra],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            self.process = subprocess.Popen(self.command(display, extra), stdout=output, stderr=subprocess.STDOUT)
+
+    def command(self, display: str, extra: Sequence[str]) -> list[str]:
+        """The command line that starts the VM: SeaBIOS on std VGA, no disk."""
+        return [
+            *("qemu-system-x86_64", "-machine", "q35,accel=tcg", "-m", "256", "-vga", "std", "-display", display),
+            *("-boot", f"menu=on,splash-time={SPLASH_MS}", "-nic", "user,restrict=on", *self.monitors(), *extra),
+        ]
+
+    def monitors(self) -> list[str]:
+        return ["-qmp", f"unix:{self.qmp_path},server=on,wait=off", "-qmp", f"unix:{self.vmm_path},server=on,wait=off"]
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")

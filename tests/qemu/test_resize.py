@@ -1,0 +1,50 @@
+"""Resize to the window against a real QEMU: a Linux guest on virtio-vga takes the size asked through
+Console.SetUIInfo (QEMU's screendump is the ground truth); std VGA cannot, and QEMU says so."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import OPERATOR
+from tests.qemu.vm import LinuxVm, Vm
+from tests.test_resize import patch_display, size_becomes
+from vgpustream.testing.qemu import MENU_PROMPT, Bus
+
+
+async def planes(http, server) -> dict:
+    async with http.get(server.make_url("/api/v1/sessions/default/planes"), headers=OPERATOR) as response:
+        return await response.json()
+
+
+async def test_the_api_resizes_a_linux_guest_and_the_stream_follows(
+    linux_vm: LinuxVm, bus: Bus, make_server, viewers, http
+):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(linux_vm.wait_mode, 1920, 1200)
+    receiver = await viewers(server)
+    await size_becomes(receiver, 1920, 1200)
+    assert (await planes(http, server))["resizable"] is True
+    status, body = await patch_display(http, server, {"width": 1024, "height": 768, "scale": 1})
+    assert status == 200, body
+    await asyncio.to_thread(linux_vm.wait_mode, 1024, 768, 30)
+    await size_becomes(receiver, 1024, 768)
+    # a viewer's own request, on the same connection: the guest follows again
+    await receiver.wait_channel_open()
+    receiver.send_input({"type": "resize", "width": 1280, "height": 720, "scale": 2})
+    await asyncio.to_thread(linux_vm.wait_mode, 1280, 720, 30)
+    await size_becomes(receiver, 1280, 720)
+
+
+async def test_std_vga_cannot_resize_and_the_session_says_so(vm: Vm, bus: Bus, make_server, http):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+    assert (await planes(http, server))["resizable"] is True, "QEMU tells only when asked"
+    status, body = await patch_display(http, server, {"width": 1024, "height": 768})
+    assert (status, body["error"]["code"]) == (409, "unsupported"), body
+    assert "SetUIInfo is not supported" in body["error"]["message"]
+    for _ in range(50):
+        if (await planes(http, server))["resizable"] is False:
+            break
+        await asyncio.sleep(0.1)
+    assert (await planes(http, server))["resizable"] is False
+    assert MENU_PROMPT in await asyncio.to_thread(vm.text), "the guest is as it was"
