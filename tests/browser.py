@@ -30,8 +30,11 @@ CHROMIUM_ARGS = [
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[object]:
-    """A headless Chromium with a fresh profile; skips the test where Chromium or Playwright is missing."""
+async def chromium(**emulation: object) -> AsyncIterator[object]:
+    """A headless Chromium with a fresh profile; skips the test where Chromium or Playwright is missing.
+
+    `emulation` goes to Playwright's context (device_scale_factor, is_mobile, has_touch, viewport, ...).
+    """
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.async_api", reason="browser tests need playwright (pip)")
@@ -42,7 +45,7 @@ async def chromium() -> AsyncIterator[object]:
                 executable_path=CHROMIUM,
                 headless=True,
                 args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 800},
+                **{"viewport": {"width": 1280, "height": 800}, **emulation},
             )
             try:
                 yield context

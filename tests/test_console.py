@@ -46,12 +46,14 @@ def picture_from(screenshot: np.ndarray, rect: dict, width: int, height: int) ->
 
 
 @asynccontextmanager
-async def console_page(server, http, frames: int | None) -> AsyncIterator[tuple[object, list[str]]]:
-    """Chromium on the console link of a new control token for session 'default', once the console
-    has decoded more than `frames` frames (at once for None); yields the page and the script errors it raises."""
-    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "control"}) as response:
+async def console_page(
+    server, http, frames: int | None, role: str = "control", **emulation: object
+) -> AsyncIterator[tuple[object, list[str]]]:
+    """Chromium (with `emulation`) on the console link of a new token of `role` for session 'default', once
+    the console has decoded more than `frames` frames (at once for None); yields the page and its script errors."""
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": role}) as response:
         issued = await response.json()
-    async with chromium() as browser:
+    async with chromium(**emulation) as browser:
         page = await browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
