@@ -19,8 +19,9 @@ pytestmark = pytest.mark.browser
 VIDEO_SIZE = "() => { const v = document.getElementById('screen'); return [v.videoWidth, v.videoHeight]; }"
 STAGE_DEVICE_SIZE = """() => {
   const s = document.getElementById("stage");
-  return [Math.round(s.clientWidth * devicePixelRatio), Math.round(s.clientHeight * devicePixelRatio)];
+  return [s.clientWidth, s.clientHeight].map((css) => Math.floor(css * devicePixelRatio) & ~1);
 }"""
+"""The stage's size in device pixels, rounded down to even: what the console asks the VM for."""
 
 
 async def video_is(page, size: list[int], timeout: float = 20_000) -> None:

@@ -77,10 +77,10 @@ export class Scaling {
     this.timer = setTimeout(() => this.askVm(), RESIZE_DEBOUNCE_MS);
   }
 
-  /** Ask the VM for the stage's size in device pixels. */
+  /** Ask the VM for the stage's size in device pixels, rounded down to even (as H.264 pictures are). */
   askVm() {
     const scale = devicePixelRatio;
-    const edge = (css) => Math.min(MAX_EDGE, Math.max(MIN_EDGE, Math.round(css * scale)));
+    const edge = (css) => Math.min(MAX_EDGE, Math.max(MIN_EDGE, Math.floor(css * scale) & ~1));
     const width = edge(this.stage.clientWidth);
     const height = edge(this.stage.clientHeight);
     const size = `${width}x${height}@${scale}`;

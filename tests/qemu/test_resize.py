@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.conftest import OPERATOR
 from tests.qemu.vm import LinuxVm, Vm
+from tests.test_console import console_page
 from tests.test_resize import patch_display, size_becomes
+from tests.test_scaling import STAGE_DEVICE_SIZE, video_is
 from vgpustream.testing.qemu import MENU_PROMPT, Bus
 
 
@@ -48,3 +52,20 @@ async def test_std_vga_cannot_resize_and_the_session_says_so(vm: Vm, bus: Bus, m
         await asyncio.sleep(0.1)
     assert (await planes(http, server))["resizable"] is False
     assert MENU_PROMPT in await asyncio.to_thread(vm.text), "the guest is as it was"
+
+
+@pytest.mark.browser
+async def test_the_console_resizes_a_linux_guest_to_its_window(linux_vm: LinuxVm, bus: Bus, make_server, http):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(linux_vm.wait_mode, 1920, 1200)
+    async with console_page(server, http, 1, viewport={"width": 1000, "height": 700}) as (page, errors):
+        pc = await page.evaluate_handle("window.vgpustream.pc")
+        stage = await page.evaluate(STAGE_DEVICE_SIZE)
+        await asyncio.to_thread(linux_vm.wait_mode, *stage, 30)
+        await video_is(page, stage)
+        await page.set_viewport_size({"width": 800, "height": 600})
+        stage = await page.evaluate(STAGE_DEVICE_SIZE)
+        await asyncio.to_thread(linux_vm.wait_mode, *stage, 30)
+        await video_is(page, stage)
+        assert await page.evaluate("pc => window.vgpustream.pc === pc", pc), "the console followed without a reconnect"
+        assert errors == []
