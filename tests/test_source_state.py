@@ -46,7 +46,9 @@ async def test_a_streaming_source_is_told_without_a_message(make_server, viewers
     server = await make_server(source="synthetic:320x240@30")
     receiver = await viewers(server)
     await receiver.next_frame()
-    assert await told_states(receiver, 1) == [{"type": "state", "state": "streaming", "message": None, "resizable": False}]
+    assert await told_states(receiver, 1) == [
+        {"type": "state", "state": "streaming", "message": None, "resizable": False}
+    ]
     assert (await session_json(http, server))["message"] is None
 
 
