@@ -12,6 +12,7 @@ import struct
 
 import numpy as np
 
+from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import VfioDevice
 
 DISPI = {"XRES": 1, "YRES": 2, "BPP": 3, "ENABLE": 4, "VIRT_WIDTH": 6, "VIRT_HEIGHT": 7, "X_OFFSET": 8, "Y_OFFSET": 9}
@@ -56,6 +57,22 @@ class Mbochs:
         """Put BGRX pixels (height, width, 4) at the start of video memory."""
         data = np.ascontiguousarray(pixels).tobytes()
         self.vram[: len(data)] = data
+
+    def edid(self) -> tuple[int, int, bytes]:
+        """The EDID region as a guest driver reads it: link state, EDID size, and the blob."""
+        region = next(
+            r
+            for r in self.device.regions()
+            if (uapi.VFIO_REGION_TYPE_GFX, uapi.VFIO_REGION_SUBTYPE_GFX_EDID) in r.subtypes
+        )
+        header = uapi.vfio_region_gfx_edid.from_buffer_copy(os.pread(self.device.fd, 24, region.offset))
+        blob = os.pread(self.device.fd, header.edid_size, region.offset + header.edid_offset)
+        return header.link_state, header.edid_size, blob
+
+    def preferred_mode(self) -> tuple[int, int]:
+        """The mode the EDID prefers (its first detailed timing), which a guest driver would set."""
+        timing = self.edid()[2][54:72]
+        return timing[2] | (timing[4] >> 4) << 8, timing[5] | (timing[7] >> 4) << 8
 
     def close(self) -> None:
         self.vram.close()

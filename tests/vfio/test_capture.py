@@ -18,6 +18,8 @@ import pytest
 
 from tests.vfio.mbochs import Mbochs, pattern
 from vgpustream.formats import DRM_FORMAT_XRGB8888
+from vgpustream.input import ResizeEvent
+from vgpustream.resize import check_display
 from vgpustream.sources import create_source
 from vgpustream.sources.base import SourceState
 from vgpustream.sources.common.placeholder import no_signal
@@ -135,20 +137,34 @@ def test_dmabuf_cache_is_bounded_and_closes_its_fds(mbochs):
 
 def test_edid_resize_writes_a_preferred_mode(mbochs):
     card, source = mbochs
-    device = card.device
     limits = source.display_limits()
     assert limits is None or limits >= (1024, 768), "mbochs states no limits (0); others a real maximum"
     source.resize(1024, 768)
     time.sleep(0.3)
-    region = next(
-        r for r in device.regions() if (uapi.VFIO_REGION_TYPE_GFX, uapi.VFIO_REGION_SUBTYPE_GFX_EDID) in r.subtypes
-    )
-    header = uapi.vfio_region_gfx_edid.from_buffer_copy(os.pread(device.fd, 24, region.offset))
-    blob = os.pread(device.fd, header.edid_size, region.offset + header.edid_offset)
-    assert header.link_state == uapi.VFIO_DEVICE_GFX_LINK_STATE_UP and header.edid_size == 128
+    link_state, size, blob = card.edid()
+    assert link_state == uapi.VFIO_DEVICE_GFX_LINK_STATE_UP and size == 128
     assert sum(blob) % 256 == 0 and blob[:8] == b"\x00\xff\xff\xff\xff\xff\xff\x00"
-    timing = blob[54:72]
-    assert (timing[2] | (timing[4] >> 4) << 8, timing[5] | (timing[7] >> 4) << 8) == (1024, 768)
+    assert card.preferred_mode() == (1024, 768)
+
+
+def test_a_viewers_resize_reaches_the_edid_and_the_plane_follows_the_guest(mbochs):
+    card, source = mbochs
+    card.set_mode(800, 600)
+    card.show(pattern(800, 600, seed=5))
+    assert capture(source).width == 800
+    assert source.display_range() == (4095, 4095), "mbochs states no limits: an EDID timing's 12 bits bound it"
+    request = ResizeEvent(1280, 720, scale=1.0)
+    check_display(request, source.display_range())
+    source.resize(request.width, request.height, request.scale)
+    time.sleep(0.3)
+    # the guest driver sees the replug and sets the mode its monitor now prefers
+    width, height = card.preferred_mode()
+    assert (width, height) == (1280, 720)
+    card.set_mode(width, height)
+    card.show(pattern(width, height, seed=6))
+    frame = capture(source)
+    assert (frame.width, frame.height) == (1280, 720)
+    assert (source.planes().primary.width, source.planes().primary.height) == (1280, 720)
 
 
 def test_cli_planes_opens_the_device_itself(mbochs_uuid):
