@@ -21,6 +21,16 @@ async def stats(http, server) -> dict:
         return (await response.json())["stats"]
 
 
+async def last_state(receiver) -> dict:
+    """The last state message the viewer was sent (cursor messages come on the same channel); the first
+    comes after the capture step that follows the channel's opening."""
+    for _ in range(100):
+        if told := [message for message in receiver.messages if message["type"] == "state"]:
+            return told[-1]
+        await asyncio.sleep(0.05)
+    raise AssertionError("no state message")
+
+
 async def size_becomes(receiver, width: int, height: int, frames: int = 150) -> None:
     """Wait until the viewer decodes a picture of width x height (the stream follows the mode change)."""
     for _ in range(frames):
@@ -41,7 +51,7 @@ async def test_a_control_viewers_resize_changes_the_picture_without_a_reconnect(
     receiver = await viewers(server)
     await receiver.next_frame()
     await receiver.wait_channel_open()
-    assert receiver.messages and receiver.messages[-1]["resizable"] is True, "the console learns it may resize"
+    assert (await last_state(receiver))["resizable"] is True, "the console learns it may resize"
     receiver.send_input({"type": "resize", "width": 800, "height": 600, "scale": 1.5})
     await size_becomes(receiver, 800, 600)
     assert (await stats(http, server))["resizes_applied"] == 1
@@ -52,7 +62,7 @@ async def test_a_source_that_cannot_resize_says_so_and_refuses_the_api(make_serv
     receiver = await viewers(server)
     await receiver.next_frame()
     await receiver.wait_channel_open()
-    assert receiver.messages[-1]["resizable"] is False
+    assert (await last_state(receiver))["resizable"] is False
     async with http.get(server.make_url("/api/v1/sessions/default/planes"), headers=OPERATOR) as response:
         assert (await response.json())["resizable"] is False
     status, body = await patch_display(http, server, {"width": 800, "height": 600})

@@ -37,7 +37,13 @@ async def test_a_view_only_viewer_is_told_the_source_is_lost_and_why(make_server
     watcher = await viewers(server, token=token)
     await watcher.wait_channel_open()
     (told,) = await told_states(watcher, 1)
-    assert told == {"type": "state", "state": "lost", "message": session["message"], "resizable": False}
+    assert told == {
+        "type": "state",
+        "state": "lost",
+        "message": session["message"],
+        "resizable": False,
+        "relative_pointer": False,
+    }
     await asyncio.sleep(2.5)  # the source is retried (and fails) every second: the same state is told once
     assert len([m for m in watcher.messages if m.get("type") == "state"]) == 1
 
@@ -47,7 +53,7 @@ async def test_a_streaming_source_is_told_without_a_message(make_server, viewers
     receiver = await viewers(server)
     await receiver.next_frame()
     assert await told_states(receiver, 1) == [
-        {"type": "state", "state": "streaming", "message": None, "resizable": False}
+        {"type": "state", "state": "streaming", "message": None, "resizable": False, "relative_pointer": False}
     ]
     assert (await session_json(http, server))["message"] is None
 

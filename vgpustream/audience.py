@@ -76,8 +76,8 @@ class _Seat:
     """The serial of the cursor image this viewer was last sent."""
     keys_down: set[str] = field(default_factory=set)
     """Keys this viewer holds down in the guest."""
-    state_shown: tuple[SourceState, str | None, bool] | None = None
-    """The source state (error, and whether it can resize) this viewer was last told."""
+    state_shown: tuple[SourceState, str | None, bool, bool] | None = None
+    """The source state (error, whether it can resize, whether its pointer is relative) this viewer was last told."""
     keyframe_asked_at: float = -float("inf")
     """When (monotonic) this viewer's last keyframe request that was passed on came."""
     has_typed: bool = False
@@ -271,12 +271,13 @@ class Audience:
         View-only viewers are told too. Called after every capture step, so a viewer whose channel opens
         late is told at the next one.
         """
-        shown = (state, error, resizable)
+        relative = self._sink is not None and self._sink.relative_pointer
+        shown = (state, error, resizable, relative)
         text = None
         for viewer, seat in self._seats.items():
             if seat.state_shown == shown:
                 continue
-            text = text or state_message(state, error, resizable)
+            text = text or state_message(*shown)
             if viewer.send_message(text):
                 seat.state_shown = shown
 
@@ -360,9 +361,11 @@ class Audience:
         self._sink.send(event)
 
 
-def state_message(state: SourceState, error: str | None, resizable: bool = False) -> str:
-    """The input channel's message for a source state: {"type": "state", "state", "message", "resizable"}."""
-    return json.dumps({"type": "state", "state": state.value, "message": error, "resizable": resizable})
+def state_message(state: SourceState, error: str | None, resizable: bool = False, relative: bool = False) -> str:
+    """The input channel's message for a source state: {"type": "state", "state", "message", "resizable",
+    "relative_pointer"}."""
+    message = {"type": "state", "state": state.value, "message": error, "resizable": resizable}
+    return json.dumps(message | {"relative_pointer": relative})
 
 
 def replay(packets: list[av.Packet]) -> list[av.Packet]:

@@ -3,7 +3,7 @@
     {"type": "key", "code": <KeyboardEvent.code>, "down": bool}
     {"type": "pointer", "x": 0..1, "y": 0..1, "buttons": <bitmask, bit 0 = primary>}
     {"type": "wheel", "dx": int, "dy": int}
-    {"type": "motion", "dx": int, "dy": int}   (relative pointer motion, in guest pixels)
+    {"type": "motion", "dx": int, "dy": int, "buttons"?: bitmask}   (relative motion in guest pixels, pointer lock)
     {"type": "resize", "width": int, "height": int, "scale": number}   (a display size for the guest)
 
 Anything else is rejected with InvalidInput; the caller drops it and counts it.
@@ -54,6 +54,8 @@ class WheelEvent:
 class MotionEvent:
     dx: int
     dy: int
+    buttons: int | None = None
+    """The buttons held, where the message says (else as they were)."""
 
 
 InputEvent = KeyEvent | PointerEvent | WheelEvent | MotionEvent
@@ -103,6 +105,7 @@ def parse_input(message: str | bytes) -> Message:
         return MotionEvent(
             dx=_int(data, "dx", -MAX_MOTION_STEP, MAX_MOTION_STEP),
             dy=_int(data, "dy", -MAX_MOTION_STEP, MAX_MOTION_STEP),
+            buttons=_int(data, "buttons", 0, MAX_BUTTONS) if "buttons" in data else None,
         )
     if kind == "resize":
         return ResizeEvent(

@@ -10,6 +10,7 @@ import { ClipboardPanel } from "./clipboard.js";
 import { RemoteCursor } from "./cursor.js";
 import { HttpError } from "./http.js";
 import { InputCapture } from "./input.js";
+import { PointerLock } from "./pointerlock.js";
 import { Speaker } from "./sound.js";
 import { Scaling } from "./scaling.js";
 import { StatsOverlay } from "./stats.js";
@@ -76,6 +77,7 @@ export function startConsole(sessionId, token) {
   );
   const send = sendMessage;
   const scaling = new Scaling(stage, video, document.getElementById("scaling"), send);
+  const pointerLock = new PointerLock(stage, document.getElementById("pointer-lock"));
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
   let backoff = BACKOFF_START_MS;
@@ -174,6 +176,7 @@ export function startConsole(sessionId, token) {
     if (message?.type === "state") {
       state.source = { state: message.state, message: message.message ?? null };
       scaling.setResizable(message.resizable === true);
+      pointerLock.setRelative(message.relative_pointer === true);
       if (state.pc?.connectionState === "connected") showSource();
     }
     if (message?.type === "link") showLink(message);

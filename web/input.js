@@ -1,10 +1,12 @@
 /**
  * Keyboard, pointer and wheel capture on the console's stage, sent as the input protocol:
  * {"type":"key","code","down"}, {"type":"pointer","x","y","buttons"} (x, y in 0..1 of the
- * picture), {"type":"wheel","dx","dy"} (whole pixels).
+ * picture), {"type":"wheel","dx","dy"} (whole pixels); while the pointer is locked to the stage,
+ * {"type":"motion","dx","dy","buttons"} (whole guest pixels) instead of positions.
  */
 
 const LINE_PIXELS = 16;
+const MAX_MOTION = 4096;
 
 /**
  * Where the picture is drawn inside a <video> with object-fit: contain (the box minus letterboxing).
@@ -37,6 +39,8 @@ export class InputCapture {
     this.held = new Set();
     this.pendingPointer = null;
     this.frameRequested = false;
+    // a locked pointer's motion not yet sent, in guest pixels (fractions are kept for the next)
+    this.motion = { x: 0, y: 0 };
     // a touchpad scrolls in fractions of a pixel: keep the rest for the next event
     this.wheelRest = { x: 0, y: 0 };
     stage.addEventListener("pointermove", (e) => this.pointer(e, false));
@@ -58,12 +62,19 @@ export class InputCapture {
 
   pointer(event, now) {
     const rect = contentRect(this.video);
-    this.pendingPointer = {
-      type: "pointer",
-      x: clamp((event.clientX - rect.left) / rect.width),
-      y: clamp((event.clientY - rect.top) / rect.height),
-      buttons: event.buttons,
-    };
+    if (document.pointerLockElement === this.stage) {
+      const scale = this.video.videoWidth ? this.video.videoWidth / rect.width : 1;
+      this.motion.x += event.movementX * scale;
+      this.motion.y += event.movementY * scale;
+      this.pendingPointer = { type: "motion", buttons: event.buttons };
+    } else {
+      this.pendingPointer = {
+        type: "pointer",
+        x: clamp((event.clientX - rect.left) / rect.width),
+        y: clamp((event.clientY - rect.top) / rect.height),
+        buttons: event.buttons,
+      };
+    }
     if (now) {
       this.flushPointer();
     } else if (!this.frameRequested) {
@@ -74,8 +85,14 @@ export class InputCapture {
 
   flushPointer() {
     this.frameRequested = false;
-    if (this.pendingPointer) this.send(this.pendingPointer);
+    const pending = this.pendingPointer;
     this.pendingPointer = null;
+    if (pending?.type === "motion") {
+      const whole = (d) => Math.max(-MAX_MOTION, Math.min(MAX_MOTION, Math.trunc(d)));
+      const [dx, dy] = [whole(this.motion.x), whole(this.motion.y)];
+      this.motion = { x: this.motion.x - dx, y: this.motion.y - dy };
+      this.send({ ...pending, dx, dy });
+    } else if (pending) this.send(pending);
   }
 
   wheel(event) {

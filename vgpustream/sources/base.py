@@ -115,6 +115,11 @@ class InputSink(ABC):
     def send(self, event: InputEvent) -> None:
         """Deliver one event; must not block the event loop."""
 
+    @property
+    def relative_pointer(self) -> bool:
+        """Whether the guest's pointer takes only relative motion (a mouse, no tablet): consoles lock the pointer."""
+        return False
+
     async def close(self) -> None:  # noqa: B027 - most sinks have nothing to close
         """Release what `open` acquired."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from vgpustream.input import InputEvent, KeyEvent, PointerEvent, WheelEvent
+from vgpustream.input import InputEvent, KeyEvent, MotionEvent, PointerEvent, WheelEvent
 from vgpustream.sources.base import InputSink
 
 _MAIN_BLOCK = {
@@ -188,19 +188,31 @@ class QemuInput(InputSink):
             self.key(qnum, event.down)
         elif isinstance(event, PointerEvent):
             self.move(event.x, event.y)
-            for bit, index, _ in BUTTONS:
-                mask = 1 << bit
-                if (event.buttons ^ self.buttons) & mask:
-                    self.button(index, bool(event.buttons & mask))
-            self.buttons = event.buttons
+            self._press(event.buttons)
+        elif isinstance(event, MotionEvent):
+            self.relative(event.dx, event.dy)
+            if event.buttons is not None:
+                self._press(event.buttons)
         elif isinstance(event, WheelEvent):
             # browsers: positive dy scrolls down, positive dx scrolls right
             for index in wheel_clicks(event.dy, WHEEL_UP, WHEEL_DOWN) + wheel_clicks(event.dx, WHEEL_LEFT, WHEEL_RIGHT):
                 self.button(index, True)
                 self.button(index, False)
 
+    def _press(self, buttons: int) -> None:
+        """Press and release what differs between `buttons` and the buttons held."""
+        for bit, index, _ in BUTTONS:
+            mask = 1 << bit
+            if (buttons ^ self.buttons) & mask:
+                self.button(index, bool(buttons & mask))
+        self.buttons = buttons
+
     @abstractmethod
     def key(self, qnum: int, down: bool) -> None: ...
+
+    @abstractmethod
+    def relative(self, dx: int, dy: int) -> None:
+        """The pointer moved by (dx, dy) guest pixels (a locked pointer's motion)."""
 
     @abstractmethod
     def move(self, x: float, y: float) -> None:

@@ -141,5 +141,11 @@ class QmpInput(QemuInput):
             {"type": "abs", "data": {"axis": "y", "value": round(y * ABS_MAX)}},
         )
 
+    def relative(self, dx: int, dy: int) -> None:
+        self._events(
+            {"type": "rel", "data": {"axis": "x", "value": dx}},
+            {"type": "rel", "data": {"axis": "y", "value": dy}},
+        )
+
     def button(self, index: int, down: bool) -> None:
         self._events({"type": "btn", "data": {"down": down, "button": BUTTON_NAMES[index]}})

@@ -437,6 +437,11 @@ class DbusInput(QemuInput):
     def key(self, qnum: int, down: bool) -> None:
         self._send(KEYBOARD, "Press" if down else "Release", "u", [qnum])
 
+    @property
+    def relative_pointer(self) -> bool:
+        attachment = self.source.attachment
+        return attachment is not None and not attachment.absolute
+
     def move(self, x: float, y: float) -> None:
         attachment, size = self.source.attachment, self.source.framebuffer.size
         if attachment is None or size is None:
@@ -447,6 +452,19 @@ class DbusInput(QemuInput):
         elif self._position is not None:
             self._send(MOUSE, "RelMotion", "ii", [point[0] - self._position[0], point[1] - self._position[1]])
         self._position = point
+
+    def relative(self, dx: int, dy: int) -> None:
+        attachment, size = self.source.attachment, self.source.framebuffer.size
+        if attachment is None or size is None:
+            return
+        if not attachment.absolute:
+            self._send(MOUSE, "RelMotion", "ii", [dx, dy])
+            self._position = None  # where the guest's pointer is now, only the guest knows
+            return
+        # a tablet takes positions: move from where the pointer was put last (the middle at first)
+        x, y = self._position or (size[0] // 2, size[1] // 2)
+        self._position = (min(max(x + dx, 0), size[0] - 1), min(max(y + dy, 0), size[1] - 1))
+        self._send(MOUSE, "SetAbsPosition", "uu", list(self._position))
 
     def button(self, index: int, down: bool) -> None:
         self._send(MOUSE, "Press" if down else "Release", "u", [index])
