@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
+from tests.keymaps import sample
 from tests.qemu.vm import Vm
 from vgpustream.testing.qemu import MENU_PROMPT, Bus, wait_for
 
@@ -57,3 +59,28 @@ async def test_keys_beyond_the_pc_keyboard_reach_qemu_by_name(bus: Bus, start_vm
         log = vm.log_text()
         missing = [t for t in traced if t not in log]
         raise AssertionError(f"not traced by QEMU: {missing}; unmapped {log.count(unmapped)}/{len(UNNAMED)}") from None
+
+
+async def test_qemu_traces_each_sampled_key_by_the_databases_name(bus: Bus, start_vm, make_server, viewers):
+    """Each key of the database sample, sent in order, is traced by QEMU under the database's QKeyCode
+    (`unmapped` where this QEMU's QKeyCode enumeration has no such name)."""
+    vm: Vm = start_vm(f"dbus,addr={bus.address}", "-trace", "input_event_key_*")
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
+    schema = vm.qmp("query-qmp-schema")
+    known = {name for entry in schema if entry.get("meta-type") == "enum" for name in entry.get("values", [])}
+    receiver = await viewers(server)
+    await receiver.next_frame()
+    await receiver.wait_channel_open()
+    keys = sample()
+    for code, _, _ in keys:
+        receiver.send_input({"type": "key", "code": code, "down": True})
+        receiver.send_input({"type": "key", "code": code, "down": False})
+    expected = [qcode if qcode in known else "unmapped" for _, _, qcode in keys]
+
+    def pressed() -> list[str]:
+        return re.findall(r"key qcode (\S+), down 1", vm.log_text())
+
+    await asyncio.to_thread(wait_for, lambda: len(pressed()) >= len(keys), 10, "every key traced")
+    codes = [code for code, _, _ in keys]
+    assert dict(zip(codes, pressed(), strict=True)) == dict(zip(codes, expected, strict=True))

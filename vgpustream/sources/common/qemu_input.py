@@ -139,7 +139,7 @@ _BEYOND_PC = {  # keys a PC/AT keyboard lacks, numbered as QEMU's key map (keyco
     "Find": 0xC1,
     "Help": 0xF5,
     "Copy": 0xF8,
-    "Eject": 0x6C,
+    "Eject": 0xFD,  # KEY_EJECTCLOSECD (E0 7D), the key the database names Eject
     "Suspend": 0xA5,
     "NumpadParenLeft": 0xF6,
     "NumpadParenRight": 0xFB,
