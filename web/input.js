@@ -43,15 +43,17 @@ export class InputCapture {
     this.motion = { x: 0, y: 0 };
     // a touchpad scrolls in fractions of a pixel: keep the rest for the next event
     this.wheelRest = { x: 0, y: 0 };
-    stage.addEventListener("pointermove", (e) => this.pointer(e, false));
-    stage.addEventListener("pointerdown", (e) => {
+    // mouse and pen; touch is touch.js's (gestures)
+    const on = (type, handler) => stage.addEventListener(type, (e) => e.pointerType !== "touch" && handler(e));
+    on("pointermove", (e) => this.pointer(e, false));
+    on("pointerdown", (e) => {
       stage.focus();
       // a drag that leaves the stage must still deliver its button release
       stage.setPointerCapture(e.pointerId);
       this.pointer(e, true);
     });
-    stage.addEventListener("pointerup", (e) => this.pointer(e, true));
-    stage.addEventListener("pointercancel", (e) => this.pointer(e, true));
+    on("pointerup", (e) => this.pointer(e, true));
+    on("pointercancel", (e) => this.pointer(e, true));
     stage.addEventListener("wheel", (e) => this.wheel(e), { passive: false });
     stage.addEventListener("contextmenu", (e) => e.preventDefault());
     stage.addEventListener("keydown", (e) => this.key(e, true));
