@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import io
 import json
-import re
 import sys
 import time
 
@@ -311,11 +310,7 @@ async def test_pointer_buttons_and_wheel_reach_qemus_input_layer(bus: Bus, start
     server = await make_server(source=f"qemu-dbus:{bus.address}")
     await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
     if tablet:
-        # SeaBIOS drives no tablet: make it the active pointer, as a guest's tablet driver would
-        # (QEMU tells the source through the Mouse's IsAbsolute property)
-        mice = vm.qmp("human-monitor-command", **{"command-line": "info mice"})
-        index = re.search(r"Mouse #(\d+): QEMU HID Tablet", mice)[1]
-        vm.qmp("human-monitor-command", **{"command-line": f"mouse_set {index}"})
+        vm.use_tablet()
     receiver = await viewers(server)
     await receiver.next_frame()
     await receiver.wait_channel_open()

@@ -39,9 +39,7 @@ async def test_relative_motion_moves_a_tablets_position(bus: Bus, start_vm, make
     vm = start_vm(f"dbus,addr={bus.address}", "-trace", "input_event_abs", "-usb", "-device", "usb-tablet")
     server = await make_server(source=f"qemu-dbus:{bus.address}")
     await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
-    mice = vm.qmp("human-monitor-command", **{"command-line": "info mice"})
-    index = re.search(r"Mouse #(\d+): QEMU HID Tablet", mice)[1]
-    vm.qmp("human-monitor-command", **{"command-line": f"mouse_set {index}"})
+    vm.use_tablet()
     receiver = await viewers(server)
     await receiver.next_frame()
     await receiver.wait_channel_open()

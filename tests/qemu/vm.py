@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,6 +64,14 @@ class Vm(Qemu):
         path = self.directory / "flags.bin"
         self.qmp("pmemsave", val=0x417, size=1, filename=str(path))
         return path.read_bytes()[0]
+
+    def use_tablet(self) -> None:
+        """Make the USB tablet (`-usb -device usb-tablet`) the active pointer, as a guest's tablet driver
+        would; SeaBIOS drives none. QEMU tells the source through the Mouse's IsAbsolute property."""
+        mice = self.qmp("human-monitor-command", **{"command-line": "info mice"})
+        match = re.search(r"Mouse #(\d+): QEMU HID Tablet", str(mice))
+        assert match, mice
+        self.qmp("human-monitor-command", **{"command-line": f"mouse_set {match[1]}"})
 
     def wait_text(self, words: str, timeout: float = 60, without: str | None = None) -> None:
         """Wait until the screen shows `words` (and not `without`)."""
