@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import OPERATOR
 from tests.qemu.vm import LinuxVm, Vm
 from tests.test_console import console_page
-from tests.test_resize import patch_display, size_becomes
+from tests.test_resize import flood, patch_display, size_becomes, stats
 from tests.test_scaling import STAGE_DEVICE_SIZE, video_is
 from vgpustream.testing.qemu import MENU_PROMPT, Bus
 
@@ -37,6 +37,23 @@ async def test_the_api_resizes_a_linux_guest_and_the_stream_follows(
     receiver.send_input({"type": "resize", "width": 1280, "height": 720, "scale": 2})
     await asyncio.to_thread(linux_vm.wait_mode, 1280, 720, 30)
     await size_becomes(receiver, 1280, 720)
+
+
+async def test_a_flood_of_resizes_is_paced_and_the_guest_ends_at_the_last(
+    linux_vm: LinuxVm, bus: Bus, make_server, viewers, http
+):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await asyncio.to_thread(linux_vm.wait_mode, 1920, 1200)
+    receiver = await viewers(server)
+    await size_becomes(receiver, 1920, 1200)
+    await receiver.wait_channel_open()
+    sent, frames, elapsed = await flood(receiver, 3.0, (1000, 700))
+    await asyncio.to_thread(linux_vm.wait_mode, 1000, 700, 30)
+    await size_becomes(receiver, 1000, 700)
+    counted = await stats(http, server)
+    assert counted["resize_requests"] == sent and counted["resizes_failed"] == 0
+    assert 2 <= counted["resizes_applied"] <= elapsed / 0.25 + 2, counted
+    assert frames > 5, f"the stream went on through the guest's mode changes: {frames} frames"
 
 
 async def test_std_vga_cannot_resize_and_the_session_says_so(vm: Vm, bus: Bus, make_server, http):
