@@ -20,36 +20,37 @@ async def planes(http, server) -> dict:
         return await response.json()
 
 
-async def test_the_api_resizes_a_linux_guest_and_the_stream_follows(
-    linux_vm: LinuxVm, bus: Bus, make_server, viewers, http
-):
+async def watched(linux_vm: LinuxVm, bus: Bus, make_server, viewers):
+    """A session on the guest's display and a viewer of it, once the guest's console is up (1920x1200)."""
     server = await make_server(source=f"qemu-dbus:{bus.address}")
     await asyncio.to_thread(linux_vm.wait_mode, 1920, 1200)
-    receiver = await viewers(server)
+    receiver = await viewers(server)  # after the boot: its frames of the firmware's screen would come first
     await size_becomes(receiver, 1920, 1200)
+    await receiver.wait_channel_open()
+    return server, receiver
+
+
+async def guest_and_stream_at(linux_vm: LinuxVm, receiver, width: int, height: int, timeout: float = 30) -> None:
+    """Wait until the guest's mode (QEMU's screendump) and then the viewer's picture are width x height."""
+    await asyncio.to_thread(linux_vm.wait_mode, width, height, timeout)
+    await size_becomes(receiver, width, height)
+
+
+async def test_the_api_resizes_a_linux_guest_and_the_stream_follows(linux_vm, bus, make_server, viewers, http):
+    server, receiver = await watched(linux_vm, bus, make_server, viewers)
     assert (await planes(http, server))["resizable"] is True
     status, body = await patch_display(http, server, {"width": 1024, "height": 768, "scale": 1})
     assert status == 200, body
-    await asyncio.to_thread(linux_vm.wait_mode, 1024, 768, 30)
-    await size_becomes(receiver, 1024, 768)
+    await guest_and_stream_at(linux_vm, receiver, 1024, 768)
     # a viewer's own request, on the same connection: the guest follows again
-    await receiver.wait_channel_open()
     receiver.send_input({"type": "resize", "width": 1280, "height": 720, "scale": 2})
-    await asyncio.to_thread(linux_vm.wait_mode, 1280, 720, 30)
-    await size_becomes(receiver, 1280, 720)
+    await guest_and_stream_at(linux_vm, receiver, 1280, 720)
 
 
-async def test_a_flood_of_resizes_is_paced_and_the_guest_ends_at_the_last(
-    linux_vm: LinuxVm, bus: Bus, make_server, viewers, http
-):
-    server = await make_server(source=f"qemu-dbus:{bus.address}")
-    await asyncio.to_thread(linux_vm.wait_mode, 1920, 1200)
-    receiver = await viewers(server)
-    await size_becomes(receiver, 1920, 1200)
-    await receiver.wait_channel_open()
+async def test_a_flood_of_resizes_is_paced_and_the_guest_ends_at_the_last(linux_vm, bus, make_server, viewers, http):
+    server, receiver = await watched(linux_vm, bus, make_server, viewers)
     sent, frames, elapsed = await flood(receiver, 3.0, (1000, 700))
-    await asyncio.to_thread(linux_vm.wait_mode, 1000, 700, 30)
-    await size_becomes(receiver, 1000, 700)
+    await guest_and_stream_at(linux_vm, receiver, 1000, 700)
     counted = await stats(http, server)
     assert counted["resize_requests"] == sent and counted["resizes_failed"] == 0
     assert 2 <= counted["resizes_applied"] <= elapsed / 0.25 + 2, counted
