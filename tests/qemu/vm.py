@@ -49,9 +49,11 @@ class Vm(Qemu):
         path = self.directory / "screen.ppm"
         self.qmp("screendump", filename=str(path))
         data = path.read_bytes()
-        magic, width, height, depth, pixels = data.split(maxsplit=4)
-        assert magic == b"P6" and depth == b"255"
-        return np.frombuffer(pixels, dtype=np.uint8).reshape(int(height), int(width), 3)
+        # the header ends with one whitespace byte: the pixels after it may start with bytes that are whitespace
+        header = re.match(rb"P6\s+(\d+)\s+(\d+)\s+255\s", data)
+        assert header, data[:20]
+        width, height = int(header[1]), int(header[2])
+        return np.frombuffer(data[header.end() :], dtype=np.uint8).reshape(height, width, 3)
 
     def text(self) -> str:
         """The characters in the VGA text buffer (80x25), as one string."""
