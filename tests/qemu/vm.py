@@ -28,12 +28,20 @@ class Vm(Qemu):
 
     def __init__(self, directory: Path, display: str, extra: Sequence[str] = ()) -> None:
         super().__init__(directory, display, extra)
-        wait_for(self.qmp_path.exists, START_TIMEOUT, "QEMU's QMP socket")
-        self._qmp = socket.socket(socket.AF_UNIX)
-        self._qmp.connect(str(self.qmp_path))
+        self._qmp = wait_for(self._connect, START_TIMEOUT, "QEMU's QMP socket")
         self._lines = self._qmp.makefile("r")
         self._lines.readline()  # the greeting
         self.qmp("qmp_capabilities")
+
+    def _connect(self) -> socket.socket | None:
+        """A connection to the monitor, or None while QEMU does not listen yet."""
+        monitor = socket.socket(socket.AF_UNIX)
+        try:
+            monitor.connect(str(self.qmp_path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            monitor.close()
+            return None
+        return monitor
 
     def qmp(self, command: str, **arguments) -> object:
         self._qmp.sendall(json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n")
@@ -53,7 +61,10 @@ class Vm(Qemu):
         header = re.match(rb"P6\s+(\d+)\s+(\d+)\s+255\s", data)
         assert header, data[:20]
         width, height = int(header[1]), int(header[2])
-        return np.frombuffer(data[header.end() :], dtype=np.uint8).reshape(height, width, 3)
+        pixels = np.frombuffer(data[header.end() :], dtype=np.uint8)
+        if pixels.size != width * height * 3:  # the guest changed mode while QEMU wrote the file: ask again
+            return self.screendump()
+        return pixels.reshape(height, width, 3)
 
     def text(self) -> str:
         """The characters in the VGA text buffer (80x25), as one string."""
