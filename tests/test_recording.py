@@ -22,7 +22,7 @@ from tests.recordings import (
 )
 from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
-from vgpustream.input import PointerEvent
+from vgpustream.input import PointerEvent, ResizeEvent
 from vgpustream.recording import library
 from vgpustream.recording.recorder import RecordingInfo, RecordingState
 from vgpustream.settings import Settings
@@ -165,9 +165,9 @@ async def test_retention_removes_old_recordings_at_start_up_and_then_hourly(make
 
 @needs_ffprobe
 async def test_a_mode_change_goes_on_in_the_same_track_at_the_new_size(make_server, http, tmp_path):
-    server, base, recording = await recorded_server(make_server, http, "synthetic:320x240@30")
+    server, base, recording = await recorded_server(make_server, http, "synthetic:320x240@30?resize=1")
     await asyncio.sleep(1)
-    await server.app[REGISTRY].get("default").capture.resize(480, 360)
+    await server.app[REGISTRY].get("default").capture.resize(ResizeEvent(480, 360))
     await asyncio.sleep(1)
     done = await stop(http, base, recording)
     path = await download(http, base, recording, tmp_path / "resized.mp4")
