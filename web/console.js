@@ -77,11 +77,10 @@ export function startConsole(sessionId, token) {
     document.getElementById("clipboard-toggle"),
     sendMessage,
   );
-  const send = sendMessage;
-  const scaling = new Scaling(stage, video, document.getElementById("scaling"), send);
+  const scaling = new Scaling(stage, video, document.getElementById("scaling"), sendMessage);
   const pointerLock = new PointerLock(stage, document.getElementById("pointer-lock"));
   const press = (codes) => input.combo(codes);
-  const touch = new TouchInput(stage, video, document.getElementById("osk"), send, press);
+  const touch = new TouchInput(stage, video, document.getElementById("osk"), sendMessage, press);
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
   let backoff = BACKOFF_START_MS;
