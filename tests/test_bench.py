@@ -90,7 +90,8 @@ def test_bench_abuse_finds_no_5xx_and_gives_resources_back():
     assert result["requests"] > 150 and result["data_channel_messages"] == 25
     assert result["server_errors_5xx"] == 0, result["server_error_examples"]
     assert result["server_tracebacks"] == 0
-    assert result["stream_goes_on"] and result["back_to_baseline"], result
+    assert result["stream_goes_on"], result
+    assert result["back_to_baseline"], (result["resources_before"], result["resources_after"])
 
 
 def test_bench_idle_reports_the_cost_of_unwatched_sessions_and_the_first_frame():

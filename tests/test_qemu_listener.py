@@ -13,7 +13,7 @@ import pytest
 from dbus_fast import Message
 
 from vgpustream.errors import InvalidSourceUrl
-from vgpustream.input import KeyEvent, PointerEvent, WheelEvent
+from vgpustream.input import KeyEvent, MotionEvent, PointerEvent, WheelEvent
 from vgpustream.sources import create_source
 from vgpustream.sources.common.qemu_input import QNUM, QemuInput
 from vgpustream.sources.qemu.source import QemuDisplaySource
@@ -124,6 +124,9 @@ class Recorded(QemuInput):
     def key(self, qnum: int, down: bool) -> None:
         self.calls.append(("key", qnum, down))
 
+    def relative(self, dx: int, dy: int) -> None:
+        self.calls.append(("relative", dx, dy))
+
     def move(self, x: float, y: float) -> None:
         self.calls.append(("move", x, y))
 
@@ -138,6 +141,7 @@ def test_input_events_become_qemu_keys_buttons_and_wheel_clicks():
     sink.send(PointerEvent(0.5, 0.25, 0b011))  # primary and secondary down
     sink.send(PointerEvent(0.5, 0.25, 0b010))  # primary up
     sink.send(WheelEvent(0, 250))  # two and a half notches down: two clicks
+    sink.send(MotionEvent(-3, 7))  # a locked pointer's motion
     assert sink.unmapped == 1
     assert sink.calls == [
         ("key", 0x1D, True),
@@ -147,6 +151,7 @@ def test_input_events_become_qemu_keys_buttons_and_wheel_clicks():
         ("move", 0.5, 0.25),
         ("button", 0, False),
         *[("button", 4, True), ("button", 4, False)] * 2,
+        ("relative", -3, 7),
     ]
 
 
