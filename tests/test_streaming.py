@@ -95,8 +95,6 @@ async def test_a_picture_loss_indication_yields_one_keyframe_soon(make_server, v
     stats = server.app[REGISTRY].get("default").capture.stats
     await asyncio.sleep(VIEWER_KEYFRAME_INTERVAL)  # past the join's own request
     before = stats.keyframes
-    (rtp_receiver,) = receiver.pc.getReceivers()
-    ssrc = rtp_receiver.getSynchronizationSources()[0].source
 
     async def keyframe_arrives() -> None:
         # frames queued in the viewer while the test slept come first: allow for a few seconds' worth
@@ -106,10 +104,10 @@ async def test_a_picture_loss_indication_yields_one_keyframe_soon(make_server, v
         raise AssertionError("no keyframe within 120 frames of the request")
 
     for _ in range(10):  # a burst of PLIs, as several viewers or a lossy link would send
-        await rtp_receiver._send_rtcp_pli(ssrc)
+        await receiver.send_pli()
     await keyframe_arrives()
     await asyncio.sleep(VIEWER_KEYFRAME_INTERVAL)
     assert stats.keyframes == before + 1, "ten requests inside the rate limit cost one IDR"
-    await rtp_receiver._send_rtcp_pli(ssrc)
+    await receiver.send_pli()
     await keyframe_arrives()
     assert stats.keyframes == before + 2, "a request after the rate-limit window gets its own IDR"

@@ -40,18 +40,14 @@ async def test_one_viewers_keyframe_requests_are_limited_and_the_others_still_pa
     await other.next_frame()
     await asyncio.sleep(VIEWER_KEYFRAME_INTERVAL)  # past the joins' own requests
 
-    async def pli(receiver: WhepReceiver) -> None:
-        (rtp_receiver,) = receiver.pc.getReceivers()
-        await rtp_receiver._send_rtcp_pli(rtp_receiver.getSynchronizationSources()[0].source)
-
     keyframes = session.capture.stats.keyframes
     for _ in range(10):
-        await pli(asking)
+        await asking.send_pli()
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)
     assert session.capture.stats.keyframes - keyframes == 1, "ten requests within the interval cost one IDR"
     assert session.audience.stats.keyframe_requests_limited == 9
-    await pli(other)
+    await other.send_pli()
     await asyncio.sleep(1.0)
     assert session.capture.stats.keyframes - keyframes == 2, "another viewer's request still goes through"
 

@@ -117,6 +117,11 @@ class WhepReceiver:
         assert self._channel is not None, "this receiver has no input channel"
         self._channel.send(message)
 
+    async def send_pli(self) -> None:
+        """Ask the server for a keyframe as a viewer that lost the picture does (RTCP PLI on its video stream)."""
+        (rtp_receiver,) = self._pc.getReceivers()
+        await rtp_receiver._send_rtcp_pli(rtp_receiver.getSynchronizationSources()[0].source)
+
     async def next_frame(self, timeout: float = 10.0) -> ReceivedFrame:
         """The next frame the track yields, with its stamp read back."""
         track = await self._track
