@@ -49,3 +49,8 @@ def test_dtls_offers_rsa_suites_after_aiortc_s_ecdsa_ones():
     assert offered[0] == "ECDHE-ECDSA-AES128-GCM-SHA256", "aiortc's own certificate is ECDSA: its suites first"
     assert "ECDHE-RSA-AES128-GCM-SHA256" in offered, "a peer with an RSA certificate (GStreamer) finds one it shares"
     assert offered.index("ECDHE-RSA-AES128-GCM-SHA256") > offered.index("ECDHE-ECDSA-AES256-SHA")
+
+
+def test_abs_capture_time_is_the_capture_time_in_ntp_format():
+    assert compat.abs_capture_time(0.0) == (2_208_988_800 << 32).to_bytes(8, "big"), "NTP counts from 1900"
+    assert compat.abs_capture_time(1.5)[4:] == (1 << 31).to_bytes(4, "big"), "half a second: UQ32.32 fraction"

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from tests.browser import chromium, png_rgb, rgb_luma
+from tests.test_operations import metric_value
 from vgpustream.api.state import REGISTRY
+from vgpustream.bench.latency import READ_STAMPS
 from vgpustream.compat import PLAYOUT_DELAY
 from vgpustream.sources.synthetic import POINTER_IDLE
 from vgpustream.stamp import read_stamp
@@ -153,3 +155,44 @@ async def test_the_console_warns_while_its_link_cannot_carry_the_stream(make_ser
             await warning.wait_for(state="hidden", timeout=40_000)
     finally:
         link.close()
+
+
+# the console's delay reports, as it sends them on the input channel
+RECORD_DELAY_REPORTS = """
+window.delayReports = [];
+const send = RTCDataChannel.prototype.send;
+RTCDataChannel.prototype.send = function (data) {
+  if (typeof data === "string" && data.startsWith('{"type":"delay"')) window.delayReports.push(JSON.parse(data).ms);
+  return send.call(this, data);
+};
+"""
+
+
+async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server, http, anonymous):
+    """Each frame's delay from abs-capture-time agrees with the synthetic source's stamp read from the same
+    frames, the stats overlay shows it, and every reported delay reaches /metrics."""
+    server = await make_server(source="synthetic:640x360@30")
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+        issued = await response.json()
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.add_init_script(READ_STAMPS + RECORD_DELAY_REPORTS)
+        await page.goto(issued["console_url"])
+        await page.wait_for_function("window.delayReports.length >= 4", timeout=20_000)
+        await page.click("#stats-toggle")
+        overlay = page.locator("#stats")
+        await page.wait_for_function("/glass to glass \\d+ ms/.test(document.getElementById('stats').textContent)")
+        assert "glass to glass" in await overlay.text_content()
+        reports = await page.evaluate("window.delayReports")
+        stamped = await page.evaluate("window.benchLatency.displayed")
+    reported = [ms for report in reports for ms in report]
+    assert len(reported) >= 60, "about one delay per frame shown"
+    # the stamp reader skips the first second; so does this comparison
+    console, stamps = float(np.median(reported[30:])), float(np.median(stamped))
+    assert abs(console - stamps) < 3, f"console {console:.1f} ms, stamps {stamps:.1f} ms"
+    async with anonymous.get(server.make_url("/metrics")) as response:
+        metrics = await response.text()
+    count = metric_value(metrics, "vgpustream_session_glass_to_glass_seconds_count", session="default")
+    total = metric_value(metrics, "vgpustream_session_glass_to_glass_seconds_sum", session="default")
+    assert count >= len(reported), "every delay the console reported is counted (and maybe a later report)"
+    assert total >= sum(reported) / 1000 - 0.001

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from tests.pictures import psnr, synthetic_luma
 from vgpustream.api.state import REGISTRY
@@ -111,3 +112,26 @@ async def test_a_picture_loss_indication_yields_one_keyframe_soon(make_server, v
     await receiver.send_pli()
     await keyframe_arrives()
     assert stats.keyframes == before + 2, "a request after the rate-limit window gets its own IDR"
+
+
+async def test_any_viewer_reports_its_delays_and_bad_reports_are_dropped(make_server, viewers, http):
+    server = await make_server(source="synthetic:320x240@30")
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+        token = (await response.json())["token"]
+    receiver = await viewers(server, token=token)
+    await receiver.next_frame()
+    await receiver.wait_channel_open()
+    bad = ([], [-1], ["12"], [True], [60_001], [1] * 65, "12")
+    for ms in bad:
+        receiver.send_input({"type": "delay", "ms": ms})
+    receiver._channel.send('{"type": "delay", "ms": [1e999]}')
+    receiver.send_input({"type": "delay", "ms": [12.5, 40]})
+    audience = server.app[REGISTRY].get("default").audience
+    delays = audience.glass_to_glass
+    for _ in range(50):
+        if audience.stats.input_invalid == len(bad) + 1 and sum(delays.counts) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert (audience.stats.input_invalid, audience.stats.input_refused) == (len(bad) + 1, 0)
+    assert delays.total == pytest.approx(0.0525)
+    assert [delays.bounds[i] for i, count in enumerate(delays.counts) if count] == [0.02, 0.05]

@@ -23,6 +23,7 @@ import av
 from aiortc import RTCIceServer
 
 from vgpustream.audit import ViewerAudit
+from vgpustream.capture.stats import GLASS_TO_GLASS_BUCKETS, Histogram
 from vgpustream.clipboard import (
     Assembly,
     ClipboardStats,
@@ -35,7 +36,7 @@ from vgpustream.clipboard import (
 )
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
-from vgpustream.input import InvalidInput, KeyEvent, ResizeEvent, parse_input
+from vgpustream.input import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
 from vgpustream.sources.base import Cursor, InputSink, SourceState
 from vgpustream.viewer import Viewer, ViewerCallbacks
 
@@ -108,6 +109,8 @@ class Audience:
         """The session's video bitrate (bits per second), which paces replays."""
         self.stats = AudienceStats()
         self.clipboard_stats = ClipboardStats()
+        self.glass_to_glass = Histogram(GLASS_TO_GLASS_BUCKETS)
+        """The delays (seconds) from capture to a browser's screen that the viewers reported."""
         self._clipboard = clipboard
         if clipboard is not None:
             clipboard.listener = self.publish_clipboard
@@ -344,6 +347,10 @@ class Audience:
             self.stats.input_invalid += 1
             return
         seat = self._seats.get(viewer)  # None once the viewer has left
+        if isinstance(event, DelayReport):  # any viewer may tell what it sees, whatever its role
+            for ms in event.ms:
+                self.glass_to_glass.observe(ms / 1000)
+            return
         target = self._resize if isinstance(event, ResizeEvent) else self._sink
         if seat is None or not viewer.can_control or target is None:
             self.stats.input_refused += 1

@@ -10,6 +10,10 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aiortc: the `playout-delay` RTP header extension (min = max = 0) on every video packet, where the
   viewer offers it (Chromium does): a browser then shows each frame as soon as it is decoded instead of
   holding it in a render buffer, as remote-desktop senders ask. aiortc neither offers nor writes it.
+- aiortc: the `abs-capture-time` RTP header extension on the first packet of each video frame, where
+  the viewer offers it (the console asks Chromium to): the frame's capture time, from the packet's
+  `opaque` (wall-clock seconds, set by the capture pipeline), so the page can tell its glass-to-glass
+  delay (`getSynchronizationSources()[].captureTimestamp`).
 - aiortc: `RTCPeerConnection.close` stops at the first transport that a failed offer/answer left unset
   (an SCTP transport without its DTLS transport) and never completes; `close_peer_connection` stops
   the rest one by one, so a rejected viewer's sockets are released.
@@ -28,8 +32,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+import struct
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
@@ -66,6 +72,10 @@ NO_PLAYOUT_DELAY = bytes(3)
 """The extension's value: 12 bits of minimum and 12 of maximum delay, in 10 ms units: none at all."""
 PLAYOUT_DELAY_ID = 5
 """Its id where aiortc makes the offer (the viewer's own id is used where it offers, as WHEP viewers do)."""
+ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"
+ABS_CAPTURE_TIME_ID = 6
+NTP_UNIX_OFFSET = 2_208_988_800
+"""Seconds from the NTP epoch (1900) to the Unix epoch (1970)."""
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _installed = False
@@ -102,32 +112,66 @@ def install() -> None:
             handler()
 
     RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
-    _write_playout_delay()
+    _write_header_extensions()
     _offer_rsa_cipher_suites()
     _installed = True
 
 
-def _write_playout_delay() -> None:
-    """Negotiate the playout-delay extension for video and write it on every packet where it was."""
-    aiortc.codecs.HEADER_EXTENSIONS["video"].append(RTCRtpHeaderExtensionParameters(PLAYOUT_DELAY_ID, PLAYOUT_DELAY))
+@dataclass
+class _ExtraExtensions:
+    """The ids a viewer negotiated for the extensions aiortc does not write, and what to write next."""
+
+    playout_delay: int | None = None
+    capture_time: int | None = None
+    pending_capture_time: bytes | None = None
+    """The abs-capture-time value for the next packet: the first of a frame."""
+
+
+def abs_capture_time(captured_at: float) -> bytes:
+    """The 8-byte abs-capture-time value: a wall-clock time as a 64-bit NTP timestamp (UQ32.32)."""
+    return struct.pack("!Q", round((captured_at + NTP_UNIX_OFFSET) * (1 << 32)))
+
+
+def _write_header_extensions() -> None:
+    """Negotiate playout-delay and abs-capture-time for video and write them where they were."""
+    aiortc.codecs.HEADER_EXTENSIONS["video"] += [
+        RTCRtpHeaderExtensionParameters(PLAYOUT_DELAY_ID, PLAYOUT_DELAY),
+        RTCRtpHeaderExtensionParameters(ABS_CAPTURE_TIME_ID, ABS_CAPTURE_TIME),
+    ]
     configure, write = HeaderExtensionsMap.configure, HeaderExtensionsMap.set
-    ids: weakref.WeakKeyDictionary[HeaderExtensionsMap, int] = weakref.WeakKeyDictionary()
+    next_encoded_frame = RTCRtpSender._next_encoded_frame
+    extras: weakref.WeakKeyDictionary[HeaderExtensionsMap, _ExtraExtensions] = weakref.WeakKeyDictionary()
 
-    def configure_with_playout_delay(extensions: HeaderExtensionsMap, parameters: RTCRtpParameters) -> None:
+    def configure_with_extras(extensions: HeaderExtensionsMap, parameters: RTCRtpParameters) -> None:
         configure(extensions, parameters)
-        for extension in parameters.headerExtensions:
-            if extension.uri == PLAYOUT_DELAY:
-                ids[extensions] = extension.id
+        ids = {extension.uri: extension.id for extension in parameters.headerExtensions}
+        if PLAYOUT_DELAY in ids or ABS_CAPTURE_TIME in ids:
+            extras[extensions] = _ExtraExtensions(ids.get(PLAYOUT_DELAY), ids.get(ABS_CAPTURE_TIME))
 
-    def write_with_playout_delay(extensions: HeaderExtensionsMap, values: HeaderExtensions) -> tuple[int, bytes]:
+    def write_with_extras(extensions: HeaderExtensionsMap, values: HeaderExtensions) -> tuple[int, bytes]:
         profile, packed = write(extensions, values)
-        playout_delay = ids.get(extensions)
-        if playout_delay is None:
+        extra = extras.get(extensions)
+        if extra is None:
             return profile, packed
-        return pack_header_extensions([*unpack_header_extensions(profile, packed), (playout_delay, NO_PLAYOUT_DELAY)])
+        written = unpack_header_extensions(profile, packed)
+        if extra.playout_delay is not None:
+            written.append((extra.playout_delay, NO_PLAYOUT_DELAY))
+        if extra.capture_time is not None and extra.pending_capture_time is not None:
+            written.append((extra.capture_time, extra.pending_capture_time))
+            extra.pending_capture_time = None
+        return pack_header_extensions(written)
 
-    HeaderExtensionsMap.configure = configure_with_playout_delay  # type: ignore[method-assign]
-    HeaderExtensionsMap.set = write_with_playout_delay  # type: ignore[method-assign]
+    async def next_encoded_frame_with_capture_time(sender: RTCRtpSender, codec: Any) -> Any:
+        frame = await next_encoded_frame(sender, codec)
+        extra = extras.get(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
+        captured_at = getattr(sender.track, "captured_at", None)
+        if frame is not None and extra is not None and extra.capture_time is not None and captured_at is not None:
+            extra.pending_capture_time = abs_capture_time(captured_at)
+        return frame
+
+    HeaderExtensionsMap.configure = configure_with_extras  # type: ignore[method-assign]
+    HeaderExtensionsMap.set = write_with_extras  # type: ignore[method-assign]
+    RTCRtpSender._next_encoded_frame = next_encoded_frame_with_capture_time  # type: ignore[method-assign]
 
 
 def _offer_rsa_cipher_suites() -> None:

@@ -5,6 +5,7 @@
     {"type": "wheel", "dx": int, "dy": int}
     {"type": "motion", "dx": int, "dy": int, "buttons"?: bitmask}   (relative motion in guest pixels, pointer lock)
     {"type": "resize", "width": int, "height": int, "scale": number}   (a display size for the guest)
+    {"type": "delay", "ms": [number, ...]}   (glass-to-glass delays the viewer measured, for /metrics)
 
 Anything else is rejected with InvalidInput; the caller drops it and counts it.
 """
@@ -23,6 +24,9 @@ MAX_DISPLAY_EDGE = 16384
 """The largest width or height a resize message may ask for; the source bounds it further."""
 MIN_DISPLAY_EDGE = 64
 MIN_SCALE, MAX_SCALE = 0.25, 8.0
+MAX_DELAY_SAMPLES = 64
+"""The most delays one message may report (the console sends about a second's frames at a time)."""
+MAX_DELAY_MS = 60_000.0
 """The devicePixelRatio a resize message may give (browsers zoom from 25 % to 500 %)."""
 _KEY_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,31}")
 
@@ -71,7 +75,15 @@ class ResizeEvent:
     scale: float = 1.0
 
 
-Message = InputEvent | ResizeEvent
+@dataclass(frozen=True)
+class DelayReport:
+    """Glass-to-glass delays (milliseconds) a viewer measured: a frame's capture time (abs-capture-time)
+    to the time its browser expected to show it."""
+
+    ms: tuple[float, ...]
+
+
+Message = InputEvent | ResizeEvent | DelayReport
 
 
 def json_object(message: str | bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> dict[str, object]:
@@ -113,6 +125,11 @@ def parse_input(message: str | bytes) -> Message:
             height=_int(data, "height", MIN_DISPLAY_EDGE, MAX_DISPLAY_EDGE),
             scale=_number(data, "scale", MIN_SCALE, MAX_SCALE),
         )
+    if kind == "delay":
+        samples = data.get("ms")
+        if not isinstance(samples, list) or not 0 < len(samples) <= MAX_DELAY_SAMPLES:
+            raise InvalidInput(f"ms must be a list of 1 to {MAX_DELAY_SAMPLES} numbers")
+        return DelayReport(tuple(_within(value, "ms", 0.0, MAX_DELAY_MS) for value in samples))
     raise InvalidInput("unknown type")
 
 
@@ -141,7 +158,10 @@ def _unit(data: dict[str, object], name: str) -> float:
 
 
 def _number(data: dict[str, object], name: str, low: float, high: float) -> float:
-    value = data.get(name)
+    return _within(data.get(name), name, low, high)
+
+
+def _within(value: object, name: str, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInput(f"{name} must be a number")
     if not low <= value <= high:  # compared before any float(): an integer past 1e308 has none

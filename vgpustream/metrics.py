@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from vgpustream.capture.stats import Histogram
 from vgpustream.registry import SessionRegistry
 from vgpustream.sources.base import SourceState
 
@@ -46,6 +47,11 @@ class SessionCollector(Collector):
             )
         }
         encode = HistogramMetricFamily(f"{PREFIX}_encode_seconds", "Time to encode one frame", labels=labels)
+        glass_to_glass = HistogramMetricFamily(
+            f"{PREFIX}_glass_to_glass_seconds",
+            "From a frame's capture to a viewer's screen, as viewers' browsers measured it (abs-capture-time)",
+            labels=labels,
+        )
         for session in self._sessions:
             sid = [session.id]
             capture, audience = session.capture, session.audience
@@ -70,11 +76,15 @@ class SessionCollector(Collector):
             }
             for name, family in counters.items():
                 family.add_metric(sid, values[name])
-            times = capture.encode_times
-            cumulative = list(accumulate(times.counts))
-            buckets = [(str(bound), count) for bound, count in zip(times.bounds, cumulative, strict=False)]
-            encode.add_metric(sid, [*buckets, ("+Inf", cumulative[-1])], sum_value=times.total)
-        yield from (fps, bitrate, viewers, state, *counters.values(), encode)
+            _add_histogram(encode, sid, capture.encode_times)
+            _add_histogram(glass_to_glass, sid, audience.glass_to_glass)
+        yield from (fps, bitrate, viewers, state, *counters.values(), encode, glass_to_glass)
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+    cumulative = list(accumulate(histogram.counts))
+    buckets = [(str(bound), count) for bound, count in zip(histogram.bounds, cumulative, strict=False)]
+    family.add_metric(labels, [*buckets, ("+Inf", cumulative[-1])], sum_value=histogram.total)
 
 
 def metrics_registry(sessions: SessionRegistry) -> CollectorRegistry:

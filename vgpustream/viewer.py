@@ -80,13 +80,18 @@ class PacketTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self._queue = queue
+        self.captured_at: float | None = None
+        """The capture time (wall-clock seconds) of the packet last handed out, where the pipeline set
+        one: the sender writes it as abs-capture-time (vgpustream.compat)."""
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         try:
-            return await self._queue.get()
+            packet = await self._queue.get()
         except QueueClosed:
             self.stop()
             raise MediaStreamError from None
+        self.captured_at = packet.opaque
+        return packet
 
 
 MEDIA_KINDS = ("video", "audio", "application")

@@ -15,6 +15,7 @@ import { Speaker } from "./sound.js";
 import { Scaling } from "./scaling.js";
 import { TouchInput } from "./touch.js";
 import { typeText } from "./typing.js";
+import { DelayMeter } from "./delay.js";
 import { StatsOverlay } from "./stats.js";
 import { WhepClient } from "./whep.js";
 
@@ -36,9 +37,22 @@ const SOURCE_STATES = {
   },
 };
 
-/** Receive video, preferring what the server sends: H.264 constrained baseline, packetization-mode 1. */
+const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+
+/**
+ * Receive video, preferring what the server sends: H.264 constrained baseline, packetization-mode 1,
+ * and asking for each frame's capture time (abs-capture-time, off by default in Chromium), from which
+ * the console tells the glass-to-glass delay.
+ */
 function addVideoTransceiver(pc) {
   const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
+  if (transceiver.setHeaderExtensionsToNegotiate) {
+    const extensions = transceiver.getHeaderExtensionsToNegotiate();
+    for (const extension of extensions) {
+      if (extension.uri === ABS_CAPTURE_TIME) extension.direction = "recvonly";
+    }
+    transceiver.setHeaderExtensionsToNegotiate(extensions);
+  }
   const codecs = RTCRtpReceiver.getCapabilities?.("video")?.codecs;
   if (!codecs || !transceiver.setCodecPreferences) return;
   const rank = ({ mimeType, sdpFmtpLine = "" }) => {
@@ -64,12 +78,13 @@ export function startConsole(sessionId, token) {
   const fullscreenButton = document.getElementById("fullscreen");
   const cursor = new RemoteCursor(stage);
   const speaker = new Speaker(video, document.getElementById("speaker"), document.getElementById("volume"));
-  const overlay = new StatsOverlay(document.getElementById("stats"));
   /** For automated tests (and the curious): the current connection, kept current across reconnects. */
   const state = (window.vgpustream = { pc: null, channel: null, state: "connecting", source: null, link: "good" });
   const sendMessage = (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   };
+  const delay = new DelayMeter(video, sendMessage);
+  const overlay = new StatsOverlay(document.getElementById("stats"), () => delay.summary);
   const input = new InputCapture(stage, video, sendMessage);
   const clipboard = new ClipboardPanel(
     stage,
@@ -203,6 +218,7 @@ export function startConsole(sessionId, token) {
         return;
       }
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
+      delay.watch(event.receiver);
     };
     pc.onconnectionstatechange = () => {
       if (!current()) return;

@@ -1,4 +1,7 @@
-/** The stats overlay: frame rate, bitrate and round-trip time from RTCPeerConnection.getStats(). */
+/**
+ * The stats overlay: frame rate, bitrate and round-trip time from RTCPeerConnection.getStats(), and
+ * the glass-to-glass delay of the last second (delay.js).
+ */
 
 const INTERVAL_MS = 1000;
 
@@ -41,9 +44,13 @@ export function summarize(report, previous, seconds) {
 
 /** The overlay element, refreshed every second while shown. */
 export class StatsOverlay {
-  /** @param {HTMLElement} element where the numbers are shown */
-  constructor(element) {
+  /**
+   * @param {HTMLElement} element where the numbers are shown
+   * @param {() => object|null} delay the last second's glass-to-glass delay ({p50, max}), if measured
+   */
+  constructor(element, delay) {
     this.element = element;
+    this.delay = delay;
     this.timer = null;
     this.pc = null;
     this.previous = null;
@@ -80,9 +87,12 @@ export class StatsOverlay {
     this.previous = numbers.video;
     this.at = now;
     const rtt = numbers.rttMs === null ? "–" : `${numbers.rttMs.toFixed(1)} ms`;
+    const delay = this.delay();
+    const glass = delay ? `${delay.p50.toFixed(0)} ms (max ${delay.max.toFixed(0)})` : "–";
     this.element.textContent = [
       `${numbers.width ?? "?"}×${numbers.height ?? "?"}  ${numbers.fps.toFixed(1)} fps`,
       `${numbers.kbps.toFixed(0)} kbit/s  rtt ${rtt}`,
+      `glass to glass ${glass}`,
       `decoded ${numbers.decoded}  dropped ${numbers.dropped}  lost ${numbers.lost}`,
     ].join("\n");
   }

@@ -24,7 +24,7 @@ import av
 
 from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import FramePipeline, StepResult
-from vgpustream.capture.stats import CaptureStats, EncodeTimes, RateMeter
+from vgpustream.capture.stats import CaptureStats, Histogram, RateMeter
 from vgpustream.clipboard import GuestClipboard
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
@@ -87,7 +87,7 @@ class CaptureLoop:
         self._source = source
         self.settings = settings
         self.stats = CaptureStats()
-        self.encode_times = EncodeTimes()
+        self.encode_times = Histogram()
         self.snapshot = Snapshot(state=source.state, planes=Planes(primary=None))
         self.input_sink: InputSink | None = source.input_sink
         """Where viewers' input goes; an event-loop object of its own (the source is not called for it)."""

@@ -112,7 +112,7 @@ class FramePipeline:
         picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
         t2 = time.perf_counter()
         result.convert = t2 - t1 if frame is not None else 0.0
-        result.packets = self.encoder.encode(picture, self._pts(captured_at), keyframe)
+        result.packets = self._encode(picture, captured_at, keyframe)
         result.encode = time.perf_counter() - t2
         self._count_refinement(refining, sum(packet.size for packet in result.packets))
         return result
@@ -123,7 +123,7 @@ class FramePipeline:
         result = StepResult(captured=True)
         self._last_picture = self._converter.convert(frame)
         self._drawn_cursor = None
-        result.packets = self.encoder.encode(self._last_picture, self._pts(frame.captured_at), keyframe=True)
+        result.packets = self._encode(self._last_picture, frame.captured_at, keyframe=True)
         self._count_refinement(False, 0)
         return result
 
@@ -151,6 +151,14 @@ class FramePipeline:
         self._quiet = self._quiet + 1 if size < QUIET_BYTES else 0
         if self._quiet >= QUIET_REFINEMENTS:
             self._refinements = 0
+
+    def _encode(self, picture: av.VideoFrame, captured_at: float, keyframe: bool) -> list[av.Packet]:
+        """Encode `picture`; each packet's `opaque` is its capture time (wall-clock seconds), which
+        viewers send as abs-capture-time (vgpustream.compat)."""
+        packets = self.encoder.encode(picture, self._pts(captured_at), keyframe)
+        for packet in packets:
+            packet.opaque = captured_at
+        return packets
 
     def _pts(self, captured_at: float) -> int:
         """RTP-clock timestamp of a capture time, strictly increasing as the encoder needs."""

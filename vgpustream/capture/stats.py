@@ -1,4 +1,5 @@
-"""What a capture loop counts: frames, keyframes, bytes, errors, encode times and recent rates."""
+"""What a session counts: frames, keyframes, bytes, errors, encode times, recent rates, and the
+glass-to-glass delays its viewers report."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ from dataclasses import dataclass, field
 
 RATE_WINDOW = 2.0  # seconds over which fps and bitrate are measured
 ENCODE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+GLASS_TO_GLASS_BUCKETS = (0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
 @dataclass
-class EncodeTimes:
-    """A histogram of encode times (seconds) in fixed buckets, for /metrics."""
+class Histogram:
+    """Observed durations (seconds) counted in fixed buckets, for /metrics."""
 
     bounds: tuple[float, ...] = ENCODE_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(ENCODE_BUCKETS) + 1))
+    counts: list[int] = field(init=False)
     total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
 
     def observe(self, seconds: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
@@ -24,8 +29,8 @@ class EncodeTimes:
 
     @property
     def mean(self) -> float | None:
-        encoded = sum(self.counts)
-        return self.total / encoded if encoded else None
+        observed = sum(self.counts)
+        return self.total / observed if observed else None
 
 
 @dataclass

@@ -229,8 +229,8 @@ def generated(offer: str, examples: int, seed: int) -> tuple[list[Probe], list[s
         )
     )
     event = st.fixed_dictionaries(
-        {"type": st.sampled_from(["key", "pointer", "wheel", "x"])},
-        optional={k: values for k in ("code", "down", "x", "y", "buttons", "dx", "dy")},
+        {"type": st.sampled_from(["key", "pointer", "wheel", "delay", "x"])},
+        optional={k: values for k in ("code", "down", "x", "y", "buttons", "dx", "dy", "ms")},
     ).map(json.dumps)
     messages = st.one_of(event, st.binary(max_size=600), st.text(max_size=600), values.map(json.dumps))
 

@@ -1,0 +1,70 @@
+/**
+ * Glass-to-glass delay: for each frame shown, from its capture (the server writes the capture time of
+ * each frame as the abs-capture-time RTP header extension) to the time Chromium expects it on screen
+ * (requestVideoFrameCallback's expectedDisplayTime). Both are wall-clock times: the figure is right
+ * where the server's and the browser's clocks agree (the same host, or both kept by NTP).
+ */
+
+const NTP_UNIX_OFFSET_MS = 2208988800000; // captureTimestamp counts from 1900, the page's clock from 1970
+const VIDEO_CLOCK_KHZ = 90; // RTP ticks per millisecond of video
+const REPORT_INTERVAL_MS = 1000;
+const MAX_SAMPLES = 64; // per report: the server takes at most 64
+const MAX_DELAY_MS = 60000;
+
+/** The value below which `fraction` of the sorted `values` lie. */
+function quantile(sorted, fraction) {
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
+}
+
+/** Measures the delay of each frame a video element shows, and reports it every second. */
+export class DelayMeter {
+  /**
+   * @param {HTMLVideoElement} video
+   * @param {(message: object) => void} send sends a message on the input channel
+   */
+  constructor(video, send) {
+    this.video = video;
+    this.send = send;
+    this.receiver = null;
+    this.samples = [];
+    /** The last second's figures ({p50, max, frames}), or null without any. */
+    this.summary = null;
+    this.supported = "requestVideoFrameCallback" in HTMLVideoElement.prototype;
+    if (!this.supported) return;
+    const onFrame = (now, metadata) => {
+      this.measure(metadata);
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+    setInterval(() => this.report(), REPORT_INTERVAL_MS);
+  }
+
+  /** @param {RTCRtpReceiver} receiver the video's receiver of the current connection */
+  watch(receiver) {
+    this.receiver = receiver;
+    this.samples = [];
+    this.summary = null;
+  }
+
+  measure(metadata) {
+    if (!this.receiver || metadata.rtpTimestamp === undefined) return;
+    const source = this.receiver.getSynchronizationSources().find((s) => s.captureTimestamp !== undefined);
+    if (!source) return; // no abs-capture-time (yet): a frame replayed at join, or a server without it
+    // the capture time of the frame shown, from that of the last packet: RTP time is capture time
+    const ticks = (metadata.rtpTimestamp - source.rtpTimestamp) | 0; // signed 32-bit: the clock wraps
+    const captured = source.captureTimestamp - NTP_UNIX_OFFSET_MS + ticks / VIDEO_CLOCK_KHZ;
+    const delay = performance.timeOrigin + metadata.expectedDisplayTime - captured;
+    if (delay >= 0 && delay <= MAX_DELAY_MS) this.samples.push(delay);
+  }
+
+  report() {
+    const samples = this.samples.splice(0);
+    if (!samples.length) {
+      this.summary = null;
+      return;
+    }
+    const sorted = [...samples].sort((a, b) => a - b);
+    this.summary = { p50: quantile(sorted, 0.5), max: sorted[sorted.length - 1], frames: samples.length };
+    this.send({ type: "delay", ms: samples.slice(-MAX_SAMPLES).map((ms) => Math.round(ms * 10) / 10) });
+  }
+}
