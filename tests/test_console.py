@@ -12,7 +12,7 @@ import pytest
 from tests.browser import chromium, png_rgb, rgb_luma
 from tests.test_operations import metric_value
 from vgpustream.api.state import REGISTRY
-from vgpustream.bench.latency import READ_STAMPS
+from vgpustream.bench.latency import READ_STAMPS, RECORD_DELAY_REPORTS
 from vgpustream.compat import PLAYOUT_DELAY
 from vgpustream.sources.synthetic import POINTER_IDLE
 from vgpustream.stamp import read_stamp
@@ -155,17 +155,6 @@ async def test_the_console_warns_while_its_link_cannot_carry_the_stream(make_ser
             await warning.wait_for(state="hidden", timeout=40_000)
     finally:
         link.close()
-
-
-# the console's delay reports, as it sends them on the input channel
-RECORD_DELAY_REPORTS = """
-window.delayReports = [];
-const send = RTCDataChannel.prototype.send;
-RTCDataChannel.prototype.send = function (data) {
-  if (typeof data === "string" && data.startsWith('{"type":"delay"')) window.delayReports.push(JSON.parse(data).ms);
-  return send.call(this, data);
-};
-"""
 
 
 async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server, http, anonymous):

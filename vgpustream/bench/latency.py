@@ -6,7 +6,8 @@ stamp back from every frame it is handed (`requestVideoFrameCallback`, the stamp
 canvas) and compares it with the clock: server and browser share this host's clock. Two figures per
 frame: when the page was handed the frame, and when Chromium expects it on the screen
 (`expectedDisplayTime`), after a warm-up of WARM_UP frames. The first frame: from the console's WHEP
-POST to the first frame handed over.
+POST to the first frame handed over. Beside them, the delays the console itself measured and reported
+(from each frame's abs-capture-time, see web/delay.js), which should agree with the stamps.
 """
 
 from __future__ import annotations
@@ -93,6 +94,19 @@ READ_STAMPS = f"""
 """
 
 
+RECORD_DELAY_REPORTS = """
+// the console's own delay reports (abs-capture-time to expected display), as it sends them
+window.delayReports = [];
+(() => {
+  const send = RTCDataChannel.prototype.send;
+  RTCDataChannel.prototype.send = function (data) {
+    if (typeof data === "string" && data.startsWith('{"type":"delay"')) window.delayReports.push(JSON.parse(data).ms);
+    return send.call(this, data);
+  };
+})();
+"""
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
@@ -104,13 +118,15 @@ async def measure(resolution: str, frames: int, bitrate: int, chromium: str) -> 
         source = f"synthetic:{resolution}@30"
         args = ("--insecure-no-auth", "--source", source, "--bitrate", str(bitrate))
         with serve(Path(folder) / "state", *args) as served:
-            async with ConsolePage(f"{served.url}/?session=default", chromium, READ_STAMPS) as page:
+            page_url, scripts = f"{served.url}/?session=default", READ_STAMPS + RECORD_DELAY_REPORTS
+            async with ConsolePage(page_url, chromium, scripts) as page:
                 deadline = time.monotonic() + TIMEOUT
                 while await page.evaluate("window.benchLatency.handed.length") < frames:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"fewer than {frames} stamped frames within {TIMEOUT:g} s")
                     await asyncio.sleep(0.5)
                 results = await page.evaluate("window.benchLatency")
+                reported = [ms for report in await page.evaluate("window.delayReports") for ms in report]
     numbers = results["frames"][:frames]
     return {
         "resolution": resolution,
@@ -121,6 +137,7 @@ async def measure(resolution: str, frames: int, bitrate: int, chromium: str) -> 
         "glass_to_glass_ms": {
             "handed_to_page": percentiles(results["handed"][:frames]),
             "expected_on_screen": percentiles(results["displayed"][:frames]),
+            "console_reported": percentiles(reported[WARM_UP:]),
         },
         "cdf_ms": [round(float(v), 1) for v in np.percentile(results["handed"][:frames], range(101))],
     }
