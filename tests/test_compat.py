@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+from fractions import Fraction
+
+import aiortc.clock
+import av
 import pytest
 from aiortc import RTCCertificate, RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.clock import datetime_to_ntp
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, unpack_header_extensions
 from OpenSSL import SSL
@@ -54,3 +61,42 @@ def test_dtls_offers_rsa_suites_after_aiortc_s_ecdsa_ones():
 def test_abs_capture_time_is_the_capture_time_in_ntp_format():
     assert compat.abs_capture_time(0.0) == (2_208_988_800 << 32).to_bytes(8, "big"), "NTP counts from 1900"
     assert compat.abs_capture_time(1.5)[4:] == (1 << 31).to_bytes(4, "big"), "half a second: UQ32.32 fraction"
+
+
+def test_added_header_extensions_read_back_after_aiortc_s_own():
+    compat.install()
+    negotiated = HeaderExtensionsMap()
+    negotiated.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+                RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+                RTCRtpHeaderExtensionParameters(id=5, uri=compat.PLAYOUT_DELAY),
+            ]
+        )
+    )
+    profile, packed = negotiated.set(HeaderExtensions(mid="12", abs_send_time=0xABCDEF))
+    assert profile == 0xBEDE and len(packed) % 4 == 0
+    assert unpack_header_extensions(profile, packed) == [(9, b"12"), (3, b"\xab\xcd\xef"), (5, b"\x00\x00\x00")]
+    values = negotiated.get(profile, packed)
+    assert (values.mid, values.abs_send_time) == ("12", 0xABCDEF), "aiortc reads its own despite the padding"
+
+
+def test_the_viewers_of_one_packet_share_its_payloads():
+    compat.install()
+    encoder = H264Encoder()
+    stream = b"".join(b"\x00\x00\x00\x01" + bytes([0x65]) + bytes(range(256)) * 20 for _ in range(2))
+    packet = av.Packet(stream)
+    packet.pts, packet.time_base = 3000, Fraction(1, 90000)
+    payloads, timestamp = encoder.pack(packet)
+    assert H264Encoder().pack(packet)[0] is payloads, "a second viewer's sender gets the same payloads"
+    assert timestamp == 3000 and len(payloads) > 2 and all(len(p) <= 1300 for p in payloads)
+    other = av.Packet(stream)
+    other.pts, other.time_base = 6000, Fraction(1, 90000)
+    assert encoder.pack(other)[1] == 6000, "another packet is packetized on its own"
+
+
+def test_the_ntp_clock_reads_the_same_time_as_aiortc_s():
+    compat.install()
+    expected = datetime_to_ntp(datetime.datetime.now(datetime.UTC))
+    assert abs(aiortc.clock.current_ntp_time() - expected) < 2**32 // 100, "within 10 ms"

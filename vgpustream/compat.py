@@ -14,6 +14,10 @@ stopped applying would show up only as a stream that never recovers from loss.
   the viewer offers it (the console asks Chromium to): the frame's capture time, from the packet's
   `opaque` (wall-clock seconds, set by the capture pipeline), so the page can tell its glass-to-glass
   delay (`getSynchronizationSources()[].captureTimestamp`).
+- aiortc: a sender packetizes each video packet itself (`H264Encoder.pack`); every viewer of a session
+  is handed the same packet, so the payloads are computed once and shared (`_share_packetization`).
+- aiortc: the NTP clock it reads twice per RTP packet sent (`clock.current_ntp_time`) goes through
+  `datetime`; the same value from `time.time_ns()` costs a fraction (`_fast_ntp_clock`).
 - aiortc: `RTCPeerConnection.close` stops at the first transport that a failed offer/answer left unset
   (an SCTP transport without its DTLS transport) and never completes; `close_peer_connection` stops
   the rest one by one, so a rejected viewer's sockets are released.
@@ -33,17 +37,21 @@ import contextlib
 import ipaddress
 import socket
 import struct
+import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
+import aiortc.clock
 import aiortc.codecs
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
+from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
 from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
@@ -76,6 +84,10 @@ ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-tim
 ABS_CAPTURE_TIME_ID = 6
 NTP_UNIX_OFFSET = 2_208_988_800
 """Seconds from the NTP epoch (1900) to the Unix epoch (1970)."""
+ONE_BYTE_PROFILE = 0xBEDE
+"""The RTP header extension profile of RFC 8285's one-byte form."""
+SHARED_PACKETS = 32
+"""How many video packets' payloads are kept for the other viewers of the same packet."""
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _installed = False
@@ -113,6 +125,8 @@ def install() -> None:
 
     RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
     _write_header_extensions()
+    _share_packetization()
+    _fast_ntp_clock()
     _offer_rsa_cipher_suites()
     _installed = True
 
@@ -153,13 +167,11 @@ def _write_header_extensions() -> None:
         extra = extras.get(extensions)
         if extra is None:
             return profile, packed
-        written = unpack_header_extensions(profile, packed)
-        if extra.playout_delay is not None:
-            written.append((extra.playout_delay, NO_PLAYOUT_DELAY))
+        added = [] if extra.playout_delay is None else [(extra.playout_delay, NO_PLAYOUT_DELAY)]
         if extra.capture_time is not None and extra.pending_capture_time is not None:
-            written.append((extra.capture_time, extra.pending_capture_time))
+            added.append((extra.capture_time, extra.pending_capture_time))
             extra.pending_capture_time = None
-        return pack_header_extensions(written)
+        return _append_header_extensions(profile, packed, added)
 
     async def next_encoded_frame_with_capture_time(sender: RTCRtpSender, codec: Any) -> Any:
         frame = await next_encoded_frame(sender, codec)
@@ -172,6 +184,48 @@ def _write_header_extensions() -> None:
     HeaderExtensionsMap.configure = configure_with_extras  # type: ignore[method-assign]
     HeaderExtensionsMap.set = write_with_extras  # type: ignore[method-assign]
     RTCRtpSender._next_encoded_frame = next_encoded_frame_with_capture_time  # type: ignore[method-assign]
+
+
+def _append_header_extensions(profile: int, packed: bytes, added: list[tuple[int, bytes]]) -> tuple[int, bytes]:
+    """`added` elements after those already packed: appended as they are in the one-byte form (RFC 8285
+    allows the padding between elements), else unpacked and packed again."""
+    if profile not in (0, ONE_BYTE_PROFILE) or any(not 1 <= x_id <= 14 or not 1 <= len(v) <= 16 for x_id, v in added):
+        return pack_header_extensions([*unpack_header_extensions(profile, packed), *added])
+    data = packed + b"".join(bytes([(x_id << 4) | (len(value) - 1)]) + value for x_id, value in added)
+    return ONE_BYTE_PROFILE, data + bytes(-len(data) % 4)
+
+
+def _share_packetization() -> None:
+    """Packetize each video packet once for all the viewers it is handed to.
+
+    The fan-out hands every viewer of a session the same `av.Packet`; the payloads (the H.264 stream
+    split into NAL units and FU-A fragments) depend only on it, so the last SHARED_PACKETS results are
+    kept by packet, each with its packet so that the id is not reused while kept.
+    """
+    pack = H264Encoder.pack
+    packed: OrderedDict[int, tuple[Any, tuple[list[bytes], int]]] = OrderedDict()
+
+    def pack_once(encoder: H264Encoder, packet: Any) -> tuple[list[bytes], int]:
+        kept = packed.get(id(packet))
+        if kept is not None and kept[0] is packet:
+            return kept[1]
+        result = pack(encoder, packet)
+        packed[id(packet)] = (packet, result)
+        if len(packed) > SHARED_PACKETS:
+            packed.popitem(last=False)
+        return result
+
+    H264Encoder.pack = pack_once  # type: ignore[method-assign]
+
+
+def _fast_ntp_clock() -> None:
+    """aiortc's `clock.current_ntp_time()`, the same 64-bit NTP time, from `time.time_ns()`."""
+
+    def current_ntp_time() -> int:
+        seconds, nanoseconds = divmod(time.time_ns(), 1_000_000_000)
+        return ((seconds + NTP_UNIX_OFFSET) << 32) | ((nanoseconds << 32) // 1_000_000_000)
+
+    aiortc.clock.current_ntp_time = current_ntp_time
 
 
 def _offer_rsa_cipher_suites() -> None:
