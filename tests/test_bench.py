@@ -44,6 +44,8 @@ def test_bench_fanout_runs_each_viewer_count_with_a_decoding_viewer():
         assert run["cpu_per_wall"] > 0
         assert run["fps_per_viewer_min"] > 10, run
         assert run["decoded_stamped_frames"] > 10, "the decoding viewer read the frame stamps"
+        assert run["server_cpu_ms_per_frame"] > 0, run
+    assert isinstance(result["per_viewer_cpu_ms_per_frame"], float), "the slope from 1 to 2 viewers"
 
 
 def test_bench_quality_scores_what_a_watcher_and_a_joiner_decode():

@@ -214,13 +214,16 @@ def _pipeline_table(result: dict[str, Any]) -> str:
 def _fanout_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['resolution']}@{result['fps']}, {result['seconds']:.0f} s per run",
-        "viewers  server cpu/wall  fps/viewer min  mean  encoded fps  decoded fps",
+        "viewers  server cpu/wall  fps/viewer min  mean  encoded fps  decoded fps  server cpu ms/frame",
     ]
     lines += [
         f"{r['viewers']:>7}  {r['cpu_per_wall']:>15.3f}  {r['fps_per_viewer_min']:>14.1f}"
         f"  {r['fps_per_viewer_mean']:>4.1f}  {r['encoded_fps']:>11.1f}  {r['decoded_fps']:>11.1f}"
+        f"  {r['server_cpu_ms_per_frame']:>19.2f}"
         for r in result["runs"]
     ]
+    if result["per_viewer_cpu_ms_per_frame"] is not None:
+        lines.append(f"each viewer adds {result['per_viewer_cpu_ms_per_frame']:.3f} ms of server CPU per frame")
     return "\n".join(lines)
 
 

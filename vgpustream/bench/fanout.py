@@ -98,6 +98,7 @@ def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, A
         "fps_per_viewer_min": round(min(rates), 2),
         "fps_per_viewer_mean": round(sum(rates) / len(rates), 2),
         "encoded_fps": round((encoded[1] - encoded[0]) / seconds, 2),
+        "server_cpu_ms_per_frame": round(window.cpu_per_wall * seconds * 1000 / max(1, encoded[1] - encoded[0]), 3),
         "decoded_fps": round(decoding["frames"] / seconds, 2),
         "decoded_stamped_frames": decoding["stamped_frames"],
     }
@@ -105,9 +106,16 @@ def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, A
 
 def run(counts: list[int], seconds: float, resolution: str, fps: int, bitrate: int) -> dict[str, Any]:
     server_args = ["--resolution", resolution, "--fps", str(fps), "--bitrate", str(bitrate)]
+    runs = [one_run(count, seconds, server_args) for count in counts]
+    fewest, most = min(runs, key=lambda r: r["viewers"]), max(runs, key=lambda r: r["viewers"])
+    added = most["viewers"] - fewest["viewers"]
+    per_viewer = (most["server_cpu_ms_per_frame"] - fewest["server_cpu_ms_per_frame"]) / added if added else None
     return {
         "resolution": resolution,
         "fps": fps,
         "seconds": seconds,
-        "runs": [one_run(count, seconds, server_args) for count in counts],
+        "runs": runs,
+        # server CPU per encoded frame rises by this much with each viewer: what sending to one more costs
+        # (a ratio to the frames actually encoded, so it holds on a busy machine too)
+        "per_viewer_cpu_ms_per_frame": None if per_viewer is None else round(per_viewer, 4),
     }
