@@ -9,20 +9,15 @@ from typing import Any
 
 from aiohttp import web
 
-from vgpustream.api import validate
-from vgpustream.api.requests import read_json_object
+from vgpustream.api.requests import read_json
+from vgpustream.api.schemas import RecordingCreate, given
 from vgpustream.api.state import AUDIT, REGISTRY, SETTINGS
 from vgpustream.api.tokens import timestamp
-from vgpustream.errors import NotFound
+from vgpustream.errors import NotFound, VgpuStreamError
 from vgpustream.recording.library import RecordingLibrary
 from vgpustream.recording.recorder import RecordingInfo, RecordingState
 
 LIBRARY = web.AppKey("recordings", RecordingLibrary)
-MAX_SECONDS = 86_400
-"""The longest a recording may be asked to run (a day); it stops by itself then."""
-DEFAULT_SECONDS = 3600
-MIN_BYTES = 1024 * 1024
-START_FIELDS = {"label", "max_seconds", "max_bytes"}
 
 
 def recording_json(info: RecordingInfo) -> dict[str, Any]:
@@ -40,14 +35,12 @@ async def start_recording(request: web.Request) -> web.Response:
     """Record the session from its next keyframe, up to `max_seconds` and `max_bytes`."""
     settings = request.app[SETTINGS]
     session = request.app[REGISTRY].get(request.match_info["id"])
-    body = await read_json_object(request, settings.max_json_bytes, START_FIELDS)
+    body = await read_json(request, settings.max_json_bytes, RecordingCreate)
     most_bytes = settings.recording_retention_bytes
-    info = request.app[LIBRARY].start(
-        session,
-        label=validate.string(body, "label", validate.MAX_NAME, default=""),
-        max_seconds=validate.integer(body, "max_seconds", 1, MAX_SECONDS, DEFAULT_SECONDS),
-        max_bytes=validate.integer(body, "max_bytes", min(MIN_BYTES, most_bytes), most_bytes, most_bytes),
-    )
+    max_bytes = given(body.max_bytes, most_bytes)
+    if max_bytes > most_bytes:
+        raise VgpuStreamError(f"'max_bytes' must be at most {most_bytes} (--recording-retention-bytes)")
+    info = request.app[LIBRARY].start(session, label=body.label, max_seconds=body.max_seconds, max_bytes=max_bytes)
     data = recording_json(info)
     return web.json_response(data, status=201, headers={"Location": data["href"]})
 

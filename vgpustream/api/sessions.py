@@ -7,18 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from vgpustream.api import validate
-from vgpustream.api.requests import read_json_object
+from vgpustream.api.requests import read_json
+from vgpustream.api.schemas import UNSET, SessionCreate, SessionUpdate, given
 from vgpustream.api.state import REGISTRY, SETTINGS
 from vgpustream.errors import Conflict, VgpuStreamError
 from vgpustream.session import Session
 from vgpustream.sources.base import SourceState
 from vgpustream.store import SessionSpec
 from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
-
-MAX_VIEWERS_LIMIT = 256
-CREATE_FIELDS = {"id", "source", "name", "labels", "encoder", "max_viewers"}
-UPDATE_FIELDS = {"name", "labels", "encoder", "max_viewers", "display"}
 
 
 def session_json(session: Session) -> dict[str, Any]:
@@ -92,14 +88,14 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 async def create_session(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    body = await read_json_object(request, settings.max_json_bytes, CREATE_FIELDS)
+    body = await read_json(request, settings.max_json_bytes, SessionCreate)
     spec = SessionSpec(
-        id=validate.string(body, "id", 63),
-        source=validate.string(body, "source", 1024),
-        name=validate.string(body, "name", validate.MAX_NAME, default=""),
-        labels=validate.labels(body, {}),
-        encoder=validate.encoder(body, settings.encoder),
-        max_viewers=validate.integer(body, "max_viewers", 1, MAX_VIEWERS_LIMIT, settings.max_viewers),
+        id=body.id,
+        source=body.source,
+        name=body.name,
+        labels=body.labels,
+        encoder=body.encoder.settings(settings.encoder),
+        max_viewers=given(body.max_viewers, settings.max_viewers),
     )
     session = await request.app[REGISTRY].create(spec)
     return web.json_response(session_json(session), status=201, headers={"Location": f"/api/v1/sessions/{session.id}"})
@@ -114,18 +110,17 @@ async def update_session(request: web.Request) -> web.Response:
     stream goes on. The display size is checked and asked for first: when the source refuses it, nothing changes."""
     registry = request.app[REGISTRY]
     session = registry.get(request.match_info["id"])
-    body = await read_json_object(request, request.app[SETTINGS].max_json_bytes, UPDATE_FIELDS)
-    display = validate.display(body)
+    body = await read_json(request, request.app[SETTINGS].max_json_bytes, SessionUpdate)
     spec = session.spec
     spec = dataclasses.replace(
         spec,
-        name=validate.string(body, "name", validate.MAX_NAME, default=spec.name),
-        labels=validate.labels(body, spec.labels),
-        encoder=validate.encoder(body, spec.encoder),
-        max_viewers=validate.integer(body, "max_viewers", 1, MAX_VIEWERS_LIMIT, spec.max_viewers),
+        name=given(body.name, spec.name),
+        labels=given(body.labels, spec.labels),
+        encoder=spec.encoder if body.encoder is UNSET else body.encoder.settings(spec.encoder),
+        max_viewers=given(body.max_viewers, spec.max_viewers),
     )
-    if display is not None:
-        await session.capture.resize(display)
+    if body.display is not UNSET:
+        await session.capture.resize(body.display.event())
     await registry.update(session, spec)
     return web.json_response(session_json(session))
 

@@ -7,11 +7,10 @@ import time
 
 from aiohttp import web
 
-from vgpustream.api import validate
-from vgpustream.api.requests import read_json_object
+from vgpustream.api.requests import read_json
+from vgpustream.api.schemas import TokenCreate, given
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
-from vgpustream.auth import ROLES
-from vgpustream.clipboard import ACCESS, default_access
+from vgpustream.clipboard import default_access
 from vgpustream.errors import NotFound, VgpuStreamError
 from vgpustream.store import TokenRecord
 
@@ -39,17 +38,15 @@ async def create_token(request: web.Request) -> web.Response:
     rate_limit(request)
     settings = request.app[SETTINGS]
     session = request.app[REGISTRY].get(request.match_info["id"])
-    body = await read_json_object(request, settings.max_json_bytes, {"role", "ttl_seconds", "single_use", "clipboard"})
-    role = validate.choice(body, "role", ROLES, "view")
-    clipboard = validate.choice(body, "clipboard", ACCESS, default_access(role))
-    if role == "view" and clipboard == "readwrite":
+    body = await read_json(request, settings.max_json_bytes, TokenCreate)
+    clipboard = given(body.clipboard, default_access(body.role))
+    if body.role == "view" and clipboard == "readwrite":
         raise VgpuStreamError("a view token cannot write the guest's clipboard: 'clipboard' must be none or read")
+    ttl_seconds = given(body.ttl_seconds, settings.token_ttl)
+    if ttl_seconds > settings.max_token_ttl:
+        raise VgpuStreamError(f"'ttl_seconds' must be at most {settings.max_token_ttl} (--max-token-ttl)")
     record, secret = request.app[AUTHORITY].issue(
-        session.id,
-        role=role,
-        ttl_seconds=validate.integer(body, "ttl_seconds", 1, settings.max_token_ttl, settings.token_ttl),
-        single_use=validate.boolean(body, "single_use", False),
-        clipboard=clipboard,
+        session.id, role=body.role, ttl_seconds=ttl_seconds, single_use=body.single_use, clipboard=clipboard
     )
     request.app[AUDIT].token_created(record)
     return web.json_response({**token_json(record), **links(base_url(request), session.id, secret)}, status=201)
