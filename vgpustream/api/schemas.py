@@ -8,9 +8,11 @@ A Struct's docstring is its schema's description; a field's description is its M
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
+from aiohttp import web
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from vgpustream.audit import EVENT_TYPES
@@ -413,6 +415,11 @@ def components() -> dict[str, Any]:
 def schema_of(struct: type[Struct]) -> dict[str, Any]:
     """The schema a body of `struct` is declared with: a reference to its component."""
     return {"$ref": SCHEMA_REF.format(name=struct.__name__)}
+
+
+def json_response(body: Struct, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """A response whose JSON body is encoded from its Struct, so it has the shape the document declares."""
+    return web.Response(body=msgspec.json.encode(body), status=status, headers=headers, content_type="application/json")
 
 
 def bad_request(error: msgspec.ValidationError) -> VgpuStreamError:
