@@ -51,7 +51,11 @@ _BRACKETS_AND_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 async def read_json(request: web.Request, limit: int, struct: type[Body]) -> Body:
     """The body as a JSON object of `struct` (vgpustream.api.schemas), which checks every field of it."""
-    text = await read_text(request, "application/json", limit)
+    return decode_json(await read_text(request, "application/json", limit), struct)
+
+
+def decode_json(text: str, struct: type[Body]) -> Body:
+    """`text` as a JSON object of `struct`; every failure is a bad request that names the field."""
     if json_depth(text) > MAX_JSON_DEPTH:
         raise VgpuStreamError(f"body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
