@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the HTTP interface, served at /api/v1/openapi.json.
 
 A test runs schemathesis against a live server with this document, so it must say exactly what
-the handlers do: every status they answer with and the shape of every body.
+the handlers do: every status they answer with and the shape of every body. The bodies' schemas are
+not written here: they are generated from the Structs the handlers use (vgpustream.api.schemas).
 """
 
 from __future__ import annotations
