@@ -1,7 +1,8 @@
 """Every JSON body of the HTTP interface, declared once.
 
-Request bodies are decoded and validated by these Structs (vgpustream.api.requests.read_json), and the
-OpenAPI document's components are generated from them (vgpustream.api.openapi), so the two cannot drift.
+Request bodies are decoded and validated by these Structs (vgpustream.api.requests.read_json), responses are
+encoded from them (json_response), and the OpenAPI document's components are generated from them
+(vgpustream.api.openapi), so the document and the handlers cannot drift.
 A Struct's docstring is its schema's description; a field's description is its Meta's.
 """
 
