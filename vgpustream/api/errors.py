@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from vgpustream.api.schemas import Error, ErrorDetail, json_response
 from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ STATUS = {
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+    return json_response(Error(ErrorDetail(code=code, message=message)), status=status, headers=headers)
 
 
 def bearer_challenge(exc: VgpuStreamError) -> str | None:

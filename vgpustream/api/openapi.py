@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the HTTP interface, served at /api/v1/openapi.json.
 
 A test runs schemathesis against a live server with this document, so it must say exactly what
-the handlers do: every status they answer with and the shape of every body.
+the handlers do: every status they answer with and the shape of every body. The bodies' schemas are
+not written here: they are generated from the Structs the handlers use (vgpustream.api.schemas).
 """
 
 from __future__ import annotations
@@ -9,52 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from msgspec import Struct
 
 from vgpustream import __version__
-from vgpustream.audit import EVENT_TYPES
-from vgpustream.input import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE
+from vgpustream.api import schemas
+from vgpustream.api.schemas import schema_of
 from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 PATH = "/api/v1/openapi.json"
 
 INT = {"type": "integer"}
 TEXT = {"type": "string"}
-STATE = {
-    "type": "string",
-    "enum": ["starting", "streaming", "no_signal", "lost"],
-    "description": "The source: being opened (starting), showing a picture (streaming), its display off "
-    "(no_signal), or not reachable and retried (lost)",
-}
-SOUND = {
-    "type": "boolean",
-    "description": "Whether the guest's sound reaches the session now (QEMU with `-audiodev dbus` and "
-    "`-display dbus,audiodev=ID`); viewers whose WHEP offer has an audio section get it as Opus",
-}
-CLIPBOARD = {
-    "type": "boolean",
-    "description": "Whether the guest's clipboard is reachable (QEMU's D-Bus display); text goes both ways "
-    'on the input channel as {"type": "clipboard", "text", "more"}',
-}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+def _json(struct: type[Struct], description: str) -> dict[str, Any]:
+    """A JSON response whose body is a `struct` (vgpustream.api.schemas)."""
+    return {"description": description, "content": {"application/json": {"schema": schema_of(struct)}}}
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"oneOf": [schema, {"type": "null"}]}
-
-
-def _object(properties: dict[str, Any], required: list[str] | None = None, closed: bool = True) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    schema["required"] = list(properties) if required is None else required
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _error(description: str) -> dict[str, Any]:
+    return _json(schemas.Error, description)
 
 
 def _challenge(description: str, required: bool) -> dict[str, Any]:
@@ -63,29 +38,29 @@ def _challenge(description: str, required: bool) -> dict[str, Any]:
 
 RETRY_AFTER = {"Retry-After": {"description": "Seconds after which to try again", "schema": INT}}
 ERRORS = {
-    "400": _json(_ref("Error"), "Invalid request"),
+    "400": _error("Invalid request"),
     "401": {
-        **_json(_ref("Error"), "No credentials"),
+        **_error("No credentials"),
         "headers": _challenge("`Bearer` (RFC 9110, RFC 6750)", required=True),
     },
     "403": {
-        **_json(_ref("Error"), "Credentials that do not allow this"),
+        **_error("Credentials that do not allow this"),
         "headers": _challenge(
             'RFC 6750: `Bearer error="invalid_token"`, `"insufficient_scope"` or `"invalid_request"`', required=False
         ),
     },
-    "404": _json(_ref("Error"), "No such resource"),
-    "413": _json(_ref("Error"), "Body too large"),
-    "415": _json(_ref("Error"), "Wrong Content-Type"),
+    "404": _error("No such resource"),
+    "413": _error("Body too large"),
+    "415": _error("Wrong Content-Type"),
 }
-LIMITED = {"429": {**_json(_ref("Error"), "Too many requests; see Retry-After"), "headers": RETRY_AFTER}}
-FULL = {"503": {**_json(_ref("Error"), "No room; see Retry-After"), "headers": RETRY_AFTER}}
+LIMITED = {"429": {**_error("Too many requests; see Retry-After"), "headers": RETRY_AFTER}}
+FULL = {"503": {**_error("No room; see Retry-After"), "headers": RETRY_AFTER}}
 STORED = {
     "503": {
-        **_json(_ref("Error"), "The state database cannot be written now (storage_unavailable); nothing changed"),
+        **_error("The state database cannot be written now (storage_unavailable); nothing changed"),
         "headers": RETRY_AFTER,
     },
-    "507": _json(_ref("Error"), "The state directory's disk is full (storage_full); nothing changed"),
+    "507": _error("The state directory's disk is full (storage_full); nothing changed"),
 }
 """A change the state database must keep: refused whole when it cannot be stored."""
 NO_CONTENT = {"204": {"description": "Done"}}
@@ -93,7 +68,13 @@ NO_CONTENT = {"204": {"description": "Done"}}
 
 def _stored_change(done: dict[str, Any], conflict: str, unavailable: str) -> dict[str, Any]:
     """The answers to a change the state database keeps: `done`, the usual errors, 409 and 503 as said."""
-    return {**done, **ERRORS, "409": _json(_ref("Error"), conflict), **STORED, "503": _json(_ref("Error"), unavailable)}
+    return {
+        **done,
+        **ERRORS,
+        "409": _error(conflict),
+        **STORED,
+        "503": _error(unavailable),
+    }
 
 
 METRICS_MEDIA = ("text/plain", "application/openmetrics-text")
@@ -107,253 +88,6 @@ def _operation(op_id: str, summary: str, responses: dict[str, Any], **extra: Any
 
 def _body(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
     return {"required": True, "content": {media: {"schema": schema}}}
-
-
-CLIPBOARD_ACCESS = {
-    "type": "string",
-    "enum": ["none", "read", "readwrite"],
-    "description": "What the token's viewers may do with the guest's clipboard (default: read for a view "
-    "token, readwrite for a control token; a view token is never readwrite)",
-}
-TOKEN_FIELDS = {
-    "id": TEXT,
-    "role": TEXT,
-    "clipboard": CLIPBOARD_ACCESS,
-    "created_at": {**TEXT, "format": "date-time"},
-    "expires_at": {**TEXT, "format": "date-time"},
-    "single_use": {"type": "boolean"},
-    "used": {"type": "boolean"},
-    "revoked": {"type": "boolean"},
-}
-
-SCHEMAS: dict[str, Any] = {
-    "Error": _object({"error": _object({"code": TEXT, "message": TEXT})}),
-    "Encoder": _object(
-        {
-            "bitrate": {**INT, "minimum": 100_000, "maximum": 100_000_000},
-            "fps": {**INT, "minimum": 1, "maximum": 120},
-            "keyframe_interval": {"type": "number", "minimum": 0.5, "maximum": 60},
-        },
-        required=[],
-    ),
-    "Plane": _object(
-        {
-            "fourcc": TEXT,
-            "fourcc_code": INT,
-            "modifier": INT,
-            "width": INT,
-            "height": INT,
-            "stride": INT,
-            "size": INT,
-            "dmabuf_id": INT,
-            "region_index": INT,
-        },
-        required=["fourcc", "fourcc_code", "modifier", "width", "height", "stride", "size"],
-    ),
-    "PlaneSet": _object({"primary": _nullable(_ref("Plane")), "cursor": _nullable(_ref("Plane"))}),
-    "Planes": _object(
-        {
-            "state": STATE,
-            "primary": _nullable(_ref("Plane")),
-            "cursor": _nullable(_ref("Plane")),
-            "pointer": _nullable(
-                _object({"x": INT, "y": INT, "hot_x": INT, "hot_y": INT, "visible": {"type": "boolean"}})
-            ),
-            "edid": _nullable(_object({"max_xres": INT, "max_yres": INT})),
-            "sound": SOUND,
-            "clipboard": CLIPBOARD,
-            "resizable": {
-                "type": "boolean",
-                "description": "Whether the guest can be asked for a display size (PATCH the session's display)",
-            },
-        },
-    ),
-    "Stats": _object(
-        {
-            name: INT
-            for name in (
-                "frames_captured",
-                "frames_encoded",
-                "keyframes",
-                "frames_repeated",
-                "bytes_encoded",
-                "capture_errors",
-                "input_events",
-                "input_invalid",
-                "input_refused",
-                "keyframe_requests_limited",
-                "resize_requests",
-                "resizes_applied",
-                "resizes_failed",
-                "viewers",
-                "bitrate",
-                "dropped_packets",
-                "audio_packets",
-                "audio_bytes",
-                "clipboard_to_guest",
-                "clipboard_from_guest",
-                "clipboard_refused",
-            )
-        }
-        | {"fps": {"type": "number"}, "encode_ms": _nullable({"type": "number"})},
-    ),
-    "Session": _object(
-        {
-            "id": TEXT,
-            "source": TEXT,
-            "name": TEXT,
-            "labels": {"type": "object", "additionalProperties": TEXT},
-            "encoder": _ref("Encoder"),
-            "max_viewers": INT,
-            "state": STATE,
-            "message": {
-                **_nullable({**TEXT, "maxLength": 201}),
-                "description": "Why capturing the source last failed (at most 200 characters and an ellipsis); "
-                "null once a capture step succeeds",
-            },
-            "planes": _ref("PlaneSet"),
-            "recordings": {**INT, "description": "recordings of the session running now"},
-            "sound": SOUND,
-            "clipboard": CLIPBOARD,
-            "stats": _ref("Stats"),
-        },
-    ),
-    "SessionList": _object({"sessions": {"type": "array", "items": _ref("Session")}}),
-    "SessionCreate": _object(
-        {
-            "id": {**TEXT, "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
-            "source": {**TEXT, "maxLength": 1024},
-            "name": {**TEXT, "maxLength": 200},
-            "labels": {"type": "object", "additionalProperties": TEXT},
-            "encoder": _ref("Encoder"),
-            "max_viewers": {**INT, "minimum": 1, "maximum": 256},
-        },
-        required=["id", "source"],
-    ),
-    "SessionUpdate": _object(
-        {
-            "name": {**TEXT, "maxLength": 200},
-            "labels": {"type": "object", "additionalProperties": TEXT},
-            "encoder": _ref("Encoder"),
-            "max_viewers": {**INT, "minimum": 1, "maximum": 256},
-            "display": {
-                **_object(
-                    {
-                        "width": {**INT, "minimum": MIN_DISPLAY_EDGE, "maximum": MAX_DISPLAY_EDGE},
-                        "height": {**INT, "minimum": MIN_DISPLAY_EDGE, "maximum": MAX_DISPLAY_EDGE},
-                        "scale": {"type": "number", "minimum": MIN_SCALE, "maximum": MAX_SCALE},
-                    },
-                    required=["width", "height"],
-                ),
-                "description": "Ask the guest for this display size (device pixels; scale is the viewer's "
-                "devicePixelRatio, from which the display's size in millimetres follows); not stored. "
-                "The source bounds it further (its planes say whether it is resizable)",
-            },
-        },
-        required=[],
-    ),
-    "TokenCreate": _object(
-        {
-            "role": {"type": "string", "enum": ["view", "control"]},
-            "ttl_seconds": {**INT, "minimum": 1},
-            "single_use": {"type": "boolean"},
-            "clipboard": CLIPBOARD_ACCESS,
-        },
-        required=[],
-    ),
-    "Token": _object(TOKEN_FIELDS),
-    "IssuedToken": _object(TOKEN_FIELDS | {"token": TEXT, "console_url": TEXT, "whep_url": TEXT}),
-    "TokenList": _object({"tokens": {"type": "array", "items": _ref("Token")}}),
-    "Viewer": _object(
-        {
-            "id": TEXT,
-            "role": TEXT,
-            "token_id": _nullable(TEXT),
-            "created_at": {**TEXT, "format": "date-time"},
-            "state": TEXT,
-            "input_channel": {"type": "boolean"},
-            "dropped_packets": INT,
-            "link": _nullable(
-                _object(
-                    {
-                        "quality": {"enum": ["good", "poor"]},
-                        "loss": {"type": "number", "description": "share of packets lost for good, last 4 s"},
-                        "rtt_ms": _nullable(INT),
-                        "dropped": {**INT, "description": "packets dropped for this viewer (it fell behind)"},
-                    }
-                )
-            ),
-        },
-    ),
-    "ViewerList": _object({"viewers": {"type": "array", "items": _ref("Viewer")}}),
-    "RecordingCreate": _object(
-        {
-            "label": {**TEXT, "maxLength": 200},
-            "max_seconds": {**INT, "minimum": 1, "maximum": 86_400, "default": 3600},
-            "max_bytes": {
-                **INT,
-                "minimum": 1024 * 1024,
-                "description": "at most --recording-retention-bytes (its default)",
-            },
-        },
-        required=[],
-    ),
-    "Recording": _object(
-        {
-            "id": TEXT,
-            "session_id": TEXT,
-            "label": TEXT,
-            "max_seconds": INT,
-            "max_bytes": INT,
-            "started_at": {**TEXT, "format": "date-time"},
-            "stopped_at": _nullable({**TEXT, "format": "date-time"}),
-            "state": {
-                "type": "string",
-                "enum": ["starting", "recording", "stopped", "failed", "interrupted"],
-                "description": "waiting for its first keyframe (starting), writing (recording), ended (stopped), "
-                "ended by a write error such as a full disk (failed), or cut short by the server's death "
-                "(interrupted); a file plays up to its last fragment in every case",
-            },
-            "reason": {
-                **_nullable(TEXT),
-                "description": "why it ended: requested, max_seconds, max_bytes, session_stopped, server_stopped, "
-                "or the write error ('No space left on device')",
-            },
-            "frames": {**INT, "description": "frames in the file"},
-            "bytes": INT,
-            "duration": {"type": "number", "description": "seconds from the first frame to the last"},
-            "dropped": {**INT, "description": "frames left out while the disk was too slow"},
-            "first_frame": _nullable(INT),
-            "last_frame": {
-                **_nullable(INT),
-                "description": "the session's frames_encoded count at the first and the last frame recorded",
-            },
-            "href": TEXT,
-            "file": TEXT,
-        },
-    ),
-    "RecordingList": _object({"recordings": {"type": "array", "items": _ref("Recording")}}),
-    "Event": {
-        **_object(
-            {
-                "id": INT,
-                "time": {"type": "number", "description": "seconds since the epoch"},
-                "type": {"type": "string", "enum": list(EVENT_TYPES)},
-                "session": _nullable(TEXT),
-            },
-            closed=False,
-        ),
-        "description": "An audit event; its other fields depend on its type: viewer, token (an id, never a "
-        "secret), role, remote, user_agent (viewer.joined); recording, label, state, reason, frames, bytes "
-        "(recording.*); expires_at, single_use (token.created)",
-    },
-    "EventPage": _object(
-        {
-            "events": {"type": "array", "items": _ref("Event")},
-            "next": {**_nullable(TEXT), "description": "the next page, null when this one is the last so far"},
-        }
-    ),
-}
 
 
 TAGS = {
@@ -380,7 +114,7 @@ TAGGED_PATHS = {
 WHEP_SESSION = {"name": "session", "in": "path", "required": True, "schema": TEXT}
 WHEP_VIEWER = {"name": "viewer", "in": "path", "required": True, "schema": TEXT}
 ACCEPT_PATCH = {"description": "`application/trickle-ice-sdpfrag`", "schema": TEXT}
-MALFORMED = {"400": _json(_ref("Error"), "A malformed HTTP request, refused by the HTTP parser before any handler")}
+MALFORMED = {"400": _error("A malformed HTTP request, refused by the HTTP parser before any handler")}
 ICE_LINKS = {"Link": {"description": 'One `<url>; rel="ice-server"` per STUN/TURN server', "schema": TEXT}}
 
 
@@ -408,7 +142,7 @@ def document() -> dict[str, Any]:
         "servers": [{"url": "/", "description": "The vgpustream server that serves this document"}],
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas.components(),
             "securitySchemes": {
                 "operator": {"type": "http", "scheme": "bearer", "description": "An operator token"},
                 "viewer": {"type": "http", "scheme": "bearer", "description": "A viewer token or an operator token"},
@@ -421,7 +155,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listSessions",
                         "List sessions, optionally by label",
-                        {"200": _json(_ref("SessionList"), "The sessions"), **ERRORS},
+                        {"200": _json(schemas.SessionList, "The sessions"), **ERRORS},
                         parameters=[
                             {
                                 "name": "label",
@@ -436,28 +170,28 @@ def document() -> dict[str, Any]:
                         "createSession",
                         "Create a session and start capturing",
                         _stored_change(
-                            {"201": _json(_ref("Session"), "Created")},
+                            {"201": _json(schemas.Session, "Created")},
                             conflict="Exists",
                             unavailable="No room, or the state database cannot be written; see Retry-After",
                         ),
-                        requestBody=_body(_ref("SessionCreate")),
+                        requestBody=_body(schema_of(schemas.SessionCreate)),
                     ),
                 },
                 "/api/v1/sessions/{id}": {
                     **session,
                     "get": _operation(
-                        "getSession", "One session", {"200": _json(_ref("Session"), "The session"), **ERRORS}
+                        "getSession", "One session", {"200": _json(schemas.Session, "The session"), **ERRORS}
                     ),
                     "patch": _operation(
                         "updateSession",
                         "Change name, labels, encoder settings or viewer limit live; ask the guest for a display size",
                         _stored_change(
-                            {"200": _json(_ref("Session"), "Updated")},
+                            {"200": _json(schemas.Session, "Updated")},
                             conflict="The source cannot change its display size (unsupported)",
                             unavailable="The source is not available now, or the state database cannot be written; "
                             "nothing changed",
                         ),
-                        requestBody=_body(_ref("SessionUpdate")),
+                        requestBody=_body(schema_of(schemas.SessionUpdate)),
                     ),
                     "delete": _operation(
                         "deleteSession", "Stop and forget a session", {**NO_CONTENT, **ERRORS, **STORED}
@@ -468,7 +202,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "getPlanes",
                         "Live plane metadata and source state",
-                        {"200": _json(_ref("Planes"), "Planes"), **ERRORS},
+                        {"200": _json(schemas.Planes, "Planes"), **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/thumbnail": {
@@ -484,7 +218,7 @@ def document() -> dict[str, Any]:
                             },
                             "304": {"description": "Not modified (If-None-Match named the current ETag)"},
                             **ERRORS,
-                            "409": _json(_ref("Error"), "No picture: the source is lost or has shown none yet"),
+                            "409": _error("No picture: the source is lost or has shown none yet"),
                         },
                         parameters=[
                             {
@@ -507,18 +241,18 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listTokens",
                         "Viewer tokens of a session (never their secrets)",
-                        {"200": _json(_ref("TokenList"), "Tokens"), **ERRORS},
+                        {"200": _json(schemas.TokenList, "Tokens"), **ERRORS},
                     ),
                     "post": _operation(
                         "createToken",
                         "A viewer token and console link",
                         {
-                            "201": _json(_ref("IssuedToken"), "Issued; the secret is shown only now"),
+                            "201": _json(schemas.IssuedToken, "Issued; the secret is shown only now"),
                             **ERRORS,
                             **LIMITED,
                             **STORED,
                         },
-                        requestBody=_body(_ref("TokenCreate")),
+                        requestBody=_body(schema_of(schemas.TokenCreate)),
                     ),
                 },
                 "/api/v1/sessions/{id}/tokens/{token}": {
@@ -530,7 +264,9 @@ def document() -> dict[str, Any]:
                 "/api/v1/sessions/{id}/viewers": {
                     **session,
                     "get": _operation(
-                        "listViewers", "Viewers of a session", {"200": _json(_ref("ViewerList"), "Viewers"), **ERRORS}
+                        "listViewers",
+                        "Viewers of a session",
+                        {"200": _json(schemas.ViewerList, "Viewers"), **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/viewers/{viewer}": {
@@ -542,29 +278,29 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listRecordings",
                         "Recordings of a session, newest first (also of a session deleted since)",
-                        {"200": _json(_ref("RecordingList"), "Recordings"), **ERRORS},
+                        {"200": _json(schemas.RecordingList, "Recordings"), **ERRORS},
                     ),
                     "post": _operation(
                         "startRecording",
                         "Record the session's stream, without encoding again, from its next keyframe",
                         {
-                            "201": _json(_ref("Recording"), "Started; Location names it"),
+                            "201": _json(schemas.Recording, "Started; Location names it"),
                             **ERRORS,
-                            "409": _json(_ref("Error"), "The session runs its maximum of recordings"),
-                            "503": _json(_ref("Error"), "The recordings directory cannot be written"),
+                            "409": _error("The session runs its maximum of recordings"),
+                            "503": _error("The recordings directory cannot be written"),
                         },
-                        requestBody=_body(_ref("RecordingCreate")),
+                        requestBody=_body(schema_of(schemas.RecordingCreate)),
                     ),
                 },
                 "/api/v1/sessions/{id}/recordings/{recording}": {
                     "parameters": [SESSION_ID, RECORDING_ID],
                     "get": _operation(
-                        "getRecording", "One recording", {"200": _json(_ref("Recording"), "It"), **ERRORS}
+                        "getRecording", "One recording", {"200": _json(schemas.Recording, "It"), **ERRORS}
                     ),
                     "delete": _operation(
                         "stopRecording",
                         "Stop a running recording (200, once its file is closed), or delete a finished one (204)",
-                        {"200": _json(_ref("Recording"), "Stopped"), **NO_CONTENT, **ERRORS},
+                        {"200": _json(schemas.Recording, "Stopped"), **NO_CONTENT, **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/recordings/{recording}/file": {
@@ -584,7 +320,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listEvents",
                         "The audit trail, oldest first, a page at a time",
-                        {"200": _json(_ref("EventPage"), "A page of events"), **ERRORS},
+                        {"200": _json(schemas.EventPage, "A page of events"), **ERRORS},
                         parameters=[
                             {"name": "session", "in": "query", "required": False, "schema": TEXT},
                             {
@@ -689,10 +425,10 @@ def document() -> dict[str, Any]:
                             "204": {"description": "Candidates added (mDNS names are resolved in the background)"},
                             "400": ERRORS["400"],
                             "404": ERRORS["404"],
-                            "412": _json(_ref("Error"), "If-Match does not match the viewer's ETag"),
+                            "412": _error("If-Match does not match the viewer's ETag"),
                             "413": ERRORS["413"],
                             "415": ERRORS["415"],
-                            "422": _json(_ref("Error"), "An ICE restart (a new ufrag): start a new WHEP session"),
+                            "422": _error("An ICE restart (a new ufrag): start a new WHEP session"),
                         },
                         security=[],
                         parameters=[{"name": "If-Match", "in": "header", "required": False, "schema": TEXT}],
@@ -715,7 +451,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "healthz",
                         "Liveness",
-                        {"200": _json(_object({"status": TEXT}), "Alive"), **MALFORMED},
+                        {"200": _json(schemas.Health, "Alive"), **MALFORMED},
                         security=[],
                     )
                 },
@@ -724,16 +460,7 @@ def document() -> dict[str, Any]:
                         "readyz",
                         "Readiness: database open, no session lost its source",
                         {
-                            code: _json(
-                                _object(
-                                    {
-                                        "status": TEXT,
-                                        "database": {"type": "boolean"},
-                                        "lost_sessions": {"type": "array", "items": TEXT},
-                                    }
-                                ),
-                                text,
-                            )
+                            code: _json(schemas.Readiness, text)
                             for code, text in (("200", "Ready"), ("503", "Not ready"))
                         }
                         | MALFORMED,

@@ -6,6 +6,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from vgpustream.api.schemas import Health, Readiness, json_response
 from vgpustream.api.state import REGISTRY, STORE
 from vgpustream.sources.base import SourceState
 
@@ -14,7 +15,7 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process serves requests."""
-    return web.json_response({"status": "ok"})
+    return json_response(Health(status="ok"))
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -22,8 +23,8 @@ async def readyz(request: web.Request) -> web.Response:
     lost = [s.id for s in request.app[REGISTRY] if s.capture.snapshot.state is SourceState.LOST]
     database = request.app[STORE].healthy()
     ready = database and not lost
-    body = {"status": "ready" if ready else "not ready", "database": database, "lost_sessions": lost}
-    return web.json_response(body, status=200 if ready else 503)
+    body = Readiness(status="ready" if ready else "not ready", database=database, lost_sessions=lost)
+    return json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

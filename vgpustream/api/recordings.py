@@ -5,51 +5,45 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from vgpustream.api import validate
-from vgpustream.api.requests import read_json_object
+from vgpustream.api.requests import read_json
+from vgpustream.api.schemas import Recording, RecordingCreate, RecordingList, given, json_response
 from vgpustream.api.state import AUDIT, REGISTRY, SETTINGS
 from vgpustream.api.tokens import timestamp
-from vgpustream.errors import NotFound
+from vgpustream.errors import NotFound, VgpuStreamError
 from vgpustream.recording.library import RecordingLibrary
 from vgpustream.recording.recorder import RecordingInfo, RecordingState
 
 LIBRARY = web.AppKey("recordings", RecordingLibrary)
-MAX_SECONDS = 86_400
-"""The longest a recording may be asked to run (a day); it stops by itself then."""
-DEFAULT_SECONDS = 3600
-MIN_BYTES = 1024 * 1024
-START_FIELDS = {"label", "max_seconds", "max_bytes"}
 
 
-def recording_json(info: RecordingInfo) -> dict[str, Any]:
+def recording(info: RecordingInfo) -> Recording:
     base = f"/api/v1/sessions/{info.session_id}/recordings/{info.id}"
-    return {
+    fields = {
         **info.to_json(),
         "started_at": timestamp(info.started_at),
         "stopped_at": timestamp(info.stopped_at) if info.stopped_at is not None else None,
         "href": base,
         "file": f"{base}/file",
     }
+    return msgspec.convert(fields, Recording)
 
 
 async def start_recording(request: web.Request) -> web.Response:
     """Record the session from its next keyframe, up to `max_seconds` and `max_bytes`."""
     settings = request.app[SETTINGS]
     session = request.app[REGISTRY].get(request.match_info["id"])
-    body = await read_json_object(request, settings.max_json_bytes, START_FIELDS)
+    body = await read_json(request, settings.max_json_bytes, RecordingCreate)
     most_bytes = settings.recording_retention_bytes
-    info = request.app[LIBRARY].start(
-        session,
-        label=validate.string(body, "label", validate.MAX_NAME, default=""),
-        max_seconds=validate.integer(body, "max_seconds", 1, MAX_SECONDS, DEFAULT_SECONDS),
-        max_bytes=validate.integer(body, "max_bytes", min(MIN_BYTES, most_bytes), most_bytes, most_bytes),
-    )
-    data = recording_json(info)
-    return web.json_response(data, status=201, headers={"Location": data["href"]})
+    max_bytes = given(body.max_bytes, most_bytes)
+    if max_bytes > most_bytes:
+        raise VgpuStreamError(f"'max_bytes' must be at most {most_bytes} (--recording-retention-bytes)")
+    info = request.app[LIBRARY].start(session, label=body.label, max_seconds=body.max_seconds, max_bytes=max_bytes)
+    started = recording(info)
+    return json_response(started, status=201, headers={"Location": started.href})
 
 
 def _library_of(request: web.Request) -> tuple[RecordingLibrary, str]:
@@ -62,12 +56,12 @@ def _library_of(request: web.Request) -> tuple[RecordingLibrary, str]:
 
 async def list_recordings(request: web.Request) -> web.Response:
     library, session_id = _library_of(request)
-    return web.json_response({"recordings": [recording_json(info) for info in library.recordings(session_id)]})
+    return json_response(RecordingList(recordings=[recording(info) for info in library.recordings(session_id)]))
 
 
 async def get_recording(request: web.Request) -> web.Response:
     library, session_id = _library_of(request)
-    return web.json_response(recording_json(library.info(session_id, request.match_info["recording"])))
+    return json_response(recording(library.info(session_id, request.match_info["recording"])))
 
 
 async def stop_recording(request: web.Request) -> web.Response:
@@ -75,7 +69,7 @@ async def stop_recording(request: web.Request) -> web.Response:
     library, session_id = _library_of(request)
     recording_id = request.match_info["recording"]
     if library.info(session_id, recording_id).state in (RecordingState.STARTING, RecordingState.RECORDING):
-        return web.json_response(recording_json(await library.stop(session_id, recording_id)))
+        return json_response(recording(await library.stop(session_id, recording_id)))
     library.delete(session_id, recording_id)
     return web.Response(status=204)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
+from typing import TypeVar
 
+import msgspec
 from aiohttp import web
 
+from vgpustream.api.schemas import bad_request
 from vgpustream.errors import PayloadTooLarge, UnsupportedMediaType, VgpuStreamError
+
+Body = TypeVar("Body", bound=msgspec.Struct)
 
 
 async def read_text(request: web.Request, content_type: str, limit: int) -> str:
@@ -46,22 +49,18 @@ def json_depth(text: str) -> int:
 _BRACKETS_AND_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+async def read_json(request: web.Request, limit: int, struct: type[Body]) -> Body:
+    """The body as a JSON object of `struct` (vgpustream.api.schemas), which checks every field of it."""
+    return decode_json(await read_text(request, "application/json", limit), struct)
 
 
-async def read_json_object(request: web.Request, limit: int, allowed: set[str]) -> dict[str, Any]:
-    """The body as a JSON object whose keys are all in `allowed`."""
-    text = await read_text(request, "application/json", limit)
+def decode_json(text: str, struct: type[Body]) -> Body:
+    """`text` as a JSON object of `struct`; every failure is a bad request that names the field."""
     if json_depth(text) > MAX_JSON_DEPTH:
         raise VgpuStreamError(f"body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        data = json.loads(text, parse_constant=_no_constant)  # NaN and Infinity are not JSON
-    except ValueError:
+        return msgspec.json.decode(text, type=struct)
+    except msgspec.ValidationError as exc:
+        raise bad_request(exc) from None
+    except msgspec.DecodeError:  # NaN and Infinity too: they are not JSON
         raise VgpuStreamError("body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise VgpuStreamError("body must be a JSON object")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise VgpuStreamError(f"unknown field(s): {', '.join(repr(k[:40]) for k in unknown[:5])}")
-    return data

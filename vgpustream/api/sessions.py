@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from vgpustream.api import validate
-from vgpustream.api.requests import read_json_object
+from vgpustream.api import schemas
+from vgpustream.api.requests import read_json
+from vgpustream.api.schemas import UNSET, SessionCreate, SessionUpdate, given, json_response
 from vgpustream.api.state import REGISTRY, SETTINGS
 from vgpustream.errors import Conflict, VgpuStreamError
 from vgpustream.session import Session
@@ -16,67 +17,62 @@ from vgpustream.sources.base import SourceState
 from vgpustream.store import SessionSpec
 from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
-MAX_VIEWERS_LIMIT = 256
-CREATE_FIELDS = {"id", "source", "name", "labels", "encoder", "max_viewers"}
-UPDATE_FIELDS = {"name", "labels", "encoder", "max_viewers", "display"}
 
-
-def session_json(session: Session) -> dict[str, Any]:
+def session_body(session: Session) -> schemas.Session:
     """A session's definition, its source's state (with the last capture error) and planes, and its counters."""
     spec, capture, audience = session.spec, session.capture, session.audience
     fps, bitrate = capture.rates()
     encode = capture.encode_times.mean
-    return {
-        "id": spec.id,
-        "source": spec.source,
-        "name": spec.name,
-        "labels": spec.labels,
-        "encoder": dataclasses.asdict(spec.encoder),
-        "max_viewers": spec.max_viewers,
-        "state": capture.snapshot.state.value,
-        "message": capture.snapshot.error,
-        "planes": capture.snapshot.planes.to_json(),
-        "recordings": len(session.recorders),
-        "sound": session.sound_available,
-        "clipboard": session.clipboard_available,
-        "stats": {
-            **dataclasses.asdict(capture.stats),
-            **dataclasses.asdict(audience.stats),
-            **dataclasses.asdict(audience.clipboard_stats),
-            **dataclasses.asdict(session.resizer.stats),
-            "viewers": len(audience),
-            "fps": round(fps, 2),
-            "bitrate": round(bitrate),
-            "encode_ms": round(encode * 1000, 3) if encode is not None else None,
-            "dropped_packets": audience.dropped_packets,
-            "audio_packets": session.sound_stats.packets,
-            "audio_bytes": session.sound_stats.bytes,
-        },
-    }
+    stats = schemas.Stats(
+        **dataclasses.asdict(capture.stats),
+        **dataclasses.asdict(audience.stats),
+        **dataclasses.asdict(audience.clipboard_stats),
+        **dataclasses.asdict(session.resizer.stats),
+        viewers=len(audience),
+        fps=round(fps, 2),
+        bitrate=round(bitrate),
+        encode_ms=round(encode * 1000, 3) if encode is not None else None,
+        dropped_packets=audience.dropped_packets,
+        audio_packets=session.sound_stats.packets,
+        audio_bytes=session.sound_stats.bytes,
+    )
+    return schemas.Session(
+        id=spec.id,
+        source=spec.source,
+        name=spec.name,
+        labels=spec.labels,
+        encoder=schemas.Encoder(**dataclasses.asdict(spec.encoder)),
+        max_viewers=spec.max_viewers,
+        state=capture.snapshot.state.value,
+        message=capture.snapshot.error,
+        planes=msgspec.convert(capture.snapshot.planes.to_json(), schemas.PlaneSet),
+        recordings=len(session.recorders),
+        sound=session.sound_available,
+        clipboard=session.clipboard_available,
+        stats=stats,
+    )
 
 
-def planes_json(session: Session) -> dict[str, Any]:
+def planes_body(session: Session) -> schemas.Planes:
     """Live plane metadata, the pointer, the EDID limits and the source's state."""
     snapshot = session.capture.snapshot
     cursor, limits = snapshot.cursor, snapshot.display_limits
     pointer = None
     if cursor is not None:
-        pointer = {
-            "x": cursor.x,
-            "y": cursor.y,
-            "hot_x": cursor.hot_x,
-            "hot_y": cursor.hot_y,
-            "visible": cursor.visible,
-        }
-    return {
-        "state": snapshot.state.value,
-        **snapshot.planes.to_json(),
-        "pointer": pointer,
-        "edid": {"max_xres": limits[0], "max_yres": limits[1]} if limits else None,
-        "sound": session.sound_available,
-        "clipboard": session.clipboard_available,
-        "resizable": snapshot.display_range is not None,
-    }
+        pointer = schemas.Pointer(
+            x=cursor.x, y=cursor.y, hot_x=cursor.hot_x, hot_y=cursor.hot_y, visible=cursor.visible
+        )
+    planes = msgspec.convert(snapshot.planes.to_json(), schemas.PlaneSet)
+    return schemas.Planes(
+        state=snapshot.state.value,
+        primary=planes.primary,
+        cursor=planes.cursor,
+        pointer=pointer,
+        edid=schemas.Edid(max_xres=limits[0], max_yres=limits[1]) if limits else None,
+        sound=session.sound_available,
+        clipboard=session.clipboard_available,
+        resizable=snapshot.display_range is not None,
+    )
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -87,26 +83,26 @@ async def list_sessions(request: web.Request) -> web.Response:
             raise VgpuStreamError("label filters look like ?label=key=value")
         wanted.append((key, value))
     sessions = [s for s in request.app[REGISTRY] if all(s.spec.labels.get(k) == v for k, v in wanted)]
-    return web.json_response({"sessions": [session_json(s) for s in sessions]})
+    return json_response(schemas.SessionList(sessions=[session_body(s) for s in sessions]))
 
 
 async def create_session(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    body = await read_json_object(request, settings.max_json_bytes, CREATE_FIELDS)
+    body = await read_json(request, settings.max_json_bytes, SessionCreate)
     spec = SessionSpec(
-        id=validate.string(body, "id", 63),
-        source=validate.string(body, "source", 1024),
-        name=validate.string(body, "name", validate.MAX_NAME, default=""),
-        labels=validate.labels(body, {}),
-        encoder=validate.encoder(body, settings.encoder),
-        max_viewers=validate.integer(body, "max_viewers", 1, MAX_VIEWERS_LIMIT, settings.max_viewers),
+        id=body.id,
+        source=body.source,
+        name=body.name,
+        labels=body.labels,
+        encoder=body.encoder.settings(settings.encoder),
+        max_viewers=given(body.max_viewers, settings.max_viewers),
     )
     session = await request.app[REGISTRY].create(spec)
-    return web.json_response(session_json(session), status=201, headers={"Location": f"/api/v1/sessions/{session.id}"})
+    return json_response(session_body(session), status=201, headers={"Location": f"/api/v1/sessions/{session.id}"})
 
 
 async def get_session(request: web.Request) -> web.Response:
-    return web.json_response(session_json(request.app[REGISTRY].get(request.match_info["id"])))
+    return json_response(session_body(request.app[REGISTRY].get(request.match_info["id"])))
 
 
 async def update_session(request: web.Request) -> web.Response:
@@ -114,20 +110,19 @@ async def update_session(request: web.Request) -> web.Response:
     stream goes on. The display size is checked and asked for first: when the source refuses it, nothing changes."""
     registry = request.app[REGISTRY]
     session = registry.get(request.match_info["id"])
-    body = await read_json_object(request, request.app[SETTINGS].max_json_bytes, UPDATE_FIELDS)
-    display = validate.display(body)
+    body = await read_json(request, request.app[SETTINGS].max_json_bytes, SessionUpdate)
     spec = session.spec
     spec = dataclasses.replace(
         spec,
-        name=validate.string(body, "name", validate.MAX_NAME, default=spec.name),
-        labels=validate.labels(body, spec.labels),
-        encoder=validate.encoder(body, spec.encoder),
-        max_viewers=validate.integer(body, "max_viewers", 1, MAX_VIEWERS_LIMIT, spec.max_viewers),
+        name=given(body.name, spec.name),
+        labels=given(body.labels, spec.labels),
+        encoder=spec.encoder if body.encoder is UNSET else body.encoder.settings(spec.encoder),
+        max_viewers=given(body.max_viewers, spec.max_viewers),
     )
-    if display is not None:
-        await session.capture.resize(display)
+    if body.display is not UNSET:
+        await session.capture.resize(body.display.event())
     await registry.update(session, spec)
-    return web.json_response(session_json(session))
+    return json_response(session_body(session))
 
 
 async def delete_session(request: web.Request) -> web.Response:
@@ -137,7 +132,7 @@ async def delete_session(request: web.Request) -> web.Response:
 
 async def get_planes(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
-    return web.json_response(planes_json(session))
+    return json_response(planes_body(session))
 
 
 def thumbnail_size(request: web.Request) -> int:

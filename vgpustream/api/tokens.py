@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime
 import time
 
+import msgspec
 from aiohttp import web
 
-from vgpustream.api import validate
-from vgpustream.api.requests import read_json_object
+from vgpustream.api.requests import read_json
+from vgpustream.api.schemas import IssuedToken, Token, TokenCreate, TokenList, ViewerList, given, json_response
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
-from vgpustream.auth import ROLES
-from vgpustream.clipboard import ACCESS, default_access
+from vgpustream.clipboard import default_access
 from vgpustream.errors import NotFound, VgpuStreamError
 from vgpustream.store import TokenRecord
 
@@ -21,7 +21,8 @@ def timestamp(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def token_json(record: TokenRecord) -> dict[str, object]:
+def token_fields(record: TokenRecord) -> dict[str, object]:
+    """A token's fields (never its secret): a Token, or the start of an IssuedToken."""
     return {
         "id": record.id,
         "role": record.role,
@@ -39,20 +40,18 @@ async def create_token(request: web.Request) -> web.Response:
     rate_limit(request)
     settings = request.app[SETTINGS]
     session = request.app[REGISTRY].get(request.match_info["id"])
-    body = await read_json_object(request, settings.max_json_bytes, {"role", "ttl_seconds", "single_use", "clipboard"})
-    role = validate.choice(body, "role", ROLES, "view")
-    clipboard = validate.choice(body, "clipboard", ACCESS, default_access(role))
-    if role == "view" and clipboard == "readwrite":
+    body = await read_json(request, settings.max_json_bytes, TokenCreate)
+    clipboard = given(body.clipboard, default_access(body.role))
+    if body.role == "view" and clipboard == "readwrite":
         raise VgpuStreamError("a view token cannot write the guest's clipboard: 'clipboard' must be none or read")
+    ttl_seconds = given(body.ttl_seconds, settings.token_ttl)
+    if ttl_seconds > settings.max_token_ttl:
+        raise VgpuStreamError(f"'ttl_seconds' must be at most {settings.max_token_ttl} (--max-token-ttl)")
     record, secret = request.app[AUTHORITY].issue(
-        session.id,
-        role=role,
-        ttl_seconds=validate.integer(body, "ttl_seconds", 1, settings.max_token_ttl, settings.token_ttl),
-        single_use=validate.boolean(body, "single_use", False),
-        clipboard=clipboard,
+        session.id, role=body.role, ttl_seconds=ttl_seconds, single_use=body.single_use, clipboard=clipboard
     )
     request.app[AUDIT].token_created(record)
-    return web.json_response({**token_json(record), **links(base_url(request), session.id, secret)}, status=201)
+    return json_response(IssuedToken(**token_fields(record), **links(base_url(request), session.id, secret)), 201)
 
 
 def links(base: str, session_id: str, secret: str) -> dict[str, str]:
@@ -66,7 +65,8 @@ def links(base: str, session_id: str, secret: str) -> dict[str, str]:
 
 async def list_tokens(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
-    return web.json_response({"tokens": [token_json(t) for t in request.app[STORE].tokens(session.id)]})
+    tokens = [Token(**token_fields(t)) for t in request.app[STORE].tokens(session.id)]
+    return json_response(TokenList(tokens=tokens))
 
 
 async def revoke_token(request: web.Request) -> web.Response:
@@ -83,7 +83,7 @@ async def revoke_token(request: web.Request) -> web.Response:
 async def list_viewers(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
     viewers = [{**v.to_json(), "created_at": timestamp(v.created_at)} for v in session.audience]
-    return web.json_response({"viewers": viewers})
+    return json_response(msgspec.convert({"viewers": viewers}, ViewerList))
 
 
 async def disconnect_viewer(request: web.Request) -> web.Response:
