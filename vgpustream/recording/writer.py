@@ -194,10 +194,11 @@ class Tracks:
     """The file's tracks, declared from the first packet (a keyframe, whose SPS and PPS become the avcC
     box), and the packets' timestamps: both tracks count from that keyframe, on the session's one clock.
 
-    The sound track has samples from the first frame on: where the session sent no sound, a silent frame
-    every 20 ms (written FILL_BEHIND_S behind the picture, and to the last frame at the end). A packet
-    timed before the end of the sound written already (one from before the first frame, or a run the
-    session's encoder timed anew a little earlier) is left out.
+    The sound track is a gapless run of 20 ms frames from the first frame on: where the session sent no
+    sound, silent ones (written FILL_BEHIND_S behind the picture, and to the last frame at the end). Each
+    of the session's packets goes in at the frame boundary nearest its time, so that a run of sound is
+    placed within 10 ms of where it belongs; one nearer to a boundary already written (a packet from
+    before the first frame, or a run the session's encoder timed anew a little earlier) is left out.
     """
 
     def __init__(self, container: av.container.OutputContainer, keyframe: av.Packet, kinds: tuple[str, ...]) -> None:
@@ -231,12 +232,12 @@ class Tracks:
     def mux_sound(self, packet: av.Packet) -> bool:
         """Write one of the session's Opus packets; False where it is left out (see the class)."""
         assert self._sound is not None, "no sound track: the recorder sends sound only to a file declared with one"
-        pts = packet.pts - self._sound_origin
-        if pts < self._sound_end:
+        late = round((packet.pts - self._sound_origin - self._sound_end) / FRAME_SAMPLES)
+        if late < 0:
             return False
-        self._fill_silence(pts)
-        self._mux(self._sound, bytes(packet), pts, SOUND_TIME_BASE, True)
-        self._sound_end = pts + FRAME_SAMPLES
+        self._fill_silence(self._sound_end + late * FRAME_SAMPLES)
+        self._mux(self._sound, bytes(packet), self._sound_end, SOUND_TIME_BASE, True)
+        self._sound_end += FRAME_SAMPLES
         return True
 
     def fill_silence_to_end(self) -> None:
@@ -245,7 +246,7 @@ class Tracks:
             self._fill_silence(_samples(self.video_seconds))
 
     def _fill_silence(self, until: int) -> None:
-        """Silent frames from the end of the sound written up to `until` (a shorter gap stays a gap)."""
+        """Silent frames from the end of the sound written up to `until` (at most a frame short of it)."""
         assert self._sound is not None
         while self._sound_end + FRAME_SAMPLES <= until:
             self._mux(self._sound, SILENT_OPUS, self._sound_end, SOUND_TIME_BASE, True)

@@ -28,7 +28,9 @@ class Tone:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._play(), name=f"tone-{self.hz}")
+        """Start playing (if it is not already)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._play(), name=f"tone-{self.hz}")
         self.out.available = True
 
     async def stop(self) -> None:
