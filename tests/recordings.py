@@ -99,12 +99,6 @@ def _mono(frame: av.AudioFrame) -> np.ndarray:
     return array.mean(axis=0) if frame.format.is_planar else array.reshape(frame.samples, -1).mean(axis=1)
 
 
-def peak_hz(samples: np.ndarray) -> float:
-    """The loudest frequency of 48 kHz `samples` (FFT, Hann window)."""
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
-
-
 def frame_stamps(path: Path) -> list[int]:
     """The frame numbers stamped into each decoded picture of `path`, in decoding order."""
     with av.open(str(path)) as container:

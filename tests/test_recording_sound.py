@@ -16,11 +16,11 @@ from tests.recordings import (
     ffprobe_streams,
     first_stamp,
     needs_ffprobe,
-    peak_hz,
     record,
     recorded_sound,
     stop,
 )
+from tests.sounds import TONE_HZ, peak_hz
 from vgpustream.api.state import REGISTRY
 from vgpustream.sound import SAMPLE_RATE
 from vgpustream.sources.tone import LEVEL
@@ -65,7 +65,7 @@ async def test_a_recording_holds_the_sessions_tone_in_an_opus_track_beside_the_v
     steady = samples[SAMPLE_RATE // 2 : -SAMPLE_RATE // 10]  # the last packets of sound come after the stop
     frequency = peak_hz(steady)
     print(f"decoded {len(samples) / SAMPLE_RATE:.3f} s of sound from {start * 1000:.1f} ms: {frequency:.1f} Hz")
-    assert abs(frequency - 440) <= 2
+    assert abs(frequency - TONE_HZ) <= 2
     assert loud(steady).all(), "the tone throughout: no silence filled in while the session sent sound"
 
 
@@ -106,7 +106,7 @@ async def test_sound_that_starts_after_the_recording_and_stops_again_is_in_sync_
     assert abs(heard_from - (played_from - first_frame_at)) <= 0.04, "sound and picture on one clock"
     assert abs(heard_to - (played_to - first_frame_at)) <= 0.06
     run = samples[round((heard_from - start + 0.1) * SAMPLE_RATE) : round((heard_to - start - 0.1) * SAMPLE_RATE)]
-    assert abs(peak_hz(run) - 440) <= 3
+    assert abs(peak_hz(run) - TONE_HZ) <= 3
     assert 1.4 <= blocks.sum() * 0.01 <= 1.6, "the tone only while it played"
 
 
