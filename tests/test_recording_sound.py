@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import av
 import numpy as np
+import pytest
 
 from tests.recordings import (
     download,
+    ffprobe_frames,
     ffprobe_streams,
     first_stamp,
     needs_ffprobe,
@@ -21,8 +24,12 @@ from tests.recordings import (
     stop,
 )
 from tests.sounds import TONE_HZ, peak_hz
+from tests.test_fanout import encoded_packets
+from tests.test_sound import feed, tone
 from vgpustream.api.state import REGISTRY
-from vgpustream.sound import SAMPLE_RATE
+from vgpustream.encoder import TIME_BASE
+from vgpustream.recording.writer import SOUND, VIDEO, MuxerThread, Stamped
+from vgpustream.sound import SAMPLE_RATE, SoundEncoder
 from vgpustream.sources.tone import LEVEL
 
 TONE = "synthetic:320x240@30?tone=440"
@@ -120,3 +127,34 @@ async def test_a_recording_of_a_session_without_sound_has_only_video(make_server
     path = await download(http, base, recording, tmp_path / "silent.mp4")
     assert [stream["codec_name"] for stream in ffprobe_streams(path)] == ["h264"]
     assert done["audio_packets"] == 0
+
+
+@needs_ffprobe
+def test_sound_timed_out_of_order_is_left_out_and_the_video_stays_whole(tmp_path):
+    video = encoded_packets(60, keyframe_every=30)
+    epoch = time.time() - 10
+    first = epoch + float(video[0].pts * TIME_BASE)
+    sound: list[av.Packet] = []
+    encoder = SoundEncoder(sound.extend, lambda: True, epoch)
+    # runs of 0.1 s: one before the first frame, one the encoder times anew 50 ms into the one before it,
+    # and one long after the last frame
+    for ends_at in (first - 0.1, first + 0.15, first + 0.2, first + 2.0):
+        feed(encoder, tone(0.1, rate=SAMPLE_RATE), ends_at, rate=SAMPLE_RATE)
+        encoder.end_run()
+    outcome: list[tuple[str | None, bool]] = []
+    path = tmp_path / "odd.mp4"
+    writer = MuxerThread(path, 1 << 30, lambda: None, lambda *done: outcome.append(done), (VIDEO, SOUND))
+    writer.start()
+    items = [Stamped(VIDEO, video[0]), *(Stamped(SOUND, p) for p in sound), *(Stamped(VIDEO, p) for p in video[1:])]
+    for item in items:
+        assert writer.put(item)
+    writer.stop()
+    writer.join(30)
+
+    print(f"{len(sound)} sound packets given, {writer.stats}")
+    assert outcome == [(None, False)]
+    assert ffprobe_frames(path) == len(video) == writer.stats.frames
+    assert 0 < writer.stats.audio_packets < len(sound) - 5, "those before the first frame or overlapping left out"
+    start, samples = recorded_sound(path)  # gapless, one 20 ms frame after the other
+    assert abs(start) <= START_BOUND_S
+    assert start + len(samples) / SAMPLE_RATE == pytest.approx(2.0, abs=0.02), "up to the run after the last frame"
