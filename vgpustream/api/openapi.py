@@ -320,9 +320,15 @@ SCHEMAS: dict[str, Any] = {
                 "or the write error ('No space left on device')",
             },
             "frames": {**INT, "description": "frames in the file"},
+            "audio_packets": {
+                **INT,
+                "description": "the session's 20 ms Opus packets in the file's sound track (a session that can "
+                "have sound has one; silence is filled in where it sent none)",
+            },
             "bytes": INT,
             "duration": {"type": "number", "description": "seconds from the first frame to the last"},
             "dropped": {**INT, "description": "frames left out while the disk was too slow"},
+            "audio_dropped": {**INT, "description": "Opus packets left out while the disk was too slow"},
             "first_frame": _nullable(INT),
             "last_frame": {
                 **_nullable(INT),
@@ -571,7 +577,8 @@ def document() -> dict[str, Any]:
                     "parameters": [SESSION_ID, RECORDING_ID],
                     "get": _operation(
                         "downloadRecording",
-                        "The recording as fragmented MP4 (H.264), growing while it records; Range requests welcome",
+                        "The recording as fragmented MP4 (H.264, and Opus where the session can have sound), "
+                        "growing while it records; Range requests welcome",
                         {
                             "200": {"description": "The file", "content": {"video/mp4": {"schema": TEXT}}},
                             "206": {"description": "The range asked for", "content": {"video/mp4": {"schema": TEXT}}},
