@@ -33,14 +33,14 @@ from vgpustream.sound import TIME_BASE as SOUND_TIME_BASE
 
 FRAGMENT_SECONDS = 1.0
 CHECKPOINT_SECONDS = 5.0
-QUEUE_PACKETS = 800
-"""The most packets waiting for the disk (10 s of 30 fps video and its 50 sound packets a second); past that
-the recording drops to the next keyframe."""
 QUEUE_BYTES = 32 * 1024 * 1024
 """The most bytes waiting for the disk."""
 VIDEO = "video"
 SOUND = "sound"
 """The session's Opus packets (vgpustream.sound): 20 ms each, timed on the video's clock in 1/48000 s."""
+QUEUE_PACKETS = {VIDEO: 300, SOUND: 500}
+"""The most packets of each kind waiting for the disk (10 s of 30 fps video, 10 s of sound); past that the
+recording drops video to the next keyframe, sound to where the queue has room again."""
 TRACKS = (VIDEO, SOUND)
 """The kinds of stream a recording can hold, in track order."""
 SILENT_OPUS = b"\xfc\xff\xfe"
@@ -96,6 +96,8 @@ class MuxerThread:
         self._checkpoint_at = 0.0
         self._done = done
         self._queue: deque[Stamped | None] = deque()
+        self._queued = dict.fromkeys(kinds, 0)
+        """Packets of each kind in the queue."""
         self._queued_bytes = 0
         self._ready = threading.Condition()
         self._thread = threading.Thread(target=self._run, name=f"record-{path.stem}", daemon=True)
@@ -107,9 +109,10 @@ class MuxerThread:
         """Queue a packet for the disk; False (and nothing queued) when the queue is full."""
         size = item.packet.size
         with self._ready:
-            if len(self._queue) >= QUEUE_PACKETS or self._queued_bytes + size > QUEUE_BYTES:
+            if self._queued[item.kind] >= QUEUE_PACKETS[item.kind] or self._queued_bytes + size > QUEUE_BYTES:
                 return False
             self._queue.append(item)
+            self._queued[item.kind] += 1
             self._queued_bytes += size
             self._ready.notify()
         return True
@@ -131,6 +134,7 @@ class MuxerThread:
                 self._ready.wait()
             item = self._queue.popleft()
             if item is not None:
+                self._queued[item.kind] -= 1
                 self._queued_bytes -= item.packet.size
             return item
 
