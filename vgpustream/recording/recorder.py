@@ -20,7 +20,7 @@ from typing import Any
 
 import av
 
-from vgpustream.recording.writer import SOUND, VIDEO, MuxerThread, Stamped
+from vgpustream.recording.writer import SOUND, TRACKS, VIDEO, MuxerThread, Stamped
 
 
 class RecordingState(StrEnum):
@@ -91,7 +91,7 @@ class Recorder:
         self._request_keyframe = request_keyframe
         self._save_info = save_info
         """Keeps the info beside the file; called off the event loop: as it starts, every few seconds, at its end."""
-        kinds = (VIDEO, SOUND) if sound else (VIDEO,)
+        kinds = TRACKS if sound else (VIDEO,)
         self._writer = MuxerThread(
             path, info.max_bytes, lambda: save_info(replace(self.live)), self._writer_done, kinds
         )
