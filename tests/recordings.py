@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import subprocess
@@ -11,9 +12,11 @@ from typing import Any
 
 import aiohttp
 import av
+import numpy as np
 import pytest
 
-from vgpustream.stamp import read_frame_stamp
+from vgpustream.sound import SAMPLE_RATE
+from vgpustream.stamp import Stamp, read_frame_stamp
 
 needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe (Debian's ffmpeg)")
 
@@ -70,10 +73,44 @@ def ffprobe_frames(path: Path) -> int:
     return int(json.loads(result.stdout)["streams"][0]["nb_read_frames"])
 
 
+def ffprobe_streams(path: Path) -> list[dict[str, Any]]:
+    """What ffprobe reads of each stream of `path`: codec_name, start_time, duration, nb_read_packets, ..."""
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_packets", "-show_entries",
+         "stream=codec_name,sample_rate,channels,start_time,duration,nb_read_packets", "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout)["streams"]
+
+
+def recorded_sound(path: Path) -> tuple[float, np.ndarray]:
+    """The sound track of `path` decoded by PyAV: the time of its first sample (s) and the samples, mono float."""
+    with av.open(str(path)) as container:
+        frames = list(container.decode(audio=0))
+    assert all(frame.sample_rate == SAMPLE_RATE for frame in frames)
+    for before, after in itertools.pairwise(frames):
+        assert after.pts == before.pts + before.samples, "the sound track is continuous"
+    samples = np.concatenate([_mono(frame) for frame in frames])
+    return float(frames[0].pts * frames[0].time_base), samples
+
+
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    array = frame.to_ndarray()
+    return array.mean(axis=0) if frame.format.is_planar else array.reshape(frame.samples, -1).mean(axis=1)
+
+
 def frame_stamps(path: Path) -> list[int]:
     """The frame numbers stamped into each decoded picture of `path`, in decoding order."""
     with av.open(str(path)) as container:
         return [stamp.frame for frame in container.decode(video=0) if (stamp := read_frame_stamp(frame)) is not None]
+
+
+def first_stamp(path: Path) -> Stamp:
+    """The stamp of the first picture of `path` (its frame number and when it was drawn)."""
+    with av.open(str(path)) as container:
+        stamp = read_frame_stamp(next(container.decode(video=0)))
+    assert stamp is not None
+    return stamp
 
 
 async def record(http: aiohttp.ClientSession, base: str, **body: Any) -> dict[str, Any]:

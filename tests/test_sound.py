@@ -1,4 +1,5 @@
-"""Sound without a VM: QEMU's AudioOutListener fed calls no sane QEMU sends, and the session's Opus encoder.
+"""Sound without a VM: QEMU's AudioOutListener fed calls no sane QEMU sends, the session's Opus encoder, and
+the synthetic source's test tone through it.
 
 The real-QEMU test (a guest playing a tone, heard by aiortc viewers) is tests/qemu/test_sound.py; these
 feed the listener's handler D-Bus messages directly, for the hostile cases a real guest cannot produce.
@@ -14,7 +15,9 @@ import pytest
 from dbus_fast import Message
 
 from tests.conftest import test_settings as settings_for_tests
+from tests.sounds import TONE_HZ, hear, peak_hz
 from tests.test_qemu_listener import call as listener_call
+from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
 from vgpustream.registry import SessionRegistry
 from vgpustream.sound import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE, Pcm, SoundEncoder, SoundOut
@@ -158,6 +161,22 @@ def test_silence_and_nobody_listening_cost_no_packets():
     assert packets == [] and encoder.stats.silent_frames >= 48, "a silent guest sends nothing"
     feed(encoder, tone(0.2), time.time() + 5)
     assert len(packets) >= 9, "sound after silence is sent again"
+
+
+async def test_a_viewer_hears_the_synthetic_tone_through_the_sessions_one_encoder(make_server, viewers, http):
+    started = time.monotonic()
+    server = await make_server(source="synthetic:320x240@30?tone=440")
+    listeners = [await viewers(server, sound=True) for _ in range(2)]
+    heard = [await hear(viewer, 1.0) for viewer in listeners]
+    frequencies = [peak_hz(samples) for samples in heard]
+    print(f"heard {frequencies} Hz")
+    assert all(abs(frequency - TONE_HZ) <= 5 for frequency in frequencies)
+    async with http.get(server.make_url("/api/v1/sessions/default")) as response:
+        described = await response.json()
+    assert described["sound"] is True and described["stats"]["audio_packets"] >= 50
+    encoded, elapsed = server.app[REGISTRY].get("default").sound.stats.encoded_frames, time.monotonic() - started
+    print(f"{encoded} frames encoded in {elapsed:.2f} s")
+    assert encoded <= elapsed * 50 + 5, "one encode for both viewers: 50 frames a second at most"
 
 
 async def test_a_silent_source_says_so_and_answers_audio_inactive(make_server, viewers, http):

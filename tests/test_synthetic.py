@@ -26,7 +26,9 @@ def test_cycle_switches_between_the_size_and_half_of_it():
     assert sizes[0] == (640, 360) and set(sizes) == {(640, 360), (320, 180)} and len(changes) >= 2
 
 
-@pytest.mark.parametrize("query", ["cycle=0", "cycle=3601", "cycle=1.5", "cycle=x", "cycles=1"])
+@pytest.mark.parametrize(
+    "query", ["cycle=0", "cycle=3601", "cycle=1.5", "cycle=x", "cycles=1", "tone=19", "tone=20001", "tone=4.5"]
+)
 def test_bad_options_are_refused(query):
     with pytest.raises(InvalidSourceUrl):
         create_source(f"synthetic:320x240@30?{query}")

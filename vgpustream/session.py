@@ -19,8 +19,9 @@ from vgpustream.thumbnail import ThumbnailCache
 class Session:
     """A thin pairing: `capture` makes one encoded stream of the source, `audience` fans it out.
 
-    The session is the capture loop's Output: the audience's viewers and the `recorders` both watch.
-    While a recording runs the cursor is drawn into the picture, so that the file shows it.
+    The session is the capture loop's Output: the audience's viewers and the `recorders` both watch, and
+    both take the packets of its one sound encoder. While a recording runs the cursor is drawn into the
+    picture, so that the file shows it.
     """
 
     def __init__(
@@ -48,11 +49,10 @@ class Session:
         )
         self.recorders = Recorders()
         self.sound: SoundEncoder | None = None
-        """The session's one Opus encoder, when its source has sound."""
+        """The session's one Opus encoder, when its source has sound; its packets go to the viewers and
+        the recordings, as the video's do."""
         if self.capture.sound is not None:
-            self.sound = SoundEncoder(
-                self.audience.publish_sound, self.audience.listened, self.capture.epoch, sound_bitrate
-            )
+            self.sound = SoundEncoder(self._publish_sound, self._listened, self.capture.epoch, sound_bitrate)
             self.capture.sound.encoder = self.sound
 
     @property
@@ -107,6 +107,13 @@ class Session:
     def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
         self.audience.publish(packets, cursor)
         self.recorders.publish(packets, self.capture.stats.frames_encoded)
+
+    def _listened(self) -> bool:
+        return self.audience.listened() or self.recorders.watched()
+
+    def _publish_sound(self, packets: list[av.Packet]) -> None:
+        self.audience.publish_sound(packets)
+        self.recorders.publish_sound(packets)
 
     def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:
         self.audience.show_state(state, error, resizable)

@@ -1,8 +1,9 @@
-"""Sound from a real QEMU (`-audiodev dbus`, an emulated Intel HDA card) to aiortc viewers, encoded once.
+"""Sound from a real QEMU (`-audiodev dbus`, an emulated Intel HDA card) to aiortc viewers and recordings,
+encoded once.
 
 The guest is the rig's Linux (tests/qemu/rig_guest.py) on `-display dbus`, playing a 440 Hz sine with
-ALSA's speaker-test (tests/qemu/play-tone.sh). What the viewers hear is decoded by aiortc and its
-frequency found by FFT.
+ALSA's speaker-test (tests/qemu/play-tone.sh). What the viewers hear is decoded by aiortc, what a
+recording holds by PyAV, and its frequency found by FFT.
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ import asyncio
 import time
 from collections.abc import Iterator
 
-import av
 import numpy as np
 import pytest
 
 from tests.qemu.rig_guest import RigGuest
+from tests.recordings import download, ffprobe_streams, info, needs_ffprobe, record, recorded_sound, stop
+from tests.sounds import TONE_HZ, hear, peak_hz
 from tests.test_console import console_page
 from vgpustream.api.state import REGISTRY
 from vgpustream.sound import SAMPLE_RATE
 from vgpustream.testing.qemu import wait_for
 
-TONE_HZ = 440.0
 PLAY_S = 240  # the guest plays this long; the tests take what they need of it
 SOUND_CARD = "-audiodev dbus,id=snd0 -device intel-hda -device hda-output,audiodev=snd0"
 
@@ -44,24 +45,6 @@ async def sound_session(make_server, guest: RigGuest):
     return server, session
 
 
-async def hear(viewer, seconds: float) -> np.ndarray:
-    """`seconds` of what the viewer's audio track plays, mono float, once the tone has begun."""
-    deadline = time.monotonic() + 120
-    while np.abs((await viewer.next_sound(timeout=120)).to_ndarray()).max() < 1000:
-        assert time.monotonic() < deadline, "the viewer never heard the guest's tone"
-    chunks = []
-    for _ in range(round(seconds * 50)):
-        frame: av.AudioFrame = await viewer.next_sound()
-        assert (frame.sample_rate, frame.layout.name, frame.format.name) == (SAMPLE_RATE, "stereo", "s16")
-        chunks.append(frame.to_ndarray().reshape(-1, 2).astype(np.float64).sum(axis=1))
-    return np.concatenate(chunks)
-
-
-def peak_hz(samples: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
-
-
 async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: RigGuest, make_server, viewers, http):
     server, session = await sound_session(make_server, guest)
     lags: dict[str, list[float]] = {"video": [], "audio": []}
@@ -77,7 +60,6 @@ async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: RigGu
     # watch what the audience is given: each packet's age on the shared clock when it is published
     session.audience.publish = timed("video", session.audience.publish)
     session.audience.publish_sound = timed("audio", session.audience.publish_sound)
-    session.sound._publish = session.audience.publish_sound
     viewer = await viewers(server, sound=True)
     heard = await hear(viewer, 2.0)
     frequency = peak_hz(heard)
@@ -118,6 +100,34 @@ async def test_eight_viewers_hear_the_same_packets_of_one_encode(guest: RigGuest
     assert encoded <= elapsed * 50 * 1.5 + 10, "one encode, whatever the number of viewers"
     assert encoded >= 50, "the guest kept playing"
     assert all(abs(count - encoded) <= 3 for count in sent), "each viewer is sent every packet"
+
+
+@needs_ffprobe
+async def test_a_recording_holds_the_guests_sound_in_an_opus_track(guest: RigGuest, make_server, http, tmp_path):
+    server, session = await sound_session(make_server, guest)
+    base = str(server.make_url("/"))
+    recording = await record(http, base)  # the recording listens: the session encodes the sound for it
+    deadline = time.monotonic() + 120
+    while (await info(http, base, recording))["audio_packets"] == 0:  # the guest may still be booting
+        assert time.monotonic() < deadline, "the recording never got the guest's sound"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(4)
+    done = await stop(http, base, recording)
+    path = await download(http, base, recording, tmp_path / "guest.mp4")
+
+    video, sound = ffprobe_streams(path)
+    print(f"ffprobe: {video}\n         {sound}\nrecording: {done}\nsound encoder: {session.sound.stats}")
+    assert (video["codec_name"], sound["codec_name"]) == ("h264", "opus")
+    assert float(video["start_time"]) == float(sound["start_time"]) == 0.0
+    packets, duration = int(sound["nb_read_packets"]), float(sound["duration"])
+    assert abs(packets * 0.02 - duration) <= 0.04, "one 20 ms packet after the other, silence filled in"
+    # 50 packets a second of the guest's sound for the 4 s at least (fewer where the TCG guest stalled)
+    assert done["audio_packets"] >= 150 and done["audio_dropped"] == 0
+    assert done["audio_packets"] <= session.sound.stats.packets, "one encode: the recorder adds none"
+    _, samples = recorded_sound(path)
+    frequency = peak_hz(samples[-3 * SAMPLE_RATE : -SAMPLE_RATE // 5])
+    print(f"recorded {frequency:.1f} Hz")
+    assert abs(frequency - TONE_HZ) <= 5
 
 
 ANALYSE = """async () => {

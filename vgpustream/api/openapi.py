@@ -307,7 +307,8 @@ def document() -> dict[str, Any]:
                     "parameters": [SESSION_ID, RECORDING_ID],
                     "get": _operation(
                         "downloadRecording",
-                        "The recording as fragmented MP4 (H.264), growing while it records; Range requests welcome",
+                        "The recording as fragmented MP4 (H.264, and Opus where the session can have sound), "
+                        "growing while it records; Range requests welcome",
                         {
                             "200": {"description": "The file", "content": {"video/mp4": {"schema": TEXT}}},
                             "206": {"description": "The range asked for", "content": {"video/mp4": {"schema": TEXT}}},

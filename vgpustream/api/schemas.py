@@ -358,9 +358,17 @@ class Recording(Closed):
         ),
     ]
     frames: Annotated[int, Meta(description="frames in the file")]
+    audio_packets: Annotated[
+        int,
+        Meta(
+            description="the session's 20 ms Opus packets in the file's sound track (a session that can have sound "
+            "has one; silence is filled in where it sent none)"
+        ),
+    ]
     bytes: int
     duration: Annotated[float, Meta(description="seconds from the first frame to the last")]
     dropped: Annotated[int, Meta(description="frames left out while the disk was too slow")]
+    audio_dropped: Annotated[int, Meta(description="Opus packets left out while the disk was too slow")]
     first_frame: int | None
     last_frame: Annotated[
         int | None,

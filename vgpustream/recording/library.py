@@ -83,7 +83,11 @@ class RecordingLibrary:
             raise Unavailable(f"cannot create the session's recordings directory: {exc.strerror}") from None
         sidecar = self._sidecar(info)
         recorder = Recorder(
-            info, sidecar.with_suffix(".mp4"), session.capture.request_keyframe, lambda i: write_info(sidecar, i)
+            info,
+            sidecar.with_suffix(".mp4"),
+            session.capture.request_keyframe,
+            lambda i: write_info(sidecar, i),
+            sound=session.sound is not None,
         )
         self._running[(session.id, info.id)] = recorder
         recorder.on_finished(self._finished_recording)

@@ -1,9 +1,11 @@
 """One recording on the event loop, and the recordings of a session as a watcher of its packets.
 
 A recording watches like a viewer does: while one runs, the session is encoded (a session nobody
-watches encodes nothing), and it starts on a keyframe it asks for. Its packets go to a muxer thread
-through a bounded queue: a disk too slow to keep up makes the recording drop packets up to the next
-keyframe (counted, like a stalled viewer), never the session wait.
+watches encodes nothing), and it starts on a keyframe it asks for. Where the session can have sound, it
+listens too (the session's one Opus encode runs for it) and its file has a sound track from the start,
+whether the guest plays now, later or never. Its packets go to a muxer thread through a bounded queue: a
+disk too slow to keep up makes the recording drop packets up to the next keyframe (counted, like a
+stalled viewer), never the session wait.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import av
 
-from vgpustream.recording.writer import VIDEO, MuxerThread, Stamped
+from vgpustream.recording.writer import SOUND, TRACKS, VIDEO, MuxerThread, Stamped
 
 
 class RecordingState(StrEnum):
@@ -51,11 +53,15 @@ class RecordingInfo:
     """Why it stopped: requested, max_seconds, max_bytes, session_stopped, or the write error."""
     frames: int = 0
     """Frames in the file."""
+    audio_packets: int = 0
+    """The session's 20 ms Opus packets in the file (where it has sound; silence is filled in between)."""
     bytes: int = 0
     duration: float = 0.0
     """Seconds from the first frame in the file to the last."""
     dropped: int = 0
     """Frames left out because the disk was too slow (each gap ends at a keyframe)."""
+    audio_dropped: int = 0
+    """Opus packets left out because the disk was too slow (silence stands in for them)."""
     first_frame: int | None = None
     last_frame: int | None = None
     """The session's encoded-frame numbers (its frames_encoded count) of the first and last frame recorded."""
@@ -77,13 +83,18 @@ class Recorder:
         path: Path,
         request_keyframe: Callable[[], None],
         save_info: Callable[[RecordingInfo], None],
+        sound: bool = False,
     ) -> None:
+        """`sound`: whether the session can have sound, so that the file gets a sound track."""
         self.info = info
         self.path = path
         self._request_keyframe = request_keyframe
         self._save_info = save_info
         """Keeps the info beside the file; called off the event loop: as it starts, every few seconds, at its end."""
-        self._writer = MuxerThread(path, info.max_bytes, lambda: save_info(replace(self.live)), self._writer_done)
+        kinds = TRACKS if sound else (VIDEO,)
+        self._writer = MuxerThread(
+            path, info.max_bytes, lambda: save_info(replace(self.live)), self._writer_done, kinds
+        )
         self._loop = asyncio.get_running_loop()
         self._finished: asyncio.Future[None] = self._loop.create_future()
         self._finish_callbacks: list[Callable[[Recorder], None]] = []
@@ -106,6 +117,7 @@ class Recorder:
         stats = self._writer.stats
         info = self.info
         info.frames, info.bytes, info.duration = stats.frames, stats.bytes, round(stats.duration, 3)
+        info.audio_packets = stats.audio_packets
         return info
 
     def offer(self, packets: list[av.Packet], frame_number: int) -> None:
@@ -126,6 +138,14 @@ class Recorder:
             if not started:
                 self.info.first_frame, self.info.state = frame_number, RecordingState.RECORDING
             self.info.last_frame = frame_number
+
+    def offer_sound(self, packets: list[av.Packet]) -> None:
+        """Opus packets of the session's sound; taken once the first frame is (the file starts on it)."""
+        if self._stopping or self.info.first_frame is None:
+            return
+        for packet in packets:
+            if not self._writer.put(Stamped(SOUND, packet)):
+                self.info.audio_dropped += 1
 
     def stop(self, reason: str = "requested") -> None:
         """Write what is queued and close the file; `wait` for it."""
@@ -187,6 +207,10 @@ class Recorders:
         if packets:
             for recorder in self._running.values():
                 recorder.offer(packets, frame_number)
+
+    def publish_sound(self, packets: list[av.Packet]) -> None:
+        for recorder in self._running.values():
+            recorder.offer_sound(packets)
 
     async def stop(self, reason: str) -> None:
         """Stop every recording and wait until their files are closed."""

@@ -6,11 +6,13 @@ frame stamp (vgpustream.stamp) and the last pointer position from the input prot
 not drawn into the picture but offered as a cursor (a red arrow), like a guest's cursor plane. With
 `?cycle=S` the mode changes every S seconds, between the given size and half of it, like a guest that
 keeps switching modes (the soak bench's). With `?resize=1` it follows viewers' resize requests, like a
-guest whose display driver takes every mode it is offered.
+guest whose display driver takes every mode it is offered. With `?tone=HZ` it has sound: a sine of HZ
+(20..20000) hertz, played while the source is open (vgpustream.sources.tone), like a guest playing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -21,8 +23,10 @@ import numpy as np
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888
 from vgpustream.input import InputEvent, KeyEvent, PointerEvent
+from vgpustream.sound import SoundOut
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE, MIN_EDGE
+from vgpustream.sources.tone import Tone
 from vgpustream.stamp import MIN_WIDTH, Stamp, draw_stamp
 
 _SPEC = re.compile(r"(?:(\d{1,5})x(\d{1,5}))?(?:@(\d{1,3}))?")
@@ -32,6 +36,7 @@ BACKGROUND = 0xE8
 INK = 0x20
 POINTER_IDLE = (0, 0, 255)  # BGR red
 POINTER_PRESSED = (0, 200, 0)  # BGR green
+TONE_HZ = range(20, 20_001)
 
 
 class SyntheticInput(InputSink):
@@ -63,12 +68,16 @@ class SyntheticSource(Source):
         cursor: bool = False,
         cycle: float | None = None,
         resizable: bool = False,
+        tone: int | None = None,
     ) -> None:
+        """`tone`: the frequency of its sound, if it has any (it must then be made on the event loop)."""
         _check_size(width, height)
         if not 1 <= fps <= 240:
             raise InvalidSourceUrl("synthetic fps must be within 1..240")
         if cycle is not None and not 1 <= cycle <= 3600:
             raise InvalidSourceUrl("synthetic cycle must be within 1..3600 seconds")
+        if tone is not None and tone not in TONE_HZ:
+            raise InvalidSourceUrl("synthetic tone must be within 20..20000 Hz")
         self.fps = fps
         self._modes = ((width, height), (max(MIN_WIDTH, width // 4 * 2), max(MIN_EDGE, height // 4 * 2)))
         self._cycle = cycle
@@ -81,6 +90,9 @@ class SyntheticSource(Source):
         self._drawn: tuple[int, PointerEvent | None] | None = None
         self._set_size(width, height)
         self.state = SourceState.STREAMING
+        self._tone = Tone(tone) if tone is not None else None
+        self._loop = asyncio.get_running_loop() if tone is not None else None
+        """The event loop the tone plays on (open and close are called on the capture thread)."""
 
     @classmethod
     def from_url(cls, spec: str, query: str) -> SyntheticSource:
@@ -93,13 +105,29 @@ class SyntheticSource(Source):
         cursor = options.pop("cursor", ["0"])[-1] in ("1", "true", "yes")
         cycle = options.pop("cycle", [None])[-1]
         resizable = options.pop("resize", ["0"])[-1] in ("1", "true", "yes")
+        tone = options.pop("tone", [None])[-1]
         if options:
-            raise InvalidSourceUrl("synthetic source takes only the options 'still', 'cursor', 'cycle' and 'resize'")
+            raise InvalidSourceUrl(
+                "synthetic source takes only the options 'still', 'cursor', 'cycle', 'resize' and 'tone'"
+            )
         if cycle is not None and not cycle.isdecimal():
             raise InvalidSourceUrl("synthetic cycle must be a whole number of seconds")
+        if tone is not None and not tone.isdecimal():
+            raise InvalidSourceUrl("synthetic tone must be a whole number of hertz")
         size = int(width or 1280), int(height or 720)
         cycle_s = int(cycle) if cycle else None
-        return cls(*size, int(fps or 30), still=still, cursor=cursor, cycle=cycle_s, resizable=resizable)
+        tone_hz = int(tone) if tone is not None else None
+        return cls(*size, int(fps or 30), still=still, cursor=cursor, cycle=cycle_s, resizable=resizable, tone=tone_hz)
+
+    def open(self) -> None:
+        if self._tone is not None:
+            assert self._loop is not None
+            asyncio.run_coroutine_threadsafe(self._tone.start(), self._loop).result()
+
+    def close(self) -> None:
+        if self._tone is not None:
+            assert self._loop is not None
+            asyncio.run_coroutine_threadsafe(self._tone.stop(), self._loop).result()
 
     def _set_size(self, width: int, height: int) -> None:
         self.width, self.height = width, height
@@ -171,6 +199,10 @@ class SyntheticSource(Source):
     @property
     def input_sink(self) -> SyntheticInput:
         return self._input
+
+    @property
+    def sound(self) -> SoundOut | None:
+        return self._tone.out if self._tone is not None else None
 
     def display_range(self) -> tuple[int, int] | None:
         return (DEFAULT_MAX_EDGE, DEFAULT_MAX_EDGE) if self.resizable else None
