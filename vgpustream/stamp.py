@@ -45,8 +45,9 @@ def draw_stamp(pixels: np.ndarray, stamp: Stamp) -> None:
     """Draw `stamp` into the top-left corner of `pixels` (height, width, channels; 8-bit channels)."""
     cell = cell_size(pixels.shape[1])
     bits = np.unpackbits(np.frombuffer(_payload(stamp), dtype=np.uint8)).reshape(ROWS, COLUMNS)
-    cells = np.repeat(np.repeat(bits * np.uint8(255), cell, axis=0), cell, axis=1)
-    pixels[: ROWS * cell, : COLUMNS * cell, :] = cells[:, :, None]
+    # one broadcast write into (row, cell row, column, cell column, channel): no enlarged copy of the bits
+    area = pixels[: ROWS * cell, : COLUMNS * cell, :].reshape(ROWS, cell, COLUMNS, cell, pixels.shape[2])
+    area[:] = (bits * np.uint8(255))[:, None, :, None, None]
 
 
 def read_stamp(luma: np.ndarray) -> Stamp | None:
