@@ -4,9 +4,12 @@ While nobody watches (no viewer, no recording) the loop only samples the source,
 seconds apart, to keep its state, planes and thumbnail current: nothing is converted or encoded. A
 keyframe request (the first viewer's) wakes it at once, and the next step is an IDR of the current picture.
 
-The thread boundary: every call into the source (open, next frame, planes, cursor, close) and into
-the encoder runs on the loop's single capture thread, never on the event loop, so a stalled device
-stalls only its own session. After each step the loop publishes a `Snapshot`, which the API and the
+The thread boundary: every call into the source (open, next frame, planes, cursor, close) and the
+conversion run on the loop's capture thread, the encoder on its encoder thread, never on the event
+loop, so a stalled device stalls only its own session. The two overlap: frame N+1 is captured and
+converted while frame N is encoded, one frame in flight, handed over and published in order; what to
+encode (a keyframe, a repeat for the cursor or a refinement) is decided on the encoder thread once the
+frame before has been encoded. After each step the loop publishes a `Snapshot`, which the API and the
 metrics read instead of asking the source; the loop's counters change only on the event loop.
 """
 
@@ -23,7 +26,7 @@ from typing import Protocol, TypeVar
 import av
 
 from vgpustream.capture.keyframes import KeyframePolicy
-from vgpustream.capture.pipeline import FramePipeline, StepResult
+from vgpustream.capture.pipeline import Capture, FramePipeline, StepResult
 from vgpustream.capture.stats import CaptureStats, Histogram, RateMeter
 from vgpustream.clipboard import GuestClipboard
 from vgpustream.encoder import EncoderSettings
@@ -104,6 +107,9 @@ class CaptureLoop:
         self._opened = False
         self._no_signal_shown = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{name}")
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{name}")
+        self._encoding: asyncio.Task[None] | None = None
+        """The frame being encoded and then published, while the next one is captured."""
         self._task: asyncio.Task[None] | None = None
         self._name = name
 
@@ -127,17 +133,20 @@ class CaptureLoop:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._encoding is not None:
+            await asyncio.gather(self._encoding, return_exceptions=True)
         if self._opened:
             if self.input_sink is not None:
                 await self.input_sink.close()
             await self._on_capture_thread(self._source.close)
         # the encoder's threads go now: a stopped loop may wait for the cycle collector much longer
-        await self._on_capture_thread(self._pipeline.close)
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        await self._on_encoder_thread(self._pipeline.close)  # both threads are idle by now
+        for executor in (self._executor, self._encoder):
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
 
     async def reconfigure(self, settings: EncoderSettings) -> None:
         """New encoder settings, taken between two frames; the next frame is an IDR."""
-        await self._on_capture_thread(self._pipeline.encoder.reconfigure, settings)
+        await self._on_encoder_thread(self._pipeline.encoder.reconfigure, settings)
         self._keyframes.interval = settings.keyframe_interval
         self.settings = settings
 
@@ -157,6 +166,9 @@ class CaptureLoop:
 
     async def _on_capture_thread(self, call: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+
+    async def _on_encoder_thread(self, call: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._encoder, call, *args)
 
     # on the capture thread
 
@@ -180,10 +192,9 @@ class CaptureLoop:
         check_display(request, self._source.display_range())
         self._source.resize(request.width, request.height, request.scale)
 
-    def _step(self, keyframe: bool, periodic: bool, composite: bool) -> tuple[StepResult, Snapshot]:
-        """One frame through the pipeline, then what the source says now."""
-        result = self._pipeline.step(keyframe, self._source.cursor() if composite else None, periodic)
-        return result, self._look()
+    def _capture(self, composite: bool) -> tuple[Capture, Snapshot]:
+        """The capture stage of one frame, then what the source says now."""
+        return self._pipeline.capture(self._source.cursor() if composite else None), self._look()
 
     def _sample(self) -> tuple[StepResult, Snapshot]:
         """Nobody watches: a capture only, then what the source says now."""
@@ -200,9 +211,11 @@ class CaptureLoop:
                 self._idle = not output.watched()
                 if self._idle:
                     result, self.snapshot = await self._on_capture_thread(self._sample)
+                    self._count(result, now)
+                    output.publish([], self.snapshot.cursor)
                 else:
-                    (keyframe, periodic), composite = self._keyframes.due(now), output.composites_cursor()
-                    result, self.snapshot = await self._on_capture_thread(self._step, keyframe, periodic, composite)
+                    capture, self.snapshot = await self._on_capture_thread(self._capture, output.composites_cursor())
+                    await self._start_encoding(capture, self.snapshot.cursor, output, now)
             except VgpuStreamError as exc:
                 self._failed(exc)
                 await self._show_no_signal_while_lost(output, now)
@@ -210,8 +223,6 @@ class CaptureLoop:
                 await asyncio.sleep(ERROR_BACKOFF)
                 deadline = loop.time()
                 continue
-            self._count(result, now)
-            output.publish(result.packets, self.snapshot.cursor)
             await self._show_no_signal_while_lost(output, now)
             self._show_state(output)
             interval = self._sample_interval if self._idle else 1.0 / self.settings.fps
@@ -226,10 +237,32 @@ class CaptureLoop:
         (players that do not read the state messages too); once per loss, while someone watches."""
         lost = self.snapshot.state is SourceState.LOST
         if lost and not self._no_signal_shown and not self._idle:
-            result = await self._on_capture_thread(self._pipeline.show, no_signal_frame())
-            self._count(result, now)
-            output.publish(result.packets, None)
+            capture = await self._on_capture_thread(self._pipeline.show, no_signal_frame())
+            await self._start_encoding(capture, None, output, now, forced=True)
         self._no_signal_shown = lost and not self._idle
+
+    async def _start_encoding(
+        self, capture: Capture, cursor: Cursor | None, output: Output, now: float, forced: bool = False
+    ) -> None:
+        """Encode `capture` on the encoder thread and publish it (with `cursor`), once the frame before
+        it is out: an IDR if `forced`, else as the keyframe policy says, knowing that frame's keyframes."""
+        encoding = self._encoding
+        if encoding is not None:
+            try:
+                await asyncio.shield(encoding)  # normally long done; an error it raised comes out here, once
+            finally:
+                if encoding.done():
+                    self._encoding = None
+        keyframe, periodic = (True, False) if forced else self._keyframes.due(now)
+        encode = self._encode(capture, cursor, output, now, keyframe=keyframe, periodic=periodic)
+        self._encoding = asyncio.create_task(encode)
+
+    async def _encode(
+        self, capture: Capture, cursor: Cursor | None, output: Output, now: float, *, keyframe: bool, periodic: bool
+    ) -> None:
+        result = await self._on_encoder_thread(self._pipeline.encode, capture, keyframe, periodic)
+        self._count(result, now)
+        output.publish(result.packets, cursor)
 
     def _show_state(self, output: Output) -> None:
         snapshot = self.snapshot

@@ -37,8 +37,25 @@ class StepResult:
         return self.capture + self.convert + self.encode
 
 
+@dataclass
+class Capture:
+    """What the capture stage hands the encode stage: a new picture, if there is one, and the cursor."""
+
+    picture: av.VideoFrame | None
+    """The converted picture (yuv420p, a frame of its own: the source may reuse its buffer at once)."""
+    captured_at: float
+    cursor: Cursor | None
+    """The cursor to draw into the picture; None when viewers draw it themselves."""
+    result: StepResult
+    """What the capture stage did (whether it captured; its times)."""
+
+
 class FramePipeline:
-    """Pulls changed frames from a source and encodes them; not thread-safe, run it on one thread.
+    """Pulls changed frames from a source and encodes them, in two stages: `capture` (the source and
+    the conversion) and `encode` (the encoder and what it decides). `step` runs both on one thread; the
+    capture loop runs each stage on a thread of its own, so the next frame is captured and converted
+    while this one is encoded. Neither stage is thread-safe: one thread each, and one `Capture` in
+    flight, handed over in order.
 
     When the source has nothing new, a requested keyframe re-encodes the last picture, so a
     still screen still lets a new viewer start. A picture that stops changing is refined: encoded
@@ -48,8 +65,8 @@ class FramePipeline:
     guest's memory); when it moves, the last picture is encoded again with the cursor in its new place.
 
     While nobody watches, `sample` only captures: a changed frame is held unconverted (the source
-    keeps it valid until its next capture); the next `step` converts it before it captures, and
-    encodes it if the source has nothing newer, so the first viewer's IDR shows the current picture.
+    keeps it valid until its next capture); the next `capture` converts it before it captures, and
+    it is encoded if the source has nothing newer, so the first viewer's IDR shows the current picture.
     Both keep `thumbnail` current, at most once per `thumbnail_interval` seconds while encoding.
     """
 
@@ -63,6 +80,7 @@ class FramePipeline:
         self._thumbnail_at = -float("inf")
         self._held: Frame | None = None
         self._converter = FrameConverter()
+        # the encode stage's own state
         self._last_picture: av.VideoFrame | None = None
         self._drawn_cursor: tuple[int, int, int, bool] | None = None
         self.epoch = time.time()
@@ -75,56 +93,62 @@ class FramePipeline:
 
     def close(self) -> None:
         """Free the encoder, the scaler and the pictures they hold, with their threads (x264's, and
-        FFmpeg's slice threads of the scaler); a `step` after this starts afresh with an IDR."""
+        FFmpeg's slice threads of the scaler); a `step` after this starts afresh with an IDR.
+        Neither stage may be running."""
         self.encoder.close()
         self._converter = FrameConverter()  # an unused one holds no scaler
         self._held = self._last_picture = None
 
     def step(self, keyframe: bool = False, cursor: Cursor | None = None, periodic: bool = False) -> StepResult:
         """Capture, convert and encode one frame: an IDR if `keyframe`, or if `periodic` and the picture changed."""
+        return self.encode(self.capture(cursor), keyframe, periodic)
+
+    def capture(self, cursor: Cursor | None = None) -> Capture:
+        """The capture stage: the source's next frame if it changed (or the one held while nobody
+        watched), converted; `cursor` is passed on to be drawn in."""
         result = StepResult()
-        unseen = self._held is not None
+        picture = None
         if self._held is not None:  # sampled while nobody watched: convert it while the source keeps it valid
-            self._last_picture, self._held = self._converter.convert(self._held), None
+            picture, self._held = self._converter.convert(self._held), None
         t0 = time.perf_counter()
         frame = self.source.next_frame()
         t1 = time.perf_counter()
         result.capture = t1 - t0
-        if frame is not None:
-            result.captured = True
-            if time.monotonic() - self._thumbnail_at >= self.thumbnail_interval:
-                self._take_thumbnail(frame)
-            self._last_picture = self._converter.convert(frame)
-            captured_at = frame.captured_at
-            keyframe = keyframe or periodic
-        elif unseen:
-            captured_at = time.time()
+        if frame is None:
+            return Capture(picture, time.time(), cursor, result)
+        result.captured = True
+        if time.monotonic() - self._thumbnail_at >= self.thumbnail_interval:
+            self._take_thumbnail(frame)
+        picture = self._converter.convert(frame)
+        result.convert = time.perf_counter() - t1
+        return Capture(picture, frame.captured_at, cursor, result)
+
+    def show(self, frame: Frame) -> Capture:
+        """The capture stage for `frame`, which is not the source's (the NO SIGNAL picture while it is
+        lost): encode it as an IDR, and the steps after it refine it like any picture that stopped changing."""
+        return Capture(self._converter.convert(frame), frame.captured_at, None, StepResult(captured=True))
+
+    def encode(self, capture: Capture, keyframe: bool = False, periodic: bool = False) -> StepResult:
+        """The encode stage: encode a new picture (an IDR if `keyframe` or `periodic`); without one, the
+        last picture again if a keyframe is requested, the drawn-in cursor moved, or it is being refined."""
+        result = capture.result
+        cursor = capture.cursor
+        if capture.picture is not None:
+            self._last_picture = capture.picture
             keyframe = keyframe or periodic
         elif self._last_picture is not None and (
             keyframe or self._refinements > 0 or cursor_key(cursor) != self._drawn_cursor
         ):
             result.repeated = True
-            captured_at = time.time()
         else:
             return result
         refining = result.repeated and not keyframe and cursor_key(cursor) == self._drawn_cursor
         self._drawn_cursor = cursor_key(cursor)
+        t0 = time.perf_counter()
         picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
-        t2 = time.perf_counter()
-        result.convert = t2 - t1 if frame is not None else 0.0
-        result.packets = self._encode(picture, captured_at, keyframe)
-        result.encode = time.perf_counter() - t2
+        result.packets = self._encode(picture, capture.captured_at, keyframe)
+        result.encode = time.perf_counter() - t0
         self._count_refinement(refining, sum(packet.size for packet in result.packets))
-        return result
-
-    def show(self, frame: Frame) -> StepResult:
-        """Encode `frame`, which is not the source's (the NO SIGNAL picture while it is lost), as an IDR;
-        the steps after it refine it like any picture that stopped changing."""
-        result = StepResult(captured=True)
-        self._last_picture = self._converter.convert(frame)
-        self._drawn_cursor = None
-        result.packets = self._encode(self._last_picture, frame.captured_at, keyframe=True)
-        self._count_refinement(False, 0)
         return result
 
     def sample(self) -> StepResult:
