@@ -141,8 +141,11 @@ class CaptureLoop:
             await self._on_capture_thread(self._source.close)
         # the encoder's threads go now: a stopped loop may wait for the cycle collector much longer
         await self._on_encoder_thread(self._pipeline.close)  # both threads are idle by now
-        for executor in (self._executor, self._encoder):
-            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)
+        await asyncio.get_running_loop().run_in_executor(None, self._shut_down_threads)
+
+    def _shut_down_threads(self) -> None:
+        self._executor.shutdown()
+        self._encoder.shutdown()
 
     async def reconfigure(self, settings: EncoderSettings) -> None:
         """New encoder settings, taken between two frames; the next frame is an IDR."""
