@@ -30,11 +30,13 @@ def bench(*args: str) -> dict:
 
 def test_bench_pipeline_reports_every_stage():
     result = bench("pipeline", "--resolution", "320x240", "--frames", "5")
-    assert result["resolution"] == "320x240" and result["frames"] == 5
+    assert result["resolution"] == "320x240" and result["frames"] >= 5
     assert set(result["stages"]) == {"capture", "convert", "encode", "total"}
     for stage in [*result["stages"].values(), result["naive_total"]]:
         assert 0 < stage["p50"] <= stage["p95"]
     assert result["total_to_naive_p50"] > 0, "the naive PyAV path ran beside it"
+    assert all(value >= 0 for value in result["throughput"].values()), result["throughput"]
+    assert result["step_to_naive"] > 0 and result["cpu_to_naive"] > 0, "the capture loop ran flat out, in turn with it"
 
 
 def test_bench_fanout_runs_each_viewer_count_with_a_decoding_viewer():

@@ -56,10 +56,10 @@ def _sizes(text: str) -> list[tuple[int, int]]:
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="measure the pipeline or the fan-out")
     kinds = parser.add_subparsers(dest="bench", required=True)
-    p = kinds.add_parser("pipeline", help="ms per stage: capture, convert, encode")
+    p = kinds.add_parser("pipeline", help="time per frame against the naive PyAV path, and per stage")
     p.add_argument("--source", help="source URL (default: synthetic at --resolution, changing every frame)")
     p.add_argument("--resolution", default="1280x720", help="size of the synthetic source (default %(default)s)")
-    p.add_argument("--frames", type=int, default=300, help="frames to measure (default %(default)s)")
+    p.add_argument("--frames", type=int, default=300, help="frames to measure of each kind (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -200,10 +200,17 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def _pipeline_table(result: dict[str, Any]) -> str:
+    t = result["throughput"]
+    paced_by_source = [f"(the source set the pace: {t['source_bound_frames']} frames repeated)"]
     lines = [
-        f"{result['resolution']} from {result['source']}: {result['frames']} frames "
-        f"(after {result['warm_up_frames']} warm-up), ms per frame",
-        "stage       p50      p95",
+        f"{result['resolution']} from {result['source']}: {result['frames']} frames of each kind in "
+        f"{result['rounds']} rounds (after {result['warm_up_frames']} warm-up each), loop and naive path in turn",
+        "per frame, steady state   wall ms   CPU ms",
+        f"capture loop (overlapped) {t['pipeline_ms_per_frame']:>7.2f}  {t['pipeline_cpu_ms_per_frame']:>7.2f}",
+        f"naive PyAV path           {t['naive_ms_per_frame']:>7.2f}  {t['naive_cpu_ms_per_frame']:>7.2f}",
+        f"loop / naive              {result['step_to_naive']:>7.3f}  {result['cpu_to_naive']:>7.3f}",
+        *(paced_by_source if t["source_bound_frames"] else []),
+        "stages, one call after the other   p50      p95",
     ]
     lines += [f"{stage:<8} {v['p50']:>7.2f}  {v['p95']:>7.2f}" for stage, v in result["stages"].items()]
     naive, ratio = result["naive_total"], result["total_to_naive_p50"]

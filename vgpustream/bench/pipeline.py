@@ -1,25 +1,45 @@
-"""`vgpustream bench pipeline`: milliseconds per stage of the real capture -> convert -> encode path.
+"""`vgpustream bench pipeline`: the real capture -> convert -> encode path against the naive PyAV path.
 
-Beside it, in the same loop (a step of each in turn, on the same source), the naive PyAV path the
-pipeline is measured against: `VideoFrame.from_ndarray` -> `reformat("yuv420p")` -> libx264 with
-preset ultrafast and tune zerolatency at the same bitrate, one call after the other.
+The naive path, on the same source: `VideoFrame.from_ndarray` -> `reformat("yuv420p")` -> libx264
+with preset ultrafast and tune zerolatency at the same bitrate, one call after the other on one thread.
+
+What "the step" is. The product's capture loop overlaps its stages: frame N+1 is captured and converted
+on the capture thread while frame N is encoded on the encoder thread. A frame's capture + convert +
+encode time then no longer says how fast frames go through, so the step is measured as throughput:
+wall time per frame of a `CaptureLoop`, as the product runs it but unpaced, on a source that changes
+faster than it runs, in steady state (after a warm-up), against the naive path's wall time per frame.
+The two are measured in windows of the same run taken in turn (loop, naive, loop, naive, ...), so that
+whatever else a shared machine runs falls on both alike; `step_to_naive` is the ratio of the medians.
+CPU time per frame over the same windows (the whole process, every thread) comes beside it: on a busy
+machine it is the steadier figure, and it decides how many sessions a host holds.
+
+Each round also has a window of `FramePipeline.step` calls one after the other (no overlap), whose
+stage times say what each stage costs (`stages`; `total_to_naive_p50` compares their sum per frame
+with the naive path's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import av
 import numpy as np
 
+from vgpustream.capture.loop import CaptureLoop
 from vgpustream.capture.pipeline import FramePipeline
+from vgpustream.capture.stats import CaptureStats
 from vgpustream.encoder import TIME_BASE, EncoderSettings
 from vgpustream.snapshot import use_source
-from vgpustream.sources.base import Planes, Source
+from vgpustream.sources import create_source
+from vgpustream.sources.base import Cursor, Planes, Source, SourceState
 
-WARM_UP = 10  # the first frames open the codec and fill caches; they are not counted
+WARM_UP = 10  # the first frames of each window open the codec and fill caches; they are not counted
+ROUNDS = 3  # windows of each kind, taken in turn
 STAGES = ("capture", "convert", "encode", "total")
 IDLE_WAIT = 0.001
 
@@ -30,19 +50,82 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50": round(float(np.percentile(values, 50)), 3), "p95": round(float(np.percentile(values, 95)), 3)}
 
 
-async def bench_pipeline(source_url: str, frames: int, encoder: EncoderSettings, timeout: float) -> dict[str, Any]:
-    """Run the pipeline until `frames` changed frames were captured and encoded (after a warm-up).
+@dataclass
+class Window:
+    """`frames` frames in `wall` seconds, using `cpu` seconds of the process's CPU time (every thread)."""
 
-    Steps that find no new picture (the source did not change yet) are not counted; they are
-    reported as `idle_steps`. Keyframes come only at the start, as in a session without new viewers.
-    """
+    frames: int
+    wall: float
+    cpu: float
+
+
+class FrameCounter:
+    """The capture loop's Output in the bench: counts captured frames until a target is reached."""
+
+    def __init__(self, stats: CaptureStats) -> None:
+        self.stats = stats
+        self._target = 0
+        self._reached: asyncio.Future[None] | None = None
+
+    async def reached(self, frames: int) -> None:
+        """Until the loop has captured (and encoded and published) `frames` frames."""
+        self._target, self._reached = frames, asyncio.get_running_loop().create_future()
+        self._check()
+        await self._reached
+
+    def composites_cursor(self) -> bool:
+        return False
+
+    def watched(self) -> bool:
+        return True
+
+    def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
+        self._check()
+
+    def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:
+        pass
+
+    def _check(self) -> None:
+        if self._reached is not None and not self._reached.done() and self.stats.frames_captured >= self._target:
+            self._reached.set_result(None)
+
+
+async def loop_window(source_url: str, frames: int, settings: EncoderSettings, timeout: float) -> tuple[Window, int]:
+    """A flat-out CaptureLoop's steady state over `frames` captured frames; and how many frames in that
+    window were repeats (the source had nothing new: it, not the pipeline, set the pace)."""
+    loop = CaptureLoop(create_source(source_url), settings, "bench", paced=False)
+    output = FrameCounter(loop.stats)
+    await loop.open()
+    loop.start(output)
+    try:
+        await asyncio.wait_for(output.reached(WARM_UP), timeout)
+        wall, cpu, repeated = time.perf_counter(), time.process_time(), loop.stats.frames_repeated
+        await asyncio.wait_for(output.reached(WARM_UP + frames), timeout)
+        window = Window(frames, time.perf_counter() - wall, time.process_time() - cpu)
+        return window, loop.stats.frames_repeated - repeated
+    finally:
+        await loop.stop()
+
+
+def naive_window(source: Source, frames: int, settings: EncoderSettings, deadline: float) -> tuple[Window, list[float]]:
+    """The naive path over `frames` new frames after a warm-up; and each frame's time."""
+    naive = NaivePath(source, settings)
+    times: list[float] = []
+    for _ in range(WARM_UP):
+        naive.step(deadline)
+    wall, cpu = time.perf_counter(), time.process_time()
+    while len(times) < frames and (step := naive.step(deadline)) is not None:
+        times.append(step)
+    return Window(len(times), time.perf_counter() - wall, time.process_time() - cpu), times
+
+
+def stage_window(source: Source, frames: int, settings: EncoderSettings, deadline: float) -> tuple[dict, int]:
+    """`FramePipeline.step` one call after the other over `frames` changed frames after a warm-up: the
+    stage times of each; and the steps that found no new picture (not counted)."""
+    pipeline = FramePipeline(source, settings)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    naive_samples: list[float] = []
-
-    def measure(source: Source) -> tuple[int, Planes]:
-        pipeline = FramePipeline(source, encoder)
-        naive = NaivePath(source, encoder)
-        idle, seen, deadline = 0, 0, time.monotonic() + timeout
+    idle, seen = 0, 0
+    try:
         while len(samples["total"]) < frames and time.monotonic() < deadline:
             result = pipeline.step(keyframe=seen == 0)
             if not result.captured:
@@ -50,28 +133,72 @@ async def bench_pipeline(source_url: str, frames: int, encoder: EncoderSettings,
                 time.sleep(IDLE_WAIT)
                 continue
             seen += 1
-            naive_time = naive.step(deadline)
             if seen > WARM_UP:
                 for stage in STAGES:
                     samples[stage].append(getattr(result, stage))
-                if naive_time is not None:
-                    naive_samples.append(naive_time)
-        return idle, source.planes()
+    finally:
+        pipeline.close()
+    return samples, idle
 
-    idle, planes = await use_source(source_url, measure)
-    if not samples["total"]:
+
+async def bench_pipeline(source_url: str, frames: int, encoder: EncoderSettings, timeout: float) -> dict[str, Any]:
+    """Rounds of a loop window, a naive window and a stage window, each of frames / ROUNDS frames."""
+    per_window = math.ceil(frames / ROUNDS)
+    deadline = time.monotonic() + timeout
+    loops: list[Window] = []
+    naives: list[Window] = []
+    naive_times: list[float] = []
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    idle = repeated = 0
+    for _ in range(ROUNDS):
+        window, repeats = await loop_window(source_url, per_window, encoder, max(1.0, deadline - time.monotonic()))
+        loops.append(window)
+        repeated += repeats
+
+        def naive(source: Source) -> tuple[Window, list[float]]:
+            return naive_window(source, per_window, encoder, deadline)
+
+        def stages(source: Source) -> tuple[dict, int]:
+            return stage_window(source, per_window, encoder, deadline)
+
+        window, times = await use_source(source_url, naive)
+        naives.append(window)
+        naive_times += times
+        stage_samples, stage_idle = await use_source(source_url, stages)
+        idle += stage_idle
+        for stage in STAGES:
+            samples[stage] += stage_samples[stage]
+    if not samples["total"] or not naive_times or any(w.frames == 0 for w in naives):
         raise TimeoutError(f"the source produced no changed frame within {timeout:.0f} s")
+    planes: Planes = await use_source(source_url, lambda source: source.planes())
     primary = planes.primary
+    pipeline_ms, naive_ms = _per_frame_ms(loops, "wall"), _per_frame_ms(naives, "wall")
+    pipeline_cpu, naive_cpu = _per_frame_ms(loops, "cpu"), _per_frame_ms(naives, "cpu")
     return {
         "resolution": f"{primary.width}x{primary.height}" if primary else None,
         "source": source_url,
-        "frames": len(samples["total"]),
+        "frames": per_window * ROUNDS,
+        "rounds": ROUNDS,
         "warm_up_frames": WARM_UP,
+        "throughput": {
+            "pipeline_ms_per_frame": round(pipeline_ms, 3),
+            "naive_ms_per_frame": round(naive_ms, 3),
+            "pipeline_cpu_ms_per_frame": round(pipeline_cpu, 3),
+            "naive_cpu_ms_per_frame": round(naive_cpu, 3),
+            "source_bound_frames": repeated,
+        },
+        "step_to_naive": round(pipeline_ms / naive_ms, 3),
+        "cpu_to_naive": round(pipeline_cpu / naive_cpu, 3),
         "idle_steps": idle,
         "stages": {stage: percentiles(values) for stage, values in samples.items()},
-        "naive_total": percentiles(naive_samples),
-        "total_to_naive_p50": round(float(np.median(samples["total"]) / np.median(naive_samples)), 3),
+        "naive_total": percentiles(naive_times),
+        "total_to_naive_p50": round(float(np.median(samples["total"]) / np.median(naive_times)), 3),
     }
+
+
+def _per_frame_ms(windows: list[Window], what: str) -> float:
+    """The median over windows of milliseconds of `what` (wall or cpu) per frame."""
+    return statistics.median(getattr(w, what) / w.frames * 1000 for w in windows)
 
 
 class NaivePath:

@@ -86,7 +86,10 @@ class Output(Protocol):
 class CaptureLoop:
     """Captures one source at up to `fps`, encodes each changed frame once, and hands it to an Output."""
 
-    def __init__(self, source: Source, settings: EncoderSettings, name: str, sample_interval: float = 1.0) -> None:
+    def __init__(
+        self, source: Source, settings: EncoderSettings, name: str, sample_interval: float = 1.0, *, paced: bool = True
+    ) -> None:
+        """`paced=False`: no wait between steps, however high the frame rate (the pipeline bench's flat-out run)."""
         self._source = source
         self.settings = settings
         self.stats = CaptureStats()
@@ -101,6 +104,7 @@ class CaptureLoop:
         self._keyframes = KeyframePolicy(settings.keyframe_interval)
         self._pipeline = FramePipeline(source, settings, thumbnail_interval=sample_interval)
         self._sample_interval = sample_interval
+        self._paced = paced
         self._idle = False
         self._wakeup = asyncio.Event()
         self._rate = RateMeter()
@@ -231,7 +235,7 @@ class CaptureLoop:
             interval = self._sample_interval if self._idle else 1.0 / self.settings.fps
             deadline = max(deadline + interval, loop.time())
             if not self._idle:
-                await asyncio.sleep(deadline - loop.time())
+                await asyncio.sleep(deadline - loop.time() if self._paced else 0)
             elif await self._woken_before(deadline):
                 deadline = loop.time()
 
