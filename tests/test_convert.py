@@ -1,0 +1,55 @@
+"""Captured frames to the encoder's yuv420p: libyuv where it has the format, swscale otherwise, alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vgpustream.convert import LIBYUV, FrameConverter
+from vgpustream.formats import PIXEL_FORMATS, fourcc_code
+from vgpustream.sources.base import Frame
+from vgpustream.stamp import luma
+
+
+def picture(width: int, height: int, bytes_per_pixel: int) -> np.ndarray:
+    """Random pixels, constant over each 2x2 block so that any chroma subsampling gives the same."""
+    rng = np.random.default_rng(7)
+    blocks = rng.integers(0, 256, size=((height + 1) // 2, (width + 1) // 2, bytes_per_pixel), dtype=np.uint8)
+    return blocks.repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
+
+
+def planes(frame) -> list[np.ndarray]:
+    return [luma(frame).astype(int)] + [
+        np.frombuffer(frame.planes[i], np.uint8).reshape(frame.height // 2, -1)[:, : frame.width // 2].astype(int)
+        for i in (1, 2)
+    ]
+
+
+def test_libyuv_is_there():
+    assert LIBYUV is not None, "libyuv0 is installed where vgpustream runs (.ci/run, deploy/Dockerfile)"
+
+
+@pytest.mark.parametrize("name", ["XR24", "AR24", "XB24", "AB24", "RG24", "BG24", "RG16", "XR30"])
+def test_each_format_converts_as_swscale_does(name):
+    fourcc = fourcc_code(name)
+    frame = Frame(pixels=picture(321, 241, PIXEL_FORMATS[fourcc].bytes_per_pixel), fourcc=fourcc, captured_at=0)
+    converted, reference = FrameConverter().convert(frame), FrameConverter(use_libyuv=False).convert(frame)
+    assert (converted.width, converted.height, converted.format.name) == (320, 240, "yuv420p")
+    for ours, theirs in zip(planes(converted), planes(reference), strict=True):
+        assert np.abs(ours - theirs).max() <= 1
+
+
+def test_a_window_into_a_wider_buffer_converts_without_a_copy_and_each_picture_is_its_own():
+    page = picture(640, 240, 4)
+    converter = FrameConverter()
+    first = converter.convert(Frame(pixels=page[:, 100:420], fourcc=fourcc_code("XR24"), captured_at=0))
+    kept = [plane.copy() for plane in planes(first)]
+    second = converter.convert(Frame(pixels=page[:, 200:520], fourcc=fourcc_code("XR24"), captured_at=0))
+    reference = FrameConverter(use_libyuv=False).convert(
+        Frame(pixels=page[:, 100:420].copy(), fourcc=fourcc_code("XR24"), captured_at=0)
+    )
+    assert all(np.abs(a - b).max() <= 1 for a, b in zip(planes(first), planes(reference), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(planes(first), kept, strict=True)), (
+        "the next conversion left it alone"
+    )
+    assert not np.array_equal(planes(second)[0], kept[0])
