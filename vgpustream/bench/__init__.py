@@ -24,6 +24,7 @@ from vgpustream.bench import (
 )
 from vgpustream.encoder import EncoderSettings
 from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
+from vgpustream.sources import synthetic
 
 
 def _counts(text: str) -> list[int]:
@@ -139,7 +140,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     if args.bench == "pipeline":
         # a synthetic source whose picture changes faster than the pipeline runs: every step captures
-        source = args.source or f"synthetic:{args.resolution}@240"
+        source = args.source or f"synthetic:{args.resolution}@{synthetic.MAX_FPS}"
         result = pipeline.run(source, args.frames, EncoderSettings(bitrate=args.bitrate), args.timeout)
         print(json.dumps(result) if args.json else _pipeline_table(result))
     elif args.bench == "fanout":
