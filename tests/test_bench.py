@@ -77,6 +77,7 @@ def test_bench_capacity_runs_each_session_count_with_its_viewers():
     assert [run["sessions"] for run in result["runs"]] == [1, 2]
     for run in result["runs"]:
         assert run["cpu_per_wall"] > 0 and run["fps_per_viewer_min"] > 10, run
+        assert run["encoded_fps_per_session"] > 10 and run["server_cpu_ms_per_frame"] > 0, run
     assert result["sessions_held"] in (0, 1, 2)
 
 

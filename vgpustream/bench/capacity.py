@@ -4,6 +4,8 @@ For each session count a fresh `vgpustream serve` runs that many sessions on the
 (moving, or `--still`), each watched by its own viewer process (counting frames without decoding, see
 vgpustream/bench/worker.py). Over one wall-clock window the server's CPU time is read from /proc and
 each viewer's frames are counted. A count is held when every viewer got at least `--min-fps`.
+Server CPU per encoded frame (the sessions' own frame counts over the same window) is the figure to
+compare on a busy machine: there, fewer frames get through, and CPU per session falls with them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from vgpustream.bench.fanout import frame_rates, watch
+from vgpustream.bench.fanout import frame_rates, get_json, watch
 from vgpustream.testing.server import serve
 
 
@@ -25,6 +27,11 @@ def add_session(base: str, session_id: str, source: str) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
+
+
+def frames_encoded(base: str, session_ids: list[str]) -> int:
+    """Frames encoded so far by all the sessions."""
+    return sum(get_json(f"{base}/api/v1/sessions/{i}")["stats"]["frames_encoded"] for i in session_ids)
 
 
 def one_run(sessions: int, viewers: int, seconds: float, source: str, server_args: list[str]) -> dict[str, Any]:
@@ -42,13 +49,17 @@ def one_run(sessions: int, viewers: int, seconds: float, source: str, server_arg
             ids = ["default", *(f"s{i}" for i in range(1, sessions))]
             for session_id in ids[1:]:
                 add_session(served.url, session_id, source)
-            window = watch(served, [(f"{served.url}/whep/{session_id}", viewers, []) for session_id in ids], seconds)
+            groups = [(f"{served.url}/whep/{session_id}", viewers, []) for session_id in ids]
+            window = watch(served, groups, seconds, lambda: frames_encoded(served.url, ids))
     rates = frame_rates(window, seconds)
     cpu = window.cpu_per_wall
+    encoded = window.probed[1] - window.probed[0]
     return {
         "sessions": sessions,
         "cpu_per_wall": round(cpu, 3),
         "cpu_per_session": round(cpu / sessions, 4),
+        "encoded_fps_per_session": round(encoded / seconds / sessions, 2),
+        "server_cpu_ms_per_frame": round(cpu * seconds * 1000 / max(1, encoded), 3),
         "fps_per_viewer_min": round(min(rates), 2),
         "fps_per_viewer_mean": round(sum(rates) / len(rates), 2),
     }
