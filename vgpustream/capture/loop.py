@@ -261,6 +261,10 @@ class CaptureLoop:
                 if encoding.done():
                     self._encoding = None
         keyframe, periodic = (True, False) if forced else self._keyframes.due(now)
+        if not self._pipeline.wants_encode(capture, keyframe):  # a still screen: no trip to the encoder thread
+            self._count(capture.result, now)
+            output.publish([], cursor)
+            return
         encode = self._encode(capture, cursor, output, now, keyframe=keyframe, periodic=periodic)
         self._encoding = asyncio.create_task(encode)
 

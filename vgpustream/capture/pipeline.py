@@ -136,9 +136,7 @@ class FramePipeline:
         if capture.picture is not None:
             self._last_picture = capture.picture
             keyframe = keyframe or periodic
-        elif self._last_picture is not None and (
-            keyframe or self._refinements > 0 or cursor_key(cursor) != self._drawn_cursor
-        ):
+        elif self.wants_encode(capture, keyframe):
             result.repeated = True
         else:
             return result
@@ -150,6 +148,14 @@ class FramePipeline:
         result.encode = time.perf_counter() - t0
         self._count_refinement(refining, sum(packet.size for packet in result.packets))
         return result
+
+    def wants_encode(self, capture: Capture, keyframe: bool) -> bool:
+        """Whether `encode` would encode anything: a new picture, or the last one again (a keyframe asked
+        for, a moved cursor, a refinement). Reads the encode stage's state: only while it does not run."""
+        return capture.picture is not None or (
+            self._last_picture is not None
+            and (keyframe or self._refinements > 0 or cursor_key(capture.cursor) != self._drawn_cursor)
+        )
 
     def sample(self) -> StepResult:
         """Capture only (nobody watches): hold a changed frame and make a thumbnail of it."""
