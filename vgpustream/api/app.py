@@ -14,7 +14,7 @@ from vgpustream import compat
 from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, whep
 from vgpustream.api.errors import json_errors
 from vgpustream.api.state import AUDIT, AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
-from vgpustream.audit import AuditLog
+from vgpustream.audit import AuditLog, read_webhook_secret
 from vgpustream.auth import Authority, operator_tokens
 from vgpustream.metrics import metrics_registry
 from vgpustream.ratelimit import RateLimiter
@@ -94,6 +94,8 @@ def create_app(settings: Settings) -> web.Application:
     compat.install()
     if settings.host_address:
         compat.advertise_host_addresses(settings.host_address)
+    secret_file = settings.audit_webhook_secret_file
+    webhook_secret = None if secret_file is None else read_webhook_secret(secret_file)  # read now: fail at start
 
     async def background_threads(app: web.Application) -> AsyncIterator[None]:
         # the event loop's default executor (thumbnail encodes, name lookups, capture threads' shutdown):
@@ -104,7 +106,12 @@ def create_app(settings: Settings) -> web.Application:
 
     async def state_lifetime(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE] = Store(settings.database)
-        audit = app[AUDIT] = AuditLog(settings.audit_database, settings.audit_webhook)
+        audit = app[AUDIT] = AuditLog(
+            settings.audit_database,
+            settings.audit_webhook,
+            secret=webhook_secret,
+            retention=settings.audit_retention_days * 86_400,
+        )
         audit.start()
         app[AUTHORITY] = Authority(store, operator_secrets(settings), enabled=not settings.insecure_no_auth)
         registry = app[REGISTRY] = SessionRegistry(settings, store, audit)
