@@ -72,7 +72,9 @@ def cors_middleware(origins: tuple[str, ...]) -> web.middleware:
 
 @web.middleware
 async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(API_PREFIX) and request.path not in PUBLIC_API:
+    if not request.path.startswith(API_PREFIX) or request.path in PUBLIC_API:
+        return await handler(request)
+    if not request.app[recordings.LINKS].allows(request):  # a recording's signed file link needs no token
         request.app[AUTHORITY].require_operator(request)
     return await handler(request)
 
