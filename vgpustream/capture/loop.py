@@ -252,8 +252,13 @@ class CaptureLoop:
 
     def _failed(self, exc: VgpuStreamError) -> None:
         self.stats.capture_errors += 1
-        state = SourceState.LOST if isinstance(exc, SourceUnavailable) else self.snapshot.state
-        self.snapshot = replace(self.snapshot, state=state, error=printable(exc.message, MAX_ERROR_CHARS))
+        error = printable(exc.message, MAX_ERROR_CHARS)
+        if isinstance(exc, SourceUnavailable):  # nothing of it is there to show or to resize
+            self.snapshot = Snapshot(
+                SourceState.LOST, Planes(primary=None), error=error, thumbnail=self.snapshot.thumbnail
+            )
+        else:
+            self.snapshot = replace(self.snapshot, error=error)
         # rate-limited: the first error and then one in a hundred
         if self.stats.capture_errors % 100 == 1:
             log.warning(
