@@ -154,7 +154,7 @@ class VfioDevice:
     def removed(self) -> bool:
         """Whether the mdev is being removed. Neither mbochs nor mdpy (nor the 6.1 mdev core) tells an open
         device's user: the kernel unlinks the mdev from sysfs (`mdev_type` first), then waits until the last
-        fd on the device is closed. Devices not opened by UUID cannot tell and are never removed here."""
+        fd on the device is closed. A device not opened by UUID cannot tell: always False."""
         return self._mdev_type is not None and not os.path.lexists(self._mdev_type)
 
     # --- the gfx-plane uAPI ----------------------------------------------------------------
