@@ -127,6 +127,18 @@ class FramePipeline:
         self._count_refinement(False, 0)
         return result
 
+    def repeat(self, keyframe: bool) -> StepResult:
+        """No capture (the source failed): the last picture encoded again, if `keyframe` or while it is refined,
+        so a still picture gets sharp and a new viewer its IDR even while the source cannot be read."""
+        if self._last_picture is None or not (keyframe or self._refinements > 0):
+            return StepResult()
+        result = StepResult(repeated=True)
+        t0 = time.perf_counter()
+        result.packets = self.encoder.encode(self._last_picture, self._pts(time.time()), keyframe)
+        result.encode = time.perf_counter() - t0
+        self._count_refinement(not keyframe, sum(packet.size for packet in result.packets))
+        return result
+
     def sample(self) -> StepResult:
         """Capture only (nobody watches): hold a changed frame and make a thumbnail of it."""
         t0 = time.perf_counter()
