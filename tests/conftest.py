@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,37 @@ async def make_server(aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_
         return await aiohttp_server(create_app(test_settings(tmp_path / "state", **overrides)))
 
     return make
+
+
+@pytest.fixture
+def fuse_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Mount a faulty disk (tests/slowfs.py, over a fresh directory) with `fuse_disk(mountpoint, *options)`;
+    skips where FUSE cannot be mounted (it needs root and /dev/fuse). Unmounted after the test."""
+    if os.geteuid() != 0 or not Path("/dev/fuse").exists():
+        pytest.skip("a FUSE mount needs root and /dev/fuse")
+    pytest.importorskip("mfusepy", reason="the faulty disk needs mfusepy (pip install -e '.[test]')")
+    mounted: list[tuple[Path, subprocess.Popen[bytes]]] = []
+
+    def mount(mountpoint: Path, *options: str) -> Path:
+        backing = tmp_path / f"backing{len(mounted)}"
+        backing.mkdir()
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "tests.slowfs", str(backing), str(mountpoint), *options]
+        process = subprocess.Popen(
+            command, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        mounted.append((mountpoint, process))
+        for _ in range(100):
+            if os.path.ismount(mountpoint):
+                return mountpoint
+            time.sleep(0.05)
+        process.kill()
+        pytest.skip("cannot mount a FUSE file system here")
+
+    yield mount
+    for mountpoint, process in mounted:
+        subprocess.run(["umount", str(mountpoint)], check=False)
+        process.wait(timeout=10)
 
 
 @pytest.fixture

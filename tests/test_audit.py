@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 
 import pytest
@@ -10,6 +12,8 @@ from aiohttp import web
 
 from tests.recordings import start, stop
 from vgpustream.api.state import AUDIT, REGISTRY
+from vgpustream.audit import AuditLog
+from vgpustream.cli import main
 from vgpustream.testing.server import free_port
 
 EVENTS = "/api/v1/events"
@@ -35,11 +39,15 @@ class Receiver:
     def __init__(self, port: int) -> None:
         self.port = port
         self.events: list[dict] = []
+        self.signed: list[tuple[str | None, bytes]] = []
+        """Each POST's signature header and its body."""
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         async def hook(request: web.Request) -> web.Response:
-            self.events.append(await request.json())
+            body = await request.read()
+            self.signed.append((request.headers.get("X-Vgpustream-Signature"), body))
+            self.events.append(json.loads(body))
             return web.Response(status=204)
 
         app = web.Application()
@@ -60,8 +68,16 @@ async def receiver():
     await hook.stop()
 
 
-async def test_viewers_tokens_and_recordings_make_exactly_the_expected_events(make_server, http, viewers, receiver):
-    server = await make_server(source="synthetic:320x240@30", audit_webhook=f"http://127.0.0.1:{receiver.port}/hook")
+async def test_viewers_tokens_and_recordings_make_exactly_the_expected_events(
+    make_server, http, viewers, receiver, tmp_path
+):
+    secret = b"a webhook secret of the operator's"
+    (tmp_path / "webhook-secret").write_bytes(secret + b"\n")
+    server = await make_server(
+        source="synthetic:320x240@30",
+        audit_webhook=f"http://127.0.0.1:{receiver.port}/hook",
+        audit_webhook_secret_file=tmp_path / "webhook-secret",
+    )
     session = server.app[REGISTRY].get("default")
     base = str(server.make_url("/"))
     secrets = []
@@ -123,6 +139,8 @@ async def test_viewers_tokens_and_recordings_make_exactly_the_expected_events(ma
     await wait_for(lambda: len(receiver.events) == len(events), timeout=40, what="the webhook to catch up")
     assert receiver.events == events
     assert stats.delivered == len(events) and stats.dropped == 0
+    for header, body in receiver.signed:  # the receiver can tell the POSTs are the server's
+        assert header == "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
 async def test_events_come_a_page_at_a_time_and_bad_queries_are_refused(make_server, http):
@@ -151,3 +169,41 @@ async def test_events_come_a_page_at_a_time_and_bad_queries_are_refused(make_ser
         async with http.get(server.make_url(EVENTS), params=query) as response:
             assert response.status == 400, (query, await response.text())
             assert (await response.json())["error"]["code"] == "bad_request"
+
+
+async def test_events_past_the_retention_period_are_forgotten(tmp_path):
+    path = tmp_path / "audit.sqlite3"
+    audit = AuditLog(path, retention=3600)
+    first = audit.record("token.revoked", "s1", token="t1")
+    await asyncio.sleep(0.01)
+    second = audit.record("token.revoked", "s2", token="t2")
+    assert audit.forget_old(first.time + 3600) == 0, "an event exactly as old as the retention stays"
+    assert audit.forget_old(second.time + 3600) == 1
+    assert [e.id for e in audit.events()] == [second.id]
+    await audit.close()
+
+    short = AuditLog(path, retention=0.2)
+    short.record("token.revoked", "s3", token="t3")
+    await short.close()
+    await asyncio.sleep(0.3)
+    restarted = AuditLog(path, retention=0.2)
+    restarted.start()  # at start-up, then hourly
+    assert restarted.events() == []
+    await restarted.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--audit-webhook-secret-file", "{missing}", "--audit-webhook", "http://127.0.0.1:9/"], "cannot read"),
+        (["--audit-webhook-secret-file", "{short}", "--audit-webhook", "http://127.0.0.1:9/"], "at least 16 bytes"),
+        (["--audit-webhook-secret-file", "{short}"], "give both"),
+        (["--audit-retention-days", "0"], "audit retention must be within"),
+    ],
+)
+def test_bad_audit_settings_stop_serve_with_a_clear_error(tmp_path, capsys, flags, message):
+    (tmp_path / "short").write_text("too short\n")
+    names = {"missing": tmp_path / "missing", "short": tmp_path / "short"}
+    argv = ["serve", "--state-dir", str(tmp_path / "state"), "--insecure-no-auth", *(f.format(**names) for f in flags)]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -116,10 +117,36 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-async def test_a_full_disk_refuses_changes_with_507_keeps_what_was_stored_and_the_stream(
-    small_disk, aiohttp_server, http
+@dataclass(frozen=True)
+class DiskFault:
+    """A fault of the state directory's disk while the server runs, and how the API answers changes then."""
+
+    state: Path
+    """The state directory, on the faulty disk."""
+    begin: Callable[[], object]
+    end: Callable[[], None]
+    status: int
+    code: str
+
+
+@pytest.fixture(params=["full", "read-only"])
+def disk_fault(request: pytest.FixtureRequest, tmp_path: Path) -> DiskFault:
+    """A full tmpfs; or a disk that turns read-only with its files open (a FUSE pass-through answering EROFS,
+    as ext4 does once it aborted its journal: a remount read-only is refused while files are open for
+    writing, and the kernel's forced one lets them write on)."""
+    if request.param == "full":
+        disk = request.getfixturevalue("small_disk")
+        return DiskFault(disk / "state", lambda: fill(disk), (disk / "filler").unlink, 507, "storage_full")
+    switch = tmp_path / "read-only"
+    options = ("--delay", "0", "--slow-for", "0", "--read-only-while", str(switch))
+    disk = request.getfixturevalue("fuse_disk")(tmp_path / "disk", *options)
+    return DiskFault(disk / "state", switch.touch, switch.unlink, 503, "storage_unavailable")
+
+
+async def test_a_full_or_read_only_disk_refuses_changes_keeps_what_was_stored_and_the_stream(
+    disk_fault, aiohttp_server, http
 ):
-    settings: Settings = conftest.test_settings(small_disk / "state")
+    settings: Settings = conftest.test_settings(disk_fault.state)
 
     async def start() -> TestServer:
         return await aiohttp_server(create_app(settings))
@@ -134,7 +161,7 @@ async def test_a_full_disk_refuses_changes_with_507_keeps_what_was_stored_and_th
     await viewer.connect()
     await viewer.next_frame()
 
-    filler = fill(small_disk)
+    disk_fault.begin()
     refused = [
         http.post(api, json={"id": "vm2", "source": "synthetic:320x240@15"}),
         http.post(f"{api}/vm1/tokens", json={"role": "control"}),
@@ -144,8 +171,9 @@ async def test_a_full_disk_refuses_changes_with_507_keeps_what_was_stored_and_th
     ]
     for request in refused:
         async with request as response:
-            assert response.status == 507, await response.text()
-            assert (await response.json())["error"]["code"] == "storage_full"
+            assert response.status == disk_fault.status, await response.text()
+            error = (await response.json())["error"]
+            assert error["code"] == disk_fault.code and "nothing was changed" in error["message"], error
 
     # nothing changed, in memory or on disk, and the viewer watches on
     async with http.get(api) as response:
@@ -153,12 +181,12 @@ async def test_a_full_disk_refuses_changes_with_507_keeps_what_was_stored_and_th
     async with http.get(f"{api}/vm1/tokens") as response:
         assert [(t["id"], t["revoked"]) for t in (await response.json())["tokens"]] == [(token["id"], False)]
     stamps = {(await viewer.next_frame()).stamp for _ in range(10)}
-    assert len(stamps) > 1, "the stream must go on while the disk is full"
+    assert len(stamps) > 1, "the stream must go on while the disk refuses changes"
     await viewer.close()
 
-    filler.unlink()
+    disk_fault.end()
     async with http.post(api, json={"id": "vm2", "source": "synthetic:320x240@15"}) as response:
-        assert response.status == 201, "with room again, changes are stored again"
+        assert response.status == 201, "once the disk takes writes again, changes are stored again"
     await server.close()
 
     server = await start()  # a restart finds exactly what was answered as stored

@@ -20,6 +20,7 @@ from tests.recordings import (
     stop,
     wait_state,
 )
+from vgpustream.api.recordings import LINK_SECONDS, LINKS
 from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
 from vgpustream.input import PointerEvent, ResizeEvent
@@ -223,3 +224,39 @@ async def test_deleting_a_session_ends_its_recordings_which_stay_listed(make_ser
     assert (done["state"], done["reason"]) == ("stopped", "session_stopped") and done["frames"] > 0
     async with http.post(server.make_url("/api/v1/sessions/vm1/recordings"), json={}) as response:
         assert response.status == 404, "a deleted session cannot be recorded"
+
+
+async def test_a_signed_file_link_works_without_a_token_and_only_as_issued(make_server, http, anonymous):
+    server, base, recording = await recorded_server(make_server, http, "synthetic:320x240@30")
+    other = await start(http, base, label="another")
+    await asyncio.sleep(1.5)
+    link = recording["file_link"]
+    path, query = link.split("?", 1)
+    assert path == recording["file"] and query.startswith("expires=")
+    async with anonymous.get(server.make_url(recording["file"])) as response:
+        assert response.status == 401, "the plain file address needs the operator token"
+    async with anonymous.get(server.make_url(link), headers={"Range": "bytes=0-99"}) as response:
+        assert response.status == 206 and len(await response.read()) == 100, "a <video> seeks through the link"
+    links = server.app[LINKS]
+    expired = links.link(recording["file"], time.time() - LINK_SECONDS - 5)
+    signature = query.rsplit("signature=", 1)[1]
+    tampered = link[:-1] + ("0" if link[-1] != "0" else "1")
+    refused = {
+        "tampered": tampered,
+        "expired": expired,
+        "another recording's file": f"{other['file']}?{query}",
+        "another route": f"/api/v1/sessions/default/recordings?{query}",
+        "no expiry": f"{recording['file']}?signature={signature}",
+        "a later expiry": f"{recording['file']}?expires=99999999999&signature={signature}",
+        "a huge expiry": f"{recording['file']}?expires={'9' * 400}&signature={signature}",
+        "a signature that is not hex": f"{recording['file']}?expires=12941569&signature=%F0%A3%BC%A1{'0' * 60}",
+        "an expiry without a signature": f"{recording['file']}?expires=12941569",
+    }
+    for why, url in refused.items():
+        async with anonymous.get(server.make_url(url)) as response:
+            assert response.status == 403, why
+            assert len((await response.json())["error"]["message"]) < 200
+    async with anonymous.delete(server.make_url(f"{other['href']}?{other['file_link'].split('?', 1)[1]}")) as response:
+        assert response.status == 403, "a link only reads"
+    assert (await info(http, base, other))["state"] == "recording", "and changed nothing"
+    await stop(http, base, other)

@@ -5,10 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -26,7 +22,7 @@ from tests.recordings import (
     stop,
     wait_state,
 )
-from tests.served import ROOT, serve
+from tests.served import serve
 from vgpustream.api.app import create_app
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.server import free_port
@@ -90,26 +86,9 @@ async def test_a_full_disk_stops_the_recording_never_the_stream(small_disk, aioh
 
 
 @pytest.fixture
-def slow_disk(tmp_path):
+def slow_disk(fuse_disk, tmp_path):
     """The server's recordings directory on a FUSE disk whose writes take 1 s each for its first 12 s."""
-    if os.geteuid() != 0 or not Path("/dev/fuse").exists():
-        pytest.skip("a FUSE mount needs root and /dev/fuse")
-    pytest.importorskip("mfusepy", reason="the slow disk needs mfusepy (pip install -e '.[test]')")
-    backing, mountpoint = tmp_path / "backing", tmp_path / "state" / "recordings"
-    backing.mkdir()
-    mountpoint.mkdir(parents=True)
-    command = [sys.executable, "-m", "tests.slowfs", str(backing), str(mountpoint), "--delay", "1", "--slow-for", "12"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.ismount(mountpoint):
-            break
-        time.sleep(0.05)
-    else:
-        process.kill()
-        pytest.skip("cannot mount a FUSE file system here")
-    yield mountpoint
-    subprocess.run(["umount", str(mountpoint)], check=False)
-    process.wait(timeout=10)
+    return fuse_disk(tmp_path / "state" / "recordings", "--delay", "1", "--slow-for", "12")
 
 
 @needs_ffprobe

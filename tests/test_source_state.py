@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from tests.lost import viewer_sees
 from vgpustream.errors import printable
 
 
@@ -46,6 +47,16 @@ async def test_a_view_only_viewer_is_told_the_source_is_lost_and_why(make_server
     }
     await asyncio.sleep(2.5)  # the source is retried (and fails) every second: the same state is told once
     assert len([m for m in watcher.messages if m.get("type") == "state"]) == 1
+
+
+async def test_viewers_of_a_source_that_cannot_be_read_see_no_signal(make_server, viewers, tmp_path):
+    """Every try fails, so no step runs: the loop itself keeps the NO SIGNAL picture going, a frame after
+    the first (aiortc decodes a frame once the next one comes) and an IDR for a viewer who joins later."""
+    server = await make_server(source=f"qemu-dbus:unix:path={tmp_path / 'no-such-vm' / 'bus.sock'}")
+    first = await viewers(server)
+    await viewer_sees(first, "lost", no_signal_shown=True, timeout=10)
+    later = await viewers(server)
+    await viewer_sees(later, "lost", no_signal_shown=True, timeout=10)
 
 
 async def test_a_streaming_source_is_told_without_a_message(make_server, viewers, http):

@@ -1,9 +1,11 @@
 """The audit trail: who watched, typed, issued tokens and recorded, as events in SQLite and to a webhook.
 
-Events are kept in their own SQLite database beside the state (`audit.sqlite3`), listed by the API
-oldest first, and, with `--audit-webhook URL`, POSTed there one by one as JSON. The webhook never
-holds anything up: events wait in a bounded queue (the oldest are dropped and counted when it is
-full) and are retried with exponential backoff while the receiver is down, in order.
+Events are kept in their own SQLite database beside the state (`audit.sqlite3`) for the retention
+period (`--audit-retention-days`, applied at start-up and hourly), listed by the API oldest first,
+and, with `--audit-webhook URL`, POSTed there one by one as JSON, signed with HMAC-SHA256 where a
+secret is given (`--audit-webhook-secret-file`). The webhook never holds anything up: events wait in
+a bounded queue (the oldest are dropped and counted when it is full) and are retried with
+exponential backoff while the receiver is down, in order.
 
 What an event never holds: a token's secret (only its id) or clipboard content (only its size).
 Outsider-controlled text (a user agent) is bounded and made printable.
@@ -12,6 +14,8 @@ Outsider-controlled text (a user agent) is bounded and made printable.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import sqlite3
@@ -23,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from vgpustream.errors import bounded, printable
+from vgpustream.errors import VgpuStreamError, bounded, printable
 from vgpustream.store import DatabaseUnusable, TokenRecord
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,11 @@ WEBHOOK_QUEUE = 10_000
 """Events waiting for the webhook; past that the oldest are dropped (and counted)."""
 WEBHOOK_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
+RETENTION_INTERVAL = 3600.0
+"""Seconds between two removals of the events past the retention period."""
+SIGNATURE_HEADER = "X-Vgpustream-Signature"
+"""`sha256=` and the hex HMAC-SHA256 of the POST's body under the webhook secret."""
+MIN_SECRET_BYTES = 16
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -75,10 +84,29 @@ class WebhookStats:
     dropped: int = 0
 
 
+def signature(secret: bytes, body: bytes) -> str:
+    """The webhook's signature header value of `body`: `sha256=` and the hex HMAC-SHA256 under `secret`."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def read_webhook_secret(path: Path) -> bytes:
+    """The webhook secret from its file (surrounding whitespace dropped); at least MIN_SECRET_BYTES."""
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise VgpuStreamError(f"cannot read the audit webhook secret file: {exc.strerror}") from None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise VgpuStreamError(f"the audit webhook secret must be at least {MIN_SECRET_BYTES} bytes")
+    return secret
+
+
 class AuditLog:
     """Records events (on the event loop; one short SQLite insert each) and feeds the webhook."""
 
-    def __init__(self, path: Path, webhook: str | None = None) -> None:
+    def __init__(
+        self, path: Path, webhook: str | None = None, *, secret: bytes | None = None, retention: float = float("inf")
+    ) -> None:
+        """`retention`: seconds an event is kept; `secret`: signs each webhook POST."""
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             self._db = sqlite3.connect(path, isolation_level=None)
@@ -91,23 +119,40 @@ class AuditLog:
                 "restore it from a backup, or move it away to start a new audit trail"
             ) from None
         self.webhook = webhook
+        self.retention = retention
+        self._secret = secret
         self.webhook_stats = WebhookStats()
         self.unstored = 0
         """Events the database refused (a full disk); they still went to the webhook."""
         self._outbox: deque[Event] = deque(maxlen=WEBHOOK_QUEUE)
         self._pending = asyncio.Event()
-        self._sender: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        """Start delivering to the webhook (if there is one)."""
+        """Remove the events past the retention period, now and hourly; start delivering to the webhook."""
+        self.forget_old(time.time())
+        self._tasks.append(asyncio.create_task(self._keep_retention(), name="audit-retention"))
         if self.webhook is not None:
-            self._sender = asyncio.create_task(self._deliver(self.webhook), name="audit-webhook")
+            self._tasks.append(asyncio.create_task(self._deliver(self.webhook), name="audit-webhook"))
 
     async def close(self) -> None:
-        if self._sender is not None:
-            self._sender.cancel()
-            await asyncio.gather(self._sender, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._db.close()
+
+    def forget_old(self, now: float) -> int:
+        """Delete the events older than the retention period; how many went (0 when the disk refuses)."""
+        try:
+            return self._db.execute("DELETE FROM events WHERE time < ?", (now - self.retention,)).rowcount
+        except sqlite3.Error as exc:
+            log.error("audit: old events could not be removed: %s", bounded(str(exc), 120))
+            return 0
+
+    async def _keep_retention(self) -> None:
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL)
+            self.forget_old(time.time())
 
     def record(self, kind: str, session_id: str | None, **data: Any) -> Event:
         """Store an event and queue it for the webhook; never waits, never fails its caller.
@@ -171,8 +216,12 @@ class AuditLog:
                     backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _post(self, http: aiohttp.ClientSession, url: str, event: Event) -> bool:
+        body = json.dumps(event.to_json()).encode()
+        headers = {"Content-Type": "application/json"}
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = signature(self._secret, body)
         try:
-            async with http.post(url, json=event.to_json()) as response:
+            async with http.post(url, data=body, headers=headers) as response:
                 await response.read()
                 ok = 200 <= response.status < 300
         except (aiohttp.ClientError, TimeoutError, OSError):

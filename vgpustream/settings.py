@@ -102,6 +102,11 @@ class Settings:
     audit_webhook: str | None = setting(
         "URL that every audit event is POSTed to as JSON (retried with backoff; never blocks a viewer)"
     )
+    audit_webhook_secret_file: Path | None = setting(
+        "file with a secret (at least 16 bytes) that signs each webhook POST: "
+        "X-Vgpustream-Signature: sha256=<hex HMAC-SHA256 of the body>"
+    )
+    audit_retention_days: float = setting("days an audit event is kept (applied at start-up and hourly)", default=365.0)
     max_recordings: int = setting("recordings that may run at once per session", default=2)
     recording_retention_days: float = setting(
         "days a finished recording is kept (applied at start-up and hourly)", default=30.0
@@ -135,8 +140,11 @@ class Settings:
         self.encoder  # noqa: B018 - validates fps, bitrate and keyframe interval now, not at first use
         if self.source and self.resolution:
             raise VgpuStreamError("--resolution sizes the synthetic default source; put the size in --source instead")
-        if not 0 < self.recording_retention_days <= 36_500:
-            raise VgpuStreamError("recording retention must be within 0..36500 days")
+        for name in ("recording_retention_days", "audit_retention_days"):
+            if not 0 < getattr(self, name) <= 36_500:
+                raise VgpuStreamError(f"{name.replace('_days', '').replace('_', ' ')} must be within 0..36500 days")
+        if self.audit_webhook_secret_file and not self.audit_webhook:
+            raise VgpuStreamError("--audit-webhook-secret-file signs the --audit-webhook's POSTs: give both")
         if self.audit_webhook and not re.fullmatch(r"https?://\S{1,2000}", self.audit_webhook):
             raise VgpuStreamError("the audit webhook must be an http:// or https:// URL")
         if self.resolution and not re.fullmatch(r"\d{2,5}x\d{2,5}", self.resolution):

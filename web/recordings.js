@@ -34,8 +34,8 @@ function size(bytes) {
 }
 
 /**
- * Fill `panel` with the recordings of session `sessionId`; each plays in the panel's player.
- * The file is fetched with the operator token (a <video> cannot send one) and played from memory.
+ * Fill `panel` with the recordings of session `sessionId`; each plays in the panel's player from its
+ * signed file link (a <video> cannot send a token), streamed and seekable with Range requests.
  * @param {HTMLElement} panel the #recordings element
  * @param {string} sessionId
  * @param {string|null} token operator token
@@ -68,16 +68,14 @@ export async function showRecordings(panel, sessionId, token) {
     play.textContent = "play";
     play.addEventListener("click", async (event) => {
       event.preventDefault();
-      const file = await fetch(recording.file, { headers });
-      if (!file.ok) {
-        status.textContent = `cannot fetch the recording: ${(await errorOf(file)).message}`;
-        return;
-      }
-      if (player.src) URL.revokeObjectURL(player.src);
-      player.src = URL.createObjectURL(await file.blob());
+      player.src = recording.file_link;
       player.dataset.recording = recording.id;
       player.hidden = false;
-      await player.play();
+      try {
+        await player.play();
+      } catch (error) {
+        status.textContent = `cannot play the recording: ${error.message} (list the recordings again for a new link)`;
+      }
     });
     row.insertCell().append(play);
   }

@@ -6,7 +6,6 @@ QEMU's own `screendump` and its VGA text buffer are the ground truth for what th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import sys
@@ -16,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.conftest import OPERATOR
+from tests.lost import session_state, viewer_sees, wait_state
 from tests.pictures import psnr, thumbnail_luma
 from tests.qemu.vm import Vm, bgrx_to_rgb
 from vgpustream.api.state import REGISTRY
@@ -24,7 +23,6 @@ from vgpustream.formats import fourcc_code
 from vgpustream.input import KeyEvent
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source
-from vgpustream.sources.common import placeholder
 from vgpustream.sources.common.qmp import QmpInput
 from vgpustream.stamp import luma
 from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, wait_for
@@ -232,19 +230,6 @@ async def test_a_view_only_viewers_keys_do_not_reach_qemu(vm: Vm, bus: Bus, make
     await asyncio.to_thread(vm.wait_text, BOOT_MENU, 20)
 
 
-async def session_state(http, server) -> dict:
-    async with http.get(server.make_url("/api/v1/sessions/default"), headers=OPERATOR) as response:
-        return await response.json()
-
-
-async def wait_state(http, server, state: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while (session := await session_state(http, server))["state"] != state:
-        assert time.monotonic() < deadline, f"session state stayed {session['state']}, expected {state}"
-        await asyncio.sleep(0.1)
-    return session
-
-
 async def test_qemu_killed_mid_stream_shows_no_signal_to_its_viewer_and_then_the_picture_again(
     bus: Bus, start_vm, make_server, http, viewers
 ):
@@ -262,26 +247,10 @@ async def test_qemu_killed_mid_stream_shows_no_signal_to_its_viewer_and_then_the
     async with http.get(server.make_url("/api/v1/sessions/default/planes")) as response:
         assert (await response.json())["state"] == "lost"
 
-    no_signal = luma(av.VideoFrame.from_ndarray(placeholder.no_signal(), format="bgra").reformat(format="yuv420p"))
-
-    def shows_no_signal(picture: av.VideoFrame) -> bool:
-        return (picture.height, picture.width) == no_signal.shape and psnr(luma(picture), no_signal, 0) > 30
-
-    async def sees(state: str, no_signal_shown: bool) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError):  # a still picture sends nothing new
-                await viewer.next_frame(timeout=1.0)
-            told = [m["state"] for m in viewer.messages if m["type"] == "state"]
-            shown = viewer.latest is not None and shows_no_signal(viewer.latest.picture)
-            if told and told[-1] == state and shown == no_signal_shown:
-                return
-        raise AssertionError(f"the viewer never saw {state}: told {viewer.messages[-3:]}")
-
-    await sees("lost", no_signal_shown=True)
+    await viewer_sees(viewer, "lost", no_signal_shown=True)
     start_vm(display)
     await wait_state(http, server, "streaming")
-    await sees("streaming", no_signal_shown=False)
+    await viewer_sees(viewer, "streaming", no_signal_shown=False)
     assert viewer.pc.connectionState == "connected" and len(server.app[REGISTRY].get("default").audience) == 1
     for _ in range(100):
         if (await session_state(http, server))["stats"]["frames_captured"] > lost["stats"]["frames_captured"]:

@@ -14,7 +14,7 @@ from vgpustream import compat
 from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, whep
 from vgpustream.api.errors import json_errors
 from vgpustream.api.state import AUDIT, AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
-from vgpustream.audit import AuditLog
+from vgpustream.audit import AuditLog, read_webhook_secret
 from vgpustream.auth import Authority, operator_tokens
 from vgpustream.metrics import metrics_registry
 from vgpustream.ratelimit import RateLimiter
@@ -72,7 +72,9 @@ def cors_middleware(origins: tuple[str, ...]) -> web.middleware:
 
 @web.middleware
 async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(API_PREFIX) and request.path not in PUBLIC_API:
+    if not request.path.startswith(API_PREFIX) or request.path in PUBLIC_API:
+        return await handler(request)
+    if not request.app[recordings.LINKS].allows(request):  # a recording's signed file link needs no token
         request.app[AUTHORITY].require_operator(request)
     return await handler(request)
 
@@ -94,6 +96,8 @@ def create_app(settings: Settings) -> web.Application:
     compat.install()
     if settings.host_address:
         compat.advertise_host_addresses(settings.host_address)
+    secret_file = settings.audit_webhook_secret_file
+    webhook_secret = None if secret_file is None else read_webhook_secret(secret_file)  # read now: fail at start
 
     async def background_threads(app: web.Application) -> AsyncIterator[None]:
         # the event loop's default executor (thumbnail encodes, name lookups, capture threads' shutdown):
@@ -104,7 +108,12 @@ def create_app(settings: Settings) -> web.Application:
 
     async def state_lifetime(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE] = Store(settings.database)
-        audit = app[AUDIT] = AuditLog(settings.audit_database, settings.audit_webhook)
+        audit = app[AUDIT] = AuditLog(
+            settings.audit_database,
+            settings.audit_webhook,
+            secret=webhook_secret,
+            retention=settings.audit_retention_days * 86_400,
+        )
         audit.start()
         app[AUTHORITY] = Authority(store, operator_secrets(settings), enabled=not settings.insecure_no_auth)
         registry = app[REGISTRY] = SessionRegistry(settings, store, audit)

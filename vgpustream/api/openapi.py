@@ -146,6 +146,12 @@ def document() -> dict[str, Any]:
             "securitySchemes": {
                 "operator": {"type": "http", "scheme": "bearer", "description": "An operator token"},
                 "viewer": {"type": "http", "scheme": "bearer", "description": "A viewer token or an operator token"},
+                "signedLink": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "signature",
+                    "description": "A recording's `file_link`: its file's path signed for an hour, with `expires`",
+                },
             },
         },
         "security": operator,
@@ -315,6 +321,16 @@ def document() -> dict[str, Any]:
                             "416": {"description": "A range outside the file"},
                             **ERRORS,
                         },
+                        security=[*operator, {"signedLink": []}],
+                        parameters=[
+                            {
+                                "name": "expires",
+                                "in": "query",
+                                "required": False,
+                                "schema": INT,
+                                "description": "Until when (epoch seconds) a signed link works; with `signature`",
+                            }
+                        ],
                     ),
                 },
                 "/api/v1/events": {

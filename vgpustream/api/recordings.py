@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import re
+import secrets
 import time
 from collections.abc import AsyncIterator
 
@@ -13,14 +17,54 @@ from vgpustream.api.requests import read_json
 from vgpustream.api.schemas import Recording, RecordingCreate, RecordingList, given, json_response
 from vgpustream.api.state import AUDIT, REGISTRY, SETTINGS
 from vgpustream.api.tokens import timestamp
-from vgpustream.errors import NotFound, VgpuStreamError
+from vgpustream.errors import Forbidden, NotFound, VgpuStreamError
 from vgpustream.recording.library import RecordingLibrary
 from vgpustream.recording.recorder import RecordingInfo, RecordingState
 
 LIBRARY = web.AppKey("recordings", RecordingLibrary)
+LINK_SECONDS = 3600
+"""How long a signed file link works."""
+SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
-def recording(info: RecordingInfo) -> Recording:
+class FileLinks:
+    """File links that work without a token, for an hour: what a browser's <video> needs, since it cannot
+    send an Authorization header, and still seeks with Range requests on the same address.
+
+    A link is the file's path with `?expires=<epoch seconds>&signature=<hex HMAC-SHA256 of the path and
+    the expiry>`; only an operator (who may list recordings) gets one.
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key if key is not None else secrets.token_bytes(32)
+
+    def link(self, path: str, now: float) -> str:
+        expires = int(now) + LINK_SECONDS
+        return f"{path}?expires={expires}&signature={self._sign(path, expires)}"
+
+    def allows(self, request: web.Request) -> bool:
+        """Whether `request` reads a file through a signed link; False without one (neither expires nor
+        signature), Forbidden with a wrong, incomplete or expired one."""
+        if "signature" not in request.query and "expires" not in request.query:
+            return False
+        expires, signature = request.query.get("expires", ""), request.query.get("signature", "")
+        well_formed = expires.isdigit() and len(expires) <= 12 and SIGNATURE.fullmatch(signature)
+        if request.method not in ("GET", "HEAD") or not well_formed:
+            raise Forbidden("a signed link is a GET of a recording's file with expires and signature")
+        if not hmac.compare_digest(self._sign(request.path, int(expires)), signature):
+            raise Forbidden("the link's signature is not valid (the server may have restarted): get a new one")
+        if int(expires) < time.time():
+            raise Forbidden("the link has expired: get a new one from the recording")
+        return True
+
+    def _sign(self, path: str, expires: int) -> str:
+        return hmac.new(self._key, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+LINKS = web.AppKey("recording-links", FileLinks)
+
+
+def recording(info: RecordingInfo, links: FileLinks) -> Recording:
     base = f"/api/v1/sessions/{info.session_id}/recordings/{info.id}"
     fields = {
         **info.to_json(),
@@ -28,6 +72,7 @@ def recording(info: RecordingInfo) -> Recording:
         "stopped_at": timestamp(info.stopped_at) if info.stopped_at is not None else None,
         "href": base,
         "file": f"{base}/file",
+        "file_link": links.link(f"{base}/file", time.time()),
     }
     return msgspec.convert(fields, Recording)
 
@@ -42,7 +87,7 @@ async def start_recording(request: web.Request) -> web.Response:
     if max_bytes > most_bytes:
         raise VgpuStreamError(f"'max_bytes' must be at most {most_bytes} (--recording-retention-bytes)")
     info = request.app[LIBRARY].start(session, label=body.label, max_seconds=body.max_seconds, max_bytes=max_bytes)
-    started = recording(info)
+    started = recording(info, request.app[LINKS])
     return json_response(started, status=201, headers={"Location": started.href})
 
 
@@ -56,12 +101,13 @@ def _library_of(request: web.Request) -> tuple[RecordingLibrary, str]:
 
 async def list_recordings(request: web.Request) -> web.Response:
     library, session_id = _library_of(request)
-    return json_response(RecordingList(recordings=[recording(info) for info in library.recordings(session_id)]))
+    links = request.app[LINKS]
+    return json_response(RecordingList(recordings=[recording(info, links) for info in library.recordings(session_id)]))
 
 
 async def get_recording(request: web.Request) -> web.Response:
     library, session_id = _library_of(request)
-    return json_response(recording(library.info(session_id, request.match_info["recording"])))
+    return json_response(recording(library.info(session_id, request.match_info["recording"]), request.app[LINKS]))
 
 
 async def stop_recording(request: web.Request) -> web.Response:
@@ -69,7 +115,7 @@ async def stop_recording(request: web.Request) -> web.Response:
     library, session_id = _library_of(request)
     recording_id = request.match_info["recording"]
     if library.info(session_id, recording_id).state in (RecordingState.STARTING, RecordingState.RECORDING):
-        return json_response(recording(await library.stop(session_id, recording_id)))
+        return json_response(recording(await library.stop(session_id, recording_id), request.app[LINKS]))
     library.delete(session_id, recording_id)
     return web.Response(status=204)
 
@@ -117,6 +163,7 @@ async def lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 def add_routes(app: web.Application) -> None:
+    app[LINKS] = FileLinks()  # a key of its own at each start: a restart ends every link handed out
     app.cleanup_ctx.append(lifetime)
     app.router.add_post("/api/v1/sessions/{id}/recordings", start_recording)
     app.router.add_get("/api/v1/sessions/{id}/recordings", list_recordings)

@@ -376,6 +376,13 @@ class Recording(Closed):
     ]
     href: str
     file: str
+    file_link: Annotated[
+        str,
+        Meta(
+            description="the file's address signed for an hour (?expires=&signature=), which works without a "
+            "token, for a browser's <video> (Range requests included); a restart of the server ends it"
+        ),
+    ]
 
 
 class RecordingList(Closed):

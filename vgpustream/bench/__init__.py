@@ -231,7 +231,7 @@ def _fanout_table(result: dict[str, Any]) -> str:
         for r in result["runs"]
     ]
     if result["per_viewer_cpu_ms_per_frame"] is not None:
-        lines.append(f"each viewer adds {result['per_viewer_cpu_ms_per_frame']:.3f} ms of server CPU per frame")
+        lines.append(f"each viewer adds {result['per_viewer_cpu_ms_per_frame']:.3f} ms of event-loop CPU per frame")
     return "\n".join(lines)
 
 

@@ -27,9 +27,10 @@ CONNECT_PER_VIEWER = 0.4
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User plus system CPU time of a process, or of one of its threads, from /proc/PID[/task/TID]/stat."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
 
 
@@ -43,6 +44,8 @@ class Window:
     """What the viewer processes reported, and the server's CPU over their measuring window."""
 
     cpu_per_wall: float
+    event_loop_cpu_per_wall: float
+    """The server's main thread: its event loop, where every viewer's packets are sent."""
     reports: list[dict[str, Any]]
     probed: tuple[Any, Any]
     """`probe()` at the window's start and end."""
@@ -63,16 +66,17 @@ def watch(
     ]
     try:
         time.sleep(max(0.0, start - time.time()))
-        cpu0, wall0, first = cpu_seconds(served.process.pid), time.monotonic(), probe()
+        pid = served.process.pid
+        cpu0, loop0, wall0, first = cpu_seconds(pid), cpu_seconds(pid, pid), time.monotonic(), probe()
         time.sleep(seconds)
-        cpu1, wall1, last = cpu_seconds(served.process.pid), time.monotonic(), probe()
+        cpu1, loop1, wall1, last = cpu_seconds(pid), cpu_seconds(pid, pid), time.monotonic(), probe()
         reports = [json.loads(w.communicate(timeout=60 + seconds)[0]) for w in workers]
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
             worker.wait()
-    return Window((cpu1 - cpu0) / (wall1 - wall0), reports, (first, last))
+    return Window((cpu1 - cpu0) / (wall1 - wall0), (loop1 - loop0) / (wall1 - wall0), reports, (first, last))
 
 
 def frame_rates(window: Window, seconds: float) -> list[float]:
@@ -99,6 +103,9 @@ def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, A
         "fps_per_viewer_mean": round(sum(rates) / len(rates), 2),
         "encoded_fps": round((encoded[1] - encoded[0]) / seconds, 2),
         "server_cpu_ms_per_frame": round(window.cpu_per_wall * seconds * 1000 / max(1, encoded[1] - encoded[0]), 3),
+        "event_loop_cpu_ms_per_frame": round(
+            window.event_loop_cpu_per_wall * seconds * 1000 / max(1, encoded[1] - encoded[0]), 3
+        ),
         "decoded_fps": round(decoding["frames"] / seconds, 2),
         "decoded_stamped_frames": decoding["stamped_frames"],
     }
@@ -109,13 +116,15 @@ def run(counts: list[int], seconds: float, resolution: str, fps: int, bitrate: i
     runs = [one_run(count, seconds, server_args) for count in counts]
     fewest, most = min(runs, key=lambda r: r["viewers"]), max(runs, key=lambda r: r["viewers"])
     added = most["viewers"] - fewest["viewers"]
-    per_viewer = (most["server_cpu_ms_per_frame"] - fewest["server_cpu_ms_per_frame"]) / added if added else None
+    # the event loop's CPU alone: the sends are there, and it is not swayed by x264's threads on a busy machine
+    rise = most["event_loop_cpu_ms_per_frame"] - fewest["event_loop_cpu_ms_per_frame"]
+    per_viewer = rise / added if added else None
     return {
         "resolution": resolution,
         "fps": fps,
         "seconds": seconds,
         "runs": runs,
-        # server CPU per encoded frame rises by this much with each viewer: what sending to one more costs
-        # (a ratio to the frames actually encoded, so it holds on a busy machine too)
+        # the event loop's CPU per encoded frame rises by this much with each viewer: what sending to one
+        # more costs (a ratio to the frames actually encoded, so it holds on a busy machine too)
         "per_viewer_cpu_ms_per_frame": None if per_viewer is None else round(per_viewer, 4),
     }

@@ -225,12 +225,12 @@ class CaptureLoop:
                     await self._start_encoding(capture, self.snapshot.cursor, output, now)
             except VgpuStreamError as exc:
                 self._failed(exc)
-                await self._show_no_signal_while_lost(output, now)
+                await self._show_no_signal_while_lost(output, now, stepped=False)
                 self._show_state(output)
                 await asyncio.sleep(ERROR_BACKOFF)
                 deadline = loop.time()
                 continue
-            await self._show_no_signal_while_lost(output, now)
+            await self._show_no_signal_while_lost(output, now, stepped=True)
             self._show_state(output)
             interval = self._sample_interval if self._idle else 1.0 / self.settings.fps
             deadline = max(deadline + interval, loop.time())
@@ -239,13 +239,18 @@ class CaptureLoop:
             elif await self._woken_before(deadline):
                 deadline = loop.time()
 
-    async def _show_no_signal_while_lost(self, output: Output, now: float) -> None:
+    async def _show_no_signal_while_lost(self, output: Output, now: float, stepped: bool) -> None:
         """Once the source is lost, its viewers see the NO SIGNAL picture instead of its last frame frozen
-        (players that do not read the state messages too); once per loss, while someone watches."""
+        (players that do not read the state messages too); shown once per loss, while someone watches. When
+        the source failed (no step ran), the picture is refined and keyframed here: a receiver decodes a frame
+        only once the next one comes (aiortc's jitter buffer), and a viewer who joins needs an IDR."""
         lost = self.snapshot.state is SourceState.LOST
-        if lost and not self._no_signal_shown and not self._idle:
-            capture = await self._on_capture_thread(self._pipeline.show, no_signal_frame())
-            await self._start_encoding(capture, None, output, now, forced=True)
+        if lost and not self._idle and (not self._no_signal_shown or not stepped):
+            if self._no_signal_shown:  # no capture: the encode stage refines or keyframes the last picture
+                await self._start_encoding(Capture(None, time.time(), None, StepResult()), None, output, now)
+            else:
+                capture = await self._on_capture_thread(self._pipeline.show, no_signal_frame())
+                await self._start_encoding(capture, None, output, now, forced=True)
         self._no_signal_shown = lost and not self._idle
 
     async def _start_encoding(
@@ -291,8 +296,13 @@ class CaptureLoop:
 
     def _failed(self, exc: VgpuStreamError) -> None:
         self.stats.capture_errors += 1
-        state = SourceState.LOST if isinstance(exc, SourceUnavailable) else self.snapshot.state
-        self.snapshot = replace(self.snapshot, state=state, error=printable(exc.message, MAX_ERROR_CHARS))
+        error = printable(exc.message, MAX_ERROR_CHARS)
+        if isinstance(exc, SourceUnavailable):  # nothing of it is there to show or to resize
+            self.snapshot = Snapshot(
+                SourceState.LOST, Planes(primary=None), error=error, thumbnail=self.snapshot.thumbnail
+            )
+        else:
+            self.snapshot = replace(self.snapshot, error=error)
         # rate-limited: the first error and then one in a hundred
         if self.stats.capture_errors % 100 == 1:
             log.warning(

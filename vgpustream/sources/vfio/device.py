@@ -52,9 +52,11 @@ def _unavailable(what: str, exc: OSError) -> SourceUnavailable:
 class VfioDevice:
     """A VFIO device fd and the fds that keep it usable (group and container, or iommufd)."""
 
-    def __init__(self, fd: int, holders: list[int]) -> None:
+    def __init__(self, fd: int, holders: list[int], mdev_type: Path | None = None) -> None:
         self.fd = fd
         self._holders = holders
+        self._mdev_type = mdev_type
+        """The mdev's `mdev_type` link in sysfs, where the device is an mdev opened by UUID."""
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -97,7 +99,7 @@ class VfioDevice:
                 hint = " (is the VM running and holding it? use vfio-fd:)" if exc.errno == errno.EBUSY else ""
                 raise _unavailable(f"cannot open mdev {uuid}{hint}", exc) from None
             cleanup.pop_all()
-        return cls(fd, [group_fd, container])
+        return cls(fd, [group_fd, container], SYSFS_MDEV / uuid / "mdev_type")
 
     @classmethod
     def open_cdev(cls, path: str) -> VfioDevice:
@@ -148,6 +150,12 @@ class VfioDevice:
             device.close()
             raise _unavailable("the fd the VMM sent is not a VFIO device", exc) from None
         return device
+
+    def removed(self) -> bool:
+        """Whether the mdev is being removed. Neither mbochs nor mdpy (nor the 6.1 mdev core) tells an open
+        device's user: the kernel unlinks the mdev from sysfs (`mdev_type` first), then waits until the last
+        fd on the device is closed. A device not opened by UUID cannot tell: always False."""
+        return self._mdev_type is not None and not os.path.lexists(self._mdev_type)
 
     # --- the gfx-plane uAPI ----------------------------------------------------------------
 

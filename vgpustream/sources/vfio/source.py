@@ -120,7 +120,11 @@ class VfioSource(Source):
 
     def next_frame(self) -> Frame | None:
         if self.device is None:
-            raise SourceUnavailable("the device is closed")
+            self.open()  # released when it was removed: back as soon as it is created again
+        assert self.device is not None
+        if self.device.removed():
+            self._release()
+            raise SourceUnavailable("the device was removed")
         plane = self._query(uapi.DRM_PLANE_TYPE_PRIMARY)
         if plane.drm_format == 0:
             return self._no_signal()
@@ -132,6 +136,14 @@ class VfioSource(Source):
         self._update_cursor()
         self.state = SourceState.STREAMING
         return frame
+
+    def _release(self) -> None:
+        """Close the device at once (its removal waits for the last fd) and forget all it showed."""
+        self.close()
+        self.state = SourceState.LOST
+        self._planes = Planes(primary=None)
+        self._reader.forget()
+        self._cursor = self._cursor_id = self._cursor_image = self._edid = None
 
     def _query(self, plane_type: int) -> uapi.vfio_device_gfx_plane_info:
         assert self.device is not None
