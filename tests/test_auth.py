@@ -176,3 +176,13 @@ async def test_bad_token_requests(make_server, http, body, status, fragment):
         assert fragment in (await response.json())["error"]["message"]
     async with http.post(server.make_url("/api/v1/sessions/nope/tokens"), json={}) as response:
         assert response.status == 404
+
+
+async def test_a_viewer_of_the_operator_token_is_listed_as_operator(make_server, http, viewers):
+    server = await make_server(source="synthetic:320x240@30")
+    receiver = await viewers(server)  # with the operator token
+    await receiver.next_frame()
+    async with http.get(server.make_url("/api/v1/sessions/default/viewers")) as response:
+        assert response.status == 200, await response.text()
+        (viewer,) = (await response.json())["viewers"]
+    assert viewer["role"] == "operator" and viewer["token_id"] is None

@@ -25,6 +25,10 @@ from vgpustream.store import Store, TokenRecord
 log = logging.getLogger(__name__)
 
 ROLES = ("view", "control")
+"""The roles a viewer token may have."""
+OPERATOR = "operator"
+"""The role of a request made (or a viewer connected) with an operator token."""
+GRANTED_ROLES = (*ROLES, OPERATOR)
 MAX_TOKEN_LENGTH = 256
 GENERATED_TOKEN_FILE = "operator-token"
 
@@ -40,7 +44,7 @@ class Grant:
 
     @property
     def can_control(self) -> bool:
-        return self.role in ("control", "operator")
+        return self.role in ("control", OPERATOR)
 
     @property
     def clipboard_access(self) -> str:
@@ -133,7 +137,7 @@ class Authority:
         if secret is None:
             raise Unauthorized("a viewer token is required (Authorization: Bearer <token>)")
         if self._is_operator(secret):
-            return Grant("operator")
+            return Grant(OPERATOR)
         found = self._store.token_by_hash(token_hash(secret))
         if found is None or not hmac.compare_digest(found[1], token_hash(secret)):
             raise Forbidden("unknown token")

@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
+from vgpustream.auth import OPERATOR
 from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
 
@@ -180,7 +181,7 @@ class Viewer:
     @property
     def can_control(self) -> bool:
         """Whether this viewer's keyboard and mouse reach the guest (view-only viewers' do not)."""
-        return self.role in ("control", "operator")
+        return self.role in ("control", OPERATOR)
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -17,7 +17,7 @@ from aiohttp import web
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from vgpustream.audit import EVENT_TYPES
-from vgpustream.auth import ROLES
+from vgpustream.auth import GRANTED_ROLES, ROLES
 from vgpustream.clipboard import ACCESS
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import VgpuStreamError
@@ -321,7 +321,10 @@ class ViewerLink(Closed):
 
 class Viewer(Closed):
     id: str
-    role: Role
+    role: Annotated[
+        Literal[GRANTED_ROLES],
+        Meta(description="its token's role, or operator for a viewer that connected with an operator token"),
+    ]
     token_id: str | None
     created_at: DateTime
     state: str
