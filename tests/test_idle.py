@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 
+import aiohttp
 import av
 import numpy as np
 
@@ -12,6 +13,7 @@ from tests.pictures import psnr
 from vgpustream.api.state import REGISTRY
 from vgpustream.sources.synthetic import SyntheticSource
 from vgpustream.stamp import luma, stamp_rows
+from vgpustream.testing.server import serve
 
 THUMBNAIL = "/api/v1/sessions/default/thumbnail"
 
@@ -135,3 +137,21 @@ async def test_the_thumbnail_of_a_lost_source_is_a_conflict(make_server, http, t
     async with http.get(server.make_url(THUMBNAIL)) as response:
         assert response.status == 409
         assert "lost" in (await response.json())["error"]["message"]
+
+
+async def test_thumbnails_of_many_sizes_at_once_are_all_made(tmp_path):
+    """JPEGs of one picture at several sizes are made on worker threads at once, each scaled by a
+    reformatter of its own: a frame's cached one, shared between threads, hangs or crashes FFmpeg. The
+    server runs in a process of its own, so that such a crash fails this test alone."""
+    with serve(tmp_path / "state", "--insecure-no-auth", "--source", "synthetic:640x480@30") as served:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as client:
+
+            async def width(size: int) -> int:
+                async with client.get(f"{served.url}{THUMBNAIL}", params={"size": str(size)}) as response:
+                    assert response.status == 200, await response.text()
+                    return decode_jpeg(await response.read()).width
+
+            for round_ in range(25):
+                sizes = [16 + 2 * (round_ * 8 + i) for i in range(8)]
+                assert await asyncio.gather(*(width(size) for size in sizes)) == sizes
+        assert served.process.poll() is None, "the server is still running"

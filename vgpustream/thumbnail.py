@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import av
+from av.video.reformatter import VideoReformatter
 
 THUMBNAIL_FORMAT = "yuv444p"
 """Full chroma, so that scaling it again for a request loses nothing; measured at 1280x720 -> 640x360 on
@@ -40,9 +41,14 @@ def fitted(width: int, height: int, edge: int) -> tuple[int, int]:
 
 
 def shrink(picture: av.VideoFrame, edge: int, pixel_format: str) -> av.VideoFrame:
-    """A new frame of `picture` scaled down to fit `edge` (area averaging keeps text readable)."""
+    """A new frame of `picture` scaled down to fit `edge` (area averaging keeps text readable).
+
+    Safe from several threads at once on the same picture (requests for different sizes): each call
+    scales with a reformatter of its own. `picture.reformat()` would use the frame's cached one, and
+    FFmpeg's scaler shared between threads hangs or crashes the process.
+    """
     width, height = fitted(picture.width, picture.height, edge)
-    return picture.reformat(width=width, height=height, format=pixel_format, interpolation="AREA")
+    return VideoReformatter().reformat(picture, width=width, height=height, format=pixel_format, interpolation="AREA")
 
 
 def make_thumbnail(picture: av.VideoFrame, tag: str) -> Thumbnail:
