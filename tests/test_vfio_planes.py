@@ -111,6 +111,9 @@ class FakeDevice:
     def regions(self) -> list[Region]:
         return [self.region(0)]
 
+    def removed(self) -> bool:
+        return False  # removal is the rig's test (tests/vfio/test_removal.py), with the kernel's own mbochs
+
     def close(self) -> None:
         os.close(self.fd)
         self.closed = True
