@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 
 from vgpustream.errors import VgpuStreamError, bounded, printable
+from vgpustream.settings import RETENTION_INTERVAL
 from vgpustream.store import DatabaseUnusable, TokenRecord
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,6 @@ WEBHOOK_QUEUE = 10_000
 """Events waiting for the webhook; past that the oldest are dropped (and counted)."""
 WEBHOOK_TIMEOUT = 10.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
-RETENTION_INTERVAL = 3600.0
-"""Seconds between two removals of the events past the retention period."""
 SIGNATURE_HEADER = "X-Vgpustream-Signature"
 """`sha256=` and the hex HMAC-SHA256 of the POST's body under the webhook secret."""
 MIN_SECRET_BYTES = 16

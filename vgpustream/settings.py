@@ -20,6 +20,10 @@ from typing import Any, get_args, get_origin, get_type_hints
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import VgpuStreamError
 
+RETENTION_INTERVAL = 3600.0
+"""Seconds between two applications of a retention period (the recordings', the audit trail's); each is
+also applied at start-up."""
+
 DEFAULT_SOURCE = "synthetic:1280x720@30"
 ENV_PREFIX = "VGPUSTREAM_"
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from vgpustream.errors import NotFound, RecordingLimit, Unavailable, VgpuStreamError
 from vgpustream.recording.recorder import FINISHED, Recorder, RecordingInfo, RecordingState
 from vgpustream.session import Session
+from vgpustream.settings import RETENTION_INTERVAL
 
 log = logging.getLogger(__name__)
 
-RETENTION_INTERVAL = 3600.0
 RECORDING_ID = re.compile(r"rec-[0-9a-f]{16}")
 SESSION_DIR = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
