@@ -17,6 +17,18 @@ from OpenSSL import SSL
 
 from vgpustream import compat
 
+MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+
+
+def negotiated_map(*extensions: tuple[int, str]) -> HeaderExtensionsMap:
+    """aiortc's header extension map of a sender that negotiated `extensions` (id, uri)."""
+    extension_map = HeaderExtensionsMap()
+    extension_map.configure(
+        RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(id=i, uri=uri) for i, uri in extensions])
+    )
+    return extension_map
+
 
 def test_an_unknown_library_version_is_refused_loudly():
     compat.check_versions()  # the installed ones are supported
@@ -26,24 +38,11 @@ def test_an_unknown_library_version_is_refused_loudly():
 
 def test_video_packets_carry_a_zero_playout_delay_where_it_was_negotiated():
     compat.install()
-    negotiated = HeaderExtensionsMap()
-    negotiated.configure(
-        RTCRtpParameters(
-            headerExtensions=[
-                RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-                RTCRtpHeaderExtensionParameters(id=5, uri=compat.PLAYOUT_DELAY),
-            ]
-        )
-    )
+    negotiated = negotiated_map((9, MID), (5, compat.PLAYOUT_DELAY))
     written = unpack_header_extensions(*negotiated.set(HeaderExtensions(mid="0")))
     assert written == [(9, b"0"), (5, b"\x00\x00\x00")]
     assert negotiated.get(*negotiated.set(HeaderExtensions(mid="0"))).mid == "0", "aiortc still reads its own"
-    plain = HeaderExtensionsMap()
-    plain.configure(
-        RTCRtpParameters(
-            headerExtensions=[RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid")]
-        )
-    )
+    plain = negotiated_map((9, MID))
     assert unpack_header_extensions(*plain.set(HeaderExtensions(mid="0"))) == [(9, b"0")], "not where it was not"
 
 
@@ -65,16 +64,7 @@ def test_abs_capture_time_is_the_capture_time_in_ntp_format():
 
 def test_added_header_extensions_read_back_after_aiortc_s_own():
     compat.install()
-    negotiated = HeaderExtensionsMap()
-    negotiated.configure(
-        RTCRtpParameters(
-            headerExtensions=[
-                RTCRtpHeaderExtensionParameters(id=9, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-                RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
-                RTCRtpHeaderExtensionParameters(id=5, uri=compat.PLAYOUT_DELAY),
-            ]
-        )
-    )
+    negotiated = negotiated_map((9, MID), (3, ABS_SEND_TIME), (5, compat.PLAYOUT_DELAY))
     profile, packed = negotiated.set(HeaderExtensions(mid="12", abs_send_time=0xABCDEF))
     assert profile == 0xBEDE and len(packed) % 4 == 0
     assert unpack_header_extensions(profile, packed) == [(9, b"12"), (3, b"\xab\xcd\xef"), (5, b"\x00\x00\x00")]
