@@ -12,20 +12,15 @@ import av
 import numpy as np
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+from vgpustream.testing.chromium import ARGS, CHROMIUM
+
 CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
+    *ARGS,  # the benches' flags (loopback WebRTC without mDNS names, autoplay)
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    # the tests' network has only a loopback interface, which Chromium skips for WebRTC by default
-    "--allow-loopback-in-peer-connection",
-    # offer plain addresses, not mDNS names (nobody on loopback answers mDNS)
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
 ]
 
 

@@ -9,7 +9,9 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
+    # a network of only a loopback interface (the tests'), which Chromium skips for WebRTC by default
     "--allow-loopback-in-peer-connection",
+    # offer plain addresses, not mDNS names (nobody on loopback answers mDNS)
     "--disable-features=WebRtcHideLocalIpsWithMdns",
     "--autoplay-policy=no-user-gesture-required",
 ]
