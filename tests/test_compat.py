@@ -16,6 +16,7 @@ from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, unpack_header_exte
 from OpenSSL import SSL
 
 from vgpustream import compat
+from vgpustream.errors import VgpuStreamError
 
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -90,3 +91,19 @@ def test_the_ntp_clock_reads_the_same_time_as_aiortc_s():
     compat.install()
     expected = datetime_to_ntp(datetime.datetime.now(datetime.UTC))
     assert abs(aiortc.clock.current_ntp_time() - expected) < 2**32 // 100, "within 10 ms"
+
+
+def test_an_open_codec_takes_a_new_peak_rate_and_nothing_but_a_codec_is_written_to():
+    context = av.CodecContext.create("libx264", "w")
+    context.width, context.height, context.pix_fmt = 64, 64, "yuv420p"
+    context.time_base = Fraction(1, 90_000)
+    context.options = {"crf": "18", "maxrate": "1000k", "bufsize": "1000k"}
+    context.open()
+    compat.codec_options().set_int(context, "maxrate", 4_000_000)
+    assert context.max_bit_rate == 4_000_000
+    with pytest.raises(VgpuStreamError, match="refused maxrate=-5"):
+        compat.codec_options().set_int(context, "maxrate", -5)
+    assert context.max_bit_rate == 4_000_000
+    for not_a_codec in (object(), av.AudioFrame(), "maxrate"):
+        with pytest.raises(compat.UnsupportedLibrary, match="does not hold its AVCodecContext"):
+            compat.codec_options().set_int(not_a_codec, "maxrate", 1)  # type: ignore[arg-type]

@@ -29,20 +29,29 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
   (`count_frames_without_decoding`).
 - dbus-fast: `PeerBus`, a connection to one peer over an existing socket, without the bus's Hello.
+- PyAV: a codec's options are set only when it is opened, but FFmpeg's libx264 takes a new peak rate
+  (`maxrate`) while open, at the next frame, and the encoder refines a still picture at a higher one
+  (`set_codec_option`). It reaches the open AVCodecContext through the pointer PyAV's object holds,
+  checked to be one before it is used, and sets the option with FFmpeg's own `av_opt_set_int`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import ipaddress
+import os
 import socket
 import struct
+import sys
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import aioice.ice
@@ -50,6 +59,7 @@ import aiortc.clock
 import aiortc.codecs
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
+import av
 from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
@@ -344,3 +354,69 @@ class PeerBus(MessageBus):
         self.unique_name = ":peer"
         self._writer.schedule_write()
         return self
+
+
+PYAV_CONTEXT_POINTER = 24
+"""Where a PyAV CodecContext keeps its AVCodecContext pointer: after the object header (16 bytes) and the
+Cython method table (8). `set_codec_option` checks what it finds there before it uses it."""
+
+
+class CodecOptions:
+    """FFmpeg's `av_opt_set_int` on the AVCodecContext of open PyAV codec contexts (see the module notes).
+
+    What is read to find the context is read through /proc/self/mem, which answers an error rather than
+    crash on an address that is not mapped, and the address found must point at an AVCodecContext (its
+    first word is libavcodec's AVClass for codec contexts) before FFmpeg is handed it.
+    """
+
+    def __init__(self) -> None:
+        codec, util = ctypes.CDLL(_pyav_library("libavcodec")), ctypes.CDLL(_pyav_library("libavutil"))
+        codec.avcodec_get_class.restype = ctypes.c_void_p
+        self._codec_class = codec.avcodec_get_class()
+        self._set_int = util.av_opt_set_int
+        self._set_int.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_int]
+        self._set_int.restype = ctypes.c_int
+
+    def set_int(self, context: av.CodecContext, name: str, value: int) -> None:
+        """Set option `name` of `context` (open or not) to `value`; UnsupportedLibrary if PyAV's object is
+        not laid out as this was written for, VgpuStreamError if FFmpeg refuses the value."""
+        address = self._context_address(context)
+        error = self._set_int(address, name.encode(), value, 0)
+        if error < 0:
+            raise VgpuStreamError(f"FFmpeg refused {name}={value} (error {error})")
+
+    def _context_address(self, context: av.CodecContext) -> int:
+        fd = os.open("/proc/self/mem", os.O_RDONLY)
+        try:
+            address = _read_pointer(fd, id(context) + PYAV_CONTEXT_POINTER)
+            if address is None or _read_pointer(fd, address) != self._codec_class:
+                raise UnsupportedLibrary(f"PyAV {av.__version__} does not hold its AVCodecContext where expected")
+            return address
+        finally:
+            os.close(fd)
+
+
+def _pyav_library(name: str) -> str:
+    """The path of FFmpeg library `name` as this process mapped it for PyAV: the copy PyAV's wheel brings
+    (next to its package) if there is one, else the one the system's PyAV was linked with."""
+    mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "/" in line}
+    found = sorted(path for path in mapped if Path(path).name.split("-")[0].split(".")[0] == name)
+    bundled = [path for path in found if path.startswith(str(Path(av.__file__).parent.parent))]
+    if not found:
+        raise UnsupportedLibrary(f"{name} is not among this process's mappings")
+    return (bundled or found)[0]
+
+
+def _read_pointer(fd: int, address: int) -> int | None:
+    """The pointer stored at `address` of this process, or None where nothing readable is mapped."""
+    try:
+        word = os.pread(fd, ctypes.sizeof(ctypes.c_void_p), address)
+    except (OSError, OverflowError):  # not mapped; past what a file offset holds (kernel addresses)
+        return None
+    return int.from_bytes(word, sys.byteorder) if len(word) == ctypes.sizeof(ctypes.c_void_p) else None
+
+
+@functools.cache
+def codec_options() -> CodecOptions:
+    """The process's one CodecOptions (it looks FFmpeg's libraries up once)."""
+    return CodecOptions()

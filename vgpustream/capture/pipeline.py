@@ -15,6 +15,7 @@ from vgpustream.sources.base import Cursor, Frame, Source
 from vgpustream.thumbnail import Thumbnail, make_thumbnail
 
 REFINE_SECONDS = 2.0  # at most this long of refinement frames after the picture stops changing
+FAST_REFINE_SECONDS = 1.0  # the first this long of them may exceed the bitrate (encoder.REFINE_RATE)
 QUIET_BYTES = 2000  # a refinement smaller than this added next to nothing
 QUIET_REFINEMENTS = 3  # that many quiet refinements in a row: the picture is as good as it gets
 
@@ -60,7 +61,8 @@ class FramePipeline:
     When the source has nothing new, a requested keyframe re-encodes the last picture, so a
     still screen still lets a new viewer start. A picture that stops changing is refined: encoded
     again as P-frames (each one codes what the previous left out) for up to two seconds, until the
-    encoder has next to nothing left to add, so a still screen ends up sharp. A cursor passed to
+    encoder has next to nothing left to add, so a still screen ends up sharp; in the first second they
+    may exceed the bitrate, so that it is sharp soon even when motion had used up the rate's buffer. A cursor passed to
     `step` is drawn into the encoded picture (never into the source's buffer, which may be the
     guest's memory); when it moves, the last picture is encoded again with the cursor in its new place.
 
@@ -90,6 +92,8 @@ class FramePipeline:
         """How many more times the last picture may be encoded again to refine it."""
         self._quiet = 0
         """Refinements in a row that added next to nothing."""
+        self._refined = 0
+        """Refinements since the picture last changed."""
 
     def close(self) -> None:
         """Free the encoder, the scaler and the pictures they hold, with their threads (x264's, and
@@ -144,7 +148,8 @@ class FramePipeline:
         self._drawn_cursor = cursor_key(cursor)
         t0 = time.perf_counter()
         picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
-        result.packets = self._encode(picture, capture.captured_at, keyframe)
+        fast = refining and self._refined < self.encoder.settings.fps * FAST_REFINE_SECONDS
+        result.packets = self._encode(picture, capture.captured_at, keyframe, fast)
         result.encode = time.perf_counter() - t0
         self._count_refinement(refining, sum(packet.size for packet in result.packets))
         return result
@@ -175,17 +180,18 @@ class FramePipeline:
     def _count_refinement(self, refining: bool, size: int) -> None:
         """A changed picture starts a refinement, which stops after REFINE_SECONDS or once it adds next to nothing."""
         if not refining:
-            self._refinements, self._quiet = round(self.encoder.settings.fps * REFINE_SECONDS), 0
+            self._refinements, self._quiet, self._refined = round(self.encoder.settings.fps * REFINE_SECONDS), 0, 0
             return
         self._refinements -= 1
+        self._refined += 1
         self._quiet = self._quiet + 1 if size < QUIET_BYTES else 0
         if self._quiet >= QUIET_REFINEMENTS:
             self._refinements = 0
 
-    def _encode(self, picture: av.VideoFrame, captured_at: float, keyframe: bool) -> list[av.Packet]:
-        """Encode `picture`; each packet's `opaque` is its capture time (wall-clock seconds), which
-        viewers send as abs-capture-time (vgpustream.compat)."""
-        packets = self.encoder.encode(picture, self._pts(captured_at), keyframe)
+    def _encode(self, picture: av.VideoFrame, captured_at: float, keyframe: bool, refine: bool) -> list[av.Packet]:
+        """Encode `picture` (a fast refinement if `refine`); each packet's `opaque` is its capture time
+        (wall-clock seconds), which viewers send as abs-capture-time (vgpustream.compat)."""
+        packets = self.encoder.encode(picture, self._pts(captured_at), keyframe, refine)
         for packet in packets:
             packet.opaque = captured_at
         return packets
