@@ -5,8 +5,8 @@ A private D-Bus daemon, a `vgpustream serve` process with the session on `qemu-d
 QEMU (SeaBIOS, std VGA, no disk) and measures the wall-clock time to the first frame of the new VM in
 the viewer (QEMU's placeholder screen or SeaBIOS's); when SeaBIOS shows its boot menu prompt (read from the
 VGA text buffer over QMP) it presses Escape in the viewer and measures the time to the first frame
-that shows the boot menu. Then QEMU is killed: the session waits for it, as it would for a restarted
-VM. The first run warms up and is not counted.
+that shows the boot menu (pressing again if the guest missed it: see `one_run`). Then QEMU is killed:
+the session waits for it, as it would for a restarted VM. The first run warms up and is not counted.
 
 An aiortc viewer releases a frame only when the next one arrives (its jitter buffer), so it reads
 later than a browser on a screen that changes seldom; Chromium's figures are the ones a person sees.
@@ -27,19 +27,21 @@ import numpy as np
 
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.sources.common.qmp import Qmp
-from vgpustream.testing.chromium import ConsolePage
+from vgpustream.testing.chromium import CONNECTED, ConsolePage
 from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, Qemu, missing
 from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.testing.server import serve
 
 TIMEOUT = 60.0
 SETTLE = 3.0  # seconds: longer than the keyframe interval
+PRESS_AGAIN = 2.0  # seconds without the boot menu after a press: SeaBIOS missed it
+MAX_MISSED = 5
 CHANGED_PIXELS = 300  # far-off pixels that make a new screen (a line of text is ~500; a blinking cursor 18)
 
 
-async def wait_text(vm: Qemu, words: str) -> None:
-    """Until the VGA text buffer, read over the VM's monitor, shows `words`."""
-    deadline = time.monotonic() + TIMEOUT
+async def wait_text(vm: Qemu, words: str, timeout: float = TIMEOUT) -> None:
+    """Until the VGA text buffer, read over the VM's monitor, shows `words`; TimeoutError after `timeout` s."""
+    deadline = time.monotonic() + timeout
     while not vm.qmp_path.exists():
         await _before(deadline, "QEMU's monitor")
     qmp = await Qmp(str(vm.qmp_path)).connect()
@@ -49,14 +51,14 @@ async def wait_text(vm: Qemu, words: str) -> None:
             await qmp.execute("pmemsave", {"val": 0xB8000, "size": 4000, "filename": str(dump)})
             if words in dump.read_bytes()[::2].decode("cp437"):
                 return
-            await _before(deadline, repr(words))
+            await _before(deadline, repr(words), timeout)
     finally:
         await qmp.close()
 
 
-async def _before(deadline: float, what: str) -> None:
+async def _before(deadline: float, what: str, timeout: float = TIMEOUT) -> None:
     if time.monotonic() > deadline:
-        raise TimeoutError(f"no {what} within {TIMEOUT:g} s")
+        raise TimeoutError(f"no {what} within {timeout:g} s")
     await asyncio.sleep(0.02)
 
 
@@ -135,7 +137,8 @@ class ChromiumViewer:
     when the page is handed a changed video frame."""
 
     def __init__(self, base: str, chromium: str) -> None:
-        self._console = ConsolePage(f"{base}/?session=default", chromium)
+        # no QEMU runs yet: the console is connected to a lost display
+        self._console = ConsolePage(f"{base}/?session=default", chromium, until=CONNECTED)
         self.page: Any = None
 
     async def open(self) -> None:
@@ -152,7 +155,7 @@ class ChromiumViewer:
             await _before(deadline, "changed frame")
 
     async def press_escape(self) -> float:
-        await self.page.click("#stage")
+        await self.page.focus("#stage")  # keys only (a click would send the VM a mouse click too)
         await self.page.keyboard.press("Escape")
         return await self.page.evaluate("window.benchKey") / 1000
 
@@ -165,19 +168,32 @@ def _summary(values: list[float], scale: float, digits: int) -> dict[str, Any]:
     return {"median": round(statistics.median(values) * scale, digits), "all": scaled}
 
 
-async def one_run(viewer: AiortcViewer | ChromiumViewer, directory: Path, bus: Bus) -> tuple[float, float]:
-    """Start QEMU, press Escape at its prompt, kill it: seconds to the first frame and to the boot menu's."""
+async def one_run(viewer: AiortcViewer | ChromiumViewer, directory: Path, bus: Bus) -> tuple[float, float, int]:
+    """Start QEMU, press Escape at its prompt, kill it: seconds to the first frame and to the boot menu's,
+    and how many presses SeaBIOS missed.
+
+    SeaBIOS shows its prompt before its PS/2 keyboard is set up (that runs beside it), and QEMU drops a
+    key that comes before: seen with QEMU's ps2 trace events, no `ps2_put_keycode` for such a press, on
+    a busy machine (Chromium decoding beside a TCG guest). A press the guest missed is pressed again."""
     vm = Qemu(directory, f"dbus,addr={bus.address}")
+    missed = 0
     try:
         first = await viewer.changed_after(vm.started)
         await wait_text(vm, MENU_PROMPT)
         await asyncio.sleep(0.5)  # let the prompt's frames reach the viewer
-        pressed = await viewer.press_escape()
+        while True:
+            pressed = await viewer.press_escape()
+            try:
+                await wait_text(vm, BOOT_MENU, PRESS_AGAIN)
+                break
+            except TimeoutError:
+                if missed == MAX_MISSED:
+                    raise
+                missed += 1
         shown = await viewer.changed_after(pressed)
-        await wait_text(vm, BOOT_MENU)  # the change was the boot menu
     finally:
         vm.kill()
-    return first - vm.started, shown - pressed
+    return first - vm.started, shown - pressed, missed
 
 
 async def measure(runs: int, viewer_kind: str, chromium: str) -> dict[str, Any]:
@@ -186,6 +202,7 @@ async def measure(runs: int, viewer_kind: str, chromium: str) -> dict[str, Any]:
     advertise_host_addresses(["127.0.0.1"])  # the viewer and the server meet on loopback
     first_frames: list[float] = []
     key_to_frames: list[float] = []
+    presses_missed = 0
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-qemu-") as folder:
         bus = Bus(Path(folder))
         try:
@@ -196,9 +213,10 @@ async def measure(runs: int, viewer_kind: str, chromium: str) -> dict[str, Any]:
                     await viewer.open()
                     try:
                         for run in range(runs + 1):
-                            first, key = await one_run(viewer, Path(folder), bus)
+                            first, key, missed = await one_run(viewer, Path(folder), bus)
                             # the viewer settles on the last screen (the last frames, a periodic keyframe)
                             await asyncio.sleep(SETTLE)
+                            presses_missed += missed  # the warm-up's too: what the guest does
                             if run:
                                 first_frames.append(first)
                                 key_to_frames.append(key)
@@ -212,6 +230,7 @@ async def measure(runs: int, viewer_kind: str, chromium: str) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "qemu_start_to_first_frame_s": _summary(first_frames, 1, 3),
         "key_to_changed_frame_ms": _summary(key_to_frames, 1000, 1),
+        "presses_missed_by_the_guest": presses_missed,
     }
 
 

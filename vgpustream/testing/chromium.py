@@ -17,13 +17,21 @@ ARGS = [
 ]
 
 
-class ConsolePage:
-    """`async with ConsolePage(url) as page:` the console at `url`, playing; `init_script` runs before its own."""
+CONNECTED = ("playing", "starting", "no_signal", "lost")
+"""The console's states once it is connected, whatever the VM's display shows (web/console.js)."""
 
-    def __init__(self, url: str, chromium: str = CHROMIUM, init_script: str | None = None) -> None:
+
+class ConsolePage:
+    """`async with ConsolePage(url) as page:` the console at `url`, once its state is one of `until`
+    (playing, by default); `init_script` runs before its own."""
+
+    def __init__(
+        self, url: str, chromium: str = CHROMIUM, init_script: str | None = None, until: tuple[str, ...] = ("playing",)
+    ) -> None:
         self.url = url
         self.chromium = chromium
         self.init_script = init_script
+        self.until = until
         self._playwright: Any = None
         self._browser: Any = None
 
@@ -39,7 +47,9 @@ class ConsolePage:
             if self.init_script is not None:
                 await page.add_init_script(self.init_script)
             await page.goto(self.url)
-            await page.wait_for_function("window.vgpustream && window.vgpustream.state === 'playing'")
+            await page.wait_for_function(
+                "states => window.vgpustream && states.includes(window.vgpustream.state)", arg=list(self.until)
+            )
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
