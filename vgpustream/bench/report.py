@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,19 @@ FULL = {
     "capacity": {"counts": [1, 2, 4, 6, 8], "seconds": 10.0},
     "quality": {"resolutions": [(1280, 720), (1920, 1080)], "moving": 3.0, "still": 3.0},
 }
+LATENCY_P50_TARGET_MS, LATENCY_P99_TARGET_MS = 50, 100  # glass-to-glass at 1080p30 (issue #17)
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Reference lines on a plot (position, label), and whether its y axis starts at zero."""
+
+    vertical: list[tuple[float, str]] = field(default_factory=list)
+    horizontal: list[tuple[float, str]] = field(default_factory=list)
+    from_zero: bool = False
+
+
+ZERO = Marks(from_zero=True)
 QUICK = {
     "latency": {"resolutions": ["640x360"], "frames": 60},
     "fanout": {"counts": [1, 2], "seconds": 2.0},
@@ -62,10 +76,22 @@ def plots(results: dict[str, Any]) -> list[tuple[str, str]]:
     except ImportError:
         raise SystemExit("bench report needs matplotlib: pip install 'vgpustream[test]'") from None
 
-    def figure(title: str, xlabel: str, ylabel: str, curves: list[tuple[str, list[float], list[float]]]) -> str:
+    def figure(
+        title: str,
+        xlabel: str,
+        ylabel: str,
+        curves: list[tuple[str, list[float], list[float]]],
+        marks: Marks = Marks(),
+    ) -> str:
         fig, axes = pyplot.subplots(figsize=(6.4, 3.6), dpi=100)
         for label, xs, ys in curves:
             axes.plot(xs, ys, marker="." if len(xs) < 40 else None, label=label)
+        for x, label in marks.vertical:
+            axes.axvline(x, color="grey", linestyle="--", linewidth=1, label=label)
+        for y, label in marks.horizontal:
+            axes.axhline(y, color="grey", linestyle="--", linewidth=1, label=label)
+        if marks.from_zero:
+            axes.set_ylim(bottom=0, top=max(max(ys, default=0) for _, _, ys in curves) * 1.15 or None)
         axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
         axes.grid(alpha=0.3)
         axes.legend()
@@ -74,7 +100,11 @@ def plots(results: dict[str, Any]) -> list[tuple[str, str]]:
         pyplot.close(fig)
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
-    latency_curves = [(r["resolution"], r["cdf_ms"], [q / 100 for q in range(101)]) for r in results["latency"]["runs"]]
+    latency_curves = [
+        (f"{r['resolution']} {measure.replace('_', ' ')}", cdf, [q / 100 for q in range(101)])
+        for r in results["latency"]["runs"]
+        for measure, cdf in r["cdf_ms"].items()
+    ]
     fan, cap = results["fanout"]["runs"], results["capacity"]["runs"]
     by_viewers = [("server", [r["viewers"] for r in fan], [r["cpu_per_wall"] for r in fan])]
     by_sessions = [("server", [r["sessions"] for r in cap], [r["cpu_per_wall"] for r in cap])]
@@ -82,24 +112,69 @@ def plots(results: dict[str, Any]) -> list[tuple[str, str]]:
         (r["resolution"], [t for t, _ in r["still"]["trace"]], [db for _, db in r["still"]["trace"]])
         for r in results["quality"]["runs"]
     ]
+    targets = Marks(vertical=[(LATENCY_P50_TARGET_MS, "p50 target"), (LATENCY_P99_TARGET_MS, "p99 target")])
+    sharp = Marks(horizontal=[(results["quality"]["sharp_db"], "sharp")])
     return [
-        ("Glass-to-glass in Chromium", figure("Latency CDF", "ms", "fraction of frames", latency_curves)),
-        ("Server CPU against viewers of one session", figure("Fan-out", "viewers", "cores", by_viewers)),
-        ("Server CPU against sessions (one viewer each)", figure("Capacity", "sessions", "cores", by_sessions)),
-        ("PSNR once the picture stops moving", figure("Still picture", "s after it stopped", "luma PSNR (dB)", still)),
+        ("Glass-to-glass in Chromium", figure("Latency CDF", "ms", "fraction of frames", latency_curves, targets)),
+        ("Server CPU against viewers of one session", figure("Fan-out", "viewers", "cores", by_viewers, ZERO)),
+        ("Server CPU against sessions (one viewer each)", figure("Capacity", "sessions", "cores", by_sessions, ZERO)),
+        (
+            "PSNR once the picture stops moving",
+            figure("Still picture", "s after it stopped", "luma PSNR (dB)", still, sharp),
+        ),
     ]
+
+
+def headlines(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """(what, figure) rows: the numbers a reader looks for, from each bench's JSON."""
+
+    def triple(figures: dict[str, float]) -> str:
+        return f"{figures['p50']} / {figures['p95']} / {figures['p99']} ms"
+
+    def load(run: dict[str, Any]) -> str:
+        return f"{run['cpu_per_wall']} cores, >= {run['fps_per_viewer_min']} fps each"
+
+    rows = []
+    for run in results["latency"]["runs"]:
+        delay, size = run["glass_to_glass_ms"], run["resolution"]
+        rows += [
+            (f"glass-to-glass {size}, expected on screen, p50 / p95 / p99", triple(delay["expected_on_screen"])),
+            (f"glass-to-glass {size}, as the console measured it", triple(delay["console_reported"])),
+            (f"WHEP POST to first frame {size}", f"{run['whep_post_to_first_frame_ms']} ms"),
+        ]
+    fanout, capacity = results["fanout"], results["capacity"]
+    rows += [(f"one session, {run['viewers']} viewer(s)", load(run)) for run in fanout["runs"]]
+    rows.append(("one more viewer, on the event loop", f"{fanout['per_viewer_cpu_ms_per_frame']} ms per frame"))
+    rows += [(f"{run['sessions']} moving session(s), a viewer each", load(run)) for run in capacity["runs"]]
+    rows.append((f"sessions held at >= {capacity['min_fps']} fps", str(capacity["sessions_held"])))
+    for run in results["quality"]["runs"]:
+        moving, still, size = run["moving"], run["still"], run["resolution"]
+        rows += [
+            (f"{size} moving, luma PSNR p50", f"{moving['psnr_db_p50']} dB at {moving['kbit_per_s']} kbit/s"),
+            (
+                f"{size} once it stops: sharp after, final (a joiner's)",
+                f"{still['seconds_to_sharp']} s, {still['psnr_db_final']} dB ({still['joiner_psnr_db']} dB)",
+            ),
+        ]
+    return rows
 
 
 def write(output: Path, quick: bool) -> dict[str, Any]:
     results = run_all(quick)
+    table = "".join(
+        f"<tr><td>{html.escape(what)}</td><td>{html.escape(value)}</td></tr>" for what, value in headlines(results)
+    )
     sections = "".join(
         f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" src="{url}">' for title, url in plots(results)
     )
     page = (
         "<!doctype html><meta charset=utf-8><title>vgpustream bench report</title>"
-        "<style>body{font:14px sans-serif;max-width:60em;margin:auto}pre{white-space:pre-wrap;font-size:11px}</style>"
-        f"<h1>vgpustream bench report{' (quick: smoke figures)' if quick else ''}</h1>{sections}"
-        f"<h2>Figures</h2><pre>{html.escape(json.dumps(results, indent=1))}</pre>"
+        "<style>body{font:14px sans-serif;max-width:60em;margin:auto}pre{white-space:pre-wrap;font-size:11px}"
+        "td{padding:2px 12px 2px 0}</style>"
+        f"<h1>vgpustream bench report{' (quick: smoke figures)' if quick else ''}</h1>"
+        f"<table>{table}</table>{sections}"
+        "<h2>Figures</h2><details><summary>every bench's JSON</summary>"
+        f"<pre>{html.escape(json.dumps(results))}</pre></details>"
     )
     output.write_text(page)
     return {"output": str(output), "plots": 4, "quick": quick}
