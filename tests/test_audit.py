@@ -12,7 +12,7 @@ from aiohttp import web
 
 from tests.recordings import start, stop
 from vgpustream.api.state import AUDIT, REGISTRY
-from vgpustream.audit import AuditLog
+from vgpustream.audit import FORGET_BATCH, AuditLog
 from vgpustream.cli import main
 from vgpustream.testing.server import free_port
 
@@ -177,8 +177,8 @@ async def test_events_past_the_retention_period_are_forgotten(tmp_path):
     first = audit.record("token.revoked", "s1", token="t1")
     await asyncio.sleep(0.01)
     second = audit.record("token.revoked", "s2", token="t2")
-    assert audit.forget_old(first.time + 3600) == 0, "an event exactly as old as the retention stays"
-    assert audit.forget_old(second.time + 3600) == 1
+    assert await audit.forget_old(first.time + 3600) == 0, "an event exactly as old as the retention stays"
+    assert await audit.forget_old(second.time + 3600) == 1
     assert [e.id for e in audit.events()] == [second.id]
     await audit.close()
 
@@ -188,8 +188,32 @@ async def test_events_past_the_retention_period_are_forgotten(tmp_path):
     await asyncio.sleep(0.3)
     restarted = AuditLog(path, retention=0.2)
     restarted.start()  # at start-up, then hourly
+    await asyncio.sleep(0.1)
     assert restarted.events() == []
     await restarted.close()
+
+
+async def test_a_backlog_of_old_events_goes_in_batches_with_the_event_loop_free_between(tmp_path):
+    audit = AuditLog(tmp_path / "audit.sqlite3", retention=3600)
+    old = [audit.record("token.revoked", "s1", token=f"t{n}") for n in range(2 * FORGET_BATCH + 10)]
+    await asyncio.sleep(0.01)
+    kept = audit.record("token.created", "s1", token="new")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    assert await audit.forget_old(kept.time + 3600) == len(old), "every event older than the retention went"
+    other.cancel()
+    assert ticks - before >= 2, "another task ran between the batches"
+    assert [e.id for e in audit.events()] == [kept.id]
+    await audit.close()
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,8 @@ MAX_USER_AGENT = 200
 WEBHOOK_QUEUE = 10_000
 """Events waiting for the webhook; past that the oldest are dropped (and counted)."""
 WEBHOOK_TIMEOUT = 10.0
+FORGET_BATCH = 1000
+"""Events deleted in one statement when old ones are forgotten; the event loop is free between batches."""
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 30.0
 SIGNATURE_HEADER = "X-Vgpustream-Signature"
 """`sha256=` and the hex HMAC-SHA256 of the POST's body under the webhook secret."""
@@ -128,8 +130,7 @@ class AuditLog:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        """Remove the events past the retention period, now and hourly; start delivering to the webhook."""
-        self.forget_old(time.time())
+        """Remove the events past the retention period, at once and hourly; start delivering to the webhook."""
         self._tasks.append(asyncio.create_task(self._keep_retention(), name="audit-retention"))
         if self.webhook is not None:
             self._tasks.append(asyncio.create_task(self._deliver(self.webhook), name="audit-webhook"))
@@ -140,18 +141,31 @@ class AuditLog:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._db.close()
 
-    def forget_old(self, now: float) -> int:
-        """Delete the events older than the retention period; how many went (0 when the disk refuses)."""
-        try:
-            return self._db.execute("DELETE FROM events WHERE time < ?", (now - self.retention,)).rowcount
-        except sqlite3.Error as exc:
-            log.error("audit: old events could not be removed: %s", bounded(str(exc), 120))
-            return 0
+    async def forget_old(self, now: float) -> int:
+        """Delete the events older than the retention period; how many went (as far as the disk let it).
+
+        In batches of FORGET_BATCH, the oldest first, with the event loop free between them: a year of
+        events due at once never holds up the viewers and the API that share the loop (and this database).
+        """
+        removed = 0
+        while True:
+            try:
+                batch = self._db.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? ORDER BY id LIMIT ?)",
+                    (now - self.retention, FORGET_BATCH),
+                ).rowcount
+            except sqlite3.Error as exc:
+                log.error("audit: old events could not be removed: %s", bounded(str(exc), 120))
+                return removed
+            removed += batch
+            if batch < FORGET_BATCH:
+                return removed
+            await asyncio.sleep(0)
 
     async def _keep_retention(self) -> None:
         while True:
+            await self.forget_old(time.time())
             await asyncio.sleep(RETENTION_INTERVAL)
-            self.forget_old(time.time())
 
     def record(self, kind: str, session_id: str | None, **data: Any) -> Event:
         """Store an event and queue it for the webhook; never waits, never fails its caller.
