@@ -31,7 +31,7 @@ stopped applying would show up only as a stream that never recovers from loss.
 - dbus-fast: `PeerBus`, a connection to one peer over an existing socket, without the bus's Hello.
 - PyAV: a codec's options are set only when it is opened, but FFmpeg's libx264 takes a new peak rate
   (`maxrate`) while open, at the next frame, and the encoder refines a still picture at a higher one
-  (`set_codec_option`). It reaches the open AVCodecContext through the pointer PyAV's object holds,
+  (`CodecOptions.set_int`). It reaches the open AVCodecContext through the pointer PyAV's object holds,
   checked to be one before it is used, and sets the option with FFmpeg's own `av_opt_set_int`.
 """
 
@@ -358,7 +358,7 @@ class PeerBus(MessageBus):
 
 PYAV_CONTEXT_POINTER = 24
 """Where a PyAV CodecContext keeps its AVCodecContext pointer: after the object header (16 bytes) and the
-Cython method table (8). `set_codec_option` checks what it finds there before it uses it."""
+Cython method table (8). `CodecOptions` checks what it finds there before it uses it."""
 
 
 class CodecOptions:

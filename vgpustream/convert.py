@@ -9,7 +9,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from vgpustream import libyuv
-from vgpustream.formats import pixel_format
+from vgpustream.formats import PixelFormat, pixel_format
 from vgpustream.sources.base import Frame
 
 ENCODER_FORMAT = "yuv420p"
@@ -38,11 +38,7 @@ class FrameConverter:
 
     def packed(self, frame: Frame) -> av.VideoFrame:
         """The frame's pixels as a packed-RGB av.VideoFrame (even width and height)."""
-        fmt = pixel_format(frame.fourcc)
-        pixels = _even(frame)
-        if fmt.wraps:
-            return av.VideoFrame.from_numpy_buffer(pixels, format=fmt.av_format)
-        return self._copy_to_staging(pixels, fmt.av_format)
+        return self._packed(_even(frame), pixel_format(frame.fourcc))
 
     def convert(self, frame: Frame) -> av.VideoFrame:
         """The frame as the encoder's yuv420p picture."""
@@ -51,7 +47,12 @@ class FrameConverter:
         pixels = _even(frame)
         if to_i420 is not None and pixels.strides[1:] == (fmt.bytes_per_pixel, 1):
             return _to_i420(to_i420, pixels)
-        return self._reformatter.reformat(self.packed(frame), format=ENCODER_FORMAT, interpolation=INTERPOLATION)
+        return self._reformatter.reformat(self._packed(pixels, fmt), format=ENCODER_FORMAT, interpolation=INTERPOLATION)
+
+    def _packed(self, pixels: np.ndarray, fmt: PixelFormat) -> av.VideoFrame:
+        if fmt.wraps:
+            return av.VideoFrame.from_numpy_buffer(pixels, format=fmt.av_format)
+        return self._copy_to_staging(pixels, fmt.av_format)
 
     def _copy_to_staging(self, pixels: np.ndarray, av_format: str) -> av.VideoFrame:
         height, width = pixels.shape[:2]

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from vgpustream.bench.fanout import frame_rates, get_json, watch
+from vgpustream.bench.fanout import frame_rates, frames_encoded, ms_per_frame, watch
 from vgpustream.testing.server import serve
 
 
@@ -27,11 +27,6 @@ def add_session(base: str, session_id: str, source: str) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
-
-
-def frames_encoded(base: str, session_ids: list[str]) -> int:
-    """Frames encoded so far by all the sessions."""
-    return sum(get_json(f"{base}/api/v1/sessions/{i}")["stats"]["frames_encoded"] for i in session_ids)
 
 
 def one_run(sessions: int, viewers: int, seconds: float, source: str, server_args: list[str]) -> dict[str, Any]:
@@ -59,7 +54,7 @@ def one_run(sessions: int, viewers: int, seconds: float, source: str, server_arg
         "cpu_per_wall": round(cpu, 3),
         "cpu_per_session": round(cpu / sessions, 4),
         "encoded_fps_per_session": round(encoded / seconds / sessions, 2),
-        "server_cpu_ms_per_frame": round(cpu * seconds * 1000 / max(1, encoded), 3),
+        "server_cpu_ms_per_frame": ms_per_frame(cpu, seconds, encoded),
         "fps_per_viewer_min": round(min(rates), 2),
         "fps_per_viewer_mean": round(sum(rates) / len(rates), 2),
     }

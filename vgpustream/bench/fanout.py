@@ -79,6 +79,16 @@ def watch(
     return Window((cpu1 - cpu0) / (wall1 - wall0), (loop1 - loop0) / (wall1 - wall0), reports, (first, last))
 
 
+def frames_encoded(base: str, session_ids: list[str]) -> int:
+    """Frames encoded so far by all the sessions."""
+    return sum(get_json(f"{base}/api/v1/sessions/{i}")["stats"]["frames_encoded"] for i in session_ids)
+
+
+def ms_per_frame(cpu_per_wall: float, seconds: float, frames: int) -> float:
+    """CPU milliseconds per encoded frame, from CPU per wall second over a window of `seconds`."""
+    return round(cpu_per_wall * seconds * 1000 / max(1, frames), 3)
+
+
 def frame_rates(window: Window, seconds: float) -> list[float]:
     return [v["frames"] / seconds for report in window.reports for v in report["viewers"]]
 
@@ -88,24 +98,22 @@ def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, A
         tempfile.TemporaryDirectory(prefix="vgpustream-bench-") as folder,
         serve(Path(folder) / "state", "--insecure-no-auth", "--max-viewers", str(viewers), *server_args) as served,
     ):
-        url, session = f"{served.url}/whep/default", f"{served.url}/api/v1/sessions/default"
+        url = f"{served.url}/whep/default"
         groups = [(url, 1, ["--decode"])] + ([(url, viewers - 1, [])] if viewers > 1 else [])
-        window = watch(served, groups, seconds, lambda: get_json(session))
+        window = watch(served, groups, seconds, lambda: frames_encoded(served.url, ["default"]))
     decoding = window.reports[0]["viewers"][0]
     if decoding["stamped_frames"] == 0:
         raise RuntimeError("the decoding viewer read no frame stamp: the pictures are not the source's")
     rates = frame_rates(window, seconds)
-    encoded = [session["stats"]["frames_encoded"] for session in window.probed]
+    encoded = window.probed[1] - window.probed[0]
     return {
         "viewers": viewers,
         "cpu_per_wall": round(window.cpu_per_wall, 3),
         "fps_per_viewer_min": round(min(rates), 2),
         "fps_per_viewer_mean": round(sum(rates) / len(rates), 2),
-        "encoded_fps": round((encoded[1] - encoded[0]) / seconds, 2),
-        "server_cpu_ms_per_frame": round(window.cpu_per_wall * seconds * 1000 / max(1, encoded[1] - encoded[0]), 3),
-        "event_loop_cpu_ms_per_frame": round(
-            window.event_loop_cpu_per_wall * seconds * 1000 / max(1, encoded[1] - encoded[0]), 3
-        ),
+        "encoded_fps": round(encoded / seconds, 2),
+        "server_cpu_ms_per_frame": ms_per_frame(window.cpu_per_wall, seconds, encoded),
+        "event_loop_cpu_ms_per_frame": ms_per_frame(window.event_loop_cpu_per_wall, seconds, encoded),
         "decoded_fps": round(decoding["frames"] / seconds, 2),
         "decoded_stamped_frames": decoding["stamped_frames"],
     }

@@ -62,9 +62,10 @@ class FramePipeline:
     still screen still lets a new viewer start. A picture that stops changing is refined: encoded
     again as P-frames (each one codes what the previous left out) for up to two seconds, until the
     encoder has next to nothing left to add, so a still screen ends up sharp; in the first second they
-    may exceed the bitrate, so that it is sharp soon even when motion had used up the rate's buffer. A cursor passed to
-    `step` is drawn into the encoded picture (never into the source's buffer, which may be the
-    guest's memory); when it moves, the last picture is encoded again with the cursor in its new place.
+    may exceed the bitrate, so that it is sharp soon even when motion had used up the rate's buffer.
+    A cursor passed to `step` is drawn into the encoded picture (never into the source's buffer, which
+    may be the guest's memory); when it moves, the last picture is encoded again with the cursor in its
+    new place.
 
     While nobody watches, `sample` only captures: a changed frame is held unconverted (the source
     keeps it valid until its next capture); the next `capture` converts it before it captures, and
