@@ -145,7 +145,6 @@ async def test_thumbnails_of_many_sizes_at_once_are_all_made(tmp_path):
     server runs in a process of its own, so that such a crash fails this test alone."""
     with serve(tmp_path / "state", "--insecure-no-auth", "--source", "synthetic:640x480@30") as served:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as client:
-
             for _ in range(100):  # the server answers before its source has shown its first picture
                 async with client.get(f"{served.url}{THUMBNAIL}") as response:
                     if response.status != 409:
