@@ -118,6 +118,7 @@ async def fill_background_pool(http: aiohttp.ClientSession, url: str) -> None:
 
     async def thumbnail(size: int) -> None:
         async with http.get(f"{url}/api/v1/sessions/default/thumbnail?size={size}") as response:
-            await response.read()
+            if response.status != 200:  # no JPEG made: the pool did not grow, and a later count would be off
+                raise RuntimeError(f"a thumbnail to fill the pool: {response.status} {await response.text()}")
 
     await asyncio.gather(*(thumbnail(size) for size in (64, 96, 128, 160)))
