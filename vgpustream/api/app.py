@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -103,7 +104,12 @@ def create_app(settings: Settings) -> web.Application:
         # the event loop's default executor (thumbnail encodes, name lookups, capture threads' shutdown):
         # bounded and named, so a burst of requests cannot grow the process by more than a few threads
         pool = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="vgpustream-background")
-        asyncio.get_running_loop().set_default_executor(pool)
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(pool)
+        # all of them now, not lazily: the process's thread count is then the same from start-up on (a
+        # pool thread first started by some later request would look like one that request leaked)
+        everyone = threading.Barrier(BACKGROUND_THREADS, timeout=10)
+        await asyncio.gather(*(loop.run_in_executor(pool, everyone.wait) for _ in range(BACKGROUND_THREADS)))
         yield  # the loop shuts its default executor down when it closes
 
     async def state_lifetime(app: web.Application) -> AsyncIterator[None]:

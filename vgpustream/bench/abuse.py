@@ -23,7 +23,7 @@ from aiortc import RTCPeerConnection
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.testing import hostile
 from vgpustream.testing.receiver import WhepReceiver
-from vgpustream.testing.server import fill_background_pool, resources, serve, settle
+from vgpustream.testing.server import resources, serve, settle
 
 OPERATOR_TOKEN = "abuse-bench-operator"
 WARM_UP_PASSES = 6  # at most; fewer once two passes in a row add no thread
@@ -107,10 +107,9 @@ async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
         made = hostile.hand_made(offer)
         probes, messages = hostile.generated(offer, examples, seed)
         prober = Prober(url, http, watcher.location.removeprefix(url))
-        await fill_background_pool(http, url)
-        # warm-up: lazily made pools (the default executor's threads, up to its bound) and caches, until
-        # two passes in a row leave the thread count as they found it (one pass may just not need the
-        # pool's last thread, which the measured pass would then start)
+        # warm-up: whatever the server makes lazily (caches; thread pools other than its background
+        # threads, which all start with it), until two passes in a row leave the thread count as they
+        # found it
         stable = 0
         for _ in range(WARM_UP_PASSES):
             threads = resources(pid)["threads"]

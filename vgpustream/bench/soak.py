@@ -25,7 +25,7 @@ from aiortc import RTCPeerConnection
 
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.testing.receiver import WhepError, WhepReceiver
-from vgpustream.testing.server import SETTLE_SECONDS, fill_background_pool, resources, serve, settle
+from vgpustream.testing.server import SETTLE_SECONDS, resources, serve, settle
 
 OPERATOR_TOKEN = "soak-bench-operator"
 SOURCE = "synthetic:320x240@15?cycle=4"
@@ -165,7 +165,6 @@ async def _run(url: str, pid: int, seconds: float, seed: int) -> dict[str, Any]:
         # warm-up: lazily made pools and caches; the baseline is taken once it has settled
         warm = time.monotonic() + min(WARM_UP_SECONDS, seconds / 4)
         await asyncio.gather(soak.churn(warm), *(steady(w, warm, []) for w in watchers))
-        await fill_background_pool(http, url)
         baseline = await settle(pid, resources(pid))
         soak = Soak(url, http, seed + 1)
         started = time.monotonic()

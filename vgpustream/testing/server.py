@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 STARTUP_TIMEOUT = 90.0
 """Under QEMU's TCG (the VFIO rig's guest) importing the server alone takes 20-28 s; a server that
 exits instead is reported at once."""
@@ -109,16 +107,3 @@ async def settle(pid: int, baseline: dict[str, int]) -> dict[str, int]:
         if (now["fds"] <= baseline["fds"] and now["threads"] <= baseline["threads"]) or time.monotonic() > deadline:
             return now
         await asyncio.sleep(0.25)
-
-
-async def fill_background_pool(http: aiohttp.ClientSession, url: str) -> None:
-    """Make a served process grow its bounded pool of background threads to its bound now (thumbnails of
-    several sizes at once, each encoded on that pool), so that a measurement after this does not count a
-    thread the pool would have started lazily as one kept."""
-
-    async def thumbnail(size: int) -> None:
-        async with http.get(f"{url}/api/v1/sessions/default/thumbnail?size={size}") as response:
-            if response.status != 200:  # no JPEG made: the pool did not grow, and a later count would be off
-                raise RuntimeError(f"a thumbnail to fill the pool: {response.status} {await response.text()}")
-
-    await asyncio.gather(*(thumbnail(size) for size in (64, 96, 128, 160)))
