@@ -94,6 +94,7 @@ async def test_viewers_tokens_and_recordings_make_exactly_the_expected_events(
     await typist.wait_channel_open()
     for x in (0.1, 0.2, 0.3):
         typist.send_input({"type": "pointer", "x": x, "y": 0.5, "buttons": 0})
+    await wait_for(lambda: session.audience.stats.input_events == 3, what="the typist's input")  # events in order
     watcher = await viewers(server, token=view["token"])
     await watcher.wait_channel_open()
     watcher.send_input({"type": "pointer", "x": 0.9, "y": 0.9, "buttons": 0})  # view-only: refused, no event

@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.served import serve
+from vgpustream.capture.stats import RATE_WINDOW
 from vgpustream.errors import VgpuStreamError
 from vgpustream.settings import add_arguments, load_settings
 
@@ -43,7 +44,7 @@ async def test_metrics_parse_and_move_when_frames_flow(make_server, anonymous, v
             return await response.text()
 
     first = await scrape()
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(RATE_WINDOW + 0.5)  # fps is over the last RATE_WINDOW seconds: all of them encoding
     second = await scrape()
     encoded = "vgpustream_session_frames_encoded_total"
     assert metric_value(second, encoded, session="default") > metric_value(first, encoded, session="default") + 10

@@ -34,6 +34,7 @@ async def test_a_recording_holds_every_frame_encoded_while_viewers_come_and_go(m
     server = await make_server(source="synthetic:320x240@30")
     base = str(server.make_url("/"))
     stats = server.app[REGISTRY].get("default").capture.stats
+    started = time.monotonic()
     recording = await start(http, base, label="audit 42")
     assert recording["state"] in ("starting", "recording") and recording["label"] == "audit 42"
     await wait_state(http, base, recording, "recording")
@@ -48,6 +49,7 @@ async def test_a_recording_holds_every_frame_encoded_while_viewers_come_and_go(m
     await asyncio.sleep(2)  # nobody watches now but the recording: the session keeps encoding
     encoded_before_stop = stats.frames_encoded
     done = await stop(http, base, recording)
+    took = time.monotonic() - started  # 10 s of sleeps, and the viewers' connecting and closing
 
     assert done["state"] == "stopped" and done["reason"] == "requested", done
     assert done["dropped"] == 0, done
@@ -61,7 +63,7 @@ async def test_a_recording_holds_every_frame_encoded_while_viewers_come_and_go(m
     assert len(stamps) == window, "every decoded picture carries its stamp"
     # in capture order; a picture may come twice where the session encoded it again (a keyframe, a refinement)
     assert stamps == sorted(stamps), "the pictures are in capture order"
-    assert 9.0 <= done["duration"] <= 11.0, done
+    assert 9.0 <= done["duration"] <= took, (done, took)
 
 
 async def test_bad_recording_requests_get_clear_errors_and_touch_nothing(make_server, http):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from tests.test_audit import wait_for
 from vgpustream.api.state import REGISTRY
 from vgpustream.audience import VIEWER_KEYFRAME_INTERVAL
 from vgpustream.testing.netem import LossyLink
@@ -44,11 +45,15 @@ async def test_one_viewers_keyframe_requests_are_limited_and_the_others_still_pa
     for _ in range(10):
         await asking.send_pli()
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
+    await wait_for(
+        lambda: session.audience.stats.keyframe_requests_limited >= 9, what="the requests reached the server"
+    )
+    await wait_for(lambda: session.capture.stats.keyframes > keyframes, what="the first request's IDR")
+    await asyncio.sleep(0.5)  # time for any more IDRs, which would be wrong
     assert session.capture.stats.keyframes - keyframes == 1, "ten requests within the interval cost one IDR"
     assert session.audience.stats.keyframe_requests_limited == 9
     await other.send_pli()
-    await asyncio.sleep(1.0)
+    await wait_for(lambda: session.capture.stats.keyframes - keyframes >= 2, what="the other viewer's IDR")
     assert session.capture.stats.keyframes - keyframes == 2, "another viewer's request still goes through"
 
 

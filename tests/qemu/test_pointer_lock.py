@@ -43,8 +43,11 @@ async def test_relative_motion_moves_a_tablets_position(bus: Bus, start_vm, make
     receiver = await viewers(server)
     await receiver.next_frame()
     await receiver.wait_channel_open()
-    await asyncio.sleep(0.5)  # the source learns IsAbsolute from QEMU's PropertiesChanged
-    assert (await last_state(receiver))["relative_pointer"] is False
+    for _ in range(100):  # the source learns IsAbsolute from QEMU's PropertiesChanged, in its own time
+        if (await last_state(receiver))["relative_pointer"] is False:
+            break
+        await asyncio.sleep(0.1)
+    assert (await last_state(receiver))["relative_pointer"] is False, "the console is told not to lock the pointer"
     receiver.send_input({"type": "motion", "dx": 360, "dy": 0})  # from the middle of 720x400 to the right edge
     # x = 719 of 720 pixels on QEMU's absolute range 0..0x7fff: 719 * 0x7fff // 720
     await asyncio.to_thread(traced, vm, ["input_event_abs con 0, axis x, value 0x7fd1"])

@@ -65,7 +65,8 @@ async def test_touch_gestures_and_the_on_screen_keyboard_reach_the_vm(bus: Bus, 
         for step in range(1, 11):  # both fingers up by 200 px: the page under them scrolls down
             await touch(cdp, "touchMove", (x - 40, y + 100 - 20 * step), (x + 40, y + 100 - 20 * step))
         await touch(cdp, "touchEnd")
-        await asyncio.sleep(0.5)
+        await asyncio.to_thread(wait_for, lambda: pressed(vm)[since:], 10, "the scroll traced")
+        await asyncio.sleep(0.5)  # the rest of the scroll's wheel events
         scrolled = pressed(vm)[since:]
         assert scrolled and set(scrolled) == {"button wheel-down"}, scrolled
 

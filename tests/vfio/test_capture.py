@@ -26,6 +26,7 @@ from vgpustream.sources.common.placeholder import no_signal
 from vgpustream.sources.vfio import uapi
 from vgpustream.sources.vfio.device import VfioDevice
 from vgpustream.sources.vfio.source import VfioSource
+from vgpustream.testing.qemu import wait_for
 
 pytestmark = pytest.mark.vfio
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,12 +136,17 @@ def test_dmabuf_cache_is_bounded_and_closes_its_fds(mbochs):
     assert open_fds() == before - 3, "closing the source closes its dma-bufs and the device's fds"
 
 
+def link_up_again(card: Mbochs) -> None:
+    """A resize unplugs the display and plugs it in again a moment later (as a monitor's replug)."""
+    wait_for(lambda: card.edid()[0] == uapi.VFIO_DEVICE_GFX_LINK_STATE_UP, 10, "the display's link up again")
+
+
 def test_edid_resize_writes_a_preferred_mode(mbochs):
     card, source = mbochs
     limits = source.display_limits()
     assert limits is None or limits >= (1024, 768), "mbochs states no limits (0); others a real maximum"
     source.resize(1024, 768)
-    time.sleep(0.3)
+    link_up_again(card)
     link_state, size, blob = card.edid()
     assert link_state == uapi.VFIO_DEVICE_GFX_LINK_STATE_UP and size == 128
     assert sum(blob) % 256 == 0 and blob[:8] == b"\x00\xff\xff\xff\xff\xff\xff\x00"
@@ -156,7 +162,7 @@ def test_a_viewers_resize_reaches_the_edid_and_the_plane_follows_the_guest(mboch
     request = ResizeEvent(1280, 720, scale=1.0)
     check_display(request, source.display_range())
     source.resize(request.width, request.height, request.scale)
-    time.sleep(0.3)
+    link_up_again(card)
     # the guest driver sees the replug and sets the mode its monitor now prefers
     width, height = card.preferred_mode()
     assert (width, height) == (1280, 720)

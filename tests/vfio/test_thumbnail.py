@@ -26,7 +26,7 @@ async def test_the_thumbnail_is_the_guests_picture_scaled_down(mbochs_uuid, make
         card.show(shown)
         serve_device_fd(device, tmp_path / "vmm.sock")  # the test plays the VMM that holds the device
         server = await make_server(source=f"vfio-fd:unix:{tmp_path / 'vmm.sock'}", idle_sample_rate=5.0)
-        for _ in range(50):
+        for _ in range(600):  # the source's first sample in a TCG guest: up to a minute
             async with http.get(server.make_url("/api/v1/sessions/default/thumbnail")) as response:
                 if response.status == 200:
                     data = await response.read()

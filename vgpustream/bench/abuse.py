@@ -128,9 +128,7 @@ async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
             watcher.send_message(message)
         await asyncio.sleep(1.0)  # the messages reach the server before it is measured
         seconds = time.monotonic() - started
-        frames_before = watcher.stats.frames
-        await watcher.receive_for(1.0)
-        stream_goes_on = watcher.stats.frames > frames_before
+        stream_goes_on = await watcher.fresh_frames(1.0) > 0
         async with http.get(f"{url}/api/v1/sessions/default") as response:
             stats = (await response.json())["stats"]
         after = await settle(pid, before)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -22,8 +23,8 @@ from typing import Any
 
 from vgpustream.testing.server import Served, serve
 
-CONNECT_SECONDS = 3.0  # time given to the viewers to connect before the window opens
-CONNECT_PER_VIEWER = 0.4
+READY_TIMEOUT = 120.0  # for every viewer process to have each of its viewers connected and receiving
+SETTLE_SECONDS = 2.0  # from then to the window: the joins' keyframes and replays are not measured
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -54,17 +55,29 @@ class Window:
 def watch(
     served: Served, viewers: list[tuple[str, int, list[str]]], seconds: float, probe: Callable[[], Any] = lambda: None
 ) -> Window:
-    """Run viewer processes (URL, count, worker flags) over one window opened once they all had time to connect."""
-    start = time.time() + CONNECT_SECONDS + CONNECT_PER_VIEWER * sum(count for _, count, _ in viewers)
+    """Run viewer processes (URL, count, worker flags) over one window, opened once all their viewers receive."""
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "vgpustream.bench.worker", url, str(count), str(start), str(seconds), *flags],
+            [sys.executable, "-m", "vgpustream.bench.worker", url, str(count), str(seconds), *flags],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for url, count, flags in viewers
     ]
     try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        for worker in workers:
+            assert worker.stdout is not None and worker.stdin is not None
+            if not select.select([worker.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise TimeoutError(f"a viewer process was not receiving within {READY_TIMEOUT:g} s")
+            if (line := worker.stdout.readline().strip()) != "ready":
+                raise RuntimeError(f"a viewer process said {line[:200]!r} (exit {worker.poll()}), not ready")
+        start = time.time() + SETTLE_SECONDS
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write(f"{start}\n")
+            worker.stdin.flush()
         time.sleep(max(0.0, start - time.time()))
         pid = served.process.pid
         cpu0, loop0, wall0, first = cpu_seconds(pid), cpu_seconds(pid, pid), time.monotonic(), probe()

@@ -153,6 +153,15 @@ class WhepReceiver:
             pass
         return self.stats
 
+    async def fresh_frames(self, seconds: float) -> int:
+        """How many frames captured from now on arrive within `seconds`: what shows that the stream goes on.
+        Frames that waited in the track while nobody read it are received too, but not counted (they show
+        the stream as it was). Needs a stamped (synthetic) source."""
+        since_ms = time.time() * 1000
+        first = len(self.stats.stamps)
+        await self.receive_for(seconds)
+        return sum(1 for stamp in self.stats.stamps[first:] if stamp.time_ms >= since_ms)
+
     async def close(self) -> None:
         """DELETE the WHEP resource (if the server still has it) and close the peer connection."""
         if self.location is not None:
