@@ -3,6 +3,9 @@ where the VM cannot follow, and 1:1 (one device pixel per guest pixel on a HiDPI
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import numpy as np
 import pytest
 
@@ -37,15 +40,19 @@ async def test_the_vm_follows_the_window_on_a_hidpi_screen_without_a_reconnect(m
         await video_is(page, stage)
         pc = await page.evaluate_handle("window.vgpustream.pc")
         # the window changes size in steps, as a person drags it: the VM is asked once it stops
+        steps = []
         for width in range(1200, 900, -20):
             await page.set_viewport_size({"width": width, "height": 700})
+            steps.append(time.monotonic())
             await page.wait_for_timeout(30)
+        # a loaded machine may pause between steps for longer than the console waits (300 ms)
+        pauses = sum(later - earlier >= 0.25 for earlier, later in itertools.pairwise(steps))  # 0.3, give or take
         stage = await page.evaluate(STAGE_DEVICE_SIZE)
         await video_is(page, stage)
         assert await page.evaluate("pc => window.vgpustream.pc === pc", pc), "no reconnect"
         counted = await stats(http, server)
-        # one when the console opened, then one per pause of 300 ms (a loaded machine may pause between steps)
-        assert counted["resize_requests"] < 8, f"debounced: {counted['resize_requests']} requests for 15 steps"
+        # one when the console opened, one when the steps stopped, and one per pause among them
+        assert counted["resize_requests"] <= 2 + pauses, f"debounced: {counted} for 15 steps, {pauses} pauses"
         # fit: the VM keeps its size
         await page.select_option("#scaling", "fit")
         await page.set_viewport_size({"width": 1000, "height": 600})
