@@ -185,7 +185,12 @@ async def test_sessions_api(make_server, http):
         "stride": 2560,
         "size": 2560 * 360,
     }
-    await asyncio.sleep(0.3)
+    second = server.app[REGISTRY].get("second").capture.stats
+    for _ in range(100):  # both sources captured at least once
+        if second.frames_captured and server.app[REGISTRY].get("default").capture.stats.frames_captured:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # time for a still source to be captured again, which would be wrong
     async with http.get(url) as response:
         listed = {s["id"]: s for s in (await response.json())["sessions"]}
     assert set(listed) == {"default", "second"}
