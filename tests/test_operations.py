@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.served import serve
-from vgpustream.capture.stats import RATE_WINDOW
+from vgpustream.capture.stats import RATE_WINDOW, RateMeter
 from vgpustream.errors import VgpuStreamError
 from vgpustream.settings import add_arguments, load_settings
 
@@ -31,6 +31,19 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     raise KeyError(name)
+
+
+def test_fps_and_bitrate_read_true_from_the_first_frames_on():
+    meter = RateMeter()
+    assert meter.rates(0.0) == (0.0, 0.0)
+    for n in range(16):  # half a second at 30 fps, 1000 bytes a frame
+        meter.add(n / 30, 1000)
+    assert meter.rates(15 / 30) == (pytest.approx(30), pytest.approx(240_000)), "not half of it"
+    for n in range(16, 300):
+        meter.add(n / 30, 1000)
+    fps, bps = meter.rates(299 / 30)
+    assert fps == pytest.approx(30, rel=0.03) and bps == pytest.approx(240_000, rel=0.03)
+    assert meter.rates(299 / 30 + RATE_WINDOW + 0.1) == (0.0, 0.0), "stopped: nothing in the last window"
 
 
 async def test_metrics_parse_and_move_when_frames_flow(make_server, anonymous, viewers):

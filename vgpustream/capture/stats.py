@@ -46,12 +46,17 @@ class CaptureStats:
 
 
 class RateMeter:
-    """Events and bytes per second over the last RATE_WINDOW seconds."""
+    """Events and bytes per second over the last RATE_WINDOW seconds; in the first RATE_WINDOW seconds after
+    the first event, over the time since it (the gaps after it), so that a stream just started does not
+    read as slower than it is."""
 
     def __init__(self) -> None:
         self._events: deque[tuple[float, int]] = deque()
+        self._first: float | None = None
 
     def add(self, now: float, size: int) -> None:
+        if self._first is None:
+            self._first = now
         self._events.append((now, size))
         while self._events and self._events[0][0] < now - RATE_WINDOW:
             self._events.popleft()
@@ -59,4 +64,9 @@ class RateMeter:
     def rates(self, now: float) -> tuple[float, float]:
         """(events per second, bits per second)."""
         recent = [size for t, size in self._events if t >= now - RATE_WINDOW]
+        if self._first is not None and (elapsed := now - self._first) < RATE_WINDOW:
+            after_first = recent[1:]  # the events in the gaps that followed the first one
+            if not after_first or elapsed <= 0:
+                return 0.0, 0.0
+            return len(after_first) / elapsed, sum(after_first) * 8 / elapsed
         return len(recent) / RATE_WINDOW, sum(recent) * 8 / RATE_WINDOW
