@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -24,6 +25,15 @@ OPERATOR_TOKEN = "test-operator-token"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
+
+
+async def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """Until `condition()` holds, polled every 50 ms; AssertionError naming `what` after `timeout` seconds."""
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_settings(state_dir: Path, **overrides: Any) -> Settings:

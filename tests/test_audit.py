@@ -10,6 +10,7 @@ import json
 import pytest
 from aiohttp import web
 
+from tests.conftest import wait_for
 from tests.recordings import start, stop
 from vgpustream.api.state import AUDIT, REGISTRY
 from vgpustream.audit import FORGET_BATCH, AuditLog
@@ -17,14 +18,6 @@ from vgpustream.cli import main
 from vgpustream.testing.server import free_port
 
 EVENTS = "/api/v1/events"
-
-
-async def wait_for(condition, timeout: float = 10.0, what: str = "condition") -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def all_events(http, server, **query) -> list[dict]:

@@ -9,6 +9,7 @@ import time
 import av
 import pytest
 
+from tests.conftest import wait_for
 from tests.recordings import (
     download,
     ffprobe_frames,
@@ -161,11 +162,8 @@ async def test_retention_removes_old_recordings_at_start_up_and_then_hourly(make
 
     recording = await start(http, base, max_bytes=1024 * 1024)  # fills the room the two old ones left
     await wait_state(http, base, recording, "stopped", timeout=30)
-    for _ in range(100):  # the next retention pass (every 0.2 s here)
-        if not (root / "gone" / f"{older}.mp4").exists():
-            break
-        await asyncio.sleep(0.1)
-    assert not (root / "gone" / f"{older}.mp4").exists(), "over the total, the oldest went first"
+    # at the next retention pass (every 0.2 s here)
+    await wait_for(lambda: not (root / "gone" / f"{older}.mp4").exists(), what="over the total, the oldest to go first")
     assert (root / "default" / f"{newer}.mp4").exists() and (root / "default" / f"{recording['id']}.mp4").exists()
 
 

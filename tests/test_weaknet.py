@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tests.test_audit import wait_for
+from tests.conftest import wait_for
 from vgpustream.api.state import REGISTRY
 from vgpustream.audience import VIEWER_KEYFRAME_INTERVAL
 from vgpustream.testing.netem import LossyLink

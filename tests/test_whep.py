@@ -9,6 +9,7 @@ import pytest
 from aioice.mdns import MDnsProtocol
 from aiortc import RTCPeerConnection
 
+from tests.conftest import wait_for
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.receiver import WhepError, WhepReceiver
 
@@ -185,11 +186,8 @@ async def test_sessions_api(make_server, http):
         "stride": 2560,
         "size": 2560 * 360,
     }
-    second = server.app[REGISTRY].get("second").capture.stats
-    for _ in range(100):  # both sources captured at least once
-        if second.frames_captured and server.app[REGISTRY].get("default").capture.stats.frames_captured:
-            break
-        await asyncio.sleep(0.05)
+    captured = [server.app[REGISTRY].get(name).capture.stats for name in ("default", "second")]
+    await wait_for(lambda: all(stats.frames_captured for stats in captured), what="both sources captured")
     await asyncio.sleep(0.3)  # time for a still source to be captured again, which would be wrong
     async with http.get(url) as response:
         listed = {s["id"]: s for s in (await response.json())["sessions"]}
