@@ -26,6 +26,18 @@ stopped applying would show up only as a stream that never recovers from loss.
   suites are offered after them (`_offer_rsa_cipher_suites`; aiortc PRs #1392 and #1421 are open).
 - aioice: which local addresses are offered as ICE host candidates (`advertise_host_addresses`);
   aioice has no per-connection setting, only a module-level lookup.
+- aioice: a remote candidate named by mDNS (`<uuid>.local`, how every browser hides its host addresses
+  by default) is resolved before `add_remote_candidate` returns, up to 1 s, and aiortc awaits that for
+  every candidate of an offer before it answers. The names are resolved in the background instead
+  (at most MAX_RESOLVING at a time per connection; more are dropped), so they never hold up an answer
+  (`_resolve_mdns_in_background`).
+- aioice: an agent whose peer signalled end-of-candidates without a candidate it could use (only
+  unresolvable mDNS names, as Firefox's offers) fails at once ("Components {1} have no candidate
+  pairs"), though the browser's own connectivity checks would reach it and make peer-reflexive pairs.
+  It waits for them instead, up to PEER_REFLEXIVE_WAIT, as browsers do (`_wait_for_peer_reflexive`).
+- aioice: remote candidates are bounded per connection (MAX_REMOTE_CANDIDATES), and those whose address
+  no peer can have (multicast, broadcast, unspecified, port 0) are dropped before any check is sent to
+  them (`_refuse_unusable_candidates`).
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
   (`count_frames_without_decoding`).
 - dbus-fast: `PeerBus`, a connection to one peer over an existing socket, without the bus's Hello.
@@ -37,7 +49,9 @@ stopped applying would show up only as a stream that never recovers from loss.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import copy
 import ctypes
 import functools
 import ipaddress
@@ -55,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import aioice.ice
+import aioice.mdns
 import aiortc.clock
 import aiortc.codecs
 import aiortc.rtcdtlstransport
@@ -98,6 +113,13 @@ ONE_BYTE_PROFILE = 0xBEDE
 """The RTP header extension profile of RFC 8285's one-byte form."""
 SHARED_PACKETS = 32
 """How many video packets' payloads are kept for the other viewers of the same packet."""
+MAX_RESOLVING = 8
+"""The most mDNS candidates (`<uuid>.local`) of one ICE connection being resolved at a time; more are dropped."""
+MAX_REMOTE_CANDIDATES = 32
+"""The most remote candidates one ICE connection takes (a browser has a handful); more are dropped."""
+PEER_REFLEXIVE_WAIT = 30.0
+"""Seconds an ICE agent without a usable remote candidate waits for the peer's checks (Chromium gives
+up on a connection that never succeeds after about as long)."""
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _installed = False
@@ -138,6 +160,9 @@ def install() -> None:
     _share_packetization()
     _fast_ntp_clock()
     _offer_rsa_cipher_suites()
+    _resolve_mdns_in_background()
+    _wait_for_peer_reflexive()
+    _refuse_unusable_candidates()
     _installed = True
 
 
@@ -249,6 +274,123 @@ def _offer_rsa_cipher_suites() -> None:
         return context
 
     certificate._create_ssl_context = create_context_with_rsa  # type: ignore[method-assign]
+
+
+def _resolve_mdns_in_background() -> None:
+    """`Connection.add_remote_candidate` returns at once for mDNS candidates, which are resolved in a task.
+
+    The connection counts them as being resolved meanwhile, as aioice's own code does, so that an
+    end-of-candidates waits for them; a name that resolves is added as aioice would have added it.
+    """
+    connection_class = aioice.ice.Connection
+    add_remote_candidate, close = connection_class.add_remote_candidate, connection_class.close
+    resolving: weakref.WeakKeyDictionary[aioice.ice.Connection, set[asyncio.Task[None]]] = weakref.WeakKeyDictionary()
+
+    async def resolve(connection: aioice.ice.Connection, candidate: aioice.Candidate) -> None:
+        try:
+            mdns = await aioice.ice.get_or_create_mdns_protocol(connection)
+            address = await mdns.resolve(candidate.host)
+            if address is not None and not connection._closing:
+                connection._add_remote_candidate(candidate, address)
+        except OSError:  # no multicast here: the name cannot be resolved, like one nobody answers
+            pass
+        finally:
+            connection._remote_candidates_resolving -= 1
+            if (
+                connection._remote_candidates_end
+                and not connection._remote_candidates_resolving
+                and not connection._closing
+            ):
+                connection._end_remote_candidates()
+
+    async def add_in_background(connection: aioice.ice.Connection, candidate: aioice.Candidate | None) -> None:
+        if (
+            candidate is None
+            or not aioice.mdns.is_mdns_hostname(candidate.host)
+            or connection._remote_candidates_end
+            or connection._transport_policy == aioice.TransportPolicy.RELAY
+        ):
+            await add_remote_candidate(connection, candidate)
+            return
+        tasks = resolving.setdefault(connection, set())
+        if connection._closing or len(tasks) >= MAX_RESOLVING:
+            return
+        connection._remote_candidates_resolving += 1
+        task = asyncio.create_task(resolve(connection, copy.copy(candidate)), name="resolve-mdns-candidate")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def close_and_stop_resolving(connection: aioice.ice.Connection) -> None:
+        tasks = resolving.pop(connection, set())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await close(connection)
+
+    connection_class.add_remote_candidate = add_in_background  # type: ignore[method-assign]
+    connection_class.close = close_and_stop_resolving  # type: ignore[method-assign]
+
+
+def _wait_for_peer_reflexive() -> None:
+    """A connection without a candidate pair keeps waiting for the peer's checks, up to PEER_REFLEXIVE_WAIT.
+
+    aioice ends `connect()` as failed once the peer said end-of-candidates and no pair exists, and drops
+    the components without signalled candidates (`_prune_components`), after which none could complete.
+    An incoming check makes a peer-reflexive pair (aioice's `check_incoming`), and that is how a browser
+    whose candidates are all mDNS names connects.
+    """
+    connection_class = aioice.ice.Connection
+    connect, expected = connection_class.connect, connection_class._remote_candidates_expected
+    deadlines: weakref.WeakKeyDictionary[aioice.ice.Connection, float] = weakref.WeakKeyDictionary()
+
+    async def connect_with_deadline(connection: aioice.ice.Connection) -> None:
+        deadlines[connection] = time.monotonic() + PEER_REFLEXIVE_WAIT
+        await connect(connection)
+
+    def expected_or_waiting(connection: aioice.ice.Connection) -> bool:
+        if expected(connection):
+            return True
+        deadline = deadlines.get(connection)
+        return (
+            not connection._check_list
+            and not connection._closing
+            and deadline is not None
+            and time.monotonic() < deadline
+        )
+
+    def keep_components(connection: aioice.ice.Connection) -> None:
+        """Any component may yet get peer-reflexive candidates: none is dropped."""
+
+    connection_class.connect = connect_with_deadline  # type: ignore[method-assign]
+    connection_class._remote_candidates_expected = expected_or_waiting  # type: ignore[method-assign]
+    connection_class._prune_components = keep_components  # type: ignore[method-assign]
+
+
+def _refuse_unusable_candidates() -> None:
+    """Drop remote candidates no peer can have, and any past MAX_REMOTE_CANDIDATES, before pairing them.
+
+    aioice would send connectivity checks to whatever address a candidate names (a multicast group,
+    the broadcast address) and to as many candidates as a peer cares to trickle.
+    """
+    connection_class = aioice.ice.Connection
+    add = connection_class._add_remote_candidate
+
+    def add_if_usable(connection: aioice.ice.Connection, candidate: aioice.Candidate, network_host: str) -> None:
+        full = len(connection._remote_candidates) >= MAX_REMOTE_CANDIDATES
+        if not full and usable_address(network_host, candidate.port):
+            add(connection, candidate, network_host)
+
+    connection_class._add_remote_candidate = add_if_usable  # type: ignore[method-assign]
+
+
+def usable_address(host: str, port: int) -> bool:
+    """Whether a remote candidate at `host`:`port` could be a peer (a unicast address and a port)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # aioice refuses it too, and says so
+    broadcast = address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255")
+    return 0 < port < 65536 and not (address.is_multicast or address.is_unspecified or broadcast)
 
 
 def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> None:
