@@ -7,6 +7,7 @@ The viewer's keyframe requests (RTCP PLI/FIR) go to the session's shared encoder
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import secrets
 import time
@@ -17,14 +18,13 @@ import av
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
-    RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
 from vgpustream.auth import OPERATOR
@@ -32,8 +32,6 @@ from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
 
 INPUT_CHANNEL = "input"
-MAX_RESOLVING = 8
-"""The most trickled mDNS candidates (`<uuid>.local`) of one viewer being resolved at a time; more are dropped."""
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
 SOUND_QUEUE = 25
 """A viewer's queue of Opus packets: half a second; a viewer that falls further behind skips ahead."""
@@ -133,10 +131,46 @@ def check_offer(sdp: str) -> SessionDescription:
         raise InvalidOffer("the offer has no video media section")
     if video.direction not in SENDABLE:
         raise InvalidOffer("the video section must be recvonly or sendrecv")
-    for codec in video.rtp.codecs:
-        if codec.mimeType.lower() == "video/h264" and str(codec.parameters.get("packetization-mode")) == "1":
-            return parsed
-    raise InvalidOffer("the offer must accept H.264 with packetization-mode=1")
+    if not accepts_h264(video) and len(parsed.media) == 1:
+        raise InvalidOffer("the offer must accept H.264 with packetization-mode=1")
+    return parsed
+
+
+def accepts_h264(video: MediaDescription) -> bool:
+    """Whether a video section takes what the shared encoder makes: H.264 in packetization mode 1."""
+    return any(
+        codec.mimeType.lower() == "video/h264" and str(codec.parameters.get("packetization-mode")) == "1"
+        for codec in video.rtp.codecs
+    )
+
+
+def without_section(sdp: str, mid: str) -> tuple[str, int, list[str]]:
+    """`sdp` without its media section `mid` (and without `mid` in its BUNDLE group), the index the
+    section had, and its lines."""
+    lines = sdp.splitlines()
+    starts = [n for n, line in enumerate(lines) if line.startswith("m=")] + [len(lines)]
+    sections = [lines[start:end] for start, end in itertools.pairwise(starts)]
+    index = next(n for n, section in enumerate(sections) if f"a=mid:{mid}" in section)
+    session = [_unbundled(line, mid) for line in lines[: starts[0]]]
+    kept = [line for n, section in enumerate(sections) if n != index for line in section]
+    return "\r\n".join([*session, *kept, ""]), index, sections[index]
+
+
+def with_rejected_section(sdp: str, index: int, offered: list[str]) -> str:
+    """`sdp` (an answer) with a rejected answer to the `offered` media section at `index` (port 0)."""
+    kind, _port, proto, *formats = offered[0].split()
+    mid = next(line for line in offered if line.startswith("a=mid:"))
+    rejected = [f"{kind} 0 {proto} {formats[0]}", "c=IN IP4 0.0.0.0", mid, "a=inactive"]
+    lines = sdp.splitlines()
+    starts = [n for n, line in enumerate(lines) if line.startswith("m=")] + [len(lines)]
+    at = starts[min(index, len(starts) - 1)]
+    return "\r\n".join([*lines[:at], *rejected, *lines[at:], ""])
+
+
+def _unbundled(line: str, mid: str) -> str:
+    if not line.startswith("a=group:BUNDLE"):
+        return line
+    return " ".join(item for item in line.split() if item != mid)
 
 
 class Viewer:
@@ -164,13 +198,14 @@ class Viewer:
         """The viewer's Opus packets, when the session has sound and the viewer's offer takes audio."""
         self._sound = sound
         self.channel: RTCDataChannel | None = None
+        self.video = True
+        """Whether the viewer takes the video (False where its offer had no codec the session makes)."""
         self._callbacks = callbacks
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self._attached = False
         self._closed = asyncio.Event()
         self._closing = False
         self._close_task: asyncio.Task[None] | None = None
-        self._resolving: set[asyncio.Task[None]] = set()
         self.link: Link | None = None
         """The link's last verdict (None until the first window has passed)."""
         self._watching: asyncio.Task[None] | None = None
@@ -209,12 +244,28 @@ class Viewer:
         return media[0].ice.usernameFragment if media and media[0].ice else None
 
     async def answer(self, offer_sdp: str) -> str:
-        """Take the viewer's SDP offer, return our answer with every local candidate in it."""
+        """Take the viewer's SDP offer, return our answer with every local candidate in it.
+
+        A video section without H.264 (stock Firefox's) is rejected in the answer (port 0), as SDP
+        negotiation does with a format it cannot send: the data channel and sound still come up, and
+        the console says what the browser lacks.
+        """
         offer = check_offer(offer_sdp)
-        pc = self._pc
-        # created before the offer is applied, so that aiortc answers its video section with this
-        # transceiver and negotiates only the codec our shared encoder produces
-        transceiver = pc.addTransceiver(PacketTrack(self.queue), direction="sendonly")
+        video = next(m for m in offer.media if m.kind == "video")
+        self.video = accepts_h264(video)
+        if self.video:
+            self._add_video()
+            return await self._answer(offer, offer_sdp)
+        reduced, index, section = without_section(offer_sdp, video.rtp.muxId or "")
+        answer = await self._answer(SessionDescription.parse(reduced), reduced)
+        return with_rejected_section(answer, index, section)
+
+    def _add_video(self) -> None:
+        """The video track of the session's shared packets, offering only the codec the encoder makes.
+
+        Added before the offer is applied, so that aiortc answers the offer's video section with it.
+        """
+        transceiver = self._pc.addTransceiver(PacketTrack(self.queue), direction="sendonly")
         transceiver.setCodecPreferences(
             [
                 codec
@@ -223,6 +274,9 @@ class Viewer:
             ]
         )
         compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))
+
+    async def _answer(self, offer: SessionDescription, offer_sdp: str) -> str:
+        pc = self._pc
         if self._sound and any(m.kind == "audio" and m.direction in SENDABLE for m in offer.media):
             self._add_sound()
         try:
@@ -252,28 +306,8 @@ class Viewer:
                 raise InvalidOffer("malformed ICE candidate in the SDP fragment") from None
             candidate.sdpMid, candidate.sdpMLineIndex = mid, index
             parsed.append(candidate)
-        for candidate in parsed:
-            if candidate.ip.endswith(".local"):
-                self._add_in_background(candidate)
-            else:
-                await self._pc.addIceCandidate(candidate)
-
-    def _add_in_background(self, candidate: RTCIceCandidate) -> None:
-        """Add an mDNS candidate once aioice has resolved its name (up to 1 s), without holding up the caller.
-
-        Chromium hides its host addresses behind such names; where they cannot be resolved (or too many
-        are pending) the candidate is dropped, and the viewer's other candidates still connect it.
-        """
-        if len(self._resolving) >= MAX_RESOLVING or self._closing:
-            return
-        task = asyncio.create_task(self._pc.addIceCandidate(candidate), name=f"resolve-{self.id}")
-        self._resolving.add(task)
-        task.add_done_callback(self._resolved)
-
-    def _resolved(self, task: asyncio.Task[None]) -> None:
-        self._resolving.discard(task)
-        if not task.cancelled():
-            task.exception()  # an unusable candidate is dropped like an unresolvable one
+        for candidate in parsed:  # mDNS names are resolved in the background (vgpustream.compat)
+            await self._pc.addIceCandidate(candidate)
 
     async def _watch_link(self) -> None:
         """Judge the link every LINK_WINDOW seconds; tell the viewer on its channel when the verdict changes."""
@@ -321,9 +355,6 @@ class Viewer:
         self.queue.close()
         if self.sound_queue is not None:
             self.sound_queue.close()
-        for task in self._resolving:
-            task.cancel()
-        await asyncio.gather(*self._resolving, return_exceptions=True)
         try:
             await compat.close_peer_connection(self._pc)
         finally:
