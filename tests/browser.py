@@ -15,7 +15,7 @@ import pytest
 from vgpustream.testing.chromium import ARGS, CHROMIUM
 
 CHROMIUM_ARGS = [
-    *ARGS,  # the benches' flags (loopback WebRTC without mDNS names, autoplay)
+    *ARGS,  # the benches' flags (WebRTC as a person's Chromium has it)
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",

@@ -1,0 +1,13 @@
+#!/bin/sh
+# The network of the tests' namespace (run inside `unshare --net`, as root): loopback, and a veth pair
+# whose two ends both stay in the namespace, one of them with a TEST-NET-1 address (RFC 5737) and a
+# default route through a gateway that does not exist. Browsers with their default settings need such an
+# interface and route to gather ICE candidates (Firefox gathers none without a default route; Chromium,
+# hiding its addresses behind mDNS names, none within seconds on loopback alone); no packet can leave.
+set -eu
+ip link set lo up
+ip link add vgs0 type veth peer name vgs1
+ip addr add 192.0.2.10/24 dev vgs0
+ip link set vgs0 up
+ip link set vgs1 up
+ip route add default via 192.0.2.1 dev vgs0
