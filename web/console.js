@@ -37,6 +37,11 @@ const SOURCE_STATES = {
   },
 };
 
+/** What the console says where the server rejected the video (the browser's WebRTC has no H.264). */
+const NO_H264 =
+  "This browser's WebRTC cannot decode H.264, the video this console sends, so there is no picture " +
+  "(keyboard and mouse still reach the VM). Firefox needs its OpenH264 plugin: Add-ons and themes → Plugins.";
+
 const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
 
 /**
@@ -79,7 +84,14 @@ export function startConsole(sessionId, token) {
   const cursor = new RemoteCursor(stage);
   const speaker = new Speaker(video, document.getElementById("speaker"), document.getElementById("volume"));
   /** For automated tests (and the curious): the current connection, kept current across reconnects. */
-  const state = (window.vgpustream = { pc: null, channel: null, state: "connecting", source: null, link: "good" });
+  const state = (window.vgpustream = {
+    pc: null,
+    channel: null,
+    state: "connecting",
+    source: null,
+    link: "good",
+    video: null, // whether the server sends video: false where it rejected the browser's video section
+  });
   const sendMessage = (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   };
@@ -127,6 +139,10 @@ export function startConsole(sessionId, token) {
 
   /** Connected: say what the server last told of the VM's display ("starting" until it tells). */
   function showSource() {
+    if (state.video === false) {
+      show("unsupported", NO_H264, true, "no picture");
+      return;
+    }
     const { state: told = "starting", message: why } = state.source || {};
     const phase = told === "streaming" ? "playing" : told;
     const { badge: label, message, error = false } = SOURCE_STATES[told] || SOURCE_STATES.starting;
@@ -155,7 +171,7 @@ export function startConsole(sessionId, token) {
     // forget the connection before closing it: handlers of the events closing fires must see it gone
     const { pc } = state;
     if (whep) leaving = whep.close();
-    whep = state.pc = state.channel = state.source = null;
+    whep = state.pc = state.channel = state.source = state.video = null;
     showLink({ quality: "good" });
     cursor.reset();
     speaker.reset();
@@ -234,8 +250,12 @@ export function startConsole(sessionId, token) {
     try {
       // the old viewer must be gone first: the server may count it against the session's max_viewers
       await leaving;
-      pc.setConfiguration({ iceServers: await attempt.iceServers() });
-      await attempt.connect(pc);
+      // the offer is made while the ICE servers are asked for; gathering starts only once it is applied
+      const [iceServers, offer] = await Promise.all([attempt.iceServers(), pc.createOffer()]);
+      pc.setConfiguration({ iceServers });
+      const answer = await attempt.connect(pc, offer);
+      state.video = !/^m=video 0 /m.test(answer);
+      if (pc.connectionState === "connected" && current()) showSource();
     } catch (error) {
       // an attempt given up on meanwhile fails too; only the current one's failure matters
       if (current()) retry(error);

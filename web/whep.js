@@ -1,11 +1,15 @@
 /**
- * A WHEP client (draft-ietf-wish-whep): ICE servers from the endpoint's Link headers, one POST of
- * a complete offer (we wait for ICE gathering instead of trickling), DELETE to leave.
+ * A WHEP client (draft-ietf-wish-whep): ICE servers from the endpoint's Link headers, the offer POSTed
+ * at once (candidates gathered after it follow in one PATCH, trickle ICE), DELETE to leave.
+ *
+ * The offer does not wait for ICE gathering: a browser with its default settings hides its host
+ * addresses behind mDNS names that no server can resolve, so its candidates add nothing to the answer;
+ * the server's candidates in the answer are what the browser's connectivity checks go to, and the server
+ * learns the browser's address from those checks.
  */
 
 import { errorOf } from "./http.js";
 
-const GATHER_TIMEOUT_MS = 2000;
 // a reconnect waits for the old resource's DELETE; a server that does not answer must not stall it
 const DELETE_TIMEOUT_MS = 3000;
 
@@ -31,18 +35,26 @@ export function parseIceServers(header) {
   return servers;
 }
 
-/** Resolves when `pc` has gathered its candidates, or after GATHER_TIMEOUT_MS (send what we have). */
-function gathered(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
+/**
+ * The candidates `pc` gathers from now on, as an SDP fragment (RFC 8840) for a trickle PATCH, once its
+ * gathering is complete; null when it gathered none.
+ * @param {RTCPeerConnection} pc
+ * @returns {Promise<string|null>}
+ */
+function laterCandidates(pc) {
+  const lines = [];
   return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", changed);
-      resolve();
+    const gathered = (event) => {
+      const { candidate } = event;
+      if (candidate?.candidate) {
+        lines.push(`a=mid:${candidate.sdpMid}`, `a=${candidate.candidate}`);
+        return;
+      }
+      if (candidate !== null && pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener("icecandidate", gathered);
+      resolve(lines.length ? [...lines, "a=end-of-candidates", ""].join("\r\n") : null);
     };
-    const changed = () => pc.iceGatheringState === "complete" && done();
-    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
-    pc.addEventListener("icegatheringstatechange", changed);
+    pc.addEventListener("icecandidate", gathered);
   });
 }
 
@@ -68,14 +80,16 @@ export class WhepClient {
   }
 
   /**
-   * Offer what `pc` wants to receive and apply the answer. The resource URL is kept for close();
-   * when close() came first (the console gave up on this attempt meanwhile) the new resource is
-   * deleted at once, so that no viewer is left behind on the server.
+   * Offer what `pc` wants to receive and apply the answer; returns the answer. The resource URL is kept
+   * for close(); when close() came first (the console gave up on this attempt meanwhile) the new
+   * resource is deleted at once, so that no viewer is left behind on the server.
    * @param {RTCPeerConnection} pc
+   * @param {RTCSessionDescriptionInit} offer from pc.createOffer()
+   * @returns {Promise<string>} the answer's SDP
    */
-  async connect(pc) {
-    await pc.setLocalDescription(await pc.createOffer());
-    await gathered(pc);
+  async connect(pc, offer) {
+    const trickled = laterCandidates(pc);
+    await pc.setLocalDescription(offer);
     const response = await fetch(this.endpoint, {
       method: "POST",
       headers: { ...this.headers, "Content-Type": "application/sdp" },
@@ -88,7 +102,22 @@ export class WhepClient {
       await this.close();
       throw new Error("closed while connecting");
     }
-    await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+    const answer = await response.text();
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    trickled.then((fragment) => fragment && this.trickle(fragment));
+    return answer;
+  }
+
+  /**
+   * Send candidates gathered after the offer (trickle ICE). Best effort: the server learns the browser's
+   * addresses from its connectivity checks anyway.
+   * @param {string} fragment an SDP fragment of candidates
+   */
+  async trickle(fragment) {
+    const resource = this.location;
+    if (!resource) return;
+    const headers = { ...this.headers, "Content-Type": "application/trickle-ice-sdpfrag" };
+    await fetch(resource, { method: "PATCH", headers, body: fragment }).catch(() => {});
   }
 
   /**
