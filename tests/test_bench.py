@@ -64,12 +64,16 @@ def test_bench_quality_scores_what_a_watcher_and_a_joiner_decode():
 
 @pytest.mark.browser
 def test_bench_latency_reads_the_stamps_in_chromium():
-    result = bench("latency", "--resolutions", "640x360", "--frames", "60")
+    result = bench("latency", "--resolutions", "640x360", "--frames", "60", "--loads", "3")
     (run,) = result["runs"]
     assert run["resolution"] == "640x360" and run["frames"] == 60
     for figures in run["glass_to_glass_ms"].values():
         assert 0 < figures["p50"] <= figures["p95"] <= figures["p99"] < 5000, run
     assert 0 < run["whep_post_to_first_frame_ms"] < 30_000, run
+    first, post = run["page_load_to_first_frame_ms"], run["whep_post_answered_ms"]
+    assert len(first["all"]) == len(post["all"]) == 3 and 0 < first["min"] <= first["p50"] <= first["max"], run
+    assert 0 < post["p50"] < first["p50"], run
+    assert "--disable-features=WebRtcHideLocalIpsWithMdns" not in result["browser"]["flags"], "Chromium's defaults"
 
 
 def test_bench_capacity_runs_each_session_count_with_its_viewers():

@@ -94,11 +94,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--min-fps", type=float, default=28.0, help="a count is held when every viewer gets this")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = kinds.add_parser("latency", help="glass-to-glass delay and WHEP POST to first frame, in Chromium")
+    p = kinds.add_parser("latency", help="glass-to-glass delay and page load to first frame, in Chromium")
     p.add_argument("--resolutions", type=_sizes, default=[(1280, 720), (1920, 1080)], help="default 1280x720,1920x1080")
     p.add_argument("--frames", type=int, default=900, help="stamped frames to measure (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default %(default)s)")
+    p.add_argument("--loads", type=int, default=10, help="page loads timed to their first frame (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("report", help="run latency, fanout, capacity and quality; write one HTML page of plots")
     p.add_argument("--output", type=Path, default=Path("vgpustream-report.html"), help="default %(default)s")
@@ -159,7 +160,7 @@ def run_bench(args: argparse.Namespace) -> int:
         print(json.dumps(result) if args.json else _capacity_table(result))
     elif args.bench == "latency":
         sizes = [f"{width}x{height}" for width, height in args.resolutions]
-        result = latency.run(sizes, args.frames, args.bitrate, args.chromium)
+        result = latency.run(sizes, args.frames, args.bitrate, args.chromium, args.loads)
         print(json.dumps(result) if args.json else _latency_table(result))
     elif args.bench == "report":
         result = report.write(args.output, args.quick)
@@ -251,7 +252,8 @@ def _capacity_table(result: dict[str, Any]) -> str:
 
 
 def _latency_table(result: dict[str, Any]) -> str:
-    lines = ["glass-to-glass in Chromium, ms (handed to the page / expected on screen / the console's own)",
+    lines = [f"Chromium {result['browser']['chromium']}, WebRTC settings: {result['browser']['webrtc']}",
+             "glass-to-glass in Chromium, ms (handed to the page / expected on screen / the console's own)",
              "resolution  frames  p50                p95                p99"
              "                WHEP POST -> first frame"]  # fmt: skip
     for run in result["runs"]:
@@ -259,6 +261,13 @@ def _latency_table(result: dict[str, Any]) -> str:
         handed, shown, console = figures["handed_to_page"], figures["expected_on_screen"], figures["console_reported"]
         cells = "  ".join(f"{handed[q]:>5}/{shown[q]:>5}/{console.get(q, '-'):<5}" for q in ("p50", "p95", "p99"))
         lines.append(f"{run['resolution']:>10}  {run['frames']:>6}  {cells}  {run['whep_post_to_first_frame_ms']} ms")
+    lines.append(f"page load -> first frame presented, ms, over {result['loads']} loads (p50 [min..max]); WHEP POST")
+    for run in result["runs"]:
+        first, post = run["page_load_to_first_frame_ms"], run["whep_post_answered_ms"]
+        lines.append(
+            f"{run['resolution']:>10}  {first['p50']:>6} [{first['min']}..{first['max']}]"
+            f"   POST {post['p50']} [{post['min']}..{post['max']}]"
+        )
     return "\n".join(lines)
 
 

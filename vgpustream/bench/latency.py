@@ -1,4 +1,4 @@
-"""`vgpustream bench latency`: glass-to-glass delay in Chromium, and WHEP POST to the first frame.
+"""`vgpustream bench latency`: glass-to-glass delay in Chromium, and page load to the first frame.
 
 A `vgpustream serve` on the moving synthetic source, the web console in Debian's Chromium on loopback.
 The synthetic source stamps each picture with its capture time (vgpustream.stamp); the page reads the
@@ -8,6 +8,11 @@ frame: when the page was handed the frame, and when Chromium expects it on the s
 (`expectedDisplayTime`), after a warm-up of WARM_UP frames. The first frame: from the console's WHEP
 POST to the first frame handed over. Beside them, the delays the console itself measured and reported
 (from each frame's abs-capture-time, see web/delay.js), which should agree with the stamps.
+
+Then the first frame as a person sees it: LOADS fresh pages of the console, one after the other (the
+session idle in between, as a VM nobody watches), each from navigation to the first frame presented
+(`requestVideoFrameCallback`), with how long its WHEP POST took to be answered. Chromium runs with its
+default WebRTC settings (vgpustream.testing.chromium.ARGS), which the result names.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from vgpustream.stamp import COLUMNS, ROWS
-from vgpustream.testing.chromium import CHROMIUM, ConsolePage
+from vgpustream.testing.chromium import ARGS, CHROMIUM, WEBRTC_SETTINGS, ConsolePage
 from vgpustream.testing.server import serve
 
 TIMEOUT = 120.0
@@ -94,6 +99,26 @@ READ_STAMPS = f"""
 """
 
 
+FIRST_FRAME = """
+// navigation to the first frame presented, and how long the WHEP POST took to be answered
+window.benchFirst = { frame: null, post: null };
+(() => {
+  const fetch = window.fetch;
+  window.fetch = async (url, options) => {
+    if (!options || options.method !== "POST" || !String(url).includes("/whep/")) return fetch(url, options);
+    const started = performance.now();
+    const response = await fetch(url, options);
+    if (window.benchFirst.post === null) window.benchFirst.post = performance.now() - started;
+    return response;
+  };
+  document.addEventListener("DOMContentLoaded", () => {
+    const video = document.getElementById("screen");
+    video.requestVideoFrameCallback(() => (window.benchFirst.frame = performance.now()));
+  });
+})();
+"""
+
+
 RECORD_DELAY_REPORTS = """
 // the console's own delay reports (abs-capture-time to expected display), as it sends them
 window.delayReports = [];
@@ -113,13 +138,37 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {f"p{q}": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)}
 
 
-async def measure(resolution: str, frames: int, bitrate: int, chromium: str) -> dict[str, Any]:
+def spread(values: list[float]) -> dict[str, Any]:
+    """p50, min and max of `values`, and all of them, rounded to 0.1."""
+    return {
+        "p50": round(float(np.median(values)), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+        "all": [round(v, 1) for v in values],
+    }
+
+
+async def first_frame(browser: Any, url: str) -> tuple[float, float]:
+    """A fresh page of the console in `browser`: ms from navigation to its first frame, and its WHEP POST's ms."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        await page.add_init_script(FIRST_FRAME)
+        await page.goto(url)
+        await page.wait_for_function("window.benchFirst.frame !== null", timeout=TIMEOUT * 1000)
+        result = await page.evaluate("window.benchFirst")
+        return result["frame"], result["post"]
+    finally:
+        await page.close()
+
+
+async def measure(resolution: str, frames: int, bitrate: int, chromium: str, loads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-latency-") as folder:
         source = f"synthetic:{resolution}@30"
         args = ("--insecure-no-auth", "--source", source, "--bitrate", str(bitrate))
         with serve(Path(folder) / "state", *args) as served:
             page_url, scripts = f"{served.url}/?session=default", READ_STAMPS + RECORD_DELAY_REPORTS
-            async with ConsolePage(page_url, chromium, scripts) as page:
+            console = ConsolePage(page_url, chromium, scripts)
+            async with console as page:
                 deadline = time.monotonic() + TIMEOUT
                 while await page.evaluate("window.benchLatency.handed.length") < frames:
                     if time.monotonic() > deadline:
@@ -127,6 +176,8 @@ async def measure(resolution: str, frames: int, bitrate: int, chromium: str) -> 
                     await asyncio.sleep(0.5)
                 results = await page.evaluate("window.benchLatency")
                 reported = [ms for report in await page.evaluate("window.delayReports") for ms in report]
+                await page.close()
+                firsts = [await first_frame(console.browser, page_url) for _ in range(loads)]
     numbers = results["frames"][:frames]
     return {
         "resolution": resolution,
@@ -134,6 +185,8 @@ async def measure(resolution: str, frames: int, bitrate: int, chromium: str) -> 
         "frames": len(numbers),
         "frames_skipped": numbers[-1] - numbers[0] + 1 - len(set(numbers)),
         "whep_post_to_first_frame_ms": round(results["first"] - results["post"], 1),
+        "page_load_to_first_frame_ms": spread([frame for frame, _ in firsts]),
+        "whep_post_answered_ms": spread([post for _, post in firsts]),
         "glass_to_glass_ms": {
             "handed_to_page": percentiles(results["handed"][:frames]),
             "expected_on_screen": percentiles(results["displayed"][:frames]),
@@ -146,6 +199,7 @@ async def measure(resolution: str, frames: int, bitrate: int, chromium: str) -> 
     }
 
 
-def run(resolutions: list[str], frames: int, bitrate: int, chromium: str = CHROMIUM) -> dict[str, Any]:
-    runs = [asyncio.run(measure(resolution, frames, bitrate, chromium)) for resolution in resolutions]
-    return {"cpus": os.cpu_count(), "runs": runs}
+def run(resolutions: list[str], frames: int, bitrate: int, chromium: str = CHROMIUM, loads: int = 10) -> dict[str, Any]:
+    runs = [asyncio.run(measure(resolution, frames, bitrate, chromium, loads)) for resolution in resolutions]
+    browser = {"chromium": chromium, "flags": ARGS, "webrtc": WEBRTC_SETTINGS}
+    return {"cpus": os.cpu_count(), "browser": browser, "loads": loads, "runs": runs}

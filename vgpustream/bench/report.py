@@ -20,7 +20,7 @@ from vgpustream.bench import capacity, fanout, latency, quality
 from vgpustream.encoder import EncoderSettings
 
 FULL = {
-    "latency": {"resolutions": ["1280x720", "1920x1080"], "frames": 900},
+    "latency": {"resolutions": ["1280x720", "1920x1080"], "frames": 900, "loads": 10},
     "fanout": {"counts": [1, 4, 8, 16], "seconds": 10.0},
     "capacity": {"counts": [1, 2, 4, 6, 8], "seconds": 10.0},
     "quality": {"resolutions": [(1280, 720), (1920, 1080)], "moving": 3.0, "still": 3.0},
@@ -39,7 +39,7 @@ class Marks:
 
 ZERO = Marks(from_zero=True)
 QUICK = {
-    "latency": {"resolutions": ["640x360"], "frames": 60},
+    "latency": {"resolutions": ["640x360"], "frames": 60, "loads": 2},
     "fanout": {"counts": [1, 2], "seconds": 2.0},
     "capacity": {"counts": [1, 2], "seconds": 2.0},
     "quality": {"resolutions": [(320, 240)], "moving": 0.5, "still": 1.0},
@@ -49,7 +49,9 @@ QUICK = {
 def run_all(quick: bool) -> dict[str, Any]:
     plan, bitrate = QUICK if quick else FULL, EncoderSettings().bitrate
     return {
-        "latency": latency.run(plan["latency"]["resolutions"], plan["latency"]["frames"], bitrate),
+        "latency": latency.run(
+            plan["latency"]["resolutions"], plan["latency"]["frames"], bitrate, loads=plan["latency"]["loads"]
+        ),
         "fanout": fanout.run(plan["fanout"]["counts"], plan["fanout"]["seconds"], "1280x720", 30, bitrate),
         "capacity": capacity.run(
             plan["capacity"]["counts"],

@@ -20,6 +20,19 @@ CONNECTED = ("playing", "starting", "no_signal", "lost", "unsupported")
 """The console's states once it is connected, whatever the VM's display shows (web/console.js)."""
 
 
+WEBRTC_SETTINGS = "Chromium's defaults (host addresses hidden behind mDNS names, no loopback candidates)"
+"""What the benches say of the browser they measured in."""
+
+
+async def start_playwright() -> Any:
+    """Playwright started, or SystemExit saying how to install it."""
+    try:
+        from playwright.async_api import async_playwright  # noqa: PLC0415 - only browser benches need it
+    except ImportError:
+        raise SystemExit("this bench needs playwright: pip install 'vgpustream[test]'") from None
+    return await async_playwright().start()
+
+
 class ConsolePage:
     """`async with ConsolePage(url) as page:` the console at `url`, once its state is one of `until`
     (playing, by default); `init_script` runs before its own."""
@@ -32,17 +45,14 @@ class ConsolePage:
         self.init_script = init_script
         self.until = until
         self._playwright: Any = None
-        self._browser: Any = None
+        self.browser: Any = None
+        """The Chromium the page runs in, once entered: for more pages of the same browser."""
 
     async def __aenter__(self) -> Any:
+        self._playwright = await start_playwright()
         try:
-            from playwright.async_api import async_playwright  # noqa: PLC0415 - only browser benches need it
-        except ImportError:
-            raise SystemExit("this bench needs playwright: pip install 'vgpustream[test]'") from None
-        self._playwright = await async_playwright().start()
-        try:
-            self._browser = await self._playwright.chromium.launch(executable_path=self.chromium, args=ARGS)
-            page = await self._browser.new_page(viewport={"width": 1280, "height": 800})
+            self.browser = await self._playwright.chromium.launch(executable_path=self.chromium, args=ARGS)
+            page = await self.browser.new_page(viewport={"width": 1280, "height": 800})
             if self.init_script is not None:
                 await page.add_init_script(self.init_script)
             await page.goto(self.url)
@@ -57,6 +67,6 @@ class ConsolePage:
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if self._browser is not None:
-            await self._browser.close()
+        if self.browser is not None:
+            await self.browser.close()
         await self._playwright.stop()
