@@ -69,7 +69,7 @@ class LossyLink:
 
     def offer(self, sdp: str) -> str:
         """The viewer's offer, its host candidate replaced by the relay's socket that faces the server (when it
-        has one: Chromium on a machine with only a loopback interface offers none)."""
+        has one: a browser with its default settings offers only mDNS names, or none)."""
         return self._stand_in(sdp, "viewer")
 
     def answer(self, sdp: str) -> str:
