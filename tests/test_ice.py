@@ -12,6 +12,7 @@ import re
 import uuid
 
 import aiohttp
+import pytest
 from aioice.mdns import MDnsProtocol
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -30,34 +31,50 @@ def hidden(offer: str, end_of_candidates: bool = True) -> str:
     return offer if end_of_candidates else offer.replace("a=end-of-candidates\r\n", "")
 
 
+@pytest.fixture
+def unanswered_mdns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """mDNS names nobody answers, as on a real network where nobody answers for a browser's names: the
+    names asked for, in order; each query waits until it is cancelled."""
+    asked: list[str] = []
+
+    async def unanswered(protocol: MDnsProtocol, hostname: str, timeout: float | None = 1.0) -> str | None:
+        asked.append(hostname)
+        await asyncio.Event().wait()
+        return None
+
+    async def no_socket(subscriber: object) -> MDnsProtocol:
+        return MDnsProtocol()  # sends nothing: its `resolve` is the one above
+
+    monkeypatch.setattr(MDnsProtocol, "resolve", unanswered)
+    monkeypatch.setattr("aioice.ice.get_or_create_mdns_protocol", no_socket)
+    return asked
+
+
+async def offering_peer(data_channel: bool = False) -> RTCPeerConnection:
+    """A real aiortc viewer with its offer made (recvonly video, and the input data channel if asked)."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    if data_channel:
+        pc.createDataChannel("input")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc
+
+
 async def post(http: aiohttp.ClientSession, url: str, offer: str) -> tuple[int, str, str]:
     async with http.post(url, data=offer, headers=SDP) as response:
         return response.status, await response.text(), response.headers.get("Location", "")
 
 
-async def test_an_offer_of_mdns_names_only_is_answered_without_resolving_them(make_server, http, monkeypatch):
-    """A name nobody answers (as on a real network, where no one answers for a browser's names) never holds
-    up the answer: before the patch, aiortc awaited each resolution (1 s each) inside the POST."""
-    resolving = asyncio.Event()
-    never = asyncio.Event()
-
-    async def unanswered(protocol: MDnsProtocol, hostname: str, timeout: float | None = 1.0) -> str | None:
-        resolving.set()
-        await never.wait()  # cancelled when the viewer leaves
-        return None
-
-    monkeypatch.setattr(MDnsProtocol, "resolve", unanswered)
-    monkeypatch.setattr("aioice.ice.get_or_create_mdns_protocol", lambda subscriber: _no_socket())
+async def test_an_offer_of_mdns_names_only_is_answered_without_resolving_them(make_server, http, unanswered_mdns):
+    """A name nobody answers never holds up the answer: before the patch, aiortc awaited each resolution
+    (1 s each on a network, for ever here) inside the POST."""
     server = await make_server(source="synthetic:320x240@30")
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    pc.createDataChannel("input")
-    await pc.setLocalDescription(await pc.createOffer())
+    pc = await offering_peer(data_channel=True)
     status, answer, location = await asyncio.wait_for(
         post(http, str(server.make_url("/whep/default")), hidden(pc.localDescription.sdp)), timeout=10
     )
     assert status == 201, answer
-    assert resolving.is_set(), "the names are being resolved, in the background"
+    assert unanswered_mdns, "the names are being resolved, in the background"
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     await wait_for(lambda: pc.connectionState == "connected", what="ICE through the viewer's own checks")
     async with http.delete(server.make_url(location)) as response:
@@ -65,20 +82,13 @@ async def test_an_offer_of_mdns_names_only_is_answered_without_resolving_them(ma
     await pc.close()
 
 
-async def _no_socket() -> MDnsProtocol:
-    """An mDNS protocol that sends nothing: its `resolve` is what the test makes it."""
-    return MDnsProtocol()
-
-
 async def test_end_of_candidates_without_a_usable_candidate_still_connects(make_server, http, viewers):
     """Firefox's offer: mDNS names only, and end-of-candidates. aioice gave up at once ("Components {1} have
     no candidate pairs"); it now waits for the browser's checks, which make a peer-reflexive pair."""
     server = await make_server(source="synthetic:320x240@30")
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
+    pc = await offering_peer()
     frames: asyncio.Queue[object] = asyncio.Queue()
     pc.on("track", lambda track: asyncio.ensure_future(_receive(track, frames)))
-    await pc.setLocalDescription(await pc.createOffer())
     offer = hidden(pc.localDescription.sdp)
     assert "a=end-of-candidates" in offer and ".local " in offer
     status, answer, _ = await post(http, str(server.make_url("/whep/default")), offer)
@@ -98,9 +108,7 @@ async def test_candidates_no_peer_can_have_are_dropped_and_the_rest_bounded(make
     """Multicast, broadcast and unspecified addresses, port 0, and a storm of trickled candidates: no check
     is sent to them, at most MAX_REMOTE_CANDIDATES are kept, and the session streams on."""
     server = await make_server(source="synthetic:320x240@30")
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
+    pc = await offering_peer()
     offer = pc.localDescription.sdp.replace("a=end-of-candidates\r\n", "")
     unusable = ["224.0.0.1 5000", "255.255.255.255 5000", "0.0.0.0 5000", "127.0.0.1 0", "ff02::1 5000"]
     offer = offer.replace(
@@ -127,9 +135,7 @@ async def test_candidates_no_peer_can_have_are_dropped_and_the_rest_bounded(make
 
 async def test_an_offer_of_ten_thousand_mdns_candidates_is_refused_whole(make_server, http, viewers):
     server = await make_server(source="synthetic:320x240@30")
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
+    pc = await offering_peer()
     many = "".join(f"a=candidate:{n} 1 udp 1 {uuid.uuid4()}.local 9 typ host\r\n" for n in range(10_000))
     status, body, _ = await post(http, str(server.make_url("/whep/default")), pc.localDescription.sdp + many)
     assert status == 413, body
@@ -138,21 +144,9 @@ async def test_an_offer_of_ten_thousand_mdns_candidates_is_refused_whole(make_se
     assert (await watcher.next_frame()).picture.width == 320
 
 
-async def test_as_many_mdns_candidates_as_fit_resolve_at_most_a_few_at_a_time(make_server, http, monkeypatch):
-    started: list[str] = []
-    never = asyncio.Event()
-
-    async def unanswered(protocol: MDnsProtocol, hostname: str, timeout: float | None = 1.0) -> str | None:
-        started.append(hostname)
-        await never.wait()
-        return None
-
-    monkeypatch.setattr(MDnsProtocol, "resolve", unanswered)
-    monkeypatch.setattr("aioice.ice.get_or_create_mdns_protocol", lambda subscriber: _no_socket())
+async def test_as_many_mdns_candidates_as_fit_resolve_at_most_a_few_at_a_time(make_server, http, unanswered_mdns):
     server = await make_server(source="synthetic:320x240@30")
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
+    pc = await offering_peer()
     offer = pc.localDescription.sdp
     # 300 names (about 21 KB) fit in an offer of the largest size accepted (max_sdp_bytes, 32 KB)
     many = "".join(f"a=candidate:{n} 1 udp 1 {uuid.uuid4()}.local {n + 1} typ host\r\n" for n in range(300))
@@ -160,7 +154,7 @@ async def test_as_many_mdns_candidates_as_fit_resolve_at_most_a_few_at_a_time(ma
     status, answer, location = await post(http, str(server.make_url("/whep/default")), offer)
     assert status == 201, answer
     await asyncio.sleep(0)
-    assert 0 < len(started) <= compat.MAX_RESOLVING
+    assert 0 < len(unanswered_mdns) <= compat.MAX_RESOLVING
     async with http.delete(server.make_url(location)) as response:
         assert response.status == 200
     await pc.close()
