@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
 from tests.test_lifecycle import settle, within
@@ -13,13 +13,14 @@ from vgpustream import compat, viewer
 from vgpustream.api import whep
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.hostile import spoiled_offers
+from vgpustream.testing.receiver import local_peer
 
 SDP = {"Content-Type": "application/sdp"}
 
 
 async def an_offer(data_channel: bool = True) -> str:
     """A real aiortc viewer's offer: recvonly video and, unless told otherwise, the input data channel."""
-    pc = RTCPeerConnection()
+    pc = local_peer()
     pc.addTransceiver("video", direction="recvonly")
     if data_channel:
         pc.createDataChannel("input")
@@ -82,7 +83,7 @@ async def test_offers_aiortc_fails_on_are_400_and_release_the_viewer(make_server
 
 async def test_closing_a_half_made_peer_connection_finishes():
     """aiortc 1.16's close() raises on an SCTP transport that an unanswerable offer left without DTLS."""
-    pc = RTCPeerConnection()
+    pc = local_peer()
     pc.addTransceiver("video", direction="sendonly")
     offer = mutate(await an_offer(), "empty-mid")
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))

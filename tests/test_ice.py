@@ -19,6 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from tests.conftest import wait_for
 from vgpustream import compat
 from vgpustream.api.state import REGISTRY
+from vgpustream.testing.receiver import local_peer
 
 SDP = {"Content-Type": "application/sdp"}
 TRICKLE = {"Content-Type": "application/trickle-ice-sdpfrag"}
@@ -52,7 +53,7 @@ def unanswered_mdns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 async def offering_peer(data_channel: bool = False) -> RTCPeerConnection:
     """A real aiortc viewer with its offer made (recvonly video, and the input data channel if asked)."""
-    pc = RTCPeerConnection()
+    pc = local_peer()
     pc.addTransceiver("video", direction="recvonly")
     if data_channel:
         pc.createDataChannel("input")

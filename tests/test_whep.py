@@ -7,18 +7,17 @@ import uuid
 
 import pytest
 from aioice.mdns import MDnsProtocol
-from aiortc import RTCPeerConnection
 
 from tests.conftest import wait_for
 from vgpustream.api.state import REGISTRY
-from vgpustream.testing.receiver import WhepError, WhepReceiver
+from vgpustream.testing.receiver import WhepError, WhepReceiver, local_peer
 
 MDNS_TIMEOUT_S = 1.0
 """How long aioice waits for an mDNS answer."""
 
 
 async def an_offer() -> str:
-    pc = RTCPeerConnection()
+    pc = local_peer()
     pc.addTransceiver("video", direction="recvonly")
     await pc.setLocalDescription(await pc.createOffer())
     sdp = pc.localDescription.sdp

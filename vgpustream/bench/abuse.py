@@ -18,11 +18,10 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
-from aiortc import RTCPeerConnection
 
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.testing import hostile
-from vgpustream.testing.receiver import WhepReceiver
+from vgpustream.testing.receiver import WhepReceiver, local_peer
 from vgpustream.testing.server import resources, serve, settle
 
 OPERATOR_TOKEN = "abuse-bench-operator"
@@ -31,7 +30,7 @@ WARM_UP_PASSES = 6  # at most; fewer once two passes in a row add no thread
 
 async def a_viewer_offer() -> str:
     """An offer as the console makes it: recvonly video and the input data channel."""
-    pc = RTCPeerConnection()
+    pc = local_peer()
     pc.addTransceiver("video", direction="recvonly")
     pc.createDataChannel("input")
     await pc.setLocalDescription(await pc.createOffer())

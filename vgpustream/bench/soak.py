@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiortc import RTCPeerConnection
 
 from vgpustream.compat import advertise_host_addresses
-from vgpustream.testing.receiver import WhepError, WhepReceiver
+from vgpustream.testing.receiver import WhepError, WhepReceiver, local_peer
 from vgpustream.testing.server import SETTLE_SECONDS, resources, serve, settle
 
 OPERATOR_TOKEN = "soak-bench-operator"
@@ -86,7 +85,7 @@ class Soak:
 
     async def half_open(self) -> None:
         """An offer whose peer never takes the answer: the server must drop the viewer on its own."""
-        pc = RTCPeerConnection()
+        pc = local_peer()
         pc.addTransceiver("video", direction="recvonly")
         pc.createDataChannel("input")
         await pc.setLocalDescription(await pc.createOffer())

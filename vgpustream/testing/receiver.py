@@ -11,11 +11,17 @@ from urllib.parse import urljoin
 
 import aiohttp
 import av
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from vgpustream.stamp import Stamp, read_frame_stamp
 from vgpustream.testing.netem import LossyLink
+
+
+def local_peer() -> RTCPeerConnection:
+    """A peer connection that asks no STUN server: aiortc's default is a public one, which tests and benches
+    must never reach (and which a machine without a network waits seconds for)."""
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
 class WhepError(Exception):
@@ -67,7 +73,7 @@ class WhepReceiver:
         self._http = http
         self._link = link
         """The media goes through this weak link, when there is one."""
-        self._pc = RTCPeerConnection()
+        self._pc = local_peer()
         self._pc.addTransceiver("video", direction="recvonly")  # video first, as browsers offer it
         if sound:
             self._pc.addTransceiver("audio", direction="recvonly")
