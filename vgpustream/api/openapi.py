@@ -255,6 +255,10 @@ def document() -> dict[str, Any]:
                         {
                             "201": _json(schemas.IssuedToken, "Issued; the secret is shown only now"),
                             **ERRORS,
+                            "421": _error(
+                                "The request's Host is none of the server's names (--allowed-host) and --public-url "
+                                "is not set: no links are made for it"
+                            ),
                             **LIMITED,
                             **STORED,
                         },
@@ -475,13 +479,13 @@ def document() -> dict[str, Any]:
                 "/readyz": {
                     "get": _operation(
                         "readyz",
-                        "Readiness: database open, no session lost its source",
+                        "Readiness: database open, no session lost its source (which, for the operator token)",
                         {
                             code: _json(schemas.Readiness, text)
                             for code, text in (("200", "Ready"), ("503", "Not ready"))
                         }
                         | MALFORMED,
-                        security=[],
+                        security=[{}, *operator],  # anyone: the verdict; the operator: what is wrong
                     )
                 },
                 "/metrics": {
@@ -494,8 +498,10 @@ def document() -> dict[str, Any]:
                                 "content": {media: {"schema": TEXT} for media in METRICS_MEDIA},
                             },
                             **MALFORMED,
+                            "401": ERRORS["401"],
+                            "403": ERRORS["403"],
                         },
-                        security=[],
+                        description="Needs the operator token unless the server runs with --metrics-public",
                     )
                 },
             }

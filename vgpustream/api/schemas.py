@@ -413,9 +413,11 @@ class Health(Closed):
 
 
 class Readiness(Closed):
-    status: str
-    database: bool
-    lost_sessions: list[str]
+    """Whether the server is ready; what is wrong only for the operator token (else only `status`)."""
+
+    status: Literal["ready", "not ready"]
+    database: bool | UnsetType = UNSET
+    lost_sessions: list[str] | UnsetType = UNSET
 
 
 SCHEMA_REF = "#/components/schemas/{name}"
