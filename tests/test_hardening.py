@@ -3,6 +3,13 @@ itself (issue 24): security headers, the Host header, /metrics and /readyz."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+
+import aiohttp
+import pytest
+
 PAGES = ("/", "/web/app.js", "/api/v1/sessions", "/healthz", "/nowhere")
 
 
@@ -60,3 +67,80 @@ async def test_metrics_need_the_operator_token_unless_public(make_server, anonym
     public = await make_server(source="synthetic:320x240@30", metrics_public=True)
     async with anonymous.get(public.make_url("/metrics")) as response:
         assert response.status == 200 and 'session="default"' in await response.text()
+
+
+async def exchange(server, request: bytes) -> bytes:
+    """Send `request` on a new connection and read until the server closes it."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(request)
+    answer = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    return answer
+
+
+SECRET = "vgs_never-in-the-log"
+MALFORMED = {
+    "nul": f"Authorization: Bearer {SECRET}\x00\r\n",
+    "control-character": f"Authorization: Bearer {SECRET}\x01\r\n",
+    "bare-carriage-return": f"Authorization: Bearer {SECRET}\r\r\n",
+    "header-over-8190-bytes": f"Authorization: Bearer {SECRET}{'x' * 9000}\r\n",
+}
+
+
+@pytest.mark.parametrize("header", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_parser_errors_are_answered_and_logged_without_the_request(make_server, caplog, header):
+    caplog.set_level(logging.DEBUG)
+    server = await make_server(source="synthetic:320x240@30")
+    answer = await exchange(server, f"GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode("latin-1"))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer[:200]
+    assert b"\r\nServer: vgpustream\r\n" in head, head
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    logged = [record for record in caplog.records if "malformed" in record.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is None, "one line, no traceback"
+    for record in caplog.records:
+        assert SECRET not in record.getMessage() and record.exc_info is None, record.getMessage()
+
+
+async def test_a_connection_that_trickles_its_headers_is_closed(make_server):
+    server = await make_server(source="synthetic:320x240@30", header_timeout=0.5)
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\n")
+    for _ in range(300):  # a byte every 0.1 s, for up to 30 s: the server closes it long before
+        if reader.at_eof():
+            break
+        writer.write(b"X")
+        try:
+            await asyncio.wait_for(reader.read(1), 0.1)
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            break
+    assert reader.at_eof() or writer.is_closing(), "a trickling connection must be closed"
+    writer.close()
+    silent_reader, silent = await asyncio.open_connection(server.host, server.port)
+    assert await asyncio.wait_for(silent_reader.read(), 30) == b"", "so is one that sends nothing"
+    silent.close()
+
+
+async def test_one_address_holds_a_bounded_number_of_connections(make_server, anonymous):
+    server = await make_server(source="synthetic:320x240@30", max_client_connections=3)
+    held = [await asyncio.open_connection(server.host, server.port) for _ in range(3)]
+    refused = await exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert refused.startswith(b"HTTP/1.1 429 ") and b"Server: vgpustream" in refused
+    for _, writer in held:
+        writer.close()
+
+    async def healthy() -> bool:
+        try:
+            async with anonymous.get(server.make_url("/healthz")) as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    for _ in range(200):  # the closed connections are given back as the server sees them go
+        if await healthy():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the address's connections were not given back")

@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from vgpustream import compat
 from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, whep
+from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
 from vgpustream.api.state import AUDIT, AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
 from vgpustream.audit import AuditLog, read_webhook_secret
@@ -23,7 +24,6 @@ from vgpustream.registry import SessionRegistry
 from vgpustream.settings import Settings
 from vgpustream.store import Store
 
-SERVER = "vgpustream"
 API_PREFIX = "/api/v1/"
 BACKGROUND_THREADS = 2
 PUBLIC_API = {openapi.PATH}
@@ -102,6 +102,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[cors_middleware(settings.cors_origin), json_errors, operator_auth],
         client_max_size=max(settings.max_sdp_bytes, settings.max_json_bytes),
+        handler_args={
+            "max_client_connections": settings.max_client_connections,
+            "header_timeout": settings.header_timeout,
+        },
     )
     app[SETTINGS] = settings
     headers = security_headers(settings)
@@ -112,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(add_security_headers)
     app[LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
     compat.install()
+    compat.serve_connections_with(GuardedRequestHandler)
     if settings.host_address:
         compat.advertise_host_addresses(settings.host_address)
     secret_file = settings.audit_webhook_secret_file
