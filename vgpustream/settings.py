@@ -70,6 +70,8 @@ class ViewerRules:
     input_rate: float = 200.0
     """Data-channel messages per second a viewer may send, in bursts of `input_burst`."""
     input_burst: int = 400
+    token_viewers: int = 4
+    """The viewers one viewer token may have at once, unless it was minted with its own number."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class Settings:
     header_timeout: float = setting(
         "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0
     )
-    max_client_connections: int = setting("open HTTP connections per client address", default=64)
+    max_client_connections: int = setting("open HTTP connections per client address", default=128)
     metrics_public: bool = setting(
         "serve /metrics without a token (default: the operator token is needed)", default=False
     )
@@ -246,6 +248,7 @@ class Settings:
             on_token_expiry=self.on_token_expiry,
             input_rate=self.input_rate,
             input_burst=self.input_burst,
+            token_viewers=self.token_max_viewers,
         )
 
     @property

@@ -21,8 +21,9 @@ def timestamp(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def token_fields(record: TokenRecord) -> dict[str, object]:
-    """A token's fields (never its secret): a Token, or the start of an IssuedToken."""
+def token_fields(record: TokenRecord, default_viewers: int) -> dict[str, object]:
+    """A token's fields (never its secret): a Token, or the start of an IssuedToken; a token minted without
+    a number of viewers has `default_viewers`."""
     return {
         "id": record.id,
         "role": record.role,
@@ -32,6 +33,7 @@ def token_fields(record: TokenRecord) -> dict[str, object]:
         "single_use": record.single_use,
         "used": record.used_at is not None,
         "revoked": record.revoked_at is not None,
+        "max_viewers": record.max_viewers or default_viewers,
     }
 
 
@@ -47,11 +49,18 @@ async def create_token(request: web.Request) -> web.Response:
     ttl_seconds = given(body.ttl_seconds, settings.token_ttl)
     if ttl_seconds > settings.max_token_ttl:
         raise VgpuStreamError(f"'ttl_seconds' must be at most {settings.max_token_ttl} (--max-token-ttl)")
+    base = base_url(request)  # before anything is stored: a request for a foreign Host makes no token
     record, secret = request.app[AUTHORITY].issue(
-        session.id, role=body.role, ttl_seconds=ttl_seconds, single_use=body.single_use, clipboard=clipboard
+        session.id,
+        role=body.role,
+        ttl_seconds=ttl_seconds,
+        single_use=body.single_use,
+        clipboard=clipboard,
+        max_viewers=given(body.max_viewers, settings.token_max_viewers),
     )
     request.app[AUDIT].token_created(record)
-    return json_response(IssuedToken(**token_fields(record), **links(base_url(request), session.id, secret)), 201)
+    fields = token_fields(record, settings.token_max_viewers)
+    return json_response(IssuedToken(**fields, **links(base, session.id, secret)), 201)
 
 
 def links(base: str, session_id: str, secret: str) -> dict[str, str]:
@@ -65,7 +74,8 @@ def links(base: str, session_id: str, secret: str) -> dict[str, str]:
 
 async def list_tokens(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
-    tokens = [Token(**token_fields(t)) for t in request.app[STORE].tokens(session.id)]
+    default_viewers = request.app[SETTINGS].token_max_viewers
+    tokens = [Token(**token_fields(t, default_viewers)) for t in request.app[STORE].tokens(session.id)]
     return json_response(TokenList(tokens=tokens))
 
 
