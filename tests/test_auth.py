@@ -259,3 +259,39 @@ async def test_seats_of_offers_that_never_connect_are_freed(make_server, anonymo
     assert [(await offer_status(anonymous, server, issued["token"]))[0] for _ in range(5)] == [201] * 4 + [503]
     await wait_for(lambda: len(session.audience) == 0, what="the unconnected offers' seats freed")
     assert (await offer_status(anonymous, server, issued["token"]))[0] == 201
+
+
+async def test_tokens_are_listed_a_page_at_a_time(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    issued = [(await issue(http, server))["id"] for _ in range(5)]
+    listed, url, pages = [], server.make_url("/api/v1/sessions/default/tokens?limit=2"), 0
+    while url is not None:
+        async with http.get(url) as response:
+            assert response.status == 200, await response.text()
+            page = await response.json()
+        assert len(page["tokens"]) <= 2
+        listed += [token["id"] for token in page["tokens"]]
+        url = page["next"] and server.make_url(page["next"])
+        pages += 1
+    assert (listed, pages) == (issued, 3), "in the order they were issued, each once"
+    for query in ("limit=0", "limit=1001", "after=-1", "page=2"):
+        async with http.get(server.make_url(f"/api/v1/sessions/default/tokens?{query}")) as response:
+            assert response.status == 400, query
+
+
+async def test_expired_and_revoked_tokens_are_purged_after_their_retention(make_server, http):
+    retention = 0.00002  # days: 1.7 s
+    server = await make_server(source="synthetic:320x240@30", token_retention_days=retention)
+    expiring = await issue(http, server, ttl_seconds=1)
+    revoked = await issue(http, server)
+    live = await issue(http, server)
+    async with http.delete(server.make_url(f"/api/v1/sessions/default/tokens/{revoked['id']}")) as response:
+        assert response.status == 204
+    async with http.get(server.make_url("/api/v1/sessions/default/tokens")) as response:
+        listed = [token["id"] for token in (await response.json())["tokens"]]
+    assert listed == [expiring["id"], revoked["id"], live["id"]], "kept through their retention"
+    await asyncio.sleep(1 + retention * 86_400 + 0.5)
+    restarted = await make_server(source="synthetic:320x240@30", token_retention_days=retention)  # same state
+    async with http.get(restarted.make_url("/api/v1/sessions/default/tokens")) as response:
+        listed = [token["id"] for token in (await response.json())["tokens"]]
+    assert listed == [live["id"]], "purged at start-up (and hourly)"

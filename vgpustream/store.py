@@ -230,11 +230,20 @@ class Store:
             )
         return cursor.rowcount == 1
 
-    def tokens(self, session_id: str) -> list[TokenRecord]:
+    def tokens(self, session_id: str, after: int = 0, limit: int = -1) -> list[tuple[int, TokenRecord]]:
+        """A session's tokens in the order they were issued, from after position `after`, at most `limit`
+        (-1: all); each with its position, which a next page starts after."""
         rows = self._db.execute(
-            f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE session_id = ? ORDER BY created_at", (session_id,)
+            f"SELECT rowid, {TOKEN_COLUMNS} FROM tokens WHERE session_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+            (session_id, after, limit),
         ).fetchall()
-        return [_token(row) for row in rows]
+        return [(row[0], _token(row[1:])) for row in rows]
+
+    def purge_tokens(self, before: float) -> int:
+        """Delete the tokens that expired or were revoked before `before`; how many went."""
+        with self._writing() as db:
+            cursor = db.execute("DELETE FROM tokens WHERE expires_at < ? OR revoked_at < ?", (before, before))
+        return cursor.rowcount
 
 
 TOKEN_COLUMNS = "id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard, max_viewers"

@@ -318,6 +318,7 @@ class IssuedToken(Token):
 
 class TokenList(Closed):
     tokens: list[Token]
+    next: Annotated[str | None, Meta(description="the next page, null when this one is the last so far")]
 
 
 class ViewerLink(Closed):

@@ -1,19 +1,31 @@
-"""Viewer tokens and viewers of a session under /api/v1/sessions/{id}/."""
+"""Viewer tokens and viewers of a session under /api/v1/sessions/{id}/.
+
+Tokens that expired or were revoked are deleted --token-retention-days later (at start-up and hourly): until
+then the list shows them, so that an operator can tell what became of a link.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
 import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
 
+from vgpustream.api.events import DEFAULT_LIMIT, MAX_LIMIT, whole
 from vgpustream.api.requests import read_json
 from vgpustream.api.schemas import IssuedToken, Token, TokenCreate, TokenList, ViewerList, given, json_response
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
 from vgpustream.clipboard import default_access
 from vgpustream.errors import NotFound, VgpuStreamError
+from vgpustream.settings import RETENTION_INTERVAL
 from vgpustream.store import TokenRecord
+
+log = logging.getLogger(__name__)
 
 
 def timestamp(seconds: float) -> str:
@@ -73,10 +85,45 @@ def links(base: str, session_id: str, secret: str) -> dict[str, str]:
 
 
 async def list_tokens(request: web.Request) -> web.Response:
+    """A page of a session's tokens in the order they were issued; `next` links the following page."""
     session = request.app[REGISTRY].get(request.match_info["id"])
+    query = request.query
+    unknown = set(query) - {"after", "limit"}
+    if unknown:
+        raise VgpuStreamError(f"unknown parameter(s): {', '.join(repr(k[:40]) for k in sorted(unknown)[:5])}")
+    after = whole(query.get("after", "0"), "after", 0, 2**62)
+    limit = whole(query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
+    page = request.app[STORE].tokens(session.id, after, limit)
     default_viewers = request.app[SETTINGS].token_max_viewers
-    tokens = [Token(**token_fields(t, default_viewers)) for t in request.app[STORE].tokens(session.id)]
-    return json_response(TokenList(tokens=tokens))
+    following = None
+    if len(page) == limit:
+        following = f"/api/v1/sessions/{session.id}/tokens?{urlencode({'after': page[-1][0], 'limit': limit})}"
+    return json_response(TokenList(tokens=[Token(**token_fields(t, default_viewers)) for _, t in page], next=following))
+
+
+async def token_retention(app: web.Application) -> AsyncIterator[None]:
+    """Delete the tokens past --token-retention-days since they expired or were revoked: now, then hourly."""
+    store, retention = app[STORE], app[SETTINGS].token_retention_days * 86_400
+
+    def purge() -> None:
+        try:
+            removed = store.purge_tokens(time.time() - retention)
+        except VgpuStreamError as exc:  # a disk that takes no writes now: next time
+            log.warning("tokens: retention not applied: %s", exc.message)
+            return
+        if removed:
+            log.info("tokens: retention removed %d", removed)
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL)
+            purge()
+
+    purge()
+    task = asyncio.create_task(keep(), name="token-retention")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def revoke_token(request: web.Request) -> web.Response:
@@ -103,6 +150,7 @@ async def disconnect_viewer(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.cleanup_ctx.append(token_retention)
     app.router.add_post("/api/v1/sessions/{id}/tokens", create_token)
     app.router.add_get("/api/v1/sessions/{id}/tokens", list_tokens)
     app.router.add_delete("/api/v1/sessions/{id}/tokens/{token}", revoke_token)
