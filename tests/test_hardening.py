@@ -1,5 +1,6 @@
 """The HTTP surface holds no secret for someone without a token, and trusts nothing a request says about
-itself (issue 24): security headers, the Host header, /metrics and /readyz."""
+itself (issue 24): security headers, the Host header, /metrics and /readyz, requests the parser refuses,
+connections that trickle their headers and clients that open too many."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import logging
 
 import aiohttp
 import pytest
+
+from vgpustream.testing.hostile import malformed_headers
 
 PAGES = ("/", "/web/app.js", "/api/v1/sessions", "/healthz", "/nowhere")
 
@@ -79,12 +82,7 @@ async def exchange(server, request: bytes) -> bytes:
 
 
 SECRET = "vgs_never-in-the-log"
-MALFORMED = {
-    "nul": f"Authorization: Bearer {SECRET}\x00\r\n",
-    "control-character": f"Authorization: Bearer {SECRET}\x01\r\n",
-    "bare-carriage-return": f"Authorization: Bearer {SECRET}\r\r\n",
-    "header-over-8190-bytes": f"Authorization: Bearer {SECRET}{'x' * 9000}\r\n",
-}
+MALFORMED = malformed_headers(SECRET)
 
 
 @pytest.mark.parametrize("header", MALFORMED.values(), ids=MALFORMED.keys())
