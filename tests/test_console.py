@@ -169,10 +169,12 @@ async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server,
         page = await browser.new_page()
         await page.add_init_script(READ_STAMPS + RECORD_DELAY_REPORTS)
         await page.goto(issued["console_url"])
-        await page.wait_for_function("window.delayReports.length >= 4", timeout=20_000)
+        await page.wait_for_function("() => window.delayReports.length >= 4", timeout=20_000)
         await page.click("#stats-toggle")
         overlay = page.locator("#stats")
-        await page.wait_for_function("/glass to glass \\d+ ms/.test(document.getElementById('stats').textContent)")
+        await page.wait_for_function(
+            "() => /glass to glass \\d+ ms/.test(document.getElementById('stats').textContent)"
+        )
         assert "glass to glass" in await overlay.text_content()
         reports = await page.evaluate("window.delayReports")
         stamped = await page.evaluate("window.benchLatency.displayed")
