@@ -59,18 +59,18 @@ class IceServer:
 
 @dataclass(frozen=True)
 class ViewerRules:
-    """What every viewer of a session is held to."""
+    """What every viewer of a session is held to (from the Settings of the same names)."""
 
-    idle_timeout: float = 30.0
+    idle_timeout: float
     """Seconds a viewer may stay disconnected before it is dropped."""
-    connect_timeout: float = 10.0
+    connect_timeout: float
     """Seconds an offer may take to connect; its seat is given back after that."""
-    on_token_expiry: str = "disconnect"
+    on_token_expiry: str
     """disconnect, or view: a viewer whose token expires keeps watching but controls nothing."""
-    input_rate: float = 200.0
+    input_rate: float
     """Data-channel messages per second a viewer may send, in bursts of `input_burst`."""
-    input_burst: int = 400
-    token_viewers: int = 4
+    input_burst: int
+    token_viewers: int
     """The viewers one viewer token may have at once, unless it was minted with its own number."""
 
 
@@ -135,9 +135,12 @@ class Settings:
         "days an expired or revoked token is kept before it is deleted (applied at start-up and hourly)",
         default=7.0,
     )
-    input_rate: float = setting("data-channel messages per second a viewer may send", default=200.0)
+    input_rate: float = setting(
+        "data-channel messages per second a viewer may send (the console's Type text sends up to 400)",
+        default=1000.0,
+    )
     input_burst: int = setting(
-        "burst of data-channel messages a viewer may send; past it the viewer is disconnected", default=400
+        "burst of data-channel messages a viewer may send; past it the viewer is disconnected", default=2000
     )
     header_timeout: float = setting(
         "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0

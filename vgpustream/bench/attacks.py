@@ -36,7 +36,7 @@ server's per-address bound; /healthz is asked from 127.0.0.1."""
 CROWD_ADDRESS = "127.0.0.200"
 CROWD_CONNECTIONS = 200
 """Connections opened from one address at once, more than --max-client-connections (128) allows."""
-FLOOD_MESSAGES = 5000
+FLOOD_MESSAGES = 20_000
 DEADLINE = 40.0
 """Seconds any attack may take to be over (the server's timeouts are 10 s)."""
 
