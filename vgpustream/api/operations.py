@@ -28,10 +28,12 @@ async def readyz(request: web.Request) -> web.Response:
     lost = [s.id for s in request.app[REGISTRY] if s.capture.snapshot.state is SourceState.LOST]
     database = request.app[STORE].healthy()
     ready = database and not lost
-    body = Readiness(status="ready" if ready else "not ready")
+    status = "ready" if ready else "not ready"
     authority = request.app[AUTHORITY]
-    if not authority.enabled or authority.from_operator(request):
-        body = Readiness(status=body.status, database=database, lost_sessions=lost)
+    if authority.enabled and not authority.from_operator(request):
+        body = Readiness(status=status)
+    else:
+        body = Readiness(status=status, database=database, lost_sessions=lost)
     return json_response(body, status=200 if ready else 503)
 
 
