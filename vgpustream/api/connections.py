@@ -101,7 +101,8 @@ class GuardedRequestHandler(RequestHandler):
     def _headers_late(self) -> None:
         self._headers_due = None
         if not self._request_in_progress and not self._messages:
-            log.info("closed a connection from %s: no request headers within %g s", self._client, self._header_timeout)
+            # debug: a trickle of hundreds of connections must not cost a log line each
+            log.debug("closed a connection from %s: no request headers within %g s", self._client, self._header_timeout)
             self.force_close()
 
     def handle_error(

@@ -91,7 +91,7 @@ class Prober:
 
 
 async def create_target(url: str, http: aiohttp.ClientSession) -> None:
-    body = {"id": hostile.TARGET, "source": "synthetic:160x120@5"}
+    body = {"id": hostile.TARGET, "source": "synthetic:320x240@5"}
     async with http.post(f"{url}/api/v1/sessions", json=body) as response:
         await response.read()
 

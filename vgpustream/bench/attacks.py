@@ -158,6 +158,7 @@ async def header_trickle(url: str, host: str, port: int) -> dict[str, Any]:
         "closed_by_server": len(closed_at),
         "all_closed_after_s": round(max(closed_at), 1) if len(closed_at) == len(opened) else None,
         "healthz_ms_median": round(statistics.median(healthz_ms), 1),
+        "healthz_ms_p95": round(statistics.quantiles(healthz_ms, n=20)[-1], 1),
         "healthz_ms_max": round(max(healthz_ms), 1),
     }
 
