@@ -139,7 +139,7 @@ async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
         attacked = {
             "seats": await attacks.seats(url, http, offer),
             "parser_errors": await attacks.parser_errors(host, port),
-            "header_trickle": await attacks.header_trickle(url, host, port),
+            "header_trickle": await attacks.header_trickle(host, port),
             "crowd": await attacks.crowd(host, port),
             "channel_flood": await attacks.channel_flood(url, http),
         }

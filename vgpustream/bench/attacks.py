@@ -16,7 +16,9 @@ import asyncio
 import collections
 import contextlib
 import statistics
+import threading
 import time
+from http.client import HTTPConnection
 from typing import Any
 from urllib.parse import urljoin
 
@@ -37,6 +39,7 @@ CROWD_ADDRESS = "127.0.0.200"
 CROWD_CONNECTIONS = 200
 """Connections opened from one address at once, more than --max-client-connections (128) allows."""
 FLOOD_MESSAGES = 20_000
+HEALTHZ_INTERVAL = 0.05
 DEADLINE = 40.0
 """Seconds any attack may take to be over (the server's timeouts are 10 s)."""
 
@@ -118,7 +121,24 @@ async def parser_errors(host: str, port: int) -> dict[str, Any]:
     return answers
 
 
-async def header_trickle(url: str, host: str, port: int) -> dict[str, Any]:
+def _time_healthz(host: str, port: int, stop: threading.Event) -> list[float]:
+    """Milliseconds each /healthz took, asked every HEALTHZ_INTERVAL on one kept-alive connection until `stop`
+    (in a thread of its own: the bench's event loop, busy with the trickle, does not delay the timing)."""
+    connection = HTTPConnection(host, port, timeout=DEADLINE)
+    took = []
+    try:
+        while not stop.is_set():
+            asked = time.monotonic()
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            took.append((time.monotonic() - asked) * 1000)
+            stop.wait(HEALTHZ_INTERVAL)
+    finally:
+        connection.close()
+    return took
+
+
+async def header_trickle(host: str, port: int) -> dict[str, Any]:
     """TRICKLE_CONNECTIONS connections that send their headers a byte every half second; /healthz meanwhile."""
     opened = await asyncio.gather(
         *(
@@ -137,17 +157,15 @@ async def header_trickle(url: str, host: str, port: int) -> dict[str, Any]:
     readers = [asyncio.create_task(until_closed(reader)) for reader, _ in opened]
     for _, writer in opened:
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Trickle: ")
-    healthz_ms: list[float] = []
-    async with aiohttp.ClientSession() as client:
-        while len(closed_at) < len(opened) and time.monotonic() - started < DEADLINE:
-            for _, writer in opened:
-                if not writer.is_closing():
-                    writer.write(b"x")
-            asked = time.monotonic()
-            async with client.get(f"{url}/healthz") as response:
-                await response.read()
-            healthz_ms.append((time.monotonic() - asked) * 1000)
-            await asyncio.sleep(0.5)
+    stop = threading.Event()
+    timing = asyncio.create_task(asyncio.to_thread(_time_healthz, host, port, stop))
+    while len(closed_at) < len(opened) and time.monotonic() - started < DEADLINE:
+        for _, writer in opened:
+            if not writer.is_closing():
+                writer.write(b"x")
+        await asyncio.sleep(0.5)
+    stop.set()
+    healthz_ms = await timing
     for reader_task in readers:
         reader_task.cancel()
     for _, writer in opened:
@@ -157,6 +175,7 @@ async def header_trickle(url: str, host: str, port: int) -> dict[str, Any]:
         "connections": len(opened),
         "closed_by_server": len(closed_at),
         "all_closed_after_s": round(max(closed_at), 1) if len(closed_at) == len(opened) else None,
+        "healthz_requests": len(healthz_ms),
         "healthz_ms_median": round(statistics.median(healthz_ms), 1),
         "healthz_ms_p95": round(statistics.quantiles(healthz_ms, n=20)[-1], 1),
         "healthz_ms_max": round(max(healthz_ms), 1),
