@@ -42,8 +42,9 @@ LINK_WINDOW = 4.0
 """Seconds over which a viewer's link is judged, from its RTCP receiver reports and its queue."""
 POOR_LOSS = 0.05
 """The share of packets lost for good (after NACK retransmission) above which a link is poor."""
-DISMISS_GRACE = 1.0
-"""Seconds between telling a viewer why it is disconnected and disconnecting it (for the message to arrive)."""
+DISMISS_GRACE = 3.0
+"""Seconds between telling a viewer why it is disconnected and disconnecting it, for the message to arrive: a
+viewer busy sending (a flooding one) takes it in only after one to three seconds of its own queue."""
 
 
 @dataclass(frozen=True)
