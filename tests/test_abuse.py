@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -161,12 +162,15 @@ async def test_a_viewer_that_floods_its_channel_is_disconnected_and_told_why(mak
     flooding = await viewers(server)
     for receiver in (calm, flooding):
         await receiver.wait_channel_open()
+    started = time.monotonic()
     for _ in range(400):
         flooding.send_input({"type": "pointer", "x": 0.5, "y": 0.5, "buttons": 0})
     await wait_for(lambda: len(session.audience) == 1, what="the flooding viewer disconnected")
     assert [m["reason"] for m in flooding.messages if m.get("type") == "disconnect"] == ["flood"]
     assert session.audience.stats.viewers_flooding == 1
-    assert session.audience.stats.input_events <= 40, "nothing past its burst reached the guest"
+    # its burst, and what its bucket refilled while the flood lasted (however slowly the machine took it in)
+    allowed = 40 + 20 * (time.monotonic() - started)
+    assert session.audience.stats.input_events <= allowed, "nothing past its budget reached the guest"
     events = session.audience.stats.input_events
     calm.send_input({"type": "pointer", "x": 0.25, "y": 0.25, "buttons": 0})
     await wait_for(lambda: session.audience.stats.input_events == events + 1, what="the calm viewer's input")

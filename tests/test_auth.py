@@ -203,7 +203,8 @@ def told(receiver: WhepReceiver, kind: str) -> list[dict]:
 async def test_a_viewer_is_disconnected_when_its_token_expires(make_server, anonymous, http):
     server = await make_server(source="synthetic:320x240@30")
     session = server.app[REGISTRY].get("default")
-    receiver = await connected_with(anonymous, await issue(http, server, role="control", ttl_seconds=3))
+    # 6 s: time enough to connect and type on a slow machine before the token expires
+    receiver = await connected_with(anonymous, await issue(http, server, role="control", ttl_seconds=6))
     receiver.send_input({"type": "key", "code": "KeyA", "down": True})
     await wait_for(lambda: session.audience.stats.input_events == 1, what="the key while the token is valid")
     await wait_for(lambda: len(session.audience) == 0, timeout=20, what="the viewer disconnected at expiry")
@@ -216,7 +217,7 @@ async def test_with_on_token_expiry_view_an_expired_viewer_only_watches(make_ser
     server = await make_server(source="synthetic:320x240@30", on_token_expiry="view")
     session = server.app[REGISTRY].get("default")
     sink = session.capture.input_sink
-    receiver = await connected_with(anonymous, await issue(http, server, role="control", ttl_seconds=3))
+    receiver = await connected_with(anonymous, await issue(http, server, role="control", ttl_seconds=6))
     receiver.send_input({"type": "key", "code": "KeyA", "down": True})
     await wait_for(lambda: "KeyA" in sink.keys_down, what="the key while the token is valid")
     await wait_for(lambda: told(receiver, "expired"), timeout=20, what="the viewer told its time is up")
@@ -238,7 +239,8 @@ async def offer_status(client, server, token: str | None = None) -> tuple[int, s
 
 
 async def test_a_token_takes_at_most_its_seats_and_the_operator_keeps_one(make_server, anonymous, http):
-    server = await make_server(source="synthetic:320x240@30", max_viewers=4)
+    # the offers never connect: they keep their seats for the whole test however slowly it runs
+    server = await make_server(source="synthetic:320x240@30", max_viewers=4, viewer_connect_timeout=300.0)
     session = server.app[REGISTRY].get("default")
     pair = await issue(http, server, max_viewers=2)
     assert pair["max_viewers"] == 2
@@ -255,10 +257,10 @@ async def test_a_token_takes_at_most_its_seats_and_the_operator_keeps_one(make_s
 async def test_seats_of_offers_that_never_connect_are_freed(make_server, anonymous, http):
     server = await make_server(source="synthetic:320x240@30", viewer_connect_timeout=1.0)
     session = server.app[REGISTRY].get("default")
-    issued = await issue(http, server)
-    assert [(await offer_status(anonymous, server, issued["token"]))[0] for _ in range(5)] == [201] * 4 + [503]
-    await wait_for(lambda: len(session.audience) == 0, what="the unconnected offers' seats freed")
+    issued = await issue(http, server, max_viewers=1)
     assert (await offer_status(anonymous, server, issued["token"]))[0] == 201
+    await wait_for(lambda: len(session.audience) == 0, what="the unconnected offer's seat freed")
+    assert (await offer_status(anonymous, server, issued["token"]))[0] == 201, "the token's one seat is free again"
 
 
 async def test_tokens_are_listed_a_page_at_a_time(make_server, http):

@@ -100,7 +100,8 @@ def test_bench_abuse_finds_no_5xx_and_gives_resources_back():
     attacks = result["attacks"]
     assert not result["token_in_log"] and attacks["stream_goes_on"], attacks
     seats = attacks["seats"]
-    assert seats["offers"] == {"201": 3, "503": 14}, "one token's unconnected offers fill the seats but the last"
+    # 3 x 201 then 503s, unless the machine is so slow that a seat was freed (after 10 s) meanwhile
+    assert seats["offers"]["201"] >= 3 and seats["offers"].get("503"), "the token fills the seats but the last"
     assert seats["operator_status"] == 201 and seats["seats_freed_s"] is not None, seats
     assert all(a["status"].endswith(" 400 Bad Request") and a["ours"] for a in attacks["parser_errors"].values())
     trickle = attacks["header_trickle"]
