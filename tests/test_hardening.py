@@ -122,7 +122,8 @@ async def test_a_connection_that_trickles_its_headers_is_closed(make_server):
 
 
 async def test_one_address_holds_a_bounded_number_of_connections(make_server, anonymous):
-    server = await make_server(source="synthetic:320x240@30", max_client_connections=3)
+    # the held connections send nothing: a long header timeout keeps them open however slowly the test runs
+    server = await make_server(source="synthetic:320x240@30", max_client_connections=3, header_timeout=300.0)
     held = [await asyncio.open_connection(server.host, server.port) for _ in range(3)]
     refused = await exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert refused.startswith(b"HTTP/1.1 429 ") and b"Server: vgpustream" in refused
