@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiortc import RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
+from tests.conftest import wait_for
 from tests.test_lifecycle import settle, within
 from vgpustream import compat, viewer
 from vgpustream.api import whep
@@ -153,3 +155,24 @@ async def test_hostile_input_messages_are_counted_and_the_channel_goes_on(make_s
     stats = session.audience.stats
     assert (stats.input_invalid, stats.input_events) == (len(hostile), 1)
     assert (await receiver.next_frame()).picture.width == 320
+
+
+async def test_a_viewer_that_floods_its_channel_is_disconnected_and_told_why(make_server, viewers):
+    server = await make_server(source="synthetic:320x240@30", input_rate=20.0, input_burst=40)
+    session = server.app[REGISTRY].get("default")
+    calm = await viewers(server)
+    flooding = await viewers(server)
+    for receiver in (calm, flooding):
+        await receiver.wait_channel_open()
+    started = time.monotonic()
+    for _ in range(400):
+        flooding.send_input({"type": "pointer", "x": 0.5, "y": 0.5, "buttons": 0})
+    await wait_for(lambda: len(session.audience) == 1, what="the flooding viewer disconnected")
+    assert [m["reason"] for m in flooding.messages if m.get("type") == "disconnect"] == ["flood"]
+    assert session.audience.stats.viewers_flooding == 1
+    # its burst, and what its bucket refilled while the flood lasted (however slowly the machine took it in)
+    allowed = 40 + 20 * (time.monotonic() - started)
+    assert session.audience.stats.input_events <= allowed, "nothing past its budget reached the guest"
+    events = session.audience.stats.input_events
+    calm.send_input({"type": "pointer", "x": 0.25, "y": 0.25, "buttons": 0})
+    await wait_for(lambda: session.audience.stats.input_events == events + 1, what="the calm viewer's input")

@@ -8,7 +8,8 @@ import logging
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, wait_for
+from tests.test_abuse import an_offer
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.receiver import WhepError, WhepReceiver
 
@@ -186,3 +187,113 @@ async def test_a_viewer_of_the_operator_token_is_listed_as_operator(make_server,
         assert response.status == 200, await response.text()
         (viewer,) = (await response.json())["viewers"]
     assert viewer["role"] == "operator" and viewer["token_id"] is None
+
+
+async def connected_with(anonymous, issued: dict) -> WhepReceiver:
+    receiver = WhepReceiver(issued["whep_url"], anonymous, token=issued["token"])
+    await receiver.connect()
+    await receiver.wait_channel_open()
+    return receiver
+
+
+def told(receiver: WhepReceiver, kind: str) -> list[dict]:
+    return [message for message in receiver.messages if message.get("type") == kind]
+
+
+async def test_a_viewer_is_disconnected_when_its_token_expires(make_server, anonymous, http):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    # 6 s: time enough to connect and type on a slow machine before the token expires
+    receiver = await connected_with(anonymous, await issue(http, server, role="control", ttl_seconds=6))
+    receiver.send_input({"type": "key", "code": "KeyA", "down": True})
+    await wait_for(lambda: session.audience.stats.input_events == 1, what="the key while the token is valid")
+    await wait_for(lambda: len(session.audience) == 0, timeout=20, what="the viewer disconnected at expiry")
+    assert [m["reason"] for m in told(receiver, "disconnect")] == ["token_expired"], "and told why"
+    assert session.capture.input_sink.keys_down == set(), "what it held is released"
+    await receiver.close()
+
+
+async def test_with_on_token_expiry_view_an_expired_viewer_only_watches(make_server, anonymous, http):
+    server = await make_server(source="synthetic:320x240@30", on_token_expiry="view")
+    session = server.app[REGISTRY].get("default")
+    sink = session.capture.input_sink
+    receiver = await connected_with(anonymous, await issue(http, server, role="control", ttl_seconds=6))
+    receiver.send_input({"type": "key", "code": "KeyA", "down": True})
+    await wait_for(lambda: "KeyA" in sink.keys_down, what="the key while the token is valid")
+    await wait_for(lambda: told(receiver, "expired"), timeout=20, what="the viewer told its time is up")
+    assert sink.keys_down == set(), "the keys it held are released when its control ends"
+    receiver.send_input({"type": "key", "code": "KeyB", "down": True})
+    await wait_for(lambda: session.audience.stats.input_refused == 1, what="input after expiry refused")
+    assert session.audience.stats.input_events == 1
+    (viewer,) = session.audience
+    assert (viewer.role, viewer.clipboard) == ("view", "none")
+    assert (await receiver.next_frame()).picture.width == 320, "it still watches"
+    await receiver.close()
+
+
+async def offer_status(client, server, token: str | None = None) -> tuple[int, str]:
+    """POST a real offer that is never connected (its ICE never completes); the status and the body."""
+    headers = {"Content-Type": "application/sdp"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    async with client.post(server.make_url("/whep/default"), data=await an_offer(), headers=headers) as response:
+        return response.status, await response.text()
+
+
+async def test_a_token_takes_at_most_its_seats_and_the_operator_keeps_one(make_server, anonymous, http):
+    # the offers never connect: they keep their seats for the whole test however slowly it runs
+    server = await make_server(source="synthetic:320x240@30", max_viewers=4, viewer_connect_timeout=300.0)
+    session = server.app[REGISTRY].get("default")
+    pair = await issue(http, server, max_viewers=2)
+    assert pair["max_viewers"] == 2
+    assert [(await offer_status(anonymous, server, pair["token"]))[0] for _ in range(3)] == [201, 201, 503]
+    crowd = await issue(http, server)
+    assert crowd["max_viewers"] == 4, "--token-max-viewers by default"
+    assert (await offer_status(anonymous, server, crowd["token"]))[0] == 201
+    status, body = await offer_status(anonymous, server, crowd["token"])
+    assert status == 503 and "operator" in body, "three people's viewers: the last seat is the operator's"
+    assert (await offer_status(http, server))[0] == 201
+    assert len(session.audience) == 4
+
+
+async def test_seats_of_offers_that_never_connect_are_freed(make_server, anonymous, http):
+    server = await make_server(source="synthetic:320x240@30", viewer_connect_timeout=1.0)
+    session = server.app[REGISTRY].get("default")
+    issued = await issue(http, server, max_viewers=1)
+    assert (await offer_status(anonymous, server, issued["token"]))[0] == 201
+    await wait_for(lambda: len(session.audience) == 0, what="the unconnected offer's seat freed")
+    assert (await offer_status(anonymous, server, issued["token"]))[0] == 201, "the token's one seat is free again"
+
+
+async def test_tokens_are_listed_a_page_at_a_time(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    issued = [(await issue(http, server))["id"] for _ in range(5)]
+    listed, url, pages = [], server.make_url("/api/v1/sessions/default/tokens?limit=2"), 0
+    while url is not None:
+        async with http.get(url) as response:
+            assert response.status == 200, await response.text()
+            page = await response.json()
+        assert len(page["tokens"]) <= 2
+        listed += [token["id"] for token in page["tokens"]]
+        url = page["next"] and server.make_url(page["next"])
+        pages += 1
+    assert (listed, pages) == (issued, 3), "in the order they were issued, each once"
+    for query in ("limit=0", "limit=1001", "after=-1", "page=2"):
+        async with http.get(server.make_url(f"/api/v1/sessions/default/tokens?{query}")) as response:
+            assert response.status == 400, query
+
+
+async def test_expired_and_revoked_tokens_are_purged_after_their_retention(make_server, http):
+    retention = 0.00002  # days: 1.7 s
+    server = await make_server(source="synthetic:320x240@30", token_retention_days=retention)
+    expiring = await issue(http, server, ttl_seconds=1)
+    revoked = await issue(http, server)
+    live = await issue(http, server)
+    async with http.delete(server.make_url(f"/api/v1/sessions/default/tokens/{revoked['id']}")) as response:
+        assert response.status == 204
+    async with http.get(server.make_url("/api/v1/sessions/default/tokens")) as response:
+        listed = [token["id"] for token in (await response.json())["tokens"]]
+    assert listed == [expiring["id"], revoked["id"], live["id"]], "kept through their retention"
+    await asyncio.sleep(1 + retention * 86_400 + 0.5)
+    restarted = await make_server(source="synthetic:320x240@30", token_retention_days=retention)  # same state
+    async with http.get(restarted.make_url("/api/v1/sessions/default/tokens")) as response:
+        listed = [token["id"] for token in (await response.json())["tokens"]]
+    assert listed == [live["id"]], "purged at start-up (and hourly)"

@@ -101,6 +101,17 @@ def test_bench_abuse_finds_no_5xx_and_gives_resources_back():
     assert result["server_tracebacks"] == 0
     assert result["stream_goes_on"], result
     assert result["back_to_baseline"], (result["resources_before"], result["resources_after"])
+    attacks = result["attacks"]
+    assert not result["token_in_log"] and attacks["stream_goes_on"], attacks
+    seats = attacks["seats"]
+    # 3 x 201 then 503s, unless the machine is so slow that a seat was freed (after 10 s) meanwhile
+    assert seats["offers"]["201"] >= 3 and seats["offers"].get("503"), "the token fills the seats but the last"
+    assert seats["operator_status"] == 201 and seats["seats_freed_s"] is not None, seats
+    assert all(a["status"].endswith(" 400 Bad Request") and a["ours"] for a in attacks["parser_errors"].values())
+    trickle = attacks["header_trickle"]
+    assert trickle["closed_by_server"] == trickle["connections"] == 500, trickle
+    assert attacks["crowd"]["refused_429"] == 200 - 128, attacks["crowd"]
+    assert attacks["channel_flood"]["told"] == ["flood"], attacks["channel_flood"]
 
 
 def test_bench_idle_reports_the_cost_of_unwatched_sessions_and_the_first_frame():

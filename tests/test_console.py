@@ -52,13 +52,15 @@ async def console_page(
     server, http, frames: int | None, role: str = "control", **emulation: object
 ) -> AsyncIterator[tuple[object, list[str]]]:
     """Chromium (with `emulation`) on the console link of a new token of `role` for session 'default', once
-    the console has decoded more than `frames` frames (at once for None); yields the page and its script errors."""
+    the console has decoded more than `frames` frames (at once for None); yields the page and its script errors
+    (Content-Security-Policy violations among them: the console must work under the server's policy)."""
     async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": role}) as response:
         issued = await response.json()
     async with chromium(**emulation) as browser:
         page = await browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: "Content Security Policy" in message.text and errors.append(message.text))
         await page.goto(issued["console_url"])
         if frames is not None:
             await decoded_more_than(page, frames)
@@ -157,7 +159,7 @@ async def test_the_console_warns_while_its_link_cannot_carry_the_stream(make_ser
         link.close()
 
 
-async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server, http, anonymous):
+async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server, http):
     """Each frame's delay from abs-capture-time agrees with the synthetic source's stamp read from the same
     frames, the stats overlay shows it, and every reported delay reaches /metrics."""
     server = await make_server(source="synthetic:640x360@30")
@@ -167,10 +169,12 @@ async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server,
         page = await browser.new_page()
         await page.add_init_script(READ_STAMPS + RECORD_DELAY_REPORTS)
         await page.goto(issued["console_url"])
-        await page.wait_for_function("window.delayReports.length >= 4", timeout=20_000)
+        await page.wait_for_function("() => window.delayReports.length >= 4", timeout=20_000)
         await page.click("#stats-toggle")
         overlay = page.locator("#stats")
-        await page.wait_for_function("/glass to glass \\d+ ms/.test(document.getElementById('stats').textContent)")
+        await page.wait_for_function(
+            "() => /glass to glass \\d+ ms/.test(document.getElementById('stats').textContent)"
+        )
         assert "glass to glass" in await overlay.text_content()
         reports = await page.evaluate("window.delayReports")
         stamped = await page.evaluate("window.benchLatency.displayed")
@@ -179,7 +183,7 @@ async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server,
     # the stamp reader skips the first second; so does this comparison
     console, stamps = float(np.median(reported[30:])), float(np.median(stamped))
     assert abs(console - stamps) < 3, f"console {console:.1f} ms, stamps {stamps:.1f} ms"
-    async with anonymous.get(server.make_url("/metrics")) as response:
+    async with http.get(server.make_url("/metrics")) as response:
         metrics = await response.text()
     count = metric_value(metrics, "vgpustream_session_glass_to_glass_seconds_count", session="default")
     total = metric_value(metrics, "vgpustream_session_glass_to_glass_seconds_sum", session="default")

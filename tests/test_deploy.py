@@ -183,6 +183,23 @@ SERVICE_MONITOR_ENDPOINT = {
             "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$",
         },
         "scrapeTimeout": {"type": "string"},
+        "authorization": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "type": {"type": "string"},
+                "credentials": {
+                    "type": "object",
+                    "required": ["key"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "key": {"type": "string"},
+                        "optional": {"type": "boolean"},
+                    },
+                },
+            },
+        },
     },
 }
 
@@ -213,6 +230,11 @@ def test_service_monitor_is_valid_and_finds_the_service():
     assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    # with the operator token, which /metrics needs: the Secret's key
+    secret = manifests()["Secret"]
+    credentials = endpoint["authorization"]["credentials"]
+    assert endpoint["authorization"]["type"] == "Bearer" and credentials["name"] == secret["metadata"]["name"]
+    assert credentials["key"] in secret["stringData"]
     assert service["spec"]["selector"] == manifests()["DaemonSet"]["spec"]["selector"]["matchLabels"]
 
 

@@ -46,13 +46,13 @@ def test_fps_and_bitrate_read_true_from_the_first_frames_on():
     assert meter.rates(299 / 30 + RATE_WINDOW + 0.1) == (0.0, 0.0), "stopped: nothing in the last window"
 
 
-async def test_metrics_parse_and_move_when_frames_flow(make_server, anonymous, viewers):
+async def test_metrics_parse_and_move_when_frames_flow(make_server, http, viewers):
     server = await make_server(source="synthetic:320x240@30")
     receiver = await viewers(server)
     await receiver.next_frame()
 
     async def scrape() -> str:
-        async with anonymous.get(server.make_url("/metrics")) as response:
+        async with http.get(server.make_url("/metrics")) as response:
             assert response.status == 200 and response.content_type == "text/plain"
             return await response.text()
 
@@ -72,15 +72,15 @@ async def test_metrics_parse_and_move_when_frames_flow(make_server, anonymous, v
 OPENMETRICS = "application/openmetrics-text"
 
 
-async def test_metrics_negotiate_openmetrics_and_pass_promtool(make_server, anonymous, viewers):
+async def test_metrics_negotiate_openmetrics_and_pass_promtool(make_server, http, viewers):
     server = await make_server(source="synthetic:320x240@30")
     await (await viewers(server)).next_frame()
     headers = {"Accept": f"{OPENMETRICS}; version=1.0.0; charset=utf-8"}
-    async with anonymous.get(server.make_url("/metrics"), headers=headers) as response:
+    async with http.get(server.make_url("/metrics"), headers=headers) as response:
         assert response.status == 200 and response.content_type == OPENMETRICS
         openmetrics = await response.text()
     assert openmetrics.endswith("# EOF\n")
-    async with anonymous.get(server.make_url("/metrics")) as response:
+    async with http.get(server.make_url("/metrics")) as response:
         assert response.content_type == "text/plain", "without asking, Prometheus' text format"
         text = await response.read()
     promtool = shutil.which("promtool")
@@ -93,20 +93,23 @@ async def test_metrics_negotiate_openmetrics_and_pass_promtool(make_server, anon
     assert checked.returncode == 0, output.decode()
 
 
-async def test_readyz_reports_a_lost_source(make_server, anonymous, tmp_path):
+async def test_readyz_reports_a_lost_source_to_the_operator_only(make_server, anonymous, http, tmp_path):
     server = await make_server(source="synthetic:320x240@30")
     async with anonymous.get(server.make_url("/readyz")) as response:
-        assert response.status == 200 and (await response.json())["status"] == "ready"
+        assert response.status == 200 and await response.json() == {"status": "ready"}
     # a VM that is down: the socket its VMM would hand the device over on is not there
     down = await make_server(source=f"vfio-fd:unix:{tmp_path}/vmm.sock")
     for _ in range(50):
-        async with anonymous.get(down.make_url("/readyz")) as response:
+        async with http.get(down.make_url("/readyz")) as response:
             if response.status == 503:
                 assert (await response.json())["lost_sessions"] == ["default"]
                 break
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("a session whose source cannot be opened must make /readyz answer 503")
+    async with anonymous.get(down.make_url("/readyz")) as response:
+        assert response.status == 503
+        assert await response.json() == {"status": "not ready"}, "no session names without a token"
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ async def test_chromium_plays_a_recording_and_seeks_in_it(make_server, http):
         page.on("response", lambda r: partial.append(r.status) if "/file?" in r.url else None)
         await page.goto(str(server.make_url(done["file_link"])))
         await page.wait_for_function(
-            "document.querySelector('video') && document.querySelector('video').readyState >= 2"
+            "() => document.querySelector('video') && document.querySelector('video').readyState >= 2"
         )
         duration = await page.evaluate("document.querySelector('video').duration")
         assert abs(duration - done["duration"]) < 0.2, (duration, done["duration"])
@@ -69,7 +69,7 @@ async def test_chromium_plays_a_recording_and_seeks_in_it(make_server, http):
         back = await stamp_on_show(page)
         assert 20 <= back - start_frame <= 40, f"and back to 1 s: {start_frame} -> {back}"
         await page.evaluate("document.querySelector('video').play()")
-        await page.wait_for_function("document.querySelector('video').currentTime > 2.0")
+        await page.wait_for_function("() => document.querySelector('video').currentTime > 2.0")
 
     assert any(r.startswith("bytes=") for r in ranges), f"Chromium asked for ranges: {ranges}"
     assert 206 in partial, f"and got partial content: {partial}"
@@ -98,8 +98,8 @@ async def test_the_session_list_badges_a_recording_session_and_plays_its_recordi
         assert await rows.nth(1).locator("td").nth(1).text_content() == "first"
         await rows.nth(1).locator("a", has_text="play").click()
         await page.wait_for_function(
-            "(() => { const v = document.getElementById('recording-player'); "
-            "return v.readyState >= 2 && v.currentTime > 0.5 && v.videoWidth === 320; })()"
+            "() => { const v = document.getElementById('recording-player'); "
+            "return v.readyState >= 2 && v.currentTime > 0.5 && v.videoWidth === 320; }"
         )
         assert await page.evaluate("document.getElementById('recording-player').dataset.recording") == finished["id"]
         (tmp_path / "recordings.png").write_bytes(await page.screenshot(full_page=True))

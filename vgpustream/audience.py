@@ -23,6 +23,7 @@ import av
 from aiortc import RTCIceServer
 
 from vgpustream.audit import ViewerAudit
+from vgpustream.auth import OPERATOR, Grant
 from vgpustream.capture.stats import GLASS_TO_GLASS_BUCKETS, Histogram
 from vgpustream.clipboard import (
     Assembly,
@@ -37,6 +38,8 @@ from vgpustream.clipboard import (
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
+from vgpustream.ratelimit import TokenBucket
+from vgpustream.settings import ViewerRules
 from vgpustream.sources.base import Cursor, InputSink, SourceState
 from vgpustream.viewer import Viewer, ViewerCallbacks
 
@@ -51,6 +54,9 @@ GONE_LIMIT = 256
 """The most viewers remembered as gone; the oldest are forgotten first."""
 VIEWER_KEYFRAME_INTERVAL = 2.0
 """Seconds between two keyframe requests of one viewer that are passed on to the encoder."""
+OPERATOR_SEATS = 1
+"""Seats of a session that only viewers of an operator token may take (when it has more than one seat), so
+that people's viewers, or someone's unfinished offers, never lock the operator out."""
 
 
 @dataclass
@@ -60,11 +66,18 @@ class AudienceStats:
     input_refused: int = 0
     keyframe_requests_limited: int = 0
     """Viewers' own keyframe requests (PLI/FIR) held back by VIEWER_KEYFRAME_INTERVAL."""
+    viewers_flooding: int = 0
+    """Viewers disconnected for sending data-channel messages faster than they may."""
 
 
 @dataclass
 class _Seat:
     """What the audience keeps for one viewer."""
+
+    messages: TokenBucket
+    """The data-channel messages the viewer may still send (a viewer that empties it is disconnected)."""
+    expiry: asyncio.TimerHandle | None = None
+    """Ends what the viewer's token allows when the token expires (None for tokens that do not)."""
 
     attached: bool = False
     """Whether the viewer gets the fan-out (from when it is connected)."""
@@ -93,7 +106,7 @@ class Audience:
     def __init__(
         self,
         max_viewers: int,
-        idle_timeout: float,
+        rules: ViewerRules,
         sink: InputSink | None,
         request_keyframe: Callable[[], None],
         bitrate: int,
@@ -114,7 +127,7 @@ class Audience:
         self._clipboard = clipboard
         if clipboard is not None:
             clipboard.listener = self.publish_clipboard
-        self._idle_timeout = idle_timeout
+        self._rules = rules
         self._sink = sink
         self._resize = resize
         """Where control viewers' resize requests go (the session's Resizer)."""
@@ -142,16 +155,50 @@ class Audience:
     def __len__(self) -> int:
         return len(self._viewers)
 
-    def admit(self, ice_servers: list[RTCIceServer], role: str, token_id: str | None = None) -> Viewer:
-        """A viewer for this session (not yet connected); Full when there is no room."""
-        if len(self._viewers) >= self.max_viewers:
-            raise Full(f"session has its maximum of {self.max_viewers} viewers")
+    def admit(self, ice_servers: list[RTCIceServer], grant: Grant) -> Viewer:
+        """A viewer for this session (not yet connected) with what `grant` allows; Full when there is no room."""
+        self._check_room(grant)
         if not self._viewers:
             self._request_keyframe()  # a capture loop nobody watched starts encoding now, with an IDR
-        viewer = Viewer(self._callbacks, ice_servers, role, token_id, self._idle_timeout, sound=self.sound)
+        viewer = Viewer(self._callbacks, ice_servers, grant, self._rules, sound=self.sound)
         self._viewers[viewer.id] = viewer
-        self._seats[viewer] = _Seat()
+        seat = self._seats[viewer] = _Seat(TokenBucket(self._rules.input_rate, self._rules.input_burst))
+        if grant.expires_at is not None:
+            delay = max(0.0, grant.expires_at - time.time())
+            seat.expiry = asyncio.get_running_loop().call_later(delay, self._token_expired, viewer)
         return viewer
+
+    def _check_room(self, grant: Grant) -> None:
+        """Full unless the session has a seat for a viewer of `grant`: one of the session's, not the
+        operator's (OPERATOR_SEATS) unless the grant is the operator's, and within its token's own limit."""
+        if len(self._viewers) >= self.max_viewers:
+            raise Full(f"session has its maximum of {self.max_viewers} viewers")
+        if grant.role == OPERATOR:
+            return
+        people = sum(viewer.role != OPERATOR for viewer in self._viewers.values())
+        if people >= max(1, self.max_viewers - OPERATOR_SEATS):
+            raise Full("the session's last seat is kept for the operator")
+        if grant.token_id is None:
+            return
+        seats = grant.max_viewers or self._rules.token_viewers
+        if sum(viewer.token_id == grant.token_id for viewer in self._viewers.values()) >= seats:
+            raise Full(f"this token has its maximum of {seats} viewers")
+
+    def _token_expired(self, viewer: Viewer) -> None:
+        """The viewer's token expired: it is disconnected, or (--on-token-expiry view) it only watches from now
+        on; either way it is told why."""
+        seat = self._seats.get(viewer)
+        if seat is None:
+            return
+        seat.expiry = None
+        if self._rules.on_token_expiry == "disconnect":
+            viewer.dismiss("token_expired", "the link's time is up")
+            return
+        viewer.role, viewer.clipboard = "view", "none"
+        self._release_keys(seat)
+        viewer.send_message(
+            json.dumps({"type": "expired", "message": "the link's time is up: the VM takes no more input from it"})
+        )
 
     def viewer(self, viewer_id: str) -> Viewer:
         try:
@@ -325,11 +372,16 @@ class Audience:
             self.audit.left(viewer.id)
         if seat.replaying is not None:
             seat.replaying.cancel()  # it only feeds the viewer's queue, which is closed with it
-        if self._sink is None:
-            return
-        # a viewer that leaves mid-keystroke must not leave the key stuck down in the guest
-        for code in sorted(seat.keys_down):
-            self._sink.send(KeyEvent(code=code, down=False))
+        if seat.expiry is not None:
+            seat.expiry.cancel()
+        self._release_keys(seat)
+
+    def _release_keys(self, seat: _Seat) -> None:
+        """A viewer that leaves (or loses control) mid-keystroke must not leave the key stuck down in the guest."""
+        if self._sink is not None:
+            for code in sorted(seat.keys_down):
+                self._sink.send(KeyEvent(code=code, down=False))
+        seat.keys_down.clear()
 
     def _remember_gone(self, viewer_id: str) -> None:
         now = time.monotonic()
@@ -338,6 +390,13 @@ class Audience:
             self._gone.popitem(last=False)
 
     def _on_input(self, viewer: Viewer, message: str | bytes) -> None:
+        seat = self._seats.get(viewer)  # None once the viewer has left
+        if seat is None or viewer.dismissed is not None:
+            return
+        if not seat.messages.take():
+            self.stats.viewers_flooding += 1
+            viewer.dismiss("flood", f"more than {self._rules.input_rate:g} messages a second")
+            return
         if is_clipboard_message(message):
             self._on_clipboard(viewer, message)
             return
@@ -346,13 +405,12 @@ class Audience:
         except InvalidInput:
             self.stats.input_invalid += 1
             return
-        seat = self._seats.get(viewer)  # None once the viewer has left
         if isinstance(event, DelayReport):  # any viewer may tell what it sees, whatever its role
             for ms in event.ms:
                 self.glass_to_glass.observe(ms / 1000)
             return
         target = self._resize if isinstance(event, ResizeEvent) else self._sink
-        if seat is None or not viewer.can_control or target is None:
+        if not viewer.can_control or target is None:
             self.stats.input_refused += 1
             return
         self.stats.input_events += 1

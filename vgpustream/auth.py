@@ -41,6 +41,10 @@ class Grant:
     token_id: str | None = None
     clipboard: str | None = None
     """The token's clipboard access; None: what its role gets."""
+    expires_at: float | None = None
+    """When (wall-clock seconds) the token expires; None for the operator's, which do not."""
+    max_viewers: int | None = None
+    """The viewers the token may have at once; None: the server's default (--token-max-viewers)."""
 
     @property
     def can_control(self) -> bool:
@@ -153,10 +157,17 @@ class Authority:
             record.used_at is not None or (consume and not self._store.use_token(record.id, now))
         ):
             raise Forbidden("the single-use token was used already")
-        return Grant(record.role, record.id, record.clipboard)
+        return Grant(record.role, record.id, record.clipboard, record.expires_at, record.max_viewers)
 
     def issue(
-        self, session_id: str, role: str, ttl_seconds: int, single_use: bool, clipboard: str | None = None
+        self,
+        session_id: str,
+        role: str,
+        ttl_seconds: int,
+        single_use: bool,
+        *,
+        clipboard: str | None = None,
+        max_viewers: int | None = None,
     ) -> tuple[TokenRecord, str]:
         """A new viewer token for a session: its record and its secret (shown once, never stored)."""
         secret = new_secret()
@@ -171,6 +182,7 @@ class Authority:
             used_at=None,
             revoked_at=None,
             clipboard=clipboard,
+            max_viewers=max_viewers,
         )
         self._store.add_token(record, token_hash(secret))
         return record, secret

@@ -40,6 +40,9 @@ stopped applying would show up only as a stream that never recovers from loss.
   them (`_refuse_unusable_candidates`).
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
   (`count_frames_without_decoding`).
+- aiohttp: a server makes each connection's `RequestHandler` itself (`web_server.Server.__call__`), with no
+  way to name another class; `serve_connections_with` rebinds that module's name to a subclass (ours bounds
+  each client address's connections, times out slow headers, and keeps request bytes out of the log).
 - dbus-fast: `PeerBus`, a connection to one peer over an existing socket, without the bus's Hello.
 - PyAV: a codec's options are set only when it is opened, but FFmpeg's libx264 takes a new peak rate
   (`maxrate`) while open, at the next frame, and the encoder refines a still picture at a higher one
@@ -68,6 +71,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import aiohttp.web_server
 import aioice.ice
 import aioice.mdns
 import aiortc.clock
@@ -83,7 +87,7 @@ from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
 
 from vgpustream.errors import VgpuStreamError
 
-SUPPORTED = {"aiortc": "1.16.", "aioice": "0.13.", "dbus-fast": "5."}
+SUPPORTED = {"aiortc": "1.16.", "aioice": "0.13.", "dbus-fast": "5.", "aiohttp": "3.14."}
 """The release series each patch below was written and tested against (a version prefix)."""
 
 DTLS_CIPHER_SUITES = b":".join(
@@ -425,6 +429,13 @@ async def _stop_each_transport(pc: RTCPeerConnection) -> None:
     if closed is not None and not closed.done():
         closed.set_result(True)  # a second close() waits on it
     pc.remove_all_listeners()
+
+
+def serve_connections_with(handler: type[aiohttp.web_server.RequestHandler]) -> None:
+    """Make every aiohttp server of this process handle its connections with `handler`, a RequestHandler
+    subclass that takes the app's `handler_args` (aiohttp passes them to the class it names)."""
+    check_versions({"aiohttp": SUPPORTED["aiohttp"]})
+    aiohttp.web_server.RequestHandler = handler  # type: ignore[misc]
 
 
 def advertise_host_addresses(addresses: Sequence[str]) -> None:

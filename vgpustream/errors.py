@@ -92,6 +92,12 @@ class Forbidden(VgpuStreamError):
         """Its Bearer token error (RFC 6750): invalid_token, insufficient_scope or invalid_request."""
 
 
+class MisdirectedRequest(VgpuStreamError):
+    """A request whose Host is none of the server's own names, where a link would be built from it."""
+
+    code = "misdirected_request"
+
+
 class UnsupportedMediaType(VgpuStreamError):
     code = "unsupported_media_type"
 

@@ -1,4 +1,5 @@
-"""Per-client token buckets for the endpoints that cost the most (token issue, WHEP offers)."""
+"""Token buckets: per client for the endpoints that cost the most (token issue, WHEP offers), and per viewer
+for its data-channel messages."""
 
 from __future__ import annotations
 
@@ -10,22 +11,43 @@ from vgpustream.errors import RateLimited
 MAX_CLIENTS = 10_000
 
 
-class RateLimiter:
-    """`rate` requests per second per key with bursts of `burst`; remembers at most MAX_CLIENTS keys."""
+class TokenBucket:
+    """`rate` events per second in bursts of up to `burst`."""
 
     def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = burst
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._tokens = float(burst)
+        self._last = time.monotonic()
+
+    def take(self) -> bool:
+        """Take one event's token; False (and nothing taken) when the bucket is empty."""
+        now = time.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+    def wait(self) -> int:
+        """Whole seconds (at least 1) until the next token."""
+        return max(1, round((1 - self._tokens) / self.rate))
+
+
+class RateLimiter:
+    """A TokenBucket per key; remembers at most MAX_CLIENTS keys, forgetting the least recent first."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def check(self, key: str) -> None:
         """Take one request from `key`'s bucket, or raise RateLimited with the wait in seconds."""
-        now = time.monotonic()
-        tokens, last = self._buckets.pop(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            raise RateLimited("too many requests; slow down", retry_after=max(1, round((1 - tokens) / self.rate)))
-        self._buckets[key] = (tokens - 1.0, now)
+        bucket = self._buckets.pop(key, None) or TokenBucket(self.rate, self.burst)
+        self._buckets[key] = bucket
         while len(self._buckets) > MAX_CLIENTS:
             self._buckets.popitem(last=False)
+        if not bucket.take():
+            raise RateLimited("too many requests; slow down", retry_after=bucket.wait())

@@ -92,9 +92,7 @@ class SessionRegistry:
         await asyncio.gather(*(session.stop() for session in sessions))
 
     def _session(self, spec: SessionSpec) -> Session:
-        session = Session(
-            spec, self.settings.viewer_idle_timeout, self.settings.idle_sample_rate, self.settings.sound_bitrate
-        )
+        session = Session(spec, self.settings.viewer_rules, self.settings.idle_sample_rate, self.settings.sound_bitrate)
         if self.audit is not None:
             session.audience.audit = self.audit.viewers(spec.id)
         return session

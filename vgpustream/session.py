@@ -8,6 +8,7 @@ from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
 from vgpustream.recording.recorder import Recorders
 from vgpustream.resize import Resizer
+from vgpustream.settings import ViewerRules
 from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
 from vgpustream.sound import SoundEncoder, SoundStats
 from vgpustream.sources import create_source
@@ -27,7 +28,7 @@ class Session:
     def __init__(
         self,
         spec: SessionSpec,
-        viewer_idle_timeout: float = 30.0,
+        rules: ViewerRules,
         idle_sample_rate: float = 1.0,
         sound_bitrate: int = DEFAULT_SOUND_BITRATE,
     ) -> None:
@@ -39,7 +40,7 @@ class Session:
         """JPEGs of the capture loop's latest thumbnail, for the session list."""
         self.audience = Audience(
             spec.max_viewers,
-            viewer_idle_timeout,
+            rules,
             self.capture.input_sink,
             self.capture.request_keyframe,
             spec.encoder.bitrate,

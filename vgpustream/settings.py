@@ -25,6 +25,8 @@ RETENTION_INTERVAL = 3600.0
 also applied at start-up."""
 
 DEFAULT_SOURCE = "synthetic:1280x720@30"
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+"""The loopback names a Host header may carry by default, besides the listen address."""
 ENV_PREFIX = "VGPUSTREAM_"
 
 
@@ -53,6 +55,23 @@ class IceServer:
     url: str
     username: str | None = None
     credential: str | None = None
+
+
+@dataclass(frozen=True)
+class ViewerRules:
+    """What every viewer of a session is held to (from the Settings of the same names)."""
+
+    idle_timeout: float
+    """Seconds a viewer may stay disconnected before it is dropped."""
+    connect_timeout: float
+    """Seconds an offer may take to connect; its seat is given back after that."""
+    on_token_expiry: str
+    """disconnect, or view: a viewer whose token expires keeps watching but controls nothing."""
+    input_rate: float
+    """Data-channel messages per second a viewer may send, in bursts of `input_burst`."""
+    input_burst: int
+    token_viewers: int
+    """The viewers one viewer token may have at once, unless it was minted with its own number."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +119,44 @@ class Settings:
     max_token_ttl: int = setting("longest lifetime a viewer token may be given, in seconds", default=86_400)
     rate_limit: float = setting("token and WHEP requests per second per client address", default=5.0)
     rate_burst: int = setting("burst of token and WHEP requests per client address", default=20)
-    viewer_idle_timeout: float = setting("seconds a viewer may stay unconnected before it is dropped", default=30.0)
+    viewer_idle_timeout: float = setting("seconds a viewer may stay disconnected before it is dropped", default=30.0)
+    viewer_connect_timeout: float = setting(
+        "seconds a viewer's offer may take to connect; its seat is freed after that", default=10.0
+    )
+    on_token_expiry: str = setting(
+        "what happens to a connected viewer when its token expires: disconnect, or view (input and clipboard "
+        "refused from then on)",
+        default="disconnect",
+    )
+    token_max_viewers: int = setting(
+        "viewers one viewer token may have at once, unless set when it is minted", default=4
+    )
+    token_retention_days: float = setting(
+        "days an expired or revoked token is kept before it is deleted (applied at start-up and hourly)",
+        default=7.0,
+    )
+    input_rate: float = setting(
+        "data-channel messages per second a viewer may send (the console's Type text sends up to 400)",
+        default=1000.0,
+    )
+    input_burst: int = setting(
+        "burst of data-channel messages a viewer may send; past it the viewer is disconnected", default=2000
+    )
+    header_timeout: float = setting(
+        "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0
+    )
+    max_client_connections: int = setting("open HTTP connections per client address", default=128)
+    metrics_public: bool = setting(
+        "serve /metrics without a token (default: the operator token is needed)", default=False
+    )
+    allowed_host: tuple[str, ...] = setting(
+        "a name (Host header) links may be built from when --public-url is not set (repeatable; default the "
+        "listen address and the localhost names)",
+        default=(),
+    )
+    frame_ancestors: tuple[str, ...] = setting(
+        "an origin that may embed the console in a frame (repeatable; default none may)", default=()
+    )
     max_sdp_bytes: int = setting("largest SDP body accepted", default=32 * 1024)
     max_json_bytes: int = setting("largest JSON body accepted", default=16 * 1024)
     audit_webhook: str | None = setting(
@@ -132,11 +188,19 @@ class Settings:
             "token_ttl",
             "max_token_ttl",
             "rate_burst",
+            "token_max_viewers",
+            "input_burst",
+            "max_client_connections",
             "max_recordings",
             "recording_retention_bytes",
         ):
             if getattr(self, name) < 1:
                 raise VgpuStreamError(f"{name} must be at least 1")
+        if self.on_token_expiry not in ("view", "disconnect"):
+            raise VgpuStreamError("on token expiry must be view or disconnect")
+        for name in ("viewer_connect_timeout", "header_timeout", "input_rate"):
+            if not getattr(self, name) > 0:
+                raise VgpuStreamError(f"{name.replace('_', ' ')} must be above 0")
         if not 0.1 <= self.idle_sample_rate <= 30:
             raise VgpuStreamError("idle sample rate must be within 0.1..30 per second")
         if not 6_000 <= self.sound_bitrate <= 510_000:
@@ -144,13 +208,21 @@ class Settings:
         self.encoder  # noqa: B018 - validates fps, bitrate and keyframe interval now, not at first use
         if self.source and self.resolution:
             raise VgpuStreamError("--resolution sizes the synthetic default source; put the size in --source instead")
-        for name in ("recording_retention_days", "audit_retention_days"):
+        for name in ("recording_retention_days", "audit_retention_days", "token_retention_days"):
             if not 0 < getattr(self, name) <= 36_500:
                 raise VgpuStreamError(f"{name.replace('_days', '').replace('_', ' ')} must be within 0..36500 days")
         if self.audit_webhook_secret_file and not self.audit_webhook:
             raise VgpuStreamError("--audit-webhook-secret-file signs the --audit-webhook's POSTs: give both")
         if self.audit_webhook and not re.fullmatch(r"https?://\S{1,2000}", self.audit_webhook):
             raise VgpuStreamError("the audit webhook must be an http:// or https:// URL")
+        for origin in self.frame_ancestors:
+            if not re.fullmatch(r"'self'|https?://[\w.*-]+(:\d{1,5})?", origin):
+                raise VgpuStreamError(
+                    f"frame ancestor {origin[:60]!r} must be 'self' or an origin like https://portal.example"
+                )
+        for name in self.allowed_host:
+            if not re.fullmatch(r"[\w.:\[\]-]{1,253}", name):
+                raise VgpuStreamError(f"allowed host {name[:60]!r} must be a host name or address")
         if self.resolution and not re.fullmatch(r"\d{2,5}x\d{2,5}", self.resolution):
             raise VgpuStreamError("resolution must look like 1920x1080")
 
@@ -164,6 +236,23 @@ class Settings:
     @property
     def encoder(self) -> EncoderSettings:
         return EncoderSettings(bitrate=self.bitrate, fps=self.fps, keyframe_interval=self.keyframe_interval)
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        """The names (Host header, without the port) that links may be built from."""
+        names = self.allowed_host or (self.host, *LOCAL_NAMES)
+        return frozenset(name.lower().strip("[]") for name in names)
+
+    @property
+    def viewer_rules(self) -> ViewerRules:
+        return ViewerRules(
+            idle_timeout=self.viewer_idle_timeout,
+            connect_timeout=self.viewer_connect_timeout,
+            on_token_expiry=self.on_token_expiry,
+            input_rate=self.input_rate,
+            input_burst=self.input_burst,
+            token_viewers=self.token_max_viewers,
+        )
 
     @property
     def ice_servers(self) -> tuple[IceServer, ...]:

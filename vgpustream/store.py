@@ -51,6 +51,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE tokens ADD COLUMN clipboard TEXT CHECK (clipboard IN ('none', 'read', 'readwrite'));
     """,
+    # 3: how many viewers a token may have at once (NULL: the server's --token-max-viewers)
+    """
+    ALTER TABLE tokens ADD COLUMN max_viewers INTEGER;
+    """,
 )
 
 
@@ -79,6 +83,8 @@ class TokenRecord:
     revoked_at: float | None
     clipboard: str | None = None
     """none, read or readwrite; None for what the role gets (tokens from before there was a choice)."""
+    max_viewers: int | None = None
+    """Viewers it may have at once; None for the server's default (tokens from before there was a choice)."""
 
 
 class DatabaseUnusable(Exception):
@@ -188,7 +194,7 @@ class Store:
     def add_token(self, record: TokenRecord, token_hash: bytes) -> None:
         with self._writing() as db:
             db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.session_id,
@@ -200,18 +206,15 @@ class Store:
                     None,
                     None,
                     record.clipboard,
+                    record.max_viewers,
                 ),
             )
 
     def token_by_hash(self, token_hash: bytes) -> tuple[TokenRecord, bytes] | None:
-        row = self._db.execute(
-            "SELECT id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard, hash "
-            "FROM tokens WHERE hash = ?",
-            (token_hash,),
-        ).fetchone()
+        row = self._db.execute(f"SELECT {TOKEN_COLUMNS}, hash FROM tokens WHERE hash = ?", (token_hash,)).fetchone()
         if row is None:
             return None
-        return _token(row), row[9]
+        return _token(row), row[-1]
 
     def use_token(self, token_id: str, now: float) -> bool:
         """Mark a single-use token used; False if it was used already (atomic)."""
@@ -227,15 +230,26 @@ class Store:
             )
         return cursor.rowcount == 1
 
-    def tokens(self, session_id: str) -> list[TokenRecord]:
+    def tokens(self, session_id: str, after: int = 0, limit: int = -1) -> list[tuple[int, TokenRecord]]:
+        """A session's tokens in the order they were issued, from after position `after`, at most `limit`
+        (-1: all); each with its position, which a next page starts after."""
         rows = self._db.execute(
-            "SELECT id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard "
-            "FROM tokens WHERE session_id = ? ORDER BY created_at",
-            (session_id,),
+            f"SELECT rowid, {TOKEN_COLUMNS} FROM tokens WHERE session_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+            (session_id, after, limit),
         ).fetchall()
-        return [_token(row) for row in rows]
+        return [(row[0], _token(row[1:])) for row in rows]
+
+    def purge_tokens(self, before: float) -> int:
+        """Delete the tokens that expired or were revoked before `before`; how many went."""
+        with self._writing() as db:
+            cursor = db.execute("DELETE FROM tokens WHERE expires_at < ? OR revoked_at < ?", (before, before))
+        return cursor.rowcount
+
+
+TOKEN_COLUMNS = "id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard, max_viewers"
+"""A TokenRecord's columns, in its fields' order."""
 
 
 def _token(row: tuple[object, ...]) -> TokenRecord:
-    """A token record from its columns, in the order the queries select them."""
-    return TokenRecord(*row[:5], bool(row[5]), *row[6:9])  # type: ignore[arg-type]
+    """A token record from its columns, in the order of TOKEN_COLUMNS (anything after them ignored)."""
+    return TokenRecord(*row[:5], bool(row[5]), *row[6:10])  # type: ignore[arg-type]

@@ -27,9 +27,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
-from vgpustream.auth import OPERATOR
+from vgpustream.auth import OPERATOR, Grant
 from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
+from vgpustream.settings import ViewerRules
 
 INPUT_CHANNEL = "input"
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
@@ -39,6 +40,9 @@ LINK_WINDOW = 4.0
 """Seconds over which a viewer's link is judged, from its RTCP receiver reports and its queue."""
 POOR_LOSS = 0.05
 """The share of packets lost for good (after NACK retransmission) above which a link is poor."""
+DISMISS_GRACE = 3.0
+"""Seconds between telling a viewer why it is disconnected and disconnecting it, for the message to arrive: a
+viewer busy sending (a flooding one) takes it in only after one to three seconds of its own queue."""
 
 
 @dataclass(frozen=True)
@@ -180,19 +184,21 @@ class Viewer:
         self,
         callbacks: ViewerCallbacks,
         ice_servers: list[RTCIceServer],
-        role: str,
-        token_id: str | None = None,
-        idle_timeout: float = 30.0,
+        grant: Grant,
+        rules: ViewerRules,
         *,
         sound: bool = False,
     ) -> None:
         self.id = secrets.token_urlsafe(12)
-        self.role = role
-        self.token_id = token_id
-        self.clipboard = "read"
+        self.role = grant.role
+        self.token_id = grant.token_id
+        self.clipboard = grant.clipboard_access
         """What the viewer may do with the guest's clipboard: none, read or readwrite (its token says)."""
         self.created_at = time.time()
-        self.idle_timeout = idle_timeout
+        self.idle_timeout = rules.idle_timeout
+        self.dismissed: str | None = None
+        """Why the viewer is being disconnected (it is told, then let go); None while it is welcome."""
+        self._leaving: asyncio.TimerHandle | None = None
         self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
         self.sound_queue: PacketQueue | None = None
         """The viewer's Opus packets, when the session has sound and the viewer's offer takes audio."""
@@ -211,7 +217,7 @@ class Viewer:
         self._watching: asyncio.Task[None] | None = None
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
-        self._idle = asyncio.get_running_loop().call_later(idle_timeout, self._idle_expired)
+        self._idle = asyncio.get_running_loop().call_later(rules.connect_timeout, self._idle_expired)
 
     @property
     def can_control(self) -> bool:
@@ -342,6 +348,18 @@ class Viewer:
         self.channel.send(text)
         return True
 
+    def dismiss(self, reason: str, message: str) -> None:
+        """Tell the viewer on its channel why it must go ({"type": "disconnect", "reason", "message"}), then
+        disconnect it DISMISS_GRACE seconds later; what it sends meanwhile is ignored."""
+        if self._closing or self.dismissed is not None:
+            return
+        self.dismissed = reason
+        self.send_message(json.dumps({"type": "disconnect", "reason": reason, "message": message}))
+        self._leaving = asyncio.get_running_loop().call_later(DISMISS_GRACE, self._let_go)
+
+    def _let_go(self) -> None:
+        self._close_task = asyncio.ensure_future(self.close())
+
     async def close(self) -> None:
         """Leave: detach from the session and close the peer connection. Safe to call twice."""
         if self._closing:
@@ -349,6 +367,8 @@ class Viewer:
             return
         self._closing = True
         self._idle.cancel()
+        if self._leaving is not None:
+            self._leaving.cancel()
         if self._watching is not None:
             self._watching.cancel()
         self._callbacks.closed(self)

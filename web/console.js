@@ -214,6 +214,12 @@ export function startConsole(sessionId, token) {
       if (state.pc?.connectionState === "connected") showSource();
     }
     if (message?.type === "link") showLink(message);
+    if (message?.type === "disconnect") {
+      // the server lets this viewer go (its link's time is up, or it sent too much): say why, and stay away
+      stopTimers();
+      teardown();
+      show("failed", message.message, true);
+    }
     // other types are for newer consoles
   }
 

@@ -68,7 +68,7 @@ curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 || { status; fail "/h
 echo "systemd smoke: the unit is active and /healthz answers (${SECONDS}s)"
 
 python3 deploy/smoke_check.py "http://127.0.0.1:$PORT" "$TOKEN" || { status; fail "no stamped frames through WHEP"; }
-metrics=$(curl -fsS "http://127.0.0.1:$PORT/metrics")
+metrics=$(curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/metrics")  # the operator's
 grep -q '^process_open_fds ' <<<"$metrics" || fail "no process metrics under the sandbox"
 podman exec "$NAME" test -s /var/lib/private/vgpustream/vgpustream.sqlite3 || fail "no database in the StateDirectory"
 podman exec "$NAME" systemctl stop vgpustream

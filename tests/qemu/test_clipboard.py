@@ -117,7 +117,9 @@ async def test_the_console_shows_the_guests_text_and_sends_a_paste_and_the_panel
     async with console_page(server, http, 1) as (page, errors):
         await page.click("#clipboard-toggle")
         text = page.locator("#clipboard-text")
-        await page.wait_for_function(f"document.getElementById('clipboard-text').value === {json.dumps(GUEST_TEXT)}")
+        await page.wait_for_function(
+            f"() => document.getElementById('clipboard-text').value === {json.dumps(GUEST_TEXT)}"
+        )
         assert await page.locator("#clipboard-note").text_content() != ""
         # a paste into the console goes to the VM
         pasted = "pasted into the console ✓"

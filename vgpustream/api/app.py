@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from vgpustream import compat
 from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, whep
+from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
 from vgpustream.api.state import AUDIT, AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
 from vgpustream.audit import AuditLog, read_webhook_secret
@@ -23,7 +24,6 @@ from vgpustream.registry import SessionRegistry
 from vgpustream.settings import Settings
 from vgpustream.store import Store
 
-SERVER = "vgpustream"
 API_PREFIX = "/api/v1/"
 BACKGROUND_THREADS = 2
 PUBLIC_API = {openapi.PATH}
@@ -80,9 +80,21 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
-async def name_the_server(request: web.Request, response: web.StreamResponse) -> None:
-    """`Server: vgpustream`, without aiohttp's default of Python's and aiohttp's versions."""
-    response.headers["Server"] = SERVER
+def security_headers(settings: Settings) -> dict[str, str]:
+    """The headers of every answer, page and API alike: `Server: vgpustream` (without aiohttp's default of
+    Python's and aiohttp's versions), a Content-Security-Policy that allows only our own files (no inline
+    script), no framing unless --frame-ancestors allows it, no MIME sniffing and no Referer."""
+    ancestors = " ".join(settings.frame_ancestors) or "'none'"
+    policy = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        f"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+    )
+    return {
+        "Server": SERVER,
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -90,11 +102,21 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[cors_middleware(settings.cors_origin), json_errors, operator_auth],
         client_max_size=max(settings.max_sdp_bytes, settings.max_json_bytes),
+        handler_args={
+            "max_client_connections": settings.max_client_connections,
+            "header_timeout": settings.header_timeout,
+        },
     )
     app[SETTINGS] = settings
-    app.on_response_prepare.append(name_the_server)
+    headers = security_headers(settings)
+
+    async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(headers)
+
+    app.on_response_prepare.append(add_security_headers)
     app[LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
     compat.install()
+    compat.serve_connections_with(GuardedRequestHandler)
     if settings.host_address:
         compat.advertise_host_addresses(settings.host_address)
     secret_file = settings.audit_webhook_secret_file

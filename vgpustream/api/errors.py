@@ -24,6 +24,7 @@ STATUS = {
     "recording_limit": 409,
     "precondition_failed": 412,
     "payload_too_large": 413,
+    "misdirected_request": 421,
     "unsupported_media_type": 415,
     "unsupported_format": 422,
     "invalid_plane": 422,

@@ -14,6 +14,7 @@ from msgspec import Struct
 
 from vgpustream import __version__
 from vgpustream.api import schemas
+from vgpustream.api.events import DEFAULT_LIMIT, MAX_LIMIT
 from vgpustream.api.schemas import schema_of
 from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
@@ -84,6 +85,19 @@ RECORDING_ID = {"name": "recording", "in": "path", "required": True, "schema": T
 
 def _operation(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"operationId": op_id, "summary": summary, "responses": responses, **extra}
+
+
+def _page(after: str) -> list[dict[str, Any]]:
+    """The query parameters of a paged list: `after` (described as `after`) and `limit`."""
+    return [
+        {"name": "after", "in": "query", "required": False, "schema": {**INT, "minimum": 0}, "description": after},
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {**INT, "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        },
+    ]
 
 
 def _body(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
@@ -246,8 +260,10 @@ def document() -> dict[str, Any]:
                     **session,
                     "get": _operation(
                         "listTokens",
-                        "Viewer tokens of a session (never their secrets)",
-                        {"200": _json(schemas.TokenList, "Tokens"), **ERRORS},
+                        "Viewer tokens of a session (never their secrets), in the order they were issued, a page at a "
+                        "time; expired and revoked ones until --token-retention-days after",
+                        {"200": _json(schemas.TokenList, "A page of tokens"), **ERRORS},
+                        parameters=_page("only tokens issued after this position (the `next` link sets it)"),
                     ),
                     "post": _operation(
                         "createToken",
@@ -255,6 +271,10 @@ def document() -> dict[str, Any]:
                         {
                             "201": _json(schemas.IssuedToken, "Issued; the secret is shown only now"),
                             **ERRORS,
+                            "421": _error(
+                                "The request's Host is none of the server's names (--allowed-host) and --public-url "
+                                "is not set: no links are made for it"
+                            ),
                             **LIMITED,
                             **STORED,
                         },
@@ -347,19 +367,7 @@ def document() -> dict[str, Any]:
                                 "schema": TEXT,
                                 "description": "RFC 3339 time with offset, or seconds since the epoch",
                             },
-                            {
-                                "name": "after",
-                                "in": "query",
-                                "required": False,
-                                "schema": {**INT, "minimum": 0},
-                                "description": "only events with a greater id (the `next` link sets it)",
-                            },
-                            {
-                                "name": "limit",
-                                "in": "query",
-                                "required": False,
-                                "schema": {**INT, "minimum": 1, "maximum": 1000, "default": 100},
-                            },
+                            *_page("only events with a greater id (the `next` link sets it)"),
                         ],
                     ),
                 },
@@ -475,13 +483,13 @@ def document() -> dict[str, Any]:
                 "/readyz": {
                     "get": _operation(
                         "readyz",
-                        "Readiness: database open, no session lost its source",
+                        "Readiness: database open, no session lost its source (which, for the operator token)",
                         {
                             code: _json(schemas.Readiness, text)
                             for code, text in (("200", "Ready"), ("503", "Not ready"))
                         }
                         | MALFORMED,
-                        security=[],
+                        security=[{}, *operator],  # anyone: the verdict; the operator: what is wrong
                     )
                 },
                 "/metrics": {
@@ -494,8 +502,10 @@ def document() -> dict[str, Any]:
                                 "content": {media: {"schema": TEXT} for media in METRICS_MEDIA},
                             },
                             **MALFORMED,
+                            "401": ERRORS["401"],
+                            "403": ERRORS["403"],
                         },
-                        security=[],
+                        description="Needs the operator token unless the server runs with --metrics-public",
                     )
                 },
             }

@@ -1,4 +1,9 @@
-"""/healthz (alive), /readyz (ready to serve) and /metrics (Prometheus)."""
+"""/healthz (alive), /readyz (ready to serve) and /metrics (Prometheus).
+
+/healthz and /readyz's verdict are public (load balancers and probes carry no token); what is wrong, and the
+metrics, which name every session and count its viewers and input, are for the operator token only (unless
+--metrics-public).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from vgpustream.api.schemas import Health, Readiness, json_response
-from vgpustream.api.state import REGISTRY, STORE
+from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, STORE
 from vgpustream.sources.base import SourceState
 
 METRICS = web.AppKey("metrics", CollectorRegistry)
@@ -19,16 +24,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and no session has lost its source."""
+    """Readiness: the database answers and no session has lost its source (which, for the operator only)."""
     lost = [s.id for s in request.app[REGISTRY] if s.capture.snapshot.state is SourceState.LOST]
     database = request.app[STORE].healthy()
     ready = database and not lost
-    body = Readiness(status="ready" if ready else "not ready", database=database, lost_sessions=lost)
+    status = "ready" if ready else "not ready"
+    authority = request.app[AUTHORITY]
+    if authority.enabled and not authority.from_operator(request):
+        body = Readiness(status=status)
+    else:
+        body = Readiness(status=status, database=database, lost_sessions=lost)
     return json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     """The metrics, in the format the Accept header asks for (OpenMetrics or Prometheus text)."""
+    if not request.app[SETTINGS].metrics_public:
+        request.app[AUTHORITY].require_operator(request)
     return await make_aiohttp_handler(request.app[METRICS])(request)
 
 

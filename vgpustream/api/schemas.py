@@ -163,6 +163,12 @@ class TokenCreate(Closed):
     ttl_seconds: Annotated[int, Meta(ge=1, description="at most --max-token-ttl")] | UnsetType = UNSET
     single_use: bool = False
     clipboard: ClipboardAccess | UnsetType = UNSET
+    max_viewers: (
+        Annotated[
+            int, Meta(ge=1, le=MAX_VIEWERS_LIMIT, description="viewers it may have at once (--token-max-viewers)")
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class RecordingCreate(Closed):
@@ -250,6 +256,7 @@ class Stats(Closed):
     input_invalid: int
     input_refused: int
     keyframe_requests_limited: int
+    viewers_flooding: Annotated[int, Meta(description="viewers disconnected for sending messages too fast")]
     resize_requests: int
     resizes_applied: int
     resizes_failed: int
@@ -300,6 +307,7 @@ class Token(Closed):
     single_use: bool
     used: bool
     revoked: bool
+    max_viewers: Annotated[int, Meta(description="viewers the token may have at once")]
 
 
 class IssuedToken(Token):
@@ -310,6 +318,7 @@ class IssuedToken(Token):
 
 class TokenList(Closed):
     tokens: list[Token]
+    next: Annotated[str | None, Meta(description="the next page, null when this one is the last so far")]
 
 
 class ViewerLink(Closed):
@@ -413,9 +422,11 @@ class Health(Closed):
 
 
 class Readiness(Closed):
-    status: str
-    database: bool
-    lost_sessions: list[str]
+    """Whether the server is ready; what is wrong only for the operator token (else only `status`)."""
+
+    status: Literal["ready", "not ready"]
+    database: bool | UnsetType = UNSET
+    lost_sessions: list[str] | UnsetType = UNSET
 
 
 SCHEMA_REF = "#/components/schemas/{name}"

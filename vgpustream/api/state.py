@@ -6,6 +6,7 @@ from aiohttp import web
 
 from vgpustream.audit import AuditLog
 from vgpustream.auth import Authority
+from vgpustream.errors import MisdirectedRequest, bounded
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
 from vgpustream.settings import Settings
@@ -20,9 +21,21 @@ AUDIT = web.AppKey("audit", AuditLog)
 
 
 def base_url(request: web.Request) -> str:
-    """Where links handed out should point: the configured public URL, else this request's origin."""
-    configured = request.app[SETTINGS].public_url
-    return configured.rstrip("/") if configured else f"{request.scheme}://{request.host}"
+    """Where links handed out should point: the configured public URL, else this request's origin when its
+    Host is one of the server's own names (--allowed-host); MisdirectedRequest for any other Host, which
+    would make the links point wherever the request's sender likes."""
+    settings = request.app[SETTINGS]
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    try:
+        name = (request.url.host or "").lower()
+    except ValueError:  # a Host header that is no host at all
+        name = ""
+    if name not in settings.allowed_hosts:
+        raise MisdirectedRequest(
+            f"links are not made for the host {bounded(request.host, 60)}: set --public-url or --allowed-host"
+        )
+    return f"{request.scheme}://{request.host}"
 
 
 def rate_limit(request: web.Request) -> None:

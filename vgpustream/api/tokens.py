@@ -1,19 +1,31 @@
-"""Viewer tokens and viewers of a session under /api/v1/sessions/{id}/."""
+"""Viewer tokens and viewers of a session under /api/v1/sessions/{id}/.
+
+Tokens that expired or were revoked are deleted --token-retention-days later (at start-up and hourly): until
+then the list shows them, so that an operator can tell what became of a link.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import logging
 import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
 
+from vgpustream.api.events import DEFAULT_LIMIT, MAX_LIMIT, whole
 from vgpustream.api.requests import read_json
 from vgpustream.api.schemas import IssuedToken, Token, TokenCreate, TokenList, ViewerList, given, json_response
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
 from vgpustream.clipboard import default_access
 from vgpustream.errors import NotFound, VgpuStreamError
+from vgpustream.settings import RETENTION_INTERVAL
 from vgpustream.store import TokenRecord
+
+log = logging.getLogger(__name__)
 
 
 def timestamp(seconds: float) -> str:
@@ -21,8 +33,9 @@ def timestamp(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def token_fields(record: TokenRecord) -> dict[str, object]:
-    """A token's fields (never its secret): a Token, or the start of an IssuedToken."""
+def token_fields(record: TokenRecord, default_viewers: int) -> dict[str, object]:
+    """A token's fields (never its secret): a Token, or the start of an IssuedToken; a token minted without
+    a number of viewers has `default_viewers`."""
     return {
         "id": record.id,
         "role": record.role,
@@ -32,6 +45,7 @@ def token_fields(record: TokenRecord) -> dict[str, object]:
         "single_use": record.single_use,
         "used": record.used_at is not None,
         "revoked": record.revoked_at is not None,
+        "max_viewers": record.max_viewers or default_viewers,
     }
 
 
@@ -47,11 +61,18 @@ async def create_token(request: web.Request) -> web.Response:
     ttl_seconds = given(body.ttl_seconds, settings.token_ttl)
     if ttl_seconds > settings.max_token_ttl:
         raise VgpuStreamError(f"'ttl_seconds' must be at most {settings.max_token_ttl} (--max-token-ttl)")
+    base = base_url(request)  # before anything is stored: a request for a foreign Host makes no token
     record, secret = request.app[AUTHORITY].issue(
-        session.id, role=body.role, ttl_seconds=ttl_seconds, single_use=body.single_use, clipboard=clipboard
+        session.id,
+        role=body.role,
+        ttl_seconds=ttl_seconds,
+        single_use=body.single_use,
+        clipboard=clipboard,
+        max_viewers=given(body.max_viewers, settings.token_max_viewers),
     )
     request.app[AUDIT].token_created(record)
-    return json_response(IssuedToken(**token_fields(record), **links(base_url(request), session.id, secret)), 201)
+    fields = token_fields(record, settings.token_max_viewers)
+    return json_response(IssuedToken(**fields, **links(base, session.id, secret)), 201)
 
 
 def links(base: str, session_id: str, secret: str) -> dict[str, str]:
@@ -64,9 +85,45 @@ def links(base: str, session_id: str, secret: str) -> dict[str, str]:
 
 
 async def list_tokens(request: web.Request) -> web.Response:
+    """A page of a session's tokens in the order they were issued; `next` links the following page."""
     session = request.app[REGISTRY].get(request.match_info["id"])
-    tokens = [Token(**token_fields(t)) for t in request.app[STORE].tokens(session.id)]
-    return json_response(TokenList(tokens=tokens))
+    query = request.query
+    unknown = set(query) - {"after", "limit"}
+    if unknown:
+        raise VgpuStreamError(f"unknown parameter(s): {', '.join(repr(k[:40]) for k in sorted(unknown)[:5])}")
+    after = whole(query.get("after", "0"), "after", 0, 2**62)
+    limit = whole(query.get("limit", str(DEFAULT_LIMIT)), "limit", 1, MAX_LIMIT)
+    page = request.app[STORE].tokens(session.id, after, limit)
+    default_viewers = request.app[SETTINGS].token_max_viewers
+    following = None
+    if len(page) == limit:
+        following = f"/api/v1/sessions/{session.id}/tokens?{urlencode({'after': page[-1][0], 'limit': limit})}"
+    return json_response(TokenList(tokens=[Token(**token_fields(t, default_viewers)) for _, t in page], next=following))
+
+
+async def token_retention(app: web.Application) -> AsyncIterator[None]:
+    """Delete the tokens past --token-retention-days since they expired or were revoked: now, then hourly."""
+    store, retention = app[STORE], app[SETTINGS].token_retention_days * 86_400
+
+    def purge() -> None:
+        try:
+            removed = store.purge_tokens(time.time() - retention)
+        except VgpuStreamError as exc:  # a disk that takes no writes now: next time
+            log.warning("tokens: retention not applied: %s", exc.message)
+            return
+        if removed:
+            log.info("tokens: retention removed %d", removed)
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL)
+            purge()
+
+    purge()
+    task = asyncio.create_task(keep(), name="token-retention")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def revoke_token(request: web.Request) -> web.Response:
@@ -93,6 +150,7 @@ async def disconnect_viewer(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.cleanup_ctx.append(token_retention)
     app.router.add_post("/api/v1/sessions/{id}/tokens", create_token)
     app.router.add_get("/api/v1/sessions/{id}/tokens", list_tokens)
     app.router.add_delete("/api/v1/sessions/{id}/tokens/{token}", revoke_token)

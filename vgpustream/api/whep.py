@@ -49,13 +49,12 @@ async def post_offer(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     authority = request.app[AUTHORITY]
     session = request.app[REGISTRY].get(request.match_info["session"])
-    authority.viewer_grant(request, session.id, consume=False)  # refuse before reading the body
+    grant = authority.viewer_grant(request, session.id, consume=False)  # refuse before reading the body
     offer = await read_text(request, SDP, settings.max_sdp_bytes)
     check_offer(offer)
-    viewer = session.audience.admit(rtc_ice_servers(settings.ice_servers), role="view")
+    viewer = session.audience.admit(rtc_ice_servers(settings.ice_servers), grant)
     try:
-        grant = authority.viewer_grant(request, session.id)  # uses up a single-use token
-        viewer.role, viewer.token_id, viewer.clipboard = grant.role, grant.token_id, grant.clipboard_access
+        authority.viewer_grant(request, session.id)  # uses up a single-use token (only once it has a seat)
         answer = await viewer.answer(offer)
     except BaseException:
         await viewer.close()

@@ -2,8 +2,10 @@
 
 The corpus (vgpustream/testing/hostile.py) is the hand-made cases plus generated ones: API requests on every
 route, WHEP SDP offers, trickle fragments, source URLs, and data-channel messages sent on a viewer that
-watches all along. The server's fds, threads and RSS are read from /proc after a warm-up pass and again
-after the run; the figures must come back, the stream must go on, and the server must log no traceback.
+watches all along; then the attacks of issue 24 (vgpustream/bench/attacks.py: seats, parser errors, a header
+trickle, a crowd of connections, a data-channel flood). The server's fds, threads and RSS are read from /proc
+after a warm-up pass and again after it all; the figures must come back, the stream must go on, and the server
+must log no traceback and no token.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from vgpustream.bench import attacks
 from vgpustream.compat import advertise_host_addresses
 from vgpustream.testing import hostile
 from vgpustream.testing.receiver import WhepReceiver, local_peer
@@ -87,7 +90,7 @@ class Prober:
 
 
 async def create_target(url: str, http: aiohttp.ClientSession) -> None:
-    body = {"id": hostile.TARGET, "source": "synthetic:160x120@5"}
+    body = {"id": hostile.TARGET, "source": "synthetic:320x240@5"}
     async with http.post(f"{url}/api/v1/sessions", json=body) as response:
         await response.read()
 
@@ -130,6 +133,16 @@ async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
         stream_goes_on = await watcher.fresh_frames(1.0) > 0
         async with http.get(f"{url}/api/v1/sessions/default") as response:
             stats = (await response.json())["stats"]
+        address = urlsplit(url)
+        host, port = str(address.hostname), int(address.port or 80)
+        attacked = {
+            "seats": await attacks.seats(url, http, offer),
+            "parser_errors": await attacks.parser_errors(host, port),
+            "header_trickle": await attacks.header_trickle(host, port),
+            "crowd": await attacks.crowd(host, port),
+            "channel_flood": await attacks.channel_flood(url, http),
+        }
+        attacked["stream_goes_on"] = await watcher.fresh_frames(1.0) > 0
         after = await settle(pid, before)
         await watcher.close()
     return {
@@ -148,6 +161,7 @@ async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
         "resources_after": after,
         "back_to_baseline": after["fds"] <= before["fds"] and after["threads"] <= before["threads"],
         "rss_growth_kb": after["rss_kb"] - before["rss_kb"],
+        "attacks": attacked,
     }
 
 
@@ -162,6 +176,7 @@ def run(examples: int, seed: int) -> dict[str, Any]:
             result = asyncio.run(_run(served.url, served.process.pid, examples, seed))
             log = served.output()
         result["server_tracebacks"] = log.count("Traceback (most recent call last)")
+        result["token_in_log"] = attacks.SECRET in log
         result["examples_per_kind"] = examples
         result["seed"] = seed
     return result
@@ -180,5 +195,6 @@ def table(result: dict[str, Any]) -> str:
             f"fds {before['fds']} -> {after['fds']}, threads {before['threads']} -> {after['threads']}, "
             f"RSS {before['rss_kb']} -> {after['rss_kb']} kB (back to baseline: {result['back_to_baseline']})",
             json.dumps(result["statuses_by_kind"]),
+            f"token in the log: {result['token_in_log']}   attacks (issue 24): {json.dumps(result['attacks'])}",
         ]
     )

@@ -95,6 +95,17 @@ HOSTILE_SOURCES = [
 ]
 
 
+def malformed_headers(secret: str) -> dict[str, str]:
+    """Authorization headers carrying `secret` that aiohttp's parser refuses (issue 24): each a request's header
+    line, with its CR LF."""
+    return {
+        "nul": f"Authorization: Bearer {secret}\x00\r\n",
+        "control-character": f"Authorization: Bearer {secret}\x01\r\n",
+        "bare-carriage-return": f"Authorization: Bearer {secret}\r\r\n",
+        "header-over-8190-bytes": f"Authorization: Bearer {secret}{'x' * 9000}\r\n",
+    }
+
+
 def hand_made(offer: str, session: str = "default") -> list[Probe]:
     """The cases found by hand (issue 12) and their relatives, for every route they reach."""
     probes = [
