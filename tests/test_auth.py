@@ -254,6 +254,15 @@ async def test_a_token_takes_at_most_its_seats_and_the_operator_keeps_one(make_s
     assert len(session.audience) == 4
 
 
+async def test_without_tokens_no_seat_is_kept_for_an_operator(make_server, anonymous):
+    """--insecure-no-auth: there is no operator token to keep a seat for; every seat is the developer's."""
+    server = await make_server(
+        source="synthetic:320x240@30", max_viewers=2, insecure_no_auth=True, viewer_connect_timeout=300.0
+    )
+    statuses = [(await offer_status(anonymous, server))[0] for _ in range(3)]
+    assert statuses == [201, 201, 503], statuses
+
+
 async def test_seats_of_offers_that_never_connect_are_freed(make_server, anonymous, http):
     server = await make_server(source="synthetic:320x240@30", viewer_connect_timeout=1.0)
     session = server.app[REGISTRY].get("default")

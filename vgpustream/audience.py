@@ -54,9 +54,6 @@ GONE_LIMIT = 256
 """The most viewers remembered as gone; the oldest are forgotten first."""
 VIEWER_KEYFRAME_INTERVAL = 2.0
 """Seconds between two keyframe requests of one viewer that are passed on to the encoder."""
-OPERATOR_SEATS = 1
-"""Seats of a session that only viewers of an operator token may take (when it has more than one seat), so
-that people's viewers, or someone's unfinished offers, never lock the operator out."""
 
 
 @dataclass
@@ -170,13 +167,13 @@ class Audience:
 
     def _check_room(self, grant: Grant) -> None:
         """Full unless the session has a seat for a viewer of `grant`: one of the session's, not the
-        operator's (OPERATOR_SEATS) unless the grant is the operator's, and within its token's own limit."""
+        operator's (ViewerRules.operator_seats) unless the grant is the operator's, and within its token's own limit."""
         if len(self._viewers) >= self.max_viewers:
             raise Full(f"session has its maximum of {self.max_viewers} viewers")
         if grant.role == OPERATOR:
             return
         people = sum(viewer.role != OPERATOR for viewer in self._viewers.values())
-        if people >= max(1, self.max_viewers - OPERATOR_SEATS):
+        if people >= max(1, self.max_viewers - self._rules.operator_seats):
             raise Full("the session's last seat is kept for the operator")
         if grant.token_id is None:
             return

@@ -72,6 +72,10 @@ class ViewerRules:
     input_burst: int
     token_viewers: int
     """The viewers one viewer token may have at once, unless it was minted with its own number."""
+    operator_seats: int
+    """Seats of a session that only viewers of an operator token may take (when it has more than one seat), so
+    that people's viewers, or someone's unfinished offers, never lock the operator out; none without tokens
+    (--insecure-no-auth: every viewer is the one developer)."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,7 @@ class Settings:
             input_rate=self.input_rate,
             input_burst=self.input_burst,
             token_viewers=self.token_max_viewers,
+            operator_seats=0 if self.insecure_no_auth else 1,
         )
 
     @property

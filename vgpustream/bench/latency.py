@@ -154,7 +154,7 @@ async def first_frame(browser: Any, url: str) -> tuple[float, float]:
     try:
         await page.add_init_script(FIRST_FRAME)
         await page.goto(url)
-        await page.wait_for_function("window.benchFirst.frame !== null", timeout=TIMEOUT * 1000)
+        await page.wait_for_function("() => window.benchFirst.frame !== null", timeout=TIMEOUT * 1000)
         result = await page.evaluate("window.benchFirst")
         return result["frame"], result["post"]
     finally:
