@@ -189,3 +189,19 @@ async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server,
     total = metric_value(metrics, "vgpustream_session_glass_to_glass_seconds_sum", session="default")
     assert count >= len(reported), "every delay the console reported is counted (and maybe a later report)"
     assert total >= sum(reported) / 1000 - 0.001
+
+
+async def test_a_viewer_whose_link_ran_out_is_told_it_only_watches(make_server, http):
+    """--on-token-expiry view: the console says why the VM no longer takes its input, and keeps playing."""
+    server = await make_server(source="synthetic:320x240@30", on_token_expiry="view")
+    body = {"role": "control", "ttl_seconds": 4}
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
+        issued = await response.json()
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(issued["console_url"])
+        await page.wait_for_function(
+            "() => document.getElementById('connection').textContent === 'view only'", timeout=20_000
+        )
+        assert "time is up" in await page.locator("#status").text_content()
+        assert await page.evaluate("window.vgpustream.state") == "playing"

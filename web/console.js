@@ -91,6 +91,7 @@ export function startConsole(sessionId, token) {
     source: null,
     link: "good",
     video: null, // whether the server sends video: false where it rejected the browser's video section
+    expired: null, // what the server said when this viewer's link ran out and it may only watch
   });
   const sendMessage = (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
@@ -146,6 +147,10 @@ export function startConsole(sessionId, token) {
     const { state: told = "starting", message: why } = state.source || {};
     const phase = told === "streaming" ? "playing" : told;
     const { badge: label, message, error = false } = SOURCE_STATES[told] || SOURCE_STATES.starting;
+    if (state.expired !== null && told === "streaming") {
+      show(phase, state.expired, false, "view only"); // the link's time is up: it only watches from now on
+      return;
+    }
     show(phase, message, error, label, told === "streaming" ? "" : why);
   }
 
@@ -171,7 +176,7 @@ export function startConsole(sessionId, token) {
     // forget the connection before closing it: handlers of the events closing fires must see it gone
     const { pc } = state;
     if (whep) leaving = whep.close();
-    whep = state.pc = state.channel = state.source = state.video = null;
+    whep = state.pc = state.channel = state.source = state.video = state.expired = null;
     showLink({ quality: "good" });
     cursor.reset();
     speaker.reset();
@@ -214,6 +219,10 @@ export function startConsole(sessionId, token) {
       if (state.pc?.connectionState === "connected") showSource();
     }
     if (message?.type === "link") showLink(message);
+    if (message?.type === "expired") {
+      state.expired = message.message;
+      if (state.pc?.connectionState === "connected") showSource();
+    }
     if (message?.type === "disconnect") {
       // the server lets this viewer go (its link's time is up, or it sent too much): say why, and stay away
       stopTimers();
