@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 from fractions import Fraction
 
+import aioice
 import aiortc.clock
 import av
 import pytest
@@ -107,3 +110,22 @@ def test_an_open_codec_takes_a_new_peak_rate_and_nothing_but_a_codec_is_written_
     for not_a_codec in (object(), av.AudioFrame(), "maxrate"):
         with pytest.raises(compat.UnsupportedLibrary, match="does not hold its AVCodecContext"):
             compat.codec_options().set_int(not_a_codec, "maxrate", 1)  # type: ignore[arg-type]
+
+
+async def test_gathering_waits_for_a_turn_server_no_longer_than_the_bound():
+    """aioice alone waits 5 s for a TURN server that accepts TCP and never answers; bounded, 0.2 s."""
+    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    connection = aioice.Connection(ice_controlling=False, turn_server=("127.0.0.1", port), turn_transport="tcp")
+    compat.gather_within(0.2, compat.AIOICE_RELAYED_CANDIDATE)
+    compat.advertise_host_addresses(["127.0.0.1"])
+    try:
+        started = time.monotonic()
+        await connection.gather_candidates()
+        took = time.monotonic() - started
+        assert [c.type for c in connection.local_candidates] == ["host"]
+    finally:
+        compat.gather_as_aioice_does(compat.AIOICE_RELAYED_CANDIDATE)
+        await connection.close()
+        silent.close()
+    assert took < 1.0, f"gathering took {took:.1f} s"

@@ -41,6 +41,8 @@ class Grant:
     token_id: str | None = None
     clipboard: str | None = None
     """The token's clipboard access; None: what its role gets."""
+    expires_at: float | None = None
+    """When the token expires (Unix seconds); None for an operator token, which does not."""
 
     @property
     def can_control(self) -> bool:
@@ -153,7 +155,7 @@ class Authority:
             record.used_at is not None or (consume and not self._store.use_token(record.id, now))
         ):
             raise Forbidden("the single-use token was used already")
-        return Grant(record.role, record.id, record.clipboard)
+        return Grant(record.role, record.id, record.clipboard, record.expires_at)
 
     def issue(
         self, session_id: str, role: str, ttl_seconds: int, single_use: bool, clipboard: str | None = None

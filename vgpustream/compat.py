@@ -38,6 +38,11 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aioice: remote candidates are bounded per connection (MAX_REMOTE_CANDIDATES), and those whose address
   no peer can have (multicast, broadcast, unspecified, port 0) are dropped before any check is sent to
   them (`_refuse_unusable_candidates`).
+- aioice: gathering waits up to 5 s for STUN and TURN servers (`Connection.get_component_candidates`)
+  and aiortc answers only after it, so a server that does not answer held up every viewer. `gather_within`
+  bounds that wait and takes relay candidates from vgpustream's warm allocations (`vgpustream.relays`)
+  instead of a new allocation per viewer; `spare_protocol_factory` and `claim` make an allocation before
+  any connection wants it and hand it to the one that does.
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
   (`count_frames_without_decoding`).
 - dbus-fast: `PeerBus`, a connection to one peer over an existing socket, without the bus's Hello.
@@ -62,7 +67,7 @@ import sys
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -70,11 +75,14 @@ from typing import Any
 
 import aioice.ice
 import aioice.mdns
+import aioice.stun
 import aiortc.clock
 import aiortc.codecs
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import av
+from aioice import Candidate
+from aioice.ice import StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
@@ -120,6 +128,13 @@ MAX_REMOTE_CANDIDATES = 32
 PEER_REFLEXIVE_WAIT = 30.0
 """Seconds an ICE agent without a usable remote candidate waits for the peer's checks (Chromium gives
 up on a connection that never succeeds after about as long)."""
+
+RelayedCandidate = Callable[..., Awaitable[tuple[Candidate, StunProtocol]]]
+"""aioice's `relayed_candidate`: keyword arguments component, hide_related_address, protocol_factory,
+turn_server, turn_username, turn_password, turn_ssl, turn_transport."""
+AIOICE_RELAYED_CANDIDATE: RelayedCandidate = aioice.ice.relayed_candidate
+"""A new TURN allocation, as aioice makes it."""
+_AIOICE_COMPONENT_CANDIDATES = aioice.ice.Connection.get_component_candidates
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _installed = False
@@ -444,6 +459,58 @@ def advertise_host_addresses(addresses: Sequence[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+def gather_within(timeout: float, relayed_candidate: RelayedCandidate) -> None:
+    """Bound every ICE agent's wait for STUN and TURN servers to `timeout` seconds (host candidates do not
+    wait), and take its relay candidates from `relayed_candidate` (vgpustream's warm allocations)."""
+
+    async def component_candidates(
+        connection: aioice.ice.Connection, component: int, addresses: list[str]
+    ) -> list[Candidate]:
+        return await _AIOICE_COMPONENT_CANDIDATES(connection, component, addresses, timeout=timeout)  # type: ignore[arg-type]
+
+    aioice.ice.Connection.get_component_candidates = component_candidates  # type: ignore[method-assign,assignment]
+    aioice.ice.relayed_candidate = relayed_candidate
+
+
+def gather_as_aioice_does(relayed_candidate: RelayedCandidate) -> None:
+    """Undo `gather_within(…, relayed_candidate)` unless another has been made since (a server that stops
+    gives its warm allocations back; another one in the same process, the tests', may have started)."""
+    if aioice.ice.relayed_candidate == relayed_candidate:
+        aioice.ice.Connection.get_component_candidates = _AIOICE_COMPONENT_CANDIDATES  # type: ignore[method-assign]
+        aioice.ice.relayed_candidate = AIOICE_RELAYED_CANDIDATE
+
+
+class _SpareReceiver:
+    """Stands in for an aioice Connection behind an allocation that no connection has claimed yet."""
+
+    def __init__(self, lost: Callable[[], None]) -> None:
+        self._lost = lost
+
+    def protocol_lost(self, protocol: StunProtocol) -> None:
+        self._lost()
+
+    def data_received(self, data: bytes, component: int) -> None:
+        """Nothing: no peer has a permission on an unclaimed allocation."""
+
+    def request_received(self, message: aioice.stun.Message, addr: tuple[str, int], protocol: StunProtocol) -> None:
+        """Nothing, as above."""
+
+    def __repr__(self) -> str:
+        return "spare-allocation"
+
+
+def spare_protocol_factory(lost: Callable[[], None]) -> Callable[[], StunProtocol]:
+    """The protocol factory of an allocation made before any connection wants it; `lost` is called when
+    its transport closes while unclaimed (the TURN server went away, a refresh failed)."""
+    receiver = _SpareReceiver(lost)
+    return lambda: StunProtocol(receiver)  # type: ignore[arg-type]
+
+
+def claim(protocol: StunProtocol, protocol_factory: Callable[[], StunProtocol]) -> None:
+    """Hand a spare allocation's protocol to the connection that aioice's `protocol_factory` is bound to."""
+    protocol.receiver = protocol_factory().receiver
 
 
 class _PassThroughDecoder:

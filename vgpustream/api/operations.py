@@ -6,8 +6,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from vgpustream.api.schemas import Health, Readiness, json_response
-from vgpustream.api.state import REGISTRY, STORE
+from vgpustream.api.schemas import Health, IceServerState, Readiness, json_response
+from vgpustream.api.state import ICE_WATCH, REGISTRY, STORE
+from vgpustream.api.tokens import timestamp
 from vgpustream.sources.base import SourceState
 
 METRICS = web.AppKey("metrics", CollectorRegistry)
@@ -19,11 +20,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and no session has lost its source."""
+    """Readiness: the database answers and no session has lost its source; and how each ICE server does."""
     lost = [s.id for s in request.app[REGISTRY] if s.capture.snapshot.state is SourceState.LOST]
     database = request.app[STORE].healthy()
     ready = database and not lost
-    body = Readiness(status="ready" if ready else "not ready", database=database, lost_sessions=lost)
+    ice_servers = [
+        IceServerState(
+            url=h.url,
+            state=h.state,
+            last_allocation=None if h.last_allocation is None else timestamp(h.last_allocation),
+            failures=h.failures,
+            error=h.error,
+        )
+        for h in request.app[ICE_WATCH].health()
+    ]
+    body = Readiness(
+        status="ready" if ready else "not ready", database=database, lost_sessions=lost, ice_servers=ice_servers
+    )
     return json_response(body, status=200 if ready else 503)
 
 

@@ -412,10 +412,24 @@ class Health(Closed):
     status: str
 
 
+class IceServerState(Closed):
+    """A configured STUN or TURN server as the server last found it (it does not decide readiness: viewers
+    are answered without its candidates)."""
+
+    url: str
+    state: str
+    """unknown (no attempt has ended yet), up or down."""
+    last_allocation: str | None
+    """When it last gave a TURN allocation or answered a STUN probe (RFC 3339)."""
+    failures: int
+    error: str | None
+
+
 class Readiness(Closed):
     status: str
     database: bool
     lost_sessions: list[str]
+    ice_servers: list[IceServerState]
 
 
 SCHEMA_REF = "#/components/schemas/{name}"

@@ -1,19 +1,22 @@
 """WHEP signalling (draft-ietf-wish-whep): one viewer per POSTed SDP offer.
 
-The answer carries every server candidate (we do not trickle); viewers may trickle theirs with
-PATCH. ICE servers are announced in Link headers on OPTIONS and on the 201 response.
+The answer carries every server candidate (we do not trickle; STUN and TURN servers are waited for only
+briefly, see vgpustream.relays); viewers may trickle theirs with PATCH. ICE servers are announced in Link
+headers on OPTIONS and on the 201 response, with TURN credentials only for a valid token's holder.
 """
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
-from aiortc import RTCIceServer
 from multidict import CIMultiDict
 
 from vgpustream.api.requests import read_text
-from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, rate_limit
-from vgpustream.errors import IceRestartUnsupported, PreconditionFailed, VgpuStreamError
-from vgpustream.settings import IceServer
+from vgpustream.api.state import AUTHORITY, ICE_SERVERS, ICE_WATCH, REGISTRY, SETTINGS, rate_limit
+from vgpustream.auth import Grant
+from vgpustream.errors import Forbidden, IceRestartUnsupported, PreconditionFailed, Unauthorized, VgpuStreamError
+from vgpustream.iceservers import IceServer
 from vgpustream.viewer import Viewer, check_offer
 
 SDP = "application/sdp"
@@ -32,13 +35,23 @@ def link_headers(servers: tuple[IceServer, ...]) -> CIMultiDict[str]:
     return headers
 
 
-def rtc_ice_servers(servers: tuple[IceServer, ...]) -> list[RTCIceServer]:
-    return [RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
+def announced_servers(request: web.Request, grant: Grant | None) -> tuple[IceServer, ...]:
+    """The ICE servers for the holder of `grant`: TURN credentials expire with its token (an operator's,
+    which does not expire, after --token-ttl); None (no valid token): no credentials at all."""
+    if grant is None:
+        return request.app[ICE_SERVERS].announced(None, 0)
+    expires_at = grant.expires_at or time.time() + request.app[SETTINGS].token_ttl
+    return request.app[ICE_SERVERS].announced(grant.token_id or grant.role, expires_at)
 
 
 async def options_endpoint(request: web.Request) -> web.Response:
-    request.app[REGISTRY].get(request.match_info["session"])
-    headers = link_headers(request.app[SETTINGS].ice_servers)
+    """Accept-Post and the ICE servers: their credentials only with a valid token (none is required)."""
+    session = request.app[REGISTRY].get(request.match_info["session"])
+    try:
+        grant: Grant | None = request.app[AUTHORITY].viewer_grant(request, session.id, consume=False)
+    except (Unauthorized, Forbidden):
+        grant = None
+    headers = link_headers(announced_servers(request, grant))
     headers["Accept-Post"] = SDP
     return web.Response(status=204, headers=headers)
 
@@ -52,7 +65,8 @@ async def post_offer(request: web.Request) -> web.Response:
     authority.viewer_grant(request, session.id, consume=False)  # refuse before reading the body
     offer = await read_text(request, SDP, settings.max_sdp_bytes)
     check_offer(offer)
-    viewer = session.audience.admit(rtc_ice_servers(settings.ice_servers), role="view")
+    server_ice = [s.to_rtc() for s in request.app[ICE_WATCH].answering(request.app[ICE_SERVERS].for_server())]
+    viewer = session.audience.admit(server_ice, role="view")
     try:
         grant = authority.viewer_grant(request, session.id)  # uses up a single-use token
         viewer.role, viewer.token_id, viewer.clipboard = grant.role, grant.token_id, grant.clipboard_access
@@ -63,7 +77,7 @@ async def post_offer(request: web.Request) -> web.Response:
     if session.audience.audit is not None:
         user_agent = request.headers.get("User-Agent", "")
         session.audience.audit.joined(viewer.id, viewer.token_id, viewer.role, request.remote, user_agent)
-    headers = link_headers(settings.ice_servers)
+    headers = link_headers(announced_servers(request, grant))
     headers["Location"] = f"/whep/{session.id}/{viewer.id}"
     headers["ETag"] = _etag(viewer)
     headers["Accept-Patch"] = TRICKLE

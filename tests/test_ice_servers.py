@@ -1,0 +1,182 @@
+"""STUN and TURN servers: a dead one holds up no viewer, a live one's relay candidates come warm, each one's
+health is reported, and TURN credentials are each viewer's own (TURN REST scheme), checked by coturn."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import hashlib
+import hmac
+import logging
+import re
+import statistics
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aioice import turn
+from aioice.stun import TransactionFailed
+from aiortc import RTCPeerConnection
+
+from tests.coturn import SECRET, coturn
+from tests.test_console import console_page
+from tests.test_operations import metric_value
+from vgpustream.iceservers import rest_credential
+from vgpustream.testing.server import free_port
+
+DEAD_TURN_POSTS = 7
+POST_BOUND_MS = 100
+"""Issue #29's acceptance: POST /whep with a dead TURN server, p50."""
+
+
+async def post_offer(http, server, headers: dict[str, str] | None = None) -> tuple[float, str, list[str]]:
+    """POST an aiortc offer: the seconds it took, the answer and the Link headers; the viewer is deleted."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    started = time.perf_counter()
+    async with http.post(
+        server.make_url("/whep/default"),
+        data=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp", **(headers or {})},
+    ) as response:
+        took = time.perf_counter() - started
+        assert response.status == 201, await response.text()
+        answer, links, location = await response.text(), response.headers.getall("Link"), response.headers["Location"]
+    async with http.delete(server.make_url(location), headers=headers):
+        pass
+    await pc.close()
+    return took, answer, links
+
+
+async def readiness(anonymous, server) -> dict:
+    async with anonymous.get(server.make_url("/readyz")) as response:
+        return await response.json()
+
+
+@pytest.fixture
+async def silent_tcp() -> AsyncIterator[int]:
+    """A TCP port that accepts connections and never says a word (a TURN server that hangs)."""
+    accepted: list[asyncio.StreamWriter] = []
+    server = await asyncio.start_server(lambda reader, writer: accepted.append(writer), "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in accepted:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("kind", ["TURN, nothing answers (UDP)", "TURN, accepts TCP, never speaks", "STUN"])
+async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, http, anonymous, silent_tcp):
+    url = {
+        "TURN, nothing answers (UDP)": f"turn:127.0.0.1:{free_port()}",
+        "TURN, accepts TCP, never speaks": f"turn:127.0.0.1:{silent_tcp}?transport=tcp",
+        "STUN": f"stun:127.0.0.1:{free_port()}",
+    }[kind]
+    server = await make_server(source="synthetic:320x240@30", ice_server=(url,), turn_username="u", turn_credential="p")
+    took = [(await post_offer(http, server))[0] * 1000 for _ in range(DEAD_TURN_POSTS)]
+    assert statistics.median(took) <= POST_BOUND_MS, f"POST ms with a dead TURN server: {took}"
+    async with console_page(server, http, frames=10):
+        pass  # the console plays (on loopback, host candidates)
+    # the operator sees it: /readyz (still ready: viewers are served without it) and /metrics
+    health: dict = {}
+
+    async def down() -> bool:
+        health.update((await readiness(anonymous, server))["ice_servers"][0])
+        return health["state"] == "down"
+
+    for _ in range(200):
+        if await down():
+            break
+        await asyncio.sleep(0.05)
+    assert health["url"] == url and health["state"] == "down" and health["failures"] >= 1, health
+    assert health["last_allocation"] is None and health["error"]
+    async with anonymous.get(server.make_url("/metrics")) as response:
+        text = await response.text()
+    assert metric_value(text, "vgpustream_ice_server_up", url=url) == 0
+    assert metric_value(text, "vgpustream_ice_server_failures_total", url=url) >= 1
+
+
+async def test_relay_candidates_come_from_a_warm_allocation(make_server, http, anonymous, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="vgpustream.relays")
+    port = free_port()
+    (tmp_path / "turn-secret").write_text(SECRET + "\n")
+    url = f"turn:127.0.0.1:{port}?transport=tcp"
+    with coturn(tmp_path, "127.0.0.1", port):
+        server = await make_server(
+            source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=tmp_path / "turn-secret"
+        )
+        health: dict = {}
+
+        async def allocated() -> bool:
+            health.update((await readiness(anonymous, server))["ice_servers"][0])
+            return health["state"] == "up"
+
+        for _ in range(200):
+            if await allocated():
+                break
+            await asyncio.sleep(0.05)
+        assert health["state"] == "up" and health["last_allocation"] and health["failures"] == 0, health
+        relayed = []
+        for _ in range(3):  # each takes the spare, the next one's is made meanwhile
+            _, answer, _ = await post_offer(http, server)
+            relayed.append(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ relay", answer) is not None)
+        assert relayed == [True, True, True]
+    assert sum("answers" in r.getMessage() for r in caplog.records if r.name == "vgpustream.relays") == 1
+
+
+async def test_turn_credentials_go_only_to_token_holders_and_end_with_their_token(
+    make_server, http, anonymous, tmp_path
+):
+    (tmp_path / "turn-secret").write_text(SECRET + "\n")
+    urls = ("stun:127.0.0.1:9", f"turn:127.0.0.1:{free_port()}?transport=tcp")
+    server = await make_server(
+        source="synthetic:320x240@30", ice_server=urls, turn_secret_file=tmp_path / "turn-secret"
+    )
+    endpoint = server.make_url("/whep/default")
+    bare = ['<stun:127.0.0.1:9>; rel="ice-server"', f'<{urls[1]}>; rel="ice-server"']
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        async with anonymous.options(endpoint, headers=headers) as response:
+            assert response.status == 204 and response.headers.getall("Link") == bare
+    async with http.post(
+        server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view", "ttl_seconds": 120}
+    ) as response:
+        issued = await response.json()
+    token = {"Authorization": f"Bearer {issued['token']}"}
+    async with anonymous.options(endpoint, headers=token) as response:
+        links = response.headers.getall("Link")
+    _, _, post_links = await post_offer(anonymous, server, token)
+    token_expiry = datetime.datetime.fromisoformat(issued["expires_at"]).timestamp()
+    for announced in (links, post_links):
+        assert announced[0] == bare[0], "STUN needs no credential"
+        found = re.fullmatch(
+            rf'<{re.escape(urls[1])}>; rel="ice-server"; username="(\d+):([^"]+)"; credential="([^"]+)"; '
+            r'credential-type="password"',
+            announced[1],
+        )
+        assert found is not None, announced
+        expiry, holder, password = int(found[1]), found[2], found[3]
+        assert holder == issued["id"] and time.time() < expiry <= token_expiry
+        username = f"{expiry}:{holder}"
+        assert (
+            password == base64.b64encode(hmac.new(SECRET.encode(), username.encode(), hashlib.sha1).digest()).decode()
+        )
+
+
+async def test_coturn_checks_the_credentials_and_their_expiry(tmp_path):
+    port = free_port()
+    with coturn(tmp_path, "127.0.0.1", port):
+
+        async def allocate(expires_at: float, secret: str = SECRET) -> None:
+            username, password = rest_credential(secret.encode(), "viewer", expires_at)
+            transport, _ = await turn.create_turn_endpoint(
+                asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, transport="tcp"
+            )
+            transport.close()
+
+        await allocate(time.time() + 60)
+        for refused in (allocate(time.time() - 1), allocate(time.time() + 60, "not-the-secret-of-coturn")):
+            with pytest.raises(TransactionFailed, match="401"):
+                await refused
