@@ -8,21 +8,28 @@ import base64
 import datetime
 import hashlib
 import hmac
+import json
 import logging
+import os
 import re
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aioice import turn
 from aioice.stun import TransactionFailed
 from aiortc import RTCPeerConnection
 
-from tests.coturn import SECRET, coturn
+from tests.coturn import SECRET, TURNSERVER, coturn
 from tests.test_console import console_page
 from tests.test_operations import metric_value
 from vgpustream.iceservers import rest_credential
+from vgpustream.testing.chromium import CHROMIUM
 from vgpustream.testing.server import free_port
 
 DEAD_TURN_POSTS = 7
@@ -180,3 +187,24 @@ async def test_coturn_checks_the_credentials_and_their_expiry(tmp_path):
         for refused in (allocate(time.time() - 1), allocate(time.time() + 60, "not-the-secret-of-coturn")):
             with pytest.raises(TransactionFailed, match="401"):
                 await refused
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["turn", "turns"])
+def test_a_browser_that_cannot_send_udp_plays_through_coturn(scheme, tmp_path):
+    """TURN over TCP, and over TLS with a test CA that Chromium trusts (its user's NSS database): the
+    console plays through a relay candidate (tests/turn_console.py, in a network namespace of its own)."""
+    tools = ("unshare", "ip", "iptables", "setpriv", "certutil", TURNSERVER, CHROMIUM)
+    missing = [tool for tool in tools if not shutil.which(tool)]
+    if os.geteuid() != 0 or missing:
+        pytest.skip(f"needs root (a network namespace, iptables, Chromium run as nobody) and {', '.join(tools)}")
+    pytest.importorskip("playwright.async_api", reason="browser tests need playwright (pip)")
+    command = ["unshare", "--net", "--", sys.executable, "-m", "tests.turn_console", str(tmp_path), scheme]
+    done = subprocess.run(
+        command, check=False, cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["pair"]["local"] == "relay", result
+    assert result["pair"]["relayProtocol"] == {"turn": "tcp", "turns": "tls"}[scheme], result
+    print(f"{scheme}: first frame {result['first_frame_ms']} ms, glass to glass {result['glass_to_glass_p50_ms']} ms")

@@ -43,6 +43,11 @@ stopped applying would show up only as a stream that never recovers from loss.
   bounds that wait and takes relay candidates from vgpustream's warm allocations (`vgpustream.relays`)
   instead of a new allocation per viewer; `spare_protocol_factory` and `claim` make an allocation before
   any connection wants it and hand it to the one that does.
+- aioice: once ICE completes, the checks still in progress are cancelled and their pairs stay In-Progress
+  for good, so a later check from the browser on such a pair never triggers a check of ours (RFC 8445
+  section 7.3.1.4) and the browser's nomination of it is never followed: the browser then expects the
+  media on the pair it chose (typically its relay to our host candidate) while aioice sends it on another,
+  and the first picture came seconds late. `_resume_abandoned_checks` puts those pairs back to Frozen.
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
   (`count_frames_without_decoding`).
 - dbus-fast: `PeerBus`, a connection to one peer over an existing socket, without the bus's Hello.
@@ -82,7 +87,7 @@ import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import av
 from aioice import Candidate
-from aioice.ice import StunProtocol
+from aioice.ice import CandidatePair, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
@@ -178,6 +183,7 @@ def install() -> None:
     _resolve_mdns_in_background()
     _wait_for_peer_reflexive()
     _refuse_unusable_candidates()
+    _resume_abandoned_checks()
     _installed = True
 
 
@@ -459,6 +465,20 @@ def advertise_host_addresses(addresses: Sequence[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+def _resume_abandoned_checks() -> None:
+    """Pairs whose check ICE's completion cancelled go back to Frozen: an incoming check triggers one of ours."""
+    connect = aioice.ice.Connection.connect
+
+    async def connect_then_resume_checks(connection: aioice.ice.Connection) -> None:
+        await connect(connection)
+        for pair in connection._check_list:
+            if pair.state is CandidatePair.State.IN_PROGRESS:  # its check was cancelled when ICE completed
+                pair.task = None
+                connection.check_state(pair, CandidatePair.State.FROZEN)
+
+    aioice.ice.Connection.connect = connect_then_resume_checks  # type: ignore[method-assign]
 
 
 def gather_within(timeout: float, relayed_candidate: RelayedCandidate) -> None:
