@@ -47,12 +47,21 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("screen").requestVideoFrameCallback((now) => { window.firstFrameMs = now; });
 });
 """
+PLAYING = "window.vgpustream && window.vgpustream.state === 'playing' && window.firstFrameMs !== null"
+WHERE = """() => ({
+  state: window.vgpustream ? window.vgpustream.state : null,
+  loaded: performance.getEntriesByType("resource").map((r) => r.name.split("/").pop() + " " + Math.round(r.duration)),
+})"""
 SELECTED_PAIR = """async () => {
   const stats = await window.vgpustream.pc.getStats();
   const transport = [...stats.values()].find((r) => r.type === "transport" && r.selectedCandidatePairId);
   const pair = stats.get(transport.selectedCandidatePairId);
   const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-  return {local: local.candidateType, relayProtocol: local.relayProtocol || null, remote: remote.candidateType};
+  const video = [...stats.values()].find((r) => r.type === "inbound-rtp" && r.kind === "video");
+  return {
+    local: local.candidateType, relayProtocol: local.relayProtocol || null, remote: remote.candidateType,
+    packetsLost: video.packetsLost, nackCount: video.nackCount, pliCount: video.pliCount,
+  };
 }"""
 
 
@@ -93,7 +102,7 @@ def chromium_as_nobody(workdir: Path, ca: Path) -> Path:
 
 
 async def watch_console(workdir: Path, scheme: str) -> dict[str, object]:
-    from playwright.async_api import async_playwright  # noqa: PLC0415 - the test extra, checked by the test
+    from playwright.async_api import Error, async_playwright  # noqa: PLC0415 - the test extra, checked by the test
 
     tls = make_test_ca(workdir, ADDRESS)
     os.environ["SSL_CERT_FILE"] = str(tls.ca)  # the server's own TURNS allocation trusts the test CA too
@@ -127,11 +136,15 @@ async def watch_console(workdir: Path, scheme: str) -> dict[str, object]:
                 try:
                     page = await browser.new_page(viewport={"width": 1280, "height": 800})
                     await page.add_init_script(FIRST_FRAME + RECORD_DELAY_REPORTS)
+                    errors: list[str] = []
+                    page.on("pageerror", lambda error: errors.append(str(error)))
+                    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
                     await page.goto(console_url)
-                    await page.wait_for_function(
-                        "window.vgpustream && window.vgpustream.state === 'playing' && window.firstFrameMs !== null",
-                        timeout=PLAYING_TIMEOUT_MS,
-                    )
+                    try:
+                        await page.wait_for_function(PLAYING, timeout=PLAYING_TIMEOUT_MS)
+                    except Error:
+                        where = await page.evaluate(WHERE)
+                        raise AssertionError(f"the console did not play: {where}, errors {errors}") from None
                     pair = await page.evaluate(SELECTED_PAIR)
                     first_frame_ms = await page.evaluate("window.firstFrameMs")
                     await asyncio.sleep(DELAY_SECONDS)  # the console reports its delay once a second
@@ -140,7 +153,11 @@ async def watch_console(workdir: Path, scheme: str) -> dict[str, object]:
                     await browser.close()
         finally:
             await runner.cleanup()
+    udp = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
     return {
+        # datagrams dropped in this namespace for a full socket buffer: coturn's relay sockets (128 KiB)
+        # overflow with a keyframe's burst from our host candidate
+        "udp_receive_buffer_errors": int(dict(zip(udp[0], udp[1], strict=True))["RcvbufErrors"]),
         "pair": pair,
         "first_frame_ms": round(first_frame_ms),
         "glass_to_glass_p50_ms": statistics.median(reports) if reports else None,
