@@ -20,13 +20,16 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aioice import turn
 from aioice.stun import TransactionFailed
 from aiortc import RTCPeerConnection
 
+from tests.conftest import OPERATOR, wait_for
 from tests.coturn import SECRET, TURNSERVER, coturn
 from tests.test_console import console_page
+from tests.test_lifecycle import open_fds, settle, within
 from tests.test_operations import metric_value
 from vgpustream.iceservers import rest_credential
 from vgpustream.testing.chromium import CHROMIUM
@@ -34,6 +37,7 @@ from vgpustream.testing.server import free_port
 
 DEAD_TURN_POSTS = 7
 POST_BOUND_MS = 100
+CHURN = 8
 """Issue #29's acceptance: POST /whep with a dead TURN server, p50."""
 
 
@@ -57,9 +61,27 @@ async def post_offer(http, server, headers: dict[str, str] | None = None) -> tup
     return took, answer, links
 
 
-async def readiness(anonymous, server) -> dict:
-    async with anonymous.get(server.make_url("/readyz")) as response:
-        return await response.json()
+async def ice_server_health(anonymous, server, state: str) -> dict:
+    """The first ICE server's health in /readyz once its state is `state` (polled for up to 10 s)."""
+    for _ in range(200):
+        async with anonymous.get(server.make_url("/readyz")) as response:
+            health = (await response.json())["ice_servers"][0]
+        if health["state"] == state:
+            return health
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the ICE server is not {state}: {health}")
+
+
+def has_relay_candidate(answer: str) -> bool:
+    return re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ relay", answer) is not None
+
+
+@pytest.fixture
+def turn_secret(tmp_path: Path) -> Path:
+    """The secret coturn shares with the server, in a file (--turn-secret-file)."""
+    path = tmp_path / "turn-secret"
+    path.write_text(SECRET + "\n")
+    return path
 
 
 @pytest.fixture
@@ -88,17 +110,8 @@ async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, 
     async with console_page(server, http, frames=10):
         pass  # the console plays (on loopback, host candidates)
     # the operator sees it: /readyz (still ready: viewers are served without it) and /metrics
-    health: dict = {}
-
-    async def down() -> bool:
-        health.update((await readiness(anonymous, server))["ice_servers"][0])
-        return health["state"] == "down"
-
-    for _ in range(200):
-        if await down():
-            break
-        await asyncio.sleep(0.05)
-    assert health["url"] == url and health["state"] == "down" and health["failures"] >= 1, health
+    health = await ice_server_health(anonymous, server, "down")
+    assert health["url"] == url and health["failures"] >= 1, health
     assert health["last_allocation"] is None and health["error"]
     async with anonymous.get(server.make_url("/metrics")) as response:
         text = await response.text()
@@ -106,42 +119,47 @@ async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, 
     assert metric_value(text, "vgpustream_ice_server_failures_total", url=url) >= 1
 
 
-async def test_relay_candidates_come_from_a_warm_allocation(make_server, http, anonymous, tmp_path, caplog):
+async def test_relay_candidates_come_from_a_warm_allocation(
+    make_server, http, anonymous, tmp_path, turn_secret, caplog
+):
     caplog.set_level(logging.INFO, logger="vgpustream.relays")
     port = free_port()
-    (tmp_path / "turn-secret").write_text(SECRET + "\n")
     url = f"turn:127.0.0.1:{port}?transport=tcp"
     with coturn(tmp_path, "127.0.0.1", port):
-        server = await make_server(
-            source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=tmp_path / "turn-secret"
-        )
-        health: dict = {}
-
-        async def allocated() -> bool:
-            health.update((await readiness(anonymous, server))["ice_servers"][0])
-            return health["state"] == "up"
-
-        for _ in range(200):
-            if await allocated():
-                break
-            await asyncio.sleep(0.05)
-        assert health["state"] == "up" and health["last_allocation"] and health["failures"] == 0, health
+        server = await make_server(source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=turn_secret)
+        health = await ice_server_health(anonymous, server, "up")
+        assert health["last_allocation"] and health["failures"] == 0, health
         relayed = []
         for _ in range(3):  # each takes the spare, the next one's is made meanwhile
             _, answer, _ = await post_offer(http, server)
-            relayed.append(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ relay", answer) is not None)
+            relayed.append(has_relay_candidate(answer))
         assert relayed == [True, True, True]
     assert sum("answers" in r.getMessage() for r in caplog.records if r.name == "vgpustream.relays") == 1
 
 
+async def test_warm_allocations_leak_nothing(make_server, anonymous, tmp_path, turn_secret):
+    """Each viewer's allocation is given back with the viewer, and the spare with the server."""
+    port = free_port()
+    with coturn(tmp_path, "127.0.0.1", port):
+        url = f"turn:127.0.0.1:{port}?transport=tcp"
+        server = await make_server(source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=turn_secret)
+        await ice_server_health(anonymous, server, "up")
+        async with aiohttp.ClientSession(headers=OPERATOR, connector=aiohttp.TCPConnector(force_close=True)) as http:
+            await post_offer(http, server)  # warm-up: lazily created pools and caches
+            baseline = await settle((0, 0), seconds=2.0)
+            for _ in range(CHURN):
+                assert has_relay_candidate((await post_offer(http, server))[1])
+            after = await settle(baseline)
+        assert within(after, baseline), f"(fds, tasks) were {baseline}, now {after}"
+        await server.close()
+        await wait_for(lambda: open_fds() < after[0], what="the spare allocation's socket closed")
+
+
 async def test_turn_credentials_go_only_to_token_holders_and_end_with_their_token(
-    make_server, http, anonymous, tmp_path
+    make_server, http, anonymous, turn_secret
 ):
-    (tmp_path / "turn-secret").write_text(SECRET + "\n")
     urls = ("stun:127.0.0.1:9", f"turn:127.0.0.1:{free_port()}?transport=tcp")
-    server = await make_server(
-        source="synthetic:320x240@30", ice_server=urls, turn_secret_file=tmp_path / "turn-secret"
-    )
+    server = await make_server(source="synthetic:320x240@30", ice_server=urls, turn_secret_file=turn_secret)
     endpoint = server.make_url("/whep/default")
     bare = ['<stun:127.0.0.1:9>; rel="ice-server"', f'<{urls[1]}>; rel="ice-server"']
     for headers in ({}, {"Authorization": "Bearer not-a-token"}):
