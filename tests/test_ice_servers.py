@@ -98,7 +98,8 @@ async def silent_tcp() -> AsyncIterator[int]:
 
 @pytest.mark.browser
 @pytest.mark.parametrize("kind", ["TURN, nothing answers (UDP)", "TURN, accepts TCP, never speaks", "STUN"])
-async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, http, anonymous, silent_tcp):
+async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, http, anonymous, silent_tcp, caplog):
+    caplog.set_level(logging.INFO, logger="vgpustream.relays")
     url = {
         "TURN, nothing answers (UDP)": f"turn:127.0.0.1:{free_port()}",
         "TURN, accepts TCP, never speaks": f"turn:127.0.0.1:{silent_tcp}?transport=tcp",
@@ -112,6 +113,8 @@ async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, 
     # the operator sees it: /readyz (still ready: viewers are served without it) and /metrics
     health = await ice_server_health(anonymous, server, "down")
     assert health["url"] == url and health["failures"] >= 1, health
+    said = [r.getMessage() for r in caplog.records if r.name == "vgpustream.relays"]
+    assert len(said) == 1 and "does not answer" in said[0], "once per change, not per viewer"
     assert health["last_allocation"] is None and health["error"]
     async with anonymous.get(server.make_url("/metrics")) as response:
         text = await response.text()
