@@ -122,12 +122,13 @@ async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, 
     assert metric_value(text, "vgpustream_ice_server_failures_total", url=url) >= 1
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_relay_candidates_come_from_a_warm_allocation(
-    make_server, http, anonymous, tmp_path, turn_secret, caplog
+    transport, make_server, http, anonymous, tmp_path, turn_secret, caplog
 ):
     caplog.set_level(logging.INFO, logger="vgpustream.relays")
     port = free_port()
-    url = f"turn:127.0.0.1:{port}?transport=tcp"
+    url = f"turn:127.0.0.1:{port}?transport={transport}"
     with coturn(tmp_path, "127.0.0.1", port):
         server = await make_server(source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=turn_secret)
         health = await ice_server_health(anonymous, server, "up")

@@ -66,7 +66,9 @@ SELECTED_PAIR = """async () => {
 
 
 def build_network() -> None:
-    """The namespace's links, and nobody's UDP dropped."""
+    """The namespace's links, and nobody's UDP dropped. The veth has no IPv6: its link-local address,
+    set up a moment after the link, made Chromium drop its requests (net::ERR_NETWORK_CHANGED)."""
+    Path("/proc/sys/net/ipv6/conf/default/disable_ipv6").write_text("1\n")
     for command in (
         "ip link set lo up",
         "ip link add vgs0 type veth peer name vgs1",
