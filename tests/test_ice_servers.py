@@ -32,6 +32,7 @@ from tests.test_console import console_page
 from tests.test_lifecycle import open_fds, settle, within
 from tests.test_operations import metric_value
 from vgpustream.iceservers import rest_credential
+from vgpustream.relays import ATTEMPT_TIMEOUT
 from vgpustream.testing.chromium import CHROMIUM
 from vgpustream.testing.server import free_port
 
@@ -138,6 +139,7 @@ async def test_relay_candidates_come_from_a_warm_allocation(
             _, answer, _ = await post_offer(http, server)
             relayed.append(has_relay_candidate(answer))
         assert relayed == [True, True, True]
+        await server.close()  # while coturn is there to take its allocations back
     assert sum("answers" in r.getMessage() for r in caplog.records if r.name == "vgpustream.relays") == 1
 
 
@@ -230,3 +232,15 @@ def test_a_browser_that_cannot_send_udp_plays_through_coturn(scheme, tmp_path):
     assert result["pair"]["local"] == "relay", result
     assert result["pair"]["relayProtocol"] == {"turn": "tcp", "turns": "tls"}[scheme], result
     print(f"{scheme}: first frame {result['first_frame_ms']} ms, glass to glass {result['glass_to_glass_p50_ms']} ms")
+
+
+async def test_the_server_stops_without_waiting_for_a_turn_server_gone(make_server, anonymous, tmp_path, turn_secret):
+    """Its spare allocation's delete is not retried for half a minute (aioice's own retries, over UDP)."""
+    port = free_port()
+    with coturn(tmp_path, "127.0.0.1", port):
+        url = f"turn:127.0.0.1:{port}"
+        server = await make_server(source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=turn_secret)
+        await ice_server_health(anonymous, server, "up")
+    started = time.monotonic()
+    await server.close()
+    assert time.monotonic() - started < ATTEMPT_TIMEOUT + 2

@@ -155,9 +155,12 @@ class WarmRelay:
         self._wanted.set()
 
     async def _discard_spare(self) -> None:
+        """Give the spare allocation back; a TURN server that went away is not waited for (aioice would
+        retry deleting the allocation for half a minute)."""
         spare, self._spare = self._spare, None
         if spare is not None:
-            await spare[1].close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(spare[1].close(), ATTEMPT_TIMEOUT)
 
 
 class StunProbe:
