@@ -118,6 +118,7 @@ async def test_gathering_waits_for_a_turn_server_no_longer_than_the_bound():
     silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
     port = silent.sockets[0].getsockname()[1]
     connection = aioice.Connection(ice_controlling=False, turn_server=("127.0.0.1", port), turn_transport="tcp")
+    compat.install()
     compat.gather_within(0.2, compat.AIOICE_RELAYED_CANDIDATE)
     compat.advertise_host_addresses(["127.0.0.1"])
     try:

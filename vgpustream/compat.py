@@ -483,7 +483,10 @@ def _resume_abandoned_checks() -> None:
 
 def gather_within(timeout: float, relayed_candidate: RelayedCandidate) -> None:
     """Bound every ICE agent's wait for STUN and TURN servers to `timeout` seconds (host candidates do not
-    wait), and take its relay candidates from `relayed_candidate` (vgpustream's warm allocations)."""
+    wait), and take its relay candidates from `relayed_candidate` (vgpustream's warm allocations). Needs
+    `install()`, which checks aioice's version first."""
+    if not _installed:
+        raise RuntimeError("vgpustream.compat.install() has not run")
 
     async def component_candidates(
         connection: aioice.ice.Connection, component: int, addresses: list[str]

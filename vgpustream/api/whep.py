@@ -7,6 +7,7 @@ headers on OPTIONS and on the 201 response, with TURN credentials only for a val
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from aiohttp import web
@@ -36,12 +37,13 @@ def link_headers(servers: tuple[IceServer, ...]) -> CIMultiDict[str]:
 
 
 def announced_servers(request: web.Request, grant: Grant | None) -> tuple[IceServer, ...]:
-    """The ICE servers for the holder of `grant`: TURN credentials expire with its token (an operator's,
-    which does not expire, after --token-ttl); None (no valid token): no credentials at all."""
+    """The ICE servers for the holder of `grant`: TURN credentials named after its token and expiring with
+    it (an operator's token, which neither has an id nor expires: a name of its own, --token-ttl); None
+    (no valid token): no credentials at all."""
     if grant is None:
         return request.app[ICE_SERVERS].announced(None, 0)
-    expires_at = grant.expires_at or time.time() + request.app[SETTINGS].token_ttl
-    return request.app[ICE_SERVERS].announced(grant.token_id or grant.role, expires_at)
+    holder = grant.token_id or f"{grant.role}-{secrets.token_hex(4)}"
+    return request.app[ICE_SERVERS].announced(holder, grant.expires_at or time.time() + request.app[SETTINGS].token_ttl)
 
 
 async def options_endpoint(request: web.Request) -> web.Response:
