@@ -48,6 +48,10 @@ stopped applying would show up only as a stream that never recovers from loss.
   section 7.3.1.4) and the browser's nomination of it is never followed: the browser then expects the
   media on the pair it chose (typically its relay to our host candidate) while aioice sends it on another,
   and the first picture came seconds late. `_resume_abandoned_checks` puts those pairs back to Frozen.
+- aioice: an allocation given back (a viewer leaves, the server stops) is deleted with a Refresh that
+  aioice retries for half a minute over UDP when the TURN server went away, and closing the peer connection
+  waits for it. `_bound_allocation_delete` gives it TURN_DELETE_TIMEOUT (the server frees the allocation
+  when it expires anyway).
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
   (`count_frames_without_decoding`).
 - dbus-fast: `PeerBus`, a connection to one peer over an existing socket, without the bus's Hello.
@@ -81,6 +85,7 @@ from typing import Any
 import aioice.ice
 import aioice.mdns
 import aioice.stun
+import aioice.turn
 import aiortc.clock
 import aiortc.codecs
 import aiortc.rtcdtlstransport
@@ -134,6 +139,8 @@ PEER_REFLEXIVE_WAIT = 30.0
 """Seconds an ICE agent without a usable remote candidate waits for the peer's checks (Chromium gives
 up on a connection that never succeeds after about as long)."""
 
+TURN_DELETE_TIMEOUT = 2.0
+"""Seconds a TURN allocation's delete is waited for (a TURN server that is there answers in milliseconds)."""
 RelayedCandidate = Callable[..., Awaitable[tuple[Candidate, StunProtocol]]]
 """aioice's `relayed_candidate`: keyword arguments component, hide_related_address, protocol_factory,
 turn_server, turn_username, turn_password, turn_ssl, turn_transport."""
@@ -184,6 +191,7 @@ def install() -> None:
     _wait_for_peer_reflexive()
     _refuse_unusable_candidates()
     _resume_abandoned_checks()
+    _bound_allocation_delete()
     _installed = True
 
 
@@ -479,6 +487,17 @@ def _resume_abandoned_checks() -> None:
                 connection.check_state(pair, CandidatePair.State.FROZEN)
 
     aioice.ice.Connection.connect = connect_then_resume_checks  # type: ignore[method-assign]
+
+
+def _bound_allocation_delete() -> None:
+    """A TURN allocation's delete is given up after TURN_DELETE_TIMEOUT (the transport is closed all the same)."""
+    delete = aioice.turn.TurnClientMixin.delete
+
+    async def delete_within(protocol: aioice.turn.TurnClientMixin) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(delete(protocol), TURN_DELETE_TIMEOUT)
+
+    aioice.turn.TurnClientMixin.delete = delete_within  # type: ignore[method-assign]
 
 
 def gather_within(timeout: float, relayed_candidate: RelayedCandidate) -> None:

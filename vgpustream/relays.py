@@ -155,12 +155,10 @@ class WarmRelay:
         self._wanted.set()
 
     async def _discard_spare(self) -> None:
-        """Give the spare allocation back; a TURN server that went away is not waited for (aioice would
-        retry deleting the allocation for half a minute)."""
+        """Give the spare allocation back (within compat.TURN_DELETE_TIMEOUT, also if its server is gone)."""
         spare, self._spare = self._spare, None
         if spare is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(spare[1].close(), ATTEMPT_TIMEOUT)
+            await spare[1].close()
 
 
 class StunProbe:
