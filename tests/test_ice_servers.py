@@ -138,6 +138,17 @@ async def test_relay_candidates_come_from_a_warm_allocation(
     assert sum("answers" in r.getMessage() for r in caplog.records if r.name == "vgpustream.relays") == 1
 
 
+async def test_a_stun_server_that_answers_is_asked_for_viewers(make_server, http, anonymous, tmp_path):
+    port = free_port()
+    with coturn(tmp_path, "127.0.0.1", port):
+        url = f"stun:127.0.0.1:{port}"
+        server = await make_server(source="synthetic:320x240@30", ice_server=(url,))
+        health = await ice_server_health(anonymous, server, "up")  # its probe was answered
+        assert health["last_allocation"] and health["failures"] == 0, health
+        _, answer, _ = await post_offer(http, server)
+        assert re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ srflx", answer), answer
+
+
 async def test_warm_allocations_leak_nothing(make_server, anonymous, tmp_path, turn_secret):
     """Each viewer's allocation is given back with the viewer, and the spare with the server."""
     port = free_port()
