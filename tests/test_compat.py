@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 from fractions import Fraction
 
+import aioice
 import aiortc.clock
 import av
 import pytest
+from aioice import stun
 from aiortc import RTCCertificate, RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.clock import datetime_to_ntp
 from aiortc.codecs.h264 import H264Encoder
@@ -107,3 +111,99 @@ def test_an_open_codec_takes_a_new_peak_rate_and_nothing_but_a_codec_is_written_
     for not_a_codec in (object(), av.AudioFrame(), "maxrate"):
         with pytest.raises(compat.UnsupportedLibrary, match="does not hold its AVCodecContext"):
             compat.codec_options().set_int(not_a_codec, "maxrate", 1)  # type: ignore[arg-type]
+
+
+async def test_gathering_waits_for_a_turn_server_no_longer_than_the_bound():
+    """aioice alone waits 5 s for a TURN server that accepts TCP and never answers; bounded, 0.2 s."""
+    silent = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    connection = aioice.Connection(ice_controlling=False, turn_server=("127.0.0.1", port), turn_transport="tcp")
+    compat.install()
+    compat.gather_within(0.2, compat.AIOICE_RELAYED_CANDIDATE)
+    compat.advertise_host_addresses(["127.0.0.1"])
+    try:
+        started = time.monotonic()
+        await connection.gather_candidates()
+        took = time.monotonic() - started
+        assert [c.type for c in connection.local_candidates] == ["host"]
+    finally:
+        compat.gather_as_aioice_does(compat.AIOICE_RELAYED_CANDIDATE)
+        await connection.close()
+        silent.close()
+    assert took < 1.0, f"gathering took {took:.1f} s"
+
+
+class LateCandidate(asyncio.DatagramProtocol):
+    """A browser's candidate that nothing reaches at first (its TURN permission is not there yet), then
+    answers checks like a browser; it keeps the data it receives."""
+
+    def __init__(self, password: str) -> None:
+        self.password = password.encode()
+        self.answering = False
+        self.data: list[bytes] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            message = stun.parse_message(data)
+        except ValueError:
+            self.data.append(data)
+            return
+        if self.answering and message.message_class == stun.Class.REQUEST:
+            response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, transaction_id=message.transaction_id)
+            response.attributes["XOR-MAPPED-ADDRESS"] = addr
+            response.add_message_integrity(self.password)
+            response.add_fingerprint()
+            self.transport.sendto(bytes(response), addr)
+
+    def nominate(self, username: str, password: str, to: tuple[str, int]) -> None:
+        """A check with USE-CANDIDATE, as the controlling browser sends once it prefers this pair."""
+        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+        request.attributes.update({"USERNAME": username, "PRIORITY": 1, "ICE-CONTROLLING": 1, "USE-CANDIDATE": None})
+        request.add_message_integrity(password.encode())
+        request.add_fingerprint()
+        self.transport.sendto(bytes(request), to)
+
+
+async def test_the_server_follows_the_browser_to_a_pair_whose_check_was_cut_short():
+    """A pair whose check was still under way when ICE completed: the browser nominates it later, and the
+    server's media must go there (aioice alone left the pair In-Progress and ignored the nomination)."""
+    compat.install()
+    compat.advertise_host_addresses(["127.0.0.1"])
+    server, browser = aioice.Connection(ice_controlling=False), aioice.Connection(ice_controlling=True)
+    await asyncio.gather(server.gather_candidates(), browser.gather_candidates())
+    server.remote_username, server.remote_password = browser.local_username, browser.local_password
+    browser.remote_username, browser.remote_password = server.local_username, server.local_password
+    transport, late = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: LateCandidate(browser.local_password), local_addr=("127.0.0.1", 0)
+    )
+    late_port = transport.get_extra_info("sockname")[1]
+    # checked first (the highest priority), so still under way when ICE completes on the other pair
+    relay = aioice.Candidate("late", 1, "udp", 2**32 - 1, "127.0.0.1", late_port, "relay")
+    try:
+        for candidate in (*browser.local_candidates, relay, None):
+            await server.add_remote_candidate(candidate)
+        for candidate in (*server.local_candidates, None):
+            await browser.add_remote_candidate(candidate)
+        await asyncio.gather(server.connect(), browser.connect())
+        late.answering = True
+        host = server.local_candidates[0]
+        late.nominate(
+            f"{server.local_username}:{browser.local_username}", server.local_password, (host.host, host.port)
+        )
+
+        async def sent_to_late() -> bool:
+            await server.sendto(b"media", 1)
+            return b"media" in late.data
+
+        for _ in range(100):
+            if await sent_to_late():
+                break
+            await asyncio.sleep(0.05)
+        assert b"media" in late.data, "the server's media does not follow the browser's nomination"
+    finally:
+        transport.close()
+        await asyncio.gather(server.close(), browser.close())

@@ -22,6 +22,7 @@ import referencing
 import yaml
 from kubernetes_validate.utils import schema_contents
 
+from vgpustream.iceservers import IceServers
 from vgpustream.settings import add_arguments, env_name, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +165,8 @@ def test_configmap_holds_valid_settings(tmp_path):
         config.write_text(toml)
         settings = parse_settings(["--config", str(config)], {env_name("turn_credential"): "from-the-secret"})
         assert settings.port == 8080
-    assert settings.ice_servers and settings.ice_servers[0].credential == "from-the-secret"
+    servers = IceServers(settings).for_server()
+    assert servers and servers[0].credential == "from-the-secret"
 
 
 # The Prometheus operator's ServiceMonitor CRD (monitoring.coreos.com/v1) is not among the Kubernetes
@@ -376,11 +378,12 @@ def test_compose_wires_coturn_into_vgpustream_settings():
     # vgpustream loads exactly these settings from the environment compose gives it
     settings = parse_settings([], {k: str(v) for k, v in vgpustream["environment"].items()})
     assert settings.operator_token == environ["VGPUSTREAM_OPERATOR_TOKEN"]
-    assert [s.url for s in settings.ice_servers] == [
+    servers = IceServers(settings).for_server()
+    assert [s.url for s in servers] == [
         f"turn:{environ['TURN_HOST']}:3478?transport=udp",
         f"turn:{environ['TURN_HOST']}:3478?transport=tcp",
     ]
-    for server in settings.ice_servers:
+    for server in servers:
         assert (server.username, server.credential) == (environ["TURN_USERNAME"], environ["TURN_PASSWORD"])
     # ... and coturn accepts those credentials on the port in the URLs
     assert f"--user={environ['TURN_USERNAME']}:{environ['TURN_PASSWORD']}" in coturn["command"]

@@ -25,7 +25,7 @@ async def an_offer() -> str:
     return sdp
 
 
-async def test_post_answers_201_with_location_etag_and_ice_servers(make_server, http):
+async def test_post_answers_201_with_location_etag_and_ice_servers(make_server, http, anonymous):
     server = await make_server(
         source="synthetic:320x240@30",
         ice_server=("stun:stun.example.net:3478", "turn:turn.example.net"),
@@ -56,7 +56,9 @@ async def test_post_answers_201_with_location_etag_and_ice_servers(make_server, 
         assert response.headers["Accept-Post"] == "application/sdp"
         assert response.headers["Access-Control-Allow-Origin"] == "https://player.example"
         assert "Location" in response.headers["Access-Control-Expose-Headers"]
-        assert len(response.headers.getall("Link")) == 2
+        assert response.headers.getall("Link") == links, "a valid token (here the operator's) gets the credential"
+    async with anonymous.options(server.make_url("/whep/default")) as response:
+        assert response.headers.getall("Link") == [link.partition("; username=")[0] for link in links], "no token"
     # PATCH with a trickled candidate, then with an ICE restart (unsupported: 422), wrong If-Match: 412
     fragment = "a=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n"
     trickle = {"Content-Type": "application/trickle-ice-sdpfrag"}

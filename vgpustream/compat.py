@@ -38,6 +38,20 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aioice: remote candidates are bounded per connection (MAX_REMOTE_CANDIDATES), and those whose address
   no peer can have (multicast, broadcast, unspecified, port 0) are dropped before any check is sent to
   them (`_refuse_unusable_candidates`).
+- aioice: gathering waits up to 5 s for STUN and TURN servers (`Connection.get_component_candidates`)
+  and aiortc answers only after it, so a server that does not answer held up every viewer. `gather_within`
+  bounds that wait and takes relay candidates from vgpustream's warm allocations (`vgpustream.relays`)
+  instead of a new allocation per viewer; `spare_protocol_factory` and `claim` make an allocation before
+  any connection wants it and hand it to the one that does.
+- aioice: once ICE completes, the checks still in progress are cancelled and their pairs stay In-Progress
+  for good, so a later check from the browser on such a pair never triggers a check of ours (RFC 8445
+  section 7.3.1.4) and the browser's nomination of it is never followed: the browser then expects the
+  media on the pair it chose (typically its relay to our host candidate) while aioice sends it on another,
+  and the first picture came seconds late. `_resume_abandoned_checks` puts those pairs back to Frozen.
+- aioice: an allocation given back (a viewer leaves, the server stops) is deleted with a Refresh that
+  aioice retries for half a minute over UDP when the TURN server went away, and closing the peer connection
+  waits for it. `_bound_allocation_delete` gives it TURN_DELETE_TIMEOUT (the server frees the allocation
+  when it expires anyway).
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
   (`count_frames_without_decoding`).
 - aiohttp: a server makes each connection's `RequestHandler` itself (`web_server.Server.__call__`), with no
@@ -65,7 +79,7 @@ import sys
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -74,11 +88,15 @@ from typing import Any
 import aiohttp.web_server
 import aioice.ice
 import aioice.mdns
+import aioice.stun
+import aioice.turn
 import aiortc.clock
 import aiortc.codecs
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import av
+from aioice import Candidate
+from aioice.ice import CandidatePair, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
@@ -125,6 +143,15 @@ PEER_REFLEXIVE_WAIT = 30.0
 """Seconds an ICE agent without a usable remote candidate waits for the peer's checks (Chromium gives
 up on a connection that never succeeds after about as long)."""
 
+TURN_DELETE_TIMEOUT = 2.0
+"""Seconds a TURN allocation's delete is waited for (a TURN server that is there answers in milliseconds)."""
+RelayedCandidate = Callable[..., Awaitable[tuple[Candidate, StunProtocol]]]
+"""aioice's `relayed_candidate`: keyword arguments component, hide_related_address, protocol_factory,
+turn_server, turn_username, turn_password, turn_ssl, turn_transport."""
+AIOICE_RELAYED_CANDIDATE: RelayedCandidate = aioice.ice.relayed_candidate
+"""A new TURN allocation, as aioice makes it."""
+_AIOICE_COMPONENT_CANDIDATES = aioice.ice.Connection.get_component_candidates
+
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _installed = False
 
@@ -167,6 +194,8 @@ def install() -> None:
     _resolve_mdns_in_background()
     _wait_for_peer_reflexive()
     _refuse_unusable_candidates()
+    _resume_abandoned_checks()
+    _bound_allocation_delete()
     _installed = True
 
 
@@ -455,6 +484,86 @@ def advertise_host_addresses(addresses: Sequence[str]) -> None:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
     aioice.ice.get_host_addresses = host_addresses
+
+
+def _resume_abandoned_checks() -> None:
+    """Pairs whose check ICE's completion cancelled go back to Frozen: an incoming check triggers one of ours."""
+    connect = aioice.ice.Connection.connect
+
+    async def connect_then_resume_checks(connection: aioice.ice.Connection) -> None:
+        await connect(connection)
+        for pair in connection._check_list:
+            if pair.state is CandidatePair.State.IN_PROGRESS:  # its check was cancelled when ICE completed
+                pair.task = None
+                connection.check_state(pair, CandidatePair.State.FROZEN)
+
+    aioice.ice.Connection.connect = connect_then_resume_checks  # type: ignore[method-assign]
+
+
+def _bound_allocation_delete() -> None:
+    """A TURN allocation's delete is given up after TURN_DELETE_TIMEOUT (the transport is closed all the same)."""
+    delete = aioice.turn.TurnClientMixin.delete
+
+    async def delete_within(protocol: aioice.turn.TurnClientMixin) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(delete(protocol), TURN_DELETE_TIMEOUT)
+
+    aioice.turn.TurnClientMixin.delete = delete_within  # type: ignore[method-assign]
+
+
+def gather_within(timeout: float, relayed_candidate: RelayedCandidate) -> None:
+    """Bound every ICE agent's wait for STUN and TURN servers to `timeout` seconds (host candidates do not
+    wait), and take its relay candidates from `relayed_candidate` (vgpustream's warm allocations). Needs
+    `install()`, which checks aioice's version first."""
+    if not _installed:
+        raise RuntimeError("vgpustream.compat.install() has not run")
+
+    async def component_candidates(
+        connection: aioice.ice.Connection, component: int, addresses: list[str]
+    ) -> list[Candidate]:
+        return await _AIOICE_COMPONENT_CANDIDATES(connection, component, addresses, timeout=timeout)  # type: ignore[arg-type]
+
+    aioice.ice.Connection.get_component_candidates = component_candidates  # type: ignore[method-assign,assignment]
+    aioice.ice.relayed_candidate = relayed_candidate
+
+
+def gather_as_aioice_does(relayed_candidate: RelayedCandidate) -> None:
+    """Undo `gather_within(…, relayed_candidate)` unless another has been made since (a server that stops
+    gives its warm allocations back; another one in the same process, the tests', may have started)."""
+    if aioice.ice.relayed_candidate == relayed_candidate:
+        aioice.ice.Connection.get_component_candidates = _AIOICE_COMPONENT_CANDIDATES  # type: ignore[method-assign]
+        aioice.ice.relayed_candidate = AIOICE_RELAYED_CANDIDATE
+
+
+class _SpareReceiver:
+    """Stands in for an aioice Connection behind an allocation that no connection has claimed yet."""
+
+    def __init__(self, lost: Callable[[], None]) -> None:
+        self._lost = lost
+
+    def protocol_lost(self, protocol: StunProtocol) -> None:
+        self._lost()
+
+    def data_received(self, data: bytes, component: int) -> None:
+        """Nothing: no peer has a permission on an unclaimed allocation."""
+
+    def request_received(self, message: aioice.stun.Message, addr: tuple[str, int], protocol: StunProtocol) -> None:
+        """Nothing, as above."""
+
+    def __repr__(self) -> str:
+        return "spare-allocation"
+
+
+def spare_protocol_factory(lost: Callable[[], None]) -> Callable[[], StunProtocol]:
+    """The protocol factory of an allocation made before any connection wants it; `lost` is called when
+    its transport closes while unclaimed (the TURN server went away, a refresh failed)."""
+    receiver = _SpareReceiver(lost)
+    return lambda: StunProtocol(receiver)  # type: ignore[arg-type]
+
+
+def claim(protocol: StunProtocol, protocol_factory: Callable[[], StunProtocol]) -> None:
+    """Hand a spare allocation's protocol to the connection that aioice's `protocol_factory` is bound to."""
+    protocol.receiver = protocol_factory().receiver
 
 
 class _PassThroughDecoder:

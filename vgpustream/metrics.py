@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 
 from vgpustream.capture.stats import Histogram
 from vgpustream.registry import SessionRegistry
+from vgpustream.relays import IceServerWatch
 from vgpustream.sources.base import SourceState
 
 PREFIX = "vgpustream_session"
@@ -81,17 +82,44 @@ class SessionCollector(Collector):
         yield from (fps, bitrate, viewers, state, *counters.values(), encode, glass_to_glass)
 
 
+class IceServerCollector(Collector):
+    """Each configured STUN/TURN server's health, so that an operator sees a dead one before viewers do."""
+
+    def __init__(self, watch: IceServerWatch) -> None:
+        self._watch = watch
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["url"]
+        up = GaugeMetricFamily("vgpustream_ice_server_up", "1 when the server's last attempt succeeded", labels=labels)
+        last = GaugeMetricFamily(
+            "vgpustream_ice_server_last_allocation_timestamp_seconds",
+            "When the server last gave a TURN allocation or answered a STUN probe",
+            labels=labels,
+        )
+        failures = CounterMetricFamily(
+            "vgpustream_ice_server_failures", "Allocations or probes of the server that failed", labels=labels
+        )
+        for health in self._watch.health():
+            up.add_metric([health.url], float(health.state == "up"))
+            if health.last_allocation is not None:
+                last.add_metric([health.url], health.last_allocation)
+            failures.add_metric([health.url], health.failures)
+        yield from (up, last, failures)
+
+
 def _add_histogram(family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
     cumulative = list(accumulate(histogram.counts))
     buckets = [(str(bound), count) for bound, count in zip(histogram.bounds, cumulative, strict=False)]
     family.add_metric(labels, [*buckets, ("+Inf", cumulative[-1])], sum_value=histogram.total)
 
 
-def metrics_registry(sessions: SessionRegistry) -> CollectorRegistry:
-    """A registry of its own (not the process-global one): the sessions plus the usual process metrics."""
+def metrics_registry(sessions: SessionRegistry, ice_servers: IceServerWatch) -> CollectorRegistry:
+    """A registry of its own (not the process-global one): the sessions, the ICE servers and the usual
+    process metrics."""
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     registry.register(SessionCollector(sessions))
+    registry.register(IceServerCollector(ice_servers))
     return registry

@@ -49,15 +49,6 @@ def setting(help_text: str, *, cli: bool = True, default: Any = None, factory: A
 
 
 @dataclass(frozen=True)
-class IceServer:
-    """A STUN or TURN server offered to viewers (WHEP Link header) and used by our own ICE agent."""
-
-    url: str
-    username: str | None = None
-    credential: str | None = None
-
-
-@dataclass(frozen=True)
 class ViewerRules:
     """What every viewer of a session is held to (from the Settings of the same names)."""
 
@@ -99,8 +90,16 @@ class Settings:
         "STUN/TURN server URL for viewers and the server (repeatable; comma-separated in the environment)",
         default=(),
     )
-    turn_username: str | None = setting("username for the turn:/turns: servers")
+    turn_username: str | None = setting("username for the turn:/turns: servers (a static pair; see --turn-secret-file)")
     turn_credential: str | None = setting("credential for the turn:/turns: servers", cli=False)
+    turn_secret_file: Path | None = setting(
+        "file with the secret shared with the turn:/turns: servers (coturn's static-auth-secret): each viewer "
+        "gets a credential of its own that expires with its token (TURN REST scheme)"
+    )
+    ice_gather_timeout: float = setting(
+        "seconds a WHEP answer waits for server-reflexive and relay candidates; later ones serve the next viewer",
+        default=0.3,
+    )
     host_address: tuple[str, ...] = setting(
         "offer only these addresses as ICE host candidates (repeatable; default every non-loopback address)",
         default=(),
@@ -215,6 +214,10 @@ class Settings:
         for name in ("recording_retention_days", "audit_retention_days", "token_retention_days"):
             if not 0 < getattr(self, name) <= 36_500:
                 raise VgpuStreamError(f"{name.replace('_days', '').replace('_', ' ')} must be within 0..36500 days")
+        if self.turn_secret_file and (self.turn_username or self.turn_credential):
+            raise VgpuStreamError("--turn-secret-file and the static --turn-username/credential exclude each other")
+        if not 0 < self.ice_gather_timeout <= 5:
+            raise VgpuStreamError("ice gather timeout must be within 0..5 seconds")
         if self.audit_webhook_secret_file and not self.audit_webhook:
             raise VgpuStreamError("--audit-webhook-secret-file signs the --audit-webhook's POSTs: give both")
         if self.audit_webhook and not re.fullmatch(r"https?://\S{1,2000}", self.audit_webhook):
@@ -257,13 +260,6 @@ class Settings:
             input_burst=self.input_burst,
             token_viewers=self.token_max_viewers,
             operator_seats=0 if self.insecure_no_auth else 1,
-        )
-
-    @property
-    def ice_servers(self) -> tuple[IceServer, ...]:
-        return tuple(
-            IceServer(url, self.turn_username, self.turn_credential) if url.startswith("turn") else IceServer(url)
-            for url in self.ice_server
         )
 
     @property

@@ -15,12 +15,14 @@ from vgpustream import compat
 from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, whep
 from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
-from vgpustream.api.state import AUDIT, AUTHORITY, LIMITER, REGISTRY, SETTINGS, STORE
+from vgpustream.api.state import AUDIT, AUTHORITY, ICE_SERVERS, ICE_WATCH, LIMITER, REGISTRY, SETTINGS, STORE
 from vgpustream.audit import AuditLog, read_webhook_secret
 from vgpustream.auth import Authority, operator_tokens
+from vgpustream.iceservers import IceServers
 from vgpustream.metrics import metrics_registry
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
+from vgpustream.relays import IceServerWatch
 from vgpustream.settings import Settings
 from vgpustream.store import Store
 
@@ -119,6 +121,7 @@ def create_app(settings: Settings) -> web.Application:
     compat.serve_connections_with(GuardedRequestHandler)
     if settings.host_address:
         compat.advertise_host_addresses(settings.host_address)
+    ice_servers = app[ICE_SERVERS] = IceServers(settings)  # reads the TURN secret now: fail at start
     secret_file = settings.audit_webhook_secret_file
     webhook_secret = None if secret_file is None else read_webhook_secret(secret_file)  # read now: fail at start
 
@@ -134,6 +137,12 @@ def create_app(settings: Settings) -> web.Application:
         await asyncio.gather(*(loop.run_in_executor(pool, everyone.wait) for _ in range(BACKGROUND_THREADS)))
         yield  # the loop shuts its default executor down when it closes
 
+    async def ice_server_watch(app: web.Application) -> AsyncIterator[None]:
+        watch = app[ICE_WATCH] = IceServerWatch(ice_servers, settings.ice_gather_timeout)
+        watch.start()
+        yield
+        await watch.stop()
+
     async def state_lifetime(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE] = Store(settings.database)
         audit = app[AUDIT] = AuditLog(
@@ -145,7 +154,7 @@ def create_app(settings: Settings) -> web.Application:
         audit.start()
         app[AUTHORITY] = Authority(store, operator_secrets(settings), enabled=not settings.insecure_no_auth)
         registry = app[REGISTRY] = SessionRegistry(settings, store, audit)
-        app[operations.METRICS] = metrics_registry(registry)
+        app[operations.METRICS] = metrics_registry(registry, app[ICE_WATCH])
         await registry.resume()
         yield
         await registry.close()
@@ -153,6 +162,7 @@ def create_app(settings: Settings) -> web.Application:
         store.close()
 
     app.cleanup_ctx.append(background_threads)
+    app.cleanup_ctx.append(ice_server_watch)
     app.cleanup_ctx.append(state_lifetime)
     operations.add_routes(app)
     openapi.add_routes(app)

@@ -129,7 +129,14 @@ WHEP_SESSION = {"name": "session", "in": "path", "required": True, "schema": TEX
 WHEP_VIEWER = {"name": "viewer", "in": "path", "required": True, "schema": TEXT}
 ACCEPT_PATCH = {"description": "`application/trickle-ice-sdpfrag`", "schema": TEXT}
 MALFORMED = {"400": _error("A malformed HTTP request, refused by the HTTP parser before any handler")}
-ICE_LINKS = {"Link": {"description": 'One `<url>; rel="ice-server"` per STUN/TURN server', "schema": TEXT}}
+ICE_LINKS = {
+    "Link": {
+        "description": 'One `<url>; rel="ice-server"` per STUN/TURN server; TURN servers with `username`, '
+        "`credential` and `credential-type` only for a request with a valid token (with --turn-secret-file, "
+        "a credential of the token's own that expires with it)",
+        "schema": TEXT,
+    }
+}
 
 
 def _tagged(paths: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from vgpustream.api.schemas import Health, Readiness, json_response
-from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, STORE
+from vgpustream.api.schemas import Health, IceServerState, Readiness, json_response
+from vgpustream.api.state import AUTHORITY, ICE_WATCH, REGISTRY, SETTINGS, STORE
+from vgpustream.api.tokens import timestamp
 from vgpustream.sources.base import SourceState
 
 METRICS = web.AppKey("metrics", CollectorRegistry)
@@ -24,7 +25,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and no session has lost its source (which, for the operator only)."""
+    """Readiness: the database answers and no session has lost its source; for the operator token also which
+    sessions did, and how each ICE server does (which does not decide readiness)."""
     lost = [s.id for s in request.app[REGISTRY] if s.capture.snapshot.state is SourceState.LOST]
     database = request.app[STORE].healthy()
     ready = database and not lost
@@ -33,7 +35,17 @@ async def readyz(request: web.Request) -> web.Response:
     if authority.enabled and not authority.from_operator(request):
         body = Readiness(status=status)
     else:
-        body = Readiness(status=status, database=database, lost_sessions=lost)
+        ice_servers = [
+            IceServerState(
+                url=h.url,
+                state=h.state,
+                last_allocation=None if h.last_allocation is None else timestamp(h.last_allocation),
+                failures=h.failures,
+                error=h.error,
+            )
+            for h in request.app[ICE_WATCH].health()
+        ]
+        body = Readiness(status=status, database=database, lost_sessions=lost, ice_servers=ice_servers)
     return json_response(body, status=200 if ready else 503)
 
 

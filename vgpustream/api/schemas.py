@@ -421,12 +421,26 @@ class Health(Closed):
     status: str
 
 
+class IceServerState(Closed):
+    """A configured STUN or TURN server as the server last found it (it does not decide readiness: viewers
+    are answered without its candidates)."""
+
+    url: str
+    state: str
+    """unknown (no attempt has ended yet), up or down."""
+    last_allocation: str | None
+    """When it last gave a TURN allocation or answered a STUN probe (RFC 3339)."""
+    failures: int
+    error: str | None
+
+
 class Readiness(Closed):
     """Whether the server is ready; what is wrong only for the operator token (else only `status`)."""
 
     status: Literal["ready", "not ready"]
     database: bool | UnsetType = UNSET
     lost_sessions: list[str] | UnsetType = UNSET
+    ice_servers: list[IceServerState] | UnsetType = UNSET
 
 
 SCHEMA_REF = "#/components/schemas/{name}"

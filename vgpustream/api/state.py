@@ -7,8 +7,10 @@ from aiohttp import web
 from vgpustream.audit import AuditLog
 from vgpustream.auth import Authority
 from vgpustream.errors import MisdirectedRequest, bounded
+from vgpustream.iceservers import IceServers
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
+from vgpustream.relays import IceServerWatch
 from vgpustream.settings import Settings
 from vgpustream.store import Store
 
@@ -18,6 +20,8 @@ REGISTRY = web.AppKey("registry", SessionRegistry)
 AUTHORITY = web.AppKey("authority", Authority)
 LIMITER = web.AppKey("limiter", RateLimiter)
 AUDIT = web.AppKey("audit", AuditLog)
+ICE_SERVERS = web.AppKey("ice_servers", IceServers)
+ICE_WATCH = web.AppKey("ice_watch", IceServerWatch)
 
 
 def base_url(request: web.Request) -> str:

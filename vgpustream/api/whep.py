@@ -1,19 +1,23 @@
 """WHEP signalling (draft-ietf-wish-whep): one viewer per POSTed SDP offer.
 
-The answer carries every server candidate (we do not trickle); viewers may trickle theirs with
-PATCH. ICE servers are announced in Link headers on OPTIONS and on the 201 response.
+The answer carries every server candidate (we do not trickle; STUN and TURN servers are waited for only
+briefly, see vgpustream.relays); viewers may trickle theirs with PATCH. ICE servers are announced in Link
+headers on OPTIONS and on the 201 response, with TURN credentials only for a valid token's holder.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
+
 from aiohttp import web
-from aiortc import RTCIceServer
 from multidict import CIMultiDict
 
 from vgpustream.api.requests import read_text
-from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, rate_limit
-from vgpustream.errors import IceRestartUnsupported, PreconditionFailed, VgpuStreamError
-from vgpustream.settings import IceServer
+from vgpustream.api.state import AUTHORITY, ICE_SERVERS, ICE_WATCH, REGISTRY, SETTINGS, rate_limit
+from vgpustream.auth import Grant
+from vgpustream.errors import Forbidden, IceRestartUnsupported, PreconditionFailed, Unauthorized, VgpuStreamError
+from vgpustream.iceservers import IceServer
 from vgpustream.viewer import Viewer, check_offer
 
 SDP = "application/sdp"
@@ -32,13 +36,24 @@ def link_headers(servers: tuple[IceServer, ...]) -> CIMultiDict[str]:
     return headers
 
 
-def rtc_ice_servers(servers: tuple[IceServer, ...]) -> list[RTCIceServer]:
-    return [RTCIceServer(urls=s.url, username=s.username, credential=s.credential) for s in servers]
+def announced_servers(request: web.Request, grant: Grant | None) -> tuple[IceServer, ...]:
+    """The ICE servers for the holder of `grant`: TURN credentials named after its token and expiring with
+    it (an operator's token, which neither has an id nor expires: a name of its own, --token-ttl); None
+    (no valid token): no credentials at all."""
+    if grant is None:
+        return request.app[ICE_SERVERS].announced(None, 0)
+    holder = grant.token_id or f"{grant.role}-{secrets.token_hex(4)}"
+    return request.app[ICE_SERVERS].announced(holder, grant.expires_at or time.time() + request.app[SETTINGS].token_ttl)
 
 
 async def options_endpoint(request: web.Request) -> web.Response:
-    request.app[REGISTRY].get(request.match_info["session"])
-    headers = link_headers(request.app[SETTINGS].ice_servers)
+    """Accept-Post and the ICE servers: their credentials only with a valid token (none is required)."""
+    session = request.app[REGISTRY].get(request.match_info["session"])
+    try:
+        grant: Grant | None = request.app[AUTHORITY].viewer_grant(request, session.id, consume=False)
+    except (Unauthorized, Forbidden):
+        grant = None
+    headers = link_headers(announced_servers(request, grant))
     headers["Accept-Post"] = SDP
     return web.Response(status=204, headers=headers)
 
@@ -52,7 +67,8 @@ async def post_offer(request: web.Request) -> web.Response:
     grant = authority.viewer_grant(request, session.id, consume=False)  # refuse before reading the body
     offer = await read_text(request, SDP, settings.max_sdp_bytes)
     check_offer(offer)
-    viewer = session.audience.admit(rtc_ice_servers(settings.ice_servers), grant)
+    server_ice = [s.to_rtc() for s in request.app[ICE_WATCH].answering(request.app[ICE_SERVERS].for_server())]
+    viewer = session.audience.admit(server_ice, grant)
     try:
         authority.viewer_grant(request, session.id)  # uses up a single-use token (only once it has a seat)
         answer = await viewer.answer(offer)
@@ -62,7 +78,7 @@ async def post_offer(request: web.Request) -> web.Response:
     if session.audience.audit is not None:
         user_agent = request.headers.get("User-Agent", "")
         session.audience.audit.joined(viewer.id, viewer.token_id, viewer.role, request.remote, user_agent)
-    headers = link_headers(settings.ice_servers)
+    headers = link_headers(announced_servers(request, grant))
     headers["Location"] = f"/whep/{session.id}/{viewer.id}"
     headers["ETag"] = _etag(viewer)
     headers["Accept-Patch"] = TRICKLE
