@@ -57,10 +57,11 @@ async def post_offer(http, server, headers: dict[str, str] | None = None) -> tup
     return took, answer, links
 
 
-async def ice_server_health(anonymous, server, state: str) -> dict:
-    """The first ICE server's health in /readyz once its state is `state` (polled for up to 10 s)."""
+async def ice_server_health(operator, server, state: str) -> dict:
+    """The first ICE server's health in /readyz (what the `operator` client is shown) once its state is `state`
+    (polled for up to 10 s)."""
     for _ in range(200):
-        async with anonymous.get(server.make_url("/readyz")) as response:
+        async with operator.get(server.make_url("/readyz")) as response:
             health = (await response.json())["ice_servers"][0]
         if health["state"] == state:
             return health
@@ -107,12 +108,14 @@ async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, 
     async with console_page(server, http, frames=10):
         pass  # the console plays (on loopback, host candidates)
     # the operator sees it: /readyz (still ready: viewers are served without it) and /metrics
-    health = await ice_server_health(anonymous, server, "down")
+    health = await ice_server_health(http, server, "down")
     assert health["url"] == url and health["failures"] >= 1, health
     said = [r.getMessage() for r in caplog.records if r.name == "vgpustream.relays"]
     assert len(said) == 1 and "does not answer" in said[0], "once per change, not per viewer"
     assert health["last_allocation"] is None and health["error"]
-    async with anonymous.get(server.make_url("/metrics")) as response:
+    async with anonymous.get(server.make_url("/readyz")) as response:
+        assert "ice_servers" not in await response.json(), "the servers' health is the operator's to see"
+    async with http.get(server.make_url("/metrics")) as response:
         text = await response.text()
     assert metric_value(text, "vgpustream_ice_server_up", url=url) == 0
     assert metric_value(text, "vgpustream_ice_server_failures_total", url=url) >= 1
@@ -127,7 +130,7 @@ async def test_relay_candidates_come_from_a_warm_allocation(
     url = f"turn:127.0.0.1:{port}?transport={transport}"
     with coturn(tmp_path, "127.0.0.1", port):
         server = await make_server(source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=turn_secret)
-        health = await ice_server_health(anonymous, server, "up")
+        health = await ice_server_health(http, server, "up")
         assert health["last_allocation"] and health["failures"] == 0, health
         relayed = []
         for _ in range(3):  # each takes the spare, the next one's is made meanwhile
@@ -143,7 +146,7 @@ async def test_a_stun_server_that_answers_is_asked_for_viewers(make_server, http
     with coturn(tmp_path, "127.0.0.1", port):
         url = f"stun:127.0.0.1:{port}"
         server = await make_server(source="synthetic:320x240@30", ice_server=(url,))
-        health = await ice_server_health(anonymous, server, "up")  # its probe was answered
+        health = await ice_server_health(http, server, "up")  # its probe was answered
         assert health["last_allocation"] and health["failures"] == 0, health
         _, answer, _ = await post_offer(http, server)
         assert re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 \d+ typ srflx", answer), answer
@@ -155,8 +158,8 @@ async def test_warm_allocations_leak_nothing(make_server, anonymous, tmp_path, t
     with coturn(tmp_path, "127.0.0.1", port):
         url = f"turn:127.0.0.1:{port}?transport=tcp"
         server = await make_server(source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=turn_secret)
-        await ice_server_health(anonymous, server, "up")
         async with aiohttp.ClientSession(headers=OPERATOR, connector=aiohttp.TCPConnector(force_close=True)) as http:
+            await ice_server_health(http, server, "up")
             await post_offer(http, server)  # warm-up: lazily created pools and caches
             baseline = await settle((0, 0), seconds=2.0)
             for _ in range(CHURN):
@@ -248,7 +251,7 @@ async def test_a_turn_server_gone_holds_up_no_leaving_viewer_nor_the_server_s_st
     with coturn(tmp_path, "127.0.0.1", port):
         url = f"turn:127.0.0.1:{port}"
         server = await make_server(source="synthetic:320x240@30", ice_server=(url,), turn_secret_file=turn_secret)
-        await ice_server_health(anonymous, server, "up")
+        await ice_server_health(http, server, "up")
         offer = await an_offer(data_channel=False)
         async with http.post(server.make_url("/whep/default"), data=offer, headers=SDP) as response:
             assert has_relay_candidate(await response.text())  # the viewer holds an allocation

@@ -38,8 +38,6 @@ HTTP_PORT, TURN_PORT = 8080, 3478
 OPERATOR_TOKEN = "turn-console-operator"
 PLAYING_TIMEOUT_MS = 30_000
 DELAY_SECONDS = 3.0
-ARGS = [arg for arg in CHROMIUM_ARGS if "WebRtcHideLocalIpsWithMdns" not in arg]
-"""The tests' Chromium flags, with Chromium's default WebRTC settings (host addresses hidden behind mDNS names)."""
 
 FIRST_FRAME = """
 window.firstFrameMs = null;  // from navigation to the first frame presented
@@ -47,7 +45,7 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("screen").requestVideoFrameCallback((now) => { window.firstFrameMs = now; });
 });
 """
-PLAYING = "window.vgpustream && window.vgpustream.state === 'playing' && window.firstFrameMs !== null"
+PLAYING = "() => window.vgpustream && window.vgpustream.state === 'playing' && window.firstFrameMs !== null"
 WHERE = """() => ({
   state: window.vgpustream ? window.vgpustream.state : null,
   loaded: performance.getEntriesByType("resource").map((r) => r.name.split("/").pop() + " " + Math.round(r.duration)),
@@ -134,7 +132,9 @@ async def watch_console(workdir: Path, scheme: str) -> dict[str, object]:
             ):
                 console_url = (await response.json())["console_url"]
             async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(executable_path=str(wrapper), args=ARGS, headless=True)
+                browser = await playwright.chromium.launch(
+                    executable_path=str(wrapper), args=CHROMIUM_ARGS, headless=True
+                )
                 try:
                     page = await browser.new_page(viewport={"width": 1280, "height": 800})
                     await page.add_init_script(FIRST_FRAME + RECORD_DELAY_REPORTS)
