@@ -8,9 +8,12 @@ rejected, and the console says what the browser lacks while the data channel sti
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.firefox import in_firefox
+from vgpustream.api.state import REGISTRY
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +30,22 @@ CONSOLE = (
 
 async def test_stock_firefox_completes_ice_and_opens_the_data_channel(make_server, test_net):
     server = await make_server(source="synthetic:320x240@30", insecure_no_auth=True, host_address=(test_net,))
-    console = await in_firefox(str(server.make_url("/?session=default")), CONNECTED, CONSOLE)
+    session = server.app[REGISTRY].get("default")
+    encoded: list[int] = []
+
+    async def watch_encoding() -> None:
+        """While Firefox is connected, what the session encodes, every 0.5 s."""
+        while True:
+            if any(viewer.connection_state == "connected" for viewer in session.audience):
+                encoded.append(session.capture.stats.frames_encoded)
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch_encoding())
+    # the page stays a few seconds once connected: the session's encoding is watched meanwhile
+    until = CONNECTED + " && (window.connectedAt ??= performance.now()) < performance.now() - 3000"
+    console = await in_firefox(str(server.make_url("/?session=default")), until, CONSOLE)
+    watcher.cancel()
     assert console["source"]["state"] == "streaming", "the server's state message came over the data channel"
     assert console["state"] == "unsupported", console
     assert "H.264" in console["status"] and "OpenH264" in console["status"], console["status"]
+    assert len(encoded) >= 3 and encoded[-1] == encoded[1], f"nothing encoded for a viewer without video: {encoded}"

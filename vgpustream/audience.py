@@ -234,9 +234,9 @@ class Audience:
         return sum(viewer.queue.dropped for viewer in self._viewers.values())
 
     def watched(self) -> bool:
-        """Whether the session must be encoded: it has a viewer (from its WHEP offer on, so that the
-        first picture is encoded while the viewer connects)."""
-        return bool(self._viewers)
+        """Whether the session must be encoded: it has a viewer that takes the video (from its WHEP offer on,
+        so that the first picture is encoded while the viewer connects)."""
+        return any(viewer.video for viewer in self._viewers.values())
 
     def composites_cursor(self) -> bool:
         """Whether the cursor is drawn into the picture: some viewer has no channel to get it on."""
@@ -244,7 +244,7 @@ class Audience:
 
     def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
         """Queue one step's packets for every attached viewer, then tell them where the cursor is."""
-        attached = [viewer for viewer, seat in self._seats.items() if seat.attached]
+        attached = [viewer for viewer, seat in self._seats.items() if seat.attached and viewer.video]
         for packet in packets:
             self._remember(packet)
             for viewer in attached:
@@ -344,6 +344,8 @@ class Audience:
     def _attach(self, viewer: Viewer) -> None:
         seat = self._seats[viewer]
         seat.attached = True
+        if not viewer.video:
+            return  # its offer took no video the session makes: it gets messages and sound only
         if not self._since_keyframe:
             self._request_keyframe()
             return
