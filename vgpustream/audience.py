@@ -18,9 +18,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import av
-from aiortc import RTCIceServer
 
 from vgpustream.audit import ViewerAudit
 from vgpustream.auth import OPERATOR, Grant
@@ -39,9 +39,11 @@ from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
 from vgpustream.ratelimit import TokenBucket
+from vgpustream.seat import Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
 from vgpustream.sources.base import Cursor, InputSink, SourceState
-from vgpustream.viewer import Viewer, ViewerCallbacks
+
+S = TypeVar("S", bound=Seat)
 
 REPLAY_LIMIT = 120
 """The most packets a joining viewer is replayed (a still picture's keyframe and its refinements fit, at
@@ -68,7 +70,7 @@ class AudienceStats:
 
 
 @dataclass
-class _Seat:
+class _Delivery:
     """What the audience keeps for one viewer."""
 
     messages: TokenBucket
@@ -129,8 +131,8 @@ class Audience:
         self._resize = resize
         """Where control viewers' resize requests go (the session's Resizer)."""
         self._request_keyframe = request_keyframe
-        self._viewers: dict[str, Viewer] = {}
-        self._seats: dict[Viewer, _Seat] = {}
+        self._viewers: dict[str, Seat] = {}
+        self._seats: dict[Seat, _Delivery] = {}
         self._gone: OrderedDict[str, float] = OrderedDict()
         """The ids of viewers that left, with when (monotonic), oldest first."""
         self._cursor_image: tuple[int, str] | None = None
@@ -138,7 +140,7 @@ class Audience:
         """The audit trail of the session's viewers: told when one leaves and of its first input."""
         self._since_keyframe: list[av.Packet] = []
         """The last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
-        self._callbacks = ViewerCallbacks(
+        self._callbacks = SeatCallbacks(
             request_keyframe=request_keyframe,
             viewer_asks_keyframe=self._on_keyframe_request,
             attach=self._attach,
@@ -146,20 +148,21 @@ class Audience:
             input=self._on_input,
         )
 
-    def __iter__(self) -> Iterator[Viewer]:
+    def __iter__(self) -> Iterator[Seat]:
         return iter(list(self._viewers.values()))
 
     def __len__(self) -> int:
         return len(self._viewers)
 
-    def admit(self, ice_servers: list[RTCIceServer], grant: Grant) -> Viewer:
-        """A viewer for this session (not yet connected) with what `grant` allows; Full when there is no room."""
+    def admit(self, grant: Grant, seat: Callable[[SeatCallbacks, Grant, ViewerRules], S]) -> S:
+        """A viewer for this session (not yet connected) with what `grant` allows, made by `seat` (its
+        transport's constructor); Full when there is no room."""
         self._check_room(grant)
         if not self._viewers:
             self._request_keyframe()  # a capture loop nobody watched starts encoding now, with an IDR
-        viewer = Viewer(self._callbacks, ice_servers, grant, self._rules, sound=self.sound)
+        viewer = seat(self._callbacks, grant, self._rules)
         self._viewers[viewer.id] = viewer
-        seat = self._seats[viewer] = _Seat(TokenBucket(self._rules.input_rate, self._rules.input_burst))
+        seat = self._seats[viewer] = _Delivery(TokenBucket(self._rules.input_rate, self._rules.input_burst))
         if grant.expires_at is not None:
             delay = max(0.0, grant.expires_at - time.time())
             seat.expiry = asyncio.get_running_loop().call_later(delay, self._token_expired, viewer)
@@ -181,7 +184,7 @@ class Audience:
         if sum(viewer.token_id == grant.token_id for viewer in self._viewers.values()) >= seats:
             raise Full(f"this token has its maximum of {seats} viewers")
 
-    def _token_expired(self, viewer: Viewer) -> None:
+    def _token_expired(self, viewer: Seat) -> None:
         """The viewer's token expired: it is disconnected, or (--on-token-expiry view) it only watches from now
         on; either way it is told why."""
         seat = self._seats.get(viewer)
@@ -197,7 +200,7 @@ class Audience:
             json.dumps({"type": "expired", "message": "the link's time is up: the VM takes no more input from it"})
         )
 
-    def viewer(self, viewer_id: str) -> Viewer:
+    def viewer(self, viewer_id: str) -> Seat:
         try:
             return self._viewers[viewer_id]
         except KeyError:
@@ -208,7 +211,7 @@ class Audience:
         left_at = self._gone.get(viewer_id)
         return left_at is not None and time.monotonic() - left_at < GONE_GRACE_S
 
-    def _on_keyframe_request(self, viewer: Viewer) -> None:
+    def _on_keyframe_request(self, viewer: Seat) -> None:
         """A viewer's RTCP PLI/FIR: passed on at most once per VIEWER_KEYFRAME_INTERVAL for that viewer.
 
         A viewer on a lossy link asks again and again, and every IDR costs every viewer of the session
@@ -240,7 +243,7 @@ class Audience:
 
     def composites_cursor(self) -> bool:
         """Whether the cursor is drawn into the picture: some viewer has no channel to get it on."""
-        return any(viewer.channel is None for viewer, seat in self._seats.items() if seat.attached)
+        return any(not viewer.input_channel for viewer, seat in self._seats.items() if seat.attached)
 
     def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
         """Queue one step's packets for every attached viewer, then tell them where the cursor is."""
@@ -278,7 +281,7 @@ class Audience:
         if readers and self.audit is not None:
             self.audit.clipboard_from_guest([viewer.id for viewer in readers], len(text))
 
-    def _on_clipboard(self, viewer: Viewer, message: str | bytes) -> None:
+    def _on_clipboard(self, viewer: Seat, message: str | bytes) -> None:
         """A part of a viewer's clipboard text; a whole text goes to the guest if the viewer may write it."""
         seat = self._seats.get(viewer)  # None once the viewer has left
         try:
@@ -341,7 +344,7 @@ class Audience:
         else:
             self._since_keyframe = []  # too long to replay (or no keyframe yet): joiners ask for one
 
-    def _attach(self, viewer: Viewer) -> None:
+    def _attach(self, viewer: Seat) -> None:
         seat = self._seats[viewer]
         seat.attached = True
         if not viewer.video:
@@ -352,7 +355,7 @@ class Audience:
         seat.backlog = replay(self._since_keyframe)
         seat.replaying = asyncio.create_task(self._replay(viewer, seat), name=f"replay-{viewer.id}")
 
-    async def _replay(self, viewer: Viewer, seat: _Seat) -> None:
+    async def _replay(self, viewer: Seat, seat: _Delivery) -> None:
         """Send the viewer its backlog, paced, then hand it over to the live fan-out."""
         assert seat.backlog is not None
         while seat.backlog:
@@ -361,7 +364,7 @@ class Audience:
             await asyncio.sleep(packet.size * 8 / (self.bitrate * REPLAY_SPEED))
         seat.backlog = None
 
-    def _forget(self, viewer: Viewer) -> None:
+    def _forget(self, viewer: Seat) -> None:
         self._viewers.pop(viewer.id, None)
         self._remember_gone(viewer.id)
         seat = self._seats.pop(viewer, None)
@@ -375,7 +378,7 @@ class Audience:
             seat.expiry.cancel()
         self._release_keys(seat)
 
-    def _release_keys(self, seat: _Seat) -> None:
+    def _release_keys(self, seat: _Delivery) -> None:
         """A viewer that leaves (or loses control) mid-keystroke must not leave the key stuck down in the guest."""
         if self._sink is not None:
             for code in sorted(seat.keys_down):
@@ -388,7 +391,7 @@ class Audience:
         while self._gone and (len(self._gone) > GONE_LIMIT or now - next(iter(self._gone.values())) >= GONE_GRACE_S):
             self._gone.popitem(last=False)
 
-    def _on_input(self, viewer: Viewer, message: str | bytes) -> None:
+    def _on_input(self, viewer: Seat, message: str | bytes) -> None:
         seat = self._seats.get(viewer)  # None once the viewer has left
         if seat is None or viewer.dismissed is not None:
             return

@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import secrets
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import av
 from aiortc import (
@@ -27,53 +22,18 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
-from vgpustream.auth import OPERATOR, Grant
+from vgpustream.auth import Grant
 from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
+from vgpustream.seat import Link, Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
 
 INPUT_CHANNEL = "input"
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
-SOUND_QUEUE = 25
-"""A viewer's queue of Opus packets: half a second; a viewer that falls further behind skips ahead."""
 LINK_WINDOW = 4.0
 """Seconds over which a viewer's link is judged, from its RTCP receiver reports and its queue."""
 POOR_LOSS = 0.05
 """The share of packets lost for good (after NACK retransmission) above which a link is poor."""
-DISMISS_GRACE = 3.0
-"""Seconds between telling a viewer why it is disconnected and disconnecting it, for the message to arrive: a
-viewer busy sending (a flooding one) takes it in only after one to three seconds of its own queue."""
-
-
-@dataclass(frozen=True)
-class Link:
-    """How a viewer's network link carries the stream, over the last LINK_WINDOW."""
-
-    quality: str
-    """'good', or 'poor' when packets are lost for good or the viewer's queue overflowed."""
-    loss: float
-    rtt_ms: int | None
-    dropped: int
-    """Packets the server dropped for this viewer (its queue overflowed: it could not keep up)."""
-
-    def to_json(self) -> dict[str, object]:
-        return {"quality": self.quality, "loss": self.loss, "rtt_ms": self.rtt_ms, "dropped": self.dropped}
-
-    def message(self) -> str:
-        return json.dumps({"type": "link", **self.to_json()})
-
-
-@dataclass(frozen=True)
-class ViewerCallbacks:
-    """How a viewer reaches its session, without knowing the session's type."""
-
-    request_keyframe: Callable[[], None]
-    """The session needs an IDR for this viewer (its queue overflowed: it skips to the next keyframe)."""
-    viewer_asks_keyframe: Callable[[Viewer], None]
-    """The viewer itself asked for one (RTCP PLI/FIR); the session decides whether to honour it."""
-    attach: Callable[[Viewer], None]
-    closed: Callable[[Viewer], None]
-    input: Callable[[Viewer, str | bytes], None]
 
 
 class PacketTrack(MediaStreamTrack):
@@ -177,68 +137,35 @@ def _unbundled(line: str, mid: str) -> str:
     return " ".join(item for item in line.split() if item != mid)
 
 
-class Viewer:
-    """One WebRTC peer watching a session; `close` releases the peer connection and the queue."""
+class Viewer(Seat):
+    """One WebRTC peer watching a session (WHEP); `close` releases the peer connection and the queues."""
+
+    transport = "webrtc"
 
     def __init__(
         self,
-        callbacks: ViewerCallbacks,
+        callbacks: SeatCallbacks,
         ice_servers: list[RTCIceServer],
         grant: Grant,
         rules: ViewerRules,
         *,
         sound: bool = False,
     ) -> None:
-        self.id = secrets.token_urlsafe(12)
-        self.role = grant.role
-        self.token_id = grant.token_id
-        self.clipboard = grant.clipboard_access
-        """What the viewer may do with the guest's clipboard: none, read or readwrite (its token says)."""
-        self.created_at = time.time()
-        self.idle_timeout = rules.idle_timeout
-        self.dismissed: str | None = None
-        """Why the viewer is being disconnected (it is told, then let go); None while it is welcome."""
-        self._leaving: asyncio.TimerHandle | None = None
-        self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
-        self.sound_queue: PacketQueue | None = None
-        """The viewer's Opus packets, when the session has sound and the viewer's offer takes audio."""
+        super().__init__(callbacks, grant, rules)
         self._sound = sound
         self.channel: RTCDataChannel | None = None
-        self.video = True
-        """Whether the viewer takes the video (False where its offer had no codec the session makes)."""
-        self._callbacks = callbacks
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
-        self._attached = False
-        self._closed = asyncio.Event()
-        self._closing = False
-        self._close_task: asyncio.Task[None] | None = None
-        self.link: Link | None = None
-        """The link's last verdict (None until the first window has passed)."""
         self._watching: asyncio.Task[None] | None = None
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
-        self._idle = asyncio.get_running_loop().call_later(rules.connect_timeout, self._idle_expired)
-
-    @property
-    def can_control(self) -> bool:
-        """Whether this viewer's keyboard and mouse reach the guest (view-only viewers' do not)."""
-        return self.role in ("control", OPERATOR)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "role": self.role,
-            "token_id": self.token_id,
-            "created_at": self.created_at,
-            "state": self.connection_state,
-            "input_channel": self.channel is not None,
-            "dropped_packets": self.queue.dropped,
-            "link": self.link.to_json() if self.link else None,
-        }
 
     @property
     def connection_state(self) -> str:
         return self._pc.connectionState
+
+    @property
+    def input_channel(self) -> bool:
+        return self.channel is not None
 
     @property
     def remote_ice_ufrag(self) -> str | None:
@@ -296,8 +223,7 @@ class Viewer:
 
     def _add_sound(self) -> None:
         """An audio track of the session's shared Opus packets (every packet decodes alone: no waiting)."""
-        self.sound_queue = PacketQueue(capacity=SOUND_QUEUE)
-        transceiver = self._pc.addTransceiver(PacketTrack(self.sound_queue, "audio"), direction="sendonly")
+        transceiver = self._pc.addTransceiver(PacketTrack(self.take_sound(), "audio"), direction="sendonly")
         transceiver.setCodecPreferences(
             [codec for codec in RTCRtpSender.getCapabilities("audio").codecs if codec.mimeType.lower() == "audio/opus"]
         )
@@ -348,59 +274,22 @@ class Viewer:
         self.channel.send(text)
         return True
 
-    def dismiss(self, reason: str, message: str) -> None:
-        """Tell the viewer on its channel why it must go ({"type": "disconnect", "reason", "message"}), then
-        disconnect it DISMISS_GRACE seconds later; what it sends meanwhile is ignored."""
-        if self._closing or self.dismissed is not None:
-            return
-        self.dismissed = reason
-        self.send_message(json.dumps({"type": "disconnect", "reason": reason, "message": message}))
-        self._leaving = asyncio.get_running_loop().call_later(DISMISS_GRACE, self._let_go)
-
-    def _let_go(self) -> None:
-        self._close_task = asyncio.ensure_future(self.close())
-
-    async def close(self) -> None:
-        """Leave: detach from the session and close the peer connection. Safe to call twice."""
-        if self._closing:
-            await self._closed.wait()
-            return
-        self._closing = True
-        self._idle.cancel()
-        if self._leaving is not None:
-            self._leaving.cancel()
+    async def _close_transport(self) -> None:
         if self._watching is not None:
             self._watching.cancel()
-        self._callbacks.closed(self)
-        self.queue.close()
-        if self.sound_queue is not None:
-            self.sound_queue.close()
-        try:
-            await compat.close_peer_connection(self._pc)
-        finally:
-            self._closed.set()
+        await compat.close_peer_connection(self._pc)
 
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState
         if self._closing:
             return
         if state == "connected":
-            self._idle.cancel()
-            if not self._attached:
-                # join the fan-out only now: packets queued before RTP can flow would arrive late
-                self._attached = True
-                self._callbacks.attach(self)
+            if self._connected():
                 self._watching = asyncio.create_task(self._watch_link(), name=f"link-{self.id}")
         elif state == "disconnected":
-            self._idle.cancel()
-            self._idle = asyncio.get_running_loop().call_later(self.idle_timeout, self._idle_expired)
+            self._disconnected()
         elif state in ("failed", "closed"):
-            self._close_task = asyncio.ensure_future(self.close())
-
-    def _idle_expired(self) -> None:
-        """Not connected within the idle timeout (never, or not again): give the place back."""
-        if not self._closing and self._pc.connectionState != "connected":
-            self._close_task = asyncio.ensure_future(self.close())
+            self._let_go()
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != INPUT_CHANNEL:

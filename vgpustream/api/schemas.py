@@ -335,6 +335,7 @@ class Viewer(Closed):
         Meta(description="its token's role, or operator for a viewer that connected with an operator token"),
     ]
     token_id: str | None
+    transport: Annotated[Literal["webrtc", "websocket"], Meta(description="what carries its stream")]
     created_at: DateTime
     state: str
     input_channel: bool
