@@ -227,10 +227,11 @@ class Audience:
         seat.keyframe_asked_at = now
         self._request_keyframe()
 
-    async def close_viewers(self, token_id: str | None = None) -> None:
-        """Disconnect every viewer, or those that came in with token `token_id`; waits for all of it."""
+    async def close_viewers(self, token_id: str | None = None, reason: str | None = None) -> None:
+        """Disconnect every viewer, or those that came in with token `token_id`, telling them `reason` where
+        given; waits for all of it."""
         leaving = [v for v in self._viewers.values() if token_id is None or v.token_id == token_id]
-        await asyncio.gather(*(viewer.close() for viewer in leaving))
+        await asyncio.gather(*(viewer.close(reason) for viewer in leaving))
 
     @property
     def dropped_packets(self) -> int:

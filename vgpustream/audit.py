@@ -23,13 +23,16 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from vgpustream.errors import VgpuStreamError, bounded, printable
 from vgpustream.settings import RETENTION_INTERVAL
 from vgpustream.store import DatabaseUnusable, TokenRecord
+
+if TYPE_CHECKING:
+    from vgpustream.seat import Seat
 
 log = logging.getLogger(__name__)
 
@@ -267,14 +270,15 @@ class ViewerAudit:
         self._session_id = session_id
         self._joined: set[str] = set()
 
-    def joined(self, viewer_id: str, token_id: str | None, role: str, remote: str | None, user_agent: str) -> None:
-        self._joined.add(viewer_id)
+    def joined(self, viewer: Seat, remote: str | None, user_agent: str) -> None:
+        self._joined.add(viewer.id)
         self._audit.record(
             "viewer.joined",
             self._session_id,
-            viewer=viewer_id,
-            token=token_id,
-            role=role,
+            viewer=viewer.id,
+            token=viewer.token_id,
+            role=viewer.role,
+            transport=viewer.transport,
             remote=remote,
             user_agent=printable(user_agent, MAX_USER_AGENT),
         )

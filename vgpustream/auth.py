@@ -135,9 +135,13 @@ class Authority:
 
     def viewer_grant(self, request: web.Request, session_id: str, consume: bool = True) -> Grant:
         """What the request's token allows on session `session_id`; a single-use token is used up here."""
+        return self.grant(bearer_token(request) if self.enabled else None, session_id, consume)
+
+    def grant(self, secret: str | None, session_id: str, consume: bool = True) -> Grant:
+        """What token `secret` allows on session `session_id` (however it came: a header, a WebSocket's first
+        message); a single-use token is used up here."""
         if not self.enabled:
             return Grant("control")
-        secret = bearer_token(request)
         if secret is None:
             raise Unauthorized("a viewer token is required (Authorization: Bearer <token>)")
         if self._is_operator(secret):

@@ -85,6 +85,8 @@ class Seat(ABC):
         """Whether the viewer takes the video (False where it has no codec the session makes)."""
         self.link: Link | None = None
         """The link's last verdict (None until its transport judged it)."""
+        self.closed_because: str | None = None
+        """Why the server ended the viewer, where it did (revoked, dismissed)."""
         self._callbacks = callbacks
         self._attached = False
         self._closing = False
@@ -139,15 +141,20 @@ class Seat(ABC):
         DISMISS_GRACE seconds later; what it sends meanwhile is ignored."""
         if self._closing or self.dismissed is not None:
             return
-        self.dismissed = reason
+        self.dismissed, self.closed_because = reason, message
         self.send_message(json.dumps({"type": "disconnect", "reason": reason, "message": message}))
         self._leaving = asyncio.get_running_loop().call_later(DISMISS_GRACE, self._let_go)
 
-    async def close(self) -> None:
-        """Leave: detach from the session and release the transport. Safe to call twice."""
+    async def close(self, reason: str | None = None) -> None:
+        """Leave: detach from the session and release the transport; where the server ends the viewer, the
+        `reason` is told it first ({"type": "disconnect", "reason": "closed", "message": reason}). Safe to call
+        twice."""
         if self._closing:
             await self._closed.wait()
             return
+        if reason is not None:
+            self.closed_because = reason
+            self.send_message(json.dumps({"type": "disconnect", "reason": "closed", "message": reason}))
         self._closing = True
         self._idle.cancel()
         if self._leaving is not None:

@@ -12,7 +12,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from vgpustream import compat
-from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, whep
+from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, websocket, whep
 from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
 from vgpustream.api.state import AUDIT, AUTHORITY, ICE_SERVERS, ICE_WATCH, LIMITER, REGISTRY, SETTINGS, STORE
@@ -167,6 +167,7 @@ def create_app(settings: Settings) -> web.Application:
     operations.add_routes(app)
     openapi.add_routes(app)
     whep.add_routes(app)
+    websocket.add_routes(app)
     sessions.add_routes(app)
     tokens.add_routes(app)
     recordings.add_routes(app)

@@ -133,7 +133,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     if not request.app[STORE].revoke_token(session.id, token_id, time.time()):
         raise NotFound("no such token")
     request.app[AUDIT].record("token.revoked", session.id, token=token_id)
-    await session.audience.close_viewers(token_id)
+    await session.audience.close_viewers(token_id, "the link was revoked")
     return web.Response(status=204)
 
 

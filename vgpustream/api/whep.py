@@ -79,7 +79,7 @@ async def post_offer(request: web.Request) -> web.Response:
         raise
     if session.audience.audit is not None:
         user_agent = request.headers.get("User-Agent", "")
-        session.audience.audit.joined(viewer.id, viewer.token_id, viewer.role, request.remote, user_agent)
+        session.audience.audit.joined(viewer, request.remote, user_agent)
     headers = link_headers(announced_servers(request, grant))
     headers["Location"] = f"/whep/{session.id}/{viewer.id}"
     headers["ETag"] = _etag(viewer)

@@ -1,0 +1,141 @@
+"""The WebSocket transport (issue 22): the session's own packets, its tokens and seats, and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+
+from tests.conftest import OPERATOR_TOKEN, wait_for
+from tests.test_auth import issue
+from vgpustream.api.state import AUDIT, REGISTRY
+from vgpustream.testing.wsreceiver import WebSocketReceiver, WebSocketRefused
+from vgpustream.websocket import PROTOCOL
+
+
+async def ws_viewer(http, server, token: str | None) -> WebSocketReceiver:
+    receiver = WebSocketReceiver(str(server.make_url("/ws/default")), http, token)
+    await receiver.connect()
+    return receiver
+
+
+async def refused(http, server, first: str | bytes | None) -> tuple[int | None, str]:
+    """Open /ws/default, send `first` (nothing for None), and return the code and reason it was closed with."""
+    async with http.ws_connect(server.make_url("/ws/default"), protocols=(PROTOCOL,)) as socket:
+        if isinstance(first, bytes):
+            await socket.send_bytes(first)
+        elif first is not None:
+            await socket.send_str(first)
+        message = await asyncio.wait_for(socket.receive(), 15)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), message
+        return socket.close_code, str(message.extra or "")
+
+
+async def test_a_websocket_viewer_gets_the_session_s_frames_from_a_keyframe(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    viewer = await ws_viewer(http, server, (await issue(http, server, role="view"))["token"])
+    assert viewer.welcome is not None and viewer.welcome["video"]["codec"].startswith("avc1.42")
+    frames = [await viewer.next_frame() for _ in range(10)]
+    assert viewer.keyframes >= 1 and all(f.picture.width == 320 for f in frames)
+    numbers = [f.stamp.frame for f in frames if f.stamp is not None]
+    assert len(numbers) == 10 and numbers == sorted(numbers), "stamped frames, in order"
+    await wait_for(lambda: any(m.get("type") == "state" for m in viewer.messages), what="the display's state")
+    (seat,) = server.app[REGISTRY].get("default").audience
+    assert seat.to_json()["transport"] == "websocket" and seat.connection_state == "connected"
+    await viewer.close()
+
+
+async def test_input_from_a_websocket_reaches_the_vm_only_with_a_control_token(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    sink = session.capture.input_sink
+    watcher = await ws_viewer(http, server, (await issue(http, server, role="view"))["token"])
+    watcher.send_input({"type": "key", "code": "KeyB", "down": True})
+    await wait_for(lambda: session.audience.stats.input_refused == 1, what="a view token's key refused")
+    typist = await ws_viewer(http, server, (await issue(http, server, role="control"))["token"])
+    typist.send_input({"type": "key", "code": "KeyA", "down": True})
+    await wait_for(lambda: "KeyA" in sink.keys_down, what="the key in the VM")
+    await typist.close()
+    await wait_for(lambda: "KeyA" not in sink.keys_down, what="its held key released when it left")
+    await watcher.close()
+    joined = [e.data for e in server.app[AUDIT].events("default") if e.type == "viewer.joined"]
+    assert [e["transport"] for e in joined] == ["websocket", "websocket"], joined
+
+
+async def test_one_encode_serves_webrtc_and_websocket_viewers_at_once(make_server, http, viewers):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    token = (await issue(http, server, role="view"))["token"]
+    sockets = [await ws_viewer(http, server, token) for _ in range(2)]
+    peers = [await viewers(server) for _ in range(2)]
+    for receiver in (*sockets, *peers):
+        await receiver.next_frame()
+    stats = session.capture.stats
+    captured, encoded = stats.frames_captured, stats.frames_encoded
+    for receiver in (*sockets, *peers):
+        for _ in range(15):
+            await receiver.next_frame()
+    assert stats.frames_encoded - encoded == stats.frames_captured - captured > 0, "one encode for all four"
+    async with http.get(server.make_url("/api/v1/sessions/default/viewers")) as response:
+        listed = {viewer["transport"] for viewer in (await response.json())["viewers"]}
+    assert listed == {"webrtc", "websocket"}
+    for socket in sockets:
+        await socket.close()
+
+
+async def test_bad_first_messages_and_tokens_close_the_socket_with_a_reason(make_server, http, anonymous):
+    server = await make_server(source="synthetic:320x240@30", viewer_connect_timeout=1.0)
+    view = (await issue(http, server, role="view"))["token"]
+    cases = {
+        "no token": (json.dumps({"type": "auth"}), 4401),
+        "a wrong token": (json.dumps({"type": "auth", "token": "vgs_not-a-token"}), 4403),
+        "not an auth message": (json.dumps({"type": "key", "code": "KeyA", "down": True}), 4400),
+        "not JSON": ("{{{", 4400),
+        "binary first": (b"\x00\x01", 4400),
+        "nothing in time": (None, 4400),
+    }
+    for case, (first, code) in cases.items():
+        closed, reason = await refused(anonymous, server, first)
+        assert closed == code and reason, (case, closed, reason)
+    viewer = await ws_viewer(anonymous, server, view)
+    viewer.send_text(json.dumps({"type": "auth", "token": view}))
+    assert (await asyncio.wait_for(viewer.closed, 10))[0] == 4400, "a token sent twice"
+    viewer = await ws_viewer(anonymous, server, view)
+    await viewer.send_bytes(b"\x00" * 16)
+    assert (await asyncio.wait_for(viewer.closed, 10))[0] == 1003, "binary from the browser"
+    viewer = await ws_viewer(anonymous, server, view)
+    viewer.send_text("x" * (300 * 1024))
+    assert (await asyncio.wait_for(viewer.closed, 10))[0] == 1009, "a message over the size limit"
+    session = server.app[REGISTRY].get("default")
+    await wait_for(lambda: len(session.audience) == 0, what="every seat given back")
+    watcher = await ws_viewer(anonymous, server, view)
+    assert (await watcher.next_frame()).picture.width == 320, "the session streams on"
+    await watcher.close()
+
+
+async def test_revoking_a_token_closes_its_websocket_with_a_reason(make_server, http, anonymous):
+    server = await make_server(source="synthetic:320x240@30")
+    issued = await issue(http, server, role="control")
+    viewer = await ws_viewer(anonymous, server, issued["token"])
+    await viewer.next_frame()
+    async with http.delete(server.make_url(f"/api/v1/sessions/default/tokens/{issued['id']}")) as response:
+        assert response.status in (200, 204)
+    code, _ = await asyncio.wait_for(viewer.closed, 15)
+    assert code == 4403, code
+    (told,) = [m for m in viewer.messages if m.get("type") == "disconnect"]
+    assert told["message"] == "the link was revoked", told
+    await wait_for(lambda: len(server.app[REGISTRY].get("default").audience) == 0, what="its seat given back")
+
+
+async def test_a_full_session_closes_a_websocket_with_4503(make_server, http, anonymous):
+    server = await make_server(source="synthetic:320x240@30", max_viewers=1)
+    first = await ws_viewer(http, server, OPERATOR_TOKEN)
+    viewer = WebSocketReceiver(str(server.make_url("/ws/default")), http, OPERATOR_TOKEN)
+    try:
+        await viewer.connect()
+    except WebSocketRefused as error:
+        assert error.code == 4503, error
+    else:
+        raise AssertionError("a second viewer of a full session was let in")
+    await first.close()

@@ -1,0 +1,151 @@
+"""A viewer over a WebSocket: the session's own packets, for browsers that WebRTC cannot reach.
+
+The same H.264 access units and Opus packets the WebRTC viewers get (never a second encode), each in one
+binary message with a small header; text messages both ways are the data channel's JSON (state, cursor,
+link, clipboard, disconnect from the server; input, clipboard, resize and delay reports from the browser),
+read by the same validator. The browser decodes with WebCodecs.
+
+Binary message (server to browser), network byte order:
+
+    kind      u8       1: video (an H.264 access unit, Annex B), 2: sound (one Opus packet)
+    flags     u8       bit 0: a keyframe (IDR, with SPS and PPS)
+    captured  f64      the frame's capture time, ms since the Unix epoch (abs-capture-time's clock); NaN if unknown
+    timestamp i64      the packet's presentation time in microseconds (for the decoder)
+    payload   the rest
+
+A viewer whose socket does not drain (a slow link, a stalled tab) falls behind in its packet queue, which
+skips to the next keyframe when it overflows, as a WebRTC viewer's does; the others never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import struct
+
+import av
+from aiohttp import WSCloseCode, web
+
+from vgpustream.auth import Grant
+from vgpustream.fanout import PacketQueue, QueueClosed
+from vgpustream.input import InvalidInput, json_object
+from vgpustream.seat import Seat, SeatCallbacks
+from vgpustream.settings import ViewerRules
+
+PROTOCOL = "vgpustream.v1"
+"""The WebSocket subprotocol (Sec-WebSocket-Protocol) of this format."""
+VIDEO, SOUND = 1, 2
+KEYFRAME = 1
+HEADER = struct.Struct("!BBdq")
+AUTH_AGAIN = 4400
+"""The close code for a second auth message (vgpustream.api.websocket lists the codes)."""
+ENDED = 4403
+"""The close code where the server ended the viewer (its token revoked or expired, a flood): the reason says."""
+CODEC = "avc1.42e01f"
+"""What the browser's VideoDecoder is configured with: H.264 constrained baseline, as the encoder makes it."""
+
+
+def binary_message(kind: int, packet: av.Packet) -> bytes:
+    """One packet as the binary message the browser reads (the header, then the packet's bytes)."""
+    captured = packet.opaque * 1000 if isinstance(packet.opaque, float) else math.nan
+    micros = 0 if packet.pts is None or packet.time_base is None else round(packet.pts * packet.time_base * 1_000_000)
+    flags = KEYFRAME if packet.is_keyframe else 0
+    return HEADER.pack(kind, flags, captured, micros) + bytes(packet)
+
+
+class WebSocketViewer(Seat):
+    """One browser watching a session over a WebSocket that the handler has prepared and authenticated."""
+
+    transport = "websocket"
+
+    def __init__(
+        self, callbacks: SeatCallbacks, grant: Grant, rules: ViewerRules, socket: web.WebSocketResponse, *, sound: bool
+    ) -> None:
+        super().__init__(callbacks, grant, rules)
+        self._socket = socket
+        self._senders: list[asyncio.Task[None]] = []
+        self._close_code = WSCloseCode.OK
+        self._close_reason = "the viewer left"
+        if sound:
+            self.take_sound()
+
+    @property
+    def connection_state(self) -> str:
+        if self._closing or self._socket.closed:
+            return "closed"
+        return "connected" if self._attached else "connecting"
+
+    @property
+    def input_channel(self) -> bool:
+        return not self._socket.closed
+
+    def send_message(self, text: str) -> bool:
+        if self._socket.closed or self._closing:
+            return False
+        # aiohttp queues the frame at once; a socket that does not drain holds up only its own sender tasks
+        task = asyncio.ensure_future(self._socket.send_str(text))
+        task.add_done_callback(_ignore_send_error)
+        return True
+
+    async def run(self) -> None:
+        """Tell the browser what it receives, join the fan-out, and read its messages until either side closes."""
+        welcome = {
+            "type": "welcome",
+            "viewer": self.id,
+            "role": self.role,
+            "video": {"codec": CODEC},
+            "sound": {"codec": "opus", "sampleRate": 48_000, "numberOfChannels": 2} if self.sound_queue else None,
+        }
+        await self._socket.send_str(json.dumps(welcome))
+        self._senders.append(asyncio.create_task(self._send(self.queue, VIDEO), name=f"ws-video-{self.id}"))
+        if self.sound_queue is not None:
+            self._senders.append(asyncio.create_task(self._send(self.sound_queue, SOUND), name=f"ws-sound-{self.id}"))
+        self._connected()
+        try:
+            async for message in self._socket:
+                if message.type == web.WSMsgType.TEXT and is_auth(message.data):
+                    self._close_code, self._close_reason = AUTH_AGAIN, "the token was sent already"
+                    break
+                if message.type == web.WSMsgType.TEXT:
+                    self._callbacks.input(self, message.data)
+                elif message.type == web.WSMsgType.BINARY:
+                    self._close_code = WSCloseCode.UNSUPPORTED_DATA
+                    self._close_reason = "the browser sends text messages only"
+                    break
+        finally:
+            await self.close()
+
+    async def _send(self, queue: PacketQueue, kind: int) -> None:
+        while True:
+            try:
+                packet = await queue.get()
+            except QueueClosed:
+                return
+            try:
+                await self._socket.send_bytes(binary_message(kind, packet))
+            except ConnectionError:  # the browser went away: run() ends on its own
+                return
+
+    async def _close_transport(self) -> None:
+        for sender in self._senders:
+            sender.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+        if self.closed_because is not None:  # the server ended it: revoked, dismissed
+            self._close_code, self._close_reason = ENDED, self.closed_because
+        await self._socket.close(code=self._close_code, message=self._close_reason.encode()[:120])
+
+
+def is_auth(text: str) -> bool:
+    """Whether a browser's text message is an auth message (the first one's; any other is one too many)."""
+    if '"auth"' not in text:
+        return False
+    try:
+        return json_object(text).get("type") == "auth"
+    except InvalidInput:
+        return False
+
+
+def _ignore_send_error(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # a message to a browser that went away is lost with it
