@@ -111,6 +111,18 @@ TAGS = {
     "recordings": "Recordings of a session's stream, without encoding again",
     "audit": "The audit trail: who watched, typed, issued tokens and recorded",
     "whep": "WHEP signalling (draft-ietf-wish-whep)",
+    "websocket": (
+        "`GET /ws/{session}` (not an operation of this document: a WebSocket upgrade, answered `101`, subprotocol "
+        "`vgpustream.v1`): a viewer over a WebSocket, the session's own H.264 and Opus packets, for browsers WebRTC "
+        'cannot reach. The browser\'s first message is the text message `{"type": "auth", "token": "…"}` (the token '
+        'never in the URL); the server answers `{"type": "welcome", "viewer", "role", "video": {"codec"}, "sound"}`, '
+        "then sends each H.264 access unit and Opus packet as a binary message (u8 kind: 1 video, 2 sound; u8 flags: "
+        "bit 0 keyframe; f64 capture time, ms since the epoch; i64 timestamp, µs; then the packet) and the input "
+        "channel's JSON messages as text; the browser sends the input channel's messages as text. Closed with 4400 "
+        "(a bad or second auth message), 4401 (no token), 4403 (a token that does not allow it, or revoked), 4429 "
+        "(too many requests), 4503 (full), 1003 (binary from the browser), 1009 (a message over 257 KiB), each with "
+        "a reason"
+    ),
     "operations": "Health and metrics",
 }
 """Operations are tagged by where their path starts (the longest match wins)."""
