@@ -9,6 +9,7 @@ import aiohttp
 
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.test_auth import issue
+from tests.test_lifecycle import settle, within
 from vgpustream.api.state import AUDIT, REGISTRY
 from vgpustream.testing.wsreceiver import WebSocketReceiver, WebSocketRefused
 from vgpustream.websocket import PROTOCOL
@@ -139,3 +140,49 @@ async def test_a_full_session_closes_a_websocket_with_4503(make_server, http, an
     else:
         raise AssertionError("a second viewer of a full session was let in")
     await first.close()
+
+
+async def test_a_socket_that_does_not_drain_skips_ahead_and_holds_up_no_one(make_server, http):
+    """A browser that reads nothing (a stalled tab): its queue overflows and skips to the next keyframe, its
+    delay stays bounded, and a viewer beside it gets every frame on time."""
+    server = await make_server(source="synthetic:1280x720@30", bitrate=20_000_000, keyframe_interval=1.0)
+    session = server.app[REGISTRY].get("default")
+    token = (await issue(http, server, role="view"))["token"]
+    async with http.ws_connect(server.make_url("/ws/default"), protocols=(PROTOCOL,)) as stalled:
+        await stalled.send_str(json.dumps({"type": "auth", "token": token}))  # and never reads again
+        watcher = await ws_viewer(http, server, token)
+        await wait_for(
+            lambda: any(v.queue.dropped for v in session.audience),
+            timeout=60,
+            what="the stalled socket's queue overflows",
+        )
+        fresh = [await watcher.next_frame() for _ in range(30)]
+        assert all(frame.stamp is not None for frame in fresh)
+        numbers = [frame.stamp.frame for frame in fresh]
+        assert numbers[-1] - numbers[0] < 40, f"the watcher skipped nothing: {numbers}"
+        stalled_seat = next(v for v in session.audience if v.queue.dropped)
+        assert len(stalled_seat.queue) <= stalled_seat.queue.capacity, "its backlog is bounded"
+        await watcher.close()
+
+
+async def test_sockets_opened_and_dropped_leave_nothing_behind(make_server, http, anonymous):
+    server = await make_server(source="synthetic:320x240@30")
+    token = (await issue(http, server, role="view"))["token"]
+    await (await ws_viewer(anonymous, server, token)).close()  # warm-up: lazily made pools and caches
+    baseline = await settle((0, 0), seconds=2.0)
+    for n in range(200):
+        viewer = WebSocketReceiver(str(server.make_url("/ws/default")), anonymous, token if n % 2 else "vgs_wrong")
+        try:
+            await viewer.connect()
+        except WebSocketRefused:
+            continue
+        if n % 4 == 1:
+            await viewer.next_frame()
+        await viewer.close()
+    session = server.app[REGISTRY].get("default")
+    await wait_for(lambda: len(session.audience) == 0, what="every seat given back")
+    after = await settle(baseline)
+    assert within(after, baseline), f"(fds, tasks) were {baseline}, now {after}"
+    watcher = await ws_viewer(anonymous, server, token)
+    assert (await watcher.next_frame()).picture.width == 320, "the session streams on"
+    await watcher.close()
