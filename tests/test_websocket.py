@@ -6,7 +6,9 @@ import asyncio
 import json
 
 import aiohttp
+import pytest
 
+from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.test_auth import issue
 from tests.test_lifecycle import settle, within
@@ -186,3 +188,33 @@ async def test_sockets_opened_and_dropped_leave_nothing_behind(make_server, http
     watcher = await ws_viewer(anonymous, server, token)
     assert (await watcher.next_frame()).picture.width == 320, "the session streams on"
     await watcher.close()
+
+
+def with_transport(console_url: str, transport: str) -> str:
+    """A console link with `transport=` added to its query (before the fragment that holds the token)."""
+    address, _, fragment = console_url.partition("#")
+    return f"{address}&transport={transport}#{fragment}"
+
+
+@pytest.mark.browser
+async def test_the_console_plays_over_the_websocket_and_input_reaches_the_vm(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    sink = session.capture.input_sink
+    issued = await issue(http, server, role="control")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        await page.goto(with_transport(issued["console_url"], "websocket"))
+        await page.wait_for_function("() => window.vgpustream.state === 'playing'", timeout=20_000)
+        await page.wait_for_function("() => document.getElementById('screen').videoWidth === 320", timeout=20_000)
+        assert await page.evaluate("window.vgpustream.transport") == "websocket"
+        assert "WebSocket" in await page.locator("#connection").text_content()
+        (seat,) = session.audience
+        assert seat.transport == "websocket"
+        await page.locator("#stage").focus()
+        await page.keyboard.down("KeyQ")
+        await wait_for(lambda: "KeyQ" in sink.keys_down, what="the key pressed in the page, in the VM")
+        await page.keyboard.up("KeyQ")
+        assert not errors, errors

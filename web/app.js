@@ -27,10 +27,14 @@ function takeToken(key) {
   return token || sessionStorage.getItem(key);
 }
 
-const sessionId = new URLSearchParams(location.search).get("session");
+const params = new URLSearchParams(location.search);
+const sessionId = params.get("session");
+// transport=webrtc|websocket pins what carries the stream; auto (the default) picks: WebRTC where it can
+const transport = ["webrtc", "websocket"].includes(params.get("transport")) ? params.get("transport") : "auto";
 if (sessionId) {
   // a console link's own token, else the operator's (who came here from the session list)
-  startConsole(sessionId, takeToken(`vgpustream:token:${sessionId}`) || sessionStorage.getItem(OPERATOR_TOKEN_KEY));
+  const token = takeToken(`vgpustream:token:${sessionId}`) || sessionStorage.getItem(OPERATOR_TOKEN_KEY);
+  startConsole(sessionId, token, transport);
 } else {
   showSessions(document.getElementById("sessions"), takeToken(OPERATOR_TOKEN_KEY));
 }

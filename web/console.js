@@ -18,6 +18,7 @@ import { typeText } from "./typing.js";
 import { DelayMeter } from "./delay.js";
 import { StatsOverlay } from "./stats.js";
 import { WhepClient } from "./whep.js";
+import { WebSocketClient, canDecode } from "./wsclient.js";
 
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 8000;
@@ -25,6 +26,10 @@ const BACKOFF_MAX_MS = 8000;
 const CONNECT_TIMEOUT_MS = 15000;
 // answers that retrying will not change: bad request, no or wrong token, no such session
 const PERMANENT_STATUSES = new Set([400, 401, 403, 404]);
+// the WebSocket's close codes that retrying will not change: a bad auth message, no or wrong token, revoked
+const PERMANENT_CLOSE_CODES = new Set([4400, 4401, 4403]);
+// transport=auto: WebRTC that has not connected by then gives way to the WebSocket
+const WEBRTC_GRACE_MS = 2000;
 /** What the console says, once connected, for each state of the VM's display the server tells. */
 const SOURCE_STATES = {
   streaming: { badge: "playing", message: "" },
@@ -49,6 +54,13 @@ const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-captu
  * and asking for each frame's capture time (abs-capture-time, off by default in Chromium), from which
  * the console tells the glass-to-glass delay.
  */
+/** Whether this browser's WebRTC can receive the session's video (H.264). */
+function webrtcCanPlay() {
+  if (typeof RTCPeerConnection !== "function") return false;
+  const codecs = RTCRtpReceiver.getCapabilities?.("video")?.codecs ?? [];
+  return codecs.some(({ mimeType }) => mimeType.toLowerCase() === "video/h264");
+}
+
 function addVideoTransceiver(pc) {
   const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
   if (transceiver.setHeaderExtensionsToNegotiate) {
@@ -73,7 +85,7 @@ function addVideoTransceiver(pc) {
  * @param {string} sessionId
  * @param {string|null} token viewer or operator token for the WHEP requests, if any
  */
-export function startConsole(sessionId, token) {
+export function startConsole(sessionId, token, transport = "auto") {
   const root = document.getElementById("console");
   const stage = document.getElementById("stage");
   const video = document.getElementById("screen");
@@ -92,7 +104,11 @@ export function startConsole(sessionId, token) {
     link: "good",
     video: null, // whether the server sends video: false where it rejected the browser's video section
     expired: null, // what the server said when this viewer's link ran out and it may only watch
+    // webrtc or websocket: what carries the stream (transport=auto settles on one and keeps it)
+    transport: transport === "websocket" || (transport === "auto" && !webrtcCanPlay()) ? "websocket" : "webrtc",
+    socket: null, // the WebSocket transport's client, while it carries the stream
   });
+  const connected = () => state.pc?.connectionState === "connected" || state.socket?.channel.readyState === "open";
   const sendMessage = (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   };
@@ -126,7 +142,8 @@ export function startConsole(sessionId, token) {
    */
   function show(phase, message = "", error = false, label = phase, detail = "") {
     state.state = phase;
-    badge.textContent = label;
+    badge.textContent = state.transport === "websocket" ? `${label} · WebSocket` : label;
+    badge.title = `over ${state.transport === "websocket" ? "a WebSocket" : "WebRTC"}`;
     badge.className = `badge ${phase}`;
     status.textContent = message;
     if (detail) {
@@ -174,9 +191,10 @@ export function startConsole(sessionId, token) {
   function teardown() {
     input.releaseAll();
     // forget the connection before closing it: handlers of the events closing fires must see it gone
-    const { pc } = state;
+    const { pc, socket } = state;
     if (whep) leaving = whep.close();
-    whep = state.pc = state.channel = state.source = state.video = state.expired = null;
+    whep = state.pc = state.channel = state.source = state.video = state.expired = state.socket = null;
+    socket?.close();
     showLink({ quality: "good" });
     cursor.reset();
     speaker.reset();
@@ -216,12 +234,12 @@ export function startConsole(sessionId, token) {
       state.source = { state: message.state, message: message.message ?? null };
       scaling.setResizable(message.resizable === true);
       pointerLock.setRelative(message.relative_pointer === true);
-      if (state.pc?.connectionState === "connected") showSource();
+      if (connected()) showSource();
     }
     if (message?.type === "link") showLink(message);
     if (message?.type === "expired") {
       state.expired = message.message;
-      if (state.pc?.connectionState === "connected") showSource();
+      if (connected()) showSource();
     }
     if (message?.type === "disconnect") {
       // the server lets this viewer go (its link's time is up, or it sent too much): say why, and stay away
@@ -233,6 +251,7 @@ export function startConsole(sessionId, token) {
   }
 
   async function connect() {
+    if (state.transport === "websocket") return connectWebSocket();
     stopTimers();
     show("connecting", "connecting…");
     const attempt = (whep = new WhepClient(`/whep/${encodeURIComponent(sessionId)}`, token));
@@ -262,6 +281,16 @@ export function startConsole(sessionId, token) {
       }
     };
     connectTimer = setTimeout(() => current() && retry(new Error("timed out connecting")), CONNECT_TIMEOUT_MS);
+    if (transport === "auto" && canDecode()) {
+      // WebRTC that cannot get through (no UDP out, and no TURN) gives way to the WebSocket, for good
+      setTimeout(() => {
+        if (!current() || pc.connectionState === "connected") return;
+        state.transport = "websocket";
+        stopTimers();
+        teardown();
+        connectWebSocket();
+      }, WEBRTC_GRACE_MS);
+    }
     try {
       // the old viewer must be gone first: the server may count it against the session's max_viewers
       await leaving;
@@ -275,6 +304,42 @@ export function startConsole(sessionId, token) {
       // an attempt given up on meanwhile fails too; only the current one's failure matters
       if (current()) retry(error);
     }
+  }
+
+  /** The WebSocket transport: the same session, its packets decoded by WebCodecs (web/wsclient.js). */
+  async function connectWebSocket() {
+    stopTimers();
+    show("connecting", "connecting…");
+    const client = new WebSocketClient(sessionId, token, {
+      onText: (data) => current() && receive(data),
+      onClose: (code, reason) => current() && lost(code, reason),
+    });
+    state.socket = client;
+    state.channel = client.channel;
+    const current = () => state.socket === client;
+    connectTimer = setTimeout(() => current() && retry(new Error("timed out connecting")), CONNECT_TIMEOUT_MS);
+    try {
+      await leaving;
+      await client.connect();
+      if (!current()) return;
+      clearTimeout(connectTimer);
+      backoff = BACKOFF_START_MS;
+      video.srcObject = client.stream;
+      showSource();
+    } catch (error) {
+      if (current()) retry(error);
+    }
+  }
+
+  /** The WebSocket closed: for good where the server said why (a token that does not do), else try again. */
+  function lost(code, reason) {
+    if (PERMANENT_CLOSE_CODES.has(code)) {
+      stopTimers();
+      teardown();
+      show("failed", reason || `closed (${code})`, true);
+      return;
+    }
+    retry(new Error(reason || `the WebSocket closed (${code})`));
   }
 
   document.getElementById("keys").addEventListener("change", (event) => {

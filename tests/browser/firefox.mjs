@@ -2,7 +2,7 @@
 // opens a page, waits until a condition holds in it, prints what an expression gives, as JSON.
 //
 //   node firefox.mjs '{"url": "...", "until": "JS expression", "result": "JS expression",
-//                      "timeoutMs": 30000, "prefs": {...}}'
+//                      "timeoutMs": 30000, "prefs": {...}, "press": {"selector": "#stage", "keys": ["KeyQ"]}}'
 //
 // Firefox runs with its default preferences but for those the caller names (each test says why).
 import puppeteer from "puppeteer-core";
@@ -27,7 +27,14 @@ try {
     console.log(JSON.stringify({ ok: false, error: String(error), result: state, logs }));
     process.exitCode = 1;
   }
-  if (process.exitCode !== 1) console.log(JSON.stringify({ ok: true, result: await page.evaluate(job.result), logs }));
+  if (process.exitCode !== 1) {
+    // then, where the job says so, keys pressed in the element it names (focused first)
+    if (job.press) {
+      await page.focus(job.press.selector);
+      for (const key of job.press.keys) await page.keyboard.press(key);
+    }
+    console.log(JSON.stringify({ ok: true, result: await page.evaluate(job.result), logs }));
+  }
 } finally {
   await browser.close();
 }
