@@ -1,24 +1,29 @@
 """The web console through coturn, for a Chromium that cannot send UDP, in a network namespace of its own.
 
-`unshare --net -- python3 -m tests.turn_console WORKDIR turn|turns` (as root) builds the namespace's network
+`unshare --net -- python3 -m tests.turn_console WORKDIR turn|turns|none` (as root) builds the namespace's network
 (a veth pair with a TEST-NET-1 address for the server and coturn: browsers treat loopback candidates
 specially), drops UDP of user nobody (iptables owner match), runs coturn (TURN REST secret; TLS with a test
 CA for `turns`), vgpustream with --turn-secret-file, and Debian's Chromium as nobody, with its default
 WebRTC settings and the test CA in nobody's NSS database. It prints one JSON line: the console's selected
-candidate pair, first frame and glass-to-glass delay.
+candidate pair, first frame and glass-to-glass delay. With `none` there is no TURN server at all: the console
+(transport=auto) must take the WebSocket; then the line says its transport, first frame and the key presses
+that reached the VM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -26,7 +31,9 @@ from aiohttp import web
 from tests.browser import CHROMIUM_ARGS
 from tests.coturn import SECRET, coturn, make_test_ca
 from vgpustream.api.app import create_app
+from vgpustream.api.state import REGISTRY
 from vgpustream.bench.latency import RECORD_DELAY_REPORTS
+from vgpustream.session import Session
 from vgpustream.settings import Settings
 from vgpustream.testing.chromium import CHROMIUM
 
@@ -109,26 +116,31 @@ async def watch_console(workdir: Path, scheme: str) -> dict[str, object]:
     wrapper = chromium_as_nobody(workdir, tls.ca)
     secret = workdir / "turn-secret"
     secret.write_text(SECRET + "\n")
-    url = f"turn:{ADDRESS}:{TURN_PORT}?transport=tcp" if scheme == "turn" else f"turns:{ADDRESS}:{TURN_PORT + 1}"
+    url = {"turn": f"turn:{ADDRESS}:{TURN_PORT}?transport=tcp", "turns": f"turns:{ADDRESS}:{TURN_PORT + 1}"}.get(scheme)
     settings = Settings(
         host=ADDRESS,
         host_address=(ADDRESS,),
         state_dir=workdir / "state",
         operator_token=OPERATOR_TOKEN,
         source="synthetic:1280x720@30",
-        ice_server=(url,),
-        turn_secret_file=secret,
+        ice_server=(url,) if url else (),
+        turn_secret_file=secret if url else None,
     )
-    with coturn(workdir, ADDRESS, TURN_PORT, tls):
+    with coturn(workdir, ADDRESS, TURN_PORT, tls) if url else contextlib.nullcontext():
         runner = web.AppRunner(create_app(settings))
         await runner.setup()
-        await web.TCPSite(runner, ADDRESS, HTTP_PORT).start()
+        # the console over HTTPS, as a deployment serves it: WebCodecs (the WebSocket transport) is there
+        # only in a secure context, which a plain http:// page of an address other than localhost is not
+        served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        served.load_cert_chain(tls.cert, tls.key)
+        await web.TCPSite(runner, ADDRESS, HTTP_PORT, ssl_context=served).start()
         try:
-            base = f"http://{ADDRESS}:{HTTP_PORT}"
+            base = f"https://{ADDRESS}:{HTTP_PORT}"
+            trusting = ssl.create_default_context(cafile=tls.ca)
             operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
             async with (
-                aiohttp.ClientSession(headers=operator) as http,
-                http.post(f"{base}/api/v1/sessions/default/tokens", json={"role": "view"}) as response,
+                aiohttp.ClientSession(headers=operator, connector=aiohttp.TCPConnector(ssl=trusting)) as http,
+                http.post(f"{base}/api/v1/sessions/default/tokens", json={"role": "control"}) as response,
             ):
                 console_url = (await response.json())["console_url"]
             async with async_playwright() as playwright:
@@ -147,8 +159,14 @@ async def watch_console(workdir: Path, scheme: str) -> dict[str, object]:
                     except Error:
                         where = await page.evaluate(WHERE)
                         raise AssertionError(f"the console did not play: {where}, errors {errors}") from None
-                    pair = await page.evaluate(SELECTED_PAIR)
                     first_frame_ms = await page.evaluate("window.firstFrameMs")
+                    if url is None:
+                        return {
+                            "transport": await page.evaluate("window.vgpustream.transport"),
+                            "first_frame_ms": round(first_frame_ms),
+                            "key_events": await key_events(page, runner.app[REGISTRY].get("default")),
+                        }
+                    pair = await page.evaluate(SELECTED_PAIR)
                     await asyncio.sleep(DELAY_SECONDS)  # the console reports its delay once a second
                     reports = [ms for report in await page.evaluate("window.delayReports") for ms in report]
                 finally:
@@ -164,6 +182,17 @@ async def watch_console(workdir: Path, scheme: str) -> dict[str, object]:
         "first_frame_ms": round(first_frame_ms),
         "glass_to_glass_p50_ms": statistics.median(reports) if reports else None,
     }
+
+
+async def key_events(page: Any, session: Session) -> int:
+    """Press a key in the console, and count the key events that reached the VM (up to 10 s for both)."""
+    await page.locator("#stage").focus()
+    await page.keyboard.press("KeyQ")
+    for _ in range(100):
+        if session.audience.stats.input_events >= 2:
+            break
+        await asyncio.sleep(0.1)
+    return session.audience.stats.input_events
 
 
 if __name__ == "__main__":
