@@ -37,6 +37,13 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
+def _transports(text: str) -> tuple[str, ...]:
+    transports = tuple(part.strip() for part in text.split(","))
+    if not transports or any(t not in ("webrtc", "websocket") for t in transports):
+        raise argparse.ArgumentTypeError("transports look like webrtc,websocket")
+    return transports
+
+
 def _kinds(text: str) -> list[str]:
     kinds = text.split(",")
     if not kinds or not set(kinds) <= {"moving", "still"}:
@@ -100,6 +107,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default %(default)s)")
     p.add_argument("--loads", type=int, default=10, help="page loads timed to their first frame (default %(default)s)")
+    p.add_argument(
+        "--transports", type=_transports, default=("webrtc",), help="webrtc, websocket or both (default webrtc)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("report", help="run latency, fanout, capacity and quality; write one HTML page of plots")
     p.add_argument("--output", type=Path, default=Path("vgpustream-report.html"), help="default %(default)s")
@@ -160,7 +170,9 @@ def run_bench(args: argparse.Namespace) -> int:
         print(json.dumps(result) if args.json else _capacity_table(result))
     elif args.bench == "latency":
         sizes = [f"{width}x{height}" for width, height in args.resolutions]
-        result = latency.run(sizes, args.frames, args.bitrate, args.chromium, args.loads)
+        result = latency.run(
+            sizes, args.frames, args.bitrate, args.chromium, loads=args.loads, transports=args.transports
+        )
         print(json.dumps(result) if args.json else _latency_table(result))
     elif args.bench == "report":
         result = report.write(args.output, args.quick)
@@ -260,14 +272,14 @@ def _latency_table(result: dict[str, Any]) -> str:
         figures = run["glass_to_glass_ms"]
         handed, shown, console = figures["handed_to_page"], figures["expected_on_screen"], figures["console_reported"]
         cells = "  ".join(f"{handed[q]:>5}/{shown[q]:>5}/{console.get(q, '-'):<5}" for q in ("p50", "p95", "p99"))
-        lines.append(f"{run['resolution']:>10}  {run['frames']:>6}  {cells}  {run['whep_post_to_first_frame_ms']} ms")
+        name = f"{run['resolution']} {run['transport']}"
+        lines.append(f"{name:>20}  {run['frames']:>6}  {cells}  {run['whep_post_to_first_frame_ms'] or '-'} ms")
     lines.append(f"page load -> first frame presented, ms, over {result['loads']} loads (p50 [min..max]); WHEP POST")
     for run in result["runs"]:
         first, post = run["page_load_to_first_frame_ms"], run["whep_post_answered_ms"]
-        lines.append(
-            f"{run['resolution']:>10}  {first['p50']:>6} [{first['min']}..{first['max']}]"
-            f"   POST {post['p50']} [{post['min']}..{post['max']}]"
-        )
+        answered = f"   POST {post['p50']} [{post['min']}..{post['max']}]" if post else ""
+        name = f"{run['resolution']} {run['transport']}"
+        lines.append(f"{name:>20}  {first['p50']:>6} [{first['min']}..{first['max']}]{answered}")
     return "\n".join(lines)
 
 

@@ -161,12 +161,15 @@ async def first_frame(browser: Any, url: str) -> tuple[float, float]:
         await page.close()
 
 
-async def measure(resolution: str, frames: int, bitrate: int, chromium: str, loads: int) -> dict[str, Any]:
+async def measure(
+    resolution: str, frames: int, bitrate: int, chromium: str, *, loads: int, transport: str
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-latency-") as folder:
         source = f"synthetic:{resolution}@30"
         args = ("--insecure-no-auth", "--source", source, "--bitrate", str(bitrate))
         with serve(Path(folder) / "state", *args) as served:
-            page_url, scripts = f"{served.url}/?session=default", READ_STAMPS + RECORD_DELAY_REPORTS
+            page_url = f"{served.url}/?session=default&transport={transport}"
+            scripts = READ_STAMPS + RECORD_DELAY_REPORTS
             console = ConsolePage(page_url, chromium, scripts)
             async with console as page:
                 deadline = time.monotonic() + TIMEOUT
@@ -181,12 +184,14 @@ async def measure(resolution: str, frames: int, bitrate: int, chromium: str, loa
     numbers = results["frames"][:frames]
     return {
         "resolution": resolution,
+        "transport": transport,
         "bitrate": bitrate,
         "frames": len(numbers),
         "frames_skipped": numbers[-1] - numbers[0] + 1 - len(set(numbers)),
-        "whep_post_to_first_frame_ms": round(results["first"] - results["post"], 1),
+        # over the WebSocket there is no WHEP POST
+        "whep_post_to_first_frame_ms": None if results["post"] is None else round(results["first"] - results["post"]),
         "page_load_to_first_frame_ms": spread([frame for frame, _ in firsts]),
-        "whep_post_answered_ms": spread([post for _, post in firsts]),
+        "whep_post_answered_ms": None if transport == "websocket" else spread([post for _, post in firsts]),
         "glass_to_glass_ms": {
             "handed_to_page": percentiles(results["handed"][:frames]),
             "expected_on_screen": percentiles(results["displayed"][:frames]),
@@ -199,7 +204,20 @@ async def measure(resolution: str, frames: int, bitrate: int, chromium: str, loa
     }
 
 
-def run(resolutions: list[str], frames: int, bitrate: int, chromium: str = CHROMIUM, loads: int = 10) -> dict[str, Any]:
-    runs = [asyncio.run(measure(resolution, frames, bitrate, chromium, loads)) for resolution in resolutions]
+def run(
+    resolutions: list[str],
+    frames: int,
+    bitrate: int,
+    chromium: str = CHROMIUM,
+    *,
+    loads: int = 10,
+    transports: tuple[str, ...] = ("webrtc",),
+) -> dict[str, Any]:
+    """Each resolution over each transport (the console's transport=), one after the other in one run."""
+    runs = [
+        asyncio.run(measure(resolution, frames, bitrate, chromium, loads=loads, transport=transport))
+        for resolution in resolutions
+        for transport in transports
+    ]
     browser = {"chromium": chromium, "flags": ARGS, "webrtc": WEBRTC_SETTINGS}
     return {"cpus": os.cpu_count(), "browser": browser, "loads": loads, "runs": runs}
