@@ -182,14 +182,15 @@ async def measure(
                 await page.close()
                 firsts = [await first_frame(console.browser, page_url) for _ in range(loads)]
     numbers = results["frames"][:frames]
+    # over the WebSocket there is no WHEP POST
+    post_to_first = None if results["post"] is None else round(results["first"] - results["post"], 1)
     return {
         "resolution": resolution,
         "transport": transport,
         "bitrate": bitrate,
         "frames": len(numbers),
         "frames_skipped": numbers[-1] - numbers[0] + 1 - len(set(numbers)),
-        # over the WebSocket there is no WHEP POST
-        "whep_post_to_first_frame_ms": None if results["post"] is None else round(results["first"] - results["post"]),
+        "whep_post_to_first_frame_ms": post_to_first,
         "page_load_to_first_frame_ms": spread([frame for frame, _ in firsts]),
         "whep_post_answered_ms": None if transport == "websocket" else spread([post for _, post in firsts]),
         "glass_to_glass_ms": {
