@@ -15,21 +15,9 @@ from vgpustream import compat, viewer
 from vgpustream.api import whep
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.hostile import spoiled_offers
-from vgpustream.testing.receiver import local_peer
+from vgpustream.testing.receiver import an_offer, local_peer
 
 SDP = {"Content-Type": "application/sdp"}
-
-
-async def an_offer(data_channel: bool = True) -> str:
-    """A real aiortc viewer's offer: recvonly video and, unless told otherwise, the input data channel."""
-    pc = local_peer()
-    pc.addTransceiver("video", direction="recvonly")
-    if data_channel:
-        pc.createDataChannel("input")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
 
 
 def mutate(sdp: str, case: str) -> str:

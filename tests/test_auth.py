@@ -9,9 +9,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import OPERATOR_TOKEN, wait_for
-from tests.test_abuse import an_offer
 from vgpustream.api.state import REGISTRY
-from vgpustream.testing.receiver import WhepError, WhepReceiver
+from vgpustream.testing.receiver import WhepError, WhepReceiver, an_offer
 
 
 async def issue(http, server: TestServer, session: str = "default", **body) -> dict:

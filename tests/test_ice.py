@@ -14,12 +14,12 @@ import uuid
 import aiohttp
 import pytest
 from aioice.mdns import MDnsProtocol
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCSessionDescription
 
 from tests.conftest import wait_for
 from vgpustream import compat
 from vgpustream.api.state import REGISTRY
-from vgpustream.testing.receiver import local_peer
+from vgpustream.testing.receiver import offering_peer
 
 SDP = {"Content-Type": "application/sdp"}
 TRICKLE = {"Content-Type": "application/trickle-ice-sdpfrag"}
@@ -49,16 +49,6 @@ def unanswered_mdns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(MDnsProtocol, "resolve", unanswered)
     monkeypatch.setattr("aioice.ice.get_or_create_mdns_protocol", no_socket)
     return asked
-
-
-async def offering_peer(data_channel: bool = False) -> RTCPeerConnection:
-    """A real aiortc viewer with its offer made (recvonly video, and the input data channel if asked)."""
-    pc = local_peer()
-    pc.addTransceiver("video", direction="recvonly")
-    if data_channel:
-        pc.createDataChannel("input")
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc
 
 
 async def post(http: aiohttp.ClientSession, url: str, offer: str) -> tuple[int, str, str]:

@@ -27,13 +27,14 @@ from aioice.stun import TransactionFailed
 
 from tests.conftest import OPERATOR, wait_for
 from tests.coturn import SECRET, TURNSERVER, coturn
-from tests.test_abuse import SDP, an_offer
+from tests.test_abuse import SDP
 from tests.test_console import console_page
 from tests.test_lifecycle import open_fds, settle, within
 from tests.test_operations import metric_value
 from vgpustream.compat import TURN_DELETE_TIMEOUT
 from vgpustream.iceservers import rest_credential
 from vgpustream.testing.chromium import CHROMIUM
+from vgpustream.testing.receiver import an_offer
 from vgpustream.testing.server import free_port
 
 DEAD_TURN_POSTS = 7

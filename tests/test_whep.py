@@ -10,19 +10,10 @@ from aioice.mdns import MDnsProtocol
 
 from tests.conftest import wait_for
 from vgpustream.api.state import REGISTRY
-from vgpustream.testing.receiver import WhepError, WhepReceiver, local_peer
+from vgpustream.testing.receiver import WhepError, WhepReceiver, an_offer
 
 MDNS_TIMEOUT_S = 1.0
 """How long aioice waits for an mDNS answer."""
-
-
-async def an_offer() -> str:
-    pc = local_peer()
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
 
 
 async def test_post_answers_201_with_location_etag_and_ice_servers(make_server, http, anonymous):
@@ -33,7 +24,7 @@ async def test_post_answers_201_with_location_etag_and_ice_servers(make_server, 
         turn_credential="secret",
         cors_origin=("https://player.example",),
     )
-    offer = await an_offer()
+    offer = await an_offer(data_channel=False)
     async with http.post(
         server.make_url("/whep/default"), data=offer, headers={"Content-Type": "application/sdp"}
     ) as response:
@@ -114,7 +105,7 @@ async def test_trickled_mdns_candidates_are_answered_at_once(make_server, http, 
     monkeypatch.setattr(MDnsProtocol, "resolve", unanswered)
     server = await make_server(source="synthetic:320x240@30")
     # a trickling player's offer: its candidates are still to come
-    offer = (await an_offer()).replace("a=end-of-candidates\r\n", "")
+    offer = (await an_offer(data_channel=False)).replace("a=end-of-candidates\r\n", "")
     sdp = {"Content-Type": "application/sdp"}
     async with http.post(server.make_url("/whep/default"), data=offer, headers=sdp) as response:
         location = response.headers["Location"]
@@ -152,7 +143,7 @@ async def test_delete_after_the_peer_closed_is_200(make_server, http):
 
 async def test_unknown_session_and_viewer_are_404(make_server, http):
     server = await make_server(source="synthetic:320x240@30")
-    offer = await an_offer()
+    offer = await an_offer(data_channel=False)
     sdp = {"Content-Type": "application/sdp"}
     async with http.post(server.make_url("/whep/nope"), data=offer, headers=sdp) as response:
         assert response.status == 404

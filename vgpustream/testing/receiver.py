@@ -24,6 +24,24 @@ def local_peer() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
+async def offering_peer(data_channel: bool = False) -> RTCPeerConnection:
+    """A real aiortc viewer with its offer made (recvonly video, and the input data channel if asked)."""
+    pc = local_peer()
+    pc.addTransceiver("video", direction="recvonly")
+    if data_channel:
+        pc.createDataChannel("input")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc
+
+
+async def an_offer(data_channel: bool = True) -> str:
+    """A real aiortc viewer's offer: recvonly video and, unless told otherwise, the input data channel."""
+    pc = await offering_peer(data_channel)
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
 class WhepError(Exception):
     """The server refused the offer; `status` and `body` say why."""
 
