@@ -95,11 +95,24 @@ async def create_target(url: str, http: aiohttp.ClientSession) -> None:
         await response.read()
 
 
+async def fresh_target(url: str, http: aiohttp.ClientSession) -> None:
+    """The probes' target session made anew, its encoder thread started (each session's starts with its first
+    encode): the probes delete it, make it again and offer it viewers, so the threads it has after a pass depend
+    on their order. Made fresh before each count of the server's resources, the count does not."""
+    async with http.delete(f"{url}/api/v1/sessions/{hostile.TARGET}") as response:
+        await response.read()
+    await create_target(url, http)
+    viewer = WhepReceiver(f"{url}/whep/{hostile.TARGET}", http)
+    await viewer.connect()
+    await viewer.next_frame()
+    await viewer.close()
+
+
 async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
     advertise_host_addresses(["127.0.0.1"])  # the watching viewer and the server meet on loopback
     auth = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
     async with aiohttp.ClientSession(headers=auth) as http:
-        await create_target(url, http)
+        await fresh_target(url, http)
         watcher = WhepReceiver(f"{url}/whep/default", http)
         await watcher.connect()
         await watcher.next_frame()
@@ -118,6 +131,7 @@ async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
             for probe in made + probes:
                 await prober.send(probe)
             await asyncio.sleep(1.0)
+            await fresh_target(url, http)
             stable = stable + 1 if resources(pid)["threads"] <= threads else 0
             if stable == 2:
                 break
@@ -143,6 +157,7 @@ async def _run(url: str, pid: int, examples: int, seed: int) -> dict[str, Any]:
             "channel_flood": await attacks.channel_flood(url, http),
         }
         attacked["stream_goes_on"] = await watcher.fresh_frames(1.0) > 0
+        await fresh_target(url, http)
         after = await settle(pid, before)
         await watcher.close()
     return {
