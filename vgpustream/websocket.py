@@ -38,10 +38,13 @@ PROTOCOL = "vgpustream.v1"
 VIDEO, SOUND = 1, 2
 KEYFRAME = 1
 HEADER = struct.Struct("!BBdq")
-AUTH_AGAIN = 4400
-"""The close code for a second auth message (vgpustream.api.websocket lists the codes)."""
+BAD_AUTH = 4400
+"""The close code for a first message that is not the auth message, or a second auth message (vgpustream.api.
+websocket lists the codes)."""
 ENDED = 4403
 """The close code where the server ended the viewer (its token revoked or expired, a flood): the reason says."""
+MAX_REASON_BYTES = 123
+"""The longest close reason a WebSocket close frame carries (RFC 6455: 125 bytes of payload, 2 for the code)."""
 CODEC = "avc1.42e01f"
 """What the browser's VideoDecoder is configured with: H.264 constrained baseline, as the encoder makes it."""
 
@@ -65,6 +68,8 @@ class WebSocketViewer(Seat):
         super().__init__(callbacks, grant, rules)
         self._socket = socket
         self._senders: list[asyncio.Task[None]] = []
+        self._messages: set[asyncio.Future[None]] = set()
+        """Text messages on their way (kept, so that none is collected before it is written)."""
         self._close_code = WSCloseCode.OK
         self._close_reason = "the viewer left"
         if sound:
@@ -85,8 +90,14 @@ class WebSocketViewer(Seat):
             return False
         # aiohttp queues the frame at once; a socket that does not drain holds up only its own sender tasks
         task = asyncio.ensure_future(self._socket.send_str(text))
-        task.add_done_callback(_ignore_send_error)
+        self._messages.add(task)
+        task.add_done_callback(self._sent)
         return True
+
+    def _sent(self, task: asyncio.Future[None]) -> None:
+        self._messages.discard(task)
+        if not task.cancelled():
+            task.exception()  # a message to a browser that went away is lost with it
 
     async def run(self) -> None:
         """Tell the browser what it receives, join the fan-out, and read its messages until either side closes."""
@@ -105,7 +116,7 @@ class WebSocketViewer(Seat):
         try:
             async for message in self._socket:
                 if message.type == web.WSMsgType.TEXT and is_auth(message.data):
-                    self._close_code, self._close_reason = AUTH_AGAIN, "the token was sent already"
+                    self._close_code, self._close_reason = BAD_AUTH, "the token was sent already"
                     break
                 if message.type == web.WSMsgType.TEXT:
                     self._callbacks.input(self, message.data)
@@ -133,7 +144,7 @@ class WebSocketViewer(Seat):
         await asyncio.gather(*self._senders, return_exceptions=True)
         if self.closed_because is not None:  # the server ended it: revoked, dismissed
             self._close_code, self._close_reason = ENDED, self.closed_because
-        await self._socket.close(code=self._close_code, message=self._close_reason.encode()[:120])
+        await close(self._socket, self._close_code, self._close_reason)
 
 
 def is_auth(text: str) -> bool:
@@ -146,6 +157,6 @@ def is_auth(text: str) -> bool:
         return False
 
 
-def _ignore_send_error(task: asyncio.Task[None]) -> None:
-    if not task.cancelled():
-        task.exception()  # a message to a browser that went away is lost with it
+async def close(socket: web.WebSocketResponse, code: int, reason: str) -> None:
+    """Close `socket` with `code` and as much of `reason` as a close frame carries, cut at a whole character."""
+    await socket.close(code=code, message=reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore").encode())

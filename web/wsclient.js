@@ -44,10 +44,6 @@ export class WebSocketClient {
       socket: null,
       send: (text) => this.socket?.send(text),
     };
-    /** Capture times (ms since the epoch) of the frames being decoded, by timestamp. */
-    this.captured = new Map();
-    /** The capture time of the frame drawn last (ms since the epoch), or null. */
-    this.lastCaptured = null;
     this.keyed = false;
   }
 
@@ -95,8 +91,6 @@ export class WebSocketClient {
     if (!key && !this.keyed) return; // a decoder starts at a keyframe
     this.keyed = true;
     const timestamp = Number(view.getBigInt64(10));
-    this.captured.set(timestamp, view.getFloat64(2));
-    if (this.captured.size > 64) this.captured.delete(this.captured.keys().next().value);
     const data = new Uint8Array(buffer, HEADER_BYTES);
     this.decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp, data }));
   }
@@ -107,7 +101,6 @@ export class WebSocketClient {
       this.canvas.height = frame.displayHeight;
     }
     this.context.drawImage(frame, 0, 0);
-    this.lastCaptured = this.captured.get(frame.timestamp) ?? null;
     frame.close();
     this.track.requestFrame?.();
   }

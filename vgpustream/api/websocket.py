@@ -22,7 +22,7 @@ from vgpustream.auth import MAX_TOKEN_LENGTH
 from vgpustream.clipboard import MAX_MESSAGE_BYTES as MAX_CLIPBOARD_MESSAGE
 from vgpustream.errors import Forbidden, Full, RateLimited, Unauthorized, VgpuStreamError
 from vgpustream.input import InvalidInput, json_object
-from vgpustream.websocket import PROTOCOL, WebSocketViewer
+from vgpustream.websocket import BAD_AUTH, PROTOCOL, WebSocketViewer, close
 
 MAX_MESSAGE = MAX_CLIPBOARD_MESSAGE + 1024
 """The largest message a browser may send: a part of a clipboard text, with room for its JSON."""
@@ -49,11 +49,10 @@ async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
             lambda callbacks, grant, rules: WebSocketViewer(callbacks, grant, rules, socket, sound=audience.sound),
         )
     except VgpuStreamError as error:
-        code = CLOSE_CODES.get(type(error), 4400)
-        await socket.close(code=code, message=str(error).encode()[:120])
+        await close(socket, CLOSE_CODES.get(type(error), BAD_AUTH), str(error))
         return socket
     except TimeoutError:
-        await socket.close(code=4400, message=b"no auth message in time")
+        await close(socket, BAD_AUTH, "no auth message in time")
         return socket
     if audience.audit is not None:
         user_agent = request.headers.get("User-Agent", "")
