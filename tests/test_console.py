@@ -159,23 +159,29 @@ async def test_the_console_warns_while_its_link_cannot_carry_the_stream(make_ser
         link.close()
 
 
-async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server, http):
-    """Each frame's delay from abs-capture-time agrees with the synthetic source's stamp read from the same
-    frames, the stats overlay shows it, and every reported delay reaches /metrics."""
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server, http, transport):
+    """Each frame's delay from its capture time (abs-capture-time over WebRTC, the message header over the
+    WebSocket) agrees with the synthetic source's stamp read from the same frames, the stats overlay shows
+    it, and every reported delay reaches /metrics."""
     server = await make_server(source="synthetic:640x360@30")
-    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+    body = {"role": "view", "transport": transport}
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
         issued = await response.json()
     async with chromium() as browser:
         page = await browser.new_page()
         await page.add_init_script(READ_STAMPS + RECORD_DELAY_REPORTS)
         await page.goto(issued["console_url"])
         await page.wait_for_function("() => window.delayReports.length >= 4", timeout=20_000)
+        assert await page.evaluate("window.vgpustream.transport") == transport
         await page.click("#stats-toggle")
         overlay = page.locator("#stats")
         await page.wait_for_function(
             "() => /glass to glass \\d+ ms/.test(document.getElementById('stats').textContent)"
         )
-        assert "glass to glass" in await overlay.text_content()
+        await page.wait_for_function("() => / [1-9]\\d\\.\\d fps/.test(document.getElementById('stats').textContent)")
+        shown = await overlay.text_content()
+        assert "640\u00d7360" in shown and "kbit/s" in shown, shown
         reports = await page.evaluate("window.delayReports")
         stamped = await page.evaluate("window.benchLatency.displayed")
     reported = [ms for report in reports for ms in report]

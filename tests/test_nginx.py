@@ -19,7 +19,6 @@ from tests import coturn
 from tests.browser import CHROMIUM_ARGS
 from tests.conftest import OPERATOR, wait_for
 from tests.served import ROOT
-from tests.test_websocket import with_transport
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.chromium import CHROMIUM
 from vgpustream.testing.receiver import WhepReceiver
@@ -72,7 +71,9 @@ async def test_the_console_plays_over_the_websocket_and_whep_signals_through_ngi
     with nginx(tmp_path, port, server.port, tls):
         async with aiohttp.ClientSession(headers=OPERATOR, connector=trusting(tls)) as http:
             await wait_for_proxy(http, public)
-            async with http.post(f"{public}/api/v1/sessions/default/tokens", json={"role": "control"}) as response:
+            async with http.post(
+                f"{public}/api/v1/sessions/default/tokens", json={"role": "control", "transport": "websocket"}
+            ) as response:
                 issued = await response.json()
             assert issued["console_url"].startswith(public), issued
             receiver = WhepReceiver(f"{public}/whep/default", http)  # WHEP signalling through nginx
@@ -92,7 +93,7 @@ async def test_the_console_plays_over_the_websocket_and_whep_signals_through_ngi
                 )
                 try:
                     page = await browser.new_page()
-                    await page.goto(with_transport(issued["console_url"], "websocket"))
+                    await page.goto(issued["console_url"])
                     await page.wait_for_function(
                         "() => document.getElementById('screen').videoWidth === 320", timeout=20_000
                     )

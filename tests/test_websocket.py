@@ -49,6 +49,33 @@ async def test_a_websocket_viewer_gets_the_session_s_frames_from_a_keyframe(make
     await viewer.close()
 
 
+async def test_a_joiner_is_told_the_display_s_state_before_its_first_frame(make_server, http):
+    """The console shows "playing" with the first picture, not "starting" until the next capture step."""
+    server = await make_server(source="synthetic:320x240@30")
+    token = (await issue(http, server, role="view"))["token"]
+    first = await ws_viewer(http, server, token)
+    await first.next_frame()  # the session runs: a joiner gets the replay at once
+    joiner = await ws_viewer(http, server, token)
+    await joiner.next_frame()
+    assert [m["state"] for m in joiner.told_before_video or [] if m["type"] == "state"] == ["streaming"]
+    await asyncio.gather(first.close(), joiner.close())
+
+
+async def test_a_link_minted_for_a_transport_names_it_and_the_websocket_address(make_server, http, anonymous):
+    server = await make_server(source="synthetic:320x240@30")
+    automatic = await issue(http, server, role="view")
+    assert "transport=" not in automatic["console_url"], "auto is the console's own choice"
+    issued = await issue(http, server, role="view", transport="websocket")
+    assert issued["console_url"].endswith(f"/?session=default&transport=websocket#token={issued['token']}")
+    viewer = WebSocketReceiver(issued["websocket_url"], anonymous, issued["token"])
+    await viewer.connect()
+    assert (await viewer.next_frame()).picture.width == 320
+    await viewer.close()
+    tokens = server.make_url("/api/v1/sessions/default/tokens")
+    async with http.post(tokens, json={"role": "view", "transport": "pigeon"}) as response:
+        assert response.status == 400 and "transport" in await response.text()
+
+
 async def test_input_from_a_websocket_reaches_the_vm_only_with_a_control_token(make_server, http):
     server = await make_server(source="synthetic:320x240@30")
     session = server.app[REGISTRY].get("default")
@@ -190,23 +217,18 @@ async def test_sockets_opened_and_dropped_leave_nothing_behind(make_server, http
     await watcher.close()
 
 
-def with_transport(console_url: str, transport: str) -> str:
-    """A console link with `transport=` added to its query (before the fragment that holds the token)."""
-    address, _, fragment = console_url.partition("#")
-    return f"{address}&transport={transport}#{fragment}"
-
-
 @pytest.mark.browser
 async def test_the_console_plays_over_the_websocket_and_input_reaches_the_vm(make_server, http):
     server = await make_server(source="synthetic:320x240@30")
     session = server.app[REGISTRY].get("default")
     sink = session.capture.input_sink
-    issued = await issue(http, server, role="control")
+    issued = await issue(http, server, role="control", transport="websocket")
+    assert "&transport=websocket#token=" in issued["console_url"], issued
     async with chromium() as browser:
         page = await browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        await page.goto(with_transport(issued["console_url"], "websocket"))
+        await page.goto(issued["console_url"])
         await page.wait_for_function("() => window.vgpustream.state === 'playing'", timeout=20_000)
         await page.wait_for_function("() => document.getElementById('screen').videoWidth === 320", timeout=20_000)
         assert await page.evaluate("window.vgpustream.transport") == "websocket"

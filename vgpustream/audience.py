@@ -136,6 +136,8 @@ class Audience:
         self._gone: OrderedDict[str, float] = OrderedDict()
         """The ids of viewers that left, with when (monotonic), oldest first."""
         self._cursor_image: tuple[int, str] | None = None
+        self._state: tuple[SourceState, str | None, bool, bool] | None = None
+        """The source state the capture loop last showed (see `show_state`), told to each viewer that attaches."""
         self.audit: ViewerAudit | None = None
         """The audit trail of the session's viewers: told when one leaves and of its first input."""
         self._since_keyframe: list[av.Packet] = []
@@ -323,14 +325,17 @@ class Audience:
         late is told at the next one.
         """
         relative = self._sink is not None and self._sink.relative_pointer
-        shown = (state, error, resizable, relative)
-        text = None
+        self._state = (state, error, resizable, relative)
         for viewer, seat in self._seats.items():
-            if seat.state_shown == shown:
-                continue
-            text = text or state_message(*shown)
-            if viewer.send_message(text):
-                seat.state_shown = shown
+            self._tell_state(viewer, seat)
+
+    def _tell_state(self, viewer: Seat, seat: _Delivery) -> None:
+        if (
+            self._state is not None
+            and seat.state_shown != self._state
+            and viewer.send_message(state_message(*self._state))
+        ):
+            seat.state_shown = self._state
 
     def _cursor_png(self, cursor: Cursor) -> str:
         if self._cursor_image is None or self._cursor_image[0] != cursor.serial:
@@ -348,6 +353,7 @@ class Audience:
     def _attach(self, viewer: Seat) -> None:
         seat = self._seats[viewer]
         seat.attached = True
+        self._tell_state(viewer, seat)  # before its first frame, which may come before the next capture step
         if not viewer.video:
             return  # its offer took no video the session makes: it gets messages and sound only
         if not self._since_keyframe:

@@ -106,7 +106,9 @@ class WebSocketViewer(Seat):
             "viewer": self.id,
             "role": self.role,
             "video": {"codec": CODEC},
-            "sound": {"codec": "opus", "sampleRate": 48_000, "numberOfChannels": 2} if self.sound_queue else None,
+            "sound": {"codec": "opus", "sampleRate": 48_000, "numberOfChannels": 2}
+            if self.sound_queue is not None
+            else None,
         }
         await self._socket.send_str(json.dumps(welcome))
         self._senders.append(asyncio.create_task(self._send(self.queue, VIDEO), name=f"ws-video-{self.id}"))

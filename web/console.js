@@ -15,8 +15,8 @@ import { Speaker } from "./sound.js";
 import { Scaling } from "./scaling.js";
 import { TouchInput } from "./touch.js";
 import { typeText } from "./typing.js";
-import { DelayMeter } from "./delay.js";
-import { StatsOverlay } from "./stats.js";
+import { DelayMeter, rtpCaptureTime } from "./delay.js";
+import { StatsOverlay, webrtcCounters } from "./stats.js";
 import { WhepClient } from "./whep.js";
 import { WebSocketClient, canDecode } from "./wsclient.js";
 
@@ -268,7 +268,7 @@ export function startConsole(sessionId, token, transport = "auto") {
         return;
       }
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
-      delay.watch(event.receiver);
+      delay.watch(rtpCaptureTime(event.receiver));
     };
     pc.onconnectionstatechange = () => {
       if (!current()) return;
@@ -325,6 +325,8 @@ export function startConsole(sessionId, token, transport = "auto") {
       clearTimeout(connectTimer);
       backoff = BACKOFF_START_MS;
       video.srcObject = client.stream;
+      delay.watch(() => client.capturedOf());
+      if (client.sound) speaker.attach(client.sound.track, client.sound);
       showSource();
     } catch (error) {
       if (current()) retry(error);
@@ -357,7 +359,11 @@ export function startConsole(sessionId, token, transport = "auto") {
     stage.focus();
   });
   document.getElementById("stats-toggle").addEventListener("click", (event) => {
-    overlay.toggle(() => state.pc);
+    overlay.toggle(() => {
+      const { pc, socket } = state;
+      if (pc) return { key: pc, counters: () => webrtcCounters(pc) };
+      return socket && { key: socket, counters: async () => socket.counters() };
+    });
     event.currentTarget.setAttribute("aria-pressed", String(overlay.visible));
   });
   fullscreenButton.addEventListener("click", async () => {

@@ -1,8 +1,9 @@
 /**
- * Glass-to-glass delay: for each frame shown, from its capture (the server writes the capture time of
- * each frame as the abs-capture-time RTP header extension) to the time Chromium expects it on screen
- * (requestVideoFrameCallback's expectedDisplayTime). Both are wall-clock times: the figure is right
- * where the server's and the browser's clocks agree (the same host, or both kept by NTP).
+ * Glass-to-glass delay: for each frame shown, from its capture to the time the browser expects it on
+ * screen (requestVideoFrameCallback's expectedDisplayTime). The capture time comes with each frame: over
+ * WebRTC as the abs-capture-time RTP header extension (`rtpCaptureTime`), over the WebSocket in each
+ * message's header (web/wsclient.js). Both are wall-clock times: the figure is right where the server's
+ * and the browser's clocks agree (the same host, or both kept by NTP).
  */
 
 const NTP_UNIX_OFFSET_MS = 2208988800000; // captureTimestamp counts from 1900, the page's clock from 1970
@@ -16,6 +17,22 @@ function quantile(sorted, fraction) {
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))];
 }
 
+/**
+ * The capture time (ms since the Unix epoch) of the frame a WebRTC receiver's video shows, from the
+ * abs-capture-time of its last packet and the RTP clock; null without one (a frame replayed at join).
+ * @param {RTCRtpReceiver} receiver
+ * @returns {(metadata: VideoFrameCallbackMetadata) => number|null}
+ */
+export function rtpCaptureTime(receiver) {
+  return (metadata) => {
+    if (metadata.rtpTimestamp === undefined) return null;
+    const source = receiver.getSynchronizationSources().find((s) => s.captureTimestamp !== undefined);
+    if (!source) return null;
+    const ticks = (metadata.rtpTimestamp - source.rtpTimestamp) | 0; // signed 32-bit: the clock wraps
+    return source.captureTimestamp - NTP_UNIX_OFFSET_MS + ticks / VIDEO_CLOCK_KHZ;
+  };
+}
+
 /** Measures the delay of each frame a video element shows, and reports it every second. */
 export class DelayMeter {
   /**
@@ -25,7 +42,7 @@ export class DelayMeter {
   constructor(video, send) {
     this.video = video;
     this.send = send;
-    this.receiver = null;
+    this.capturedOf = null;
     this.samples = [];
     /** The last second's figures ({p50, max, frames}), or null without any. */
     this.summary = null;
@@ -39,20 +56,20 @@ export class DelayMeter {
     setInterval(() => this.report(), REPORT_INTERVAL_MS);
   }
 
-  /** @param {RTCRtpReceiver} receiver the video's receiver of the current connection */
-  watch(receiver) {
-    this.receiver = receiver;
+  /**
+   * Measure the current connection's frames.
+   * @param {((metadata: VideoFrameCallbackMetadata) => number|null)|null} capturedOf the capture time of
+   *   the frame shown (ms since the Unix epoch), null where it is not known; null while not connected
+   */
+  watch(capturedOf) {
+    this.capturedOf = capturedOf;
     this.samples = [];
     this.summary = null;
   }
 
   measure(metadata) {
-    if (!this.receiver || metadata.rtpTimestamp === undefined) return;
-    const source = this.receiver.getSynchronizationSources().find((s) => s.captureTimestamp !== undefined);
-    if (!source) return; // no abs-capture-time (yet): a frame replayed at join, or a server without it
-    // the capture time of the frame shown, from that of the last packet: RTP time is capture time
-    const ticks = (metadata.rtpTimestamp - source.rtpTimestamp) | 0; // signed 32-bit: the clock wraps
-    const captured = source.captureTimestamp - NTP_UNIX_OFFSET_MS + ticks / VIDEO_CLOCK_KHZ;
+    const captured = this.capturedOf?.(metadata);
+    if (captured === null || captured === undefined) return;
     const delay = performance.timeOrigin + metadata.expectedDisplayTime - captured;
     if (delay >= 0 && delay <= MAX_DELAY_MS) this.samples.push(delay);
   }

@@ -24,8 +24,14 @@ export class Speaker {
     this.reset();
   }
 
-  /** The connection brought an audio track: add it to the playing stream, offer the speaker button. */
-  attach(track) {
+  /**
+   * The connection brought an audio track: add it to the playing stream, offer the speaker button.
+   * @param {MediaStreamTrack} track
+   * @param {{resume: () => Promise<void>}|null} player what plays the track where the page itself does
+   *   (the WebSocket transport's AudioContext): it too waits for the user's click
+   */
+  attach(track, player = null) {
+    this.player = player;
     const stream = this.video.srcObject;
     if (stream instanceof MediaStream && !stream.getTrackById(track.id)) stream.addTrack(track);
     this.button.hidden = this.volume.hidden = false;
@@ -33,13 +39,17 @@ export class Speaker {
 
   /** No sound (yet) on the current connection. */
   reset() {
+    this.player = null;
     this.button.hidden = this.volume.hidden = true;
   }
 
   /** Mute or unmute (a click: the user gesture browsers want before they play sound). */
   toggle() {
     this.video.muted = !this.video.muted;
-    if (!this.video.muted) this.video.play().catch(() => {});
+    if (!this.video.muted) {
+      this.video.play().catch(() => {});
+      this.player?.resume().catch(() => {});
+    }
     this.button.setAttribute("aria-pressed", String(!this.video.muted));
     this.button.textContent = this.video.muted ? "🔇 Sound off" : "🔊 Sound on";
   }

@@ -1,6 +1,6 @@
 /**
- * The stats overlay: frame rate, bitrate and round-trip time from RTCPeerConnection.getStats(), and
- * the glass-to-glass delay of the last second (delay.js).
+ * The stats overlay: frame rate, bitrate and round-trip time from RTCPeerConnection.getStats() (over the
+ * WebSocket, from the client's own counters), and the glass-to-glass delay of the last second (delay.js).
  */
 
 const INTERVAL_MS = 1000;
@@ -17,29 +17,37 @@ function selectedPair(report) {
 }
 
 /**
- * The numbers the overlay shows, from a getStats() report and the video's inbound-rtp entry of
- * the report taken `seconds` earlier (rates are 0 without one).
- * @param {RTCStatsReport} report
- * @param {object|null} previous the earlier inbound-rtp entry, from the same connection
- * @param {number} seconds
- * @returns {object|null} null while nothing is received yet
+ * A WebRTC connection's counters for the overlay, from its getStats() report; null while it receives
+ * no video yet.
+ * @param {RTCPeerConnection} pc
  */
-export function summarize(report, previous, seconds) {
+export async function webrtcCounters(pc) {
+  const report = await pc.getStats();
   const video = [...report.values()].find((entry) => entry.type === "inbound-rtp" && entry.kind === "video");
   if (!video) return null;
-  const rate = (key, scale = 1) => (previous && seconds > 0 ? ((video[key] - previous[key]) * scale) / seconds : 0);
   const rtt = selectedPair(report)?.currentRoundTripTime;
   return {
-    fps: rate("framesDecoded"),
-    kbps: rate("bytesReceived", 8 / 1000),
-    rttMs: rtt === undefined ? null : rtt * 1000,
+    decoded: video.framesDecoded ?? 0,
+    bytes: video.bytesReceived ?? 0,
     width: video.frameWidth,
     height: video.frameHeight,
-    decoded: video.framesDecoded ?? 0,
     dropped: video.framesDropped ?? 0,
     lost: video.packetsLost ?? 0,
-    video,
+    rttMs: rtt === undefined ? null : rtt * 1000,
   };
+}
+
+/**
+ * The numbers the overlay shows, from a connection's counters and those taken `seconds` earlier (rates
+ * are 0 without them).
+ * @param {object} counters decoded, bytes, width, height, dropped, lost, rttMs
+ * @param {object|null} previous the earlier counters, from the same connection
+ * @param {number} seconds
+ */
+export function summarize(counters, previous, seconds) {
+  const rate = (key, scale = 1) =>
+    previous && seconds > 0 ? ((counters[key] - previous[key]) * scale) / seconds : 0;
+  return { ...counters, fps: rate("decoded"), kbps: rate("bytes", 8 / 1000) };
 }
 
 /** The overlay element, refreshed every second while shown. */
@@ -52,7 +60,7 @@ export class StatsOverlay {
     this.element = element;
     this.delay = delay;
     this.timer = null;
-    this.pc = null;
+    this.key = null;
     this.previous = null;
     this.at = 0;
   }
@@ -63,28 +71,31 @@ export class StatsOverlay {
 
   /**
    * Show or hide; while shown, refresh every second from the current connection.
-   * @param {() => RTCPeerConnection|null} peer gives the current connection (it changes on reconnect)
+   * @param {() => {key: object, counters: () => Promise<object|null>}|null} connection gives the current
+   *   connection (it changes on reconnect) and how to read its counters
    */
-  toggle(peer) {
+  toggle(connection) {
     this.element.hidden = this.visible;
     clearInterval(this.timer);
-    this.pc = null; // rates start afresh, not averaged over the time the overlay was hidden
+    this.key = null; // rates start afresh, not averaged over the time the overlay was hidden
     if (!this.visible) return;
     this.element.textContent = "waiting for video…";
-    this.timer = setInterval(() => this.refresh(peer()), INTERVAL_MS);
+    this.timer = setInterval(() => this.refresh(connection()), INTERVAL_MS);
   }
 
-  async refresh(pc) {
-    if (!pc) return;
-    if (pc !== this.pc) {
+  async refresh(connection) {
+    if (!connection) return;
+    const { key } = connection;
+    if (key !== this.key) {
       // a new connection counts from zero: no rate against the old one's counters
-      this.pc = pc;
+      this.key = key;
       this.previous = null;
     }
     const now = performance.now();
-    const numbers = summarize(await pc.getStats(), this.previous, (now - this.at) / 1000);
-    if (!numbers || pc !== this.pc) return;
-    this.previous = numbers.video;
+    const counters = await connection.counters();
+    if (!counters || key !== this.key) return;
+    const numbers = summarize(counters, this.previous, (now - this.at) / 1000);
+    this.previous = counters;
     this.at = now;
     const rtt = numbers.rttMs === null ? "–" : `${numbers.rttMs.toFixed(1)} ms`;
     const delay = this.delay();

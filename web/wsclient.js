@@ -5,12 +5,17 @@
  * The decoded frames are drawn on a canvas whose captured stream the console's <video> shows, so that the
  * rest of the console (input mapping, scaling, the frame callbacks) sees the picture as it sees WebRTC's.
  * Text messages are the input channel's, both ways: `channel` stands in for the WebRTC data channel.
+ * Sound, where the session has it, plays in an audio track of the same stream (web/wssound.js).
  */
+
+import { WebSocketSound } from "./wssound.js";
 
 const PROTOCOL = "vgpustream.v1";
 const VIDEO = 1;
+const SOUND = 2;
 const KEYFRAME = 1;
 const HEADER_BYTES = 18; // u8 kind, u8 flags, f64 capture time (ms), i64 timestamp (µs)
+const MAX_PENDING = 64; // capture times of frames in the decoder, kept until each is drawn
 
 /** Whether this browser can play the WebSocket transport (WebCodecs' VideoDecoder). */
 export function canDecode() {
@@ -45,6 +50,30 @@ export class WebSocketClient {
       send: (text) => this.socket?.send(text),
     };
     this.keyed = false;
+    this.sound = null;
+    /** The capture time (ms since the Unix epoch) of each frame in the decoder, by its timestamp. */
+    this.pending = new Map();
+    /** The capture time of the frame drawn last (NaN where the server did not know it). */
+    this.shownCaptured = NaN;
+    this.counts = { decoded: 0, bytes: 0, skipped: 0 };
+  }
+
+  /** The capture time of the frame the <video> shows: the last one drawn (for the delay meter). */
+  capturedOf() {
+    return Number.isNaN(this.shownCaptured) ? null : this.shownCaptured;
+  }
+
+  /** What the stats overlay shows (web/stats.js): counters since the socket opened. */
+  counters() {
+    return {
+      decoded: this.counts.decoded,
+      bytes: this.counts.bytes,
+      width: this.canvas.width,
+      height: this.canvas.height,
+      dropped: this.counts.skipped,
+      lost: 0,
+      rttMs: null,
+    };
   }
 
   /** Open the socket, authenticate and wait for the server's welcome; rejects if it closes first. */
@@ -71,6 +100,7 @@ export class WebSocketClient {
         if (!welcomed) reject(new Error(event.reason || `the WebSocket closed (${event.code})`));
         else this.handlers.onClose(event.code, event.reason);
         this.decoder?.state !== "closed" && this.decoder?.close();
+        this.sound?.close();
       };
     });
   }
@@ -81,17 +111,28 @@ export class WebSocketClient {
       error: () => this.close(),
     });
     this.decoder.configure({ codec: welcome.video.codec, optimizeForLatency: true });
+    if (welcome.sound && typeof AudioDecoder === "function") {
+      this.sound = new WebSocketSound(welcome.sound);
+      this.stream.addTrack(this.sound.track);
+    }
   }
 
-  /** A binary message: a video access unit to decode (sound is not played over this transport yet). */
+  /** A binary message: a video access unit to decode, or a sound packet to play. */
   take(buffer) {
+    this.counts.bytes += buffer.byteLength;
     const view = new DataView(buffer);
-    if (view.getUint8(0) !== VIDEO || this.decoder?.state !== "configured") return;
-    const key = (view.getUint8(1) & KEYFRAME) !== 0;
-    if (!key && !this.keyed) return; // a decoder starts at a keyframe
-    this.keyed = true;
     const timestamp = Number(view.getBigInt64(10));
     const data = new Uint8Array(buffer, HEADER_BYTES);
+    if (view.getUint8(0) === SOUND) this.sound?.take(data, timestamp);
+    if (view.getUint8(0) !== VIDEO || this.decoder?.state !== "configured") return;
+    const key = (view.getUint8(1) & KEYFRAME) !== 0;
+    if (!key && !this.keyed) {
+      this.counts.skipped++; // a decoder starts at a keyframe
+      return;
+    }
+    this.keyed = true;
+    this.pending.set(timestamp, view.getFloat64(2));
+    if (this.pending.size > MAX_PENDING) this.pending.delete(this.pending.keys().next().value);
     this.decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp, data }));
   }
 
@@ -101,6 +142,9 @@ export class WebSocketClient {
       this.canvas.height = frame.displayHeight;
     }
     this.context.drawImage(frame, 0, 0);
+    this.shownCaptured = this.pending.get(frame.timestamp) ?? NaN;
+    this.pending.delete(frame.timestamp);
+    this.counts.decoded++;
     frame.close();
     this.track.requestFrame?.();
   }
@@ -109,5 +153,6 @@ export class WebSocketClient {
   close() {
     this.socket?.close(1000, "the viewer left");
     this.track.stop();
+    this.sound?.close();
   }
 }

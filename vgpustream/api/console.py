@@ -51,7 +51,9 @@ def add_routes(app: web.Application) -> None:
     index = _read(root / "index.html")
     files = {path.name: _read(path) for path in sorted(root.iterdir()) if path.is_file() and path.name != "index.html"}
     # every module at once, with the page: the browser would find them one import level at a time
-    preload = ", ".join(f"</web/{name}>; rel=modulepreload" for name in files if name.endswith(".js"))
+    # (not the worklets: an AudioWorklet loads its own module, in its own scope)
+    modules = [name for name in files if name.endswith(".js") and not name.endswith(".worklet.js")]
+    preload = ", ".join(f"</web/{name}>; rel=modulepreload" for name in modules)
 
     async def page(request: web.Request) -> web.Response:
         return _answer(request, index, {"Link": preload})

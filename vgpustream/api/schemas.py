@@ -37,6 +37,8 @@ MIN_RECORDING_BYTES = 1024 * 1024
 
 # Literal[tuple] is Literal[*tuple]: the allowed values are the domain's own, not a copy of them
 Role = Literal[ROLES]
+Transport = Literal["webrtc", "websocket"]
+"""What carries a viewer's stream."""
 ClipboardAccess = Annotated[
     Literal[ACCESS],
     Meta(
@@ -169,6 +171,10 @@ class TokenCreate(Closed):
         ]
         | UnsetType
     ) = UNSET
+    transport: Annotated[
+        Literal["auto", "webrtc", "websocket"],
+        Meta(description="what the console link uses: auto tries WebRTC and falls back to the WebSocket"),
+    ] = "auto"
 
 
 class RecordingCreate(Closed):
@@ -314,6 +320,9 @@ class IssuedToken(Token):
     token: str
     console_url: str
     whep_url: str
+    websocket_url: Annotated[
+        str, Meta(description="GET /ws/{id}: the WebSocket transport, the token in its first message")
+    ]
 
 
 class TokenList(Closed):
@@ -335,7 +344,7 @@ class Viewer(Closed):
         Meta(description="its token's role, or operator for a viewer that connected with an operator token"),
     ]
     token_id: str | None
-    transport: Annotated[Literal["webrtc", "websocket"], Meta(description="what carries its stream")]
+    transport: Annotated[Transport, Meta(description="what carries its stream")]
     created_at: DateTime
     state: str
     input_channel: bool

@@ -72,15 +72,18 @@ async def create_token(request: web.Request) -> web.Response:
     )
     request.app[AUDIT].token_created(record)
     fields = token_fields(record, settings.token_max_viewers)
-    return json_response(IssuedToken(**fields, **links(base, session.id, secret)), 201)
+    return json_response(IssuedToken(**fields, **links(base, session.id, secret, body.transport)), 201)
 
 
-def links(base: str, session_id: str, secret: str) -> dict[str, str]:
-    """The token with where to use it. The console link carries it in the fragment, which no server sees."""
+def links(base: str, session_id: str, secret: str, transport: str = "auto") -> dict[str, str]:
+    """The token with where to use it. The console link carries it in the fragment, which no server sees,
+    and the transport the console is to use where it is not its own choice (auto)."""
+    query = urlencode({"session": session_id} | ({} if transport == "auto" else {"transport": transport}))
     return {
         "token": secret,
-        "console_url": f"{base}/?session={session_id}#token={secret}",
+        "console_url": f"{base}/?{query}#token={secret}",
         "whep_url": f"{base}/whep/{session_id}",
+        "websocket_url": f"{base.replace('http', 'ws', 1)}/ws/{session_id}",
     }
 
 

@@ -32,6 +32,7 @@ from vgpustream.testing.server import serve
 
 TIMEOUT = 120.0
 WARM_UP = 30  # frames: the first second shows the connection starting up, not the steady delay
+REPORTED = 30  # the console's own delay figures after its warm-up: at least a second of them
 
 READ_STAMPS = f"""
 (() => {{
@@ -123,13 +124,19 @@ RECORD_DELAY_REPORTS = """
 // the console's own delay reports (abs-capture-time to expected display), as it sends them
 window.delayReports = [];
 (() => {
-  const send = RTCDataChannel.prototype.send;
-  RTCDataChannel.prototype.send = function (data) {
-    if (typeof data === "string" && data.startsWith('{"type":"delay"')) window.delayReports.push(JSON.parse(data).ms);
-    return send.call(this, data);
-  };
+  for (const channel of [RTCDataChannel, WebSocket]) {
+    const send = channel.prototype.send;
+    channel.prototype.send = function (data) {
+      if (typeof data === "string" && data.startsWith('{"type":"delay"')) window.delayReports.push(JSON.parse(data).ms);
+      return send.call(this, data);
+    };
+  }
 })();
 """
+
+
+ENOUGH = """([frames, reported]) =>
+  window.benchLatency.handed.length >= frames && window.delayReports.flat().length >= reported"""
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -173,9 +180,11 @@ async def measure(
             console = ConsolePage(page_url, chromium, scripts)
             async with console as page:
                 deadline = time.monotonic() + TIMEOUT
-                while await page.evaluate("window.benchLatency.handed.length") < frames:
+                while not await page.evaluate(ENOUGH, [frames, WARM_UP + REPORTED]):
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"fewer than {frames} stamped frames within {TIMEOUT:g} s")
+                        raise TimeoutError(
+                            f"fewer than {frames} stamped frames or {REPORTED} reported within {TIMEOUT:g} s"
+                        )
                     await asyncio.sleep(0.5)
                 results = await page.evaluate("window.benchLatency")
                 reported = [ms for report in await page.evaluate("window.delayReports") for ms in report]

@@ -38,6 +38,8 @@ class WebSocketReceiver:
         self.welcome: dict[str, Any] | None = None
         self.keyframes = 0
         self.sound_packets = 0
+        self.told_before_video: list[dict[str, Any]] | None = None
+        """The text messages that came before the first video packet (None until it came)."""
         self._reading: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Future[None]] = set()
         self.closed: asyncio.Future[tuple[int | None, str]] = asyncio.get_running_loop().create_future()
@@ -83,6 +85,8 @@ class WebSocketReceiver:
             self.sound_packets += 1
             return
         assert kind == VIDEO, kind
+        if self.told_before_video is None:
+            self.told_before_video = list(self.messages)
         self.keyframes += bool(flags & KEYFRAME)
         for picture in self._decoder.decode(av.Packet(data[HEADER.size :])):
             self._frames.put_nowait(ReceivedFrame(picture, read_frame_stamp(picture), time.time()))
