@@ -11,6 +11,7 @@ does not fit is refused and counted, never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from dbus_fast import Message, MessageType
@@ -28,6 +29,8 @@ TEXT = "text/plain;charset=utf-8"
 SELECTION = 0  # the clipboard (not the primary or secondary selection)
 SIGNATURES = {"Register": "", "Unregister": "", "Grab": "uuas", "Release": "u", "Request": "uas"}
 """The Clipboard methods QEMU calls on us, with their D-Bus signatures (QEMU's ui/dbus-display1.xml)."""
+UNREGISTER_TIMEOUT = 1.0
+"""Seconds a QEMU that is going away gets to answer our Unregister."""
 
 
 class QemuClipboard(GuestClipboard):
@@ -59,6 +62,16 @@ class QemuClipboard(GuestClipboard):
             return
         self._serial = 0
         self.available = True
+
+    async def release(self) -> None:
+        """Unregister from QEMU while the connection is still up, then detach: QEMU keeps a peer that only
+        went away (its connection closed) registered, and refuses the next one ("Clipboard peer already
+        registered!"), so a re-attachment (a mode change) would leave the session without a clipboard."""
+        display = self._display
+        if display is not None:
+            with contextlib.suppress(SourceUnavailable, TimeoutError):
+                await asyncio.wait_for(display.call(CLIPBOARD_PATH, CLIPBOARD, "Unregister"), UNREGISTER_TIMEOUT)
+        self.detach()
 
     def detach(self) -> None:
         if self._display is not None:

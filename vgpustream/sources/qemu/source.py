@@ -137,7 +137,7 @@ class QemuDisplaySource(Source):
         if self._supervisor is not None:
             self._supervisor.cancel()
             await asyncio.gather(self._supervisor, return_exceptions=True)
-        self._detach()
+        await self._detach()
         self.audio.close()
 
     @property
@@ -262,11 +262,12 @@ class QemuDisplaySource(Source):
         listener = await peer_connection(register, "attach a listener", self._on_listener_call)
         return _Attachment(bus, peer, listener, self.console, bool(mouse.get("IsAbsolute", False)))
 
-    def _detach(self) -> None:
+    async def _detach(self) -> None:
         attachment, self._attachment = self._attachment, None
         if self._extras is not None:
             self._extras.cancel()
-        self._clipboard.detach()
+            await asyncio.gather(self._extras, return_exceptions=True)
+        await self._clipboard.release()
         if attachment is not None:
             attachment.close()
         self._set_dmabuf(None)
@@ -284,7 +285,7 @@ class QemuDisplaySource(Source):
                 waiter.cancel()
             await asyncio.gather(gone, resize, return_exceptions=True)
             self._reattach.clear()
-            self._detach()
+            await self._detach()
             if lost:
                 self.audio.close()
                 self._lost = True
