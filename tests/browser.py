@@ -48,6 +48,17 @@ async def chromium(**emulation: object) -> AsyncIterator[object]:
                 await context.close()
 
 
+async def playing_console(browser: object, url: str) -> tuple[object, list[str]]:
+    """A new page of `browser` on the console at `url`, once it plays; with the page's uncaught errors,
+    collected from the start."""
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(url)
+    await page.wait_for_function("() => window.vgpustream.state === 'playing'", timeout=20_000)
+    return page, errors
+
+
 def png_rgb(png: bytes) -> np.ndarray:
     """A PNG (a Playwright screenshot) as an RGB array."""
     with av.open(io.BytesIO(png)) as container:

@@ -39,15 +39,22 @@ def test_bench_pipeline_reports_every_stage():
     assert result["step_to_naive"] > 0 and result["cpu_to_naive"] > 0, "the capture loop ran flat out, in turn with it"
 
 
-def test_bench_fanout_runs_each_viewer_count_with_a_decoding_viewer():
-    result = bench("fanout", "--viewers", "1,2", "--seconds", "2", "--resolution", "320x240")
-    assert [run["viewers"] for run in result["runs"]] == [1, 2]
+def test_bench_fanout_runs_each_viewer_count_over_each_transport_with_a_decoding_viewer():
+    args = ("--viewers", "1,2", "--seconds", "2", "--resolution", "320x240", "--transports", "webrtc,websocket")
+    result = bench("fanout", *args)
+    assert [(run["transport"], run["viewers"]) for run in result["runs"]] == [
+        ("webrtc", 1),
+        ("webrtc", 2),
+        ("websocket", 1),
+        ("websocket", 2),
+    ]
     for run in result["runs"]:
         assert run["cpu_per_wall"] > 0
         assert run["fps_per_viewer_min"] > 10, run
         assert run["decoded_stamped_frames"] > 10, "the decoding viewer read the frame stamps"
         assert run["server_cpu_ms_per_frame"] > 0, run
-    assert isinstance(result["per_viewer_cpu_ms_per_frame"], float), "the slope from 1 to 2 viewers"
+    slopes = result["per_viewer_cpu_ms_per_frame"]
+    assert set(slopes) == {"webrtc", "websocket"} and all(isinstance(v, float) for v in slopes.values()), slopes
 
 
 def test_bench_quality_scores_what_a_watcher_and_a_joiner_decode():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import chromium
+from tests.browser import chromium, playing_console
 from tests.test_auth import issue
 
 TONE_HZ = 440
@@ -34,11 +34,7 @@ async def test_the_console_plays_the_tone_once_the_speaker_is_on(make_server, ht
     server = await make_server(source=f"synthetic:320x240@30?tone={TONE_HZ}")
     issued = await issue(http, server, role="view", transport=transport)
     async with chromium() as browser:
-        page = await browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        await page.goto(issued["console_url"])
-        await page.wait_for_function("() => window.vgpustream.state === 'playing'", timeout=20_000)
+        page, errors = await playing_console(browser, issued["console_url"])
         speaker = page.locator("#speaker")
         await speaker.wait_for(state="visible", timeout=10_000)
         assert await page.evaluate("document.getElementById('screen').muted"), "muted until the user asks"

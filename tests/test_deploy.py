@@ -373,7 +373,7 @@ def test_compose_has_no_hard_coded_credentials():
 def test_compose_wires_coturn_into_vgpustream_settings():
     environ = compose_environment()
     compose = interpolate(yaml.safe_load((DEPLOY / "compose.yaml").read_text()), environ)
-    assert set(compose["services"]) == {"vgpustream", "coturn"}
+    assert set(compose["services"]) == {"vgpustream", "coturn", "nginx"}
     vgpustream, coturn = compose["services"]["vgpustream"], compose["services"]["coturn"]
     # vgpustream loads exactly these settings from the environment compose gives it
     settings = parse_settings([], {k: str(v) for k, v in vgpustream["environment"].items()})
@@ -389,6 +389,21 @@ def test_compose_wires_coturn_into_vgpustream_settings():
     assert f"--user={environ['TURN_USERNAME']}:{environ['TURN_PASSWORD']}" in coturn["command"]
     assert "--listening-port=3478" in coturn["command"] and "--lt-cred-mech" in coturn["command"]
     assert vgpustream["build"]["dockerfile"] == "deploy/Dockerfile"
+
+
+def test_compose_puts_nginx_in_front_with_the_tested_configuration():
+    """The tls profile's nginx runs deploy/nginx/vgpustream.conf (the one tests/test_nginx.py proves), finds
+    its certificate and key where that file names them, and proxies to the port vgpustream listens on."""
+    compose = interpolate(yaml.safe_load((DEPLOY / "compose.yaml").read_text()), compose_environment())
+    nginx, vgpustream = compose["services"]["nginx"], compose["services"]["vgpustream"]
+    assert nginx["profiles"] == ["tls"] and nginx["network_mode"] == vgpustream["network_mode"] == "host"
+    mounts = dict(volume.removesuffix(":ro").split(":") for volume in nginx["volumes"])
+    assert mounts.pop("./nginx/vgpustream.conf").startswith("/etc/nginx/conf.d/")
+    text = (DEPLOY / "nginx" / "vgpustream.conf").read_text()
+    named = set(re.findall(r"^\s*ssl_certificate(?:_key)? (\S+);", text, re.MULTILINE))
+    assert named == set(mounts.values()), (named, mounts)
+    (upstream,) = re.findall(r"proxy_pass http://127\.0\.0\.1:(\d+);", text)
+    assert upstream == str(vgpustream["environment"]["VGPUSTREAM_PORT"])
 
 
 # -- settings everywhere ---------------------------------------------------------------------------------

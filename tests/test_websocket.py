@@ -8,7 +8,7 @@ import json
 import aiohttp
 import pytest
 
-from tests.browser import chromium
+from tests.browser import chromium, playing_console
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.test_auth import issue
 from tests.test_lifecycle import settle, within
@@ -225,11 +225,7 @@ async def test_the_console_plays_over_the_websocket_and_input_reaches_the_vm(mak
     issued = await issue(http, server, role="control", transport="websocket")
     assert "&transport=websocket#token=" in issued["console_url"], issued
     async with chromium() as browser:
-        page = await browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        await page.goto(issued["console_url"])
-        await page.wait_for_function("() => window.vgpustream.state === 'playing'", timeout=20_000)
+        page, errors = await playing_console(browser, issued["console_url"])
         await page.wait_for_function("() => document.getElementById('screen').videoWidth === 320", timeout=20_000)
         assert await page.evaluate("window.vgpustream.transport") == "websocket"
         assert "WebSocket" in await page.locator("#connection").text_content()

@@ -77,6 +77,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolution", default="1280x720", help="synthetic source size (default %(default)s)")
     p.add_argument("--fps", type=int, default=30, help="frame rate (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
+    p.add_argument(
+        "--transports",
+        "--transport",
+        type=_transports,
+        default=("webrtc",),
+        help="webrtc, websocket or both, side by side (default webrtc)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("idle", help="CPU per unwatched session, and WHEP POST to first frame for its first viewer")
     p.add_argument("--kinds", type=_kinds, default=["moving", "still"], help="pictures (default moving,still)")
@@ -108,7 +115,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default %(default)s)")
     p.add_argument("--loads", type=int, default=10, help="page loads timed to their first frame (default %(default)s)")
     p.add_argument(
-        "--transports", type=_transports, default=("webrtc",), help="webrtc, websocket or both (default webrtc)"
+        "--transports", "--transport", type=_transports, default=("webrtc",), help="webrtc, websocket or both"
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("report", help="run latency, fanout, capacity and quality; write one HTML page of plots")
@@ -155,7 +162,9 @@ def run_bench(args: argparse.Namespace) -> int:
         result = pipeline.run(source, args.frames, EncoderSettings(bitrate=args.bitrate), args.timeout)
         print(json.dumps(result) if args.json else _pipeline_table(result))
     elif args.bench == "fanout":
-        result = fanout.run(args.viewers, args.seconds, args.resolution, args.fps, args.bitrate)
+        result = fanout.run(
+            args.viewers, args.seconds, args.resolution, args.fps, args.bitrate, transports=args.transports
+        )
         print(json.dumps(result) if args.json else _fanout_table(result))
     elif args.bench == "capacity":
         result = capacity.run(
@@ -235,16 +244,17 @@ def _pipeline_table(result: dict[str, Any]) -> str:
 def _fanout_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['resolution']}@{result['fps']}, {result['seconds']:.0f} s per run",
-        "viewers  server cpu/wall  fps/viewer min  mean  encoded fps  decoded fps  server cpu ms/frame",
+        "transport  viewers  server cpu/wall  fps/viewer min  mean  encoded fps  decoded fps  server cpu ms/frame",
     ]
     lines += [
-        f"{r['viewers']:>7}  {r['cpu_per_wall']:>15.3f}  {r['fps_per_viewer_min']:>14.1f}"
+        f"{r['transport']:<9}  {r['viewers']:>7}  {r['cpu_per_wall']:>15.3f}  {r['fps_per_viewer_min']:>14.1f}"
         f"  {r['fps_per_viewer_mean']:>4.1f}  {r['encoded_fps']:>11.1f}  {r['decoded_fps']:>11.1f}"
         f"  {r['server_cpu_ms_per_frame']:>19.2f}"
         for r in result["runs"]
     ]
-    if result["per_viewer_cpu_ms_per_frame"] is not None:
-        lines.append(f"each viewer adds {result['per_viewer_cpu_ms_per_frame']:.3f} ms of event-loop CPU per frame")
+    for transport, cost in result["per_viewer_cpu_ms_per_frame"].items():
+        if cost is not None:
+            lines.append(f"each {transport} viewer adds {cost:.3f} ms of event-loop CPU per frame")
     return "\n".join(lines)
 
 

@@ -1,9 +1,9 @@
 """`vgpustream bench fanout`: what one session costs the server as viewers are added.
 
-For each viewer count a fresh `vgpustream serve` runs in its own process; the viewers run in two
-other processes: one decodes and reads the frame stamps back (so the picture is checked), the
-rest only count frames (see vgpustream/bench/worker.py). Over the same wall-clock window the
-server's CPU time is read from /proc, and each viewer's frames are counted.
+For each viewer count (and transport: WebRTC over WHEP, or the WebSocket) a fresh `vgpustream serve` runs
+in its own process; the viewers run in two other processes: one decodes and reads the frame stamps back
+(so the picture is checked), the rest only count frames (see vgpustream/bench/worker.py). Over the same
+wall-clock window the server's CPU time is read from /proc, and each viewer's frames are counted.
 """
 
 from __future__ import annotations
@@ -106,12 +106,12 @@ def frame_rates(window: Window, seconds: float) -> list[float]:
     return [v["frames"] / seconds for report in window.reports for v in report["viewers"]]
 
 
-def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, Any]:
+def one_run(viewers: int, seconds: float, server_args: list[str], transport: str) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="vgpustream-bench-") as folder,
         serve(Path(folder) / "state", "--insecure-no-auth", "--max-viewers", str(viewers), *server_args) as served,
     ):
-        url = f"{served.url}/whep/default"
+        url = f"{served.url}/{'ws' if transport == 'websocket' else 'whep'}/default"
         groups = [(url, 1, ["--decode"])] + ([(url, viewers - 1, [])] if viewers > 1 else [])
         window = watch(served, groups, seconds, lambda: frames_encoded(served.url, ["default"]))
     decoding = window.reports[0]["viewers"][0]
@@ -120,6 +120,7 @@ def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, A
     rates = frame_rates(window, seconds)
     encoded = window.probed[1] - window.probed[0]
     return {
+        "transport": transport,
         "viewers": viewers,
         "cpu_per_wall": round(window.cpu_per_wall, 3),
         "fps_per_viewer_min": round(min(rates), 2),
@@ -132,14 +133,18 @@ def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, A
     }
 
 
-def run(counts: list[int], seconds: float, resolution: str, fps: int, bitrate: int) -> dict[str, Any]:
+def run(
+    counts: list[int],
+    seconds: float,
+    resolution: str,
+    fps: int,
+    bitrate: int,
+    *,
+    transports: tuple[str, ...] = ("webrtc",),
+) -> dict[str, Any]:
+    """Each viewer count over each transport, one run after the other; what one more viewer costs on each."""
     server_args = ["--resolution", resolution, "--fps", str(fps), "--bitrate", str(bitrate)]
-    runs = [one_run(count, seconds, server_args) for count in counts]
-    fewest, most = min(runs, key=lambda r: r["viewers"]), max(runs, key=lambda r: r["viewers"])
-    added = most["viewers"] - fewest["viewers"]
-    # the event loop's CPU alone: the sends are there, and it is not swayed by x264's threads on a busy machine
-    rise = most["event_loop_cpu_ms_per_frame"] - fewest["event_loop_cpu_ms_per_frame"]
-    per_viewer = rise / added if added else None
+    runs = [one_run(count, seconds, server_args, transport) for transport in transports for count in counts]
     return {
         "resolution": resolution,
         "fps": fps,
@@ -147,5 +152,16 @@ def run(counts: list[int], seconds: float, resolution: str, fps: int, bitrate: i
         "runs": runs,
         # the event loop's CPU per encoded frame rises by this much with each viewer: what sending to one
         # more costs (a ratio to the frames actually encoded, so it holds on a busy machine too)
-        "per_viewer_cpu_ms_per_frame": None if per_viewer is None else round(per_viewer, 4),
+        "per_viewer_cpu_ms_per_frame": {
+            transport: per_viewer([r for r in runs if r["transport"] == transport]) for transport in transports
+        },
     }
+
+
+def per_viewer(runs: list[dict[str, Any]]) -> float | None:
+    """The rise of the event loop's CPU per encoded frame from the fewest viewers to the most, per viewer added."""
+    fewest, most = min(runs, key=lambda r: r["viewers"]), max(runs, key=lambda r: r["viewers"])
+    added = most["viewers"] - fewest["viewers"]
+    # the event loop's CPU alone: the sends are there, and it is not swayed by x264's threads on a busy machine
+    rise = most["event_loop_cpu_ms_per_frame"] - fewest["event_loop_cpu_ms_per_frame"]
+    return round(rise / added, 4) if added else None

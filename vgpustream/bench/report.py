@@ -52,7 +52,14 @@ def run_all(quick: bool) -> dict[str, Any]:
         "latency": latency.run(
             plan["latency"]["resolutions"], plan["latency"]["frames"], bitrate, loads=plan["latency"]["loads"]
         ),
-        "fanout": fanout.run(plan["fanout"]["counts"], plan["fanout"]["seconds"], "1280x720", 30, bitrate),
+        "fanout": fanout.run(
+            plan["fanout"]["counts"],
+            plan["fanout"]["seconds"],
+            "1280x720",
+            30,
+            bitrate,
+            transports=("webrtc", "websocket"),
+        ),
         "capacity": capacity.run(
             plan["capacity"]["counts"],
             1,
@@ -108,7 +115,11 @@ def plots(results: dict[str, Any]) -> list[tuple[str, str]]:
         for measure, cdf in r["cdf_ms"].items()
     ]
     fan, cap = results["fanout"]["runs"], results["capacity"]["runs"]
-    by_viewers = [("server", [r["viewers"] for r in fan], [r["cpu_per_wall"] for r in fan])]
+    by_viewers = [
+        (f"server, {transport} viewers", [r["viewers"] for r in runs], [r["cpu_per_wall"] for r in runs])
+        for transport in results["fanout"]["per_viewer_cpu_ms_per_frame"]
+        if (runs := [r for r in fan if r["transport"] == transport])
+    ]
     by_sessions = [("server", [r["sessions"] for r in cap], [r["cpu_per_wall"] for r in cap])]
     still = [
         (r["resolution"], [t for t, _ in r["still"]["trace"]], [db for _, db in r["still"]["trace"]])
@@ -145,8 +156,11 @@ def headlines(results: dict[str, Any]) -> list[tuple[str, str]]:
             (f"WHEP POST to first frame {size}", f"{run['whep_post_to_first_frame_ms']} ms"),
         ]
     fanout, capacity = results["fanout"], results["capacity"]
-    rows += [(f"one session, {run['viewers']} viewer(s)", load(run)) for run in fanout["runs"]]
-    rows.append(("one more viewer, on the event loop", f"{fanout['per_viewer_cpu_ms_per_frame']} ms per frame"))
+    rows += [(f"one session, {run['viewers']} {run['transport']} viewer(s)", load(run)) for run in fanout["runs"]]
+    rows += [
+        (f"one more {transport} viewer, on the event loop", f"{cost} ms per frame")
+        for transport, cost in fanout["per_viewer_cpu_ms_per_frame"].items()
+    ]
     rows += [(f"{run['sessions']} moving session(s), a viewer each", load(run)) for run in capacity["runs"]]
     rows.append((f"sessions held at >= {capacity['min_fps']} fps", str(capacity["sessions_held"])))
     for run in results["quality"]["runs"]:

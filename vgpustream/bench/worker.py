@@ -1,13 +1,14 @@
 """A process of `bench fanout` viewers: `python -m vgpustream.bench.worker URL COUNT SECONDS [--decode]`.
 
-It connects COUNT aiortc viewers and prints `ready` once each has received a frame. It keeps them
+It connects COUNT viewers (aiortc's over WHEP, or WebSocket viewers where URL is a /ws/ address) and prints
+`ready` once each has received a frame. It keeps them
 receiving, reads the window's start (wall-clock seconds) from a line of its stdin, counts what each
 gets between that start and SECONDS later, and prints one JSON line with the counts.
 
 Without --decode the viewers do not decode: aiortc's receiver decodes every frame it assembles,
 and sixteen decoders would starve a two-core machine that also runs the server. In this process
 only, aiortc hands the assembled (still encoded) frames through (`compat.count_frames_without_decoding`),
-so the viewers count whole frames without decoding them.
+so the viewers count whole frames without decoding them; WebSocket viewers count access units.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ import aiohttp
 
 from vgpustream import compat
 from vgpustream.testing.receiver import WhepReceiver
+from vgpustream.testing.wsreceiver import WebSocketReceiver
 
 
-async def watch(receiver: WhepReceiver, window: asyncio.Future[float], seconds: float) -> dict[str, Any]:
+async def watch(
+    receiver: WhepReceiver | WebSocketReceiver, window: asyncio.Future[float], seconds: float
+) -> dict[str, Any]:
     """Receive all along (a frame left waiting would be counted when read, not when it came); count the
     frames received within the window, once its start is known."""
     frames, stamps = 0, set()
@@ -53,7 +57,12 @@ async def main(url: str, count: int, seconds: float, decode: bool) -> None:
         compat.count_frames_without_decoding()
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as http:
-        receivers = [WhepReceiver(url, http, input_channel=False) for _ in range(count)]
+        receivers: list[WhepReceiver | WebSocketReceiver] = [
+            WebSocketReceiver(url, http, decode=decode)
+            if "/ws/" in url
+            else WhepReceiver(url, http, input_channel=False)
+            for _ in range(count)
+        ]
         await asyncio.gather(*(r.connect() for r in receivers))
         await asyncio.gather(*(r.next_frame() for r in receivers))
         window: asyncio.Future[float] = loop.create_future()

@@ -25,14 +25,18 @@ class WebSocketRefused(Exception):
 
 
 class WebSocketReceiver:
-    """One viewer: `connect()` authenticates with `token` and reads the welcome; then frames and messages."""
+    """One viewer: `connect()` authenticates with `token` and reads the welcome; then frames and messages.
 
-    def __init__(self, url: str, http: aiohttp.ClientSession, token: str | None = None) -> None:
+    With `decode=False` it only counts frames (each video message is one access unit): `next_frame` gives
+    them without a picture, as the fan-out bench's counting viewers need.
+    """
+
+    def __init__(self, url: str, http: aiohttp.ClientSession, token: str | None = None, *, decode: bool = True) -> None:
         self.url = url
         self._http = http
         self._token = token
         self._socket: aiohttp.ClientWebSocketResponse | None = None
-        self._decoder = av.CodecContext.create("h264", "r")
+        self._decoder = av.CodecContext.create("h264", "r") if decode else None
         self._frames: asyncio.Queue[ReceivedFrame] = asyncio.Queue()
         self.messages: list[dict[str, Any]] = []
         self.welcome: dict[str, Any] | None = None
@@ -88,6 +92,9 @@ class WebSocketReceiver:
         if self.told_before_video is None:
             self.told_before_video = list(self.messages)
         self.keyframes += bool(flags & KEYFRAME)
+        if self._decoder is None:
+            self._frames.put_nowait(ReceivedFrame(None, None, time.time()))
+            return
         for picture in self._decoder.decode(av.Packet(data[HEADER.size :])):
             self._frames.put_nowait(ReceivedFrame(picture, read_frame_stamp(picture), time.time()))
 
