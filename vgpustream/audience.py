@@ -39,6 +39,7 @@ from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
 from vgpustream.ratelimit import TokenBucket
+from vgpustream.renditions import Rendition
 from vgpustream.seat import Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
 from vgpustream.sources.base import Cursor, InputSink, SourceState
@@ -107,7 +108,7 @@ class Audience:
         max_viewers: int,
         rules: ViewerRules,
         sink: InputSink | None,
-        request_keyframe: Callable[[], None],
+        request_keyframe: Callable[[Rendition | None], None],
         bitrate: int,
         *,
         sound: bool = False,
@@ -140,10 +141,10 @@ class Audience:
         """The source state the capture loop last showed (see `show_state`), told to each viewer that attaches."""
         self.audit: ViewerAudit | None = None
         """The audit trail of the session's viewers: told when one leaves and of its first input."""
-        self._since_keyframe: list[av.Packet] = []
-        """The last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
+        self._since_keyframe: dict[Rendition, list[av.Packet]] = {}
+        """Of each rendition: the last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
         self._callbacks = SeatCallbacks(
-            request_keyframe=request_keyframe,
+            request_keyframe=self._on_overflow,
             viewer_asks_keyframe=self._on_keyframe_request,
             attach=self._attach,
             closed=self._forget,
@@ -161,7 +162,7 @@ class Audience:
         transport's constructor); Full when there is no room."""
         self._check_room(grant)
         if not self._viewers:
-            self._request_keyframe()  # a capture loop nobody watched starts encoding now, with an IDR
+            self._request_keyframe(None)  # a capture loop nobody watched wakes now (and starts with an IDR)
         viewer = seat(self._callbacks, grant, self._rules)
         self._viewers[viewer.id] = viewer
         seat = self._seats[viewer] = _Delivery(TokenBucket(self._rules.input_rate, self._rules.input_burst))
@@ -227,7 +228,11 @@ class Audience:
             self.stats.keyframe_requests_limited += 1
             return
         seat.keyframe_asked_at = now
-        self._request_keyframe()
+        self._request_keyframe(viewer.rendition)
+
+    def _on_overflow(self, viewer: Seat) -> None:
+        """A viewer's queue overflowed: it skips to the next keyframe of its rendition, which is asked for."""
+        self._request_keyframe(viewer.rendition)
 
     async def close_viewers(self, token_id: str | None = None, reason: str | None = None) -> None:
         """Disconnect every viewer, or those that came in with token `token_id`, telling them `reason` where
@@ -239,26 +244,34 @@ class Audience:
     def dropped_packets(self) -> int:
         return sum(viewer.queue.dropped for viewer in self._viewers.values())
 
-    def watched(self) -> bool:
-        """Whether the session must be encoded: it has a viewer that takes the video (from its WHEP offer on,
-        so that the first picture is encoded while the viewer connects)."""
-        return any(viewer.video for viewer in self._viewers.values())
+    def renditions(self) -> set[Rendition]:
+        """The renditions the session must encode: those of its viewers that take the video (from a WHEP
+        offer on, so that the first picture is encoded while the viewer connects)."""
+        return {viewer.rendition for viewer in self._viewers.values() if viewer.rendition is not None}
+
+    def seats(self, rendition: Rendition) -> int:
+        """How many viewers take `rendition`."""
+        return sum(viewer.rendition == rendition for viewer in self._viewers.values())
 
     def composites_cursor(self) -> bool:
         """Whether the cursor is drawn into the picture: some viewer has no channel to get it on."""
         return any(not viewer.input_channel for viewer, seat in self._seats.items() if seat.attached)
 
-    def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
-        """Queue one step's packets for every attached viewer, then tell them where the cursor is."""
-        attached = [viewer for viewer, seat in self._seats.items() if seat.attached and viewer.video]
-        for packet in packets:
-            self._remember(packet)
-            for viewer in attached:
-                backlog = self._seats[viewer].backlog
-                if backlog is None:
-                    viewer.queue.push(packet)
-                else:
-                    backlog.append(packet)
+    def publish(self, packets: dict[Rendition, list[av.Packet]], cursor: Cursor | None) -> None:
+        """Queue one step's packets of each rendition for every attached viewer of it, then tell them all
+        where the cursor is."""
+        for rendition, made in packets.items():
+            attached = [
+                viewer for viewer, seat in self._seats.items() if seat.attached and viewer.rendition == rendition
+            ]
+            for packet in made:
+                self._remember(rendition, packet)
+                for viewer in attached:
+                    backlog = self._seats[viewer].backlog
+                    if backlog is None:
+                        viewer.queue.push(packet)
+                    else:
+                        backlog.append(packet)
         if cursor is not None:
             self._send_cursor(cursor)
 
@@ -342,24 +355,26 @@ class Audience:
             self._cursor_image = (cursor.serial, png_data_url(cursor.image))
         return self._cursor_image[1]
 
-    def _remember(self, packet: av.Packet) -> None:
+    def _remember(self, rendition: Rendition, packet: av.Packet) -> None:
+        kept = self._since_keyframe.setdefault(rendition, [])
         if packet.is_keyframe:
-            self._since_keyframe = [packet]
-        elif 0 < len(self._since_keyframe) < REPLAY_LIMIT:
-            self._since_keyframe.append(packet)
+            self._since_keyframe[rendition] = [packet]
+        elif 0 < len(kept) < REPLAY_LIMIT:
+            kept.append(packet)
         else:
-            self._since_keyframe = []  # too long to replay (or no keyframe yet): joiners ask for one
+            kept.clear()  # too long to replay (or no keyframe yet): joiners ask for one
 
     def _attach(self, viewer: Seat) -> None:
         seat = self._seats[viewer]
         seat.attached = True
         self._tell_state(viewer, seat)  # before its first frame, which may come before the next capture step
-        if not viewer.video:
+        if viewer.rendition is None:
             return  # its offer took no video the session makes: it gets messages and sound only
-        if not self._since_keyframe:
-            self._request_keyframe()
+        kept = self._since_keyframe.get(viewer.rendition)
+        if not kept:
+            self._request_keyframe(viewer.rendition)
             return
-        seat.backlog = replay(self._since_keyframe)
+        seat.backlog = replay(kept)
         seat.replaying = asyncio.create_task(self._replay(viewer, seat), name=f"replay-{viewer.id}")
 
     async def _replay(self, viewer: Seat, seat: _Delivery) -> None:
@@ -381,6 +396,8 @@ class Audience:
             self.audit.left(viewer.id)
         if seat.replaying is not None:
             seat.replaying.cancel()  # it only feeds the viewer's queue, which is closed with it
+        if viewer.rendition is not None and not self.seats(viewer.rendition):
+            self._since_keyframe.pop(viewer.rendition, None)  # its encoder stops: the next one starts afresh
         if seat.expiry is not None:
             seat.expiry.cancel()
         self._release_keys(seat)

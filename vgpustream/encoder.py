@@ -1,8 +1,10 @@
-"""One H.264 encoder per display (PyAV libx264), shared by every viewer of it."""
+"""The video encoders: H.264 (PyAV libx264) and VP8 (libvpx, for WebRTC without H.264). A session runs one
+per rendition that some viewer watches (vgpustream.capture.pipeline), shared by every viewer of it."""
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -51,7 +53,60 @@ class EncoderSettings:
             raise VgpuStreamError("keyframe interval must be within 0.5..60 s")
 
 
-class H264Encoder:
+CODECS = ("h264", "vp8")
+"""The codecs a session can encode, in the order a viewer is given the first its browser takes."""
+
+
+class VideoEncoder(ABC):
+    """Encodes yuv420p pictures at the settings' bitrate; forced keyframes only; (re)opened for each size."""
+
+    def __init__(self, settings: EncoderSettings) -> None:
+        self.settings = settings
+        self._context: av.VideoCodecContext | None = None
+
+    def encode(self, picture: av.VideoFrame, pts: int, keyframe: bool, refine: bool = False) -> list[av.Packet]:
+        """Encode one yuv420p picture at `pts` (in TIME_BASE units); a keyframe if `keyframe`. A `refine`
+        picture is the last one again, to sharpen it once it stopped changing."""
+        context = self._context
+        if context is None or (context.width, context.height) != (picture.width, picture.height):
+            context = self._context = self._open(picture.width, picture.height)
+            keyframe = True
+        self._before(context, refine and not keyframe)
+        picture.pts = pts
+        picture.time_base = TIME_BASE
+        picture.pict_type = PictureType.I if keyframe else PictureType.NONE
+        return context.encode(picture)
+
+    def close(self) -> None:
+        """Free the codec and its threads now, not whenever the collector gets to it."""
+        self._context = None
+
+    def reconfigure(self, settings: EncoderSettings) -> None:
+        """Take new settings; the next picture reopens the codec (and is a keyframe)."""
+        self.settings = settings
+        self._context = None
+
+    @abstractmethod
+    def _before(self, context: av.VideoCodecContext, refine: bool) -> None:
+        """What the codec needs to know before the next picture (whether it is a refinement)."""
+
+    @abstractmethod
+    def _open(self, width: int, height: int) -> av.VideoCodecContext:
+        """An open codec context for pictures of this size."""
+
+    def _create(self, name: str, width: int, height: int) -> av.VideoCodecContext:
+        """FFmpeg's encoder `name` for yuv420p pictures of this size on the RTP clock, not yet opened: one
+        thread up to ONE_THREAD_UP_TO pixels, else two."""
+        context = av.CodecContext.create(name, "w")
+        context.width, context.height = width, height
+        context.pix_fmt = "yuv420p"
+        context.time_base = TIME_BASE
+        context.framerate = Fraction(self.settings.fps, 1)
+        context.thread_count = 1 if width * height <= ONE_THREAD_UP_TO else 2
+        return context
+
+
+class H264Encoder(VideoEncoder):
     """libx264, ultrafast + zerolatency, constrained baseline (no B-frames), SPS/PPS on every IDR.
 
     Rate control is a quality target capped by the bitrate (CRF with a one-second VBV buffer at the
@@ -66,36 +121,13 @@ class H264Encoder:
     """
 
     def __init__(self, settings: EncoderSettings) -> None:
-        self.settings = settings
-        self._context: av.VideoCodecContext | None = None
+        super().__init__(settings)
         self._refining = False
         """Whether the open codec's peak rate is the refinements' (REFINE_RATE times the bitrate)."""
         self._can_refine_faster = True
         """Whether the running PyAV lets an open codec's peak rate be changed (found out at the first try)."""
 
-    def encode(self, picture: av.VideoFrame, pts: int, keyframe: bool, refine: bool = False) -> list[av.Packet]:
-        """Encode one yuv420p picture at `pts` (in TIME_BASE units); IDR if `keyframe`. A `refine` picture
-        (the last one again, to sharpen it) may take up to REFINE_RATE times the bitrate."""
-        context = self._context
-        if context is None or (context.width, context.height) != (picture.width, picture.height):
-            context = self._open(picture.width, picture.height)
-            keyframe = True
-        self._limit_rate(context, refine and not keyframe)
-        picture.pts = pts
-        picture.time_base = TIME_BASE
-        picture.pict_type = PictureType.I if keyframe else PictureType.NONE
-        return context.encode(picture)
-
-    def close(self) -> None:
-        """Free the codec and its threads now (x264 runs a few), not whenever the collector gets to it."""
-        self._context = None
-
-    def reconfigure(self, settings: EncoderSettings) -> None:
-        """Take new settings; the next picture reopens the codec (and is an IDR)."""
-        self.settings = settings
-        self._context = None
-
-    def _limit_rate(self, context: av.VideoCodecContext, refine: bool) -> None:
+    def _before(self, context: av.VideoCodecContext, refine: bool) -> None:
         """Set x264's peak rate for the next frame: the bitrate, or REFINE_RATE times it for a refinement.
         Where the running PyAV cannot be reached into, refinements keep to the bitrate (and take longer)."""
         if refine == self._refining or not self._can_refine_faster:
@@ -109,15 +141,9 @@ class H264Encoder:
         self._refining = refine
 
     def _open(self, width: int, height: int) -> av.VideoCodecContext:
-        s = self.settings
-        context = av.CodecContext.create("libx264", "w")
-        context.width, context.height = width, height
-        context.pix_fmt = "yuv420p"
-        context.time_base = TIME_BASE
-        context.framerate = Fraction(s.fps, 1)
-        context.thread_count = 1 if width * height <= ONE_THREAD_UP_TO else 2
+        context = self._create("libx264", width, height)
         context.thread_type = "SLICE"  # frame threads would hold each frame back by one
-        kbps = s.bitrate // 1000
+        kbps = self.settings.bitrate // 1000
         context.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",
@@ -131,6 +157,39 @@ class H264Encoder:
             "x264-params": "keyint=infinite:scenecut=0",
         }
         context.open()
-        self._context = context
         self._refining = False
         return context
+
+
+VP8_SPEED = 8
+"""libvpx's cpu-used in realtime mode: measured at 1280x720 (a moving picture, one thread), 8 took 8.1 ms of
+CPU per frame, 12 and 16 no less (9.9, 9.2) and twice the bits; x264 ultrafast took 3.0 ms on the same frames."""
+
+
+class Vp8Encoder(VideoEncoder):
+    """libvpx VP8 in realtime mode, no alt-ref frames (no frame held back), keyframes only when forced: for
+    browsers whose WebRTC has no H.264 (stock Firefox without the OpenH264 plugin)."""
+
+    def _before(self, context: av.VideoCodecContext, refine: bool) -> None:
+        """Nothing: a refinement is the picture encoded again at the bitrate (FFmpeg passes no change of
+        libvpx's rate to an open codec)."""
+
+    def _open(self, width: int, height: int) -> av.VideoCodecContext:
+        context = self._create("libvpx", width, height)
+        context.bit_rate = self.settings.bitrate
+        context.gop_size = 2**30  # keyframes come only when the session forces them
+        context.options = {
+            "deadline": "realtime",
+            "cpu-used": str(VP8_SPEED),
+            "lag-in-frames": "0",
+            "auto-alt-ref": "0",
+            "error-resilient": "1",  # a lost packet spoils one frame, not the ones that follow
+            "max-intra-rate": "300",  # a keyframe is at most 3 frames' worth of bits
+        }
+        context.open()
+        return context
+
+
+def make_encoder(codec: str, settings: EncoderSettings) -> VideoEncoder:
+    """A new encoder of `codec` (one of CODECS)."""
+    return {"h264": H264Encoder, "vp8": Vp8Encoder}[codec](settings)

@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from vgpustream.capture.stats import Histogram
 from vgpustream.registry import SessionRegistry
 from vgpustream.relays import IceServerWatch
+from vgpustream.session import Session
 from vgpustream.sources.base import SourceState
 
 PREFIX = "vgpustream_session"
@@ -53,7 +54,9 @@ class SessionCollector(Collector):
             "From a frame's capture to a viewer's screen, as viewers' browsers measured it (abs-capture-time)",
             labels=labels,
         )
+        per_rendition = RenditionMetrics()
         for session in self._sessions:
+            per_rendition.add(session)
             sid = [session.id]
             capture, audience = session.capture, session.audience
             frames_per_second, bits_per_second = capture.rates()
@@ -80,6 +83,43 @@ class SessionCollector(Collector):
             _add_histogram(encode, sid, capture.encode_times)
             _add_histogram(glass_to_glass, sid, audience.glass_to_glass)
         yield from (fps, bitrate, viewers, state, *counters.values(), encode, glass_to_glass)
+        yield from per_rendition.families()
+
+
+class RenditionMetrics:
+    """The same figures per running rendition (labels session and rendition)."""
+
+    def __init__(self) -> None:
+        labels = ["session", "rendition"]
+        prefix = "vgpustream_rendition"
+        self._gauges = {
+            "fps": GaugeMetricFamily(
+                f"{prefix}_fps", "Frames the rendition encoded per second (last 2 s)", labels=labels
+            ),
+            "bitrate": GaugeMetricFamily(
+                f"{prefix}_bitrate_bps", "Bits per second of the rendition (last 2 s)", labels=labels
+            ),
+            "seats": GaugeMetricFamily(
+                f"{prefix}_seats", "Viewers and recordings that take the rendition", labels=labels
+            ),
+        }
+        self._counters = {
+            name: CounterMetricFamily(f"{prefix}_{name}", text, labels=labels)
+            for name, text in (
+                ("frames_encoded", "Frames the rendition encoded since it started"),
+                ("keyframes", "Keyframes the rendition encoded since it started"),
+                ("bytes_encoded", "Bytes the rendition encoded since it started"),
+            )
+        }
+
+    def add(self, session: Session) -> None:
+        for figures in session.rendition_figures():
+            labels = [session.id, figures.rendition.name]
+            for name, family in (*self._gauges.items(), *self._counters.items()):
+                family.add_metric(labels, getattr(figures, name))
+
+    def families(self) -> Iterator[Metric]:
+        yield from (*self._gauges.values(), *self._counters.values())
 
 
 class IceServerCollector(Collector):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from vgpustream.auth import OPERATOR, Grant
 from vgpustream.fanout import PacketQueue
+from vgpustream.renditions import TOP, Rendition
 from vgpustream.settings import ViewerRules
 
 SOUND_QUEUE = 25
@@ -31,8 +32,8 @@ viewer busy sending (a flooding one) takes it in only after one to three seconds
 class SeatCallbacks:
     """How a seat reaches its session, without knowing the session's type."""
 
-    request_keyframe: Callable[[], None]
-    """The session needs an IDR for this viewer (its queue overflowed: it skips to the next keyframe)."""
+    request_keyframe: Callable[[Seat], None]
+    """The session needs an IDR of this viewer's rendition (its queue overflowed: it skips to the next keyframe)."""
     viewer_asks_keyframe: Callable[[Seat], None]
     """The viewer itself asked for one (RTCP PLI/FIR); the session decides whether to honour it."""
     attach: Callable[[Seat], None]
@@ -78,11 +79,12 @@ class Seat(ABC):
         self.idle_timeout = rules.idle_timeout
         self.dismissed: str | None = None
         """Why the viewer is being disconnected (it is told, then let go); None while it is welcome."""
-        self.queue = PacketQueue(on_overflow=callbacks.request_keyframe)
+        self.queue = PacketQueue(on_overflow=lambda: callbacks.request_keyframe(self))
         self.sound_queue: PacketQueue | None = None
         """The viewer's Opus packets, when the session has sound and the viewer takes it."""
-        self.video = True
-        """Whether the viewer takes the video (False where it has no codec the session makes)."""
+        self.rendition: Rendition | None = TOP
+        """The rendition whose packets the viewer takes (its transport picks it); None where it has no codec
+        the session makes."""
         self.link: Link | None = None
         """The link's last verdict (None until its transport judged it)."""
         self.closed_because: str | None = None
@@ -94,6 +96,11 @@ class Seat(ABC):
         self._close_task: asyncio.Task[None] | None = None
         self._leaving: asyncio.TimerHandle | None = None
         self._idle = asyncio.get_running_loop().call_later(rules.connect_timeout, self._idle_expired)
+
+    @property
+    def video(self) -> bool:
+        """Whether the viewer takes the video."""
+        return self.rendition is not None
 
     @property
     def can_control(self) -> bool:
@@ -124,6 +131,7 @@ class Seat(ABC):
             "role": self.role,
             "token_id": self.token_id,
             "transport": self.transport,
+            "rendition": None if self.rendition is None else self.rendition.name,
             "created_at": self.created_at,
             "state": self.connection_state,
             "input_channel": self.input_channel,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import av
 
 from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
 from vgpustream.recording.recorder import Recorders
+from vgpustream.renditions import TOP, Rendition
 from vgpustream.resize import Resizer
 from vgpustream.settings import ViewerRules
 from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
@@ -17,12 +21,27 @@ from vgpustream.store import SessionSpec
 from vgpustream.thumbnail import ThumbnailCache
 
 
+@dataclass(frozen=True)
+class RenditionFigures:
+    """A running rendition as the API and the metrics show it."""
+
+    rendition: Rendition
+    size: tuple[int, int] | None
+    fps: float
+    bitrate: float
+    seats: int
+    """Its viewers, and the recordings on the top rendition."""
+    frames_encoded: int
+    keyframes: int
+    bytes_encoded: int
+
+
 class Session:
     """A thin pairing: `capture` makes one encoded stream of the source, `audience` fans it out.
 
-    The session is the capture loop's Output: the audience's viewers and the `recorders` both watch, and
-    both take the packets of its one sound encoder. While a recording runs the cursor is drawn into the
-    picture, so that the file shows it.
+    The session is the capture loop's Output: the audience's viewers and the `recorders` both watch (a
+    recording takes the top rendition), and both take the packets of its one sound encoder. While a
+    recording runs the cursor is drawn into the picture, so that the file shows it.
     """
 
     def __init__(
@@ -71,6 +90,29 @@ class Session:
         """The sound encoder's counters (all zero for a silent source)."""
         return self.sound.stats if self.sound is not None else SoundStats()
 
+    def rendition_figures(self) -> list[RenditionFigures]:
+        """The renditions encoded now, in order, each with its rates, counts and seats."""
+        now = time.monotonic()
+        figures = []
+        for rendition, state in sorted(self.capture.renditions.items()):
+            fps, bitrate = state.rate.rates(now)
+            recordings = len(self.recorders) if rendition == TOP else 0
+            stats = state.stats
+            seats = self.audience.seats(rendition) + recordings
+            figures.append(
+                RenditionFigures(
+                    rendition,
+                    state.size,
+                    fps,
+                    bitrate,
+                    seats,
+                    stats.frames_encoded,
+                    stats.keyframes,
+                    stats.bytes_encoded,
+                )
+            )
+        return figures
+
     @property
     def id(self) -> str:
         return self.spec.id
@@ -99,15 +141,15 @@ class Session:
 
     # the capture loop's Output
 
-    def watched(self) -> bool:
-        return self.audience.watched() or self.recorders.watched()
+    def renditions(self) -> set[Rendition]:
+        return self.audience.renditions() | ({TOP} if self.recorders.watched() else set())
 
     def composites_cursor(self) -> bool:
         return self.recorders.watched() or self.audience.composites_cursor()
 
-    def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
+    def publish(self, packets: dict[Rendition, list[av.Packet]], cursor: Cursor | None) -> None:
         self.audience.publish(packets, cursor)
-        self.recorders.publish(packets, self.capture.stats.frames_encoded)
+        self.recorders.publish(packets.get(TOP, []), self.capture.stats.frames_encoded)
 
     def _listened(self) -> bool:
         return self.audience.listened() or self.recorders.watched()

@@ -1,7 +1,8 @@
-"""A viewer: one aiortc RTCPeerConnection that sends a session's shared H.264 packets.
+"""A viewer: one aiortc RTCPeerConnection that sends the shared packets of a session's rendition (H.264,
+or VP8 for a browser without H.264).
 
 aiortc only packetizes what a track returns when it is an `av.Packet`; it re-encodes nothing.
-The viewer's keyframe requests (RTCP PLI/FIR) go to the session's shared encoder (vgpustream.compat).
+The viewer's keyframe requests (RTCP PLI/FIR) go to its rendition's shared encoder (vgpustream.compat).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiortc import (
     RTCDataChannel,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpCodecParameters,
     RTCRtpSender,
     RTCSessionDescription,
 )
@@ -23,8 +25,10 @@ from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
 from vgpustream.auth import Grant
+from vgpustream.encoder import CODECS
 from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
+from vgpustream.renditions import Rendition
 from vgpustream.seat import Link, Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
 
@@ -95,17 +99,21 @@ def check_offer(sdp: str) -> SessionDescription:
         raise InvalidOffer("the offer has no video media section")
     if video.direction not in SENDABLE:
         raise InvalidOffer("the video section must be recvonly or sendrecv")
-    if not accepts_h264(video) and len(parsed.media) == 1:
-        raise InvalidOffer("the offer must accept H.264 with packetization-mode=1")
+    if choose_codec(video) is None and len(parsed.media) == 1:
+        raise InvalidOffer("the offer must accept H.264 with packetization-mode=1, or VP8")
     return parsed
 
 
-def accepts_h264(video: MediaDescription) -> bool:
-    """Whether a video section takes what the shared encoder makes: H.264 in packetization mode 1."""
-    return any(
-        codec.mimeType.lower() == "video/h264" and str(codec.parameters.get("packetization-mode")) == "1"
-        for codec in video.rtp.codecs
-    )
+def choose_codec(video: MediaDescription) -> str | None:
+    """The first of the codecs the session can encode (vgpustream.encoder.CODECS, in its order) that the
+    offer's video section takes: H.264 in packetization mode 1, or VP8; None if it takes neither."""
+    return next((codec for codec in CODECS if any(_takes(codec, offered) for offered in video.rtp.codecs)), None)
+
+
+def _takes(codec: str, offered: RTCRtpCodecParameters) -> bool:
+    if codec == "h264":
+        return offered.mimeType.lower() == "video/h264" and str(offered.parameters.get("packetization-mode")) == "1"
+    return offered.mimeType.lower() == f"video/{codec}"
 
 
 def without_section(sdp: str, mid: str) -> tuple[str, int, list[str]]:
@@ -179,31 +187,34 @@ class Viewer(Seat):
     async def answer(self, offer_sdp: str) -> str:
         """Take the viewer's SDP offer, return our answer with every local candidate in it.
 
-        A video section without H.264 (stock Firefox's) is rejected in the answer (port 0), as SDP
-        negotiation does with a format it cannot send: the data channel and sound still come up, and
-        the console says what the browser lacks.
+        The video is the first codec the session makes that the offer takes (H.264, else VP8 for a
+        browser without H.264, such as stock Firefox): the viewer takes that rendition. A video section
+        with neither is rejected in the answer (port 0), as SDP negotiation does with a format it cannot
+        send: the data channel and sound still come up, and the console says what the browser lacks.
         """
         offer = check_offer(offer_sdp)
         video = next(m for m in offer.media if m.kind == "video")
-        self.video = accepts_h264(video)
-        if self.video:
-            self._add_video()
+        codec = choose_codec(video)
+        self.rendition = None if codec is None else Rendition(codec)
+        if codec is not None:
+            self._add_video(codec)
             return await self._answer(offer, offer_sdp)
         reduced, index, section = without_section(offer_sdp, video.rtp.muxId or "")
         answer = await self._answer(SessionDescription.parse(reduced), reduced)
         return with_rejected_section(answer, index, section)
 
-    def _add_video(self) -> None:
-        """The video track of the session's shared packets, offering only the codec the encoder makes.
+    def _add_video(self, codec: str) -> None:
+        """The video track of the session's shared packets of `codec`'s rendition, offering only that codec.
 
         Added before the offer is applied, so that aiortc answers the offer's video section with it.
         """
         transceiver = self._pc.addTransceiver(PacketTrack(self.queue), direction="sendonly")
         transceiver.setCodecPreferences(
             [
-                codec
-                for codec in RTCRtpSender.getCapabilities("video").codecs
-                if codec.mimeType.lower() == "video/h264" and codec.parameters.get("profile-level-id") == H264_PROFILE
+                offered
+                for offered in RTCRtpSender.getCapabilities("video").codecs
+                if offered.mimeType.lower() == f"video/{codec}"
+                and (codec != "h264" or offered.parameters.get("profile-level-id") == H264_PROFILE)
             ]
         )
         compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))

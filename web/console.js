@@ -42,25 +42,28 @@ const SOURCE_STATES = {
   },
 };
 
-/** What the console says where the server rejected the video (the browser's WebRTC has no H.264). */
-const NO_H264 =
-  "This browser's WebRTC cannot decode H.264, the video this console sends, so there is no picture " +
-  "(keyboard and mouse still reach the VM). Firefox needs its OpenH264 plugin: Add-ons and themes → Plugins.";
+/** What the console says where the server rejected the video (the browser's WebRTC has neither codec). */
+const NO_VIDEO_CODEC =
+  "This browser's WebRTC decodes neither H.264 nor VP8, the videos this console sends, so there is no " +
+  "picture (keyboard and mouse still reach the VM). Open the console with transport=websocket instead.";
 
 const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
 
-/**
- * Receive video, preferring what the server sends: H.264 constrained baseline, packetization-mode 1,
- * and asking for each frame's capture time (abs-capture-time, off by default in Chromium), from which
- * the console tells the glass-to-glass delay.
- */
-/** Whether this browser's WebRTC can receive the session's video (H.264). */
+/** The video codecs the server sends over WebRTC, in its order of preference. */
+const SERVER_CODECS = ["video/h264", "video/vp8"];
+
+/** Whether this browser's WebRTC can receive one of the session's videos (H.264, or VP8 without it). */
 function webrtcCanPlay() {
   if (typeof RTCPeerConnection !== "function") return false;
   const codecs = RTCRtpReceiver.getCapabilities?.("video")?.codecs ?? [];
-  return codecs.some(({ mimeType }) => mimeType.toLowerCase() === "video/h264");
+  return codecs.some(({ mimeType }) => SERVER_CODECS.includes(mimeType.toLowerCase()));
 }
 
+/**
+ * Receive video, preferring what the server sends best: H.264 constrained baseline, packetization-mode
+ * 1 (the server picks VP8 where the browser has no H.264), and asking for each frame's capture time
+ * (abs-capture-time, off by default in Chromium), from which the console tells the glass-to-glass delay.
+ */
 function addVideoTransceiver(pc) {
   const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
   if (transceiver.setHeaderExtensionsToNegotiate) {
@@ -158,7 +161,7 @@ export function startConsole(sessionId, token, transport = "auto") {
   /** Connected: say what the server last told of the VM's display ("starting" until it tells). */
   function showSource() {
     if (state.video === false) {
-      show("unsupported", NO_H264, true, "no picture");
+      show("unsupported", NO_VIDEO_CODEC, true, "no picture");
       return;
     }
     const { state: told = "starting", message: why } = state.source || {};

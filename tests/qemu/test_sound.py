@@ -49,16 +49,17 @@ async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: RigGu
     server, session = await sound_session(make_server, guest)
     lags: dict[str, list[float]] = {"video": [], "audio": []}
 
-    def timed(kind: str, publish):
+    def timed(kind: str, publish, of=lambda packets: packets):
         def publish_and_time(packets, *args):
             now = time.time()
-            lags[kind] += [now - session.capture.epoch - float(p.pts * p.time_base) for p in packets]
+            lags[kind] += [now - session.capture.epoch - float(p.pts * p.time_base) for p in of(packets)]
             return publish(packets, *args)
 
         return publish_and_time
 
-    # watch what the audience is given: each packet's age on the shared clock when it is published
-    session.audience.publish = timed("video", session.audience.publish)
+    # watch what the audience is given: each packet's age on the shared clock when it is published (the video's
+    # come by rendition)
+    session.audience.publish = timed("video", session.audience.publish, lambda by: [p for v in by.values() for p in v])
     session.audience.publish_sound = timed("audio", session.audience.publish_sound)
     viewer = await viewers(server, sound=True)
     heard = await hear(viewer, 2.0)

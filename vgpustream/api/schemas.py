@@ -19,7 +19,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from vgpustream.audit import EVENT_TYPES
 from vgpustream.auth import GRANTED_ROLES, ROLES
 from vgpustream.clipboard import ACCESS
-from vgpustream.encoder import EncoderSettings
+from vgpustream.encoder import CODECS, EncoderSettings
 from vgpustream.errors import VgpuStreamError
 from vgpustream.input import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE, ResizeEvent
 from vgpustream.recording.recorder import RecordingState
@@ -278,6 +278,19 @@ class Stats(Closed):
     encode_ms: float | None
 
 
+class Rendition(Closed):
+    """One encoded stream of the session, running while a viewer (or a recording) takes it."""
+
+    codec: Literal[CODECS]
+    width: Annotated[int | None, Meta(description="of the pictures it encodes; null before its first")]
+    height: int | None
+    fps: Annotated[float, Meta(description="frames encoded per second, last 2 s")]
+    bitrate: Annotated[int, Meta(description="bits per second it sends, last 2 s")]
+    seats: Annotated[int, Meta(description="viewers and recordings that take it")]
+    frames_encoded: int
+    keyframes: int
+
+
 class Session(Closed):
     id: str
     source: str
@@ -298,6 +311,7 @@ class Session(Closed):
     sound: Sound
     clipboard: Clipboard
     stats: Stats
+    renditions: Annotated[list[Rendition], Meta(description="what the session encodes now (none while unwatched)")]
 
 
 class SessionList(Closed):
@@ -345,6 +359,9 @@ class Viewer(Closed):
     ]
     token_id: str | None
     transport: Annotated[Transport, Meta(description="what carries its stream")]
+    rendition: Annotated[
+        Literal[CODECS] | None, Meta(description="the rendition it takes (its codec); null: no video its browser plays")
+    ]
     created_at: DateTime
     state: str
     input_channel: bool

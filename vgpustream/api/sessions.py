@@ -12,7 +12,7 @@ from vgpustream.api.requests import read_json
 from vgpustream.api.schemas import UNSET, SessionCreate, SessionUpdate, given, json_response
 from vgpustream.api.state import REGISTRY, SETTINGS
 from vgpustream.errors import Conflict, VgpuStreamError
-from vgpustream.session import Session
+from vgpustream.session import RenditionFigures, Session
 from vgpustream.sources.base import SourceState
 from vgpustream.store import SessionSpec
 from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
@@ -50,6 +50,21 @@ def session_body(session: Session) -> schemas.Session:
         sound=session.sound_available,
         clipboard=session.clipboard_available,
         stats=stats,
+        renditions=[rendition_body(figures) for figures in session.rendition_figures()],
+    )
+
+
+def rendition_body(figures: RenditionFigures) -> schemas.Rendition:
+    width, height = figures.size or (None, None)
+    return schemas.Rendition(
+        codec=figures.rendition.codec,
+        width=width,
+        height=height,
+        fps=round(figures.fps, 2),
+        bitrate=round(figures.bitrate),
+        seats=figures.seats,
+        frames_encoded=figures.frames_encoded,
+        keyframes=figures.keyframes,
     )
 
 

@@ -35,6 +35,7 @@ from vgpustream.capture.loop import CaptureLoop
 from vgpustream.capture.pipeline import FramePipeline
 from vgpustream.capture.stats import CaptureStats
 from vgpustream.encoder import TIME_BASE, EncoderSettings
+from vgpustream.renditions import TOP, Rendition
 from vgpustream.snapshot import use_source
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Cursor, Planes, Source, SourceState
@@ -77,10 +78,10 @@ class FrameCounter:
     def composites_cursor(self) -> bool:
         return False
 
-    def watched(self) -> bool:
-        return True
+    def renditions(self) -> set[Rendition]:
+        return {TOP}
 
-    def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
+    def publish(self, packets: dict[Rendition, list[av.Packet]], cursor: Cursor | None) -> None:
         self._check()
 
     def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:

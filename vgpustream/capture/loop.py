@@ -26,12 +26,13 @@ from typing import Protocol, TypeVar
 import av
 
 from vgpustream.capture.keyframes import KeyframePolicy
-from vgpustream.capture.pipeline import Capture, FramePipeline, StepResult
+from vgpustream.capture.pipeline import Capture, Decisions, Encoded, FramePipeline, StepResult
 from vgpustream.capture.stats import CaptureStats, Histogram, RateMeter
 from vgpustream.clipboard import GuestClipboard
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
 from vgpustream.input import ResizeEvent
+from vgpustream.renditions import Rendition
 from vgpustream.resize import check_display
 from vgpustream.sound import SoundOut
 from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
@@ -69,18 +70,29 @@ class Output(Protocol):
         """Whether the cursor must be drawn into the picture (some viewer cannot be sent it)."""
         ...
 
-    def watched(self) -> bool:
-        """Whether anyone (a viewer, a recording) wants the stream; if not, nothing is encoded."""
+    def renditions(self) -> set[Rendition]:
+        """The renditions someone (a viewer, a recording) takes; none: nothing is encoded."""
         ...
 
-    def publish(self, packets: list[av.Packet], cursor: Cursor | None) -> None:
-        """Deliver one step's packets (possibly none) and the cursor as it is now."""
+    def publish(self, packets: dict[Rendition, list[av.Packet]], cursor: Cursor | None) -> None:
+        """Deliver one step's packets of each rendition (possibly none) and the cursor as it is now."""
         ...
 
     def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:
         """The source's state, last error and whether it takes resizes after each step, failed or not
         (most often unchanged)."""
         ...
+
+
+@dataclass
+class RenditionState:
+    """What the loop keeps of one running rendition, on the event loop: when it needs a keyframe, and its counts."""
+
+    keyframes: KeyframePolicy
+    stats: CaptureStats
+    rate: RateMeter
+    size: tuple[int, int] | None = None
+    """The size of the pictures it encodes (None before the first)."""
 
 
 class CaptureLoop:
@@ -101,7 +113,9 @@ class CaptureLoop:
         """Where the guest's sound comes out; an event-loop object too."""
         self.clipboard: GuestClipboard | None = source.clipboard
         """The guest's clipboard; an event-loop object too."""
-        self._keyframes = KeyframePolicy(settings.keyframe_interval)
+        self.renditions: dict[Rendition, RenditionState] = {}
+        """The renditions encoded now, each with its keyframe policy and counts; a rendition nobody takes any
+        more is dropped (its next start is a keyframe)."""
         self._pipeline = FramePipeline(source, settings, thumbnail_interval=sample_interval)
         self._sample_interval = sample_interval
         self._paced = paced
@@ -153,17 +167,21 @@ class CaptureLoop:
 
     async def reconfigure(self, settings: EncoderSettings) -> None:
         """New encoder settings, taken between two frames; the next frame is an IDR."""
-        await self._on_encoder_thread(self._pipeline.encoder.reconfigure, settings)
-        self._keyframes.interval = settings.keyframe_interval
+        await self._on_encoder_thread(self._pipeline.reconfigure, settings)
+        for rendition in self.renditions.values():
+            rendition.keyframes.interval = settings.keyframe_interval
         self.settings = settings
 
     async def resize(self, request: ResizeEvent) -> None:
         """Ask the guest for another display size (on the capture thread); a clear error if it cannot."""
         await self._on_capture_thread(self._resize, request)
 
-    def request_keyframe(self) -> None:
-        """An IDR at the next step; a loop that only samples (nobody watched) takes that step now."""
-        self._keyframes.request()
+    def request_keyframe(self, rendition: Rendition | None = None) -> None:
+        """An IDR of `rendition` (of every running one if None) at the next step; a loop that only samples
+        (nobody watched) takes that step now. A rendition not running yet starts with one anyway."""
+        for running, state in self.renditions.items():
+            if rendition is None or running == rendition:
+                state.keyframes.request()
         if self._idle:
             self._wakeup.set()
 
@@ -213,13 +231,14 @@ class CaptureLoop:
         while True:
             now = loop.time()
             try:
+                # first: while the source cannot be opened, its viewers are shown NO SIGNAL in their renditions
+                self._idle = not self._running(output.renditions())
                 if not self._opened:
                     await self.open()
-                self._idle = not output.watched()
                 if self._idle:
                     result, self.snapshot = await self._on_capture_thread(self._sample)
-                    self._count(result, now)
-                    output.publish([], self.snapshot.cursor)
+                    self._count(result, {}, now)
+                    output.publish({}, self.snapshot.cursor)
                 else:
                     capture, self.snapshot = await self._on_capture_thread(self._capture, output.composites_cursor())
                     await self._start_encoding(capture, self.snapshot.cursor, output, now)
@@ -265,20 +284,34 @@ class CaptureLoop:
             finally:
                 if encoding.done():
                     self._encoding = None
-        keyframe, periodic = (True, False) if forced else self._keyframes.due(now)
-        if not self._pipeline.wants_encode(capture, keyframe):  # a still screen: no trip to the encoder thread
-            self._count(capture.result, now)
-            output.publish([], cursor)
+        decisions: Decisions = {
+            rendition: (True, False) if forced else state.keyframes.due(now)
+            for rendition, state in self.renditions.items()
+        }
+        if not self._pipeline.wants_encode(capture, decisions):  # a still screen: no trip to the encoder thread
+            self._count(capture.result, {}, now)
+            output.publish({}, cursor)
             return
-        encode = self._encode(capture, cursor, output, now, keyframe=keyframe, periodic=periodic)
-        self._encoding = asyncio.create_task(encode)
+        self._encoding = asyncio.create_task(self._encode(capture, cursor, output, now, decisions))
 
     async def _encode(
-        self, capture: Capture, cursor: Cursor | None, output: Output, now: float, *, keyframe: bool, periodic: bool
+        self, capture: Capture, cursor: Cursor | None, output: Output, now: float, decisions: Decisions
     ) -> None:
-        result = await self._on_encoder_thread(self._pipeline.encode, capture, keyframe, periodic)
-        self._count(result, now)
-        output.publish(result.packets, cursor)
+        encoded = await self._on_encoder_thread(self._pipeline.encode, capture, decisions)
+        for result in encoded.values():
+            capture.result.encode += result.seconds
+            capture.result.repeated |= result.repeated
+        self._count(capture.result, encoded, now)
+        output.publish({rendition: result.packets for rendition, result in encoded.items()}, cursor)
+
+    def _running(self, wanted: set[Rendition]) -> bool:
+        """Keep state for the renditions `wanted` (a new one starts with a keyframe), and only those; whether any is."""
+        for rendition in self.renditions.keys() - wanted:
+            del self.renditions[rendition]
+        for rendition in wanted - self.renditions.keys():
+            keyframes = KeyframePolicy(self.settings.keyframe_interval)
+            self.renditions[rendition] = RenditionState(keyframes, CaptureStats(), RateMeter())
+        return bool(wanted)
 
     def _show_state(self, output: Output) -> None:
         snapshot = self.snapshot
@@ -312,18 +345,33 @@ class CaptureLoop:
                 bounded(exc.message, 200),
             )
 
-    def _count(self, result: StepResult, now: float) -> None:
+    def _count(self, result: StepResult, encoded: dict[Rendition, Encoded], now: float) -> None:
+        """Count a step: the session's frames (a frame encoded by several renditions counts once, its bytes
+        and keyframes in each), and each rendition's own."""
         stats = self.stats
         stats.frames_captured += result.captured
         stats.frames_repeated += result.repeated
-        if not result.packets:
+        made = {rendition: e for rendition, e in encoded.items() if e.packets}
+        if not made:
             return
         stats.frames_encoded += 1
         self.encode_times.observe(result.encode)
-        size = sum(packet.size for packet in result.packets)
-        self._rate.add(time.monotonic(), size)
-        stats.bytes_encoded += size
-        keyframes = sum(packet.is_keyframe for packet in result.packets)
-        if keyframes:
+        at = time.monotonic()
+        total = 0
+        for rendition, e in made.items():
+            size = sum(packet.size for packet in e.packets)
+            keyframes = sum(packet.is_keyframe for packet in e.packets)
+            total += size
             stats.keyframes += keyframes
-            self._keyframes.sent(now)
+            state = self.renditions.get(rendition)
+            if state is None:  # dropped while it was encoded: nobody takes it any more
+                continue
+            state.stats.frames_encoded += 1
+            state.stats.bytes_encoded += size
+            state.stats.keyframes += keyframes
+            state.rate.add(at, size)
+            state.size = e.size
+            if keyframes:
+                state.keyframes.sent(now)
+        stats.bytes_encoded += total
+        self._rate.add(at, total)

@@ -10,7 +10,8 @@ import av
 
 from vgpustream.convert import FrameConverter
 from vgpustream.cursor import cursor_key, draw_cursor
-from vgpustream.encoder import TIME_BASE, EncoderSettings, H264Encoder
+from vgpustream.encoder import TIME_BASE, EncoderSettings, VideoEncoder, make_encoder
+from vgpustream.renditions import TOP, Rendition
 from vgpustream.sources.base import Cursor, Frame, Source
 from vgpustream.thumbnail import Thumbnail, make_thumbnail
 
@@ -39,6 +40,23 @@ class StepResult:
 
 
 @dataclass
+class Encoded:
+    """What one rendition's encode stage made of a capture: its packets (none if it had nothing to encode)."""
+
+    packets: list[av.Packet] = field(default_factory=list)
+    repeated: bool = False
+    """The last picture again (a keyframe asked for, the drawn-in cursor moved, a refinement)."""
+    seconds: float = 0.0
+    size: tuple[int, int] | None = None
+    """The size of the picture encoded (None if none was)."""
+
+
+Decisions = dict[Rendition, tuple[bool, bool]]
+"""For each running rendition: (whether its next frame must be a keyframe, whether its next changed frame
+should be one), as its keyframe policy says (vgpustream.capture.keyframes)."""
+
+
+@dataclass
 class Capture:
     """What the capture stage hands the encode stage: a new picture, if there is one, and the cursor."""
 
@@ -51,21 +69,90 @@ class Capture:
     """What the capture stage did (whether it captured; its times)."""
 
 
+class EncodeStage:
+    """One rendition's encoder, and what it decides for each capture: a new picture, the last one again (a
+    keyframe asked for, the drawn-in cursor moved) or a refinement of a picture that stopped changing.
+
+    A picture that stops changing is refined: encoded again as P-frames (each one codes what the previous
+    left out) for up to two seconds, until the encoder has next to nothing left to add, so a still screen
+    ends up sharp; in the first second they may exceed the bitrate (H.264), so that it is sharp soon even
+    when motion had used up the rate's buffer. A cursor is drawn into the encoded picture (never into the
+    source's buffer, which may be the guest's memory); when it moves, the last picture is encoded again
+    with the cursor in its new place. Runs on the encoder thread only.
+    """
+
+    def __init__(self, encoder: VideoEncoder, picture: av.VideoFrame | None = None) -> None:
+        """`picture`: the last one captured, where the session ran before this rendition started."""
+        self.encoder = encoder
+        self._last_picture = picture
+        self._drawn_cursor: tuple[int, int, int, bool] | None = None
+        self._refinements = 0
+        """How many more times the last picture may be encoded again to refine it."""
+        self._quiet = 0
+        """Refinements in a row that added next to nothing."""
+        self._refined = 0
+        """Refinements since the picture last changed."""
+
+    def wants_encode(self, capture: Capture, keyframe: bool) -> bool:
+        """Whether `encode` would encode anything: a new picture, or the last one again (a keyframe asked
+        for, a moved cursor, a refinement)."""
+        return capture.picture is not None or (
+            self._last_picture is not None
+            and (keyframe or self._refinements > 0 or cursor_key(capture.cursor) != self._drawn_cursor)
+        )
+
+    def encode(self, capture: Capture, pts: int, keyframe: bool, periodic: bool) -> Encoded:
+        """Encode a new picture (a keyframe if `keyframe` or `periodic`); without one, the last picture
+        again if a keyframe is requested, the drawn-in cursor moved, or it is being refined."""
+        cursor = capture.cursor
+        result = Encoded()
+        if capture.picture is not None:
+            self._last_picture = capture.picture
+            keyframe = keyframe or periodic
+        elif self.wants_encode(capture, keyframe):
+            result.repeated = True
+        else:
+            return result
+        assert self._last_picture is not None
+        refining = result.repeated and not keyframe and cursor_key(cursor) == self._drawn_cursor
+        self._drawn_cursor = cursor_key(cursor)
+        t0 = time.perf_counter()
+        picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
+        fast = refining and self._refined < self.encoder.settings.fps * FAST_REFINE_SECONDS
+        result.packets = self.encoder.encode(picture, pts, keyframe, fast)
+        for packet in result.packets:
+            # its capture time (wall-clock seconds), which viewers send as abs-capture-time (vgpustream.compat)
+            packet.opaque = capture.captured_at
+        result.seconds = time.perf_counter() - t0
+        result.size = (picture.width, picture.height)
+        self._count_refinement(refining, sum(packet.size for packet in result.packets))
+        return result
+
+    def close(self) -> None:
+        self.encoder.close()
+        self._last_picture = None
+
+    def _count_refinement(self, refining: bool, size: int) -> None:
+        """A changed picture starts a refinement, which stops after REFINE_SECONDS or once it adds next to nothing."""
+        if not refining:
+            self._refinements, self._quiet, self._refined = round(self.encoder.settings.fps * REFINE_SECONDS), 0, 0
+            return
+        self._refinements -= 1
+        self._refined += 1
+        self._quiet = self._quiet + 1 if size < QUIET_BYTES else 0
+        if self._quiet >= QUIET_REFINEMENTS:
+            self._refinements = 0
+
+
 class FramePipeline:
     """Pulls changed frames from a source and encodes them, in two stages: `capture` (the source and
-    the conversion) and `encode` (the encoder and what it decides). `step` runs both on one thread; the
-    capture loop runs each stage on a thread of its own, so the next frame is captured and converted
-    while this one is encoded. Neither stage is thread-safe: one thread each, and one `Capture` in
-    flight, handed over in order.
+    the conversion, once per frame) and `encode` (an `EncodeStage` per running rendition). `step` runs both
+    on one thread for the top rendition; the capture loop runs each stage on a thread of its own, so the
+    next frame is captured and converted while this one is encoded. Neither stage is thread-safe: one
+    thread each, and one `Capture` in flight, handed over in order.
 
     When the source has nothing new, a requested keyframe re-encodes the last picture, so a
-    still screen still lets a new viewer start. A picture that stops changing is refined: encoded
-    again as P-frames (each one codes what the previous left out) for up to two seconds, until the
-    encoder has next to nothing left to add, so a still screen ends up sharp; in the first second they
-    may exceed the bitrate, so that it is sharp soon even when motion had used up the rate's buffer.
-    A cursor passed to `step` is drawn into the encoded picture (never into the source's buffer, which
-    may be the guest's memory); when it moves, the last picture is encoded again with the cursor in its
-    new place.
+    still screen still lets a new viewer start.
 
     While nobody watches, `sample` only captures: a changed frame is held unconverted (the source
     keeps it valid until its next capture); the next `capture` converts it before it captures, and
@@ -75,7 +162,9 @@ class FramePipeline:
 
     def __init__(self, source: Source, settings: EncoderSettings, thumbnail_interval: float = 1.0) -> None:
         self.source = source
-        self.encoder = H264Encoder(settings)
+        self.settings = settings
+        self.stages: dict[Rendition, EncodeStage] = {}
+        """An encode stage per running rendition (the encode stage's own state, as the stages are)."""
         self.thumbnail: Thumbnail | None = None
         self.thumbnail_interval = thumbnail_interval
         self._thumbnails = 0
@@ -83,30 +172,36 @@ class FramePipeline:
         self._thumbnail_at = -float("inf")
         self._held: Frame | None = None
         self._converter = FrameConverter()
-        # the encode stage's own state
-        self._last_picture: av.VideoFrame | None = None
-        self._drawn_cursor: tuple[int, int, int, bool] | None = None
         self.epoch = time.time()
         """The clock's origin (wall-clock seconds): packet timestamps count from it, the sound's too."""
         self._last_pts = -1
-        self._refinements = 0
-        """How many more times the last picture may be encoded again to refine it."""
-        self._quiet = 0
-        """Refinements in a row that added next to nothing."""
-        self._refined = 0
-        """Refinements since the picture last changed."""
+        self._picture: av.VideoFrame | None = None
+        """The last picture captured (the encode stage's), which a rendition that starts encodes first."""
 
     def close(self) -> None:
-        """Free the encoder, the scaler and the pictures they hold, with their threads (x264's, and
+        """Free the encoders, the scaler and the pictures they hold, with their threads (x264's, and
         FFmpeg's slice threads of the scaler); a `step` after this starts afresh with an IDR.
         Neither stage may be running."""
-        self.encoder.close()
+        for stage in self.stages.values():
+            stage.close()
+        self.stages.clear()
         self._converter = FrameConverter()  # an unused one holds no scaler
-        self._held = self._last_picture = None
+        self._held = self._picture = None
+
+    def reconfigure(self, settings: EncoderSettings) -> None:
+        """New encoder settings for every rendition; each one's next picture is a keyframe. On the encoder thread."""
+        self.settings = settings
+        for stage in self.stages.values():
+            stage.encoder.reconfigure(settings)
 
     def step(self, keyframe: bool = False, cursor: Cursor | None = None, periodic: bool = False) -> StepResult:
-        """Capture, convert and encode one frame: an IDR if `keyframe`, or if `periodic` and the picture changed."""
-        return self.encode(self.capture(cursor), keyframe, periodic)
+        """Capture, convert and encode one frame of the top rendition: an IDR if `keyframe`, or if `periodic`
+        and the picture changed."""
+        capture = self.capture(cursor)
+        encoded = self.encode(capture, {TOP: (keyframe, periodic)})[TOP]
+        result = capture.result
+        result.packets, result.repeated, result.encode = encoded.packets, encoded.repeated, encoded.seconds
+        return result
 
     def capture(self, cursor: Cursor | None = None) -> Capture:
         """The capture stage: the source's next frame if it changed (or the one held while nobody
@@ -133,35 +228,29 @@ class FramePipeline:
         lost): encode it as an IDR, and the steps after it refine it like any picture that stopped changing."""
         return Capture(self._converter.convert(frame), frame.captured_at, None, StepResult(captured=True))
 
-    def encode(self, capture: Capture, keyframe: bool = False, periodic: bool = False) -> StepResult:
-        """The encode stage: encode a new picture (an IDR if `keyframe` or `periodic`); without one, the
-        last picture again if a keyframe is requested, the drawn-in cursor moved, or it is being refined."""
-        result = capture.result
-        cursor = capture.cursor
-        if capture.picture is not None:
-            self._last_picture = capture.picture
-            keyframe = keyframe or periodic
-        elif self.wants_encode(capture, keyframe):
-            result.repeated = True
-        else:
-            return result
-        refining = result.repeated and not keyframe and cursor_key(cursor) == self._drawn_cursor
-        self._drawn_cursor = cursor_key(cursor)
-        t0 = time.perf_counter()
-        picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
-        fast = refining and self._refined < self.encoder.settings.fps * FAST_REFINE_SECONDS
-        result.packets = self._encode(picture, capture.captured_at, keyframe, fast)
-        result.encode = time.perf_counter() - t0
-        self._count_refinement(refining, sum(packet.size for packet in result.packets))
-        return result
-
-    def wants_encode(self, capture: Capture, keyframe: bool) -> bool:
-        """Whether `encode` would encode anything: a new picture, or the last one again (a keyframe asked
-        for, a moved cursor, a refinement). Reads the encode stage's state: only while it does not run."""
-        return capture.picture is not None or (
-            self._last_picture is not None
-            and (keyframe or self._refinements > 0 or cursor_key(capture.cursor) != self._drawn_cursor)
+    def wants_encode(self, capture: Capture, decisions: Decisions) -> bool:
+        """Whether `encode` would encode anything for any of the renditions decided (a new one always starts
+        with a keyframe). Reads the encode stages' state: only while they do not run."""
+        new = capture.picture is not None or self._picture is not None
+        return any(
+            self.stages[rendition].wants_encode(capture, keyframe) if rendition in self.stages else new
+            for rendition, (keyframe, _periodic) in decisions.items()
         )
+
+    def encode(self, capture: Capture, decisions: Decisions) -> dict[Rendition, Encoded]:
+        """The encode stage: each rendition in `decisions` encodes the capture (or the last picture again) as
+        its stage decides; a rendition no longer in them has its encoder freed, a new one gets an encoder."""
+        for rendition in set(self.stages) - set(decisions):
+            self.stages.pop(rendition).close()
+        for rendition in decisions.keys() - self.stages.keys():
+            self.stages[rendition] = EncodeStage(make_encoder(rendition.codec, self.settings), self._picture)
+        if capture.picture is not None:
+            self._picture = capture.picture
+        pts = self._pts(capture.captured_at)
+        return {
+            rendition: self.stages[rendition].encode(capture, pts, keyframe, periodic)
+            for rendition, (keyframe, periodic) in sorted(decisions.items())
+        }
 
     def sample(self) -> StepResult:
         """Capture only (nobody watches): hold a changed frame and make a thumbnail of it."""
@@ -178,27 +267,8 @@ class FramePipeline:
         self.thumbnail = make_thumbnail(self._converter.packed(frame), f"{self._thumbnail_epoch}-{self._thumbnails}")
         self._thumbnail_at = time.monotonic()
 
-    def _count_refinement(self, refining: bool, size: int) -> None:
-        """A changed picture starts a refinement, which stops after REFINE_SECONDS or once it adds next to nothing."""
-        if not refining:
-            self._refinements, self._quiet, self._refined = round(self.encoder.settings.fps * REFINE_SECONDS), 0, 0
-            return
-        self._refinements -= 1
-        self._refined += 1
-        self._quiet = self._quiet + 1 if size < QUIET_BYTES else 0
-        if self._quiet >= QUIET_REFINEMENTS:
-            self._refinements = 0
-
-    def _encode(self, picture: av.VideoFrame, captured_at: float, keyframe: bool, refine: bool) -> list[av.Packet]:
-        """Encode `picture` (a fast refinement if `refine`); each packet's `opaque` is its capture time
-        (wall-clock seconds), which viewers send as abs-capture-time (vgpustream.compat)."""
-        packets = self.encoder.encode(picture, self._pts(captured_at), keyframe, refine)
-        for packet in packets:
-            packet.opaque = captured_at
-        return packets
-
     def _pts(self, captured_at: float) -> int:
-        """RTP-clock timestamp of a capture time, strictly increasing as the encoder needs."""
+        """RTP-clock timestamp of a capture time, strictly increasing as the encoders need."""
         pts = max(int((captured_at - self.epoch) / TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
         return pts

@@ -10,6 +10,7 @@ Retention (finished recordings older than `max_age`, then the oldest while all o
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from vgpustream.errors import NotFound, RecordingLimit, Unavailable, VgpuStreamError
 from vgpustream.recording.recorder import FINISHED, Recorder, RecordingInfo, RecordingState
+from vgpustream.renditions import TOP
 from vgpustream.session import Session
 from vgpustream.settings import RETENTION_INTERVAL
 
@@ -85,7 +87,7 @@ class RecordingLibrary:
         recorder = Recorder(
             info,
             sidecar.with_suffix(".mp4"),
-            session.capture.request_keyframe,
+            functools.partial(session.capture.request_keyframe, TOP),
             lambda i: write_info(sidecar, i),
             sound=session.sound is not None,
         )

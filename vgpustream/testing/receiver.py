@@ -11,7 +11,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from vgpustream.stamp import Stamp, read_frame_stamp
@@ -53,7 +53,8 @@ class WhepError(Exception):
 
 @dataclass
 class ReceivedFrame:
-    picture: av.VideoFrame
+    picture: av.VideoFrame | None
+    """None where the viewer counts frames without decoding them (the benches' counting viewers)."""
     stamp: Stamp | None
     received_at: float
 
@@ -81,7 +82,10 @@ class WhepReceiver:
         *,
         link: LossyLink | None = None,
         sound: bool = False,
+        codecs: tuple[str, ...] | None = None,
     ) -> None:
+        """`codecs`: the only video codecs to offer (e.g. ("vp8",), as a browser without H.264); all of
+        aiortc's by default."""
         self.endpoint = endpoint
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.location: str | None = None
@@ -92,7 +96,11 @@ class WhepReceiver:
         self._link = link
         """The media goes through this weak link, when there is one."""
         self._pc = local_peer()
-        self._pc.addTransceiver("video", direction="recvonly")  # video first, as browsers offer it
+        video = self._pc.addTransceiver("video", direction="recvonly")  # video first, as browsers offer it
+        if codecs is not None:
+            offered = {f"video/{codec}" for codec in codecs}
+            capabilities = RTCRtpReceiver.getCapabilities("video").codecs
+            video.setCodecPreferences([codec for codec in capabilities if codec.mimeType.lower() in offered])
         if sound:
             self._pc.addTransceiver("audio", direction="recvonly")
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
@@ -151,12 +159,13 @@ class WhepReceiver:
         track = await self._track
         picture = await asyncio.wait_for(track.recv(), timeout)
         now = time.time()
-        stamp = read_frame_stamp(picture) if isinstance(picture, av.VideoFrame) else None
+        decoded = picture if isinstance(picture, av.VideoFrame) else None  # else counted, not decoded
+        stamp = None if decoded is None else read_frame_stamp(decoded)
         self.stats.frames += 1
         if stamp is not None:
             self.stats.stamps.append(stamp)
             self.stats.latencies_ms.append(now * 1000 - stamp.time_ms)
-        self.latest = ReceivedFrame(picture, stamp, now)
+        self.latest = ReceivedFrame(decoded, stamp, now)
         return self.latest
 
     async def next_sound(self, timeout: float = 10.0) -> av.AudioFrame:
