@@ -71,8 +71,11 @@ def test_bench_quality_scores_what_a_watcher_and_a_joiner_decode():
 
 @pytest.mark.browser
 def test_bench_latency_reads_the_stamps_in_chromium():
-    result = bench("latency", "--resolutions", "640x360", "--frames", "60", "--loads", "3")
+    result = bench("latency", "--resolutions", "640x360", "--frames", "60", "--loads", "3", "--joins", "2")
     (run,) = result["runs"]
+    join = run["join_phase_ms"]
+    assert join["joins"] == 2 and len(join["max_per_join"]) == 2, join
+    assert 0 < join["p50"] <= join["p95"] <= join["max"] == max(join["max_per_join"]) < 5000, join
     assert run["resolution"] == "640x360" and run["frames"] == 60
     for figures in run["glass_to_glass_ms"].values():
         assert 0 < figures["p50"] <= figures["p95"] <= figures["p99"] < 5000, run

@@ -24,6 +24,7 @@ import av
 
 from vgpustream.audit import ViewerAudit
 from vgpustream.auth import OPERATOR, Grant
+from vgpustream.capture.pipeline import Encoded
 from vgpustream.capture.stats import GLASS_TO_GLASS_BUCKETS, Histogram
 from vgpustream.clipboard import (
     Assembly,
@@ -51,6 +52,9 @@ REPLAY_LIMIT = 120
 up to 60 fps); past that it waits for a new keyframe instead. Paced, the replay never fills its queue."""
 REPLAY_SPEED = 3
 """A replay goes out at this many times the session's bitrate."""
+JOIN_MAX_AGE = 0.3
+"""Seconds: a joiner is replayed the packets since the keyframe only where none of their pictures was
+superseded longer ago than this (see JoinReplay)."""
 GONE_GRACE_S = 60.0
 """How long a viewer that left is remembered as having been here (a late DELETE of it is no error)."""
 GONE_LIMIT = 256
@@ -68,6 +72,10 @@ class AudienceStats:
     """Viewers' own keyframe requests (PLI/FIR) held back by VIEWER_KEYFRAME_INTERVAL."""
     viewers_flooding: int = 0
     """Viewers disconnected for sending data-channel messages faster than they may."""
+    joins_replayed: int = 0
+    """Viewers that started from the replay of the packets since the keyframe (JoinReplay)."""
+    joins_on_a_keyframe: int = 0
+    """Viewers that started from a fresh keyframe (the replay would have shown the past, or there was none)."""
 
 
 @dataclass
@@ -141,8 +149,8 @@ class Audience:
         """The source state the capture loop last showed (see `show_state`), told to each viewer that attaches."""
         self.audit: ViewerAudit | None = None
         """The audit trail of the session's viewers: told when one leaves and of its first input."""
-        self._since_keyframe: dict[Rendition, list[av.Packet]] = {}
-        """Of each rendition: the last keyframe and the packets after it, while there are at most REPLAY_LIMIT."""
+        self._since_keyframe: dict[Rendition, JoinReplay] = {}
+        """Of each rendition: the last keyframe and the packets after it, for joiners."""
         self._callbacks = SeatCallbacks(
             request_keyframe=self._on_overflow,
             viewer_asks_keyframe=self._on_keyframe_request,
@@ -257,15 +265,15 @@ class Audience:
         """Whether the cursor is drawn into the picture: some viewer has no channel to get it on."""
         return any(not viewer.input_channel for viewer, seat in self._seats.items() if seat.attached)
 
-    def publish(self, packets: dict[Rendition, list[av.Packet]], cursor: Cursor | None) -> None:
+    def publish(self, encoded: dict[Rendition, Encoded], cursor: Cursor | None) -> None:
         """Queue one step's packets of each rendition for every attached viewer of it, then tell them all
         where the cursor is."""
-        for rendition, made in packets.items():
+        for rendition, made in encoded.items():
+            self._since_keyframe.setdefault(rendition, JoinReplay()).add(made)
             attached = [
                 viewer for viewer, seat in self._seats.items() if seat.attached and viewer.rendition == rendition
             ]
-            for packet in made:
-                self._remember(rendition, packet)
+            for packet in made.packets:
                 for viewer in attached:
                     backlog = self._seats[viewer].backlog
                     if backlog is None:
@@ -355,15 +363,6 @@ class Audience:
             self._cursor_image = (cursor.serial, png_data_url(cursor.image))
         return self._cursor_image[1]
 
-    def _remember(self, rendition: Rendition, packet: av.Packet) -> None:
-        kept = self._since_keyframe.setdefault(rendition, [])
-        if packet.is_keyframe:
-            self._since_keyframe[rendition] = [packet]
-        elif 0 < len(kept) < REPLAY_LIMIT:
-            kept.append(packet)
-        else:
-            kept.clear()  # too long to replay (or no keyframe yet): joiners ask for one
-
     def _attach(self, viewer: Seat) -> None:
         seat = self._seats[viewer]
         seat.attached = True
@@ -371,10 +370,12 @@ class Audience:
         if viewer.rendition is None:
             return  # its offer took no video the session makes: it gets messages and sound only
         kept = self._since_keyframe.get(viewer.rendition)
-        if not kept:
-            self._request_keyframe(viewer.rendition)
+        if kept is None or not kept.current(time.time()):
+            self.stats.joins_on_a_keyframe += 1
+            self._request_keyframe(viewer.rendition)  # its queue waits for it: it starts from the present
             return
-        seat.backlog = replay(kept)
+        self.stats.joins_replayed += 1
+        seat.backlog = replay(kept.packets)
         seat.replaying = asyncio.create_task(self._replay(viewer, seat), name=f"replay-{viewer.id}")
 
     async def _replay(self, viewer: Seat, seat: _Delivery) -> None:
@@ -450,6 +451,39 @@ class Audience:
         if isinstance(event, KeyEvent):
             (seat.keys_down.add if event.down else seat.keys_down.discard)(event.code)
         self._sink.send(event)
+
+
+class JoinReplay:
+    """A rendition's last keyframe and the packets after it (at most REPLAY_LIMIT), which a joining viewer is
+    sent so that it starts at once, and whether they show the present.
+
+    A browser shows each replayed frame as it decodes it, so a replay of a picture that changed after its
+    keyframe plays the past back in fast motion (measured at 1080p30, moving: frames up to 1.15 s old in the
+    first 2 s after a join). It is used only while nothing in it was superseded more than JOIN_MAX_AGE ago:
+    the picture has not changed since the keyframe (a still screen, or one only being refined: the replay
+    makes it sharp at once), or it first changed within JOIN_MAX_AGE. Otherwise the joiner waits for a
+    fresh keyframe, which the keyframe policy shares among the joiners of half a second.
+    """
+
+    def __init__(self) -> None:
+        self.packets: list[av.Packet] = []
+        self._changed_at: float | None = None
+        """The capture time of the first change after the keyframe (None while its picture stands)."""
+
+    def add(self, encoded: Encoded) -> None:
+        for packet in encoded.packets:
+            if packet.is_keyframe:
+                self.packets, self._changed_at = [packet], None
+            elif 0 < len(self.packets) < REPLAY_LIMIT:
+                self.packets.append(packet)
+                if encoded.changed and self._changed_at is None:
+                    self._changed_at = packet.opaque
+            else:
+                self.packets = []  # too long to replay (or no keyframe yet): joiners ask for one
+
+    def current(self, now: float) -> bool:
+        """Whether a joiner may be replayed the packets at wall-clock time `now`."""
+        return bool(self.packets) and (self._changed_at is None or now - self._changed_at <= JOIN_MAX_AGE)
 
 
 def state_message(state: SourceState, error: str | None, resizable: bool = False, relative: bool = False) -> str:

@@ -9,6 +9,7 @@ import av
 
 from vgpustream.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
+from vgpustream.capture.pipeline import Encoded
 from vgpustream.recording.recorder import Recorders
 from vgpustream.renditions import TOP, Rendition
 from vgpustream.resize import Resizer
@@ -147,9 +148,10 @@ class Session:
     def composites_cursor(self) -> bool:
         return self.recorders.watched() or self.audience.composites_cursor()
 
-    def publish(self, packets: dict[Rendition, list[av.Packet]], cursor: Cursor | None) -> None:
-        self.audience.publish(packets, cursor)
-        self.recorders.publish(packets.get(TOP, []), self.capture.stats.frames_encoded)
+    def publish(self, encoded: dict[Rendition, Encoded], cursor: Cursor | None) -> None:
+        self.audience.publish(encoded, cursor)
+        top = encoded[TOP].packets if TOP in encoded else []
+        self.recorders.publish(top, self.capture.stats.frames_encoded)
 
     def _listened(self) -> bool:
         return self.audience.listened() or self.recorders.watched()

@@ -59,7 +59,9 @@ async def test_a_viewer_hears_the_guests_440_hz_on_the_videos_clock(guest: RigGu
 
     # watch what the audience is given: each packet's age on the shared clock when it is published (the video's
     # come by rendition)
-    session.audience.publish = timed("video", session.audience.publish, lambda by: [p for v in by.values() for p in v])
+    session.audience.publish = timed(
+        "video", session.audience.publish, lambda by: [p for e in by.values() for p in e.packets]
+    )
     session.audience.publish_sound = timed("audio", session.audience.publish_sound)
     viewer = await viewers(server, sound=True)
     heard = await hear(viewer, 2.0)

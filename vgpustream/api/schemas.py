@@ -263,6 +263,10 @@ class Stats(Closed):
     input_refused: int
     keyframe_requests_limited: int
     viewers_flooding: Annotated[int, Meta(description="viewers disconnected for sending messages too fast")]
+    joins_replayed: Annotated[int, Meta(description="viewers that started from the replay since the keyframe")]
+    joins_on_a_keyframe: Annotated[
+        int, Meta(description="viewers that started from a fresh keyframe (a replay would have shown the past)")
+    ]
     resize_requests: int
     resizes_applied: int
     resizes_failed: int

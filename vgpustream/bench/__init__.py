@@ -114,6 +114,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="Chromium binary (default %(default)s)")
     p.add_argument("--loads", type=int, default=10, help="page loads timed to their first frame (default %(default)s)")
+    p.add_argument("--joins", type=int, default=10, help="pages joining the watched session (default %(default)s)")
     p.add_argument(
         "--transports", "--transport", type=_transports, default=("webrtc",), help="webrtc, websocket or both"
     )
@@ -180,7 +181,13 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "latency":
         sizes = [f"{width}x{height}" for width, height in args.resolutions]
         result = latency.run(
-            sizes, args.frames, args.bitrate, args.chromium, loads=args.loads, transports=args.transports
+            sizes,
+            args.frames,
+            args.bitrate,
+            args.chromium,
+            loads=args.loads,
+            joins=args.joins,
+            transports=args.transports,
         )
         print(json.dumps(result) if args.json else _latency_table(result))
     elif args.bench == "report":
@@ -290,6 +297,14 @@ def _latency_table(result: dict[str, Any]) -> str:
         answered = f"   POST {post['p50']} [{post['min']}..{post['max']}]" if post else ""
         name = f"{run['resolution']} {run['transport']}"
         lines.append(f"{name:>20}  {first['p50']:>6} [{first['min']}..{first['max']}]{answered}")
+    lines.append(
+        "the join phase: the age of each frame shown in a joiner's first 2 s, ms (p50 / p95 / max; max per join)"
+    )
+    for run in result["runs"]:
+        join = run["join_phase_ms"]
+        name = f"{run['resolution']} {run['transport']}"
+        figures = f"{join.get('p50', '-')} / {join.get('p95', '-')} / {join['max']}"
+        lines.append(f"{name:>20}  {figures}  {join['max_per_join']}")
     return "\n".join(lines)
 
 

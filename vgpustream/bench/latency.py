@@ -33,11 +33,14 @@ from vgpustream.testing.server import serve
 TIMEOUT = 120.0
 WARM_UP = 30  # frames: the first second shows the connection starting up, not the steady delay
 REPORTED = 30  # the console's own delay figures after its warm-up: at least a second of them
+JOIN_PHASE_MS = 2000  # after a viewer's first frame: what issue 30 calls the join phase
+JOINED = f"""() => window.benchLatency.first !== null
+  && performance.timeOrigin + performance.now() - window.benchLatency.first > {JOIN_PHASE_MS + 200}"""
 
 READ_STAMPS = f"""
 (() => {{
   const COLUMNS = {COLUMNS}, ROWS = {ROWS};
-  window.benchLatency = {{ handed: [], displayed: [], frames: [], post: null, first: null, seen: 0 }};
+  window.benchLatency = {{ handed: [], displayed: [], frames: [], joined: [], post: null, first: null, seen: 0 }};
   const fetch = window.fetch;
   window.fetch = (url, options) => {{
     if (options && options.method === "POST" && String(url).includes("/whep/") && window.benchLatency.post === null)
@@ -85,11 +88,17 @@ READ_STAMPS = f"""
       const handed = performance.timeOrigin + performance.now();
       const results = window.benchLatency;
       if (results.first === null) results.first = handed;
-      const stamp = results.seen++ < {WARM_UP} ? null : read(video, canvas, context);
+      const joining = handed - results.first < {JOIN_PHASE_MS};  // every frame of the join phase
+      const steady = results.seen++ >= {WARM_UP};
+      const stamp = joining || steady ? read(video, canvas, context) : null;
       if (stamp !== null) {{
-        results.frames.push(stamp.frame);
-        results.handed.push(handed - stamp.time);
-        results.displayed.push(performance.timeOrigin + metadata.expectedDisplayTime - stamp.time);
+        const displayed = performance.timeOrigin + metadata.expectedDisplayTime - stamp.time;
+        if (joining) results.joined.push(displayed);
+        if (steady) {{
+          results.frames.push(stamp.frame);
+          results.handed.push(handed - stamp.time);
+          results.displayed.push(displayed);
+        }}
       }}
       video.requestVideoFrameCallback(onFrame);
     }};
@@ -168,8 +177,21 @@ async def first_frame(browser: Any, url: str) -> tuple[float, float]:
         await page.close()
 
 
+async def join_phase(browser: Any, url: str) -> list[float]:
+    """A fresh page of the console joining a session others watch: how old (ms, capture to expected on
+    screen) each frame it shows in its first JOIN_PHASE_MS is."""
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        await page.add_init_script(READ_STAMPS)
+        await page.goto(url)
+        await page.wait_for_function(JOINED, timeout=TIMEOUT * 1000)
+        return await page.evaluate("window.benchLatency.joined")
+    finally:
+        await page.close()
+
+
 async def measure(
-    resolution: str, frames: int, bitrate: int, chromium: str, *, loads: int, transport: str
+    resolution: str, frames: int, bitrate: int, chromium: str, *, loads: int, joins: int, transport: str
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-latency-") as folder:
         source = f"synthetic:{resolution}@30"
@@ -188,6 +210,8 @@ async def measure(
                     await asyncio.sleep(0.5)
                 results = await page.evaluate("window.benchLatency")
                 reported = [ms for report in await page.evaluate("window.delayReports") for ms in report]
+                # while this page watches, the session is moving and encoded: viewers join it
+                joined = [await join_phase(console.browser, page_url) for _ in range(joins)]
                 await page.close()
                 firsts = [await first_frame(console.browser, page_url) for _ in range(loads)]
     numbers = results["frames"][:frames]
@@ -201,6 +225,12 @@ async def measure(
         "frames_skipped": numbers[-1] - numbers[0] + 1 - len(set(numbers)),
         "whep_post_to_first_frame_ms": post_to_first,
         "page_load_to_first_frame_ms": spread([frame for frame, _ in firsts]),
+        "join_phase_ms": {
+            "joins": joins,
+            "max_per_join": [round(max(ages), 1) for ages in joined if ages],
+            **percentiles([age for ages in joined for age in ages]),
+            "max": round(max((age for ages in joined for age in ages), default=float("nan")), 1),
+        },
         "whep_post_answered_ms": None if transport == "websocket" else spread([post for _, post in firsts]),
         "glass_to_glass_ms": {
             "handed_to_page": percentiles(results["handed"][:frames]),
@@ -221,11 +251,12 @@ def run(
     chromium: str = CHROMIUM,
     *,
     loads: int = 10,
+    joins: int = 10,
     transports: tuple[str, ...] = ("webrtc",),
 ) -> dict[str, Any]:
     """Each resolution over each transport (the console's transport=), one after the other in one run."""
     runs = [
-        asyncio.run(measure(resolution, frames, bitrate, chromium, loads=loads, transport=transport))
+        asyncio.run(measure(resolution, frames, bitrate, chromium, loads=loads, joins=joins, transport=transport))
         for resolution in resolutions
         for transport in transports
     ]

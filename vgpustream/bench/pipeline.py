@@ -32,7 +32,7 @@ import av
 import numpy as np
 
 from vgpustream.capture.loop import CaptureLoop
-from vgpustream.capture.pipeline import FramePipeline
+from vgpustream.capture.pipeline import Encoded, FramePipeline
 from vgpustream.capture.stats import CaptureStats
 from vgpustream.encoder import TIME_BASE, EncoderSettings
 from vgpustream.renditions import TOP, Rendition
@@ -81,7 +81,7 @@ class FrameCounter:
     def renditions(self) -> set[Rendition]:
         return {TOP}
 
-    def publish(self, packets: dict[Rendition, list[av.Packet]], cursor: Cursor | None) -> None:
+    def publish(self, encoded: dict[Rendition, Encoded], cursor: Cursor | None) -> None:
         self._check()
 
     def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:

@@ -20,7 +20,7 @@ from vgpustream.bench import capacity, fanout, latency, quality
 from vgpustream.encoder import EncoderSettings
 
 FULL = {
-    "latency": {"resolutions": ["1280x720", "1920x1080"], "frames": 900, "loads": 10},
+    "latency": {"resolutions": ["1280x720", "1920x1080"], "frames": 900, "loads": 10, "joins": 10},
     "fanout": {"counts": [1, 4, 8, 16], "seconds": 10.0},
     "capacity": {"counts": [1, 2, 4, 6, 8], "seconds": 10.0},
     "quality": {"resolutions": [(1280, 720), (1920, 1080)], "moving": 3.0, "still": 3.0},
@@ -39,7 +39,7 @@ class Marks:
 
 ZERO = Marks(from_zero=True)
 QUICK = {
-    "latency": {"resolutions": ["640x360"], "frames": 60, "loads": 2},
+    "latency": {"resolutions": ["640x360"], "frames": 60, "loads": 2, "joins": 2},
     "fanout": {"counts": [1, 2], "seconds": 2.0},
     "capacity": {"counts": [1, 2], "seconds": 2.0},
     "quality": {"resolutions": [(320, 240)], "moving": 0.5, "still": 1.0},
@@ -50,7 +50,11 @@ def run_all(quick: bool) -> dict[str, Any]:
     plan, bitrate = QUICK if quick else FULL, EncoderSettings().bitrate
     return {
         "latency": latency.run(
-            plan["latency"]["resolutions"], plan["latency"]["frames"], bitrate, loads=plan["latency"]["loads"]
+            plan["latency"]["resolutions"],
+            plan["latency"]["frames"],
+            bitrate,
+            loads=plan["latency"]["loads"],
+            joins=plan["latency"]["joins"],
         ),
         "fanout": fanout.run(
             plan["fanout"]["counts"],
@@ -154,6 +158,7 @@ def headlines(results: dict[str, Any]) -> list[tuple[str, str]]:
             (f"glass-to-glass {size}, expected on screen, p50 / p95 / p99", triple(delay["expected_on_screen"])),
             (f"glass-to-glass {size}, as the console measured it", triple(delay["console_reported"])),
             (f"WHEP POST to first frame {size}", f"{run['whep_post_to_first_frame_ms']} ms"),
+            (f"oldest frame a joiner was shown in its first 2 s, {size}", f"{run['join_phase_ms']['max']} ms"),
         ]
     fanout, capacity = results["fanout"], results["capacity"]
     rows += [(f"one session, {run['viewers']} {run['transport']} viewer(s)", load(run)) for run in fanout["runs"]]

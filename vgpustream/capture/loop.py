@@ -23,8 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
-import av
-
 from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import Capture, Decisions, Encoded, FramePipeline, StepResult
 from vgpustream.capture.stats import CaptureStats, Histogram, RateMeter
@@ -74,8 +72,8 @@ class Output(Protocol):
         """The renditions someone (a viewer, a recording) takes; none: nothing is encoded."""
         ...
 
-    def publish(self, packets: dict[Rendition, list[av.Packet]], cursor: Cursor | None) -> None:
-        """Deliver one step's packets of each rendition (possibly none) and the cursor as it is now."""
+    def publish(self, encoded: dict[Rendition, Encoded], cursor: Cursor | None) -> None:
+        """Deliver what each rendition made of one step (possibly nothing) and the cursor as it is now."""
         ...
 
     def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:
@@ -302,7 +300,7 @@ class CaptureLoop:
             capture.result.encode += result.seconds
             capture.result.repeated |= result.repeated
         self._count(capture.result, encoded, now)
-        output.publish({rendition: result.packets for rendition, result in encoded.items()}, cursor)
+        output.publish(encoded, cursor)
 
     def _running(self, wanted: set[Rendition]) -> bool:
         """Keep state for the renditions `wanted` (a new one starts with a keyframe), and only those; whether any is."""

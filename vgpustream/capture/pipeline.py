@@ -46,6 +46,9 @@ class Encoded:
     packets: list[av.Packet] = field(default_factory=list)
     repeated: bool = False
     """The last picture again (a keyframe asked for, the drawn-in cursor moved, a refinement)."""
+    changed: bool = False
+    """What it shows differs from what the rendition showed before (a new picture, or the drawn-in cursor
+    moved); not for a refinement or a keyframe of the same picture."""
     seconds: float = 0.0
     size: tuple[int, int] | None = None
     """The size of the picture encoded (None if none was)."""
@@ -114,7 +117,9 @@ class EncodeStage:
         else:
             return result
         assert self._last_picture is not None
-        refining = result.repeated and not keyframe and cursor_key(cursor) == self._drawn_cursor
+        moved = cursor_key(cursor) != self._drawn_cursor
+        refining = result.repeated and not keyframe and not moved
+        result.changed = not result.repeated or moved
         self._drawn_cursor = cursor_key(cursor)
         t0 = time.perf_counter()
         picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
