@@ -76,6 +76,39 @@ def bearer_token(request: web.Request) -> str | None:
     return value
 
 
+def token_lines(path: Path, what: str) -> list[str]:
+    """The lines of a file of secrets, without blank lines and # comments; at least one."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise VgpuStreamError(f"cannot read the {what} file: {exc.strerror}") from None
+    found = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not found:
+        raise VgpuStreamError(f"the {what} file holds no token")
+    return found
+
+
+class OperatorTokens:
+    """The operator tokens, kept as hashes; a presented secret is compared with each of them in constant time."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._hashes = [token_hash(s) for s in secrets]
+
+    def match(self, secret: str) -> bool:
+        presented = token_hash(secret)
+        # compare against every operator token, always, so timing says nothing about which matched
+        return sum(hmac.compare_digest(presented, h) for h in self._hashes) > 0
+
+    def require(self, request: web.Request) -> str:
+        """The request's operator token; Unauthorized without a token, Forbidden for any other token."""
+        secret = bearer_token(request)
+        if secret is None:
+            raise Unauthorized("an operator token is required (Authorization: Bearer <token>)")
+        if not self.match(secret):
+            raise Forbidden("not a valid operator token")
+        return secret
+
+
 def operator_tokens(settings: Settings) -> tuple[list[str], Path | None]:
     """The operator tokens from the settings, or one generated into the state directory.
 
@@ -83,13 +116,7 @@ def operator_tokens(settings: Settings) -> tuple[list[str], Path | None]:
     """
     tokens = [settings.operator_token] if settings.operator_token else []
     if settings.operator_token_file:
-        try:
-            lines = settings.operator_token_file.read_text().splitlines()
-        except OSError as exc:
-            raise VgpuStreamError(f"cannot read the operator token file: {exc.strerror}") from None
-        tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-        if not tokens:
-            raise VgpuStreamError("the operator token file holds no token")
+        tokens += token_lines(settings.operator_token_file, "operator token")
     if tokens:
         return tokens, None
     path = settings.state_dir / GENERATED_TOKEN_FILE
@@ -107,12 +134,7 @@ class Authority:
     def __init__(self, store: Store, operator_secrets: list[str], enabled: bool = True) -> None:
         self.enabled = enabled
         self._store = store
-        self._operator_hashes = [token_hash(s) for s in operator_secrets]
-
-    def _is_operator(self, secret: str) -> bool:
-        presented = token_hash(secret)
-        # compare against every operator token, always, so timing says nothing about which matched
-        return sum(hmac.compare_digest(presented, h) for h in self._operator_hashes) > 0
+        self._operators = OperatorTokens(operator_secrets)
 
     def from_operator(self, request: web.Request) -> bool:
         """Whether the request carries a valid operator token."""
@@ -120,18 +142,19 @@ class Authority:
             secret = bearer_token(request)
         except Forbidden:
             return False
-        return secret is not None and self._is_operator(secret)
+        return secret is not None and self._operators.match(secret)
 
     def require_operator(self, request: web.Request) -> None:
         if not self.enabled:
             return
-        secret = bearer_token(request)
-        if secret is None:
-            raise Unauthorized("an operator token is required (Authorization: Bearer <token>)")
-        if not self._is_operator(secret):
-            # a viewer token is a valid token, of too small a scope
-            viewer_token = self._store.token_by_hash(token_hash(secret)) is not None
-            raise Forbidden("not a valid operator token", "insufficient_scope" if viewer_token else "invalid_token")
+        try:
+            self._operators.require(request)
+        except Forbidden as refused:
+            secret = bearer_token(request)
+            if secret is not None and self._store.token_by_hash(token_hash(secret)) is not None:
+                # a viewer token is a valid token, of too small a scope
+                raise Forbidden(refused.message, "insufficient_scope") from None
+            raise
 
     def viewer_grant(self, request: web.Request, session_id: str, consume: bool = True) -> Grant:
         """What the request's token allows on session `session_id`; a single-use token is used up here."""
@@ -144,7 +167,7 @@ class Authority:
             return Grant("control")
         if secret is None:
             raise Unauthorized("a viewer token is required (Authorization: Bearer <token>)")
-        if self._is_operator(secret):
+        if self._operators.match(secret):
             return Grant(OPERATOR)
         found = self._store.token_by_hash(token_hash(secret))
         if found is None or not hmac.compare_digest(found[1], token_hash(secret)):

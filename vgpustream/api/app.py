@@ -82,11 +82,11 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
-def security_headers(settings: Settings) -> dict[str, str]:
+def security_headers(frame_ancestors: tuple[str, ...]) -> dict[str, str]:
     """The headers of every answer, page and API alike: `Server: vgpustream` (without aiohttp's default of
     Python's and aiohttp's versions), a Content-Security-Policy that allows only our own files (no inline
-    script), no framing unless --frame-ancestors allows it, no MIME sniffing and no Referer."""
-    ancestors = " ".join(settings.frame_ancestors) or "'none'"
+    script), no framing but by `frame_ancestors` (--frame-ancestors), no MIME sniffing and no Referer."""
+    ancestors = " ".join(frame_ancestors) or "'none'"
     policy = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
         f"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
@@ -110,7 +110,7 @@ def create_app(settings: Settings) -> web.Application:
         },
     )
     app[SETTINGS] = settings
-    headers = security_headers(settings)
+    headers = security_headers(settings.frame_ancestors)
 
     async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(headers)
