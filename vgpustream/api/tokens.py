@@ -75,15 +75,18 @@ async def create_token(request: web.Request) -> web.Response:
     return json_response(IssuedToken(**fields, **links(base, session.id, secret, body.transport)), 201)
 
 
-def links(base: str, session_id: str, secret: str, transport: str = "auto") -> dict[str, str]:
+def links(base: str, session_id: str, secret: str, transport: str = "auto", node: str | None = None) -> dict[str, str]:
     """The token with where to use it. The console link carries it in the fragment, which no server sees,
-    and the transport the console is to use where it is not its own choice (auto)."""
-    query = urlencode({"session": session_id} | ({} if transport == "auto" else {"transport": transport}))
+    and the transport the console is to use where it is not its own choice (auto); links through a gateway
+    (vgpustream.gateway) name the session's `node`, every one of them."""
+    route = {} if node is None else {"node": node}
+    query = urlencode({"session": session_id} | ({} if transport == "auto" else {"transport": transport}) | route)
+    at = f"?{urlencode(route)}" if route else ""
     return {
         "token": secret,
         "console_url": f"{base}/?{query}#token={secret}",
-        "whep_url": f"{base}/whep/{session_id}",
-        "websocket_url": f"{base.replace('http', 'ws', 1)}/ws/{session_id}",
+        "whep_url": f"{base}/whep/{session_id}{at}",
+        "websocket_url": f"{base.replace('http', 'ws', 1)}/ws/{session_id}{at}",
     }
 
 

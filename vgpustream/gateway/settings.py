@@ -1,0 +1,71 @@
+"""The gateway's configuration: flags, VGPUSTREAM_* environment and a TOML file, as the host's Settings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from vgpustream.errors import VgpuStreamError
+from vgpustream.settings import ServiceSettings, setting
+
+NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
+"""A node's name, as Kubernetes names its nodes (a DNS subdomain)."""
+HOST_URL = re.compile(r"https?://[\w.:\[\]-]{1,260}/?")
+"""A host's base URL: scheme, name or address and port, nothing after."""
+
+
+@dataclass(frozen=True)
+class GatewaySettings(ServiceSettings):
+    """`vgpustream gateway`'s settings: its hosts (--node), its token and theirs, and how long it waits for them."""
+
+    port: int = setting("port to listen on", default=8090)
+    node: tuple[str, ...] = setting(
+        "a host of the cluster as NAME=URL, e.g. gpu-host-7=http://10.0.3.7:8080 (repeatable; comma-separated "
+        "in the environment)",
+        default=(),
+    )
+    operator_token: str | None = setting("the gateway's own operator token for /api/v1", cli=False)
+    operator_token_file: Path | None = setting("file with the gateway's operator tokens for /api/v1, one per line")
+    host_token: str | None = setting("the operator token the gateway presents to every host", cli=False)
+    host_token_file: Path | None = setting(
+        "file of the hosts' operator tokens: a line `NAME TOKEN` per host, `* TOKEN` for every other host"
+    )
+    host_timeout: float = setting(
+        "seconds a host has to answer a list or a search for a session before it counts as unreachable", default=2.0
+    )
+    request_timeout: float = setting(
+        "seconds a host has to start answering a relayed request (a WHEP offer, a thumbnail), and the longest "
+        "pause within an answer",
+        default=15.0,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("host_timeout", "request_timeout"):
+            if not 0 < getattr(self, name) <= 300:
+                raise VgpuStreamError(f"{name.replace('_', ' ')} must be within 0..300 seconds")
+        if not (self.operator_token or self.operator_token_file):
+            raise VgpuStreamError(
+                "the gateway needs its operator token: VGPUSTREAM_OPERATOR_TOKEN or --operator-token-file"
+            )
+        if not (self.host_token or self.host_token_file):
+            raise VgpuStreamError(
+                "the gateway needs the hosts' operator token: VGPUSTREAM_HOST_TOKEN or --host-token-file"
+            )
+        self.static_nodes  # noqa: B018 - validates every --node now, not at first use
+
+    @property
+    def static_nodes(self) -> dict[str, str]:
+        """The --node hosts: name → base URL (without a trailing slash)."""
+        nodes: dict[str, str] = {}
+        for given in self.node:
+            name, sep, url = given.partition("=")
+            if not sep or not NODE_NAME.fullmatch(name):
+                raise VgpuStreamError(f"--node {given[:80]!r} must be NAME=URL with a node name such as gpu-host-7")
+            if not HOST_URL.fullmatch(url):
+                raise VgpuStreamError(f"--node {name}: {url[:80]!r} must be a base URL such as http://10.0.3.7:8080")
+            if name in nodes:
+                raise VgpuStreamError(f"--node {name} is given twice")
+            nodes[name] = url.rstrip("/")
+        return nodes
