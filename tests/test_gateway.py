@@ -11,8 +11,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
+from tests.test_console import FRAMES_DECODED, decoded_more_than
 from vgpustream.api.app import create_app
 from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
@@ -26,6 +28,8 @@ GATEWAY_TOKEN = "test-gateway-token"
 CONTROL_PLANE = {"Authorization": f"Bearer {GATEWAY_TOKEN}"}
 NODES = ("gpu-host-1", "gpu-host-2", "gpu-host-3")
 SOURCE = "synthetic:320x240@30"
+WEBSOCKET_FRAMES = "() => window.vgpustream.socket ? window.vgpustream.socket.counts.decoded : 0"
+"""The frames the console has decoded from its WebSocket transport."""
 
 
 class Cluster:
@@ -364,3 +368,46 @@ async def test_hosts_tokens_come_from_a_file_by_node(cluster, control_plane, aio
     tokens.write_text("gpu-host-1\n")
     with pytest.raises(VgpuStreamError, match="must be `NAME TOKEN` or `\\* TOKEN`"):
         create_gateway(settings)
+
+
+@pytest.mark.browser
+async def test_consoles_through_two_gateways_play_and_a_dead_host_leaves_other_viewers_be(cluster, control_plane):
+    first = await cluster.gateway(refresh_interval=0.2)
+    await create(control_plane, first, "vm-7", "gpu-host-2")
+    await create(control_plane, first, "vm-3", "gpu-host-3")
+    second = await cluster.gateway(refresh_interval=0.2)  # a replica that has never been asked for the list
+    links = {}
+    for gateway, session, node, transport in (
+        (second, "vm-7", "gpu-host-2", "auto"),  # made through one gateway, its link through the other
+        (first, "default", "gpu-host-1", "websocket"),  # an id every host has: the link names the node
+    ):
+        body = {"role": "control", "transport": transport}
+        path = f"/api/v1/sessions/{session}/tokens?node={node}"
+        async with control_plane.post(gateway.make_url(path), json=body) as response:
+            assert response.status == 201, await response.text()
+            links[session] = (await response.json())["console_url"]
+    async with chromium() as browser:
+        pages = {}
+        for session, url in links.items():
+            page = pages[session] = await browser.new_page()
+            await page.goto(url)
+        await decoded_more_than(pages["vm-7"], 10)
+        await pages["default"].wait_for_function("() => window.vgpustream.state === 'playing'", timeout=20_000)
+        assert await pages["vm-7"].evaluate("window.vgpustream.transport") == "webrtc"
+        assert await pages["default"].evaluate("window.vgpustream.transport") == "websocket"
+        (webrtc,) = cluster.hosts["gpu-host-2"].app[REGISTRY].get("vm-7").audience
+        (websocket,) = cluster.hosts["gpu-host-1"].app[REGISTRY].get("default").audience
+        assert (webrtc.transport, websocket.transport) == ("webrtc", "websocket"), "each on its own host"
+
+        await cluster.hosts["gpu-host-3"].close()
+        for gateway in (first, second):
+            async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+                states = {(s["node"], s["id"]): s["state"] for s in (await response.json())["sessions"]}
+            assert states[("gpu-host-2", "vm-7")] == "streaming" and states[("gpu-host-1", "default")] == "streaming"
+            assert states[("gpu-host-3", "vm-3")] == "unreachable", "each replica remembers what its host had"
+        decoded = await pages["vm-7"].evaluate(FRAMES_DECODED)
+        drawn = await pages["default"].evaluate(WEBSOCKET_FRAMES)
+        await decoded_more_than(pages["vm-7"], decoded + 30)
+        await pages["default"].wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > {drawn + 30}", timeout=20_000)
+        for page in pages.values():
+            assert await page.evaluate("window.vgpustream.state") == "playing", "the other hosts' viewers play on"

@@ -57,6 +57,7 @@ def create_gateway(settings: GatewaySettings, discovery: Discovery | None = None
         HostTokens(settings.host_token, settings.host_token_file),
         settings.host_timeout,
         settings.request_timeout,
+        settings.refresh_interval,
     )
     headers = security_headers(settings.frame_ancestors)
 

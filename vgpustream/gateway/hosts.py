@@ -85,8 +85,17 @@ def host_query(query: MultiDictProxy[str]) -> list[tuple[str, str]]:
 class Hosts:
     """The hosts the discovery knows, called through one connection pool; remembers what each listed last."""
 
-    def __init__(self, discovery: Discovery, tokens: HostTokens, host_timeout: float, request_timeout: float) -> None:
+    def __init__(
+        self,
+        discovery: Discovery,
+        tokens: HostTokens,
+        host_timeout: float,
+        request_timeout: float,
+        refresh_interval: float,
+    ) -> None:
         self.discovery = discovery
+        self._refresh_interval = refresh_interval
+        self._refreshing: asyncio.Task[None] | None = None
         self.tokens = tokens
         self._quick = aiohttp.ClientTimeout(total=host_timeout)
         self._relayed = aiohttp.ClientTimeout(sock_connect=host_timeout, sock_read=request_timeout)
@@ -100,8 +109,19 @@ class Hosts:
         # the hosts' own names in their answers are not ours to decompress or to trust with cookies
         self._client = aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
         await self.discovery.start()
+        self._refreshing = asyncio.create_task(self._refresh(), name="gateway-refresh")
+
+    async def _refresh(self) -> None:
+        """List every node now and every --refresh-interval: a replica that nobody asked for the list yet knows
+        what a host held before it stopped answering."""
+        while True:
+            await self.sessions(list(self.discovery.nodes().values()), [])
+            await asyncio.sleep(self._refresh_interval)
 
     async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            await asyncio.gather(self._refreshing, return_exceptions=True)
         await self.discovery.stop()
         if self._client is not None:
             await self._client.close()

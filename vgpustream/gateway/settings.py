@@ -34,6 +34,10 @@ class GatewaySettings(ServiceSettings):
     host_timeout: float = setting(
         "seconds a host has to answer a list or a search for a session before it counts as unreachable", default=2.0
     )
+    refresh_interval: float = setting(
+        "seconds between two lists of every host's sessions, which the list shows while a host does not answer",
+        default=10.0,
+    )
     request_timeout: float = setting(
         "seconds a host has to start answering a relayed request (a WHEP offer, a thumbnail), and the longest "
         "pause within an answer",
@@ -42,7 +46,7 @@ class GatewaySettings(ServiceSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("host_timeout", "request_timeout"):
+        for name in ("host_timeout", "request_timeout", "refresh_interval"):
             if not 0 < getattr(self, name) <= 300:
                 raise VgpuStreamError(f"{name.replace('_', ' ')} must be within 0..300 seconds")
         if not (self.operator_token or self.operator_token_file):
