@@ -4,6 +4,9 @@ session's host, hosts that are down, hang or answer garbage, and viewers' signal
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from vgpustream.errors import VgpuStreamError
 from vgpustream.gateway.app import create_gateway
 from vgpustream.gateway.settings import GatewaySettings
 from vgpustream.testing.receiver import WhepReceiver
+from vgpustream.testing.server import gateway as gateway_process
 from vgpustream.testing.wsreceiver import WebSocketReceiver, WebSocketRefused
 
 GATEWAY_TOKEN = "test-gateway-token"
@@ -411,3 +415,28 @@ async def test_consoles_through_two_gateways_play_and_a_dead_host_leaves_other_v
         await pages["default"].wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > {drawn + 30}", timeout=20_000)
         for page in pages.values():
             assert await page.evaluate("window.vgpustream.state") == "playing", "the other hosts' viewers play on"
+
+
+async def test_the_gateway_command_serves_the_cluster_with_tokens_from_its_environment(
+    cluster, control_plane, tmp_path
+):
+    nodes = ",".join(cluster.nodes())
+    environment = {"VGPUSTREAM_OPERATOR_TOKEN": GATEWAY_TOKEN, "VGPUSTREAM_HOST_TOKEN": OPERATOR_TOKEN}
+    with gateway_process(tmp_path, env={**environment, "VGPUSTREAM_NODE": nodes}) as gateway:
+        async with control_plane.get(f"{gateway.url}/api/v1/sessions") as response:
+            status, listing = await answer(response)
+        assert status == 200 and [n["state"] for n in listing["nodes"]] == ["up"] * 3
+        async with control_plane.get(f"{gateway.url}/readyz") as response:
+            assert (response.status, await response.json()) == (200, {"status": "ready"})
+        output = gateway.output()
+    assert "GET /api/v1/sessions 200" in output, "the access log"
+    assert GATEWAY_TOKEN not in output and OPERATOR_TOKEN not in output, "no token in a log line"
+    refused = subprocess.run(
+        [sys.executable, "-m", "vgpustream", "gateway", "--node", "gpu-host-1"],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr == ("vgpustream: --node 'gpu-host-1' must be NAME=URL with a node name such as gpu-host-7\n")

@@ -72,7 +72,8 @@ class ViewerRules:
 @dataclass(frozen=True)
 class ServiceSettings:
     """What every web service of vgpustream (a host's server, the gateway) is configured with: where it listens,
-    which names its links may be built from, who may frame its pages, its bodies' limits and its logging."""
+    which names its links may be built from, who may frame its pages, its bodies' and its clients' connections'
+    limits, and its logging."""
 
     host: str = setting("address to listen on", default="127.0.0.1")
     public_url: str | None = setting("base URL of console and WHEP links handed out (default: from the request)")
@@ -87,8 +88,16 @@ class ServiceSettings:
     max_sdp_bytes: int = setting("largest SDP body accepted", default=32 * 1024)
     max_json_bytes: int = setting("largest JSON body accepted", default=16 * 1024)
     log_level: str = setting("debug, info, warning or error", default="info")
+    header_timeout: float = setting(
+        "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0
+    )
+    max_client_connections: int = setting("open HTTP connections per client address", default=128)
 
     def __post_init__(self) -> None:
+        if not self.header_timeout > 0:
+            raise VgpuStreamError("header timeout must be above 0")
+        if self.max_client_connections < 1:
+            raise VgpuStreamError("max_client_connections must be at least 1")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise VgpuStreamError("log level must be debug, info, warning or error")
         for origin in self.frame_ancestors:
@@ -181,10 +190,6 @@ class Settings(ServiceSettings):
     input_burst: int = setting(
         "burst of data-channel messages a viewer may send; past it the viewer is disconnected", default=2000
     )
-    header_timeout: float = setting(
-        "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0
-    )
-    max_client_connections: int = setting("open HTTP connections per client address", default=128)
     metrics_public: bool = setting(
         "serve /metrics without a token (default: the operator token is needed)", default=False
     )
@@ -217,7 +222,6 @@ class Settings(ServiceSettings):
             "rate_burst",
             "token_max_viewers",
             "input_burst",
-            "max_client_connections",
             "max_recordings",
             "recording_retention_bytes",
         ):
@@ -225,7 +229,7 @@ class Settings(ServiceSettings):
                 raise VgpuStreamError(f"{name} must be at least 1")
         if self.on_token_expiry not in ("view", "disconnect"):
             raise VgpuStreamError("on token expiry must be view or disconnect")
-        for name in ("viewer_connect_timeout", "header_timeout", "input_rate"):
+        for name in ("viewer_connect_timeout", "input_rate"):
             if not getattr(self, name) > 0:
                 raise VgpuStreamError(f"{name.replace('_', ' ')} must be above 0")
         if not 0.1 <= self.idle_sample_rate <= 30:

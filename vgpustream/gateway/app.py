@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from vgpustream import compat
 from vgpustream.api import console
 from vgpustream.api.app import API_PREFIX, security_headers
+from vgpustream.api.connections import GuardedRequestHandler
 from vgpustream.api.errors import json_errors
 from vgpustream.api.schemas import Health, Readiness, json_response
 from vgpustream.auth import OperatorTokens, token_lines
@@ -48,8 +50,14 @@ def operators(settings: GatewaySettings) -> OperatorTokens:
 def create_gateway(settings: GatewaySettings, discovery: Discovery | None = None) -> web.Application:
     """The gateway in front of the hosts `discovery` finds (default: the --node hosts)."""
     app = web.Application(
-        middlewares=[json_errors, operator_auth], client_max_size=max(settings.max_json_bytes, settings.max_sdp_bytes)
+        middlewares=[json_errors, operator_auth],
+        client_max_size=max(settings.max_json_bytes, settings.max_sdp_bytes),
+        handler_args={
+            "max_client_connections": settings.max_client_connections,
+            "header_timeout": settings.header_timeout,
+        },
     )
+    compat.serve_connections_with(GuardedRequestHandler)
     app[GATEWAY_SETTINGS] = settings
     app[OPERATORS] = operators(settings)  # read the files now: fail at start
     hosts = app[HOSTS] = Hosts(

@@ -106,8 +106,12 @@ class Hosts:
         """Session id → the node that last had it: where a search asks first."""
 
     async def start(self) -> None:
-        # the hosts' own names in their answers are not ours to decompress or to trust with cookies
-        self._client = aiohttp.ClientSession(auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+        # answers are relayed as they come (compressed or not), no host's cookie reaches another, and the
+        # connections are as many as the relayed requests and WebSockets (aiohttp's default caps them at 100):
+        # each client's are bounded where they come in (--max-client-connections)
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
         await self.discovery.start()
         self._refreshing = asyncio.create_task(self._refresh(), name="gateway-refresh")
 
