@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ DEFAULT_SOURCE = "synthetic:1280x720@30"
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 """The loopback names a Host header may carry by default, besides the listen address."""
 ENV_PREFIX = "VGPUSTREAM_"
+NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
+"""A node's name, as Kubernetes names its nodes (a DNS subdomain)."""
 
 
 def _state_home() -> Path:
@@ -79,7 +82,7 @@ class ServiceSettings:
     public_url: str | None = setting("base URL of console and WHEP links handed out (default: from the request)")
     allowed_host: tuple[str, ...] = setting(
         "a name (Host header) links may be built from when --public-url is not set (repeatable; default the "
-        "listen address and the localhost names)",
+        "listen address, a host's --host-address and the localhost names)",
         default=(),
     )
     frame_ancestors: tuple[str, ...] = setting(
@@ -112,8 +115,13 @@ class ServiceSettings:
     @property
     def allowed_hosts(self) -> frozenset[str]:
         """The names (Host header, without the port) that links may be built from."""
-        names = self.allowed_host or (self.host, *LOCAL_NAMES)
+        names = self.allowed_host or (*self.own_addresses, *LOCAL_NAMES)
         return frozenset(name.lower().strip("[]") for name in names)
+
+    @property
+    def own_addresses(self) -> tuple[str, ...]:
+        """The service's own addresses, names links may be built from unless --allowed-host says otherwise."""
+        return (self.host,)
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,10 @@ class Settings(ServiceSettings):
     host_address: tuple[str, ...] = setting(
         "offer only these addresses as ICE host candidates (repeatable; default every non-loopback address)",
         default=(),
+    )
+    node_name: str | None = setting(
+        "this host's node name in a cluster, which a gateway's control plane names sessions' hosts by (default "
+        "the machine's host name; in Kubernetes, the pod's spec.nodeName)"
     )
     state_dir: Path = setting("directory of the SQLite state (sessions, tokens)", factory=_state_home)
     operator_token: str | None = setting("operator token for /api/v1", cli=False)
@@ -250,6 +262,8 @@ class Settings(ServiceSettings):
             raise VgpuStreamError("--audit-webhook-secret-file signs the --audit-webhook's POSTs: give both")
         if self.audit_webhook and not re.fullmatch(r"https?://\S{1,2000}", self.audit_webhook):
             raise VgpuStreamError("the audit webhook must be an http:// or https:// URL")
+        if self.node_name and not NODE_NAME.fullmatch(self.node_name):
+            raise VgpuStreamError(f"node name {self.node_name[:60]!r} must be a DNS name such as gpu-host-7")
         if self.resolution and not re.fullmatch(r"\d{2,5}x\d{2,5}", self.resolution):
             raise VgpuStreamError("resolution must look like 1920x1080")
 
@@ -263,6 +277,16 @@ class Settings(ServiceSettings):
     @property
     def encoder(self) -> EncoderSettings:
         return EncoderSettings(bitrate=self.bitrate, fps=self.fps, keyframe_interval=self.keyframe_interval)
+
+    @property
+    def own_addresses(self) -> tuple[str, ...]:
+        """The listen address and those offered to viewers (--host-address), where a gateway finds the host."""
+        return (self.host, *self.host_address)
+
+    @property
+    def node(self) -> str:
+        """The node name this host goes by (--node-name, else the machine's host name)."""
+        return self.node_name or socket.gethostname()
 
     @property
     def viewer_rules(self) -> ViewerRules:

@@ -16,6 +16,7 @@ from vgpustream.api.schemas import Health, Readiness, json_response
 from vgpustream.auth import OperatorTokens, token_lines
 from vgpustream.gateway import api, signalling
 from vgpustream.gateway.api import GATEWAY_SETTINGS, HOSTS
+from vgpustream.gateway.dns import DnsNodes
 from vgpustream.gateway.hosts import Hosts, HostTokens
 from vgpustream.gateway.nodes import Discovery, StaticNodes
 from vgpustream.gateway.settings import GatewaySettings
@@ -47,8 +48,16 @@ def operators(settings: GatewaySettings) -> OperatorTokens:
     return OperatorTokens(secrets)
 
 
-def create_gateway(settings: GatewaySettings, discovery: Discovery | None = None) -> web.Application:
-    """The gateway in front of the hosts `discovery` finds (default: the --node hosts)."""
+def discovery(settings: GatewaySettings) -> Discovery:
+    """The hosts of --dns-name, else those of --node."""
+    if settings.dns_name:
+        server = settings.dns_server_address
+        return DnsNodes(settings.dns_name, settings.dns_port, settings.dns_interval, server, settings.host_timeout)
+    return StaticNodes(settings.static_nodes)
+
+
+def create_gateway(settings: GatewaySettings) -> web.Application:
+    """The gateway in front of the hosts of its settings."""
     app = web.Application(
         middlewares=[json_errors, operator_auth],
         client_max_size=max(settings.max_json_bytes, settings.max_sdp_bytes),
@@ -61,7 +70,7 @@ def create_gateway(settings: GatewaySettings, discovery: Discovery | None = None
     app[GATEWAY_SETTINGS] = settings
     app[OPERATORS] = operators(settings)  # read the files now: fail at start
     hosts = app[HOSTS] = Hosts(
-        discovery or StaticNodes(settings.static_nodes),
+        discovery(settings),
         HostTokens(settings.host_token, settings.host_token_file),
         settings.host_timeout,
         settings.request_timeout,

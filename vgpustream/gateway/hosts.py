@@ -28,6 +28,7 @@ from vgpustream.auth import token_lines
 from vgpustream.errors import BadGateway, Conflict, NotFound, Unavailable, VgpuStreamError, bounded
 from vgpustream.gateway.nodes import Discovery, Node
 from vgpustream.gateway.schemas import UNREACHABLE, NodeSession, NodeSessionList, NodeState
+from vgpustream.settings import NODE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ Body = TypeVar("Body", bound=msgspec.Struct)
 
 class HostTokens:
     """The operator token the gateway presents to each host: --host-token for all, and a file of `NAME TOKEN`
-    lines (`* TOKEN` for every host without a line of its own). They never reach a URL or a log line."""
+    lines (`* TOKEN` for every host without a line of its own; a host found in DNS is asked for its node's
+    name with that one). They never reach a URL or a log line."""
 
     def __init__(self, default: str | None, file: Path | None) -> None:
         self._default = default
@@ -112,7 +114,7 @@ class Hosts:
         self._client = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
-        await self.discovery.start()
+        await self.discovery.start(self.identify)
         self._refreshing = asyncio.create_task(self._refresh(), name="gateway-refresh")
 
     async def _refresh(self) -> None:
@@ -154,18 +156,32 @@ class Hosts:
             raise BadGateway(f"node {node.name} gave no valid answer") from None
 
     async def fetch(
-        self, node: Node, path: str, struct: type[Body], query: Sequence[tuple[str, str]] = ()
+        self,
+        node: Node,
+        path: str,
+        struct: type[Body],
+        query: Sequence[tuple[str, str]] = (),
+        statuses: tuple[int, ...] = (200,),
     ) -> Body | None:
-        """GET a JSON answer of `struct` from a host within --host-timeout; None for a 404."""
+        """GET a JSON answer of `struct` (with one of `statuses`) from a host within --host-timeout; None for a
+        404."""
         headers = {"Authorization": self.tokens.authorization(node)}
         with self.reaching(node):
             async with self.client.get(node.url + path, params=query, headers=headers, timeout=self._quick) as answer:
                 if answer.status == 404:
                     return None
                 body = await answer.content.read(MAX_ANSWER + 1)
-                if answer.status != 200 or len(body) > MAX_ANSWER:
+                if answer.status not in statuses or len(body) > MAX_ANSWER:
                     raise BadGateway(f"node {node.name} answered {answer.status} to a call of the gateway's")
                 return msgspec.json.decode(body, type=struct)
+
+    async def identify(self, url: str) -> str:
+        """The node name of the host at `url`, which its /readyz tells the hosts' operator token (ready or not)."""
+        found = Node(url, url)
+        readiness = await self.fetch(found, "/readyz", schemas.Readiness, statuses=(200, 503))
+        if readiness is None or not isinstance(readiness.node, str) or not NODE_NAME.fullmatch(readiness.node):
+            raise BadGateway(f"the host at {url} names no node (its /readyz, for the hosts' operator token)")
+        return readiness.node
 
     async def sessions(self, nodes: list[Node], query: list[tuple[str, str]]) -> NodeSessionList:
         """The sessions of `nodes`, asked all at once; a node that does not answer in time has those it had."""

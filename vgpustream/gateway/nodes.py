@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,12 +15,17 @@ class Node:
     url: str
 
 
+Identify = Callable[[str], Awaitable[str]]
+"""Asks the host at a base URL for its node's name (vgpustream.gateway.hosts.Hosts.identify)."""
+
+
 class Discovery(Protocol):
-    """The hosts of the cluster as last found; started with the gateway, stopped with it."""
+    """The hosts of the cluster as last found; started with the gateway (with a way to ask a host found by its
+    address alone for its node's name), stopped with it."""
 
     def nodes(self) -> Mapping[str, Node]: ...
 
-    async def start(self) -> None: ...
+    async def start(self, identify: Identify) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -34,8 +39,8 @@ class StaticNodes:
     def nodes(self) -> Mapping[str, Node]:
         return self._nodes
 
-    async def start(self) -> None:
-        """Nothing to find: the hosts were given."""
+    async def start(self, identify: Identify) -> None:
+        """Nothing to find: the hosts were given, with their names."""
 
     async def stop(self) -> None:
         """Nothing runs."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from vgpustream.api import schemas
-from vgpustream.gateway.settings import NODE_NAME
+from vgpustream.settings import NODE_NAME
 from vgpustream.sources.base import SourceState
 
 UNREACHABLE = "unreachable"

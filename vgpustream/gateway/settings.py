@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vgpustream.errors import VgpuStreamError
-from vgpustream.settings import ServiceSettings, setting
+from yarl import URL
 
-NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
-"""A node's name, as Kubernetes names its nodes (a DNS subdomain)."""
+from vgpustream.errors import VgpuStreamError
+from vgpustream.settings import NODE_NAME, ServiceSettings, setting
+
 HOST_URL = re.compile(r"https?://[\w.:\[\]-]{1,260}/?")
 """A host's base URL: scheme, name or address and port, nothing after."""
 
@@ -25,6 +26,13 @@ class GatewaySettings(ServiceSettings):
         "in the environment)",
         default=(),
     )
+    dns_name: str | None = setting(
+        "find the hosts in DNS: the name of the DaemonSet's headless Service, e.g. "
+        "vgpustream.vgpustream.svc.cluster.local (its SRV records _http._tcp.NAME, else its A/AAAA records)"
+    )
+    dns_server: str | None = setting("DNS server to ask, ADDRESS or ADDRESS:PORT (default the system's)")
+    dns_port: int = setting("port of the hosts found by A/AAAA records (SRV records carry their own)", default=8080)
+    dns_interval: float = setting("seconds between two looks at DNS for hosts come and gone", default=5.0)
     operator_token: str | None = setting("the gateway's own operator token for /api/v1", cli=False)
     operator_token_file: Path | None = setting("file with the gateway's operator tokens for /api/v1, one per line")
     host_token: str | None = setting("the operator token the gateway presents to every host", cli=False)
@@ -46,7 +54,7 @@ class GatewaySettings(ServiceSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("host_timeout", "request_timeout", "refresh_interval"):
+        for name in ("host_timeout", "request_timeout", "refresh_interval", "dns_interval"):
             if not 0 < getattr(self, name) <= 300:
                 raise VgpuStreamError(f"{name.replace('_', ' ')} must be within 0..300 seconds")
         if not (self.operator_token or self.operator_token_file):
@@ -57,7 +65,28 @@ class GatewaySettings(ServiceSettings):
             raise VgpuStreamError(
                 "the gateway needs the hosts' operator token: VGPUSTREAM_HOST_TOKEN or --host-token-file"
             )
+        if bool(self.node) == bool(self.dns_name):
+            raise VgpuStreamError("name the hosts with --node NAME=URL, or find them with --dns-name: one of the two")
+        if self.dns_name and not NODE_NAME.fullmatch(self.dns_name.rstrip(".")):
+            raise VgpuStreamError(f"--dns-name {self.dns_name[:80]!r} must be a DNS name")
+        if not 1 <= self.dns_port <= 65535:
+            raise VgpuStreamError("--dns-port must be a TCP port, 1..65535")
         self.static_nodes  # noqa: B018 - validates every --node now, not at first use
+        self.dns_server_address  # noqa: B018 - and --dns-server
+
+    @property
+    def dns_server_address(self) -> tuple[str, int] | None:
+        """--dns-server as an address and a port (53 unless it names one); None for the system's servers."""
+        if self.dns_server is None:
+            return None
+        try:
+            server = URL(f"dns://{self.dns_server}")  # [v6]:port as in a URL
+            address, port = str(ipaddress.ip_address(server.host or "")), server.port or 53
+        except ValueError:
+            address, port = "", 0
+        if not (address and 1 <= port <= 65535):
+            raise VgpuStreamError(f"--dns-server {self.dns_server[:60]!r} must be ADDRESS or ADDRESS:PORT")
+        return address, port
 
     @property
     def static_nodes(self) -> dict[str, str]:
