@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -22,6 +23,9 @@ from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
 from vgpustream.settings import Settings
 from vgpustream.store import Store, TokenRecord
 
+if TYPE_CHECKING:  # vgpustream.signedtokens takes the roles from here
+    from vgpustream.signedtokens import SignedToken, TokenVerifier
+
 log = logging.getLogger(__name__)
 
 ROLES = ("view", "control")
@@ -29,7 +33,8 @@ ROLES = ("view", "control")
 OPERATOR = "operator"
 """The role of a request made (or a viewer connected) with an operator token."""
 GRANTED_ROLES = (*ROLES, OPERATOR)
-MAX_TOKEN_LENGTH = 256
+MAX_TOKEN_LENGTH = 1024
+"""The longest token taken: a host's own are 47 characters, a gateway's signed ones (a JWT) about 400."""
 GENERATED_TOKEN_FILE = "operator-token"
 
 
@@ -58,6 +63,11 @@ class Grant:
 
 def new_secret() -> str:
     return "vgs_" + secrets.token_urlsafe(32)
+
+
+def looks_signed(secret: str) -> bool:
+    """Whether a presented token is a gateway's signed one (a JWT: three dot-separated parts), not a random one."""
+    return secret.count(".") == 2
 
 
 def token_hash(secret: str) -> bytes:
@@ -131,8 +141,16 @@ def operator_tokens(settings: Settings) -> tuple[list[str], Path | None]:
 class Authority:
     """Checks credentials and issues viewer tokens; with `enabled` False everything is allowed."""
 
-    def __init__(self, store: Store, operator_secrets: list[str], enabled: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        operator_secrets: list[str],
+        enabled: bool = True,
+        gateways: TokenVerifier | None = None,
+    ) -> None:
         self.enabled = enabled
+        self.gateways = gateways
+        """The gateways whose signed tokens this host takes (--gateway-key-file), if any."""
         self._store = store
         self._operators = OperatorTokens(operator_secrets)
 
@@ -169,6 +187,8 @@ class Authority:
             raise Unauthorized("a viewer token is required (Authorization: Bearer <token>)")
         if self._operators.match(secret):
             return Grant(OPERATOR)
+        if self.gateways is not None and looks_signed(secret):
+            return self._signed_grant(self.gateways.verify(secret, session_id), consume)
         found = self._store.token_by_hash(token_hash(secret))
         if found is None or not hmac.compare_digest(found[1], token_hash(secret)):
             raise Forbidden("unknown token")
@@ -185,6 +205,19 @@ class Authority:
         ):
             raise Forbidden("the single-use token was used already")
         return Grant(record.role, record.id, record.clipboard, record.expires_at, record.max_viewers)
+
+    def _signed_grant(self, token: SignedToken, consume: bool) -> Grant:
+        """What a gateway's signed token (its signature and claims checked) allows, unless it was revoked or,
+        single-use, used; a single-use one is used up here."""
+        used_at, revoked_at = self._store.signed_token(token.id)
+        if revoked_at is not None:
+            raise Forbidden("the token was revoked")
+        if token.single_use and (
+            used_at is not None
+            or (consume and not self._store.use_signed_token(token.id, token.session, token.expires_at, time.time()))
+        ):
+            raise Forbidden("the single-use token was used already")
+        return Grant(token.role, token.id, token.clipboard, token.expires_at, token.max_viewers)
 
     def issue(
         self,

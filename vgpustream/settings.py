@@ -95,12 +95,18 @@ class ServiceSettings:
         "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0
     )
     max_client_connections: int = setting("open HTTP connections per client address", default=128)
+    token_ttl: int = setting("default lifetime of viewer tokens in seconds", default=600)
+    max_token_ttl: int = setting("longest lifetime a viewer token may be given, in seconds", default=86_400)
+    token_max_viewers: int = setting(
+        "viewers one viewer token may have at once, unless set when it is minted", default=4
+    )
 
     def __post_init__(self) -> None:
         if not self.header_timeout > 0:
             raise VgpuStreamError("header timeout must be above 0")
-        if self.max_client_connections < 1:
-            raise VgpuStreamError("max_client_connections must be at least 1")
+        for name in ("max_client_connections", "token_ttl", "max_token_ttl", "token_max_viewers"):
+            if getattr(self, name) < 1:
+                raise VgpuStreamError(f"{name} must be at least 1")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise VgpuStreamError("log level must be debug, info, warning or error")
         for origin in self.frame_ancestors:
@@ -162,6 +168,10 @@ class Settings(ServiceSettings):
         "this host's node name in a cluster, which a gateway's control plane names sessions' hosts by (default "
         "the machine's host name; in Kubernetes, the pod's spec.nodeName)"
     )
+    gateway_key_file: Path | None = setting(
+        "file of the gateways' Ed25519 public keys (PEM): console links they signed are taken, checked offline "
+        "(two keys while one is rotated)"
+    )
     state_dir: Path = setting("directory of the SQLite state (sessions, tokens)", factory=_state_home)
     operator_token: str | None = setting("operator token for /api/v1", cli=False)
     operator_token_file: Path | None = setting("file with operator tokens for /api/v1, one per line")
@@ -175,8 +185,6 @@ class Settings(ServiceSettings):
     )
     tls_cert: Path | None = setting("TLS certificate (PEM); serve HTTPS with --tls-key")
     tls_key: Path | None = setting("TLS private key (PEM)")
-    token_ttl: int = setting("default lifetime of viewer tokens in seconds", default=600)
-    max_token_ttl: int = setting("longest lifetime a viewer token may be given, in seconds", default=86_400)
     rate_limit: float = setting("token and WHEP requests per second per client address", default=5.0)
     rate_burst: int = setting("burst of token and WHEP requests per client address", default=20)
     viewer_idle_timeout: float = setting("seconds a viewer may stay disconnected before it is dropped", default=30.0)
@@ -187,9 +195,6 @@ class Settings(ServiceSettings):
         "what happens to a connected viewer when its token expires: disconnect, or view (input and clipboard "
         "refused from then on)",
         default="disconnect",
-    )
-    token_max_viewers: int = setting(
-        "viewers one viewer token may have at once, unless set when it is minted", default=4
     )
     token_retention_days: float = setting(
         "days an expired or revoked token is kept before it is deleted (applied at start-up and hourly)",
@@ -229,10 +234,7 @@ class Settings(ServiceSettings):
             "port",
             "max_sessions",
             "max_viewers",
-            "token_ttl",
-            "max_token_ttl",
             "rate_burst",
-            "token_max_viewers",
             "input_burst",
             "max_recordings",
             "recording_retention_bytes",

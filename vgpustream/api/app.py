@@ -24,6 +24,7 @@ from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
 from vgpustream.relays import IceServerWatch
 from vgpustream.settings import Settings
+from vgpustream.signedtokens import TokenVerifier
 from vgpustream.store import Store
 
 API_PREFIX = "/api/v1/"
@@ -122,6 +123,9 @@ def create_app(settings: Settings) -> web.Application:
     if settings.host_address:
         compat.advertise_host_addresses(settings.host_address)
     ice_servers = app[ICE_SERVERS] = IceServers(settings)  # reads the TURN secret now: fail at start
+    gateways = None  # read now: fail at start
+    if settings.gateway_key_file is not None and not settings.insecure_no_auth:
+        gateways = TokenVerifier(settings.gateway_key_file, settings.node, settings.max_token_ttl)
     secret_file = settings.audit_webhook_secret_file
     webhook_secret = None if secret_file is None else read_webhook_secret(secret_file)  # read now: fail at start
 
@@ -152,7 +156,9 @@ def create_app(settings: Settings) -> web.Application:
             retention=settings.audit_retention_days * 86_400,
         )
         audit.start()
-        app[AUTHORITY] = Authority(store, operator_secrets(settings), enabled=not settings.insecure_no_auth)
+        app[AUTHORITY] = Authority(
+            store, operator_secrets(settings), enabled=not settings.insecure_no_auth, gateways=gateways
+        )
         registry = app[REGISTRY] = SessionRegistry(settings, store, audit)
         app[operations.METRICS] = metrics_registry(registry, app[ICE_WATCH])
         await registry.resume()

@@ -7,6 +7,8 @@ session gain its `node`; console links minted here point at the gateway.
 
 from __future__ import annotations
 
+import secrets
+import time
 from urllib.parse import quote
 
 import msgspec
@@ -17,15 +19,17 @@ from vgpustream.api import schemas
 from vgpustream.api.requests import read_json, read_text
 from vgpustream.api.schemas import json_response
 from vgpustream.api.state import link_base
-from vgpustream.api.tokens import links
+from vgpustream.api.tokens import links, timestamp, token_terms
 from vgpustream.errors import VgpuStreamError
 from vgpustream.gateway.hosts import ROUTE, Hosts, answer_headers, held, host_query, routed
 from vgpustream.gateway.nodes import Node
 from vgpustream.gateway.schemas import NodeSessionCreate
 from vgpustream.gateway.settings import GatewaySettings
+from vgpustream.signedtokens import SignedToken, TokenSigner
 
 HOSTS = web.AppKey("hosts", Hosts)
 GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
+SIGNER = web.AppKey("signer", TokenSigner)
 
 
 def session_path(session_id: str) -> str:
@@ -90,12 +94,15 @@ async def relay_session(request: web.Request) -> web.StreamResponse:
 
 
 async def create_token(request: web.Request) -> web.Response:
-    """A viewer token from the session's host, with its console, WHEP and WebSocket links through the gateway."""
+    """A viewer token, with its console, WHEP and WebSocket links through the gateway: signed by the gateway
+    (--signing-key-file), else minted by the session's host."""
     settings = request.app[GATEWAY_SETTINGS]
     base = link_base(request, settings.public_url, settings.allowed_hosts)  # a foreign Host makes no token
     hosts = request.app[HOSTS]
     session_id = request.match_info["id"]
     node = await hosts.locate(session_id, request.query)
+    if SIGNER in request.app:
+        return await sign_token(request, base, session_id, node)
     body = (await read_text(request, "application/json", settings.max_json_bytes)).encode()
     path = f"{session_path(session_id)}/tokens"
     status, headers, content = await hosts.call(node, "POST", path, body, host_headers(hosts, node, body))
@@ -106,6 +113,39 @@ async def create_token(request: web.Request) -> web.Response:
     transport = URL(issued.console_url).query.get("transport", "auto")
     linked = msgspec.structs.replace(issued, **links(base, session_id, issued.token, transport, node.name))
     return json_response(linked, 201)
+
+
+async def sign_token(request: web.Request, base: str, session_id: str, node: Node) -> web.Response:
+    """A token signed here for the session on `node`, which its host checks offline."""
+    settings = request.app[GATEWAY_SETTINGS]
+    body = await read_json(request, settings.max_json_bytes, schemas.TokenCreate)
+    clipboard, ttl_seconds, max_viewers = token_terms(body, settings)
+    now = int(time.time())
+    token = SignedToken(
+        id=secrets.token_hex(8),
+        session=session_id,
+        node=node.name,
+        role=body.role,
+        issued_at=now,
+        expires_at=now + ttl_seconds,
+        single_use=body.single_use,
+        clipboard=clipboard,
+        max_viewers=max_viewers,
+    )
+    secret = request.app[SIGNER].sign(token)
+    issued = schemas.IssuedToken(
+        id=token.id,
+        role=body.role,
+        clipboard=clipboard,
+        created_at=timestamp(now),
+        expires_at=timestamp(token.expires_at),
+        single_use=body.single_use,
+        used=False,
+        revoked=False,
+        max_viewers=max_viewers,
+        **links(base, session_id, secret, body.transport, node.name),
+    )
+    return json_response(issued, 201)
 
 
 async def list_events(request: web.Request) -> web.StreamResponse:

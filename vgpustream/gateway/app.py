@@ -15,12 +15,13 @@ from vgpustream.api.errors import json_errors
 from vgpustream.api.schemas import Health, Readiness, json_response
 from vgpustream.auth import OperatorTokens, token_lines
 from vgpustream.gateway import api, signalling
-from vgpustream.gateway.api import GATEWAY_SETTINGS, HOSTS
+from vgpustream.gateway.api import GATEWAY_SETTINGS, HOSTS, SIGNER
 from vgpustream.gateway.dns import DnsNodes
 from vgpustream.gateway.hosts import Hosts, HostTokens
 from vgpustream.gateway.nodes import Discovery, StaticNodes
 from vgpustream.gateway.settings import GatewaySettings
 from vgpustream.gateway.signalling import OPERATORS
+from vgpustream.signedtokens import TokenSigner
 
 
 @web.middleware
@@ -69,6 +70,8 @@ def create_gateway(settings: GatewaySettings) -> web.Application:
     compat.serve_connections_with(GuardedRequestHandler)
     app[GATEWAY_SETTINGS] = settings
     app[OPERATORS] = operators(settings)  # read the files now: fail at start
+    if settings.signing_key_file is not None:
+        app[SIGNER] = TokenSigner(settings.signing_key_file)
     hosts = app[HOSTS] = Hosts(
         discovery(settings),
         HostTokens(settings.host_token, settings.host_token_file),

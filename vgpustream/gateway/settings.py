@@ -39,6 +39,10 @@ class GatewaySettings(ServiceSettings):
     host_token_file: Path | None = setting(
         "file of the hosts' operator tokens: a line `NAME TOKEN` per host, `* TOKEN` for every other host"
     )
+    signing_key_file: Path | None = setting(
+        "the gateway's Ed25519 private key (PEM): console links are then tokens it signs, which hosts check "
+        "with its public key (--gateway-key-file) and keep no row of; without it, the hosts mint their own"
+    )
     host_timeout: float = setting(
         "seconds a host has to answer a list or a search for a session before it counts as unreachable", default=2.0
     )
