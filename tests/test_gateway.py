@@ -369,8 +369,12 @@ async def test_hosts_tokens_come_from_a_file_by_node(cluster, control_plane, aio
         assert response.status == 200
     async with control_plane.get(gateway.make_url("/api/v1/sessions/default?node=gpu-host-2")) as response:
         assert response.status == 403, "the host's own verdict on the token the file gives it"
-    tokens.write_text("gpu-host-1\n")
-    with pytest.raises(VgpuStreamError, match="must be `NAME TOKEN` or `\\* TOKEN`"):
+    tokens.write_text(f"{OPERATOR_TOKEN}\n")  # the hosts' own token file: a token for every host
+    gateway = await aiohttp_server(create_gateway(settings))
+    async with control_plane.get(gateway.make_url("/api/v1/sessions/default?node=gpu-host-2")) as response:
+        assert response.status == 200
+    tokens.write_text("gpu-host-1 a token with spaces\n")
+    with pytest.raises(VgpuStreamError, match="must be `NAME TOKEN`, `\\* TOKEN` or `TOKEN`"):
         create_gateway(settings)
 
 

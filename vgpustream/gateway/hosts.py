@@ -51,20 +51,21 @@ Body = TypeVar("Body", bound=msgspec.Struct)
 
 class HostTokens:
     """The operator token the gateway presents to each host: --host-token for all, and a file of `NAME TOKEN`
-    lines (`* TOKEN` for every host without a line of its own; a host found in DNS is asked for its node's
-    name with that one). They never reach a URL or a log line."""
+    lines (`* TOKEN`, or the token alone, for every host without a line of its own: the hosts' own token file
+    will do; a host found in DNS is asked for its node's name with that one). They never reach a URL or a log
+    line."""
 
     def __init__(self, default: str | None, file: Path | None) -> None:
         self._default = default
         self._by_node: dict[str, str] = {}
         for line in token_lines(file, "host token") if file else ():
-            name, _, token = line.partition(" ")
-            if not token.strip():
-                raise VgpuStreamError("each line of the host token file must be `NAME TOKEN` or `* TOKEN`")
-            if name == "*":
-                self._default = token.strip()
+            fields = line.split()
+            if len(fields) > 2:
+                raise VgpuStreamError("each line of the host token file must be `NAME TOKEN`, `* TOKEN` or `TOKEN`")
+            if len(fields) == 1 or fields[0] == "*":
+                self._default = fields[-1]
             else:
-                self._by_node[name] = token.strip()
+                self._by_node[fields[0]] = fields[1]
 
     def authorization(self, node: Node) -> str:
         token = self._by_node.get(node.name, self._default)
