@@ -379,7 +379,9 @@ async def test_hosts_tokens_come_from_a_file_by_node(cluster, control_plane, aio
 
 
 @pytest.mark.browser
-async def test_consoles_through_two_gateways_play_and_a_dead_host_leaves_other_viewers_be(cluster, control_plane):
+async def test_consoles_through_two_gateways_play_and_a_dead_host_or_gateway_leaves_other_viewers_be(
+    cluster, control_plane
+):
     first = await cluster.gateway(refresh_interval=0.2)
     await create(control_plane, first, "vm-7", "gpu-host-2")
     await create(control_plane, first, "vm-3", "gpu-host-3")
@@ -419,6 +421,11 @@ async def test_consoles_through_two_gateways_play_and_a_dead_host_leaves_other_v
         await pages["default"].wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > {drawn + 30}", timeout=20_000)
         for page in pages.values():
             assert await page.evaluate("window.vgpustream.state") == "playing", "the other hosts' viewers play on"
+
+        await second.close()  # the replica the WebRTC console signalled through: its media never went there
+        decoded = await pages["vm-7"].evaluate(FRAMES_DECODED)
+        await decoded_more_than(pages["vm-7"], decoded + 30)
+        assert await pages["vm-7"].evaluate("window.vgpustream.state") == "playing"
 
 
 async def test_the_gateway_command_serves_the_cluster_with_tokens_from_its_environment(
