@@ -451,3 +451,36 @@ async def test_the_gateway_command_serves_the_cluster_with_tokens_from_its_envir
     )
     assert refused.returncode == 2
     assert refused.stderr == ("vgpustream: --node 'gpu-host-1' must be NAME=URL with a node name such as gpu-host-7\n")
+
+
+async def test_viewers_through_the_gateway_are_counted_by_their_own_address(
+    aiohttp_server, tmp_path, control_plane, anonymous
+):
+    limits = {"source": SOURCE, "rate_limit": 0.01, "rate_burst": 2}
+    trusting = await aiohttp_server(create_app(host_settings(tmp_path / "a", trusted_proxy=("127.0.0.1",), **limits)))
+    wary = await aiohttp_server(create_app(host_settings(tmp_path / "b", **limits)))
+    nodes = (f"trusting={trusting.make_url('')}", f"wary={wary.make_url('')}")
+    # the gateway trusts its own proxy in front (an Ingress), which names the clients
+    gateway = await Cluster({}, aiohttp_server).gateway(node=nodes, trusted_proxy=("127.0.0.0/8",))
+
+    async def offer(node: str, client: str) -> int:
+        headers = {"Content-Type": "application/sdp", "Authorization": "Bearer vgs_nope", "X-Forwarded-For": client}
+        async with anonymous.post(gateway.make_url(f"/whep/default?node={node}"), data="v=0", headers=headers) as r:
+            return r.status
+
+    clients = ("198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.2")
+    assert [await offer("trusting", client) for client in clients] == [403, 403, 429, 403], "a budget per client"
+    assert [await offer("wary", client) for client in clients] == [403, 403, 429, 429], "the gateway's budget"
+    async with control_plane.post(
+        gateway.make_url("/api/v1/sessions/default/tokens?node=trusting"), json={"role": "view"}
+    ) as response:
+        issued = await response.json()
+    async with aiohttp.ClientSession(headers={"X-Forwarded-For": "198.51.100.7"}) as browser:
+        viewer = WebSocketReceiver(issued["websocket_url"], browser, issued["token"])
+        await viewer.connect()
+        await viewer.close()
+    async with control_plane.get(gateway.make_url("/api/v1/events?node=trusting")) as response:
+        (joined,) = [e for e in (await response.json())["events"] if e["type"] == "viewer.joined"]
+    assert joined["remote"] == "198.51.100.7", "the audit trail names the viewer, not the gateway"
+    with pytest.raises(VgpuStreamError, match="a trusted proxy must be an IP address or network"):
+        GatewaySettings(node=nodes, operator_token="t", host_token="t", trusted_proxy=("gateway.example",))

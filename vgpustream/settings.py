@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
+from vgpustream.api.proxies import Networks, trusted_networks
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import VgpuStreamError
 
@@ -95,6 +96,11 @@ class ServiceSettings:
         "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0
     )
     max_client_connections: int = setting("open HTTP connections per client address", default=128)
+    trusted_proxy: tuple[str, ...] = setting(
+        "address or network (CIDR) of a proxy in front, such as the gateways' pods, whose X-Forwarded-For names "
+        "the client that rate limits, connection bounds and the audit trail count (repeatable)",
+        default=(),
+    )
     token_ttl: int = setting("default lifetime of viewer tokens in seconds", default=600)
     max_token_ttl: int = setting("longest lifetime a viewer token may be given, in seconds", default=86_400)
     token_max_viewers: int = setting(
@@ -114,6 +120,7 @@ class ServiceSettings:
                 raise VgpuStreamError(
                     f"frame ancestor {origin[:60]!r} must be 'self' or an origin like https://portal.example"
                 )
+        self.trusted_networks  # noqa: B018 - validates --trusted-proxy now
         for name in self.allowed_host:
             if not re.fullmatch(r"[\w.:\[\]-]{1,253}", name):
                 raise VgpuStreamError(f"allowed host {name[:60]!r} must be a host name or address")
@@ -123,6 +130,10 @@ class ServiceSettings:
         """The names (Host header, without the port) that links may be built from."""
         names = self.allowed_host or (*self.own_addresses, *LOCAL_NAMES)
         return frozenset(name.lower().strip("[]") for name in names)
+
+    @property
+    def trusted_networks(self) -> Networks:
+        return trusted_networks(self.trusted_proxy)
 
     @property
     def own_addresses(self) -> tuple[str, ...]:

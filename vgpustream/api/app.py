@@ -15,6 +15,7 @@ from vgpustream import compat
 from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, websocket, whep
 from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
+from vgpustream.api.proxies import client_addresses
 from vgpustream.api.state import AUDIT, AUTHORITY, ICE_SERVERS, ICE_WATCH, LIMITER, REGISTRY, SETTINGS, STORE
 from vgpustream.audit import AuditLog, read_webhook_secret
 from vgpustream.auth import Authority, operator_tokens
@@ -23,7 +24,7 @@ from vgpustream.metrics import metrics_registry
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
 from vgpustream.relays import IceServerWatch
-from vgpustream.settings import Settings
+from vgpustream.settings import ServiceSettings, Settings
 from vgpustream.signedtokens import TokenVerifier
 from vgpustream.store import Store
 
@@ -83,6 +84,15 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
+def connection_limits(settings: ServiceSettings) -> dict[str, object]:
+    """What GuardedRequestHandler holds each client's connections to (the app's `handler_args`)."""
+    return {
+        "max_client_connections": settings.max_client_connections,
+        "header_timeout": settings.header_timeout,
+        "trusted_proxies": settings.trusted_networks,
+    }
+
+
 def security_headers(frame_ancestors: tuple[str, ...]) -> dict[str, str]:
     """The headers of every answer, page and API alike: `Server: vgpustream` (without aiohttp's default of
     Python's and aiohttp's versions), a Content-Security-Policy that allows only our own files (no inline
@@ -103,12 +113,14 @@ def security_headers(frame_ancestors: tuple[str, ...]) -> dict[str, str]:
 def create_app(settings: Settings) -> web.Application:
     """The vgpustream web application: session 'default' on settings' source, and the remembered sessions."""
     app = web.Application(
-        middlewares=[cors_middleware(settings.cors_origin), json_errors, operator_auth],
+        middlewares=[
+            client_addresses(settings.trusted_networks),
+            cors_middleware(settings.cors_origin),
+            json_errors,
+            operator_auth,
+        ],
         client_max_size=max(settings.max_sdp_bytes, settings.max_json_bytes),
-        handler_args={
-            "max_client_connections": settings.max_client_connections,
-            "header_timeout": settings.header_timeout,
-        },
+        handler_args=connection_limits(settings),
     )
     app[SETTINGS] = settings
     headers = security_headers(settings.frame_ancestors)

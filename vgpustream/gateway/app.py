@@ -9,9 +9,10 @@ from aiohttp.typedefs import Handler
 
 from vgpustream import compat
 from vgpustream.api import console
-from vgpustream.api.app import API_PREFIX, security_headers
+from vgpustream.api.app import API_PREFIX, connection_limits, security_headers
 from vgpustream.api.connections import GuardedRequestHandler
 from vgpustream.api.errors import json_errors
+from vgpustream.api.proxies import client_addresses
 from vgpustream.api.schemas import Health, Readiness, json_response
 from vgpustream.auth import OperatorTokens, token_lines
 from vgpustream.gateway import api, signalling
@@ -60,12 +61,9 @@ def discovery(settings: GatewaySettings) -> Discovery:
 def create_gateway(settings: GatewaySettings) -> web.Application:
     """The gateway in front of the hosts of its settings."""
     app = web.Application(
-        middlewares=[json_errors, operator_auth],
+        middlewares=[client_addresses(settings.trusted_networks), json_errors, operator_auth],
         client_max_size=max(settings.max_json_bytes, settings.max_sdp_bytes),
-        handler_args={
-            "max_client_connections": settings.max_client_connections,
-            "header_timeout": settings.header_timeout,
-        },
+        handler_args=connection_limits(settings),
     )
     compat.serve_connections_with(GuardedRequestHandler)
     app[GATEWAY_SETTINGS] = settings

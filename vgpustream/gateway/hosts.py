@@ -24,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
 from vgpustream.api import schemas
+from vgpustream.api.proxies import FORWARDED_FOR
 from vgpustream.auth import token_lines
 from vgpustream.errors import BadGateway, Conflict, NotFound, Unavailable, VgpuStreamError, bounded
 from vgpustream.gateway.nodes import Discovery, Node
@@ -257,7 +258,7 @@ class Hosts:
     async def relay(self, request: web.Request, node: Node, path: str, authorization: str | None) -> web.StreamResponse:
         """The client's request sent on to `node` at `path` and its answer sent back as it comes, neither held
         whole; `authorization` replaces the client's own (None: the request goes without one)."""
-        headers = {name: request.headers[name] for name in REQUEST_HEADERS if name in request.headers}
+        headers = client_headers(request)
         if authorization is not None:
             headers["Authorization"] = authorization
         with self.reaching(node):
@@ -286,6 +287,15 @@ class Hosts:
             return response
         finally:
             answer.release()
+
+
+def client_headers(request: web.Request) -> dict[str, str]:
+    """What of a client's request reaches its host, and who the client is (hosts that trust the gateway as a
+    proxy, --trusted-proxy, count it by that address, not the gateway's)."""
+    headers = {name: request.headers[name] for name in REQUEST_HEADERS if name in request.headers}
+    if request.remote is not None:
+        headers[FORWARDED_FOR] = request.remote
+    return headers
 
 
 def check_status(status: int, node: Node) -> None:

@@ -19,6 +19,7 @@ from vgpustream.api.websocket import HEARTBEAT, MAX_MESSAGE
 from vgpustream.auth import OperatorTokens, bearer_token
 from vgpustream.errors import Forbidden, NotFound, bounded
 from vgpustream.gateway.api import HOSTS
+from vgpustream.gateway.hosts import client_headers
 from vgpustream.gateway.nodes import Node
 from vgpustream.websocket import PROTOCOL, close
 
@@ -59,7 +60,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     hosts = request.app[HOSTS]
     session_id = request.match_info["session"]
     node = await hosts.locate(session_id, request.query)
-    headers = {"User-Agent": request.headers["User-Agent"]} if "User-Agent" in request.headers else {}
+    headers = client_headers(request)
     with hosts.reaching(node):
         try:
             upstream = await hosts.client.ws_connect(
