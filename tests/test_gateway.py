@@ -484,3 +484,17 @@ async def test_viewers_through_the_gateway_are_counted_by_their_own_address(
     assert joined["remote"] == "198.51.100.7", "the audit trail names the viewer, not the gateway"
     with pytest.raises(VgpuStreamError, match="a trusted proxy must be an IP address or network"):
         GatewaySettings(node=nodes, operator_token="t", host_token="t", trusted_proxy=("gateway.example",))
+
+
+async def test_searches_for_a_session_s_host_are_rate_limited_per_client(cluster, anonymous):
+    gateway = await cluster.gateway(rate_limit=0.01, rate_burst=2)
+    headers = {"Content-Type": "application/sdp", "Authorization": "Bearer vgs_nope"}
+
+    async def offer(path: str) -> tuple[int, str | None]:
+        async with anonymous.post(gateway.make_url(path), data="v=0", headers=headers) as response:
+            return response.status, response.headers.get("Retry-After")
+
+    searches = [await offer("/whep/vm-unknown") for _ in range(3)]
+    assert [status for status, _ in searches] == [404, 404, 429], "every host asked, twice; then refused"
+    assert int(searches[2][1]) > 0
+    assert [(await offer("/whep/default?node=gpu-host-1"))[0] for _ in range(3)] == [403] * 3, "no search, no limit"

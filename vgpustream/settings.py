@@ -101,6 +101,12 @@ class ServiceSettings:
         "the client that rate limits, connection bounds and the audit trail count (repeatable)",
         default=(),
     )
+    rate_limit: float = setting(
+        "token, WHEP and WebSocket requests per second per client address (a gateway: those that search every host "
+        "for a session)",
+        default=5.0,
+    )
+    rate_burst: int = setting("burst of those requests per client address", default=20)
     token_ttl: int = setting("default lifetime of viewer tokens in seconds", default=600)
     max_token_ttl: int = setting("longest lifetime a viewer token may be given, in seconds", default=86_400)
     token_max_viewers: int = setting(
@@ -110,7 +116,7 @@ class ServiceSettings:
     def __post_init__(self) -> None:
         if not self.header_timeout > 0:
             raise VgpuStreamError("header timeout must be above 0")
-        for name in ("max_client_connections", "token_ttl", "max_token_ttl", "token_max_viewers"):
+        for name in ("max_client_connections", "token_ttl", "max_token_ttl", "token_max_viewers", "rate_burst"):
             if getattr(self, name) < 1:
                 raise VgpuStreamError(f"{name} must be at least 1")
         if self.log_level not in ("debug", "info", "warning", "error"):
@@ -196,8 +202,6 @@ class Settings(ServiceSettings):
     )
     tls_cert: Path | None = setting("TLS certificate (PEM); serve HTTPS with --tls-key")
     tls_key: Path | None = setting("TLS private key (PEM)")
-    rate_limit: float = setting("token and WHEP requests per second per client address", default=5.0)
-    rate_burst: int = setting("burst of token and WHEP requests per client address", default=20)
     viewer_idle_timeout: float = setting("seconds a viewer may stay disconnected before it is dropped", default=30.0)
     viewer_connect_timeout: float = setting(
         "seconds a viewer's offer may take to connect; its seat is freed after that", default=10.0
@@ -245,7 +249,6 @@ class Settings(ServiceSettings):
             "port",
             "max_sessions",
             "max_viewers",
-            "rate_burst",
             "input_burst",
             "max_recordings",
             "recording_retention_bytes",

@@ -21,7 +21,8 @@ from vgpustream.gateway.dns import DnsNodes
 from vgpustream.gateway.hosts import Hosts, HostTokens
 from vgpustream.gateway.nodes import Discovery, StaticNodes
 from vgpustream.gateway.settings import GatewaySettings
-from vgpustream.gateway.signalling import OPERATORS
+from vgpustream.gateway.signalling import LIMITER, OPERATORS
+from vgpustream.ratelimit import RateLimiter
 from vgpustream.signedtokens import TokenSigner
 
 
@@ -68,6 +69,7 @@ def create_gateway(settings: GatewaySettings) -> web.Application:
     compat.serve_connections_with(GuardedRequestHandler)
     app[GATEWAY_SETTINGS] = settings
     app[OPERATORS] = operators(settings)  # read the files now: fail at start
+    app[LIMITER] = RateLimiter(settings.rate_limit, settings.rate_burst)
     if settings.signing_key_file is not None:
         app[SIGNER] = TokenSigner(settings.signing_key_file)
     hosts = app[HOSTS] = Hosts(

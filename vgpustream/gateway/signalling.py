@@ -19,11 +19,13 @@ from vgpustream.api.websocket import HEARTBEAT, MAX_MESSAGE
 from vgpustream.auth import OperatorTokens, bearer_token
 from vgpustream.errors import Forbidden, NotFound, bounded
 from vgpustream.gateway.api import HOSTS
-from vgpustream.gateway.hosts import client_headers
+from vgpustream.gateway.hosts import ROUTE, client_headers
 from vgpustream.gateway.nodes import Node
+from vgpustream.ratelimit import RateLimiter
 from vgpustream.websocket import PROTOCOL, close
 
 OPERATORS = web.AppKey("operators", OperatorTokens)
+LIMITER = web.AppKey("limiter", RateLimiter)
 MAX_HOST_MESSAGE = 16 * 1024 * 1024
 """The largest message a host may send a viewer (a keyframe of a large display)."""
 CLOSE_TIMEOUT = 5.0
@@ -44,11 +46,19 @@ def viewer_authorization(request: web.Request, node: Node) -> str | None:
     return request.headers.get("Authorization")
 
 
+async def located(request: web.Request) -> Node:
+    """The node of the request's session. A request that does not name it (?node=, as the gateway's links do)
+    costs a search of every host: those are counted against its client's budget (--rate-limit)."""
+    if ROUTE not in request.query:
+        request.app[LIMITER].check(request.remote or "unknown")
+    return await request.app[HOSTS].locate(request.match_info["session"], request.query)
+
+
 async def whep(request: web.Request) -> web.StreamResponse:
     """OPTIONS and POST of a session's WHEP endpoint, OPTIONS, PATCH and DELETE of a viewer, at its host."""
     hosts = request.app[HOSTS]
     session_id = request.match_info["session"]
-    node = await hosts.locate(session_id, request.query)
+    node = await located(request)
     path = f"/whep/{quote(session_id, safe='')}"
     if "viewer" in request.match_info:
         path += f"/{quote(request.match_info['viewer'], safe='')}"
@@ -59,7 +69,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     """A viewer's WebSocket joined to one of its session's host, opened before the browser's is accepted."""
     hosts = request.app[HOSTS]
     session_id = request.match_info["session"]
-    node = await hosts.locate(session_id, request.query)
+    node = await located(request)
     headers = client_headers(request)
     with hosts.reaching(node):
         try:
