@@ -151,6 +151,8 @@ async def test_calls_about_a_session_reach_its_host(cluster, control_plane):
 
 async def test_a_session_id_on_more_than_one_host_needs_its_node(cluster, control_plane):
     gateway = await cluster.gateway()
+    async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+        assert response.status == 200, "the lists seen, which a search asks first, say it is on every host"
     async with control_plane.get(gateway.make_url("/api/v1/sessions/default")) as response:
         status, body = await answer(response)
     assert status == 409

@@ -105,9 +105,8 @@ class Hosts:
         self._relayed = aiohttp.ClientTimeout(sock_connect=host_timeout, sock_read=request_timeout)
         self._client: aiohttp.ClientSession | None = None
         self._seen: dict[str, list[schemas.Session]] = {}
-        """Each node's sessions when it last answered a list: what the list shows while the node does not answer."""
-        self._holders: dict[str, str] = {}
-        """Session id → the node that last had it: where a search asks first."""
+        """Each node's sessions when it last answered a list: what the list shows while the node does not
+        answer, and where a search asks first."""
 
     async def start(self) -> None:
         # answers are relayed as they come (compressed or not), no host's cookie reaches another, and the
@@ -123,7 +122,10 @@ class Hosts:
         """List every node now and every --refresh-interval: a replica that nobody asked for the list yet knows
         what a host held before it stopped answering."""
         while True:
-            await self.sessions(list(self.discovery.nodes().values()), [])
+            nodes = self.discovery.nodes()
+            await self.sessions(list(nodes.values()), [])
+            for gone in self._seen.keys() - nodes.keys():  # a node that left the cluster
+                del self._seen[gone]
             await asyncio.sleep(self._refresh_interval)
 
     async def close(self) -> None:
@@ -197,7 +199,6 @@ class Hosts:
             sessions = found.sessions if found is not None else []
             if not query:  # a filtered list is not all the node has
                 self._seen[node.name] = sessions
-            self._holders.update((session.id, node.name) for session in sessions)
             return [held(session, node) for session in sessions], NodeState(name=node.name, state="up", message=None)
 
         answers = await asyncio.gather(*(listing(node) for node in nodes))
@@ -208,14 +209,15 @@ class Hosts:
 
     async def locate(self, session_id: str, query: MultiDictProxy[str]) -> Node:
         """The node that holds session `session_id`: the one `?node=` names, else the one that has it (asked
-        first where it was last seen, then every node at once). NotFound where none has it, Conflict where
-        more than one has (the request must then name the node), Unavailable where a node that might have it
-        does not answer."""
+        first where the last lists saw it, if on one node alone; then every node at once). NotFound where none
+        has it, Conflict where more than one has (the request must then name the node), Unavailable where a
+        node that might have it does not answer."""
         if ROUTE in query:
             return self.node(query[ROUTE])
         nodes = self.discovery.nodes()
         path = f"/api/v1/sessions/{quote(session_id, safe='')}"
-        hint = nodes.get(self._holders.get(session_id, ""))
+        seen_on = [name for name, sessions in self._seen.items() if any(s.id == session_id for s in sessions)]
+        hint = nodes.get(seen_on[0]) if len(seen_on) == 1 else None
         if hint is not None:
             try:
                 if await self.fetch(hint, path, schemas.Session) is not None:
@@ -232,7 +234,6 @@ class Hosts:
             names = ", ".join(node.name for node in holders[:10])
             raise Conflict(f"session {bounded(session_id, 60)} is on more than one node ({names}): name it with ?node=")
         if holders:
-            self._holders[session_id] = holders[0].name
             return holders[0]
         if silent:
             raise Unavailable(
