@@ -18,6 +18,7 @@ from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
 from tests.test_console import FRAMES_DECODED, decoded_more_than
+from tests.test_lifecycle import settle, within
 from vgpustream.api.app import create_app
 from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
@@ -500,3 +501,31 @@ async def test_searches_for_a_session_s_host_are_rate_limited_per_client(cluster
     assert [status for status, _ in searches] == [404, 404, 429], "every host asked, twice; then refused"
     assert int(searches[2][1]) > 0
     assert [(await offer("/whep/default?node=gpu-host-1"))[0] for _ in range(3)] == [403] * 3, "no search, no limit"
+
+
+async def test_websockets_and_offers_through_the_gateway_leave_nothing_behind(cluster, control_plane, anonymous):
+    gateway = await cluster.gateway()
+    await create(control_plane, gateway, "vm-7", "gpu-host-2")
+    async with control_plane.post(gateway.make_url("/api/v1/sessions/vm-7/tokens"), json={"max_viewers": 8}) as r:
+        issued = await r.json()
+    url = issued["websocket_url"]
+    await (await connected(WebSocketReceiver(url, anonymous, issued["token"]))).close()  # warm-up: pools
+    baseline = await settle((0, 0), seconds=2.0)
+    for n in range(60):
+        viewer = WebSocketReceiver(url, anonymous, issued["token"] if n % 2 else "vgs_wrong")
+        try:
+            await viewer.connect()
+        except WebSocketRefused:
+            continue
+        if n % 4 == 1:
+            await viewer.next_frame()
+        await viewer.close()
+    host_audience = cluster.hosts["gpu-host-2"].app[REGISTRY].get("vm-7").audience
+    await wait_for(lambda: len(host_audience) == 0, what="every seat on the host given back")
+    after = await settle(baseline)
+    assert within(after, baseline), f"(fds, tasks) were {baseline}, now {after} (the gateway and hosts together)"
+
+
+async def connected(receiver: WebSocketReceiver) -> WebSocketReceiver:
+    await receiver.connect()
+    return receiver
