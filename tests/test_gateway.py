@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.balancer import balancer
 from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
@@ -529,3 +530,26 @@ async def test_websockets_and_offers_through_the_gateway_leave_nothing_behind(cl
 async def connected(receiver: WebSocketReceiver) -> WebSocketReceiver:
     await receiver.connect()
     return receiver
+
+
+@pytest.mark.browser
+async def test_websocket_consoles_come_back_through_the_other_replica_when_theirs_stops(cluster, control_plane):
+    first, second = await cluster.gateway(), await cluster.gateway()
+    async with balancer([(first.host, first.port), (second.host, second.port)]) as port:
+        service = f"http://127.0.0.1:{port}"  # the replicas' Service
+        body = {"role": "view", "transport": "websocket"}
+        async with control_plane.post(f"{service}/api/v1/sessions/default/tokens?node=gpu-host-1", json=body) as r:
+            issued = await r.json()
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(issued["console_url"])
+            await page.wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > 10", timeout=20_000)
+            first_client = await page.evaluate_handle("window.vgpustream.socket")
+            await first.close()  # its browsers are told it is going away (1001)
+            await page.wait_for_function("client => window.vgpustream.socket !== client", arg=first_client)
+            await page.wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > 10", timeout=20_000)
+            assert await page.evaluate("window.vgpustream.state") == "playing"
+            audience = cluster.hosts["gpu-host-1"].app[REGISTRY].get("default").audience
+            await wait_for(lambda: len(audience) == 1, what="the first replica's viewer given back")
+            (seat,) = audience
+            assert seat.transport == "websocket", "the console's one viewer, through the other replica"

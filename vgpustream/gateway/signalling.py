@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from urllib.parse import quote
 
 import aiohttp
@@ -26,6 +27,9 @@ from vgpustream.websocket import PROTOCOL, close
 
 OPERATORS = web.AppKey("operators", OperatorTokens)
 LIMITER = web.AppKey("limiter", RateLimiter)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+"""The browsers' WebSockets open now, closed with 1001 when the gateway stops: they reconnect at once, to
+another replica."""
 MAX_HOST_MESSAGE = 16 * 1024 * 1024
 """The largest message a host may send a viewer (a keyframe of a large display)."""
 CLOSE_TIMEOUT = 5.0
@@ -87,8 +91,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     async with upstream:
         socket = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=MAX_MESSAGE, heartbeat=HEARTBEAT)
         await socket.prepare(request)
+        request.app[SOCKETS].add(socket)
         await join(socket, upstream)
     return socket
+
+
+async def close_sockets(app: web.Application) -> None:
+    """Say goodbye to every browser's WebSocket (the gateway is stopping): 1001, and they come back elsewhere."""
+    sockets = list(app[SOCKETS])
+    await asyncio.gather(*(close(s, aiohttp.WSCloseCode.GOING_AWAY, "the gateway is stopping") for s in sockets))
 
 
 async def join(browser: web.WebSocketResponse, host: aiohttp.ClientWebSocketResponse) -> None:
@@ -131,6 +142,8 @@ async def pipe(
 
 
 def add_routes(app: web.Application) -> None:
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(close_sockets)
     for method in ("OPTIONS", "POST"):
         app.router.add_route(method, "/whep/{session}", whep)
     for method in ("OPTIONS", "PATCH", "DELETE"):
