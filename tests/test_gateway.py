@@ -343,6 +343,10 @@ async def test_the_websocket_transport_through_the_gateway(cluster, control_plan
     assert (closed.value.code, closed.value.reason) == (4403, "the token was revoked")
     host_audience = cluster.hosts["gpu-host-2"].app[REGISTRY].get("vm-7").audience
     await wait_for(lambda: len(host_audience) == 0, what="every seat given back")
+    operator = WebSocketReceiver(issued["websocket_url"], anonymous, GATEWAY_TOKEN)
+    await operator.connect()  # the gateway's operator token becomes the host's in the auth message
+    assert [seat.role for seat in host_audience] == ["operator"]
+    await operator.close()
 
 
 def test_gateway_settings_refuse_bad_nodes_and_missing_tokens():

@@ -68,11 +68,14 @@ class HostTokens:
             else:
                 self._by_node[fields[0]] = fields[1]
 
-    def authorization(self, node: Node) -> str:
+    def token(self, node: Node) -> str:
         token = self._by_node.get(node.name, self._default)
         if token is None:
             raise Unavailable(f"the gateway has no operator token for node {node.name} (--host-token-file)")
-        return f"Bearer {token}"
+        return token
+
+    def authorization(self, node: Node) -> str:
+        return f"Bearer {self.token(node)}"
 
 
 def routed(location: str, node: Node) -> str:

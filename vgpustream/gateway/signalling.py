@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import weakref
+from collections.abc import Callable
 from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
 from vgpustream.api.websocket import HEARTBEAT, MAX_MESSAGE
-from vgpustream.auth import OperatorTokens, bearer_token
+from vgpustream.auth import MAX_TOKEN_LENGTH, OperatorTokens, bearer_token
 from vgpustream.errors import Forbidden, NotFound, bounded
 from vgpustream.gateway.api import HOSTS
 from vgpustream.gateway.hosts import ROUTE, client_headers
 from vgpustream.gateway.nodes import Node
+from vgpustream.input import json_object
 from vgpustream.ratelimit import RateLimiter
-from vgpustream.websocket import PROTOCOL, close
+from vgpustream.websocket import PROTOCOL, close, is_auth
 
 OPERATORS = web.AppKey("operators", OperatorTokens)
 LIMITER = web.AppKey("limiter", RateLimiter)
@@ -36,6 +39,18 @@ CLOSE_TIMEOUT = 5.0
 """Seconds one side of a joined WebSocket gets to close once the other has."""
 SENDABLE_CLOSE_CODES = frozenset((*range(1000, 1004), *range(1007, 1012), *range(3000, 5000)))
 """The close codes a close frame may carry (RFC 6455 section 7.4; 1005 and 1006 only say that none came)."""
+
+
+def host_hello(text: str, request: web.Request, node: Node) -> str:
+    """A browser's first WebSocket message as its host is to see it: an auth message with the gateway's
+    operator token carries the host's instead; anything else goes as it came, for the host to judge."""
+    if not is_auth(text):
+        return text
+    hello = json_object(text)
+    token = hello.get("token")
+    if isinstance(token, str) and len(token) <= MAX_TOKEN_LENGTH and request.app[OPERATORS].match(token):
+        return json.dumps({**hello, "token": request.app[HOSTS].tokens.token(node)})
+    return text
 
 
 def viewer_authorization(request: web.Request, node: Node) -> str | None:
@@ -92,7 +107,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         socket = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=MAX_MESSAGE, heartbeat=HEARTBEAT)
         await socket.prepare(request)
         request.app[SOCKETS].add(socket)
-        await join(socket, upstream)
+        await join(socket, upstream, lambda text: host_hello(text, request, node))
     return socket
 
 
@@ -102,10 +117,13 @@ async def close_sockets(app: web.Application) -> None:
     await asyncio.gather(*(close(s, aiohttp.WSCloseCode.GOING_AWAY, "the gateway is stopping") for s in sockets))
 
 
-async def join(browser: web.WebSocketResponse, host: aiohttp.ClientWebSocketResponse) -> None:
-    """Pass messages both ways until one side closes; then close the other the same way."""
+async def join(
+    browser: web.WebSocketResponse, host: aiohttp.ClientWebSocketResponse, hello: Callable[[str], str]
+) -> None:
+    """Pass messages both ways until one side closes (the browser's first text through `hello`); then close the
+    other the same way."""
     down = asyncio.create_task(pipe(host, browser), name="gateway-ws-down")
-    up = asyncio.create_task(pipe(browser, host), name="gateway-ws-up")
+    up = asyncio.create_task(pipe(browser, host, hello), name="gateway-ws-up")
     try:
         done, _ = await asyncio.wait((down, up), return_when=asyncio.FIRST_COMPLETED)
         first = done.pop()
@@ -123,13 +141,16 @@ async def join(browser: web.WebSocketResponse, host: aiohttp.ClientWebSocketResp
 async def pipe(
     source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
     sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    first: Callable[[str], str] | None = None,
 ) -> tuple[int, str]:
-    """Messages from `source` to `sink` as they come, until `source` closes: its close code and reason."""
+    """Messages from `source` to `sink` as they come (the first text message through `first`), until `source`
+    closes: its close code and reason."""
     try:
         while True:
             message = await source.receive()
             if message.type is aiohttp.WSMsgType.TEXT:
-                await sink.send_str(message.data)
+                await sink.send_str(message.data if first is None else first(message.data))
+                first = None
             elif message.type is aiohttp.WSMsgType.BINARY:
                 await sink.send_bytes(message.data)
             elif message.type is aiohttp.WSMsgType.CLOSE:
