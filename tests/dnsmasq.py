@@ -38,7 +38,7 @@ def dnsmasq(directory: Path, port: int, srv: tuple[str, ...] = ()) -> Iterator[R
     """dnsmasq on 127.0.0.1:`port` (UDP and TCP) until the block ends, for names under .test: the A records
     of Records.set, and the SRV records `srv` (dnsmasq's --srv-host values). Skips where it is not installed."""
     if shutil.which(DNSMASQ) is None:
-        pytest.skip(f"DNS discovery tests need Debian's dnsmasq at {DNSMASQ} (apt-get install dnsmasq)")
+        pytest.skip(f"DNS discovery tests need Debian's dnsmasq at {DNSMASQ} (apt-get install dnsmasq-base)")
     hosts = directory / "hosts.d"
     hosts.mkdir(parents=True)
     argv = [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
