@@ -288,6 +288,10 @@ async def test_hosts_that_hang_or_answer_garbage_get_502_or_503_in_bounded_time(
         for path in paths:
             async with control_plane.get(gateway.make_url(path)) as response:
                 assert (response.status, (await response.json())["error"]["message"]) == (status, message), path
+    for node, status in (("hanging", 503), ("garbage", 502)):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await control_plane.ws_connect(gateway.make_url(f"/ws/default?node={node}"))
+        assert refused.value.status == status, f"a WebSocket for {node}"
     for server in (hanging, garbage, not_json, failing):
         server.close()
 

@@ -112,11 +112,15 @@ class Hosts:
         answer, and where a search asks first."""
 
     async def start(self) -> None:
-        # answers are relayed as they come (compressed or not), no host's cookie reaches another, and the
+        # answers are relayed as they come (compressed or not), no host's cookie reaches another, the
         # connections are as many as the relayed requests and WebSockets (aiohttp's default caps them at 100):
-        # each client's are bounded where they come in (--max-client-connections)
+        # each client's are bounded where they come in (--max-client-connections), and a WebSocket's handshake
+        # is bounded as a relayed request is (aiohttp's default would wait 5 minutes)
         self._client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=self._relayed,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         await self.discovery.start(self.identify)
         self._refreshing = asyncio.create_task(self._refresh(), name="gateway-refresh")
