@@ -20,6 +20,7 @@ from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
 from tests.test_console import FRAMES_DECODED, decoded_more_than
 from tests.test_lifecycle import settle, within
+from tests.test_websocket import churn
 from vgpustream.api.app import create_app
 from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
@@ -520,15 +521,7 @@ async def test_websockets_and_offers_through_the_gateway_leave_nothing_behind(cl
     url = issued["websocket_url"]
     await (await connected(WebSocketReceiver(url, anonymous, issued["token"]))).close()  # warm-up: pools
     baseline = await settle((0, 0), seconds=2.0)
-    for n in range(60):
-        viewer = WebSocketReceiver(url, anonymous, issued["token"] if n % 2 else "vgs_wrong")
-        try:
-            await viewer.connect()
-        except WebSocketRefused:
-            continue
-        if n % 4 == 1:
-            await viewer.next_frame()
-        await viewer.close()
+    await churn(url, anonymous, issued["token"], 60)
     host_audience = cluster.hosts["gpu-host-2"].app[REGISTRY].get("vm-7").audience
     await wait_for(lambda: len(host_audience) == 0, what="every seat on the host given back")
     after = await settle(baseline)
