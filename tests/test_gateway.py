@@ -513,7 +513,7 @@ async def test_searches_for_a_session_s_host_are_rate_limited_per_client(cluster
     assert [(await offer("/whep/default?node=gpu-host-1"))[0] for _ in range(3)] == [403] * 3, "no search, no limit"
 
 
-async def test_websockets_and_offers_through_the_gateway_leave_nothing_behind(cluster, control_plane, anonymous):
+async def test_websockets_through_the_gateway_leave_nothing_behind(cluster, control_plane, anonymous):
     gateway = await cluster.gateway()
     await create(control_plane, gateway, "vm-7", "gpu-host-2")
     async with control_plane.post(gateway.make_url("/api/v1/sessions/vm-7/tokens"), json={"max_viewers": 8}) as r:
