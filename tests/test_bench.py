@@ -164,3 +164,11 @@ def test_bench_sound_reports_the_cpu_of_one_sessions_sound_path():
     result = bench("sound", "--seconds", "1")
     assert result["seconds_of_sound"] == 1.0 and 0 < result["cpu_per_second_of_sound"] < 1
     assert 45 <= result["packets"] <= 50 and result["bytes_per_second"] > 0
+
+
+def test_bench_cluster_times_the_list_through_the_gateway_and_its_cpu_per_whep_offer():
+    result = bench("cluster", "--hosts", "2", "--sessions-per-host", "2", "--lists", "5", "--offers", "3")
+    assert (result["hosts"], result["sessions_per_host"], result["whep_offers"]) == (2, 2, 3)
+    for key in ("list_through_gateway_ms", "list_of_one_host_ms"):
+        assert 0 < result[key]["p50"] <= result[key]["p99"], key
+    assert result["gateway_cpu_ms_per_whep"] >= 0 and result["whep_offers_per_second"] > 0

@@ -22,6 +22,7 @@ import referencing
 import yaml
 from kubernetes_validate.utils import schema_contents
 
+from vgpustream.gateway.settings import GatewaySettings
 from vgpustream.iceservers import IceServers
 from vgpustream.settings import add_arguments, env_name, load_settings
 
@@ -35,11 +36,26 @@ CORE_KINDS = ["Namespace", "ConfigMap", "Secret", "DaemonSet", "Service"]
 
 
 def manifests() -> dict[str, dict]:
-    """Every object under deploy/kubernetes/ by kind (each kind appears once)."""
-    objects = [doc for path in sorted(KUBERNETES.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    """Every object of the hosts under deploy/kubernetes/ by kind (each kind appears once)."""
+    objects = [doc for path in sorted(set(KUBERNETES.glob("*.yaml")) - set(GATEWAY_FILES)) for doc in objects_in(path)]
     by_kind = {doc["kind"]: doc for doc in objects}
     assert len(by_kind) == len(objects), "one object per kind"
     return by_kind
+
+
+GATEWAY_FILES = sorted(KUBERNETES.glob("gateway-*.yaml"))
+
+
+def gateway_manifests() -> dict[str, dict]:
+    """Every object of the gateway's (deploy/kubernetes/gateway-*.yaml) by kind and name: Secret/vgpustream-gateway."""
+    objects = [doc for path in GATEWAY_FILES for doc in objects_in(path)]
+    by_name = {f"{doc['kind']}/{doc['metadata']['name']}": doc for doc in objects}
+    assert len(by_name) == len(objects), "one object of each kind and name"
+    return by_name
+
+
+def objects_in(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
 def container_of(daemonset: dict) -> dict:
@@ -61,6 +77,12 @@ def parse_settings(argv: list[str], environ: dict[str, str]):
 def test_manifest_matches_the_kubernetes_schema(kind, version):
     # strict: unknown fields (a misspelt securityContext key) fail too
     kubernetes_validate.validate(manifests()[kind], version, strict=True)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("name", sorted(gateway_manifests()))
+def test_gateway_manifest_matches_the_kubernetes_schema(name, version):
+    kubernetes_validate.validate(gateway_manifests()[name], version, strict=True)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +110,7 @@ def test_kustomization_lists_every_manifest():
     assert set(kustomization["resources"]) == files - {"servicemonitor.yaml"}
     assert "# - servicemonitor.yaml" in (KUBERNETES / "kustomization.yaml").read_text()
     namespace = manifests()["Namespace"]["metadata"]["name"]
-    for kind, doc in manifests().items():
+    for kind, doc in (manifests() | gateway_manifests()).items():
         if kind not in ("Namespace", "Kustomization"):
             assert doc["metadata"]["namespace"] == namespace, kind
 
@@ -150,6 +172,66 @@ def test_daemonset_probes_and_secrets():
         for e in container["env"]
     )
     assert "REPLACE" in secret["stringData"]["operator-token"], "the placeholder must say it is one"
+
+
+def test_gateway_runs_two_replicas_that_a_drain_leaves_one_of_with_least_privilege():
+    gateway = gateway_manifests()
+    deployment = gateway["Deployment/vgpustream-gateway"]
+    pod = deployment["spec"]["template"]["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["selector"]["matchLabels"] == labels
+    budget = gateway["PodDisruptionBudget/vgpustream-gateway"]["spec"]
+    assert budget == {"minAvailable": 1, "selector": {"matchLabels": labels}}
+    assert gateway["Service/vgpustream-gateway"]["spec"]["selector"] == labels
+    (container,) = pod["containers"]
+    assert container["command"] == ["vgpustream", "gateway", "--host", "0.0.0.0"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert gateway["Service/vgpustream-gateway"]["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert pod["securityContext"]["runAsUser"] == image_user() and pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False, "DNS discovery needs no Kubernetes API access"
+    assert container["securityContext"] == container_of(manifests()["DaemonSet"])["securityContext"]
+
+
+def test_gateway_settings_find_the_hosts_and_read_the_secrets_it_mounts():
+    gateway = gateway_manifests()
+    pod = gateway["Deployment/vgpustream-gateway"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    environ = {e["name"]: e["value"] for e in container["env"]}
+    assert not any(re.search("TOKEN|KEY", name) and not name.endswith("_FILE") for name in environ)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, GatewaySettings)
+    settings = load_settings(parser.parse_args([]), environ, kind=GatewaySettings)
+    assert settings.port == container["ports"][0]["containerPort"]
+    service = manifests()["Service"]
+    assert settings.dns_name == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"], "the SRV records the gateway asks for"
+    secrets = {name.split("/")[1]: doc for name, doc in gateway.items() if name.startswith("Secret/")}
+    secrets["vgpustream-operator"] = manifests()["Secret"]
+    mounts = {m["name"]: PurePosixPath(m["mountPath"]) for m in container["volumeMounts"]}
+    files = {}
+    for volume in pod["volumes"]:
+        secret = volume["secret"]
+        assert secret["defaultMode"] == 0o440
+        for item in secret["items"]:
+            assert item["key"] in secrets[secret["secretName"]]["stringData"], item
+            files[mounts[volume["name"]] / item["path"]] = item["key"]
+    for path in (settings.operator_token_file, settings.host_token_file, settings.signing_key_file):
+        assert PurePosixPath(path) in files, f"{path} is a file of a mounted Secret"
+    for doc in secrets.values():
+        assert all("REPLACE" in value for value in doc["stringData"].values() if value), "placeholders say so"
+
+
+def test_only_gateways_reach_the_hosts_http_port():
+    policy = gateway_manifests()["NetworkPolicy/vgpustream-hosts-from-gateways"]["spec"]
+    daemonset = manifests()["DaemonSet"]
+    deployment = gateway_manifests()["Deployment/vgpustream-gateway"]
+    assert policy["podSelector"]["matchLabels"] == daemonset["spec"]["template"]["metadata"]["labels"]
+    (rule,) = policy["ingress"]
+    gateways = {"podSelector": {"matchLabels": deployment["spec"]["template"]["metadata"]["labels"]}}
+    assert gateways in rule["from"]
+    assert rule["ports"] == [{"port": container_of(daemonset)["ports"][0]["name"], "protocol": "TCP"}]
 
 
 def test_configmap_holds_valid_settings(tmp_path):
@@ -413,7 +495,8 @@ def test_every_vgpustream_variable_is_a_setting():
     """VGPUSTREAM_* names in deploy/ are real settings, so a renamed setting cannot silently drift."""
     from vgpustream.settings import Settings  # noqa: PLC0415
 
-    known = {env_name(name) for name in Settings.__dataclass_fields__} | {"VGPUSTREAM_CONFIG"}
+    fields = {*Settings.__dataclass_fields__, *GatewaySettings.__dataclass_fields__}
+    known = {env_name(name) for name in fields} | {"VGPUSTREAM_CONFIG"}
     own = {"VGPUSTREAM_PODMAN_DIR"}  # the smoke test's work folder
     used = {}
     for path in DEPLOY.rglob("*"):

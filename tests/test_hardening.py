@@ -143,3 +143,15 @@ async def test_one_address_holds_a_bounded_number_of_connections(make_server, an
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the address's connections were not given back")
+
+
+async def test_a_trusted_proxy_s_connections_are_not_bounded_per_address(make_server):
+    # a gateway holds a connection for each of its WebSocket viewers, whom it bounds itself
+    server = await make_server(
+        source="synthetic:320x240@30", max_client_connections=3, header_timeout=300.0, trusted_proxy=("127.0.0.1",)
+    )
+    held = [await asyncio.open_connection(server.host, server.port) for _ in range(3)]
+    answered = await exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answered.startswith(b"HTTP/1.1 200 "), answered[:40]
+    for _, writer in held:
+        writer.close()

@@ -194,13 +194,11 @@ async def test_a_socket_that_does_not_drain_skips_ahead_and_holds_up_no_one(make
         await watcher.close()
 
 
-async def test_sockets_opened_and_dropped_leave_nothing_behind(make_server, http, anonymous):
-    server = await make_server(source="synthetic:320x240@30")
-    token = (await issue(http, server, role="view"))["token"]
-    await (await ws_viewer(anonymous, server, token)).close()  # warm-up: lazily made pools and caches
-    baseline = await settle((0, 0), seconds=2.0)
-    for n in range(200):
-        viewer = WebSocketReceiver(str(server.make_url("/ws/default")), anonymous, token if n % 2 else "vgs_wrong")
+async def churn(url: str, client, token: str, count: int) -> None:
+    """`count` sockets to `url`, one after another: every other one with a wrong token (refused), every fourth
+    reads a frame first; each closed by the browser."""
+    for n in range(count):
+        viewer = WebSocketReceiver(url, client, token if n % 2 else "vgs_wrong")
         try:
             await viewer.connect()
         except WebSocketRefused:
@@ -208,6 +206,14 @@ async def test_sockets_opened_and_dropped_leave_nothing_behind(make_server, http
         if n % 4 == 1:
             await viewer.next_frame()
         await viewer.close()
+
+
+async def test_sockets_opened_and_dropped_leave_nothing_behind(make_server, http, anonymous):
+    server = await make_server(source="synthetic:320x240@30")
+    token = (await issue(http, server, role="view"))["token"]
+    await (await ws_viewer(anonymous, server, token)).close()  # warm-up: lazily made pools and caches
+    baseline = await settle((0, 0), seconds=2.0)
+    await churn(str(server.make_url("/ws/default")), anonymous, token, 200)
     session = server.app[REGISTRY].get("default")
     await wait_for(lambda: len(session.audience) == 0, what="every seat given back")
     after = await settle(baseline)

@@ -14,6 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -22,6 +23,9 @@ from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
 from vgpustream.settings import Settings
 from vgpustream.store import Store, TokenRecord
 
+if TYPE_CHECKING:  # vgpustream.signedtokens takes the roles from here
+    from vgpustream.signedtokens import SignedToken, TokenVerifier
+
 log = logging.getLogger(__name__)
 
 ROLES = ("view", "control")
@@ -29,7 +33,8 @@ ROLES = ("view", "control")
 OPERATOR = "operator"
 """The role of a request made (or a viewer connected) with an operator token."""
 GRANTED_ROLES = (*ROLES, OPERATOR)
-MAX_TOKEN_LENGTH = 256
+MAX_TOKEN_LENGTH = 1024
+"""The longest token taken: a host's own are 47 characters, a gateway's signed ones (a JWT) about 400."""
 GENERATED_TOKEN_FILE = "operator-token"
 
 
@@ -60,6 +65,11 @@ def new_secret() -> str:
     return "vgs_" + secrets.token_urlsafe(32)
 
 
+def looks_signed(secret: str) -> bool:
+    """Whether a presented token is a gateway's signed one (a JWT: three dot-separated parts), not a random one."""
+    return secret.count(".") == 2
+
+
 def token_hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
@@ -76,6 +86,39 @@ def bearer_token(request: web.Request) -> str | None:
     return value
 
 
+def token_lines(path: Path, what: str) -> list[str]:
+    """The lines of a file of secrets, without blank lines and # comments; at least one."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise VgpuStreamError(f"cannot read the {what} file: {exc.strerror}") from None
+    found = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not found:
+        raise VgpuStreamError(f"the {what} file holds no token")
+    return found
+
+
+class OperatorTokens:
+    """The operator tokens, kept as hashes; a presented secret is compared with each of them in constant time."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self._hashes = [token_hash(s) for s in secrets]
+
+    def match(self, secret: str) -> bool:
+        presented = token_hash(secret)
+        # compare against every operator token, always, so timing says nothing about which matched
+        return sum(hmac.compare_digest(presented, h) for h in self._hashes) > 0
+
+    def require(self, request: web.Request) -> str:
+        """The request's operator token; Unauthorized without a token, Forbidden for any other token."""
+        secret = bearer_token(request)
+        if secret is None:
+            raise Unauthorized("an operator token is required (Authorization: Bearer <token>)")
+        if not self.match(secret):
+            raise Forbidden("not a valid operator token")
+        return secret
+
+
 def operator_tokens(settings: Settings) -> tuple[list[str], Path | None]:
     """The operator tokens from the settings, or one generated into the state directory.
 
@@ -83,13 +126,7 @@ def operator_tokens(settings: Settings) -> tuple[list[str], Path | None]:
     """
     tokens = [settings.operator_token] if settings.operator_token else []
     if settings.operator_token_file:
-        try:
-            lines = settings.operator_token_file.read_text().splitlines()
-        except OSError as exc:
-            raise VgpuStreamError(f"cannot read the operator token file: {exc.strerror}") from None
-        tokens += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-        if not tokens:
-            raise VgpuStreamError("the operator token file holds no token")
+        tokens += token_lines(settings.operator_token_file, "operator token")
     if tokens:
         return tokens, None
     path = settings.state_dir / GENERATED_TOKEN_FILE
@@ -104,15 +141,18 @@ def operator_tokens(settings: Settings) -> tuple[list[str], Path | None]:
 class Authority:
     """Checks credentials and issues viewer tokens; with `enabled` False everything is allowed."""
 
-    def __init__(self, store: Store, operator_secrets: list[str], enabled: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        operator_secrets: list[str],
+        enabled: bool = True,
+        gateways: TokenVerifier | None = None,
+    ) -> None:
         self.enabled = enabled
+        self.gateways = gateways
+        """The gateways whose signed tokens this host takes (--gateway-key-file), if any."""
         self._store = store
-        self._operator_hashes = [token_hash(s) for s in operator_secrets]
-
-    def _is_operator(self, secret: str) -> bool:
-        presented = token_hash(secret)
-        # compare against every operator token, always, so timing says nothing about which matched
-        return sum(hmac.compare_digest(presented, h) for h in self._operator_hashes) > 0
+        self._operators = OperatorTokens(operator_secrets)
 
     def from_operator(self, request: web.Request) -> bool:
         """Whether the request carries a valid operator token."""
@@ -120,18 +160,19 @@ class Authority:
             secret = bearer_token(request)
         except Forbidden:
             return False
-        return secret is not None and self._is_operator(secret)
+        return secret is not None and self._operators.match(secret)
 
     def require_operator(self, request: web.Request) -> None:
         if not self.enabled:
             return
-        secret = bearer_token(request)
-        if secret is None:
-            raise Unauthorized("an operator token is required (Authorization: Bearer <token>)")
-        if not self._is_operator(secret):
-            # a viewer token is a valid token, of too small a scope
-            viewer_token = self._store.token_by_hash(token_hash(secret)) is not None
-            raise Forbidden("not a valid operator token", "insufficient_scope" if viewer_token else "invalid_token")
+        try:
+            self._operators.require(request)
+        except Forbidden as refused:
+            secret = bearer_token(request)
+            if secret is not None and self._store.token_by_hash(token_hash(secret)) is not None:
+                # a viewer token is a valid token, of too small a scope
+                raise Forbidden(refused.message, "insufficient_scope") from None
+            raise
 
     def viewer_grant(self, request: web.Request, session_id: str, consume: bool = True) -> Grant:
         """What the request's token allows on session `session_id`; a single-use token is used up here."""
@@ -144,8 +185,10 @@ class Authority:
             return Grant("control")
         if secret is None:
             raise Unauthorized("a viewer token is required (Authorization: Bearer <token>)")
-        if self._is_operator(secret):
+        if self._operators.match(secret):
             return Grant(OPERATOR)
+        if self.gateways is not None and looks_signed(secret):
+            return self._signed_grant(self.gateways.verify(secret, session_id), consume)
         found = self._store.token_by_hash(token_hash(secret))
         if found is None or not hmac.compare_digest(found[1], token_hash(secret)):
             raise Forbidden("unknown token")
@@ -162,6 +205,19 @@ class Authority:
         ):
             raise Forbidden("the single-use token was used already")
         return Grant(record.role, record.id, record.clipboard, record.expires_at, record.max_viewers)
+
+    def _signed_grant(self, token: SignedToken, consume: bool) -> Grant:
+        """What a gateway's signed token (its signature and claims checked) allows, unless it was revoked or,
+        single-use, used; a single-use one is used up here."""
+        used_at, revoked_at = self._store.signed_token(token.id)
+        if revoked_at is not None:
+            raise Forbidden("the token was revoked")
+        if token.single_use and (
+            used_at is not None
+            or (consume and not self._store.use_signed_token(token.id, token.session, token.expires_at, time.time()))
+        ):
+            raise Forbidden("the single-use token was used already")
+        return Grant(token.role, token.id, token.clipboard, token.expires_at, token.max_viewers)
 
     def issue(
         self,

@@ -1,4 +1,4 @@
-"""The `vgpustream` command: serve, planes, snapshot, bench."""
+"""The `vgpustream` command: serve, gateway, planes, snapshot, bench."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from vgpustream.api.tokens import links
 from vgpustream.auth import operator_tokens
 from vgpustream.bench import add_bench_parser, run_bench
 from vgpustream.errors import VgpuStreamError
+from vgpustream.gateway.app import create_gateway
+from vgpustream.gateway.settings import GatewaySettings
 from vgpustream.registry import DEFAULT_SESSION
 from vgpustream.settings import DEFAULT_SOURCE, add_arguments, load_settings
 from vgpustream.snapshot import planes_json, write_snapshot
@@ -75,6 +77,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_gateway(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("gateway", help="run the cluster's gateway in front of the hosts (--node NAME=URL)")
+    add_arguments(parser, GatewaySettings)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    settings = load_settings(args, kind=GatewaySettings)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_gateway(settings)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log_class=AccessLogger)
+    return 0
+
+
 def _planes(args: argparse.Namespace) -> int:
     print(json.dumps(asyncio.run(planes_json(args.source)), indent=2))
     return 0
@@ -93,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgpustream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
+    _add_gateway(sub)
     p = sub.add_parser("planes", help="print a source's plane metadata as JSON")
     p.add_argument("--source", default=DEFAULT_SOURCE)
     p = sub.add_parser("snapshot", help="save one frame of a source as PNG")
@@ -102,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_COMMANDS = {"serve": _serve, "planes": _planes, "snapshot": _snapshot, "bench": _bench}
+_COMMANDS = {"serve": _serve, "gateway": _gateway, "planes": _planes, "snapshot": _snapshot, "bench": _bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -144,6 +144,12 @@ class StorageUnavailable(VgpuStreamError):
     retry_after = 30
 
 
+class BadGateway(VgpuStreamError):
+    """A host behind the gateway that answered with something that is not a vgpustream answer."""
+
+    code = "bad_gateway"
+
+
 class Unavailable(VgpuStreamError):
     """A transient lack of resources (sockets, ports) for this request; the client may retry later."""
 

@@ -11,12 +11,14 @@ import argparse
 import dataclasses
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
+from vgpustream.api.proxies import Networks, trusted_networks
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import VgpuStreamError
 
@@ -28,6 +30,8 @@ DEFAULT_SOURCE = "synthetic:1280x720@30"
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 """The loopback names a Host header may carry by default, besides the listen address."""
 ENV_PREFIX = "VGPUSTREAM_"
+NODE_NAME = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
+"""A node's name, as Kubernetes names its nodes (a DNS subdomain)."""
 
 
 def _state_home() -> Path:
@@ -70,8 +74,81 @@ class ViewerRules:
 
 
 @dataclass(frozen=True)
-class Settings:
+class ServiceSettings:
+    """What every web service of vgpustream (a host's server, the gateway) is configured with: where it listens,
+    which names its links may be built from, who may frame its pages, its bodies' and its clients' connections'
+    limits, and its logging."""
+
     host: str = setting("address to listen on", default="127.0.0.1")
+    public_url: str | None = setting("base URL of console and WHEP links handed out (default: from the request)")
+    allowed_host: tuple[str, ...] = setting(
+        "a name (Host header) links may be built from when --public-url is not set (repeatable; default the "
+        "listen address, a host's --host-address and the localhost names)",
+        default=(),
+    )
+    frame_ancestors: tuple[str, ...] = setting(
+        "an origin that may embed the console in a frame (repeatable; default none may)", default=()
+    )
+    max_sdp_bytes: int = setting("largest SDP body accepted", default=32 * 1024)
+    max_json_bytes: int = setting("largest JSON body accepted", default=16 * 1024)
+    log_level: str = setting("debug, info, warning or error", default="info")
+    header_timeout: float = setting(
+        "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0
+    )
+    max_client_connections: int = setting("open HTTP connections per client address", default=128)
+    trusted_proxy: tuple[str, ...] = setting(
+        "address or network (CIDR) of a proxy in front, such as the gateways' pods, whose X-Forwarded-For names "
+        "the client that rate limits, connection bounds and the audit trail count (repeatable)",
+        default=(),
+    )
+    rate_limit: float = setting(
+        "token, WHEP and WebSocket requests per second per client address (a gateway: those that search every host "
+        "for a session)",
+        default=5.0,
+    )
+    rate_burst: int = setting("burst of those requests per client address", default=20)
+    token_ttl: int = setting("default lifetime of viewer tokens in seconds", default=600)
+    max_token_ttl: int = setting("longest lifetime a viewer token may be given, in seconds", default=86_400)
+    token_max_viewers: int = setting(
+        "viewers one viewer token may have at once, unless set when it is minted", default=4
+    )
+
+    def __post_init__(self) -> None:
+        if not self.header_timeout > 0:
+            raise VgpuStreamError("header timeout must be above 0")
+        for name in ("max_client_connections", "token_ttl", "max_token_ttl", "token_max_viewers", "rate_burst"):
+            if getattr(self, name) < 1:
+                raise VgpuStreamError(f"{name} must be at least 1")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise VgpuStreamError("log level must be debug, info, warning or error")
+        for origin in self.frame_ancestors:
+            if not re.fullmatch(r"'self'|https?://[\w.*-]+(:\d{1,5})?", origin):
+                raise VgpuStreamError(
+                    f"frame ancestor {origin[:60]!r} must be 'self' or an origin like https://portal.example"
+                )
+        self.trusted_networks  # noqa: B018 - validates --trusted-proxy now
+        for name in self.allowed_host:
+            if not re.fullmatch(r"[\w.:\[\]-]{1,253}", name):
+                raise VgpuStreamError(f"allowed host {name[:60]!r} must be a host name or address")
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        """The names (Host header, without the port) that links may be built from."""
+        names = self.allowed_host or (*self.own_addresses, *LOCAL_NAMES)
+        return frozenset(name.lower().strip("[]") for name in names)
+
+    @property
+    def trusted_networks(self) -> Networks:
+        return trusted_networks(self.trusted_proxy)
+
+    @property
+    def own_addresses(self) -> tuple[str, ...]:
+        """The service's own addresses, names links may be built from unless --allowed-host says otherwise."""
+        return (self.host,)
+
+
+@dataclass(frozen=True)
+class Settings(ServiceSettings):
     port: int = setting("port to listen on", default=8080)
     source: str | None = setting(f"source URL of session 'default' (default {DEFAULT_SOURCE})")
     resolution: str | None = setting("size of the default synthetic source, e.g. 1920x1080")
@@ -104,6 +181,14 @@ class Settings:
         "offer only these addresses as ICE host candidates (repeatable; default every non-loopback address)",
         default=(),
     )
+    node_name: str | None = setting(
+        "this host's node name in a cluster, which a gateway's control plane names sessions' hosts by (default "
+        "the machine's host name; in Kubernetes, the pod's spec.nodeName)"
+    )
+    gateway_key_file: Path | None = setting(
+        "file of the gateways' Ed25519 public keys (PEM): console links they signed are taken, checked offline "
+        "(two keys while one is rotated)"
+    )
     state_dir: Path = setting("directory of the SQLite state (sessions, tokens)", factory=_state_home)
     operator_token: str | None = setting("operator token for /api/v1", cli=False)
     operator_token_file: Path | None = setting("file with operator tokens for /api/v1, one per line")
@@ -112,16 +197,11 @@ class Settings:
         "print no console link with a control token at start-up (where standard output is kept in logs)",
         default=False,
     )
-    public_url: str | None = setting("base URL of console and WHEP links handed out (default: from the request)")
     cors_origin: tuple[str, ...] = setting(
         "origin allowed to call WHEP and the API from a browser (repeatable)", default=()
     )
     tls_cert: Path | None = setting("TLS certificate (PEM); serve HTTPS with --tls-key")
     tls_key: Path | None = setting("TLS private key (PEM)")
-    token_ttl: int = setting("default lifetime of viewer tokens in seconds", default=600)
-    max_token_ttl: int = setting("longest lifetime a viewer token may be given, in seconds", default=86_400)
-    rate_limit: float = setting("token and WHEP requests per second per client address", default=5.0)
-    rate_burst: int = setting("burst of token and WHEP requests per client address", default=20)
     viewer_idle_timeout: float = setting("seconds a viewer may stay disconnected before it is dropped", default=30.0)
     viewer_connect_timeout: float = setting(
         "seconds a viewer's offer may take to connect; its seat is freed after that", default=10.0
@@ -130,9 +210,6 @@ class Settings:
         "what happens to a connected viewer when its token expires: disconnect, or view (input and clipboard "
         "refused from then on)",
         default="disconnect",
-    )
-    token_max_viewers: int = setting(
-        "viewers one viewer token may have at once, unless set when it is minted", default=4
     )
     token_retention_days: float = setting(
         "days an expired or revoked token is kept before it is deleted (applied at start-up and hourly)",
@@ -145,23 +222,9 @@ class Settings:
     input_burst: int = setting(
         "burst of data-channel messages a viewer may send; past it the viewer is disconnected", default=2000
     )
-    header_timeout: float = setting(
-        "seconds a connection may take to send a request's headers, or stay idle between requests", default=10.0
-    )
-    max_client_connections: int = setting("open HTTP connections per client address", default=128)
     metrics_public: bool = setting(
         "serve /metrics without a token (default: the operator token is needed)", default=False
     )
-    allowed_host: tuple[str, ...] = setting(
-        "a name (Host header) links may be built from when --public-url is not set (repeatable; default the "
-        "listen address and the localhost names)",
-        default=(),
-    )
-    frame_ancestors: tuple[str, ...] = setting(
-        "an origin that may embed the console in a frame (repeatable; default none may)", default=()
-    )
-    max_sdp_bytes: int = setting("largest SDP body accepted", default=32 * 1024)
-    max_json_bytes: int = setting("largest JSON body accepted", default=16 * 1024)
     audit_webhook: str | None = setting(
         "URL that every audit event is POSTed to as JSON (retried with backoff; never blocks a viewer)"
     )
@@ -177,23 +240,16 @@ class Settings:
     recording_retention_bytes: int = setting(
         "bytes all recordings may take; the oldest finished ones are deleted past it", default=20 * 1024**3
     )
-    log_level: str = setting("debug, info, warning or error", default="info")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if bool(self.tls_cert) != bool(self.tls_key):
             raise VgpuStreamError("--tls-cert and --tls-key go together")
-        if self.log_level not in ("debug", "info", "warning", "error"):
-            raise VgpuStreamError("log level must be debug, info, warning or error")
         for name in (
             "port",
             "max_sessions",
             "max_viewers",
-            "token_ttl",
-            "max_token_ttl",
-            "rate_burst",
-            "token_max_viewers",
             "input_burst",
-            "max_client_connections",
             "max_recordings",
             "recording_retention_bytes",
         ):
@@ -201,7 +257,7 @@ class Settings:
                 raise VgpuStreamError(f"{name} must be at least 1")
         if self.on_token_expiry not in ("view", "disconnect"):
             raise VgpuStreamError("on token expiry must be view or disconnect")
-        for name in ("viewer_connect_timeout", "header_timeout", "input_rate"):
+        for name in ("viewer_connect_timeout", "input_rate"):
             if not getattr(self, name) > 0:
                 raise VgpuStreamError(f"{name.replace('_', ' ')} must be above 0")
         if not 0.1 <= self.idle_sample_rate <= 30:
@@ -222,14 +278,8 @@ class Settings:
             raise VgpuStreamError("--audit-webhook-secret-file signs the --audit-webhook's POSTs: give both")
         if self.audit_webhook and not re.fullmatch(r"https?://\S{1,2000}", self.audit_webhook):
             raise VgpuStreamError("the audit webhook must be an http:// or https:// URL")
-        for origin in self.frame_ancestors:
-            if not re.fullmatch(r"'self'|https?://[\w.*-]+(:\d{1,5})?", origin):
-                raise VgpuStreamError(
-                    f"frame ancestor {origin[:60]!r} must be 'self' or an origin like https://portal.example"
-                )
-        for name in self.allowed_host:
-            if not re.fullmatch(r"[\w.:\[\]-]{1,253}", name):
-                raise VgpuStreamError(f"allowed host {name[:60]!r} must be a host name or address")
+        if self.node_name and not NODE_NAME.fullmatch(self.node_name):
+            raise VgpuStreamError(f"node name {self.node_name[:60]!r} must be a DNS name such as gpu-host-7")
         if self.resolution and not re.fullmatch(r"\d{2,5}x\d{2,5}", self.resolution):
             raise VgpuStreamError("resolution must look like 1920x1080")
 
@@ -245,10 +295,14 @@ class Settings:
         return EncoderSettings(bitrate=self.bitrate, fps=self.fps, keyframe_interval=self.keyframe_interval)
 
     @property
-    def allowed_hosts(self) -> frozenset[str]:
-        """The names (Host header, without the port) that links may be built from."""
-        names = self.allowed_host or (self.host, *LOCAL_NAMES)
-        return frozenset(name.lower().strip("[]") for name in names)
+    def own_addresses(self) -> tuple[str, ...]:
+        """The listen address and those offered to viewers (--host-address), where a gateway finds the host."""
+        return (self.host, *self.host_address)
+
+    @property
+    def node(self) -> str:
+        """The node name this host goes by (--node-name, else the machine's host name)."""
+        return self.node_name or socket.gethostname()
 
     @property
     def viewer_rules(self) -> ViewerRules:
@@ -275,64 +329,72 @@ class Settings:
         return self.state_dir / "recordings"
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
-_TYPES = get_type_hints(Settings)
+Configuration = TypeVar("Configuration")
+"""A settings dataclass whose fields are made with `setting()`: Settings, or a sibling command's own."""
 
 
 def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every CLI setting; defaults stay unset so that later sources can fill them."""
+def add_arguments(parser: argparse.ArgumentParser, kind: type = Settings) -> None:
+    """Add a flag for every CLI setting of `kind`; defaults stay unset so that later sources can fill them."""
     parser.add_argument("--config", type=Path, help=f"TOML file of settings (also {ENV_PREFIX}CONFIG)")
-    for name, f in _FIELDS.items():
+    types = get_type_hints(kind)
+    for f in dataclasses.fields(kind):
+        name = f.name
         if not f.metadata["cli"]:
             continue
         flag = "--" + name.replace("_", "-")
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         shown = "" if default in (None, ()) else f" (default {default})"
         text = f"{f.metadata['help']}{shown} [env {env_name(name)}]"
-        kind = _TYPES[name]
-        if kind is bool:
+        if types[name] is bool:
             parser.add_argument(flag, action="store_const", const=True, default=None, help=text)
-        elif get_origin(kind) is tuple:
+        elif get_origin(types[name]) is tuple:
             parser.add_argument(flag, action="append", default=None, metavar="VALUE", help=text)
         else:
             parser.add_argument(flag, default=None, metavar=name.split("_")[-1].upper(), help=text)
+    hidden = ", ".join(env_name(f.name) for f in dataclasses.fields(kind) if not f.metadata["cli"])
     parser.epilog = (
         "Each setting comes from its flag, else its environment variable, else the TOML file's key of the "
-        f"same name (e.g. max_viewers = 8), else its default. Secrets ({env_name('operator_token')}, "
-        f"{env_name('turn_credential')}) come from the environment or the file only."
+        f"same name (e.g. max_viewers = 8), else its default. Secrets ({hidden}) come from the environment or "
+        "the file only."
     )
 
 
-def load_settings(args: argparse.Namespace, environ: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
-    """Settings from parsed flags, then the environment, then the TOML file; `overrides` win over all."""
+def load_settings(
+    args: argparse.Namespace,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    kind: type[Configuration] = Settings,
+    **overrides: Any,
+) -> Configuration:
+    """Settings of `kind` from parsed flags, then the environment, then the TOML file; `overrides` win over all."""
+    types = get_type_hints(kind)
     config = args.config or environ.get(ENV_PREFIX + "CONFIG")
-    values: dict[str, Any] = _from_file(Path(config)) if config else {}
-    for name in _FIELDS:
+    values: dict[str, Any] = _from_file(Path(config), types) if config else {}
+    for name, kind_of_value in types.items():
         if (raw := environ.get(env_name(name))) is not None:
-            values[name] = _convert(name, raw.split(",") if get_origin(_TYPES[name]) is tuple else raw)
+            values[name] = _convert(name, kind_of_value, raw.split(",") if get_origin(kind_of_value) is tuple else raw)
         if (given := getattr(args, name, None)) is not None:
-            values[name] = _convert(name, given)
+            values[name] = _convert(name, kind_of_value, given)
     values.update(overrides)
-    return Settings(**values)
+    return kind(**values)
 
 
-def _from_file(path: Path) -> dict[str, Any]:
+def _from_file(path: Path, types: dict[str, Any]) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise VgpuStreamError(f"cannot read settings file {str(path)[:200]!r}: {exc}") from None
-    unknown = sorted(set(data) - set(_FIELDS))
+    unknown = sorted(set(data) - set(types))
     if unknown:
         raise VgpuStreamError(f"unknown setting(s) in {path.name}: {', '.join(unknown[:5])}")
-    return {name: _convert(name, value) for name, value in data.items()}
+    return {name: _convert(name, types[name], value) for name, value in data.items()}
 
 
-def _convert(name: str, value: Any) -> Any:
-    kind = _TYPES[name]
+def _convert(name: str, kind: Any, value: Any) -> Any:
     args = [a for a in get_args(kind) if a is not type(None)]
     base = args[0] if get_origin(kind) is not tuple and args else kind
     try:

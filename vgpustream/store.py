@@ -55,6 +55,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE tokens ADD COLUMN max_viewers INTEGER;
     """,
+    # 4: the signed tokens of a gateway (vgpustream.signedtokens) that were used (single-use) or revoked: the
+    # others have no row
+    """
+    CREATE TABLE signed_tokens (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL,
+        revoked_at REAL
+    );
+    """,
 )
 
 
@@ -230,6 +241,30 @@ class Store:
             )
         return cursor.rowcount == 1
 
+    def signed_token(self, token_id: str) -> tuple[float | None, float | None]:
+        """When a gateway's signed token was used and revoked (None: not)."""
+        row = self._db.execute("SELECT used_at, revoked_at FROM signed_tokens WHERE id = ?", (token_id,)).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
+    def use_signed_token(self, token_id: str, session_id: str, expires_at: float, now: float) -> bool:
+        """Mark a single-use signed token used; False if it was used already (atomic)."""
+        with self._writing() as db:
+            cursor = db.execute(
+                "INSERT INTO signed_tokens VALUES (?, ?, ?, ?, NULL) "
+                "ON CONFLICT (id) DO UPDATE SET used_at = excluded.used_at WHERE used_at IS NULL",
+                (token_id, session_id, expires_at, now),
+            )
+        return cursor.rowcount == 1
+
+    def revoke_signed_token(self, token_id: str, session_id: str, until: float, now: float) -> None:
+        """Refuse a gateway's signed token from now on; kept until `until`, past which it has expired anyway."""
+        with self._writing() as db:
+            db.execute(
+                "INSERT INTO signed_tokens VALUES (?, ?, ?, NULL, ?) "
+                "ON CONFLICT (id) DO UPDATE SET revoked_at = COALESCE(revoked_at, excluded.revoked_at)",
+                (token_id, session_id, until, now),
+            )
+
     def tokens(self, session_id: str, after: int = 0, limit: int = -1) -> list[tuple[int, TokenRecord]]:
         """A session's tokens in the order they were issued, from after position `after`, at most `limit`
         (-1: all); each with its position, which a next page starts after."""
@@ -243,7 +278,8 @@ class Store:
         """Delete the tokens that expired or were revoked before `before`; how many went."""
         with self._writing() as db:
             cursor = db.execute("DELETE FROM tokens WHERE expires_at < ? OR revoked_at < ?", (before, before))
-        return cursor.rowcount
+            signed = db.execute("DELETE FROM signed_tokens WHERE expires_at < ?", (before,))
+        return cursor.rowcount + signed.rowcount
 
 
 TOKEN_COLUMNS = "id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard, max_viewers"

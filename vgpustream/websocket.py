@@ -25,7 +25,7 @@ import math
 import struct
 
 import av
-from aiohttp import WSCloseCode, web
+from aiohttp import ClientWebSocketResponse, WSCloseCode, web
 
 from vgpustream.auth import Grant
 from vgpustream.fanout import PacketQueue, QueueClosed
@@ -159,6 +159,6 @@ def is_auth(text: str) -> bool:
         return False
 
 
-async def close(socket: web.WebSocketResponse, code: int, reason: str) -> None:
+async def close(socket: web.WebSocketResponse | ClientWebSocketResponse, code: int, reason: str) -> None:
     """Close `socket` with `code` and as much of `reason` as a close frame carries, cut at a whole character."""
     await socket.close(code=code, message=reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore").encode())

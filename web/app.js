@@ -1,5 +1,6 @@
 /**
- * The web console's entry: `/` lists sessions, `/?session=ID` is that session's console.
+ * The web console's entry: `/` lists sessions, `/?session=ID` is that session's console (`&node=NAME`
+ * through a gateway, which then finds the session on that host).
  * A token may come with the address (`&token=T`, or `#token=T` as the server's console_url puts
  * it, which never reaches a server log); it is kept for this tab only and taken out of the
  * address bar and history.
@@ -34,7 +35,7 @@ const transport = ["webrtc", "websocket"].includes(params.get("transport")) ? pa
 if (sessionId) {
   // a console link's own token, else the operator's (who came here from the session list)
   const token = takeToken(`vgpustream:token:${sessionId}`) || sessionStorage.getItem(OPERATOR_TOKEN_KEY);
-  startConsole(sessionId, token, transport);
+  startConsole(sessionId, token, transport, params.get("node"));
 } else {
   showSessions(document.getElementById("sessions"), takeToken(OPERATOR_TOKEN_KEY));
 }

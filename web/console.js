@@ -87,8 +87,11 @@ function addVideoTransceiver(pc) {
  * Run the console for one session in the #console element.
  * @param {string} sessionId
  * @param {string|null} token viewer or operator token for the WHEP requests, if any
+ * @param {string} transport auto, webrtc or websocket
+ * @param {string|null} node the session's host, named to a gateway in every request's query
  */
-export function startConsole(sessionId, token, transport = "auto") {
+export function startConsole(sessionId, token, transport = "auto", node = null) {
+  const route = node ? `?${new URLSearchParams({ node })}` : "";
   const root = document.getElementById("console");
   const stage = document.getElementById("stage");
   const video = document.getElementById("screen");
@@ -257,7 +260,7 @@ export function startConsole(sessionId, token, transport = "auto") {
     if (state.transport === "websocket") return connectWebSocket();
     stopTimers();
     show("connecting", "connecting…");
-    const attempt = (whep = new WhepClient(`/whep/${encodeURIComponent(sessionId)}`, token));
+    const attempt = (whep = new WhepClient(`/whep/${encodeURIComponent(sessionId)}${route}`, token));
     const pc = (state.pc = new RTCPeerConnection());
     const channel = (state.channel = pc.createDataChannel("input", { ordered: true }));
     const current = () => state.pc === pc;
@@ -313,10 +316,11 @@ export function startConsole(sessionId, token, transport = "auto") {
   async function connectWebSocket() {
     stopTimers();
     show("connecting", "connecting…");
-    const client = new WebSocketClient(sessionId, token, {
+    const handlers = {
       onText: (data) => current() && receive(data),
       onClose: (code, reason) => current() && lost(code, reason),
-    });
+    };
+    const client = new WebSocketClient(sessionId, token, handlers, route);
     state.socket = client;
     state.channel = client.channel;
     const current = () => state.socket === client;

@@ -25,7 +25,8 @@ function sessionRow(table, session, token, openRecordings) {
   const row = table.insertRow();
   row.dataset.session = session.id;
   const link = document.createElement("a");
-  link.href = `/?session=${encodeURIComponent(session.id)}`;
+  // a gateway's list names each session's node: the console then names it too
+  link.href = `/?${new URLSearchParams({ session: session.id, ...(session.node ? { node: session.node } : {}) })}`;
   link.textContent = session.name || session.id;
   if (session.name) link.title = session.id;
   row.insertCell().append(link, ...recordingMarks(session, () => openRecordings(session.id)));

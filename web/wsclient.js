@@ -28,10 +28,11 @@ export class WebSocketClient {
    * @param {string} sessionId
    * @param {string|null} token sent in the first message, never in the URL
    * @param {{onText: (data: string) => void, onClose: (code: number, reason: string) => void}} handlers
+   * @param {string} route the query naming the session's node to a gateway ("" without one)
    */
-  constructor(sessionId, token, handlers) {
+  constructor(sessionId, token, handlers, route = "") {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    this.url = `${scheme}//${location.host}/ws/${encodeURIComponent(sessionId)}`;
+    this.url = `${scheme}//${location.host}/ws/${encodeURIComponent(sessionId)}${route}`;
     this.token = token;
     this.handlers = handlers;
     this.socket = null;

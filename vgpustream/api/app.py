@@ -15,6 +15,7 @@ from vgpustream import compat
 from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, websocket, whep
 from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
+from vgpustream.api.proxies import client_addresses
 from vgpustream.api.state import AUDIT, AUTHORITY, ICE_SERVERS, ICE_WATCH, LIMITER, REGISTRY, SETTINGS, STORE
 from vgpustream.audit import AuditLog, read_webhook_secret
 from vgpustream.auth import Authority, operator_tokens
@@ -23,7 +24,8 @@ from vgpustream.metrics import metrics_registry
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
 from vgpustream.relays import IceServerWatch
-from vgpustream.settings import Settings
+from vgpustream.settings import ServiceSettings, Settings
+from vgpustream.signedtokens import TokenVerifier
 from vgpustream.store import Store
 
 API_PREFIX = "/api/v1/"
@@ -82,11 +84,20 @@ async def operator_auth(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
-def security_headers(settings: Settings) -> dict[str, str]:
+def connection_limits(settings: ServiceSettings) -> dict[str, object]:
+    """What GuardedRequestHandler holds each client's connections to (the app's `handler_args`)."""
+    return {
+        "max_client_connections": settings.max_client_connections,
+        "header_timeout": settings.header_timeout,
+        "trusted_proxies": settings.trusted_networks,
+    }
+
+
+def security_headers(frame_ancestors: tuple[str, ...]) -> dict[str, str]:
     """The headers of every answer, page and API alike: `Server: vgpustream` (without aiohttp's default of
     Python's and aiohttp's versions), a Content-Security-Policy that allows only our own files (no inline
-    script), no framing unless --frame-ancestors allows it, no MIME sniffing and no Referer."""
-    ancestors = " ".join(settings.frame_ancestors) or "'none'"
+    script), no framing but by `frame_ancestors` (--frame-ancestors), no MIME sniffing and no Referer."""
+    ancestors = " ".join(frame_ancestors) or "'none'"
     policy = (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
         f"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
@@ -102,15 +113,17 @@ def security_headers(settings: Settings) -> dict[str, str]:
 def create_app(settings: Settings) -> web.Application:
     """The vgpustream web application: session 'default' on settings' source, and the remembered sessions."""
     app = web.Application(
-        middlewares=[cors_middleware(settings.cors_origin), json_errors, operator_auth],
+        middlewares=[
+            client_addresses(settings.trusted_networks),
+            cors_middleware(settings.cors_origin),
+            json_errors,
+            operator_auth,
+        ],
         client_max_size=max(settings.max_sdp_bytes, settings.max_json_bytes),
-        handler_args={
-            "max_client_connections": settings.max_client_connections,
-            "header_timeout": settings.header_timeout,
-        },
+        handler_args=connection_limits(settings),
     )
     app[SETTINGS] = settings
-    headers = security_headers(settings)
+    headers = security_headers(settings.frame_ancestors)
 
     async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.update(headers)
@@ -122,6 +135,9 @@ def create_app(settings: Settings) -> web.Application:
     if settings.host_address:
         compat.advertise_host_addresses(settings.host_address)
     ice_servers = app[ICE_SERVERS] = IceServers(settings)  # reads the TURN secret now: fail at start
+    gateways = None  # read now: fail at start
+    if settings.gateway_key_file is not None and not settings.insecure_no_auth:
+        gateways = TokenVerifier(settings.gateway_key_file, settings.node, settings.max_token_ttl)
     secret_file = settings.audit_webhook_secret_file
     webhook_secret = None if secret_file is None else read_webhook_secret(secret_file)  # read now: fail at start
 
@@ -152,7 +168,9 @@ def create_app(settings: Settings) -> web.Application:
             retention=settings.audit_retention_days * 86_400,
         )
         audit.start()
-        app[AUTHORITY] = Authority(store, operator_secrets(settings), enabled=not settings.insecure_no_auth)
+        app[AUTHORITY] = Authority(
+            store, operator_secrets(settings), enabled=not settings.insecure_no_auth, gateways=gateways
+        )
         registry = app[REGISTRY] = SessionRegistry(settings, store, audit)
         app[operations.METRICS] = metrics_registry(registry, app[ICE_WATCH])
         await registry.resume()

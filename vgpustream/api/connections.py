@@ -3,7 +3,8 @@
 aiohttp's RequestHandler reads and parses each connection. Ours (installed by vgpustream.compat) adds what
 an outsider could otherwise use against every other client:
 
-- a bound on the connections one client address holds open (more are answered 429 and closed);
+- a bound on the connections one client address holds open (more are answered 429 and closed), but for the
+  trusted proxies' (--trusted-proxy: a gateway holds one for each of its WebSocket viewers, whom it bounds);
 - a deadline for a request's headers, from the connection's start or the request's first byte: a client
   that trickles them is closed (aiohttp waits for them forever);
 - requests the HTTP parser refuses (a NUL in a header, a header too long, ...) are answered with our JSON
@@ -25,6 +26,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 from vgpustream.api.errors import error_response
+from vgpustream.api.proxies import Networks, is_trusted
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ _open: weakref.WeakKeyDictionary[Server, Counter[str]] = weakref.WeakKeyDictiona
 
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection handler with a per-address connection bound, a header deadline, and parser errors
-    answered and logged without the request's bytes. Both limits come from the app's `handler_args`."""
+    answered and logged without the request's bytes. The limits and the trusted proxies come from the app's
+    `handler_args`."""
 
     def __init__(
         self,
@@ -50,10 +53,12 @@ class GuardedRequestHandler(RequestHandler):
         *,
         max_client_connections: int | None = None,
         header_timeout: float | None = None,
+        trusted_proxies: Networks = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
         self._max_client_connections = max_client_connections
+        self._trusted_proxies = trusted_proxies
         self._header_timeout = header_timeout
         self._client: str | None = None
         """The client address this connection is counted under, while it is open."""
@@ -63,7 +68,8 @@ class GuardedRequestHandler(RequestHandler):
         peer = transport.get_extra_info("peername")
         client = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         counts = _open.setdefault(self._manager, Counter())
-        if self._max_client_connections is not None and counts[client] >= self._max_client_connections:
+        bounded = self._max_client_connections is not None and not is_trusted(client, self._trusted_proxies)
+        if bounded and counts[client] >= self._max_client_connections:
             assert isinstance(transport, asyncio.Transport)
             transport.write(TOO_MANY_CONNECTIONS)
             transport.close()  # never made: connection_lost finds nothing of it to undo

@@ -30,6 +30,7 @@ STATUS = {
     "invalid_plane": 422,
     "ice_restart_unsupported": 422,
     "rate_limited": 429,
+    "bad_gateway": 502,
     "full": 503,
     "source_unavailable": 503,
     "unavailable": 503,

@@ -25,8 +25,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the database answers and no session has lost its source; for the operator token also which
-    sessions did, and how each ICE server does (which does not decide readiness)."""
+    """Readiness: the database answers and no session has lost its source; for the operator token also the
+    node's name, which sessions did, and how each ICE server does (which does not decide readiness)."""
     lost = [s.id for s in request.app[REGISTRY] if s.capture.snapshot.state is SourceState.LOST]
     database = request.app[STORE].healthy()
     ready = database and not lost
@@ -45,7 +45,8 @@ async def readyz(request: web.Request) -> web.Response:
             )
             for h in request.app[ICE_WATCH].health()
         ]
-        body = Readiness(status=status, database=database, lost_sessions=lost, ice_servers=ice_servers)
+        node = request.app[SETTINGS].node
+        body = Readiness(status=status, node=node, database=database, lost_sessions=lost, ice_servers=ice_servers)
     return json_response(body, status=200 if ready else 503)
 
 

@@ -469,6 +469,10 @@ class Readiness(Closed):
     """Whether the server is ready; what is wrong only for the operator token (else only `status`)."""
 
     status: Literal["ready", "not ready"]
+    node: Annotated[
+        str | UnsetType,
+        Meta(description="this host's node name (--node-name), by which a gateway that found it in DNS routes to it"),
+    ] = UNSET
     database: bool | UnsetType = UNSET
     lost_sessions: list[str] | UnsetType = UNSET
     ice_servers: list[IceServerState] | UnsetType = UNSET

@@ -29,13 +29,18 @@ def base_url(request: web.Request) -> str:
     Host is one of the server's own names (--allowed-host); MisdirectedRequest for any other Host, which
     would make the links point wherever the request's sender likes."""
     settings = request.app[SETTINGS]
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
+    return link_base(request, settings.public_url, settings.allowed_hosts)
+
+
+def link_base(request: web.Request, public_url: str | None, allowed_hosts: frozenset[str]) -> str:
+    """`public_url`, else the request's origin if its Host is one of `allowed_hosts` (see base_url)."""
+    if public_url:
+        return public_url.rstrip("/")
     try:
         name = (request.url.host or "").lower()
     except ValueError:  # a Host header that is no host at all
         name = ""
-    if name not in settings.allowed_hosts:
+    if name not in allowed_hosts:
         raise MisdirectedRequest(
             f"links are not made for the host {bounded(request.host, 60)}: set --public-url or --allowed-host"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlencode
@@ -22,10 +23,13 @@ from vgpustream.api.schemas import IssuedToken, Token, TokenCreate, TokenList, V
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
 from vgpustream.clipboard import default_access
 from vgpustream.errors import NotFound, VgpuStreamError
-from vgpustream.settings import RETENTION_INTERVAL
+from vgpustream.settings import RETENTION_INTERVAL, ServiceSettings
 from vgpustream.store import TokenRecord
 
 log = logging.getLogger(__name__)
+
+SIGNED_TOKEN_ID = re.compile(r"[0-9a-f]{16}")
+"""The id of a gateway's signed token (vgpustream.gateway.api mints them)."""
 
 
 def timestamp(seconds: float) -> str:
@@ -55,12 +59,7 @@ async def create_token(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     session = request.app[REGISTRY].get(request.match_info["id"])
     body = await read_json(request, settings.max_json_bytes, TokenCreate)
-    clipboard = given(body.clipboard, default_access(body.role))
-    if body.role == "view" and clipboard == "readwrite":
-        raise VgpuStreamError("a view token cannot write the guest's clipboard: 'clipboard' must be none or read")
-    ttl_seconds = given(body.ttl_seconds, settings.token_ttl)
-    if ttl_seconds > settings.max_token_ttl:
-        raise VgpuStreamError(f"'ttl_seconds' must be at most {settings.max_token_ttl} (--max-token-ttl)")
+    clipboard, ttl_seconds, max_viewers = token_terms(body, settings)
     base = base_url(request)  # before anything is stored: a request for a foreign Host makes no token
     record, secret = request.app[AUTHORITY].issue(
         session.id,
@@ -68,22 +67,36 @@ async def create_token(request: web.Request) -> web.Response:
         ttl_seconds=ttl_seconds,
         single_use=body.single_use,
         clipboard=clipboard,
-        max_viewers=given(body.max_viewers, settings.token_max_viewers),
+        max_viewers=max_viewers,
     )
     request.app[AUDIT].token_created(record)
     fields = token_fields(record, settings.token_max_viewers)
     return json_response(IssuedToken(**fields, **links(base, session.id, secret, body.transport)), 201)
 
 
-def links(base: str, session_id: str, secret: str, transport: str = "auto") -> dict[str, str]:
+def token_terms(body: TokenCreate, settings: ServiceSettings) -> tuple[str, int, int]:
+    """A token request's clipboard access, lifetime and viewers, the settings' defaults where it gives none."""
+    clipboard = given(body.clipboard, default_access(body.role))
+    if body.role == "view" and clipboard == "readwrite":
+        raise VgpuStreamError("a view token cannot write the guest's clipboard: 'clipboard' must be none or read")
+    ttl_seconds = given(body.ttl_seconds, settings.token_ttl)
+    if ttl_seconds > settings.max_token_ttl:
+        raise VgpuStreamError(f"'ttl_seconds' must be at most {settings.max_token_ttl} (--max-token-ttl)")
+    return clipboard, ttl_seconds, given(body.max_viewers, settings.token_max_viewers)
+
+
+def links(base: str, session_id: str, secret: str, transport: str = "auto", node: str | None = None) -> dict[str, str]:
     """The token with where to use it. The console link carries it in the fragment, which no server sees,
-    and the transport the console is to use where it is not its own choice (auto)."""
-    query = urlencode({"session": session_id} | ({} if transport == "auto" else {"transport": transport}))
+    and the transport the console is to use where it is not its own choice (auto); links through a gateway
+    (vgpustream.gateway) name the session's `node`, every one of them."""
+    route = {} if node is None else {"node": node}
+    query = urlencode({"session": session_id} | ({} if transport == "auto" else {"transport": transport}) | route)
+    at = f"?{urlencode(route)}" if route else ""
     return {
         "token": secret,
         "console_url": f"{base}/?{query}#token={secret}",
-        "whep_url": f"{base}/whep/{session_id}",
-        "websocket_url": f"{base.replace('http', 'ws', 1)}/ws/{session_id}",
+        "whep_url": f"{base}/whep/{session_id}{at}",
+        "websocket_url": f"{base.replace('http', 'ws', 1)}/ws/{session_id}{at}",
     }
 
 
@@ -130,11 +143,15 @@ async def token_retention(app: web.Application) -> AsyncIterator[None]:
 
 
 async def revoke_token(request: web.Request) -> web.Response:
-    """Revoke a token and disconnect every viewer that came in with it."""
+    """Revoke a token and disconnect every viewer that came in with it. A gateway's signed token (which has no
+    row here until then) is refused from now until it would have expired anyway."""
     session = request.app[REGISTRY].get(request.match_info["id"])
     token_id = request.match_info["token"]
-    if not request.app[STORE].revoke_token(session.id, token_id, time.time()):
-        raise NotFound("no such token")
+    store, now = request.app[STORE], time.time()
+    if not store.revoke_token(session.id, token_id, now):
+        if request.app[AUTHORITY].gateways is None or not SIGNED_TOKEN_ID.fullmatch(token_id):
+            raise NotFound("no such token")
+        store.revoke_signed_token(token_id, session.id, now + request.app[SETTINGS].max_token_ttl, now)
     request.app[AUDIT].record("token.revoked", session.id, token=token_id)
     await session.audience.close_viewers(token_id, "the link was revoked")
     return web.Response(status=204)

@@ -10,6 +10,7 @@ from typing import Any
 from vgpustream.bench import (
     abuse,
     capacity,
+    cluster,
     fanout,
     idle,
     latency,
@@ -149,6 +150,12 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="seconds of sound to encode (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=DEFAULT_SOUND_BITRATE, help="Opus bitrate (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("cluster", help="the gateway in front of hosts: list latency, CPU per relayed WHEP offer")
+    p.add_argument("--hosts", type=int, default=3, help="`vgpustream serve` processes (default %(default)s)")
+    p.add_argument("--sessions-per-host", type=int, default=20, help="sessions on each (default %(default)s)")
+    p.add_argument("--lists", type=int, default=200, help="lists timed, one after another (default %(default)s)")
+    p.add_argument("--offers", type=int, default=100, help="WHEP offers relayed (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("qemu", help="QEMU start to first frame, and key press to changed frame, in a viewer")
     p.add_argument("--runs", type=int, default=5, help="measured runs, after one warm-up (default %(default)s)")
     p.add_argument("--viewer", choices=("aiortc", "chromium"), default="aiortc", help="viewer (default %(default)s)")
@@ -223,6 +230,11 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "sound":
         result = sound.run(args.seconds, args.bitrate)
         print(json.dumps(result) if args.json else sound.table(result))
+    elif args.bench == "cluster":
+        result = cluster.run(
+            hosts=args.hosts, sessions_per_host=args.sessions_per_host, lists=args.lists, offers=args.offers
+        )
+        print(json.dumps(result) if args.json else cluster.table(result))
     else:
         result = qemu.run(args.runs, args.viewer, args.chromium)
         print(json.dumps(result) if args.json else _qemu_table(result))

@@ -1,4 +1,5 @@
-"""`vgpustream serve` as a real process on loopback: for the tests of what a process does, and for the benches."""
+"""`vgpustream serve` (and `vgpustream gateway`) as a real process on loopback: for the tests of what a process
+does, and for the benches."""
 
 from __future__ import annotations
 
@@ -54,12 +55,29 @@ def serve(
     this process's environment; `scheme` is https when ARGS give it a certificate.
     """
     port = port or free_port()
-    command = [sys.executable, "-m", "vgpustream", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--host-address", "127.0.0.1", "--state-dir", str(state_dir), *args]  # fmt: skip
-    log = state_dir.parent / f"serve-{port}.log"
+    arguments = ["--host-address", "127.0.0.1", "--state-dir", str(state_dir), *args]
+    with running("serve", arguments, port, state_dir.parent, env=env, scheme=scheme) as served:
+        yield served
+
+
+@contextmanager
+def gateway(log_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Run `vgpustream gateway ARGS` on 127.0.0.1 until the block ends; yields once /healthz answers. Its output
+    goes to `gateway-PORT.log` in `log_dir`."""
+    with running("gateway", list(args), free_port(), log_dir, env=env, scheme="http") as served:
+        yield served
+
+
+@contextmanager
+def running(
+    command: str, args: list[str], port: int, log_dir: Path, *, env: dict[str, str] | None, scheme: str
+) -> Iterator[Served]:
+    """`vgpustream COMMAND` listening on 127.0.0.1:`port` with ARGS, from /healthz's first answer to SIGINT."""
+    argv = [sys.executable, "-m", "vgpustream", command, "--host", "127.0.0.1", "--port", str(port), *args]
+    log = log_dir / f"{command}-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:  # a file, not a pipe: a full pipe nobody reads would block the server
-        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=output, stderr=subprocess.STDOUT)
     url = f"{scheme}://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process, log)
@@ -79,7 +97,9 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"vgpustream serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"vgpustream {process.args[3]} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=1, context=context) as response:
                 if response.status == 200:
