@@ -223,6 +223,28 @@ def test_gateway_settings_find_the_hosts_and_read_the_secrets_it_mounts():
         assert all("REPLACE" in value for value in doc["stringData"].values() if value), "placeholders say so"
 
 
+def test_the_ingress_leads_to_the_gateway_with_the_tested_proxy_s_timeouts():
+    """Every path goes to the gateway's Service, and ingress-nginx keeps sockets and buffering as
+    deploy/nginx/vgpustream.conf does (the one tests/test_nginx.py proves with the WebSocket transport)."""
+    gateway = gateway_manifests()
+    ingress = gateway["Ingress/vgpustream-gateway"]
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    service = gateway["Service/vgpustream-gateway"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+    assert rule["host"] in ingress["spec"]["tls"][0]["hosts"], "HTTPS: WebCodecs needs a secure context"
+    conf = (DEPLOY / "nginx" / "vgpustream.conf").read_text()
+    hours = {name: int(value) for name, value in re.findall(r"proxy_(read|send)_timeout (\d+)h;", conf)}
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    for name in ("read", "send"):
+        assert int(annotations[f"{prefix}proxy-{name}-timeout"]) == hours[name] * 3600
+    assert "proxy_buffering off;" in conf and annotations[f"{prefix}proxy-buffering"] == "off"
+    (body,) = re.findall(r"client_max_body_size (\S+);", conf)
+    assert annotations[f"{prefix}proxy-body-size"] == body
+
+
 def test_only_gateways_reach_the_hosts_http_port():
     policy = gateway_manifests()["NetworkPolicy/vgpustream-hosts-from-gateways"]["spec"]
     daemonset = manifests()["DaemonSet"]
