@@ -68,7 +68,7 @@ async def console_page(
 
 
 async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
-    server = await make_server(source="synthetic:640x360@30")
+    server = await make_server(source="synthetic:640x360@30?pattern=text")
     async with console_page(server, http, 30) as (page, errors):
         video = page.locator("#screen")
         assert await video.evaluate("v => [v.videoWidth, v.videoHeight]") == [640, 360]

@@ -150,7 +150,7 @@ async def test_retention_removes_old_recordings_at_start_up_and_then_hourly(make
     newer = old_recording(root, "default", 3, age_days=1, size=600_000)
     monkeypatch.setattr(library, "RETENTION_INTERVAL", 0.2)
     server = await make_server(
-        source="synthetic:320x240@30", recording_retention_days=7, recording_retention_bytes=1_800_000
+        source="synthetic:320x240@30?pattern=text", recording_retention_days=7, recording_retention_bytes=1_800_000
     )
     base = str(server.make_url("/"))
     async with http.get(server.make_url("/api/v1/sessions/default/recordings")) as response:

@@ -61,12 +61,22 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     return [(w, h) for w, h in sizes]
 
 
+def _pattern_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pattern",
+        choices=synthetic.PATTERNS,
+        default="text",
+        help="the synthetic picture: every pixel changing (text, the default) or a desktop",
+    )
+
+
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="measure the pipeline or the fan-out")
     kinds = parser.add_subparsers(dest="bench", required=True)
     p = kinds.add_parser("pipeline", help="time per frame against the naive PyAV path, and per stage")
     p.add_argument("--source", help="source URL (default: synthetic at --resolution, changing every frame)")
     p.add_argument("--resolution", default="1280x720", help="size of the synthetic source (default %(default)s)")
+    _pattern_argument(p)
     p.add_argument("--frames", type=int, default=300, help="frames to measure of each kind (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
@@ -98,6 +108,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="measuring window per count (default %(default)s)")
     p.add_argument("--resolution", default="1280x720", help="synthetic source size (default %(default)s)")
     p.add_argument("--still", action="store_true", help="a still picture instead of a moving one")
+    _pattern_argument(p)
     p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--min-fps", type=float, default=28.0, help="a count is held when every viewer gets this")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -151,7 +162,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     if args.bench == "pipeline":
         # a synthetic source whose picture changes faster than the pipeline runs: every step captures
-        source = args.source or f"synthetic:{args.resolution}@{synthetic.MAX_FPS}"
+        source = args.source or f"synthetic:{args.resolution}@{synthetic.MAX_FPS}?pattern={args.pattern}"
         result = pipeline.run(source, args.frames, EncoderSettings(bitrate=args.bitrate), args.timeout)
         print(json.dumps(result) if args.json else _pipeline_table(result))
     elif args.bench == "fanout":
@@ -163,6 +174,7 @@ def run_bench(args: argparse.Namespace) -> int:
             args.viewers,
             args.seconds,
             resolution=args.resolution,
+            pattern=args.pattern,
             still=args.still,
             bitrate=args.bitrate,
             min_fps=args.min_fps,

@@ -61,9 +61,17 @@ def one_run(sessions: int, viewers: int, seconds: float, source: str, server_arg
 
 
 def run(
-    counts: list[int], viewers: int, seconds: float, *, resolution: str, still: bool, bitrate: int, min_fps: float
+    counts: list[int],
+    viewers: int,
+    seconds: float,
+    *,
+    resolution: str,
+    pattern: str,
+    still: bool,
+    bitrate: int,
+    min_fps: float,
 ) -> dict[str, Any]:
-    source = f"synthetic:{resolution}@30" + ("?still=1" if still else "")
+    source = f"synthetic:{resolution}@30?pattern={pattern}" + ("&still=1" if still else "")
     runs = [one_run(count, viewers, seconds, source, ["--bitrate", str(bitrate)]) for count in counts]
     held = [r["sessions"] for r in runs if r["fps_per_viewer_min"] >= min_fps]  # a still picture sends ~no frames
     return {

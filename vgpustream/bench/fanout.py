@@ -133,7 +133,8 @@ def one_run(viewers: int, seconds: float, server_args: list[str]) -> dict[str, A
 
 
 def run(counts: list[int], seconds: float, resolution: str, fps: int, bitrate: int) -> dict[str, Any]:
-    server_args = ["--resolution", resolution, "--fps", str(fps), "--bitrate", str(bitrate)]
+    source = f"synthetic:{resolution}@{fps}?pattern=text"  # every pixel new in every frame
+    server_args = ["--source", source, "--fps", str(fps), "--bitrate", str(bitrate)]
     runs = [one_run(count, seconds, server_args) for count in counts]
     fewest, most = min(runs, key=lambda r: r["viewers"]), max(runs, key=lambda r: r["viewers"])
     added = most["viewers"] - fewest["viewers"]
