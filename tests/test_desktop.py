@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
+from vgpustream.capture.pipeline import FramePipeline
+from vgpustream.encoder import EncoderSettings
 from vgpustream.input import KeyEvent, PointerEvent
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Rect
@@ -156,3 +160,17 @@ def test_the_desktop_is_the_default_and_its_frames_carry_damage():
     text = create_source("synthetic:640x360@30?pattern=text")
     assert text.next_frame().damage == (Rect(0, 0, 640, 360),)
     assert text.cursor() is None, "the text page draws its pointer into the picture"
+
+
+def test_the_pipeline_counts_the_pixels_captured_and_those_changed():
+    pipeline = FramePipeline(SyntheticSource(640, 360, fps=960), EncoderSettings())
+    first = pipeline.capture().result
+    assert first.captured and first.changed == first.pixels == 640 * 360, "the first picture is all new"
+    time.sleep(0.01)
+    later = pipeline.capture().result
+    assert later.captured and 0 < later.changed < later.pixels / 4
+    text = FramePipeline(SyntheticSource(640, 360, fps=960, pattern="text"), EncoderSettings())
+    text.capture()
+    time.sleep(0.01)
+    moved = text.sample()
+    assert moved.captured and moved.changed == moved.pixels == 640 * 360, "the text page changes all of itself"

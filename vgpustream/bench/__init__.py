@@ -264,12 +264,14 @@ def _capacity_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['source']}, {result['viewers_per_session']} viewer(s) each, {result['seconds']:.0f} s per run; "
         f"sessions held at >= {result['min_fps']:g} fps: {result['sessions_held']}",
-        "sessions  server cpu/wall  cpu/session  fps/viewer min  mean  encoded fps/session  server cpu ms/frame",
+        "sessions  server cpu/wall  cpu/session  fps/viewer min  mean  encoded fps/session  server cpu ms/frame"
+        "  changed/frame  kbit/s/session",
     ]
     lines += [
         f"{r['sessions']:>8}  {r['cpu_per_wall']:>15.3f}  {r['cpu_per_session']:>11.4f}"
         f"  {r['fps_per_viewer_min']:>14.1f}  {r['fps_per_viewer_mean']:>4.1f}"
         f"  {r['encoded_fps_per_session']:>19.1f}  {r['server_cpu_ms_per_frame']:>19.2f}"
+        f"  {r['changed_area_per_frame']:>13.1%}  {r['kbit_per_s_per_session']:>14.0f}"
         for r in result["runs"]
     ]
     return "\n".join(lines)

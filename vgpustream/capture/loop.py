@@ -315,6 +315,8 @@ class CaptureLoop:
     def _count(self, result: StepResult, now: float) -> None:
         stats = self.stats
         stats.frames_captured += result.captured
+        stats.pixels_captured += result.pixels
+        stats.pixels_changed += result.changed
         stats.frames_repeated += result.repeated
         if not result.packets:
             return
