@@ -174,6 +174,7 @@ class FramePipeline:
         result = StepResult(capture=time.perf_counter() - t0)
         if frame is not None:
             _count_damage(result, frame)
+            self._converter.forget()  # the frame held before it goes unconverted, and its damage with it
             self._held = frame
             self._take_thumbnail(frame)
         return result
