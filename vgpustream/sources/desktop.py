@@ -290,9 +290,7 @@ class Desktop(Pattern):
         self.document = Document(_part(area, 0.51, 0.0, 0.46, 0.74), scale, seed)
         self.video = Video(_part(area, 0.05, 0.66, 0.18, 0.28), scale)
         self.notes = Window("Notes", _part(area, 0.36, 0.55, 0.22, 0.3), scale, NOTES_PAPER)
-        Typeface(scale, DOCUMENT_INK, NOTES_PAPER).draw(
-            self.notes.view, 2 * scale, 2 * scale, "drag me (or click a window)"
-        )
+        Typeface(scale, DOCUMENT_INK, NOTES_PAPER).draw(self.notes.view, 2 * scale, 2 * scale, "a note, dragged about")
         self._drag_from, self._drag_to = self.notes.rect, _part(area, 0.6, 0.1, 0.22, 0.3)
         self.stack: list[Window] = [self.document, self.video, self.terminal, self.notes]
         """The windows bottom to top."""
