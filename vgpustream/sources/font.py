@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-GLYPH_W, GLYPH_H = 5, 7
+GLYPH_W = 5
 CELL_W, CELL_H = 6, 9
 
 _GLYPHS = {
