@@ -5,14 +5,14 @@ from __future__ import annotations
 import av
 import numpy as np
 
-from vgpustream.sources.synthetic import SyntheticSource
+from vgpustream.sources.synthetic import TextPage
 from vgpustream.stamp import luma
 
 
-def synthetic_luma(source: SyntheticSource, number: int) -> np.ndarray:
-    """The luma (BT.601, limited range, as x264 gets it from swscale) of frame `number`."""
-    source.render(number, pointer=None)
-    bgr = source.pixels[:, :, :3].astype(np.float32)
+def synthetic_luma(page: TextPage, number: int) -> np.ndarray:
+    """The luma (BT.601, limited range, as x264 gets it from swscale) of picture `number` of the text page."""
+    page.render(number, pointer=None)
+    bgr = page.pixels[:, :, :3].astype(np.float32)
     return 16 + (65.481 * bgr[:, :, 2] + 128.553 * bgr[:, :, 1] + 24.966 * bgr[:, :, 0]) / 255
 
 

@@ -93,6 +93,11 @@ def test_bench_capacity_runs_each_session_count_with_its_viewers():
         assert run["cpu_per_wall"] > 0 and run["fps_per_viewer_min"] > 10, run
         assert run["encoded_fps_per_session"] > 10 and run["server_cpu_ms_per_frame"] > 0, run
     assert result["sessions_held"] in (0, 1, 2)
+    assert all(run["changed_area_per_frame"] == 1.0 for run in result["runs"]), "the text page changes every pixel"
+    desktop = bench("capacity", "--sessions", "1", "--seconds", "3", "--resolution", "640x360", "--pattern", "desktop")
+    (run,) = desktop["runs"]
+    assert 0.01 < run["changed_area_per_frame"] < 0.3, "a desktop changes a few percent of itself at a time"
+    assert run["kbit_per_s_per_session"] > 0 and run["encoded_fps_per_session"] > 10, run
 
 
 @pytest.mark.browser

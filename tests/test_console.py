@@ -1,8 +1,9 @@
-"""The web console in Debian's Chromium: it plays, the picture is the pattern, the pointer reaches the VM."""
+"""The web console in Debian's Chromium: it plays, the picture is the pattern, the pointer and keys reach the VM."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,8 +15,10 @@ from tests.test_operations import metric_value
 from vgpustream.api.state import REGISTRY
 from vgpustream.bench.latency import READ_STAMPS, RECORD_DELAY_REPORTS
 from vgpustream.compat import PLAYOUT_DELAY
+from vgpustream.sources.desktop import Desktop, Terminal
+from vgpustream.sources.font import text_ink
 from vgpustream.sources.synthetic import POINTER_IDLE
-from vgpustream.stamp import read_stamp
+from vgpustream.stamp import luma, read_stamp
 from vgpustream.testing.netem import LossyLink
 
 pytestmark = pytest.mark.browser
@@ -68,7 +71,7 @@ async def console_page(
 
 
 async def test_console_plays_and_the_pointer_reaches_the_vm(make_server, http):
-    server = await make_server(source="synthetic:640x360@30")
+    server = await make_server(source="synthetic:640x360@30?pattern=text")
     async with console_page(server, http, 30) as (page, errors):
         video = page.locator("#screen")
         assert await video.evaluate("v => [v.videoWidth, v.videoHeight]") == [640, 360]
@@ -211,3 +214,45 @@ async def test_a_viewer_whose_link_ran_out_is_told_it_only_watches(make_server, 
         )
         assert "time is up" in await page.locator("#status").text_content()
         assert await page.evaluate("window.vgpustream.state") == "playing"
+
+
+SEEN = 0.97
+"""The least share of a word's pixels that must match for it to be seen (a word that differs in all but
+its first two and last letters matched 0.88)."""
+
+
+def best_match(picture: np.ndarray, terminal: Terminal, word: str) -> float:
+    """How well `word`, in the glyphs the desktop draws, matches the best cell run of the terminal's grid in
+    a decoded luma picture: the share of its pixels on the right side of mid-grey (1.0: every one)."""
+    face = terminal.face
+    top, left = terminal.rect.y + terminal.content.y, terminal.rect.x + terminal.content.x
+    grid = picture[top : top + terminal.rows * face.cell_h, left : left + terminal.columns * face.cell_w] > 128
+    ink = text_ink(word, face.scale)
+    best = 0.0
+    for row in range(terminal.rows):
+        band = grid[row * face.cell_h : (row + 1) * face.cell_h]
+        for column in range(terminal.columns - len(word) + 1):
+            cells = band[:, column * face.cell_w : column * face.cell_w + ink.shape[1]]
+            best = max(best, float(np.mean(cells == ink)))
+    return best
+
+
+async def test_a_word_typed_in_the_console_is_drawn_in_the_desktops_terminal(make_server, http, viewers):
+    server = await make_server(source="synthetic:1280x720@30")  # the default pattern: the desktop
+    terminal = Desktop(1280, 720, 30).terminal  # where the source's terminal stands and how it draws
+    word, other = (f"zq{secrets.token_hex(3)}" for _ in range(2))
+    receiver = await viewers(server)  # a second viewer: the stream as anyone receives it
+    async with console_page(server, http, 10) as (page, errors):
+        await page.click("#stage")
+        await page.keyboard.press("Enter")  # a line of its own: the word is not wrapped across two
+        await page.keyboard.type(word)
+        for _ in range(300):
+            picture = luma((await receiver.next_frame()).picture)
+            if best_match(picture, terminal, word) > SEEN:
+                break
+        else:
+            raise AssertionError(
+                f"{word!r} never showed in the terminal (best match {best_match(picture, terminal, word):.2f})"
+            )
+        assert best_match(picture, terminal, other) < SEEN, "a word nobody typed is not found: the check can fail"
+        assert errors == []

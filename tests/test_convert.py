@@ -1,13 +1,15 @@
-"""Captured frames to the encoder's yuv420p: libyuv where it has the format, swscale otherwise, alike."""
+"""Captured frames to the encoder's yuv420p: libyuv where it has the format (what changed), swscale otherwise."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vgpustream.convert import LIBYUV, FrameConverter
+from vgpustream.convert import LIBYUV, RING, FrameConverter
 from vgpustream.formats import PIXEL_FORMATS, fourcc_code
-from vgpustream.sources.base import Frame
+from vgpustream.sources.base import Frame, Rect
+from vgpustream.sources.desktop import Desktop
+from vgpustream.sources.pattern import ViewerInput
 from vgpustream.stamp import luma
 
 
@@ -53,3 +55,22 @@ def test_a_window_into_a_wider_buffer_converts_without_a_copy_and_each_picture_i
         "the next conversion left it alone"
     )
     assert not np.array_equal(planes(second)[0], kept[0])
+
+
+def test_converting_only_the_damage_gives_the_picture_a_whole_conversion_gives():
+    desktop = Desktop(642, 362, 30)  # windows with odd edges: their damage grows to even ones
+    converter, whole = FrameConverter(), FrameConverter()
+    xr24 = fourcc_code("XR24")
+    for number in [*range(0, 200, 3), *range(300, 360)]:  # typing, a scroll and a drag among them
+        damage = desktop.draw(number, ViewerInput(typed="ab\n" if number % 9 == 0 else ""))
+        ours = converter.convert(Frame(desktop.pixels, xr24, 0, damage))
+        theirs = whole.convert(Frame(desktop.pixels, xr24, 0))
+        assert all(np.array_equal(a, b) for a, b in zip(planes(ours), planes(theirs), strict=True)), number
+    # a frame whose damage leaves out what changed is converted as it says: the comparison can fail
+    desktop.pixels[100:140, 200:260] = 0
+    ours = converter.convert(Frame(desktop.pixels, xr24, 0, (Rect(0, 0, 8, 8),)))
+    assert not np.array_equal(planes(ours)[0], planes(whole.convert(Frame(desktop.pixels, xr24, 0)))[0])
+    converter.forget()  # a frame went by unseen: every picture of the ring is written whole
+    for _ in range(RING):
+        ours = converter.convert(Frame(desktop.pixels, xr24, 0, (Rect(0, 0, 8, 8),)))
+        assert np.array_equal(planes(ours)[0], planes(whole.convert(Frame(desktop.pixels, xr24, 0)))[0])

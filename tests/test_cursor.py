@@ -27,7 +27,7 @@ def red_at(picture: av.VideoFrame, x: int, y: int) -> bool:
 
 
 async def test_a_viewer_with_a_channel_gets_cursor_messages_and_a_clean_picture(make_server, viewers):
-    server = await make_server(source="synthetic:320x240@30?cursor=1")
+    server = await make_server(source="synthetic:320x240@30?pattern=text&cursor=1")
     receiver = await viewers(server)
     await receiver.next_frame()
     await receiver.wait_channel_open()
@@ -50,7 +50,7 @@ async def test_a_viewer_with_a_channel_gets_cursor_messages_and_a_clean_picture(
 
 
 async def test_the_cursor_is_drawn_in_for_a_viewer_without_a_channel(make_server, viewers):
-    server = await make_server(source="synthetic:320x240@30?cursor=1")
+    server = await make_server(source="synthetic:320x240@30?pattern=text&cursor=1")
     controller = await viewers(server)
     watcher = await viewers(server, input_channel=False)
     await controller.next_frame()

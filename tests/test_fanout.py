@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def encoded_packets(count: int, keyframe_every: int) -> list[av.Packet]:
     """Real packets from the real encoder, an IDR every `keyframe_every` frames."""
-    pipeline = FramePipeline(SyntheticSource(320, 240, fps=240), EncoderSettings())
+    pipeline = FramePipeline(SyntheticSource(320, 240, fps=240, pattern="text"), EncoderSettings())
     packets: list[av.Packet] = []
     for i in range(count):
         time.sleep(0.005)  # the source draws a new picture every 1/240 s
@@ -55,7 +55,7 @@ async def test_queue_starts_on_a_keyframe_and_a_stalled_viewer_skips_to_the_next
 async def test_eight_viewers_share_one_encode(make_server, viewers):
     # the source changes every 1/960 s and capture runs at 30 fps: every capture has a new picture, even
     # two that a late step of a busy loop makes close together
-    server = await make_server(source="synthetic:640x360@960", bitrate=1_500_000, fps=30)
+    server = await make_server(source="synthetic:640x360@960?pattern=text", bitrate=1_500_000, fps=30)
     receivers = await asyncio.gather(*(viewers(server) for _ in range(8)))
     await asyncio.gather(*(r.next_frame() for r in receivers))
     stats = server.app[REGISTRY].get("default").capture.stats

@@ -11,7 +11,7 @@ import numpy as np
 
 from tests.pictures import psnr
 from vgpustream.api.state import REGISTRY
-from vgpustream.sources.synthetic import SyntheticSource
+from vgpustream.sources.synthetic import TextPage
 from vgpustream.stamp import luma, stamp_rows
 from vgpustream.testing.server import serve
 
@@ -33,10 +33,10 @@ def decode_jpeg(data: bytes) -> av.VideoFrame:
         return next(container.decode(video=0))
 
 
-def expected_thumbnail(source: SyntheticSource, number: int, width: int, height: int) -> np.ndarray:
-    """The luma of picture `number` of `source` scaled down to width x height, independently of the server."""
-    source.render(number, None)
-    picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(source.pixels), format="bgra")
+def expected_thumbnail(page: TextPage, number: int, width: int, height: int) -> np.ndarray:
+    """The luma of picture `number` of the text page scaled down to width x height, independently of the server."""
+    page.render(number, None)
+    picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(page.pixels), format="bgra")
     return luma(picture.reformat(width=width, height=height, format="yuvj420p", interpolation="AREA"))
 
 
@@ -73,7 +73,7 @@ async def test_the_first_viewer_wakes_a_session_from_its_slow_sampling(make_serv
 
 
 async def test_the_thumbnail_is_a_small_jpeg_of_the_current_picture(make_server, http):
-    server = await make_server(source="synthetic:1280x720@30?still=1")
+    server = await make_server(source="synthetic:1280x720@30?pattern=text&still=1")
     await first_capture(server)
     async with http.get(server.make_url(THUMBNAIL)) as response:
         assert response.status == 200, await response.text()
@@ -81,7 +81,7 @@ async def test_the_thumbnail_is_a_small_jpeg_of_the_current_picture(make_server,
         etag = response.headers["ETag"]
         picture = decode_jpeg(await response.read())
     assert (picture.width, picture.height) == (320, 180), "longest edge 320 by default, aspect kept"
-    expected = expected_thumbnail(SyntheticSource(1280, 720, still=True), 0, 320, 180)
+    expected = expected_thumbnail(TextPage(1280, 720), 0, 320, 180)
     stamp = stamp_rows(1280) * 180 // 720 + 2  # the frame stamp's time differs
     assert psnr(luma(picture), expected, skip_rows=stamp) > 30, "the thumbnail shows the source's picture"
 

@@ -15,7 +15,9 @@ from dbus_fast import Message
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.input import KeyEvent, MotionEvent, PointerEvent, WheelEvent
 from vgpustream.sources import create_source
+from vgpustream.sources.base import Rect
 from vgpustream.sources.common.qemu_input import QNUM, QemuInput
+from vgpustream.sources.qemu.framebuffer import MAX_DAMAGE
 from vgpustream.sources.qemu.source import QemuDisplaySource
 
 XRGB = 0x20020888  # PIXMAN_x8r8g8b8
@@ -46,15 +48,31 @@ async def source() -> QemuDisplaySource:
     return source
 
 
-def test_scanout_and_updates_rebuild_the_picture(source):
+def test_scanout_and_updates_rebuild_the_picture_and_are_its_damage(source):
     first = source.framebuffer.take()
-    assert (first.width, first.height) == (64, 32)
+    assert (first.width, first.height) == (64, 32) and first.damage is None, "a Scanout: all of it is new"
+    before = first.pixels.copy()
     assert source.framebuffer.take() is None, "nothing changed since"
     patch = bytes([200, 100, 50, 0]) * 4 * 3  # 4x3 pixels, stride 16
-    assert source._on_listener_call(call("Update", "iiiiuuay", [10, 5, 4, 3, 16, XRGB, patch])).error_name is None
+    for x in (10, 40):
+        assert source._on_listener_call(call("Update", "iiiiuuay", [x, 5, 4, 3, 16, XRGB, patch])).error_name is None
     second = source.framebuffer.take()
-    assert np.all(second.pixels[5:8, 10:14] == [200, 100, 50, 0])
-    assert np.array_equal(second.pixels[:5], first.pixels[:5]), "only the damaged rectangle changed"
+    assert second.damage == (Rect(10, 5, 4, 3), Rect(40, 5, 4, 3))
+    assert np.all(second.pixels[5:8, 10:14] == [200, 100, 50, 0]) and np.all(
+        second.pixels[5:8, 40:44] == [200, 100, 50, 0]
+    )
+    changed = np.any(second.pixels != before, axis=2)
+    changed[5:8, 10:14] = changed[5:8, 40:44] = False
+    assert not changed.any(), "only the damaged rectangles changed"
+
+
+def test_past_max_damage_updates_the_whole_picture_counts_as_changed(source):
+    source.framebuffer.take()
+    patch = bytes([1, 2, 3, 0])
+    for n in range(MAX_DAMAGE + 1):
+        source._on_listener_call(call("Update", "iiiiuuay", [n % 64, n // 64, 1, 1, 4, XRGB, patch]))
+    frame = source.framebuffer.take()
+    assert frame.damage is None and np.all(frame.pixels[0, :, :3] == [1, 2, 3])
 
 
 @pytest.mark.parametrize(

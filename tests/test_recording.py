@@ -150,7 +150,7 @@ async def test_retention_removes_old_recordings_at_start_up_and_then_hourly(make
     newer = old_recording(root, "default", 3, age_days=1, size=600_000)
     monkeypatch.setattr(library, "RETENTION_INTERVAL", 0.2)
     server = await make_server(
-        source="synthetic:320x240@30", recording_retention_days=7, recording_retention_bytes=1_800_000
+        source="synthetic:320x240@30?pattern=text", recording_retention_days=7, recording_retention_bytes=1_800_000
     )
     base = str(server.make_url("/"))
     async with http.get(server.make_url("/api/v1/sessions/default/recordings")) as response:
@@ -184,7 +184,9 @@ async def test_a_mode_change_goes_on_in_the_same_track_at_the_new_size(make_serv
 
 @needs_ffprobe
 async def test_a_recording_shows_the_guest_cursor_drawn_into_the_picture(make_server, http, tmp_path):
-    server, base, recording = await recorded_server(make_server, http, "synthetic:320x240@30?still=1&cursor=1")
+    server, base, recording = await recorded_server(
+        make_server, http, "synthetic:320x240@30?pattern=text&still=1&cursor=1"
+    )
     session = server.app[REGISTRY].get("default")
     session.capture.input_sink.send(PointerEvent(x=0.5, y=0.5, buttons=0))  # the cursor plane's position
     await asyncio.sleep(1)

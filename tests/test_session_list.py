@@ -29,7 +29,7 @@ async def shown(page, sessions: int, timeout: float = 15.0) -> dict:
 
 async def test_the_session_list_shows_a_current_thumbnail_of_each_session(make_server, http, tmp_path):
     server = await make_server(source="synthetic:1280x720@30")
-    body = {"id": "page", "source": "synthetic:1920x1080@30?still=1", "name": "still page"}
+    body = {"id": "page", "source": "synthetic:1920x1080@30?pattern=text&still=1", "name": "still page"}
     async with http.post(server.make_url("/api/v1/sessions"), json=body) as response:
         assert response.status == 201
     async with chromium() as browser:

@@ -11,7 +11,7 @@ from tests.pictures import psnr, synthetic_luma
 from vgpustream.api.state import REGISTRY
 from vgpustream.capture.pipeline import FramePipeline
 from vgpustream.encoder import EncoderSettings
-from vgpustream.sources.synthetic import SyntheticSource
+from vgpustream.sources.synthetic import SyntheticSource, TextPage
 from vgpustream.stamp import luma, stamp_rows
 
 SHARP_DB = 45.0  # luma PSNR of a picture whose fine text reads as the guest drew it
@@ -41,14 +41,14 @@ async def quality_seen(receiver, expected, width: int, timeout: float = 10.0) ->
 @pytest.mark.parametrize("width, height", [(1280, 720), (1920, 1080)])
 async def test_a_viewer_joining_a_still_screen_sees_it_sharp(make_server, viewers, width, height):
     bitrate = EncoderSettings().bitrate  # the default: what a user gets
-    server = await make_server(source=f"synthetic:{width}x{height}@30?still=1", bitrate=bitrate)
+    server = await make_server(source=f"synthetic:{width}x{height}@30?pattern=text&still=1", bitrate=bitrate)
     watcher = await viewers(server)
     await watcher.next_frame()
     stats = server.app[REGISTRY].get("default").capture.stats
     await settled(stats)
     keyframes = stats.keyframes
     joiner = await viewers(server)
-    expected = synthetic_luma(SyntheticSource(width, height, still=True), 0)
+    expected = synthetic_luma(TextPage(width, height), 0)
     quality = await quality_seen(joiner, expected, width)
     assert quality >= SHARP_DB, f"a viewer joining a still {width}x{height} screen sees {quality:.1f} dB"
     assert stats.keyframes == keyframes, "the joiner was replayed the stream since the last IDR, not sent a new one"
@@ -60,7 +60,7 @@ class SteppedSource(SyntheticSource):
     """The synthetic text page, its picture advanced by the test instead of the clock."""
 
     def __init__(self, width: int, height: int) -> None:
-        super().__init__(width, height)
+        super().__init__(width, height, pattern="text")
         self.number = 1
 
     def frame_number(self) -> int:
@@ -101,7 +101,7 @@ def test_a_picture_that_stops_is_sharp_within_a_second_and_motion_keeps_to_the_b
         shown.extend(decoder.decode(packet))
     source.number = 0  # a new picture, which then stands still
     stand(1 + fps)  # the picture, then a second of refinements
-    expected = synthetic_luma(SyntheticSource(width, height, still=True), 0)
+    expected = synthetic_luma(TextPage(width, height), 0)
     quality = psnr(luma(shown[-1]), expected, skip_rows=stamp_rows(width))
     assert quality >= SHARP_DB, f"{quality:.1f} dB a second after the picture stopped"
     sizes.clear()

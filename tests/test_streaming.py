@@ -10,12 +10,12 @@ import pytest
 from tests.pictures import psnr, synthetic_luma
 from vgpustream.api.state import REGISTRY
 from vgpustream.audience import VIEWER_KEYFRAME_INTERVAL
-from vgpustream.sources.synthetic import POINTER_IDLE, SyntheticSource
+from vgpustream.sources.synthetic import POINTER_IDLE, TextPage
 from vgpustream.stamp import luma, stamp_rows
 
 
 async def test_viewer_decodes_the_pattern(make_server, viewers):
-    server = await make_server(source="synthetic:640x360@30")
+    server = await make_server(source="synthetic:640x360@30?pattern=text")
     receiver = await viewers(server)
     frames = [await receiver.next_frame() for _ in range(30)]
     assert all(f.picture.width == 640 and f.picture.height == 360 for f in frames)
@@ -24,7 +24,7 @@ async def test_viewer_decodes_the_pattern(make_server, viewers):
     numbers = [s.frame for s in stamps]
     assert numbers == sorted(numbers) and numbers[-1] > numbers[0]
     # the decoded picture is the source's picture: compare with a fresh rendering of the same frame
-    reference = SyntheticSource(640, 360)
+    reference = TextPage(640, 360)
     last = frames[-1]
     expected = synthetic_luma(reference, last.stamp.frame)
     assert psnr(luma(last.picture), expected, skip_rows=stamp_rows(640)) > 30
@@ -34,7 +34,7 @@ async def test_viewer_decodes_the_pattern(make_server, viewers):
 
 
 async def test_pointer_input_shows_in_the_picture(make_server, viewers):
-    server = await make_server(source="synthetic:640x360@30?still=1")
+    server = await make_server(source="synthetic:640x360@30?pattern=text&still=1")
     receiver = await viewers(server)
     await receiver.next_frame()
     await receiver.wait_channel_open()

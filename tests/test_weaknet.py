@@ -14,7 +14,7 @@ from vgpustream.viewer import LINK_WINDOW, POOR_LOSS
 
 
 async def test_a_lossy_viewer_gets_its_lost_packets_again(make_server, http):
-    server = await make_server(source="synthetic:320x240@15")
+    server = await make_server(source="synthetic:320x240@15?pattern=text")
     link = LossyLink(loss=0.0, rtt_ms=60, seed=3)
     await link.open()
     receiver = WhepReceiver(str(server.make_url("/whep/default")), http, link=link)
@@ -58,7 +58,7 @@ async def test_one_viewers_keyframe_requests_are_limited_and_the_others_still_pa
 
 
 async def test_a_viewer_whose_link_loses_too_much_is_told_and_told_again_when_it_recovers(make_server, http):
-    server = await make_server(source="synthetic:320x240@30")
+    server = await make_server(source="synthetic:320x240@30?pattern=text")
     session = server.app[REGISTRY].get("default")
     link = LossyLink(seed=5)
     await link.open()

@@ -174,7 +174,7 @@ async def test_a_full_session_closes_a_websocket_with_4503(make_server, http, an
 async def test_a_socket_that_does_not_drain_skips_ahead_and_holds_up_no_one(make_server, http):
     """A browser that reads nothing (a stalled tab): its queue overflows and skips to the next keyframe, its
     delay stays bounded, and a viewer beside it gets every frame on time."""
-    server = await make_server(source="synthetic:1280x720@30", bitrate=20_000_000, keyframe_interval=1.0)
+    server = await make_server(source="synthetic:1280x720@30?pattern=text", bitrate=20_000_000, keyframe_interval=1.0)
     session = server.app[REGISTRY].get("default")
     token = (await issue(http, server, role="view"))["token"]
     async with http.ws_connect(server.make_url("/ws/default"), protocols=(PROTOCOL,)) as stalled:

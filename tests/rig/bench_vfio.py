@@ -42,7 +42,7 @@ def main(frames: int) -> None:
     stop = threading.Event()
     try:
         card.set_mode(WIDTH, HEIGHT)
-        page = SyntheticSource(WIDTH, HEIGHT, fps=240)
+        page = SyntheticSource(WIDTH, HEIGHT, fps=240, pattern="text")
 
         def redraw() -> None:
             while not stop.is_set():
@@ -57,7 +57,7 @@ def main(frames: int) -> None:
             print("vfio", bench(f"vfio-fd:unix:{path}", frames), end="", flush=True)
         stop.set()
         painter.join()
-        print("synthetic", bench(f"synthetic:{WIDTH}x{HEIGHT}@240", frames), end="", flush=True)
+        print("synthetic", bench(f"synthetic:{WIDTH}x{HEIGHT}@240?pattern=text", frames), end="", flush=True)
     finally:
         stop.set()
         card.close()

@@ -253,6 +253,10 @@ class Planes(Closed):
 
 class Stats(Closed):
     frames_captured: int
+    pixels_captured: Annotated[int, Meta(description="the pixels of the frames captured, all together")]
+    pixels_changed: Annotated[
+        int, Meta(description="of pixels_captured, those the source reported changed (its damage rectangles)")
+    ]
     frames_encoded: int
     keyframes: int
     frames_repeated: int

@@ -62,12 +62,22 @@ def _sizes(text: str) -> list[tuple[int, int]]:
     return [(w, h) for w, h in sizes]
 
 
+def _pattern_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pattern",
+        choices=synthetic.PATTERNS,
+        default="text",
+        help="the synthetic picture: every pixel changing (text, the default) or a desktop",
+    )
+
+
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="measure the pipeline or the fan-out")
     kinds = parser.add_subparsers(dest="bench", required=True)
     p = kinds.add_parser("pipeline", help="time per frame against the naive PyAV path, and per stage")
     p.add_argument("--source", help="source URL (default: synthetic at --resolution, changing every frame)")
     p.add_argument("--resolution", default="1280x720", help="size of the synthetic source (default %(default)s)")
+    _pattern_argument(p)
     p.add_argument("--frames", type=int, default=300, help="frames to measure of each kind (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
@@ -106,6 +116,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="measuring window per count (default %(default)s)")
     p.add_argument("--resolution", default="1280x720", help="synthetic source size (default %(default)s)")
     p.add_argument("--still", action="store_true", help="a still picture instead of a moving one")
+    _pattern_argument(p)
     p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--min-fps", type=float, default=28.0, help="a count is held when every viewer gets this")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -166,7 +177,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     if args.bench == "pipeline":
         # a synthetic source whose picture changes faster than the pipeline runs: every step captures
-        source = args.source or f"synthetic:{args.resolution}@{synthetic.MAX_FPS}"
+        source = args.source or f"synthetic:{args.resolution}@{synthetic.MAX_FPS}?pattern={args.pattern}"
         result = pipeline.run(source, args.frames, EncoderSettings(bitrate=args.bitrate), args.timeout)
         print(json.dumps(result) if args.json else _pipeline_table(result))
     elif args.bench == "fanout":
@@ -180,6 +191,7 @@ def run_bench(args: argparse.Namespace) -> int:
             args.viewers,
             args.seconds,
             resolution=args.resolution,
+            pattern=args.pattern,
             still=args.still,
             bitrate=args.bitrate,
             min_fps=args.min_fps,
@@ -281,12 +293,14 @@ def _capacity_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['source']}, {result['viewers_per_session']} viewer(s) each, {result['seconds']:.0f} s per run; "
         f"sessions held at >= {result['min_fps']:g} fps: {result['sessions_held']}",
-        "sessions  server cpu/wall  cpu/session  fps/viewer min  mean  encoded fps/session  server cpu ms/frame",
+        "sessions  server cpu/wall  cpu/session  fps/viewer min  mean  encoded fps/session  server cpu ms/frame"
+        "  changed/frame  kbit/s/session",
     ]
     lines += [
         f"{r['sessions']:>8}  {r['cpu_per_wall']:>15.3f}  {r['cpu_per_session']:>11.4f}"
         f"  {r['fps_per_viewer_min']:>14.1f}  {r['fps_per_viewer_mean']:>4.1f}"
         f"  {r['encoded_fps_per_session']:>19.1f}  {r['server_cpu_ms_per_frame']:>19.2f}"
+        f"  {r['changed_area_per_frame']:>13.1%}  {r['kbit_per_s_per_session']:>14.0f}"
         for r in result["runs"]
     ]
     return "\n".join(lines)

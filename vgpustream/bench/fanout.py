@@ -92,9 +92,15 @@ def watch(
     return Window((cpu1 - cpu0) / (wall1 - wall0), (loop1 - loop0) / (wall1 - wall0), reports, (first, last))
 
 
+def session_totals(base: str, session_ids: list[str], counters: tuple[str, ...]) -> dict[str, int]:
+    """Counters of the sessions' stats (frames_encoded, bytes_encoded, ...), each summed over all of them."""
+    stats = [get_json(f"{base}/api/v1/sessions/{i}")["stats"] for i in session_ids]
+    return {counter: sum(s[counter] for s in stats) for counter in counters}
+
+
 def frames_encoded(base: str, session_ids: list[str]) -> int:
     """Frames encoded so far by all the sessions."""
-    return sum(get_json(f"{base}/api/v1/sessions/{i}")["stats"]["frames_encoded"] for i in session_ids)
+    return session_totals(base, session_ids, ("frames_encoded",))["frames_encoded"]
 
 
 def ms_per_frame(cpu_per_wall: float, seconds: float, frames: int) -> float:
@@ -143,7 +149,8 @@ def run(
     transports: tuple[str, ...] = ("webrtc",),
 ) -> dict[str, Any]:
     """Each viewer count over each transport, one run after the other; what one more viewer costs on each."""
-    server_args = ["--resolution", resolution, "--fps", str(fps), "--bitrate", str(bitrate)]
+    source = f"synthetic:{resolution}@{fps}?pattern=text"  # every pixel new in every frame
+    server_args = ["--source", source, "--fps", str(fps), "--bitrate", str(bitrate)]
     runs = [one_run(count, seconds, server_args, transport) for transport in transports for count in counts]
     return {
         "resolution": resolution,

@@ -61,7 +61,7 @@ def frames(before: list[dict[str, Any]], after: list[dict[str, Any]], counter: s
 
 
 def one_kind(kind: str, *, sessions: int, seconds: float, runs: int, resolution: str, fps: int) -> dict[str, Any]:
-    source = f"synthetic:{resolution}@{fps}" + ("?still=1" if kind == "still" else "")
+    source = f"synthetic:{resolution}@{fps}?pattern=text" + ("&still=1" if kind == "still" else "")
     args = ["--insecure-no-auth", "--source", source, "--max-sessions", str(sessions), "--fps", str(fps)]
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-") as folder, serve(Path(folder) / "state", *args) as s:
         for number in range(1, sessions):

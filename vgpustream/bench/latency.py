@@ -194,7 +194,7 @@ async def measure(
     resolution: str, frames: int, bitrate: int, chromium: str, *, loads: int, joins: int, transport: str
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vgpustream-bench-latency-") as folder:
-        source = f"synthetic:{resolution}@30"
+        source = f"synthetic:{resolution}@30?pattern=text"
         args = ("--insecure-no-auth", "--source", source, "--bitrate", str(bitrate))
         with serve(Path(folder) / "state", *args) as served:
             page_url = f"{served.url}/?session=default&transport={transport}"

@@ -50,7 +50,7 @@ class Viewer:
 
 
 def measure(width: int, height: int, settings: EncoderSettings, moving: float, still: float) -> dict[str, Any]:
-    source = SyntheticSource(width, height, settings.fps)
+    source = SyntheticSource(width, height, settings.fps, pattern="text")
     pipeline = FramePipeline(source, settings)
     keyframes = KeyframePolicy(settings.keyframe_interval)
     reference = FrameConverter()

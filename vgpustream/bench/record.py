@@ -53,7 +53,8 @@ def one_run(name: str, viewer: bool, recording: bool, seconds: float, server_arg
 
 
 def run(seconds: float, resolution: str, fps: int, bitrate: int) -> dict[str, Any]:
-    server_args = ["--resolution", resolution, "--fps", str(fps), "--bitrate", str(bitrate)]
+    source = f"synthetic:{resolution}@{fps}?pattern=text"  # every pixel new in every frame
+    server_args = ["--source", source, "--fps", str(fps), "--bitrate", str(bitrate)]
     return {
         "resolution": resolution,
         "fps": fps,

@@ -69,6 +69,7 @@ def run_all(quick: bool) -> dict[str, Any]:
             1,
             plan["capacity"]["seconds"],
             resolution="1280x720",
+            pattern="text",
             still=False,
             bitrate=bitrate,
             min_fps=28.0,

@@ -106,7 +106,7 @@ async def _run(url: str, viewers: int, loss: float, rtt_ms: float, seconds: floa
 def run(viewers: int, loss: float, rtt_ms: float, *, seconds: float, resolution: str, bitrate: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vgpustream-weaknet-") as folder:
         env = {"VGPUSTREAM_OPERATOR_TOKEN": OPERATOR_TOKEN}
-        args = ("--source", f"synthetic:{resolution}@30", "--bitrate", str(bitrate))
+        args = ("--source", f"synthetic:{resolution}@30?pattern=text", "--bitrate", str(bitrate))
         with serve(Path(folder) / "state", *args, env=env) as served:
             result = asyncio.run(_run(served.url, viewers, loss, rtt_ms, seconds))
     result["resolution"], result["bitrate"] = resolution, bitrate

@@ -348,6 +348,8 @@ class CaptureLoop:
         and keyframes in each), and each rendition's own."""
         stats = self.stats
         stats.frames_captured += result.captured
+        stats.pixels_captured += result.pixels
+        stats.pixels_changed += result.changed
         stats.frames_repeated += result.repeated
         made = {rendition: e for rendition, e in encoded.items() if e.packets}
         if not made:

@@ -26,6 +26,10 @@ class StepResult:
     """What one pipeline step did. Times are in seconds; a stage that did not run stays 0."""
 
     captured: bool = False
+    pixels: int = 0
+    """The pixels of the frame captured (0 when none was)."""
+    changed: int = 0
+    """Of those, the ones its damage covers (all of them where the source cannot tell)."""
     repeated: bool = False
     """The source had nothing new, but a keyframe was requested, the drawn-in cursor moved, or the
     picture was still being refined: the last picture was encoded again."""
@@ -221,7 +225,7 @@ class FramePipeline:
         result.capture = t1 - t0
         if frame is None:
             return Capture(picture, time.time(), cursor, result)
-        result.captured = True
+        _count_damage(result, frame)
         if time.monotonic() - self._thumbnail_at >= self.thumbnail_interval:
             self._take_thumbnail(frame)
         picture = self._converter.convert(frame)
@@ -261,8 +265,10 @@ class FramePipeline:
         """Capture only (nobody watches): hold a changed frame and make a thumbnail of it."""
         t0 = time.perf_counter()
         frame = self.source.next_frame()
-        result = StepResult(captured=frame is not None, capture=time.perf_counter() - t0)
+        result = StepResult(capture=time.perf_counter() - t0)
         if frame is not None:
+            _count_damage(result, frame)
+            self._converter.forget()  # the frame held before it goes unconverted, and its damage with it
             self._held = frame
             self._take_thumbnail(frame)
         return result
@@ -277,3 +283,10 @@ class FramePipeline:
         pts = max(int((captured_at - self.epoch) / TIME_BASE), self._last_pts + 1)
         self._last_pts = pts
         return pts
+
+
+def _count_damage(result: StepResult, frame: Frame) -> None:
+    """Note in `result` that `frame` was captured, and how much of it changed."""
+    result.captured = True
+    result.pixels = frame.width * frame.height
+    result.changed = result.pixels if frame.damage is None else sum(rect.area for rect in frame.damage)

@@ -38,6 +38,9 @@ class CaptureStats:
     """Counters of one capture loop, updated on the event loop after each step."""
 
     frames_captured: int = 0
+    pixels_captured: int = 0
+    pixels_changed: int = 0
+    """Of the pixels captured, those the source reported as changed (its damage)."""
     frames_encoded: int = 0
     keyframes: int = 0
     frames_repeated: int = 0

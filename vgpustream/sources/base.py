@@ -69,6 +69,42 @@ class Planes:
         }
 
 
+@dataclass(frozen=True)
+class Rect:
+    """A rectangle of a picture in pixels: its top-left corner and its size."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """The rows and columns it covers, to index a (height, width, ...) array with."""
+        return slice(self.y, self.y + self.height), slice(self.x, self.x + self.width)
+
+    def moved(self, dx: int, dy: int) -> Rect:
+        return Rect(self.x + dx, self.y + dy, self.width, self.height)
+
+    def intersection(self, other: Rect) -> Rect | None:
+        """The part both cover; None if they do not meet."""
+        x, y = max(self.x, other.x), max(self.y, other.y)
+        right = min(self.x + self.width, other.x + other.width)
+        bottom = min(self.y + self.height, other.y + other.height)
+        return Rect(x, y, right - x, bottom - y) if right > x and bottom > y else None
+
+    def bounds(self, other: Rect) -> Rect:
+        """The least rectangle that covers both."""
+        x, y = min(self.x, other.x), min(self.y, other.y)
+        right = max(self.x + self.width, other.x + other.width)
+        bottom = max(self.y + self.height, other.y + other.height)
+        return Rect(x, y, right - x, bottom - y)
+
+
 @dataclass
 class Frame:
     """A captured picture: packed pixels of one DRM format, rows `stride` bytes apart.
@@ -81,6 +117,9 @@ class Frame:
     fourcc: int
     captured_at: float
     """Wall-clock capture time (time.time()), used for latency measurement and RTP timestamps."""
+    damage: tuple[Rect, ...] | None = None
+    """The parts of the picture that changed since the source's last frame, as QEMU's `Update` calls give
+    them; None where the source cannot tell (any of it may have changed)."""
 
     @property
     def width(self) -> int:

@@ -1,9 +1,13 @@
 """The synthetic source: a moving test picture, so that vgpustream runs anywhere.
 
-`synthetic:1280x720@30` scrolls a page of fine, text-like glyphs by 4 pixels a frame, draws the
-frame stamp (vgpustream.stamp) and the last pointer position from the input protocol. With
-`?still=1` the picture stands still: only pointer input changes it. With `?cursor=1` the pointer is
-not drawn into the picture but offered as a cursor (a red arrow), like a guest's cursor plane. With
+`synthetic:1280x720@30` shows a desktop (`?pattern=desktop`, the default; vgpustream.sources.desktop):
+windows in which a terminal is typed in, a document scrolls and a small video plays, a few percent of
+the picture changing at a time and reported as damage; it takes typing and clicks, and its pointer is a
+cursor plane. `?seed=N` picks another wallpaper and session. `?pattern=text` scrolls a page of fine,
+text-like glyphs by 4 pixels a frame, so that every pixel changes in every picture, and draws the last
+pointer position from the input protocol. Both draw the frame stamp (vgpustream.stamp) at the top left.
+With `?still=1` the picture stands still: only input changes it. With `?cursor=1` the text page's pointer
+is not drawn into the picture but offered as a cursor (a red arrow), like a guest's cursor plane. With
 `?cycle=S` the mode changes every S seconds, between the given size and half of it, like a guest that
 keeps switching modes (the soak bench's). With `?resize=1` it follows viewers' resize requests, like a
 guest whose display driver takes every mode it is offered. With `?tone=HZ` it has sound: a sine of HZ
@@ -16,16 +20,20 @@ import asyncio
 import re
 import threading
 import time
+from collections import deque
 from urllib.parse import parse_qs
 
 import numpy as np
 
-from vgpustream.errors import InvalidSourceUrl
+from vgpustream.errors import InvalidSourceUrl, bounded
 from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888
 from vgpustream.input import InputEvent, KeyEvent, PointerEvent
 from vgpustream.sound import SoundOut
-from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.arrow import arrow
+from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Rect, Source, SourceState
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE, MIN_EDGE
+from vgpustream.sources.desktop import Desktop, key_text
+from vgpustream.sources.pattern import Pattern, ViewerInput
 from vgpustream.sources.tone import Tone
 from vgpustream.stamp import MIN_WIDTH, Stamp, draw_stamp
 
@@ -38,26 +46,93 @@ POINTER_IDLE = (0, 0, 255)  # BGR red
 POINTER_PRESSED = (0, 200, 0)  # BGR green
 TONE_HZ = range(20, 20_001)
 MAX_FPS = 960  # faster than the pipeline bench's loop runs at 1280x720 (240 was not)
+MAX_SEED = 2**31 - 1
+PATTERNS = ("desktop", "text")
+"""The pictures the source can show, the default first."""
+SHIFT = frozenset(("ShiftLeft", "ShiftRight"))
+MAX_QUEUED = 256
+"""The most typed characters and clicks held for the next picture; more are dropped."""
 
 
 class SyntheticInput(InputSink):
-    """Keeps the last pointer state and the keys held down, for the picture to show."""
+    """Keeps the last pointer state and the keys held down, for the picture to show, and what was typed and
+    clicked until the next picture takes it (deques: the capture thread takes while the event loop adds)."""
 
     def __init__(self) -> None:
         self.pointer: PointerEvent | None = None
         self.keys_down: set[str] = set()
         self.events = 0
+        self._typed: deque[str] = deque(maxlen=MAX_QUEUED)
+        self._clicks: deque[tuple[float, float]] = deque(maxlen=MAX_QUEUED)
 
     def send(self, event: InputEvent) -> None:
         self.events += 1
         if isinstance(event, PointerEvent):
+            if event.buttons & 1 and not (self.pointer is not None and self.pointer.buttons & 1):
+                self._clicks.append((event.x, event.y))
             self.pointer = event
         elif isinstance(event, KeyEvent):
             (self.keys_down.add if event.down else self.keys_down.discard)(event.code)
+            if event.down and (text := key_text(event.code, bool(self.keys_down & SHIFT))) is not None:
+                self._typed.append(text)
+
+    def take(self) -> ViewerInput:
+        """The pointer, and what was typed and clicked since the last call."""
+        typed = "".join(self._typed.popleft() for _ in range(len(self._typed)))
+        clicks = tuple(self._clicks.popleft() for _ in range(len(self._clicks)))
+        return ViewerInput(self.pointer, typed, clicks)
+
+
+class TextPage(Pattern):
+    """A light page of fine glyphs scrolled sideways by SCROLL_STEP pixels a picture: every pixel changes.
+
+    The viewer's pointer is drawn into the picture as a square (red, green while pressed), unless it is
+    offered as a cursor plane (`cursor_plane`).
+    """
+
+    def __init__(self, width: int, height: int, cursor_plane: bool = False) -> None:
+        self.width, self.height = width, height
+        self.cursor_plane = cursor_plane
+        self._background = _glyph_page(width + GLYPH_W * 64, height)
+        self.pixels = np.empty((height, width, 4), dtype=np.uint8)
+        self._drawn: tuple[int, PointerEvent | None] | None = None
+
+    def draw(self, number: int, viewer: ViewerInput) -> tuple[Rect, ...]:
+        pointer = None if self.cursor_plane else viewer.pointer
+        if self._drawn == (number, pointer):
+            return ()
+        self.render(number, pointer)
+        self._drawn = (number, pointer)
+        return (Rect(0, 0, self.width, self.height),)
+
+    def render(self, number: int, pointer: PointerEvent | None) -> None:
+        """Draw picture `number` with the pointer at `pointer` into `pixels`."""
+        period = self._background.shape[1] - self.width
+        offset = number * SCROLL_STEP % period
+        np.copyto(self.pixels, self._background[:, offset : offset + self.width])
+        draw_stamp(self.pixels, Stamp(frame=number, time_ms=int(time.time() * 1000)))
+        if pointer is not None:
+            self._draw_pointer(pointer)
+
+    def _draw_pointer(self, pointer: PointerEvent) -> None:
+        half = max(4, self.height // 60)
+        cx = round(pointer.x * (self.width - 1))
+        cy = round(pointer.y * (self.height - 1))
+        top, left = max(0, cy - half), max(0, cx - half)
+        color = POINTER_PRESSED if pointer.buttons else POINTER_IDLE
+        self.pixels[top : cy + half + 1, left : cx + half + 1, :3] = color
+
+    def cursor(self, pointer: PointerEvent | None) -> Cursor | None:
+        if not self.cursor_plane:
+            return None
+        if pointer is None:
+            return Cursor(image=ARROW, hot_x=0, hot_y=0, x=0, y=0, visible=False, serial=1)
+        x, y = round(pointer.x * (self.width - 1)), round(pointer.y * (self.height - 1))
+        return Cursor(image=ARROW, hot_x=0, hot_y=0, x=x, y=y, visible=True, serial=1)
 
 
 class SyntheticSource(Source):
-    """A test pattern in XRGB8888 (DRM XR24), like a guest's primary plane."""
+    """A test picture in XRGB8888 (DRM XR24), like a guest's primary plane: a desktop or a text page."""
 
     def __init__(
         self,
@@ -65,6 +140,8 @@ class SyntheticSource(Source):
         height: int = 720,
         fps: int = 30,
         *,
+        pattern: str = PATTERNS[0],
+        seed: int = 0,
         still: bool = False,
         cursor: bool = False,
         cycle: float | None = None,
@@ -73,13 +150,18 @@ class SyntheticSource(Source):
     ) -> None:
         """`tone`: the frequency of its sound, if it has any (it must then be made on the event loop)."""
         _check_size(width, height)
+        if pattern not in PATTERNS:
+            raise InvalidSourceUrl(f"unknown synthetic pattern {bounded(pattern, 20)}; known: {', '.join(PATTERNS)}")
         if not 1 <= fps <= MAX_FPS:
             raise InvalidSourceUrl(f"synthetic fps must be within 1..{MAX_FPS}")
+        if not 0 <= seed <= MAX_SEED:
+            raise InvalidSourceUrl(f"synthetic seed must be a whole number within 0..{MAX_SEED}")
         if cycle is not None and not 1 <= cycle <= 3600:
             raise InvalidSourceUrl("synthetic cycle must be within 1..3600 seconds")
         if tone is not None and tone not in TONE_HZ:
             raise InvalidSourceUrl("synthetic tone must be within 20..20000 Hz")
         self.fps = fps
+        self.pattern_name, self.seed = pattern, seed
         self._modes = ((width, height), (max(MIN_WIDTH, width // 4 * 2), max(MIN_EDGE, height // 4 * 2)))
         self._cycle = cycle
         self.resizable = resizable
@@ -88,7 +170,7 @@ class SyntheticSource(Source):
         self._input = SyntheticInput()
         self._lock = threading.Lock()
         self._started = time.monotonic()
-        self._drawn: tuple[int, PointerEvent | None] | None = None
+        self._clock_origin = time.time()
         self._set_size(width, height)
         self.state = SourceState.STREAMING
         self._tone = Tone(tone) if tone is not None else None
@@ -101,7 +183,9 @@ class SyntheticSource(Source):
         if not match:
             raise InvalidSourceUrl("synthetic source URL must look like synthetic:1280x720@30")
         width, height, fps = match.groups()
-        options = parse_qs(query)
+        options = parse_qs(query, keep_blank_values=True)
+        pattern = options.pop("pattern", [PATTERNS[0]])[-1]
+        seed = options.pop("seed", ["0"])[-1]
         still = options.pop("still", ["0"])[-1] in ("1", "true", "yes")
         cursor = options.pop("cursor", ["0"])[-1] in ("1", "true", "yes")
         cycle = options.pop("cycle", [None])[-1]
@@ -109,8 +193,11 @@ class SyntheticSource(Source):
         tone = options.pop("tone", [None])[-1]
         if options:
             raise InvalidSourceUrl(
-                "synthetic source takes only the options 'still', 'cursor', 'cycle', 'resize' and 'tone'"
+                "synthetic source takes only the options 'pattern', 'seed', 'still', 'cursor', 'cycle', 'resize'"
+                " and 'tone'"
             )
+        if not (seed.isascii() and seed.isdecimal() and len(seed) <= len(str(MAX_SEED))):
+            raise InvalidSourceUrl(f"synthetic seed must be a whole number within 0..{MAX_SEED}")
         if cycle is not None and not cycle.isdecimal():
             raise InvalidSourceUrl("synthetic cycle must be a whole number of seconds")
         if tone is not None and not tone.isdecimal():
@@ -118,7 +205,17 @@ class SyntheticSource(Source):
         size = int(width or 1280), int(height or 720)
         cycle_s = int(cycle) if cycle else None
         tone_hz = int(tone) if tone is not None else None
-        return cls(*size, int(fps or 30), still=still, cursor=cursor, cycle=cycle_s, resizable=resizable, tone=tone_hz)
+        return cls(
+            *size,
+            int(fps or 30),
+            pattern=pattern,
+            seed=int(seed),
+            still=still,
+            cursor=cursor,
+            cycle=cycle_s,
+            resizable=resizable,
+            tone=tone_hz,
+        )
 
     def open(self) -> None:
         if self._tone is not None:
@@ -132,9 +229,11 @@ class SyntheticSource(Source):
 
     def _set_size(self, width: int, height: int) -> None:
         self.width, self.height = width, height
-        self._background = _glyph_page(width + GLYPH_W * 64, height)
-        self._pixels = np.empty((height, width, 4), dtype=np.uint8)
-        self._drawn = None
+        self.pattern: Pattern = (
+            Desktop(width, height, self.fps, self.seed, self._clock_origin)
+            if self.pattern_name == "desktop"
+            else TextPage(width, height, cursor_plane=self.has_cursor)
+        )
 
     def planes(self) -> Planes:
         stride = self.width * 4
@@ -159,43 +258,18 @@ class SyntheticSource(Source):
                 mode = self._modes[int((time.monotonic() - self._started) / self._cycle) % 2]
                 if mode != (self.width, self.height):
                     self._set_size(*mode)
-            number, pointer = self.frame_number(), None if self.has_cursor else self._input.pointer
-            if self._drawn == (number, pointer):
+            damage = self.pattern.draw(self.frame_number(), self._input.take())
+            if not damage:
                 return None
-            self.render(number, pointer)
-            self._drawn = (number, pointer)
-            return Frame(pixels=self._pixels, fourcc=DRM_FORMAT_XRGB8888, captured_at=time.time())
+            return Frame(self.pattern.pixels, DRM_FORMAT_XRGB8888, captured_at=time.time(), damage=damage)
 
     @property
     def pixels(self) -> np.ndarray:
         """The buffer the last frame was drawn into (reused by the next one)."""
-        return self._pixels
-
-    def render(self, number: int, pointer: PointerEvent | None) -> None:
-        """Draw picture `number` with the pointer at `pointer` into `pixels`."""
-        period = self._background.shape[1] - self.width
-        offset = number * SCROLL_STEP % period
-        np.copyto(self._pixels, self._background[:, offset : offset + self.width])
-        draw_stamp(self._pixels, Stamp(frame=number, time_ms=int(time.time() * 1000)))
-        if pointer is not None:
-            self._draw_pointer(pointer)
-
-    def _draw_pointer(self, pointer: PointerEvent) -> None:
-        half = max(4, self.height // 60)
-        cx = round(pointer.x * (self.width - 1))
-        cy = round(pointer.y * (self.height - 1))
-        top, left = max(0, cy - half), max(0, cx - half)
-        color = POINTER_PRESSED if pointer.buttons else POINTER_IDLE
-        self._pixels[top : cy + half + 1, left : cx + half + 1, :3] = color
+        return self.pattern.pixels
 
     def cursor(self) -> Cursor | None:
-        if not self.has_cursor:
-            return None
-        pointer = self._input.pointer
-        if pointer is None:
-            return Cursor(image=ARROW, hot_x=0, hot_y=0, x=0, y=0, visible=False, serial=1)
-        x, y = round(pointer.x * (self.width - 1)), round(pointer.y * (self.height - 1))
-        return Cursor(image=ARROW, hot_x=0, hot_y=0, x=x, y=y, visible=True, serial=1)
+        return self.pattern.cursor(self._input.pointer)
 
     @property
     def input_sink(self) -> SyntheticInput:
@@ -224,21 +298,7 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
-def _arrow() -> np.ndarray:
-    """A 12x20 BGRA arrow cursor, red with a black edge, its hotspot at the tip (0, 0)."""
-    rows = np.arange(20)[:, None]
-    cols = np.arange(12)[None, :]
-    inside = (cols <= rows * 0.6) & (rows < 17) | (rows >= 17) & (cols < 4 - (rows - 17) * 2)
-    padded = np.pad(inside, 1)
-    core = inside & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    edge = inside & ~core
-    image = np.zeros((20, 12, 4), dtype=np.uint8)
-    image[inside] = (*POINTER_IDLE, 255)
-    image[edge] = (0, 0, 0, 255)
-    return image
-
-
-ARROW = _arrow()
+ARROW = arrow(POINTER_IDLE)
 
 
 def _glyph_page(width: int, height: int) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The guest's display rebuilt from QEMU's Scanout (a whole picture) and Update (a damaged rectangle).
 
 Every size, stride and rectangle QEMU passes on comes from the guest's mode and is checked before any
-allocation or copy. Updates land in `pixels` under a lock; `take` hands the capture thread a copy of
-the picture when something changed since it last asked.
+allocation or copy. Updates land in `pixels` under a lock, and their rectangles are kept as the damage;
+`take` hands the capture thread the picture when something changed since it last asked: a copy of its
+own, into which only the damage is copied again (the whole picture after a Scanout).
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import numpy as np
 
 from vgpustream.errors import InvalidPlane, UnsupportedFormat
 from vgpustream.formats import PixelFormat, fourcc_code, pixel_format
-from vgpustream.sources.base import Frame, PlaneInfo
+from vgpustream.sources.base import Frame, PlaneInfo, Rect
+
+MAX_DAMAGE = 64
+"""The most Update rectangles kept between two captures; past that, the whole picture counts as changed."""
 
 
 def _pixman(bpp: int, kind: int, bits: tuple[int, int, int, int]) -> int:
@@ -79,8 +83,12 @@ class Framebuffer:
         self.format: PixelFormat | None = None
         self.pixels: np.ndarray | None = None
         self.dirty = False
+        self.damage: list[Rect] | None = None
+        """The rectangles updated since the last `take`; None: the whole picture."""
         self.updates = 0
         self._lock = threading.Lock()
+        self._shown: np.ndarray | None = None
+        """The copy `take` hands out (the capture thread's: it is valid until the next `take`)."""
 
     @property
     def size(self) -> tuple[int, int] | None:
@@ -91,7 +99,7 @@ class Framebuffer:
         picture = pixels.rows(self.max_edge).copy()
         fmt = pixman_format(pixels.code)
         with self._lock:
-            self.format, self.pixels, self.dirty = fmt, picture, True
+            self.format, self.pixels, self.dirty, self.damage = fmt, picture, True, None
 
     def update(self, x: int, y: int, pixels: Pixels) -> bool:
         """Paint one damaged rectangle at (x, y); False if it does not fit the current picture (a mode
@@ -106,21 +114,30 @@ class Framebuffer:
                 return False
             self.pixels[y : y + height, x : x + width] = update
             self.dirty = True
+            if self.damage is not None:
+                self.damage = [*self.damage, Rect(x, y, width, height)] if len(self.damage) < MAX_DAMAGE else None
             self.updates += 1
         return True
 
     def clear(self) -> None:
         """The display is off: nothing to show until the next Scanout."""
         with self._lock:
-            self.format, self.pixels, self.dirty = None, None, False
+            self.format, self.pixels, self.dirty, self.damage = None, None, False, None
 
     def take(self) -> Frame | None:
-        """A copy of the picture if it changed since the last call, else None."""
+        """The picture if it changed since the last call (a copy, valid until the next call), else None."""
         with self._lock:
             if not self.dirty or self.pixels is None or self.format is None:
                 return None
-            self.dirty = False
-            return Frame(pixels=self.pixels.copy(), fourcc=self.format.fourcc, captured_at=time.time())
+            damage, shown = self.damage, self._shown
+            if damage is None or shown is None or shown.shape != self.pixels.shape:
+                shown = self._shown = self.pixels.copy()
+                damage = None
+            else:
+                for rect in damage:
+                    shown[rect.slices] = self.pixels[rect.slices]
+            self.dirty, self.damage = False, []
+        return Frame(shown, self.format.fourcc, time.time(), None if damage is None else tuple(damage))
 
     def plane(self) -> PlaneInfo | None:
         """The picture described as a plane (packed rows, linear)."""
