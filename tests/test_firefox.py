@@ -24,14 +24,16 @@ RESULT = "({state: window.vgpustream?.state, transport: window.vgpustream?.trans
 VP8 = Rendition("vp8")
 
 
+@pytest.mark.parametrize("transport", ["auto", "webrtc"])
 async def test_stock_firefox_plays_vp8_over_webrtc_beside_an_h264_viewer_one_encode_each(
-    make_server, http, viewers, test_net
+    make_server, http, viewers, test_net, transport
 ):
+    """Its WebRTC has VP8: with transport=auto too the console stays on WebRTC (it connects within 2 s)."""
     server = await make_server(source="synthetic:320x240@30", host_address=(test_net,))
     session = server.app[REGISTRY].get("default")
     h264 = await viewers(server)
     await h264.next_frame()
-    body = {"role": "control", "transport": "webrtc"}
+    body = {"role": "control", "transport": transport}
     async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
         console_url = (await response.json())["console_url"]
     counted: list[dict[Rendition, int]] = []
