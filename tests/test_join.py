@@ -11,9 +11,13 @@ import asyncio
 import time
 
 import av
+import pytest
 
+from tests.browser import chromium
+from tests.test_auth import issue
 from vgpustream.api.state import REGISTRY
 from vgpustream.audience import JOIN_MAX_AGE, REPLAY_LIMIT, JoinReplay
+from vgpustream.bench.latency import join_phase
 from vgpustream.capture.pipeline import Encoded
 
 
@@ -69,7 +73,7 @@ async def ages_after_joining(viewer, seconds: float) -> list[float]:
 
 
 async def test_a_joiner_of_a_moving_picture_starts_from_a_fresh_keyframe_never_the_past(make_server, viewers):
-    server = await make_server(source="synthetic:320x240@30", keyframe_interval=10.0)
+    server = await make_server(source="synthetic:320x240@30?pattern=text", keyframe_interval=10.0)
     stats = server.app[REGISTRY].get("default").audience.stats
     watcher = await viewers(server)
     await watcher.next_frame()
@@ -82,7 +86,7 @@ async def test_a_joiner_of_a_moving_picture_starts_from_a_fresh_keyframe_never_t
 
 
 async def test_a_joiner_of_a_still_picture_is_replayed_its_sharp_picture_at_once(make_server, viewers):
-    server = await make_server(source="synthetic:320x240@30?still=1", keyframe_interval=10.0)
+    server = await make_server(source="synthetic:320x240@30?pattern=text&still=1", keyframe_interval=10.0)
     stats = server.app[REGISTRY].get("default").audience.stats
     watcher = await viewers(server)
     await watcher.next_frame()
@@ -92,3 +96,18 @@ async def test_a_joiner_of_a_still_picture_is_replayed_its_sharp_picture_at_once
     frame = await joiner.next_frame(timeout=2.0)
     assert frame.picture.width == 320
     assert (stats.joins_on_a_keyframe, stats.joins_replayed) == (before[0], before[1] + 1)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_the_console_joining_a_moving_picture_shows_no_frame_from_the_past(make_server, viewers, http, transport):
+    """Read back from the page: the stamp of every frame Chromium shows in its first 2 s after joining."""
+    server = await make_server(source="synthetic:640x360@30?pattern=text", keyframe_interval=10.0)
+    watcher = await viewers(server)
+    await watcher.next_frame()
+    await asyncio.sleep(1.0)  # a second past the keyframe: a replay would be a second of the past
+    issued = await issue(http, server, role="view", transport=transport)
+    async with chromium() as browser:
+        joined = await join_phase(browser, issued["console_url"])
+    assert len(joined) > 20, joined
+    assert max(joined) < JOIN_MAX_AGE * 1000, f"a frame {max(joined):.0f} ms old was shown: {joined[:10]}"

@@ -72,7 +72,7 @@ async def test_a_viewer_without_h264_gets_vp8_beside_the_h264_viewers_one_encode
 async def test_a_vp8_viewer_joining_a_still_screen_gets_a_picture_at_once(make_server, viewers):
     """A rendition that starts while the session runs encodes the last picture first (a still screen sends
     no new one)."""
-    server = await make_server(source="synthetic:320x240@30?still=1")
+    server = await make_server(source="synthetic:320x240@30?pattern=text&still=1")
     first = await viewers(server)
     await first.next_frame()
     await asyncio.sleep(0.5)  # the picture stands still by now

@@ -2,13 +2,60 @@
  * The WebSocket transport (`GET /ws/{session}`, subprotocol vgpustream.v1): the session's H.264 access
  * units decoded with WebCodecs, for browsers WebRTC cannot reach (no UDP out, or no H.264 in their WebRTC).
  *
- * The decoded frames are drawn on a canvas whose captured stream the console's <video> shows, so that the
- * rest of the console (input mapping, scaling, the frame callbacks) sees the picture as it sees WebRTC's.
+ * The decoded frames go into a video track that the console's <video> shows, so that the rest of the
+ * console (input mapping, scaling, the frame callbacks) sees the picture as it sees WebRTC's: written
+ * straight into a MediaStreamTrackGenerator where the browser has one (Chromium), else drawn on a canvas
+ * whose captured stream is the track (Firefox), a copy of every frame more.
  * Text messages are the input channel's, both ways: `channel` stands in for the WebRTC data channel.
  * Sound, where the session has it, plays in an audio track of the same stream (web/wssound.js).
  */
 
 import { WebSocketSound } from "./wssound.js";
+
+/** A video track fed VideoFrames as they are decoded: the frames themselves, no copy (Chromium). */
+class GeneratorTrack {
+  constructor() {
+    const generator = new MediaStreamTrackGenerator({ kind: "video" });
+    this.track = generator;
+    this.writer = generator.writable.getWriter();
+    this.width = this.height = 0;
+  }
+
+  /** Show `frame` (the track owns it from now on). */
+  show(frame) {
+    this.width = frame.displayWidth;
+    this.height = frame.displayHeight;
+    this.writer.write(frame).catch(() => frame.close()); // a track stopped meanwhile
+  }
+}
+
+/** A video track of a canvas the frames are drawn on (where there is no MediaStreamTrackGenerator). */
+class CanvasTrack {
+  constructor() {
+    this.canvas = document.createElement("canvas");
+    this.context = this.canvas.getContext("2d");
+    this.track = this.canvas.captureStream(0).getVideoTracks()[0];
+  }
+
+  get width() {
+    return this.canvas.width;
+  }
+
+  get height() {
+    return this.canvas.height;
+  }
+
+  /** Show `frame`, then close it. */
+  show(frame) {
+    if (this.canvas.width !== frame.displayWidth || this.canvas.height !== frame.displayHeight) {
+      this.canvas.width = frame.displayWidth;
+      this.canvas.height = frame.displayHeight;
+    }
+    this.context.drawImage(frame, 0, 0);
+    frame.close();
+    this.track.requestFrame?.();
+  }
+}
 
 const PROTOCOL = "vgpustream.v1";
 const VIDEO = 1;
@@ -16,6 +63,12 @@ const SOUND = 2;
 const KEYFRAME = 1;
 const HEADER_BYTES = 18; // u8 kind, u8 flags, f64 capture time (ms), i64 timestamp (µs)
 const MAX_PENDING = 64; // capture times of frames in the decoder, kept until each is drawn
+/**
+ * A decoded frame captured this much (ms) before the newest one received is not shown, only decoded (the
+ * frames after it need it): a decoder that fell behind (its start at a join, a busy machine) catches up
+ * without playing the past back. The newest frame is always shown.
+ */
+const STALE_MS = 100;
 
 /** Whether this browser can play the WebSocket transport (WebCodecs' VideoDecoder). */
 export function canDecode() {
@@ -37,11 +90,9 @@ export class WebSocketClient {
     this.handlers = handlers;
     this.socket = null;
     this.decoder = null;
-    this.canvas = document.createElement("canvas");
-    this.context = this.canvas.getContext("2d");
-    /** What the console's <video> shows: the canvas the frames are drawn on. */
-    this.stream = this.canvas.captureStream(0);
-    this.track = this.stream.getVideoTracks()[0];
+    this.video = typeof MediaStreamTrackGenerator === "function" ? new GeneratorTrack() : new CanvasTrack();
+    /** What the console's <video> shows. */
+    this.stream = new MediaStream([this.video.track]);
     /** Stands in for the WebRTC data channel: the console sends its input messages here. */
     this.channel = {
       get readyState() {
@@ -57,6 +108,8 @@ export class WebSocketClient {
     /** The capture time of the frame drawn last (NaN where the server did not know it). */
     this.shownCaptured = NaN;
     this.counts = { decoded: 0, bytes: 0, skipped: 0 };
+    /** The capture time of the newest video packet received (NaN before the first, or unknown). */
+    this.newestCaptured = NaN;
   }
 
   /** The capture time of the frame the <video> shows: the last one drawn (for the delay meter). */
@@ -69,8 +122,8 @@ export class WebSocketClient {
     return {
       decoded: this.counts.decoded,
       bytes: this.counts.bytes,
-      width: this.canvas.width,
-      height: this.canvas.height,
+      width: this.video.width,
+      height: this.video.height,
       dropped: this.counts.skipped,
       lost: 0,
       rttMs: null,
@@ -132,28 +185,29 @@ export class WebSocketClient {
       return;
     }
     this.keyed = true;
-    this.pending.set(timestamp, view.getFloat64(2));
+    this.newestCaptured = view.getFloat64(2);
+    this.pending.set(timestamp, this.newestCaptured);
     if (this.pending.size > MAX_PENDING) this.pending.delete(this.pending.keys().next().value);
     this.decoder.decode(new EncodedVideoChunk({ type: key ? "key" : "delta", timestamp, data }));
   }
 
   draw(frame) {
-    if (this.canvas.width !== frame.displayWidth || this.canvas.height !== frame.displayHeight) {
-      this.canvas.width = frame.displayWidth;
-      this.canvas.height = frame.displayHeight;
-    }
-    this.context.drawImage(frame, 0, 0);
-    this.shownCaptured = this.pending.get(frame.timestamp) ?? NaN;
+    const captured = this.pending.get(frame.timestamp) ?? NaN;
     this.pending.delete(frame.timestamp);
     this.counts.decoded++;
-    frame.close();
-    this.track.requestFrame?.();
+    if (this.newestCaptured - captured > STALE_MS) {
+      this.counts.skipped++; // behind: newer frames are on their way to the screen
+      frame.close();
+      return;
+    }
+    this.shownCaptured = captured;
+    this.video.show(frame);
   }
 
   /** Leave: close the socket (the server gives the seat back at once). */
   close() {
     this.socket?.close(1000, "the viewer left");
-    this.track.stop();
+    this.video.track.stop();
     this.sound?.close();
   }
 }

@@ -179,8 +179,9 @@ async def first_frame(browser: Any, url: str) -> tuple[float, float]:
 
 async def join_phase(browser: Any, url: str) -> list[float]:
     """A fresh page of the console joining a session others watch: how old (ms, capture to expected on
-    screen) each frame it shows in its first JOIN_PHASE_MS is."""
-    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    screen) each frame it shows in its first JOIN_PHASE_MS is. `browser`: a Playwright Browser or context."""
+    page = await browser.new_page()
+    await page.set_viewport_size({"width": 1280, "height": 800})
     try:
         await page.add_init_script(READ_STAMPS)
         await page.goto(url)
