@@ -107,11 +107,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill(directory: Path) -> Path:
     """Write zeros into a file in `directory` until its disk is full; returns the file."""
     filler = directory / "filler"
-    with filler.open("wb") as f:
+    # unbuffered: a buffered file keeps what did not fit and fails again when it is closed
+    with filler.open("wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
