@@ -39,6 +39,7 @@ from vgpustream.clipboard import (
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
+from vgpustream.ladder import RungPolicy
 from vgpustream.ratelimit import TokenBucket
 from vgpustream.renditions import Rendition
 from vgpustream.seat import Seat, SeatCallbacks
@@ -74,6 +75,8 @@ class AudienceStats:
     """Viewers disconnected for sending data-channel messages faster than they may."""
     joins_replayed: int = 0
     """Viewers that started from the replay of the packets since the keyframe (JoinReplay)."""
+    rung_changes: int = 0
+    """Viewers moved down or up a rung (their link was poor, or good for long enough)."""
     joins_on_a_keyframe: int = 0
     """Viewers that started from a fresh keyframe (the replay would have shown the past, or there was none)."""
 
@@ -104,6 +107,9 @@ class _Delivery:
     """When (monotonic) this viewer's last keyframe request that was passed on came."""
     has_typed: bool = False
     """Whether input of this viewer reached the guest yet."""
+    ladder: RungPolicy = field(default_factory=RungPolicy)
+    switch_to: Rendition | None = None
+    """The rendition the viewer moves to at its next keyframe (another rung of its codec)."""
     clipboard: Assembly = field(default_factory=Assembly)
     """The clipboard text this viewer is sending, part by part."""
 
@@ -157,6 +163,7 @@ class Audience:
             attach=self._attach,
             closed=self._forget,
             input=self._on_input,
+            link_judged=self._on_link,
         )
 
     def __iter__(self) -> Iterator[Seat]:
@@ -238,6 +245,28 @@ class Audience:
         seat.keyframe_asked_at = now
         self._request_keyframe(viewer.rendition)
 
+    def _on_link(self, viewer: Seat) -> None:
+        """A new verdict on a viewer's link: it may move down or up a rung (vgpustream.ladder)."""
+        seat = self._seats.get(viewer)
+        if seat is None or viewer.rendition is None or viewer.link is None or seat.switch_to is not None:
+            return
+        rendition = viewer.rendition
+        lower, higher = rendition.lower(), rendition.higher()
+        step = seat.ladder.judge(
+            time.monotonic(), viewer.link.quality == "poor", at_top=higher is None, at_bottom=lower is None
+        )
+        target = lower if step > 0 else higher if step < 0 else None
+        if target is not None:
+            seat.switch_to = target
+            self.stats.rung_changes += 1
+            self._request_keyframe(target)  # the viewer moves over at it
+
+    def _switch_at_keyframe(self, rendition: Rendition) -> None:
+        """The viewers moving to `rendition` take it from its keyframe on."""
+        for viewer, seat in self._seats.items():
+            if seat.switch_to == rendition:
+                viewer.rendition, seat.switch_to = rendition, None
+
     def _on_overflow(self, viewer: Seat) -> None:
         """A viewer's queue overflowed: it skips to the next keyframe of its rendition, which is asked for."""
         self._request_keyframe(viewer.rendition)
@@ -254,8 +283,9 @@ class Audience:
 
     def renditions(self) -> set[Rendition]:
         """The renditions the session must encode: those of its viewers that take the video (from a WHEP
-        offer on, so that the first picture is encoded while the viewer connects)."""
-        return {viewer.rendition for viewer in self._viewers.values() if viewer.rendition is not None}
+        offer on, so that the first picture is encoded while the viewer connects), and those they move to."""
+        taken = {viewer.rendition for viewer in self._viewers.values() if viewer.rendition is not None}
+        return taken | {seat.switch_to for seat in self._seats.values() if seat.switch_to is not None}
 
     def seats(self, rendition: Rendition) -> int:
         """How many viewers take `rendition`."""
@@ -267,9 +297,13 @@ class Audience:
 
     def publish(self, encoded: dict[Rendition, Encoded], cursor: Cursor | None) -> None:
         """Queue one step's packets of each rendition for every attached viewer of it, then tell them all
-        where the cursor is."""
+        where the cursor is. A viewer moving to another rung takes it from its keyframe on, and nothing more
+        of its old rung: the same frame of both (one RTP timestamp) would be one broken frame to it."""
         for rendition, made in encoded.items():
             self._since_keyframe.setdefault(rendition, JoinReplay()).add(made)
+            if any(packet.is_keyframe for packet in made.packets):
+                self._switch_at_keyframe(rendition)
+        for rendition, made in encoded.items():
             attached = [
                 viewer for viewer, seat in self._seats.items() if seat.attached and viewer.rendition == rendition
             ]

@@ -36,6 +36,10 @@ for 3 s (an IDR at 2 s), then standing still: at 1x it read >= 45 dB after 1.5 s
 0.43 s, at 8x 0.2 s; the 2 s after the stop took 0.98, 1.28, 1.24 and 1.21 MB."""
 
 
+MIN_BITRATE = 100_000
+"""Bits per second: the least any encoder is asked for."""
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     """What a session's encoder produces. Keyframes are forced by the session, not by libx264."""
@@ -45,7 +49,7 @@ class EncoderSettings:
     keyframe_interval: float = 2.0
 
     def __post_init__(self) -> None:
-        if not 100_000 <= self.bitrate <= 100_000_000:
+        if not MIN_BITRATE <= self.bitrate <= 100_000_000:
             raise VgpuStreamError("bitrate must be within 100 kbit/s .. 100 Mbit/s")
         if not 1 <= self.fps <= 120:
             raise VgpuStreamError("fps must be within 1..120")

@@ -1,33 +1,55 @@
 """Renditions: what a session encodes, once each, for the viewers (and the recording) that take it.
 
-A rendition is a codec at the session's encoder settings (its size, frame rate and bitrate). The session's top
-rendition is H.264; another runs only while a seat is on it (a WebRTC viewer whose browser has no H.264 gets
-VP8), from the same captured and converted picture, and stops when its last seat leaves. The capture loop
+A rendition is a codec at a rung of the session's ladder: rung 0 is the session's encoder settings, each rung
+below keeps the size and halves the frame rate and quarters, then eighths, the bitrate (text stays sharp; a
+still picture is refined on every rung). The session's top rendition is H.264 at rung 0; another runs only
+while a seat is on it (a WebRTC viewer whose browser has no H.264 gets VP8, a viewer whose link cannot carry
+its rung steps down: vgpustream.audience), from the same captured and converted picture, and stops when its
+last seat leaves. The capture loop
 keeps an encoder for each running rendition (vgpustream.capture.pipeline); the audience subscribes each seat
 to one and feeds it that rendition's packets. Nothing else knows how many encoders run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from vgpustream.encoder import CODECS
+from vgpustream.encoder import CODECS, MIN_BITRATE, EncoderSettings
+
+RUNGS = ((1, 1), (2, 4), (2, 8))
+"""Each rung's (frame-rate divisor, bitrate divisor) of the session's settings, top first."""
 
 
 @dataclass(frozen=True, order=True)
 class Rendition:
-    """One encoded stream of a session: its codec (one of vgpustream.encoder.CODECS)."""
+    """One encoded stream of a session: its codec (one of vgpustream.encoder.CODECS) at a rung of RUNGS."""
 
     codec: str
+    rung: int = 0
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
             raise ValueError(f"no encoder for {self.codec!r}")
+        if not 0 <= self.rung < len(RUNGS):
+            raise ValueError(f"no rung {self.rung}: 0..{len(RUNGS) - 1}")
 
     @property
     def name(self) -> str:
-        """Its name in the API and the metrics' labels."""
-        return self.codec
+        """Its name in the API and the metrics' labels: the codec, and the rung below the top."""
+        return self.codec if self.rung == 0 else f"{self.codec}/{self.rung}"
+
+    def settings(self, top: EncoderSettings) -> EncoderSettings:
+        """Its encoder settings, from the session's."""
+        fps, bitrate = RUNGS[self.rung]
+        return replace(top, fps=max(1, top.fps // fps), bitrate=max(MIN_BITRATE, top.bitrate // bitrate))
+
+    def lower(self) -> Rendition | None:
+        """The rung below (None at the bottom)."""
+        return replace(self, rung=self.rung + 1) if self.rung + 1 < len(RUNGS) else None
+
+    def higher(self) -> Rendition | None:
+        """The rung above (None at the top)."""
+        return replace(self, rung=self.rung - 1) if self.rung > 0 else None
 
 
 TOP = Rendition("h264")

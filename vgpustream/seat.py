@@ -38,6 +38,8 @@ class SeatCallbacks:
     """The viewer itself asked for one (RTCP PLI/FIR); the session decides whether to honour it."""
     attach: Callable[[Seat], None]
     closed: Callable[[Seat], None]
+    link_judged: Callable[[Seat], None]
+    """The transport judged the viewer's link again (`Seat.link`)."""
     input: Callable[[Seat, str | bytes], None]
 
 

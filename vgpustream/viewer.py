@@ -275,6 +275,7 @@ class Viewer(Seat):
                 overflowed,
             )
             sent, lost, dropped = now_sent, now_lost, self.queue.dropped
+            self._callbacks.link_judged(self)
             if self.link.quality != told and self.send_message(self.link.message()):
                 told = self.link.quality
 

@@ -267,6 +267,7 @@ class Stats(Closed):
     input_refused: int
     keyframe_requests_limited: int
     viewers_flooding: Annotated[int, Meta(description="viewers disconnected for sending messages too fast")]
+    rung_changes: Annotated[int, Meta(description="viewers moved down or up a rung by their link")]
     joins_replayed: Annotated[int, Meta(description="viewers that started from the replay since the keyframe")]
     joins_on_a_keyframe: Annotated[
         int, Meta(description="viewers that started from a fresh keyframe (a replay would have shown the past)")
@@ -290,6 +291,7 @@ class Rendition(Closed):
     """One encoded stream of the session, running while a viewer (or a recording) takes it."""
 
     codec: Literal[CODECS]
+    rung: Annotated[int, Meta(description="0 is the session's settings; each rung below halves the frame rate")]
     width: Annotated[int | None, Meta(description="of the pictures it encodes; null before its first")]
     height: int | None
     fps: Annotated[float, Meta(description="frames encoded per second, last 2 s")]
@@ -368,7 +370,8 @@ class Viewer(Closed):
     token_id: str | None
     transport: Annotated[Transport, Meta(description="what carries its stream")]
     rendition: Annotated[
-        Literal[CODECS] | None, Meta(description="the rendition it takes (its codec); null: no video its browser plays")
+        str | None,
+        Meta(description="the rendition it takes: its codec, and /rung below the top; null: no video it plays"),
     ]
     created_at: DateTime
     state: str

@@ -58,6 +58,7 @@ def rendition_body(figures: RenditionFigures) -> schemas.Rendition:
     width, height = figures.size or (None, None)
     return schemas.Rendition(
         codec=figures.rendition.codec,
+        rung=figures.rendition.rung,
         width=width,
         height=height,
         fps=round(figures.fps, 2),

@@ -18,6 +18,8 @@ from vgpustream.thumbnail import Thumbnail, make_thumbnail
 REFINE_SECONDS = 2.0  # at most this long of refinement frames after the picture stops changing
 FAST_REFINE_SECONDS = 1.0  # the first this long of them may exceed the bitrate (encoder.REFINE_RATE)
 QUIET_BYTES = 2000  # a refinement smaller than this added next to nothing
+RUNG_PERIOD_SHARE = 0.9
+"""A lower rung's frame is due this share of its frame period after the one before."""
 QUIET_REFINEMENTS = 3  # that many quiet refinements in a row: the picture is as good as it gets
 
 
@@ -86,12 +88,21 @@ class EncodeStage:
     when motion had used up the rate's buffer. A cursor is drawn into the encoded picture (never into the
     source's buffer, which may be the guest's memory); when it moves, the last picture is encoded again
     with the cursor in its new place. Runs on the encoder thread only.
+
+    A lower rung's stage encodes at its own frame rate, at most one picture per `interval` seconds: a new
+    picture that comes sooner waits (the newest one is encoded when it is due), and so do its refinements,
+    which keep to its bitrate. A keyframe asked for is encoded at once.
     """
 
-    def __init__(self, encoder: VideoEncoder, picture: av.VideoFrame | None = None) -> None:
+    def __init__(self, encoder: VideoEncoder, picture: av.VideoFrame | None = None, interval: float = 0.0) -> None:
         """`picture`: the last one captured, where the session ran before this rendition started."""
         self.encoder = encoder
+        self.interval = interval
         self._last_picture = picture
+        self._waiting: av.VideoFrame | None = None
+        """A new picture not encoded yet (it came before the rendition's next frame was due)."""
+        self._due = 0.0
+        """When (monotonic) the rendition's next frame may be encoded."""
         self._drawn_cursor: tuple[int, int, int, bool] | None = None
         self._refinements = 0
         """How many more times the last picture may be encoded again to refine it."""
@@ -101,11 +112,15 @@ class EncodeStage:
         """Refinements since the picture last changed."""
 
     def wants_encode(self, capture: Capture, keyframe: bool) -> bool:
-        """Whether `encode` would encode anything: a new picture, or the last one again (a keyframe asked
-        for, a moved cursor, a refinement)."""
-        return capture.picture is not None or (
+        """Whether `encode` would do anything: take a new picture (and encode it, or keep it until it is
+        due), or encode the last one again (a keyframe asked for, a moved cursor, a refinement)."""
+        if capture.picture is not None or keyframe:
+            return capture.picture is not None or self._last_picture is not None or self._waiting is not None
+        if time.monotonic() < self._due:
+            return False
+        return self._waiting is not None or (
             self._last_picture is not None
-            and (keyframe or self._refinements > 0 or cursor_key(capture.cursor) != self._drawn_cursor)
+            and (self._refinements > 0 or cursor_key(capture.cursor) != self._drawn_cursor)
         )
 
     def encode(self, capture: Capture, pts: int, keyframe: bool, periodic: bool) -> Encoded:
@@ -113,13 +128,19 @@ class EncodeStage:
         again if a keyframe is requested, the drawn-in cursor moved, or it is being refined."""
         cursor = capture.cursor
         result = Encoded()
+        now = time.monotonic()
         if capture.picture is not None:
-            self._last_picture = capture.picture
+            self._waiting = capture.picture
+        if not keyframe and now < self._due:
+            return result  # a lower rung's next frame is not due yet: the newest picture waits
+        if self._waiting is not None:
+            self._last_picture, self._waiting = self._waiting, None
             keyframe = keyframe or periodic
         elif self.wants_encode(capture, keyframe):
             result.repeated = True
         else:
             return result
+        self._due = now + self.interval
         assert self._last_picture is not None
         moved = cursor_key(cursor) != self._drawn_cursor
         refining = result.repeated and not keyframe and not moved
@@ -127,7 +148,7 @@ class EncodeStage:
         self._drawn_cursor = cursor_key(cursor)
         t0 = time.perf_counter()
         picture = self._last_picture if cursor is None else draw_cursor(self._last_picture, cursor)
-        fast = refining and self._refined < self.encoder.settings.fps * FAST_REFINE_SECONDS
+        fast = refining and not self.interval and self._refined < self.encoder.settings.fps * FAST_REFINE_SECONDS
         result.packets = self.encoder.encode(picture, pts, keyframe, fast)
         for packet in result.packets:
             # its capture time (wall-clock seconds), which viewers send as abs-capture-time (vgpustream.compat)
@@ -151,6 +172,12 @@ class EncodeStage:
         self._quiet = self._quiet + 1 if size < QUIET_BYTES else 0
         if self._quiet >= QUIET_REFINEMENTS:
             self._refinements = 0
+
+
+def stage_interval(rendition: Rendition, top: EncoderSettings) -> float:
+    """The least time between two frames of `rendition`'s stage: none on the top rung (it takes every
+    capture), else a little under its frame period (captures come at the top's rate, with some jitter)."""
+    return 0.0 if rendition.rung == 0 else RUNG_PERIOD_SHARE / rendition.settings(top).fps
 
 
 class FramePipeline:
@@ -200,8 +227,9 @@ class FramePipeline:
     def reconfigure(self, settings: EncoderSettings) -> None:
         """New encoder settings for every rendition; each one's next picture is a keyframe. On the encoder thread."""
         self.settings = settings
-        for stage in self.stages.values():
-            stage.encoder.reconfigure(settings)
+        for rendition, stage in self.stages.items():
+            stage.encoder.reconfigure(rendition.settings(settings))
+            stage.interval = stage_interval(rendition, settings)
 
     def step(self, keyframe: bool = False, cursor: Cursor | None = None, periodic: bool = False) -> StepResult:
         """Capture, convert and encode one frame of the top rendition: an IDR if `keyframe`, or if `periodic`
@@ -252,7 +280,8 @@ class FramePipeline:
         for rendition in set(self.stages) - set(decisions):
             self.stages.pop(rendition).close()
         for rendition in decisions.keys() - self.stages.keys():
-            self.stages[rendition] = EncodeStage(make_encoder(rendition.codec, self.settings), self._picture)
+            encoder = make_encoder(rendition.codec, rendition.settings(self.settings))
+            self.stages[rendition] = EncodeStage(encoder, self._picture, stage_interval(rendition, self.settings))
         if capture.picture is not None:
             self._picture = capture.picture
         pts = self._pts(capture.captured_at)
