@@ -136,8 +136,15 @@ export function startConsole(sessionId, token, transport = "auto") {
   let countdownTimer = null;
 
   root.hidden = false;
-  document.title = `${sessionId} – vgpustream`;
-  document.getElementById("session-name").textContent = sessionId;
+  showName(sessionId);
+
+  /** The session's name where people read it (its id until the server tells the name). */
+  function showName(name) {
+    document.title = `${name} – vgpustream`;
+    const shown = document.getElementById("session-name");
+    shown.textContent = name;
+    shown.title = name === sessionId ? "" : `session ${sessionId}`;
+  }
 
   /**
    * Show a phase in the badge and state: connecting, reconnecting, failed, closed while there is no
@@ -233,9 +240,12 @@ export function startConsole(sessionId, token, transport = "auto") {
     }
     if (message?.type === "cursor") cursor.update(message);
     if (message?.type === "clipboard") clipboard.receive(message);
+    if (message?.type === "clipboard_outcome") clipboard.outcome(message);
     if (message?.type === "state") {
       state.source = { state: message.state, message: message.message ?? null };
       scaling.setResizable(message.resizable === true);
+      clipboard.setAvailable(message.clipboard === true);
+      showName(message.name || sessionId);
       pointerLock.setRelative(message.relative_pointer === true);
       if (connected()) showSource();
     }

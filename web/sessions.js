@@ -28,7 +28,7 @@ function sessionRow(table, session, token, openRecordings) {
   link.href = `/?session=${encodeURIComponent(session.id)}`;
   link.textContent = session.name || session.id;
   if (session.name) link.title = session.id;
-  row.insertCell().append(link, ...recordingMarks(session, () => openRecordings(session.id)));
+  row.insertCell().append(link, ...recordingMarks(session, () => openRecordings(session)));
   const primary = session.planes?.primary;
   const fps = session.stats?.fps;
   for (const text of [
@@ -88,7 +88,7 @@ export function showSessions(root, token) {
     status.classList.remove("error");
     status.textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
     table.replaceChildren();
-    const openRecordings = (id) => showRecordings(root.querySelector("#recordings"), id, operatorToken);
+    const openRecordings = (session) => showRecordings(root.querySelector("#recordings"), session, operatorToken);
     for (const session of sessions) sessionRow(table, session, operatorToken, openRecordings);
   }
 
