@@ -1,5 +1,5 @@
-"""What a new user meets first in the console (issue 25): the session's name where people read it, and no
-Clipboard button where the VM has none."""
+"""What a new user meets first in the console (issue 25): the session's name where people read it, no
+Clipboard button where the VM has none, and refusals that say in a person's words what to do next."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tests.conftest import OPERATOR_TOKEN
 pytestmark = pytest.mark.browser
 
 NAME = "Build agent 7 ✓"
+ASK = "Ask whoever gave you the link for a new one."
 
 
 async def test_the_toolbar_and_the_recordings_page_show_the_sessions_name(make_server, http):
@@ -32,3 +33,39 @@ async def test_the_toolbar_and_the_recordings_page_show_the_sessions_name(make_s
         await page.wait_for_function("() => !document.getElementById('recordings').hidden")
         assert await heading.text_content() == NAME
         assert errors == []
+
+
+async def refusal_shown(page, where: str = "status") -> str:
+    """The console's words once it gave up (#status), or the session list's (#sessions-status)."""
+    await page.wait_for_function(
+        f"() => document.getElementById('{where}').textContent.includes('Ask whoever')", timeout=20_000
+    )
+    return await page.locator(f"#{where}").text_content()
+
+
+@pytest.mark.parametrize("transport", ["webrtc", "websocket"])
+async def test_a_link_without_a_token_says_to_ask_for_a_new_one(make_server, transport):
+    server = await make_server(source="synthetic:320x240@30")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(str(server.make_url(f"/?session=default&transport={transport}")))
+        shown = await refusal_shown(page)
+    assert shown == f"This link has no access key in it, so it cannot show the VM. {ASK}"
+
+
+async def test_a_revoked_link_and_a_link_without_its_session_say_what_to_do(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+        issued = await response.json()
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(f"{server.make_url('/')}#token={issued['token']}")  # the ?session= part lost
+        shown = await refusal_shown(page, "sessions-status")
+        assert "does not say which one" in shown and "operator" not in shown, shown
+
+        async with http.delete(server.make_url(f"/api/v1/sessions/default/tokens/{issued['id']}")) as response:
+            assert response.status == 204
+        page = await browser.new_page()
+        await page.goto(issued["console_url"])
+        shown = await refusal_shown(page)
+    assert shown == f"This link does not open the VM any more (the token was revoked). {ASK}"

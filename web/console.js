@@ -18,7 +18,7 @@ import { typeText } from "./typing.js";
 import { DelayMeter, rtpCaptureTime } from "./delay.js";
 import { StatsOverlay, webrtcCounters } from "./stats.js";
 import { WhepClient } from "./whep.js";
-import { WebSocketClient, canDecode } from "./wsclient.js";
+import { WebSocketClient, WebSocketClosed, canDecode } from "./wsclient.js";
 
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 8000;
@@ -48,6 +48,23 @@ const NO_VIDEO_CODEC =
   "picture (keyboard and mouse still reach the VM). Open the console with transport=websocket instead.";
 
 const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
+
+/** What a person whose link does not do is told to do: links come from someone, who can make a new one. */
+const ASK_FOR_A_NEW_LINK = "Ask whoever gave you the link for a new one.";
+
+/**
+ * What the console says where the server refuses this viewer for good (a status, or the WebSocket's close
+ * code for it), in a person's words: what is wrong with the link, and what to do next.
+ * @param {number} status 400, 401, 403 or 404
+ * @param {string} why the server's message
+ * @param {string} sessionId
+ */
+function refusal(status, why, sessionId) {
+  if (status === 401) return `This link has no access key in it, so it cannot show the VM. ${ASK_FOR_A_NEW_LINK}`;
+  if (status === 403) return `This link does not open the VM any more (${why}). ${ASK_FOR_A_NEW_LINK}`;
+  if (status === 404) return `There is no VM "${sessionId}" here (it may have been removed). ${ASK_FOR_A_NEW_LINK}`;
+  return `The server refused this link (${why}). ${ASK_FOR_A_NEW_LINK}`;
+}
 
 /** The video codecs the server sends over WebRTC, in its order of preference. */
 const SERVER_CODECS = ["video/h264", "video/vp8"];
@@ -216,7 +233,7 @@ export function startConsole(sessionId, token, transport = "auto") {
     stopTimers();
     teardown();
     if (error instanceof HttpError && PERMANENT_STATUSES.has(error.status)) {
-      show("failed", error.message, true);
+      show("failed", refusal(error.status, error.message, sessionId), true);
       return;
     }
     const wait = error instanceof HttpError && error.retryAfter !== null ? error.retryAfter * 1000 : backoff;
@@ -342,7 +359,8 @@ export function startConsole(sessionId, token, transport = "auto") {
       if (client.sound) speaker.attach(client.sound.track, client.sound);
       showSource();
     } catch (error) {
-      if (current()) retry(error);
+      if (current() && error instanceof WebSocketClosed) lost(error.code, error.reason);
+      else if (current()) retry(error);
     }
   }
 
@@ -351,7 +369,7 @@ export function startConsole(sessionId, token, transport = "auto") {
     if (PERMANENT_CLOSE_CODES.has(code)) {
       stopTimers();
       teardown();
-      show("failed", reason || `closed (${code})`, true);
+      show("failed", refusal(code - 4000, reason || `closed (${code})`, sessionId), true);
       return;
     }
     retry(new Error(reason || `the WebSocket closed (${code})`));

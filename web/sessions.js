@@ -76,8 +76,14 @@ export function showSessions(root, token) {
     try {
       sessions = await fetchSessions(operatorToken);
     } catch (error) {
-      if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
-        form.hidden = false;
+      const refused = error instanceof HttpError && (error.status === 401 || error.status === 403);
+      form.hidden = !refused; // an operator may enter a token; and the list stops asking meanwhile
+      if (refused && error.tokenError === "insufficient_scope" && operatorToken === token) {
+        // the address's own token is a console link's, which lost the part that says which session
+        status.textContent =
+          "This link is for one VM's console, but its address does not say which one (it lacks ?session=…). " +
+          "Ask whoever gave you the link for a new one.";
+      } else if (refused) {
         status.textContent = `${error.message} – enter an operator token, or open a console link.`;
       } else {
         status.textContent = `cannot list sessions: ${error.message}`;
