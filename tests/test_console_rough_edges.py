@@ -1,7 +1,10 @@
-"""What a new user meets first in the console (issue 25): the session's name where people read it, no
-Clipboard button where the VM has none, and refusals that say in a person's words what to do next."""
+"""What a new user meets first in the console (issue 25): a toolbar whose every control is reachable at any
+width, the session's name where people read it, no Clipboard button where the VM has none, and refusals
+that say in a person's words what to do next."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -12,6 +15,57 @@ pytestmark = pytest.mark.browser
 
 NAME = "Build agent 7 ✓"
 ASK = "Ask whoever gave you the link for a new one."
+WIDTHS = [360, 800, 1000, 1280, 1920, 3840]
+CONTROLS = ["keys", "scaling", "keyboard", "type-text-open", "pointer-lock", "stats-toggle", "fullscreen"]
+SOUND_CONTROLS = ["speaker", "volume"]
+
+# the controls of `ids` a person can reach now: inside the window, one line high, and on top at their middle
+REACHABLE = """(ids) => ids.filter((id) => {
+  const control = document.getElementById(id);
+  const box = control.getBoundingClientRect();
+  if (box.width === 0 || box.left < 0 || box.top < 0 || box.right > innerWidth || box.bottom > innerHeight) {
+    return false;
+  }
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return box.height < 40 && hit !== null && control.contains(hit);
+})"""
+
+
+@pytest.mark.parametrize("sound", [False, True], ids=["silent", "with-sound"])
+async def test_every_control_is_in_the_window_at_any_width(make_server, http, sound):
+    """From a phone to a 4K screen: the toolbar stays one line, and each control is on it or in its More menu;
+    with the VM's sound, the speaker and the volume too."""
+    server = await make_server(source="synthetic:320x240@30" + ("?tone=440" if sound else ""))
+    expected = CONTROLS + (SOUND_CONTROLS if sound else [])
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "control"}) as response:
+        issued = await response.json()
+    async with chromium() as browser:
+        page, errors = await playing_console(browser, issued["console_url"])
+        if sound:
+            await page.wait_for_function("() => !document.getElementById('speaker').hidden", timeout=10_000)
+        for width in WIDTHS:
+            await page.set_viewport_size({"width": width, "height": 720})
+            await page.wait_for_timeout(100)
+            on_toolbar = await page.evaluate(REACHABLE, expected)
+            toolbar = await page.locator("#toolbar").bounding_box()
+            assert toolbar["height"] < 50, f"{width} px: the toolbar wraps ({toolbar['height']} px high)"
+            if await page.locator("#more").is_visible():
+                await page.click("#more-toggle")
+                in_menu = await page.evaluate(REACHABLE, expected)
+                await page.keyboard.press("Escape")
+                assert not set(on_toolbar) - set(in_menu), f"{width} px: the menu covers {on_toolbar}"
+            else:
+                in_menu = []
+            unreachable = set(expected) - set(on_toolbar) - set(in_menu)
+            assert not unreachable, f"{width} px: {sorted(unreachable)} out of reach"
+            if width >= 1920:
+                assert set(on_toolbar) == set(expected), f"{width} px: all on the toolbar, no menu"
+        labels = await page.evaluate(
+            "() => [...document.querySelectorAll('#toolbar button, #toolbar option')].map(e => e.textContent)"
+        )
+        assert not any(re.search(r"[\U0001F300-\U0001FAFF\u2600-\u27BF]", label) for label in labels), labels
+        assert await page.locator("#speaker svg").count() == 2, "the speaker's icons are inline SVG"
+        assert errors == []
 
 
 async def test_the_toolbar_and_the_recordings_page_show_the_sessions_name(make_server, http):

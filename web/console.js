@@ -14,6 +14,7 @@ import { PointerLock } from "./pointerlock.js";
 import { Speaker } from "./sound.js";
 import { Scaling } from "./scaling.js";
 import { TouchInput } from "./touch.js";
+import { Toolbar } from "./toolbar.js";
 import { typeText } from "./typing.js";
 import { DelayMeter, rtpCaptureTime } from "./delay.js";
 import { StatsOverlay, webrtcCounters } from "./stats.js";
@@ -145,6 +146,7 @@ export function startConsole(sessionId, token, transport = "auto") {
   const pointerLock = new PointerLock(stage, document.getElementById("pointer-lock"));
   const press = (codes) => input.combo(codes);
   const touch = new TouchInput(stage, video, document.getElementById("osk"), sendMessage, press);
+  new Toolbar(document.getElementById("toolbar"), document.getElementById("more"));
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
   let backoff = BACKOFF_START_MS;
