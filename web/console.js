@@ -16,7 +16,7 @@ import { Scaling } from "./scaling.js";
 import { TouchInput } from "./touch.js";
 import { Toolbar } from "./toolbar.js";
 import { typeText } from "./typing.js";
-import { DelayMeter, rtpCaptureTime } from "./delay.js";
+import { DelayMeter, NO_CAPTURE_TIME, rtpCaptureTime } from "./delay.js";
 import { StatsOverlay, webrtcCounters } from "./stats.js";
 import { WhepClient } from "./whep.js";
 import { WebSocketClient, WebSocketClosed, canDecode } from "./wsclient.js";
@@ -81,6 +81,7 @@ function webrtcCanPlay() {
  * Receive video, preferring what the server sends best: H.264 constrained baseline, packetization-mode
  * 1 (the server picks VP8 where the browser has no H.264), and asking for each frame's capture time
  * (abs-capture-time, off by default in Chromium), from which the console tells the glass-to-glass delay.
+ * @returns {RTCRtpTransceiver}
  */
 function addVideoTransceiver(pc) {
   const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
@@ -92,13 +93,15 @@ function addVideoTransceiver(pc) {
     transceiver.setHeaderExtensionsToNegotiate(extensions);
   }
   const codecs = RTCRtpReceiver.getCapabilities?.("video")?.codecs;
-  if (!codecs || !transceiver.setCodecPreferences) return;
-  const rank = ({ mimeType, sdpFmtpLine = "" }) => {
-    if (mimeType.toLowerCase() !== "video/h264") return 2;
-    return /packetization-mode=1/.test(sdpFmtpLine) && /profile-level-id=42e0/i.test(sdpFmtpLine) ? 0 : 1;
-  };
-  // a stable sort keeps every codec (rtx and friends included), H.264 first
-  transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
+  if (codecs && transceiver.setCodecPreferences) {
+    const rank = ({ mimeType, sdpFmtpLine = "" }) => {
+      if (mimeType.toLowerCase() !== "video/h264") return 2;
+      return /packetization-mode=1/.test(sdpFmtpLine) && /profile-level-id=42e0/i.test(sdpFmtpLine) ? 0 : 1;
+    };
+    // a stable sort keeps every codec (rtx and friends included), H.264 first
+    transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
+  }
+  return transceiver;
 }
 
 /**
@@ -134,7 +137,7 @@ export function startConsole(sessionId, token, transport = "auto") {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   };
   const delay = new DelayMeter(video, sendMessage);
-  const overlay = new StatsOverlay(document.getElementById("stats"), () => delay.summary);
+  const overlay = new StatsOverlay(document.getElementById("stats"), delay);
   const input = new InputCapture(stage, video, sendMessage);
   const clipboard = new ClipboardPanel(
     stage,
@@ -290,7 +293,7 @@ export function startConsole(sessionId, token, transport = "auto") {
     const pc = (state.pc = new RTCPeerConnection());
     const channel = (state.channel = pc.createDataChannel("input", { ordered: true }));
     const current = () => state.pc === pc;
-    addVideoTransceiver(pc);
+    const { receiver } = addVideoTransceiver(pc);
     pc.addTransceiver("audio", { direction: "recvonly" }); // the VM's sound, where the session has it
     channel.onmessage = (event) => current() && receive(event.data);
     channel.onclose = () => current() && retry(new Error("the input channel closed"));
@@ -300,7 +303,6 @@ export function startConsole(sessionId, token, transport = "auto") {
         return;
       }
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
-      delay.watch(rtpCaptureTime(event.receiver));
     };
     pc.onconnectionstatechange = () => {
       if (!current()) return;
@@ -331,6 +333,8 @@ export function startConsole(sessionId, token, transport = "auto") {
       pc.setConfiguration({ iceServers });
       const answer = await attempt.connect(pc, offer);
       state.video = !/^m=video 0 /m.test(answer);
+      // the server sends each frame's capture time only where the browser took the extension
+      if (current()) delay.watch(rtpCaptureTime(receiver), answer.includes(ABS_CAPTURE_TIME) ? null : NO_CAPTURE_TIME);
       if (pc.connectionState === "connected" && current()) showSource();
     } catch (error) {
       // an attempt given up on meanwhile fails too; only the current one's failure matters
