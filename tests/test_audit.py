@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
 from aiohttp import web
@@ -155,14 +157,28 @@ async def test_events_come_a_page_at_a_time_and_bad_queries_are_refused(make_ser
     assert [e for p in pages for e in p] == everything
 
     assert await all_events(http, server, session="other") == []
-    since = everything[4]["time"]
-    assert await all_events(http, server, since=str(since)) == everything[4:]
+    since = everything[4]["time"]  # to the millisecond: an event of the same millisecond before it counts too
+    found = await all_events(http, server, since=since)
+    assert found == [e for e in everything if e["time"] >= since] and found[-3:] == everything[4:]
     assert await all_events(http, server, since="2999-01-01T00:00:00Z") == []
     for query in ({"limit": "0"}, {"limit": "1001"}, {"limit": "-1"}, {"after": "x"}, {"since": "yesterday"},
                   {"since": "2026-11-29T06:00:00"}, {"since": "nan"}, {"since": "1e999"}, {"token": "x"}):  # fmt: skip
         async with http.get(server.make_url(EVENTS), params=query) as response:
             assert response.status == 400, (query, await response.text())
             assert (await response.json())["error"]["code"] == "bad_request"
+
+
+async def test_events_give_their_times_in_rfc_3339_as_tokens_do(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    before = time.time()
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={}) as response:
+        issued = await response.json()
+    (created,) = await all_events(http, server)
+    assert created["time"].endswith("Z") and created["expires_at"].endswith("Z"), created
+    when = datetime.datetime.fromisoformat(created["time"]).timestamp()
+    assert before - 0.001 <= when <= time.time(), "to the millisecond"
+    assert created["expires_at"] == issued["expires_at"], "as the token gives it"
+    assert await all_events(http, server, since=created["time"]) == [created], "an event's time finds it"
 
 
 async def test_events_past_the_retention_period_are_forgotten(tmp_path):

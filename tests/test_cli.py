@@ -1,4 +1,4 @@
-"""The command-line tools: planes, snapshot, and what serve prints at start-up."""
+"""The command-line tools: planes, snapshot, what serve prints at start-up, the help and the version."""
 
 from __future__ import annotations
 
@@ -56,3 +56,24 @@ def test_serve_prints_a_console_link_unless_told_not_to(tmp_path):
         assert link.strip().startswith(f"{served.url}/?session=default#token=")
     with serve(tmp_path / "b", env={"VGPUSTREAM_NO_CONSOLE_LINK": "1"}) as served:
         assert "token=" not in served.output()
+
+
+def test_the_help_says_what_each_command_does_and_which_version_this_is():
+    from vgpustream import __version__  # noqa: PLC0415 - the version the module under test reports
+
+    assert vgpustream("--version").stdout.strip() == f"vgpustream {__version__}"
+    top = " ".join(vgpustream("--help").stdout.split())
+    for bench in ("pipeline", "fan-out", "latency", "capacity", "quality", "soak", "QEMU", "report"):
+        assert bench in top, f"the top-level help of bench does not name {bench}: {top}"
+    for command in ("planes", "snapshot"):
+        assert "synthetic:WxH@FPS" in " ".join(vgpustream(command, "--help").stdout.split()), command
+
+
+def test_a_bench_without_playwright_says_how_to_get_it_from_a_checkout():
+    without = "import sys; sys.modules['playwright'] = None; from vgpustream.cli import main; sys.exit(main())"
+    run = subprocess.run(
+        [sys.executable, "-c", without, "bench", "report", "--quick", "--output", "/dev/null"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "pip install -e '.[test]'" in run.stderr and "vgpustream[test]" not in run.stderr, run.stderr

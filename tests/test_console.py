@@ -52,12 +52,14 @@ def picture_from(screenshot: np.ndarray, rect: dict, width: int, height: int) ->
 
 @asynccontextmanager
 async def console_page(
-    server, http, frames: int | None, role: str = "control", **emulation: object
+    server, http, frames: int | None, role: str = "control", clipboard: str | None = None, **emulation: object
 ) -> AsyncIterator[tuple[object, list[str]]]:
-    """Chromium (with `emulation`) on the console link of a new token of `role` for session 'default', once
-    the console has decoded more than `frames` frames (at once for None); yields the page and its script errors
-    (Content-Security-Policy violations among them: the console must work under the server's policy)."""
-    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": role}) as response:
+    """Chromium (with `emulation`) on the console link of a new token of `role` (and `clipboard` access, else its
+    role's) for session 'default', once the console has decoded more than `frames` frames (at once for None);
+    yields the page and its script errors (Content-Security-Policy violations among them: the console must work
+    under the server's policy)."""
+    body = {"role": role} if clipboard is None else {"role": role, "clipboard": clipboard}
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
         issued = await response.json()
     async with chromium(**emulation) as browser:
         page = await browser.new_page()

@@ -67,3 +67,17 @@ async def test_stock_firefox_plays_the_console_over_the_websocket_and_types_into
     console = await in_firefox(console_url, PLAYING, RESULT, press=("#stage", ["KeyQ", "KeyW"]))
     assert console == {"state": "playing", "transport": "websocket"}, console
     await wait_for(lambda: session.audience.stats.input_events >= 4, what="four key events from Firefox in the VM")
+
+
+async def test_firefox_is_told_its_glass_to_glass_delay_is_not_available_over_webrtc(make_server, http, test_net):
+    """Firefox cannot negotiate abs-capture-time, so no frame's capture time reaches it over WebRTC: the stats
+    overlay says the delay is not available and why, rather than nothing."""
+    server = await make_server(source="synthetic:320x240@30", host_address=(test_net,))
+    body = {"role": "view", "transport": "webrtc"}
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
+        console_url = (await response.json())["console_url"]
+    overlay = "document.getElementById('stats').textContent"
+    # once playing, the Stats button is clicked (once), then the overlay is waited for
+    shows_stats = "(window.statsShown ??= (document.getElementById('stats-toggle').click(), true))"
+    shown = await in_firefox(console_url, f"{PLAYING} && {shows_stats} && / fps/.test({overlay})", overlay)
+    assert "glass to glass not available: this browser's WebRTC does not take the frames' capture times" in shown

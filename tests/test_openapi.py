@@ -71,3 +71,20 @@ def test_redocly_recommended_rules_find_nothing(tmp_path):
     report = run.stdout + run.stderr
     assert run.returncode == 0 and "Your API description is valid" in report, report[-3000:]
     assert " warning " not in report and "You have" not in report, report[-3000:]
+
+
+async def test_a_source_that_cannot_be_opened_is_the_documented_503(make_server, http):
+    """Creating a session on a VM whose D-Bus socket is missing answers 503 source_unavailable, as the OpenAPI
+    description and the README's list of errors say."""
+    server = await make_server(source="synthetic:320x240@10")
+    body = {"id": "gone", "source": "qemu-dbus:unix:path=/nonexistent/vm.sock"}
+    async with http.post(server.make_url("/api/v1/sessions"), json=body) as response:
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "source_unavailable"
+    async with http.get(server.make_url("/api/v1/sessions/gone")) as response:
+        assert response.status == 404, "nothing was created"
+    answers = document()["paths"]["/api/v1/sessions"]["post"]["responses"]
+    assert "source_unavailable" in answers["503"]["description"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    errors = readme[readme.index("Errors are JSON") :][:800]
+    assert "`503 source_unavailable`" in errors, errors

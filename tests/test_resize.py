@@ -5,11 +5,14 @@ bounded by the source's limits; bad and hostile requests are refused, counted, a
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 
 import pytest
 
 from tests.conftest import OPERATOR
+from tests.served import ROOT
 from vgpustream.input import InvalidInput, ResizeEvent, parse_input
 from vgpustream.resize import Resizer, physical_size_mm
 
@@ -237,3 +240,16 @@ async def test_the_resizer_skips_a_request_for_the_size_it_applied_last():
     await resizer.close()
     assert applied == [ResizeEvent(800, 600), ResizeEvent(1024, 768)]
     assert resizer.stats.resize_requests == 4 and resizer.stats.resizes_applied == 2
+
+
+async def test_the_readmes_example_session_takes_the_readmes_display_request(make_server, http):
+    """The README's typical calls, as a reader pastes them: its example session, then its display PATCH."""
+    calls = (ROOT / "README.md").read_text().split("## Control plane: typical calls", 1)[1]
+    bodies = [json.loads(body) for body in re.findall(r"-d '(\{.*?\})'", calls, re.DOTALL)]
+    created = next(body for body in bodies if "source" in body)
+    display = next(body for body in bodies if "display" in body)
+    server = await make_server(source="synthetic:320x240@30")
+    async with http.post(server.make_url("/api/v1/sessions"), json=created) as response:
+        assert response.status == 201, await response.text()
+    async with http.patch(server.make_url(f"/api/v1/sessions/{created['id']}"), json=display) as response:
+        assert response.status == 200, await response.text()

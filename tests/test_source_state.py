@@ -1,4 +1,5 @@
-"""Viewers are told the source's state, and why it is not streaming, on their input channel; the API says the same."""
+"""Viewers are told the source's state, and why it is not streaming, on their input channel; the API says the same.
+They are told the session's name and whether the VM has a clipboard with it."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ async def test_a_view_only_viewer_is_told_the_source_is_lost_and_why(make_server
         "message": session["message"],
         "resizable": False,
         "relative_pointer": False,
+        "clipboard": False,
+        "name": None,
     }
     await asyncio.sleep(2.5)  # the source is retried (and fails) every second: the same state is told once
     assert len([m for m in watcher.messages if m.get("type") == "state"]) == 1
@@ -63,10 +66,32 @@ async def test_a_streaming_source_is_told_without_a_message(make_server, viewers
     server = await make_server(source="synthetic:320x240@30")
     receiver = await viewers(server)
     await receiver.next_frame()
-    assert await told_states(receiver, 1) == [
-        {"type": "state", "state": "streaming", "message": None, "resizable": False, "relative_pointer": False}
-    ]
+    told = {"type": "state", "state": "streaming", "message": None, "resizable": False, "relative_pointer": False}
+    assert await told_states(receiver, 1) == [told | {"clipboard": False, "name": None}]
     assert (await session_json(http, server))["message"] is None
+
+
+async def test_viewers_are_told_the_sessions_name_and_that_a_vm_without_a_clipboard_takes_no_text(
+    make_server, viewers, http
+):
+    """The console shows the name, and offers the clipboard only where the VM has one; a text sent all the same
+    is refused, counted, and the viewer told so (not that the VM has it)."""
+    server = await make_server(source="synthetic:320x240@30")
+    receiver = await viewers(server)
+    await receiver.wait_channel_open()
+    (first,) = await told_states(receiver, 1)
+    assert (first["name"], first["clipboard"]) == (None, False)
+    async with http.patch(server.make_url("/api/v1/sessions/default"), json={"name": "Build agent 7"}) as response:
+        assert response.status == 200
+    (_, renamed) = await told_states(receiver, 2)
+    assert renamed == first | {"name": "Build agent 7"}, "told again once the name changes"
+    receiver.send_input({"type": "clipboard", "text": "pasted"})
+    deadline = time.monotonic() + 10
+    while not (outcomes := [m for m in receiver.messages if m.get("type") == "clipboard_outcome"]):
+        assert time.monotonic() < deadline, "the viewer was never told what became of its text"
+        await asyncio.sleep(0.05)
+    assert outcomes == [{"type": "clipboard_outcome", "accepted": False, "message": "the VM has no clipboard to share"}]
+    assert (await session_json(http, server))["stats"]["clipboard_refused"] == 1
 
 
 def test_printable_bounds_and_cleans_text():

@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import av
 
@@ -101,8 +101,8 @@ class _Delivery:
     """The serial of the cursor image this viewer was last sent."""
     keys_down: set[str] = field(default_factory=set)
     """Keys this viewer holds down in the guest."""
-    state_shown: tuple[SourceState, str | None, bool, bool] | None = None
-    """The source state (error, whether it can resize, whether its pointer is relative) this viewer was last told."""
+    state_shown: DisplayState | None = None
+    """The session's state this viewer was last told."""
     keyframe_asked_at: float = -float("inf")
     """When (monotonic) this viewer's last keyframe request that was passed on came."""
     has_typed: bool = False
@@ -151,8 +151,8 @@ class Audience:
         self._gone: OrderedDict[str, float] = OrderedDict()
         """The ids of viewers that left, with when (monotonic), oldest first."""
         self._cursor_image: tuple[int, str] | None = None
-        self._state: tuple[SourceState, str | None, bool, bool] | None = None
-        """The source state the capture loop last showed (see `show_state`), told to each viewer that attaches."""
+        self._state: DisplayState | None = None
+        """The session's state the capture loop last showed (see `show_state`), told to each viewer that attaches."""
         self.audit: ViewerAudit | None = None
         """The audit trail of the session's viewers: told when one leaves and of its first input."""
         self._since_keyframe: dict[Rendition, JoinReplay] = {}
@@ -340,18 +340,23 @@ class Audience:
             self.audit.clipboard_from_guest([viewer.id for viewer in readers], len(text))
 
     def _on_clipboard(self, viewer: Seat, message: str | bytes) -> None:
-        """A part of a viewer's clipboard text; a whole text goes to the guest if the viewer may write it."""
+        """A part of a viewer's clipboard text; a whole text goes to the guest if the viewer may write it. The
+        viewer is told whether the guest got it, or why not: {"type": "clipboard_outcome", "accepted", "message"}."""
         seat = self._seats.get(viewer)  # None once the viewer has left
         try:
-            if seat is None or self._clipboard is None or not viewer.can_control or viewer.clipboard != "readwrite":
-                raise InvalidClipboard("this viewer may not write the guest's clipboard")
+            if self._clipboard is None or not self._clipboard.available:
+                raise InvalidClipboard("the VM has no clipboard to share")
+            if seat is None or not viewer.can_control or viewer.clipboard != "readwrite":
+                raise InvalidClipboard("this link may not write the VM's clipboard")
             text = seat.clipboard.add(*parse_part(message))
             if text is None:
                 return
             check_text(text)
-        except InvalidInput:  # InvalidClipboard too
+        except InvalidInput as exc:  # InvalidClipboard too
             self.clipboard_stats.clipboard_refused += 1
+            viewer.send_message(clipboard_outcome(str(exc)))
             return
+        viewer.send_message(clipboard_outcome(None))
         self.clipboard_stats.clipboard_to_guest += 1
         self._clipboard.write(text)
         if self.audit is not None:
@@ -372,24 +377,23 @@ class Audience:
             if with_image:
                 seat.cursor_serial = cursor.serial
 
-    def show_state(self, state: SourceState, error: str | None, resizable: bool = False) -> None:
+    def show_state(
+        self, state: SourceState, error: str | None, resizable: bool = False, name: str | None = None
+    ) -> None:
         """Tell each viewer on a data channel the source's state and last error (and whether it takes
-        resize requests), when it was told otherwise.
+        resize requests, has a clipboard, and the session's name), when it was told otherwise.
 
         View-only viewers are told too. Called after every capture step, so a viewer whose channel opens
         late is told at the next one.
         """
         relative = self._sink is not None and self._sink.relative_pointer
-        self._state = (state, error, resizable, relative)
+        clipboard = self._clipboard is not None and self._clipboard.available
+        self._state = DisplayState(state, error, resizable, relative, clipboard, name)
         for viewer, seat in self._seats.items():
             self._tell_state(viewer, seat)
 
     def _tell_state(self, viewer: Seat, seat: _Delivery) -> None:
-        if (
-            self._state is not None
-            and seat.state_shown != self._state
-            and viewer.send_message(state_message(*self._state))
-        ):
+        if self._state is not None and seat.state_shown != self._state and viewer.send_message(self._state.message()):
             seat.state_shown = self._state
 
     def _cursor_png(self, cursor: Cursor) -> str:
@@ -520,11 +524,28 @@ class JoinReplay:
         return bool(self.packets) and (self._changed_at is None or now - self._changed_at <= JOIN_MAX_AGE)
 
 
-def state_message(state: SourceState, error: str | None, resizable: bool = False, relative: bool = False) -> str:
-    """The input channel's message for a source state: {"type": "state", "state", "message", "resizable",
-    "relative_pointer"}."""
-    message = {"type": "state", "state": state.value, "message": error, "resizable": resizable}
-    return json.dumps(message | {"relative_pointer": relative})
+def clipboard_outcome(refusal: str | None) -> str:
+    """The input channel's message telling a viewer whether the guest took its clipboard text (refusal None)."""
+    return json.dumps({"type": "clipboard_outcome", "accepted": refusal is None, "message": refusal})
+
+
+class DisplayState(NamedTuple):
+    """What viewers are told of the session: its source's state and last error, whether the display can be
+    resized, whether the guest's pointer is relative, whether the guest has a clipboard, and the session's name."""
+
+    state: SourceState
+    error: str | None
+    resizable: bool
+    relative_pointer: bool
+    clipboard: bool
+    name: str | None
+
+    def message(self) -> str:
+        """The input channel's message: {"type": "state", "state", "message", "resizable", "relative_pointer",
+        "clipboard", "name"}."""
+        told = self._asdict() | {"type": "state", "state": self.state.value, "message": self.error}
+        del told["error"]
+        return json.dumps(told)
 
 
 def replay(packets: list[av.Packet]) -> list[av.Packet]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from vgpustream.errors import VgpuStreamError, bounded, printable
+from vgpustream.rfc3339 import timestamp
 from vgpustream.settings import RETENTION_INTERVAL
 from vgpustream.store import DatabaseUnusable, TokenRecord
 
@@ -78,7 +79,13 @@ class Event:
     data: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "time": self.time, "type": self.type, "session": self.session_id, **self.data}
+        """The event as the API lists it and the webhook gets it: times in RFC 3339, as tokens and recordings
+        give theirs (an event stored before it said so may hold its token's expires_at in seconds)."""
+        data = dict(self.data)
+        if isinstance(data.get("expires_at"), int | float):
+            data["expires_at"] = timestamp(data["expires_at"])
+        when = timestamp(self.time, "milliseconds")
+        return {"id": self.id, "time": when, "type": self.type, "session": self.session_id, **data}
 
 
 @dataclass
@@ -176,7 +183,7 @@ class AuditLog:
         An event the database refuses (its disk is full) is counted in `unstored`, logged (rate-limited),
         and still sent to the webhook, with id 0.
         """
-        now = time.time()
+        now = round(time.time(), 3)  # as to_json writes it, so that `since` its time finds it
         try:
             cursor = self._db.execute(
                 "INSERT INTO events (time, type, session_id, data) VALUES (?, ?, ?, ?)",

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from vgpustream import __version__
 from vgpustream.api.app import AccessLogger, create_app
 from vgpustream.api.state import AUDIT, AUTHORITY, SETTINGS
 from vgpustream.api.tokens import links
@@ -24,6 +25,11 @@ from vgpustream.registry import DEFAULT_SESSION
 from vgpustream.settings import DEFAULT_SOURCE, add_arguments, load_settings
 from vgpustream.snapshot import planes_json, write_snapshot
 from vgpustream.store import DatabaseUnusable
+
+SOURCE_HELP = (
+    "source URL: synthetic:WxH@FPS, vfio:<mdev-uuid>, vfio-cdev:/dev/vfio/devices/N, qemu-dbus:<bus address>, "
+    "... (see the README's sources; default %(default)s)"
+)
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
@@ -106,13 +112,16 @@ def _bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vgpustream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     _add_gateway(sub)
-    p = sub.add_parser("planes", help="print a source's plane metadata as JSON")
-    p.add_argument("--source", default=DEFAULT_SOURCE)
-    p = sub.add_parser("snapshot", help="save one frame of a source as PNG")
-    p.add_argument("--source", default=DEFAULT_SOURCE)
+    for name, what in (
+        ("planes", "print a source's plane metadata as JSON"),
+        ("snapshot", "save one frame of a source as PNG"),
+    ):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--source", default=DEFAULT_SOURCE, help=SOURCE_HELP)
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     add_bench_parser(sub)
     return parser

@@ -161,4 +161,4 @@ class Session:
         self.recorders.publish_sound(packets)
 
     def show_state(self, state: SourceState, error: str | None, resizable: bool) -> None:
-        self.audience.show_state(state, error, resizable)
+        self.audience.show_state(state, error, resizable, self.spec.name or None)

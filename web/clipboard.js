@@ -3,7 +3,9 @@
  * {"type": "clipboard", "text", "more"} messages (a long text in parts, so each fits the channel).
  * What the VM copies shows in the clipboard panel and goes to the browser's clipboard when the page
  * may write it (else the panel's Copy button does); what is pasted into the console, or sent from the
- * panel, goes to the VM. The server lets only viewers that control the VM write its clipboard.
+ * panel, goes to the VM. The server lets only viewers that control the VM write its clipboard, and
+ * answers each text with {"type": "clipboard_outcome", "accepted", "message"}: the panel says it was sent
+ * only once the server says the VM took it. The toolbar's button shows only while the VM has a clipboard.
  */
 
 const PART_CHARS = 32768; // as the server's: JSON-escaped, a part stays below 256 KiB
@@ -20,11 +22,9 @@ export class ClipboardPanel {
     this.text = panel.querySelector("#clipboard-text");
     this.note = panel.querySelector("#clipboard-note");
     this.send = send;
+    this.toggle = toggle;
     this.parts = [];
-    toggle.addEventListener("click", () => {
-      panel.hidden = !panel.hidden;
-      toggle.setAttribute("aria-pressed", String(!panel.hidden));
-    });
+    toggle.addEventListener("click", () => this.show(panel.hidden));
     panel.querySelector("#clipboard-send").addEventListener("click", () => this.toVm(this.text.value));
     panel.querySelector("#clipboard-copy").addEventListener("click", () => this.toBrowser(this.text.value));
     stage.addEventListener("paste", (event) => {
@@ -33,6 +33,23 @@ export class ClipboardPanel {
       event.preventDefault();
       this.toVm(text);
     });
+  }
+
+  /** Show or hide the panel. */
+  show(shown) {
+    this.panel.hidden = !shown;
+    this.toggle.setAttribute("aria-pressed", String(shown));
+  }
+
+  /** Whether the VM has a clipboard now (the server's state message says): the button shows only then. */
+  setAvailable(available) {
+    this.toggle.hidden = !available;
+    if (!available) this.show(false);
+  }
+
+  /** The server's answer to a text sent: whether the VM took it, or why not. */
+  outcome({ accepted, message }) {
+    this.note.textContent = accepted ? "sent to the VM" : `not sent to the VM: ${message}`;
   }
 
   /** A clipboard message from the server: a part of what the VM copied. */
@@ -54,7 +71,7 @@ export class ClipboardPanel {
       const part = text.slice(index * PART_CHARS, (index + 1) * PART_CHARS);
       this.send({ type: "clipboard", text: part, more: index < parts - 1 });
     }
-    this.note.textContent = "sent to the VM";
+    this.note.textContent = "sending to the VM…";
   }
 
   /** Put `text` on the browser's clipboard where the page may; otherwise the Copy button is there. */

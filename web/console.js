@@ -14,11 +14,12 @@ import { PointerLock } from "./pointerlock.js";
 import { Speaker } from "./sound.js";
 import { Scaling } from "./scaling.js";
 import { TouchInput } from "./touch.js";
+import { Toolbar } from "./toolbar.js";
 import { typeText } from "./typing.js";
-import { DelayMeter, rtpCaptureTime } from "./delay.js";
+import { DelayMeter, NO_CAPTURE_TIME, rtpCaptureTime } from "./delay.js";
 import { StatsOverlay, webrtcCounters } from "./stats.js";
 import { WhepClient } from "./whep.js";
-import { WebSocketClient, canDecode } from "./wsclient.js";
+import { WebSocketClient, WebSocketClosed, canDecode } from "./wsclient.js";
 
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 8000;
@@ -49,6 +50,23 @@ const NO_VIDEO_CODEC =
 
 const ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time";
 
+/** What a person whose link does not do is told to do: links come from someone, who can make a new one. */
+const ASK_FOR_A_NEW_LINK = "Ask whoever gave you the link for a new one.";
+
+/**
+ * What the console says where the server refuses this viewer for good (a status, or the WebSocket's close
+ * code for it), in a person's words: what is wrong with the link, and what to do next.
+ * @param {number} status 400, 401, 403 or 404
+ * @param {string} why the server's message
+ * @param {string} sessionId
+ */
+function refusal(status, why, sessionId) {
+  if (status === 401) return `This link has no access key in it, so it cannot show the VM. ${ASK_FOR_A_NEW_LINK}`;
+  if (status === 403) return `This link does not open the VM any more (${why}). ${ASK_FOR_A_NEW_LINK}`;
+  if (status === 404) return `There is no VM "${sessionId}" here (it may have been removed). ${ASK_FOR_A_NEW_LINK}`;
+  return `The server refused this link (${why}). ${ASK_FOR_A_NEW_LINK}`;
+}
+
 /** The video codecs the server sends over WebRTC, in its order of preference. */
 const SERVER_CODECS = ["video/h264", "video/vp8"];
 
@@ -63,6 +81,7 @@ function webrtcCanPlay() {
  * Receive video, preferring what the server sends best: H.264 constrained baseline, packetization-mode
  * 1 (the server picks VP8 where the browser has no H.264), and asking for each frame's capture time
  * (abs-capture-time, off by default in Chromium), from which the console tells the glass-to-glass delay.
+ * @returns {RTCRtpTransceiver}
  */
 function addVideoTransceiver(pc) {
   const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
@@ -74,13 +93,15 @@ function addVideoTransceiver(pc) {
     transceiver.setHeaderExtensionsToNegotiate(extensions);
   }
   const codecs = RTCRtpReceiver.getCapabilities?.("video")?.codecs;
-  if (!codecs || !transceiver.setCodecPreferences) return;
-  const rank = ({ mimeType, sdpFmtpLine = "" }) => {
-    if (mimeType.toLowerCase() !== "video/h264") return 2;
-    return /packetization-mode=1/.test(sdpFmtpLine) && /profile-level-id=42e0/i.test(sdpFmtpLine) ? 0 : 1;
-  };
-  // a stable sort keeps every codec (rtx and friends included), H.264 first
-  transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
+  if (codecs && transceiver.setCodecPreferences) {
+    const rank = ({ mimeType, sdpFmtpLine = "" }) => {
+      if (mimeType.toLowerCase() !== "video/h264") return 2;
+      return /packetization-mode=1/.test(sdpFmtpLine) && /profile-level-id=42e0/i.test(sdpFmtpLine) ? 0 : 1;
+    };
+    // a stable sort keeps every codec (rtx and friends included), H.264 first
+    transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
+  }
+  return transceiver;
 }
 
 /**
@@ -119,7 +140,7 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   };
   const delay = new DelayMeter(video, sendMessage);
-  const overlay = new StatsOverlay(document.getElementById("stats"), () => delay.summary);
+  const overlay = new StatsOverlay(document.getElementById("stats"), delay);
   const input = new InputCapture(stage, video, sendMessage);
   const clipboard = new ClipboardPanel(
     stage,
@@ -131,6 +152,7 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
   const pointerLock = new PointerLock(stage, document.getElementById("pointer-lock"));
   const press = (codes) => input.combo(codes);
   const touch = new TouchInput(stage, video, document.getElementById("osk"), sendMessage, press);
+  new Toolbar(document.getElementById("toolbar"), document.getElementById("more"));
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
   let backoff = BACKOFF_START_MS;
@@ -139,8 +161,15 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
   let countdownTimer = null;
 
   root.hidden = false;
-  document.title = `${sessionId} – vgpustream`;
-  document.getElementById("session-name").textContent = sessionId;
+  showName(sessionId);
+
+  /** The session's name where people read it (its id until the server tells the name). */
+  function showName(name) {
+    document.title = `${name} – vgpustream`;
+    const shown = document.getElementById("session-name");
+    shown.textContent = name;
+    shown.title = name === sessionId ? "" : `session ${sessionId}`;
+  }
 
   /**
    * Show a phase in the badge and state: connecting, reconnecting, failed, closed while there is no
@@ -212,7 +241,7 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     stopTimers();
     teardown();
     if (error instanceof HttpError && PERMANENT_STATUSES.has(error.status)) {
-      show("failed", error.message, true);
+      show("failed", refusal(error.status, error.message, sessionId), true);
       return;
     }
     const wait = error instanceof HttpError && error.retryAfter !== null ? error.retryAfter * 1000 : backoff;
@@ -236,9 +265,12 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     }
     if (message?.type === "cursor") cursor.update(message);
     if (message?.type === "clipboard") clipboard.receive(message);
+    if (message?.type === "clipboard_outcome") clipboard.outcome(message);
     if (message?.type === "state") {
       state.source = { state: message.state, message: message.message ?? null };
       scaling.setResizable(message.resizable === true);
+      clipboard.setAvailable(message.clipboard === true);
+      showName(message.name || sessionId);
       pointerLock.setRelative(message.relative_pointer === true);
       if (connected()) showSource();
     }
@@ -264,7 +296,7 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     const pc = (state.pc = new RTCPeerConnection());
     const channel = (state.channel = pc.createDataChannel("input", { ordered: true }));
     const current = () => state.pc === pc;
-    addVideoTransceiver(pc);
+    const { receiver } = addVideoTransceiver(pc);
     pc.addTransceiver("audio", { direction: "recvonly" }); // the VM's sound, where the session has it
     channel.onmessage = (event) => current() && receive(event.data);
     channel.onclose = () => current() && retry(new Error("the input channel closed"));
@@ -274,7 +306,6 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
         return;
       }
       video.srcObject = event.streams[0] || new MediaStream([event.track]);
-      delay.watch(rtpCaptureTime(event.receiver));
     };
     pc.onconnectionstatechange = () => {
       if (!current()) return;
@@ -305,6 +336,8 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
       pc.setConfiguration({ iceServers });
       const answer = await attempt.connect(pc, offer);
       state.video = !/^m=video 0 /m.test(answer);
+      // the server sends each frame's capture time only where the browser took the extension
+      if (current()) delay.watch(rtpCaptureTime(receiver), answer.includes(ABS_CAPTURE_TIME) ? null : NO_CAPTURE_TIME);
       if (pc.connectionState === "connected" && current()) showSource();
     } catch (error) {
       // an attempt given up on meanwhile fails too; only the current one's failure matters
@@ -336,7 +369,8 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
       if (client.sound) speaker.attach(client.sound.track, client.sound);
       showSource();
     } catch (error) {
-      if (current()) retry(error);
+      if (current() && error instanceof WebSocketClosed) lost(error.code, error.reason);
+      else if (current()) retry(error);
     }
   }
 
@@ -345,7 +379,7 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     if (PERMANENT_CLOSE_CODES.has(code)) {
       stopTimers();
       teardown();
-      show("failed", reason || `closed (${code})`, true);
+      show("failed", refusal(code - 4000, reason || `closed (${code})`, sessionId), true);
       return;
     }
     retry(new Error(reason || `the WebSocket closed (${code})`));

@@ -11,6 +11,10 @@ const VIDEO_CLOCK_KHZ = 90; // RTP ticks per millisecond of video
 const REPORT_INTERVAL_MS = 1000;
 const MAX_SAMPLES = 64; // per report: the server takes at most 64
 const MAX_DELAY_MS = 60000;
+/** Why there is no figure in a browser without requestVideoFrameCallback. */
+const NO_FRAME_CALLBACK = "this browser does not tell when it shows a frame";
+/** Why there is no figure over WebRTC without abs-capture-time (Firefox cannot negotiate it). */
+export const NO_CAPTURE_TIME = "this browser's WebRTC does not take the frames' capture times";
 
 /** The value below which `fraction` of the sorted `values` lie. */
 function quantile(sorted, fraction) {
@@ -47,6 +51,8 @@ export class DelayMeter {
     /** The last second's figures ({p50, max, frames}), or null without any. */
     this.summary = null;
     this.supported = "requestVideoFrameCallback" in HTMLVideoElement.prototype;
+    /** Why the delay cannot be measured on the current connection, or null where it can. */
+    this.unavailable = this.supported ? null : NO_FRAME_CALLBACK;
     if (!this.supported) return;
     const onFrame = (now, metadata) => {
       this.measure(metadata);
@@ -60,11 +66,13 @@ export class DelayMeter {
    * Measure the current connection's frames.
    * @param {((metadata: VideoFrameCallbackMetadata) => number|null)|null} capturedOf the capture time of
    *   the frame shown (ms since the Unix epoch), null where it is not known; null while not connected
+   * @param {string|null} missing why no frame's capture time will be known on this connection, if so
    */
-  watch(capturedOf) {
+  watch(capturedOf, missing = null) {
     this.capturedOf = capturedOf;
     this.samples = [];
     this.summary = null;
+    this.unavailable = this.supported ? missing : NO_FRAME_CALLBACK;
   }
 
   measure(metadata) {

@@ -34,20 +34,22 @@ function size(bytes) {
 }
 
 /**
- * Fill `panel` with the recordings of session `sessionId`; each plays in the panel's player from its
+ * Fill `panel` with the recordings of `session`, headed by its name; each plays in the panel's player from its
  * signed file link (a <video> cannot send a token), streamed and seekable with Range requests.
  * @param {HTMLElement} panel the #recordings element
- * @param {string} sessionId
+ * @param {{id: string, name?: string}} session the session as the API lists it
  * @param {string|null} token operator token
  */
-export async function showRecordings(panel, sessionId, token) {
+export async function showRecordings(panel, session, token) {
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
   const table = panel.querySelector("tbody");
   const status = panel.querySelector(".status");
   const player = panel.querySelector("video");
   panel.hidden = false;
-  panel.querySelector(".session").textContent = sessionId;
-  const response = await fetch(`/api/v1/sessions/${encodeURIComponent(sessionId)}/recordings`, { headers });
+  const heading = panel.querySelector(".session");
+  heading.textContent = session.name || session.id;
+  heading.title = session.name ? `session ${session.id}` : "";
+  const response = await fetch(`/api/v1/sessions/${encodeURIComponent(session.id)}/recordings`, { headers });
   if (!response.ok) {
     status.textContent = `cannot list recordings: ${(await errorOf(response)).message}`;
     return;

@@ -29,7 +29,7 @@ function sessionRow(table, session, token, openRecordings) {
   link.href = `/?${new URLSearchParams({ session: session.id, ...(session.node ? { node: session.node } : {}) })}`;
   link.textContent = session.name || session.id;
   if (session.name) link.title = session.id;
-  row.insertCell().append(link, ...recordingMarks(session, () => openRecordings(session.id)));
+  row.insertCell().append(link, ...recordingMarks(session, () => openRecordings(session)));
   const primary = session.planes?.primary;
   const fps = session.stats?.fps;
   for (const text of [
@@ -77,8 +77,14 @@ export function showSessions(root, token) {
     try {
       sessions = await fetchSessions(operatorToken);
     } catch (error) {
-      if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
-        form.hidden = false;
+      const refused = error instanceof HttpError && (error.status === 401 || error.status === 403);
+      form.hidden = !refused; // an operator may enter a token; and the list stops asking meanwhile
+      if (refused && error.tokenError === "insufficient_scope" && operatorToken === token) {
+        // the address's own token is a console link's, which lost the part that says which session
+        status.textContent =
+          "This link is for one VM's console, but its address does not say which one (it lacks ?session=…). " +
+          "Ask whoever gave you the link for a new one.";
+      } else if (refused) {
         status.textContent = `${error.message} – enter an operator token, or open a console link.`;
       } else {
         status.textContent = `cannot list sessions: ${error.message}`;
@@ -89,7 +95,7 @@ export function showSessions(root, token) {
     status.classList.remove("error");
     status.textContent = `${sessions.length} session${sessions.length === 1 ? "" : "s"}`;
     table.replaceChildren();
-    const openRecordings = (id) => showRecordings(root.querySelector("#recordings"), id, operatorToken);
+    const openRecordings = (session) => showRecordings(root.querySelector("#recordings"), session, operatorToken);
     for (const session of sessions) sessionRow(table, session, operatorToken, openRecordings);
   }
 

@@ -51,6 +51,7 @@ export class Speaker {
       this.player?.resume().catch(() => {});
     }
     this.button.setAttribute("aria-pressed", String(!this.video.muted));
-    this.button.textContent = this.video.muted ? "🔇 Sound off" : "🔊 Sound on";
+    this.button.querySelector(".label").textContent = this.video.muted ? "Sound off" : "Sound on";
+    this.button.classList.toggle("on", !this.video.muted);
   }
 }

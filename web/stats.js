@@ -1,6 +1,7 @@
 /**
  * The stats overlay: frame rate, bitrate and round-trip time from RTCPeerConnection.getStats() (over the
- * WebSocket, from the client's own counters), and the glass-to-glass delay of the last second (delay.js).
+ * WebSocket, from the client's own counters), and the glass-to-glass delay of the last second (delay.js), or
+ * why it is not available.
  */
 
 const INTERVAL_MS = 1000;
@@ -54,7 +55,8 @@ export function summarize(counters, previous, seconds) {
 export class StatsOverlay {
   /**
    * @param {HTMLElement} element where the numbers are shown
-   * @param {() => object|null} delay the last second's glass-to-glass delay ({p50, max}), if measured
+   * @param {{summary: object|null, unavailable: string|null}} delay the glass-to-glass meter (delay.js): the
+   *   last second's delay ({p50, max}) if measured, and why it cannot be where it cannot
    */
   constructor(element, delay) {
     this.element = element;
@@ -98,8 +100,10 @@ export class StatsOverlay {
     this.previous = counters;
     this.at = now;
     const rtt = numbers.rttMs === null ? "–" : `${numbers.rttMs.toFixed(1)} ms`;
-    const delay = this.delay();
-    const glass = delay ? `${delay.p50.toFixed(0)} ms (max ${delay.max.toFixed(0)})` : "–";
+    const { summary, unavailable } = this.delay;
+    let glass = "–";
+    if (summary) glass = `${summary.p50.toFixed(0)} ms (max ${summary.max.toFixed(0)})`;
+    else if (unavailable) glass = `not available: ${unavailable}`;
     this.element.textContent = [
       `${numbers.width ?? "?"}×${numbers.height ?? "?"}  ${numbers.fps.toFixed(1)} fps`,
       `${numbers.kbps.toFixed(0)} kbit/s  rtt ${rtt}`,

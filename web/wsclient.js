@@ -75,6 +75,16 @@ export function canDecode() {
   return typeof VideoDecoder === "function";
 }
 
+/** The socket closed before the server welcomed this viewer: `code` and `reason` say why (4401: no token…). */
+export class WebSocketClosed extends Error {
+  constructor(code, reason) {
+    super(reason || `the WebSocket closed (${code})`);
+    this.name = "WebSocketClosed";
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
 /** One viewer over a WebSocket: connect() resolves once the server welcomed it, close() ends it. */
 export class WebSocketClient {
   /**
@@ -151,7 +161,7 @@ export class WebSocketClient {
         this.handlers.onText(event.data);
       };
       socket.onclose = (event) => {
-        if (!welcomed) reject(new Error(event.reason || `the WebSocket closed (${event.code})`));
+        if (!welcomed) reject(new WebSocketClosed(event.code, event.reason));
         else this.handlers.onClose(event.code, event.reason);
         this.decoder?.state !== "closed" && this.decoder?.close();
         this.sound?.close();

@@ -143,4 +143,14 @@ async def test_the_console_shows_the_guests_text_and_sends_a_paste_and_the_panel
         await page.click("#clipboard-send")
         sent = f"host clipboard: {json.dumps(BROWSER_TEXT + ' (panel)')}"
         await asyncio.to_thread(wait_for, lambda: sent in guest.output(), 60, "the panel's text in the guest")
+        await page.wait_for_function("() => document.getElementById('clipboard-note').textContent === 'sent to the VM'")
+        assert errors == []
+    # a link that may only read the clipboard: its console never says the VM has its text
+    async with console_page(server, http, 1, clipboard="read") as (page, errors):
+        await page.click("#clipboard-toggle")
+        await page.locator("#clipboard-text").fill("not for the VM")
+        await page.click("#clipboard-send")
+        await page.wait_for_function("() => document.getElementById('clipboard-note').textContent.startsWith('not')")
+        note = await page.locator("#clipboard-note").text_content()
+        assert note == "not sent to the VM: this link may not write the VM's clipboard"
         assert errors == []

@@ -82,6 +82,7 @@ async def test_touch_gestures_and_the_on_screen_keyboard_reach_the_vm(bus: Bus, 
 
         # the on-screen keyboard: what the device's keyboard inputs is typed into the VM
         since = len(pressed(vm))
+        await page.click("#more-toggle")  # on a phone, Keyboard and Type text are in the toolbar's More menu
         await page.click("#keyboard")
         assert await page.evaluate("document.activeElement.id") == "osk"
         await page.keyboard.insert_text("Hi")
@@ -95,6 +96,7 @@ async def test_touch_gestures_and_the_on_screen_keyboard_reach_the_vm(bus: Bus, 
 
         # Type text: a string as keystrokes
         since = len(pressed(vm))
+        await page.click("#more-toggle")
         await page.click("#type-text-open")
         await page.fill("#type-text-value", "a!")
         await page.click("#type-text-go")

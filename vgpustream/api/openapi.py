@@ -211,7 +211,9 @@ def document() -> dict[str, Any]:
                         _stored_change(
                             {"201": _json(schemas.Session, "Created")},
                             conflict="Exists",
-                            unavailable="No room, or the state database cannot be written; see Retry-After",
+                            unavailable="No room (full; see Retry-After), the source cannot be opened "
+                            "(source_unavailable: no such device, or nothing at the VM's socket; nothing was created), "
+                            "or the state database cannot be written (storage_unavailable; see Retry-After)",
                         ),
                         requestBody=_body(schema_of(schemas.SessionCreate)),
                     ),

@@ -441,11 +441,11 @@ class RecordingList(Closed):
 
 class Event(Struct):
     """An audit event; its other fields depend on its type: viewer, token (an id, never a secret), role, remote,
-    user_agent (viewer.joined); recording, label, state, reason, frames, bytes (recording.*); expires_at,
-    single_use (token.created)"""
+    user_agent (viewer.joined); recording, label, state, reason, frames, bytes (recording.*); expires_at
+    (RFC 3339), single_use (token.created)"""
 
     id: int
-    time: Annotated[float, Meta(description="seconds since the epoch")]
+    time: Annotated[DateTime, Meta(description="when it happened, to the millisecond")]
     type: Literal[EVENT_TYPES]
     session: str | None
 

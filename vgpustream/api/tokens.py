@@ -7,7 +7,6 @@ then the list shows them, so that an operator can tell what became of a link.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import re
 import time
@@ -23,6 +22,7 @@ from vgpustream.api.schemas import IssuedToken, Token, TokenCreate, TokenList, V
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
 from vgpustream.clipboard import default_access
 from vgpustream.errors import NotFound, VgpuStreamError
+from vgpustream.rfc3339 import timestamp
 from vgpustream.settings import RETENTION_INTERVAL, ServiceSettings
 from vgpustream.store import TokenRecord
 
@@ -30,11 +30,6 @@ log = logging.getLogger(__name__)
 
 SIGNED_TOKEN_ID = re.compile(r"[0-9a-f]{16}")
 """The id of a gateway's signed token (vgpustream.gateway.api mints them)."""
-
-
-def timestamp(seconds: float) -> str:
-    """RFC 3339 UTC time."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def token_fields(record: TokenRecord, default_viewers: int) -> dict[str, object]:

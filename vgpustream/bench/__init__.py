@@ -72,7 +72,11 @@ def _pattern_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("bench", help="measure the pipeline or the fan-out")
+    parser = sub.add_parser(
+        "bench",
+        help="measure vgpustream: the encode pipeline, fan-out, idle sessions, quality, capacity, latency, "
+        "recording, sound, QEMU, a weak network, hostile input, a soak, or the headline ones as one report",
+    )
     kinds = parser.add_subparsers(dest="bench", required=True)
     p = kinds.add_parser("pipeline", help="time per frame against the naive PyAV path, and per stage")
     p.add_argument("--source", help="source URL (default: synthetic at --resolution, changing every frame)")

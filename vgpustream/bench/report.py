@@ -18,6 +18,7 @@ from typing import Any
 
 from vgpustream.bench import capacity, fanout, latency, quality
 from vgpustream.encoder import EncoderSettings
+from vgpustream.testing import INSTALL_TEST_EXTRAS
 
 FULL = {
     "latency": {"resolutions": ["1280x720", "1920x1080"], "frames": 900, "loads": 10, "joins": 10},
@@ -88,7 +89,7 @@ def plots(results: dict[str, Any]) -> list[tuple[str, str]]:
         matplotlib.use("Agg")
         from matplotlib import pyplot  # noqa: PLC0415
     except ImportError:
-        raise SystemExit("bench report needs matplotlib: pip install 'vgpustream[test]'") from None
+        raise SystemExit(f"bench report needs matplotlib: {INSTALL_TEST_EXTRAS}") from None
 
     def figure(
         title: str,

@@ -19,12 +19,13 @@ from vgpustream.api import schemas
 from vgpustream.api.requests import read_json, read_text
 from vgpustream.api.schemas import json_response
 from vgpustream.api.state import link_base
-from vgpustream.api.tokens import links, timestamp, token_terms
+from vgpustream.api.tokens import links, token_terms
 from vgpustream.errors import VgpuStreamError
 from vgpustream.gateway.hosts import ROUTE, Hosts, answer_headers, held, host_query, routed
 from vgpustream.gateway.nodes import Node
 from vgpustream.gateway.schemas import NodeSessionCreate
 from vgpustream.gateway.settings import GatewaySettings
+from vgpustream.rfc3339 import timestamp
 from vgpustream.signedtokens import SignedToken, TokenSigner
 
 HOSTS = web.AppKey("hosts", Hosts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from vgpustream.testing import INSTALL_TEST_EXTRAS
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--no-sandbox",  # Chromium's sandbox refuses to run as root, as tests and benches do here
@@ -29,7 +31,7 @@ async def start_playwright() -> Any:
     try:
         from playwright.async_api import async_playwright  # noqa: PLC0415 - only browser benches need it
     except ImportError:
-        raise SystemExit("this bench needs playwright: pip install 'vgpustream[test]'") from None
+        raise SystemExit(f"this bench needs playwright: {INSTALL_TEST_EXTRAS}") from None
     return await async_playwright().start()
 
 

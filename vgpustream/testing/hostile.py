@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from vgpustream.testing import INSTALL_TEST_EXTRAS
+
 TARGET = "abuse-target"
 """The session that probes may change or delete (the bench recreates it); `default` keeps streaming."""
 SDP = "application/sdp"
@@ -163,7 +165,7 @@ def generated(offer: str, examples: int, seed: int) -> tuple[list[Probe], list[s
     try:
         from hypothesis import strategies as st  # noqa: PLC0415 - only the abuse bench needs it
     except ImportError:
-        raise SystemExit("this bench needs hypothesis: pip install 'vgpustream[test]'") from None
+        raise SystemExit(f"this bench needs hypothesis: {INSTALL_TEST_EXTRAS}") from None
 
     numbers = st.one_of(
         st.integers(),
