@@ -169,7 +169,7 @@ async def test_the_console_measures_glass_to_glass_as_the_stamps_do(make_server,
     """Each frame's delay from its capture time (abs-capture-time over WebRTC, the message header over the
     WebSocket) agrees with the synthetic source's stamp read from the same frames, the stats overlay shows
     it, and every reported delay reaches /metrics."""
-    server = await make_server(source="synthetic:640x360@30")
+    server = await make_server(source="synthetic:640x360@30?pattern=text")
     body = {"role": "view", "transport": transport}
     async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
         issued = await response.json()
