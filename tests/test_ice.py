@@ -12,6 +12,7 @@ import re
 import uuid
 
 import aiohttp
+import aioice.ice
 import pytest
 from aioice.mdns import MDnsProtocol
 from aiortc import RTCSessionDescription
@@ -149,3 +150,21 @@ async def test_as_many_mdns_candidates_as_fit_resolve_at_most_a_few_at_a_time(ma
     async with http.delete(server.make_url(location)) as response:
         assert response.status == 200
     await pc.close()
+
+
+def test_aioices_mdns_state_belongs_to_the_event_loop_that_asks_for_it():
+    """A loop that closed while one of its tasks held aioice's mDNS lock (a test that ended mid-resolution)
+    leaves nothing that the next loop waits on: in CI a console test waited 20 s on such a lock."""
+    compat.install()
+
+    async def leave_the_lock_held() -> None:
+        await aioice.ice.unref_mdns_protocol(object())  # this loop's state, now
+        state = aioice.ice._mdns
+        state.lock, state.protocol, state.subscribers = asyncio.Lock(), None, set()
+        await state.lock.acquire()  # and the loop ends with it held
+
+    async def let_go() -> None:
+        await asyncio.wait_for(aioice.ice.unref_mdns_protocol(object()), 2.0)
+
+    asyncio.run(leave_the_lock_held())
+    asyncio.run(let_go())

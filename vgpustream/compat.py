@@ -35,6 +35,8 @@ stopped applying would show up only as a stream that never recovers from loss.
   unresolvable mDNS names, as Firefox's offers) fails at once ("Components {1} have no candidate
   pairs"), though the browser's own connectivity checks would reach it and make peer-reflexive pairs.
   It waits for them instead, up to PEER_REFLEXIVE_WAIT, as browsers do (`_wait_for_peer_reflexive`).
+- aioice: its mDNS protocol and the lock around it are kept per thread for the first event loop that asked;
+  another loop in the same thread gets state of its own (`_mdns_state_per_loop`).
 - aioice: remote candidates are bounded per connection (MAX_REMOTE_CANDIDATES), and those whose address
   no peer can have (multicast, broadcast, unspecified, port 0) are dropped before any check is sent to
   them (`_refuse_unusable_candidates`).
@@ -192,6 +194,7 @@ def install() -> None:
     _fast_ntp_clock()
     _offer_rsa_cipher_suites()
     _resolve_mdns_in_background()
+    _mdns_state_per_loop()
     _wait_for_peer_reflexive()
     _refuse_unusable_candidates()
     _resume_abandoned_checks()
@@ -307,6 +310,27 @@ def _offer_rsa_cipher_suites() -> None:
         return context
 
     certificate._create_ssl_context = create_context_with_rsa  # type: ignore[method-assign]
+
+
+def _mdns_state_per_loop() -> None:
+    """aioice keeps its one mDNS protocol, and the lock around it, per thread, for the first event loop that
+    asks: a later loop in the same thread (each test's) found that lock held by a task of a loop long closed,
+    and failed ("bound to a different event loop") or waited for ever. The state is dropped whenever another
+    loop asks for it."""
+    owner: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    def per_loop(call: Callable[[object], Awaitable[Any]]) -> Callable[[object], Awaitable[Any]]:
+        async def called(subscriber: object) -> Any:
+            loop = asyncio.get_running_loop()
+            if not owner or owner[0]() is not loop:
+                aioice.ice._mdns.__dict__.clear()
+                owner[:] = [weakref.ref(loop)]
+            return await call(subscriber)
+
+        return called
+
+    aioice.ice.get_or_create_mdns_protocol = per_loop(aioice.ice.get_or_create_mdns_protocol)
+    aioice.ice.unref_mdns_protocol = per_loop(aioice.ice.unref_mdns_protocol)
 
 
 def _resolve_mdns_in_background() -> None:
