@@ -13,12 +13,16 @@ import time
 import av
 import pytest
 
+from tests import conftest
 from tests.browser import chromium
 from tests.test_auth import issue
 from vgpustream.api.state import REGISTRY
-from vgpustream.audience import JOIN_MAX_AGE, REPLAY_LIMIT, JoinReplay
+from vgpustream.audience import JOIN_MAX_AGE, REPLAY_LIMIT, Audience, JoinReplay
+from vgpustream.auth import Grant
 from vgpustream.bench.latency import join_phase
 from vgpustream.capture.pipeline import Encoded
+from vgpustream.renditions import TOP
+from vgpustream.seat import Seat
 
 
 def packet(captured_at: float, keyframe: bool = False) -> av.Packet:
@@ -111,3 +115,47 @@ async def test_the_console_joining_a_moving_picture_shows_no_frame_from_the_past
         joined = await join_phase(browser, issued["console_url"])
     assert len(joined) > 20, joined
     assert max(joined) < JOIN_MAX_AGE * 1000, f"a frame {max(joined):.0f} ms old was shown: {joined[:10]}"
+
+
+class QuietSeat(Seat):
+    """A seat whose transport carries nothing anywhere: the audience's own bookkeeping is what is tested."""
+
+    transport = "websocket"
+
+    @property
+    def connection_state(self) -> str:
+        return "connected"
+
+    @property
+    def input_channel(self) -> bool:
+        return True
+
+    def send_message(self, text: str) -> bool:
+        return True
+
+    async def _close_transport(self) -> None:
+        pass
+
+
+async def test_a_rendition_nobody_takes_any_more_keeps_no_replay_for_later(tmp_path):
+    """Its viewer moved to another rung: the picture it kept is from before, and a joiner of the rendition
+    when it runs again later must not be replayed it."""
+    audience = Audience(4, conftest.test_settings(tmp_path).viewer_rules, None, lambda rendition: None, 1_000_000)
+    viewer = audience.admit(Grant(role="operator"), QuietSeat)
+    viewer._connected()
+    still = [step(time.time(), changed=True, keyframe=True), step(time.time(), changed=False)]
+    audience.publish({TOP: still[0]}, None)
+    audience.publish({TOP: still[1]}, None)
+    lower = TOP.lower()
+    assert lower is not None
+    audience._seats[viewer].switch_to = lower  # as a poor link makes it (RungPolicy)
+    audience.publish(
+        {TOP: step(time.time(), changed=False), lower: step(time.time(), changed=True, keyframe=True)}, None
+    )
+    assert viewer.rendition == lower and TOP not in audience.renditions()
+    joiner = audience.admit(Grant(role="operator"), QuietSeat)
+    joiner._connected()
+    assert (audience.stats.joins_replayed, audience.stats.joins_on_a_keyframe) == (0, 2), (
+        "no replay: both on a keyframe"
+    )
+    await asyncio.gather(viewer.close(), joiner.close())

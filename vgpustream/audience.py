@@ -263,9 +263,20 @@ class Audience:
 
     def _switch_at_keyframe(self, rendition: Rendition) -> None:
         """The viewers moving to `rendition` take it from its keyframe on."""
+        left: set[Rendition] = set()
         for viewer, seat in self._seats.items():
             if seat.switch_to == rendition:
+                if viewer.rendition is not None:
+                    left.add(viewer.rendition)
                 viewer.rendition, seat.switch_to = rendition, None
+        for old in left:
+            self._left(old)
+
+    def _left(self, rendition: Rendition) -> None:
+        """A viewer no longer takes `rendition`: where none does, its replay goes (its encoder stops, and one
+        that starts again later must not replay a picture from before)."""
+        if rendition not in self.renditions():
+            self._since_keyframe.pop(rendition, None)
 
     def _on_overflow(self, viewer: Seat) -> None:
         """A viewer's queue overflowed: it skips to the next keyframe of its rendition, which is asked for."""
@@ -435,8 +446,8 @@ class Audience:
             self.audit.left(viewer.id)
         if seat.replaying is not None:
             seat.replaying.cancel()  # it only feeds the viewer's queue, which is closed with it
-        if viewer.rendition is not None and not self.seats(viewer.rendition):
-            self._since_keyframe.pop(viewer.rendition, None)  # its encoder stops: the next one starts afresh
+        if viewer.rendition is not None:
+            self._left(viewer.rendition)
         if seat.expiry is not None:
             seat.expiry.cancel()
         self._release_keys(seat)
