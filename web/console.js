@@ -140,6 +140,7 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   };
   const delay = new DelayMeter(video, sendMessage);
+  state.delay = delay; // what it measured, for benches (vgpustream bench weaknet --cap-kbit)
   const overlay = new StatsOverlay(document.getElementById("stats"), delay);
   const input = new InputCapture(stage, video, sendMessage);
   const clipboard = new ClipboardPanel(
