@@ -250,12 +250,16 @@ class Audience:
         seat = self._seats.get(viewer)
         if seat is None or viewer.rendition is None or viewer.link is None or seat.switch_to is not None:
             return
-        rendition = viewer.rendition
+        rendition, estimate = viewer.rendition, viewer.link.estimate_bps
         lower, higher = rendition.lower(), rendition.higher()
         step = seat.ladder.judge(
-            time.monotonic(), viewer.link.quality == "poor", at_top=higher is None, at_bottom=lower is None
+            time.monotonic(),
+            viewer.link.quality == "poor",
+            at_top=higher is None,
+            at_bottom=lower is None,
+            overrun=estimate is not None and not rendition.fits(estimate, self.bitrate),
         )
-        target = lower if step > 0 else higher if step < 0 else None
+        target = rendition.lower_within(estimate, self.bitrate) if step > 0 else higher if step < 0 else None
         if target is not None:
             seat.switch_to = target
             self.stats.rung_changes += 1

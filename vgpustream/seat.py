@@ -48,14 +48,23 @@ class Link:
     """How a viewer's network link carries the stream, as its transport judges it over a window of seconds."""
 
     quality: str
-    """'good', or 'poor' when packets are lost for good or the viewer's queue overflowed."""
+    """'good', or 'poor' when packets are lost for good, the viewer's queue overflowed or its receiver's estimate
+    fell (vgpustream.ladder.Estimates)."""
     loss: float
     rtt_ms: int | None
     dropped: int
     """Packets the server dropped for this viewer (its queue overflowed: it could not keep up)."""
+    estimate_bps: int | None = None
+    """What the viewer's receiver estimates its link carries (bits per second; WebRTC's REMB), if it says."""
 
     def to_json(self) -> dict[str, object]:
-        return {"quality": self.quality, "loss": self.loss, "rtt_ms": self.rtt_ms, "dropped": self.dropped}
+        return {
+            "quality": self.quality,
+            "loss": self.loss,
+            "rtt_ms": self.rtt_ms,
+            "dropped": self.dropped,
+            "estimate_bps": self.estimate_bps,
+        }
 
     def message(self) -> str:
         return json.dumps({"type": "link", **self.to_json()})

@@ -8,7 +8,9 @@ The viewer's keyframe requests (RTCP PLI/FIR) go to its rendition's shared encod
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import time
 
 import av
 from aiortc import (
@@ -28,6 +30,7 @@ from vgpustream.auth import Grant
 from vgpustream.encoder import CODECS
 from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
+from vgpustream.ladder import Estimates
 from vgpustream.renditions import Rendition
 from vgpustream.seat import Link, Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
@@ -38,6 +41,8 @@ LINK_WINDOW = 4.0
 """Seconds over which a viewer's link is judged, from its RTCP receiver reports and its queue."""
 POOR_LOSS = 0.05
 """The share of packets lost for good (after NACK retransmission) above which a link is poor."""
+EARLY_VERDICT_INTERVAL = 1.0
+"""Seconds at least between two verdicts a falling receiver estimate brings before the window's end."""
 
 
 class PacketTrack(MediaStreamTrack):
@@ -50,6 +55,8 @@ class PacketTrack(MediaStreamTrack):
         self.captured_at: float | None = None
         """The capture time (wall-clock seconds) of the packet last handed out, where the pipeline set
         one: the sender writes it as abs-capture-time (vgpustream.compat)."""
+        self.bytes_out = 0
+        """The payload bytes handed out so far."""
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         try:
@@ -58,6 +65,7 @@ class PacketTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError from None
         self.captured_at = packet.opaque
+        self.bytes_out += packet.size
         return packet
 
 
@@ -164,6 +172,9 @@ class Viewer(Seat):
         self.channel: RTCDataChannel | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self._watching: asyncio.Task[None] | None = None
+        self._estimates = Estimates()
+        self._video: PacketTrack | None = None
+        self._early_verdict_at = -float("inf")
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
 
@@ -208,7 +219,8 @@ class Viewer(Seat):
 
         Added before the offer is applied, so that aiortc answers the offer's video section with it.
         """
-        transceiver = self._pc.addTransceiver(PacketTrack(self.queue), direction="sendonly")
+        self._video = PacketTrack(self.queue)
+        transceiver = self._pc.addTransceiver(self._video, direction="sendonly")
         transceiver.setCodecPreferences(
             [
                 offered
@@ -218,6 +230,18 @@ class Viewer(Seat):
             ]
         )
         compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))
+        compat.on_bitrate_estimate(transceiver.sender, self._on_estimate)
+
+    def _on_estimate(self, estimate: int) -> None:
+        """The receiver's estimate of its link (REMB): where it fell, the link is poor now, not at the window's end."""
+        now = time.monotonic()
+        overrun = self._estimates.add(now, estimate, self._video.bytes_out if self._video else 0)
+        if not overrun or now - self._early_verdict_at < EARLY_VERDICT_INTERVAL:
+            return
+        self._early_verdict_at = now
+        last = self.link or Link("good", 0.0, None, 0)
+        self.link = dataclasses.replace(last, quality="poor", estimate_bps=estimate)
+        self._callbacks.link_judged(self)
 
     async def _answer(self, offer: SessionDescription, offer_sdp: str) -> str:
         pc = self._pc
@@ -273,6 +297,7 @@ class Viewer(Seat):
                 round(max(0.0, loss), 3),
                 None if rtt is None else round(rtt * 1000),
                 overflowed,
+                self._estimates.latest,
             )
             sent, lost, dropped = now_sent, now_lost, self.queue.dropped
             self._callbacks.link_judged(self)

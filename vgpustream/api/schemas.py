@@ -359,6 +359,9 @@ class ViewerLink(Closed):
     loss: Annotated[float, Meta(description="share of packets lost for good, last 4 s")]
     rtt_ms: int | None
     dropped: Annotated[int, Meta(description="packets dropped for this viewer (it fell behind)")]
+    estimate_bps: Annotated[
+        int | None, Meta(description="what the viewer's receiver estimates its link carries (REMB), if it says")
+    ]
 
 
 class Viewer(Closed):

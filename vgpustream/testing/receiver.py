@@ -13,6 +13,7 @@ import aiohttp
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from vgpustream.stamp import Stamp, read_frame_stamp
 from vgpustream.testing.netem import LossyLink
@@ -153,6 +154,13 @@ class WhepReceiver:
         """Ask the server for a keyframe as a viewer that lost the picture does (RTCP PLI on its video stream)."""
         (rtp_receiver,) = self._pc.getReceivers()
         await rtp_receiver._send_rtcp_pli(rtp_receiver.getSynchronizationSources()[0].source)
+
+    async def send_estimate(self, bitrate: int) -> None:
+        """Tell the server the bitrate this viewer's link carries, as a browser's receiver does (RTCP REMB)."""
+        (rtp_receiver,) = self._pc.getReceivers()
+        ssrc = rtp_receiver.getSynchronizationSources()[0].source
+        fci = pack_remb_fci(bitrate, [ssrc])
+        await rtp_receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=fci))
 
     async def next_frame(self, timeout: float = 10.0) -> ReceivedFrame:
         """The next frame the track yields, with its stamp read back."""
