@@ -142,12 +142,15 @@ class Run:
             }
         return result
 
-    def settled_after(self, phase: str, since: float) -> float | None:
-        """Seconds from `since` (run time) to the capped console's last rung change within `phase`."""
-        first = next(i for i, r in enumerate(self.trace) if r["phase"] == phase)
-        rows = [r for r in self.trace[max(0, first - 1) :] if r["phase"] == phase or r is self.trace[first - 1]]
-        changes = [b["t"] for a, b in itertools.pairwise(rows) if a["capped"]["rung"] != b["capped"]["rung"]]
-        return round(changes[-1] - since, 1) if changes else 0.0
+    def settled_after(self, phase: str, since: float) -> dict[str, Any]:
+        """The rung the capped console spent most of `phase` on, the seconds from `since` (run time) to its first
+        second there, and how often its rung changed in the phase (failed probes upward among them)."""
+        rows = [r for r in self.trace if r["phase"] == phase]
+        rungs = [r["capped"]["rung"] for r in rows]
+        kept = max(set(rungs), key=rungs.count)
+        first = next(r["t"] for r in rows if r["capped"]["rung"] == kept)
+        changes = sum(a != b for a, b in itertools.pairwise(rungs))
+        return {"rung": kept, "settled_s": round(max(0.0, first - since), 1), "rung_changes": changes}
 
 
 async def _run(url: str, pid: int, cap_kbit: float, seconds: float) -> dict[str, Any]:
@@ -174,11 +177,7 @@ async def _run(url: str, pid: int, cap_kbit: float, seconds: float) -> dict[str,
             link.impair(loss=0.0, rtt_ms=0.0, rate_kbps=cap_kbit)
             capped_at = time.monotonic() - run.started
             thirds = [await run.phase("capped", seconds / 3) for _ in range(3)]
-            result["capped"] = {
-                "thirds": thirds,
-                "settled_s": run.settled_after("capped", capped_at),
-                "rung": run.trace[-1]["capped"]["rung"],
-            }
+            result["capped"] = {"thirds": thirds, **run.settled_after("capped", capped_at)}
             link.impair(loss=0.0, rtt_ms=0.0, rate_kbps=None)
             top = run.trace[0]["free"]["rung"]
             lifted = await run.phase("lifted", LIFTED_TIMEOUT, until=top)
@@ -220,7 +219,9 @@ def table(result: dict[str, Any]) -> str:
         )
     free_fps = np.mean([t["free"]["fps"] for t in thirds])
     lines += [
-        f"the capped console settled {result['capped']['settled_s']} s after the cap, on {result['capped']['rung']}",
+        f"the capped console was on {result['capped']['rung']}, where it spent most of the capped phase, "
+        f"{result['capped']['settled_s']} s after the cap; its rung changed {result['capped']['rung_changes']} "
+        "times in the phase",
         f"free console's fps with the capped one beside it / alone: {free_fps / base['free']['fps']:.3f}; "
         f"server CPU two rungs / one: {np.mean([t['cores'] for t in thirds]) / base['cores']:.2f}",
         f"cap lifted: back on {result['lifted']['top']} after {result['lifted']['back_on_top_s']} s",
