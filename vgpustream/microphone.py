@@ -40,8 +40,6 @@ MAX_SPEED, SPEED_BURST_S = 1.5, 1.0
 """Seconds of sound a viewer may send per second of time, with SPEED_BURST_S seconds to catch up after a stall."""
 BUFFER_S = 0.2
 """The most sound kept for the guest; past it the oldest goes (a sender that runs ahead does not add delay)."""
-PREFILL_S = 0.04
-"""After the buffer ran dry, sound is given to the guest again only once this much is buffered (jitter)."""
 MAX_READ_S = 1.0
 """The most sound one read may ask for."""
 MAX_MESSAGE_BYTES = 256
@@ -129,11 +127,12 @@ class MicrophoneIn:
         """What the source reads, while the guest has a sound input; None while it has none."""
         self.gain = np.ones(1, dtype=np.float32)
         """Per-channel gain of the guest's capture mixer (0 when muted)."""
+        self.live = False
+        """Whether a viewer speaks: reads give what it sent, else silence."""
         self.reads = 0
         self.nonsilent_reads = 0
         self._buffer = bytearray()
         self._resampler: av.AudioResampler | None = None
-        self._playing = False
 
     @property
     def available(self) -> bool:
@@ -149,7 +148,6 @@ class MicrophoneIn:
         """Drop what is buffered and start the next run afresh (a new speaker, a new stream)."""
         self._buffer.clear()
         self._resampler = None
-        self._playing = False
 
     def write(self, frame: av.AudioFrame) -> None:
         """Add decoded sound (any rate and layout), resampled to the source's format; the oldest goes past BUFFER_S."""
@@ -167,22 +165,21 @@ class MicrophoneIn:
             del self._buffer[: len(self._buffer) - limit]
 
     def read(self, size: int) -> bytes:
-        """`size` bytes for the guest: what is buffered, then silence (also until PREFILL_S is buffered again)."""
+        """At most `size` bytes for the guest. While a viewer speaks, what is buffered, however little (the guest
+        then waits for the rest, as it would for a sound card's: no silence is inserted into the speech); else
+        silence, as a quiet microphone gives."""
         pcm = self.format
         if pcm is None:
             return b""
         self.reads += 1
         size = min(size, int(MAX_READ_S * pcm.rate) * pcm.frame_bytes)
-        if not self._playing and len(self._buffer) >= int(PREFILL_S * pcm.rate) * pcm.frame_bytes:
-            self._playing = True
-        taken = b""
-        if self._playing:
-            count = min(len(self._buffer), size - size % pcm.frame_bytes)
-            taken = bytes(self._buffer[:count])
-            del self._buffer[:count]
-            self._playing = bool(self._buffer)
-            self.nonsilent_reads += bool(taken)
-        return taken + pcm.silence(size - len(taken))
+        size -= size % pcm.frame_bytes
+        if not self.live:
+            return pcm.silence(size)
+        taken = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        self.nonsilent_reads += bool(taken)
+        return taken
 
 
 def to_pcm(samples: np.ndarray, dtype: np.dtype[Any]) -> bytes:
@@ -247,6 +244,7 @@ class Microphone:
         self._speaker = _Speaker(viewer_id, request.channels)
         assert self.sink is not None
         self.sink.clear()
+        self.sink.live = True
 
     def stop(self, viewer_id: str) -> bool:
         """The viewer's microphone goes off; False if it was not live."""
@@ -255,6 +253,7 @@ class Microphone:
         self._speaker = None
         if self.sink is not None:
             self.sink.clear()
+            self.sink.live = False
         return True
 
     def frame(self, viewer_id: str, frame: av.AudioFrame) -> None:

@@ -1,8 +1,7 @@
 """A viewer's microphone into a real QEMU's sound input (`-audiodev dbus`, an HDA card with a recording input).
 
 The bad-input test needs no guest: QEMU announces the HDA card's input stream to the AudioInListener as soon
-as the listener registers, so SeaBIOS on the card does. The tests with a guest boot the rig's Linux, which
-records from its sound card with `arecord` (tests/qemu/record-mic.sh).
+as the listener registers, so SeaBIOS on the card does. The tests with a guest are in test_microphone_guest.py.
 """
 
 from __future__ import annotations
@@ -62,6 +61,14 @@ async def test_microphone_bad_input_is_refused_counted_and_the_session_plays_on(
     speaker = await viewer(role="control", microphone="use")
     second = await viewer(role="control", microphone="use")
     tone = opus_packets(1.0)
+
+    def offered(viewer: WebSocketReceiver) -> list[bool]:
+        return [m["microphone"] for m in viewer.messages if m.get("type") == "state"]
+
+    # the console offers its Microphone button where the VM takes sound in and the link may use it
+    offers = lambda: True in offered(speaker) and True in offered(second)  # noqa: E731
+    await asyncio.to_thread(wait_for, offers, 10, "the console's offer of the microphone")
+    assert offered(onlooker) and offered(typist) and not any(offered(onlooker) + offered(typist))
 
     # without the permission: the request and the sound are refused, and counted
     for refused in (onlooker, typist):
