@@ -17,6 +17,7 @@ the viewer told why. Sound from a viewer that does not hold the microphone is re
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,8 @@ MAX_SPEED, SPEED_BURST_S = 1.5, 1.0
 """Seconds of sound a viewer may send per second of time, with SPEED_BURST_S seconds to catch up after a stall."""
 BUFFER_S = 0.2
 """The most sound kept for the guest; past it the oldest goes (a sender that runs ahead does not add delay)."""
+STARVED_S = 0.25
+"""A speaker that sent nothing for this long is a quiet microphone: the guest is given silence, not kept waiting."""
 MAX_READ_S = 1.0
 """The most sound one read may ask for."""
 MAX_MESSAGE_BYTES = 256
@@ -129,6 +132,8 @@ class MicrophoneIn:
         """Per-channel gain of the guest's capture mixer (0 when muted)."""
         self.live = False
         """Whether a viewer speaks: reads give what it sent, else silence."""
+        self._sound_at = 0.0
+        """When (monotonic) sound last came."""
         self.reads = 0
         self.nonsilent_reads = 0
         self._buffer = bytearray()
@@ -149,11 +154,16 @@ class MicrophoneIn:
         self._buffer.clear()
         self._resampler = None
 
+    def heard(self) -> None:
+        """A speaker starts: its first sound is waited for (for up to STARVED_S) rather than filled with silence."""
+        self._sound_at = time.monotonic()
+
     def write(self, frame: av.AudioFrame) -> None:
         """Add decoded sound (any rate and layout), resampled to the source's format; the oldest goes past BUFFER_S."""
         pcm = self.format
         if pcm is None:
             return
+        self._sound_at = time.monotonic()
         if self._resampler is None:
             layout = "mono" if pcm.channels == 1 else "stereo"
             self._resampler = av.AudioResampler(format="flt", layout=layout, rate=pcm.rate)
@@ -167,19 +177,20 @@ class MicrophoneIn:
     def read(self, size: int) -> bytes:
         """At most `size` bytes for the guest. While a viewer speaks, what is buffered, however little (the guest
         then waits for the rest, as it would for a sound card's: no silence is inserted into the speech); else
-        silence, as a quiet microphone gives."""
+        silence, as a quiet microphone gives (also once a speaker sent nothing for STARVED_S: a stalled browser
+        must not stall the guest's recording)."""
         pcm = self.format
         if pcm is None:
             return b""
         self.reads += 1
         size = min(size, int(MAX_READ_S * pcm.rate) * pcm.frame_bytes)
         size -= size % pcm.frame_bytes
-        if not self.live:
-            return pcm.silence(size)
-        taken = bytes(self._buffer[:size])
-        del self._buffer[:size]
+        taken = bytes(self._buffer[:size]) if self.live else b""
+        del self._buffer[: len(taken)]
         self.nonsilent_reads += bool(taken)
-        return taken
+        if self.live and time.monotonic() - self._sound_at < STARVED_S:
+            return taken
+        return taken + pcm.silence(size - len(taken))
 
 
 def to_pcm(samples: np.ndarray, dtype: np.dtype[Any]) -> bytes:
@@ -245,6 +256,7 @@ class Microphone:
         assert self.sink is not None
         self.sink.clear()
         self.sink.live = True
+        self.sink.heard()
 
     def stop(self, viewer_id: str) -> bool:
         """The viewer's microphone goes off; False if it was not live."""
