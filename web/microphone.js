@@ -136,7 +136,11 @@ export class Microphone {
     else if (this.transport?.socket && typeof AudioEncoder === "function" && self.MediaStreamTrackProcessor) {
       const socket = this.transport.socket;
       this.opus = new OpusSender(this.track, (data) => socket.readyState === WebSocket.OPEN && socket.send(data));
-    } else this.tell("This browser cannot encode sound for the WebSocket (no WebCodecs AudioEncoder)");
+    } else {
+      this.tell("this browser cannot encode sound for the WebSocket (it has no MediaStreamTrackProcessor)");
+      this.stop(true);
+      return;
+    }
     this.show();
   }
 
