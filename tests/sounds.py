@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from aiortc.mediastreams import AudioStreamTrack
 
 from vgpustream.sound import SAMPLE_RATE
 from vgpustream.testing.receiver import WhepReceiver
@@ -73,3 +74,19 @@ def onsets(samples: np.ndarray, block: int = 240, threshold: float = 2000) -> li
     loud = blocks > threshold
     starts = np.flatnonzero(loud[1:] & ~loud[:-1]) + 1
     return [int(index) * block for index in starts]
+
+
+class ToneTrack(AudioStreamTrack):
+    """A microphone track for aiortc that says a 440 Hz tone, paced in real time (20 ms frames, 48 kHz mono)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sent = 0
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()  # silence, paced and timed by aiortc
+        times = (self._sent + np.arange(frame.samples)) / frame.sample_rate
+        self._sent += frame.samples
+        tone = (np.sin(2 * np.pi * TONE_HZ * times) * 0.5 * 32767).astype(np.int16)
+        frame.planes[0].update(np.repeat(tone, len(frame.layout.channels)).tobytes())
+        return frame

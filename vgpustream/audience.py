@@ -228,7 +228,7 @@ class Audience:
             return
         viewer.role, viewer.clipboard, viewer.may_speak = "view", "none", False
         self._release_keys(seat)
-        self._stop_microphone(viewer, "the link's time is up")
+        self._stop_microphone(viewer, "the link's time is up", tell=True)
         viewer.send_message(
             json.dumps({"type": "expired", "message": "the link's time is up: the VM takes no more input from it"})
         )
@@ -430,9 +430,14 @@ class Audience:
             seat.told_not_speaking = True
             viewer.send_message(outcome(False, str(exc)))
 
-    def _stop_microphone(self, viewer: Seat, reason: str) -> None:
-        if self.microphone.stop(viewer.id) and self.audit is not None:
+    def _stop_microphone(self, viewer: Seat, reason: str, tell: bool = False) -> None:
+        """The viewer's microphone goes off, if it was on (audited); `tell`: the viewer is told why."""
+        if not self.microphone.stop(viewer.id):
+            return
+        if self.audit is not None:
             self.audit.microphone_stopped(viewer.id, reason)
+        if tell:
+            viewer.send_message(outcome(False, reason))
 
     def _send_cursor(self, cursor: Cursor) -> None:
         """Tell viewers on a data channel where the cursor is, with its image when they lack it."""

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 
 from tests.qemu.vm import Vm
-from tests.sounds import opus_packets
+from tests.sounds import ToneTrack, opus_packets
 from tests.test_auth import issue
 from vgpustream.api.state import AUDIT, REGISTRY
 from vgpustream.microphone import MAX_PACKET_BYTES, MAX_PACKET_RATE
@@ -158,3 +158,69 @@ async def test_microphone_bad_input_is_refused_counted_and_the_session_plays_on(
     assert events[1].data["reason"] == f"a microphone packet over {MAX_PACKET_BYTES} bytes"
     for watcher in (onlooker, typist, speaker, second):
         await watcher.close()
+
+
+def audio_direction(answer: str) -> str:
+    """The direction the server's answer gives its audio section."""
+    audio = answer[answer.index("m=audio") :]
+    return next(line[2:] for line in audio.splitlines() if line in ("a=sendonly", "a=sendrecv", "a=inactive"))
+
+
+async def test_webrtc_microphone_sound_counts_only_from_the_viewer_that_holds_it(
+    bus: Bus, start_vm: Callable[..., Vm], make_server, http, viewers
+):
+    start_vm(f"dbus,addr={bus.address},audiodev=snd0", *SOUND_CARD)
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    microphone = server.app[REGISTRY].get("default").audience.microphone
+    await asyncio.to_thread(wait_for, lambda: microphone.available, 60, "QEMU's sound input")
+
+    async def speaking(**terms: str):
+        viewer = await viewers(server, token=(await issue(http, server, **terms))["token"], microphone=ToneTrack())
+        await viewer.wait_channel_open()
+        return viewer
+
+    # a view token's viewer offers its microphone: the server's answer takes none of it (sendonly)
+    onlooker = await speaking(role="view")
+    assert audio_direction(onlooker.pc.remoteDescription.sdp) == "sendonly"
+    # a viewer that may speak but did not ask: its sound is refused and counted, and it is told once
+    speaker = await speaking(role="control", microphone="use")
+    assert audio_direction(speaker.pc.remoteDescription.sdp) == "sendrecv"
+    await asyncio.to_thread(wait_for, lambda: microphone.stats.microphone_refused >= 25, 20, "refused sound")
+    told = [m for m in speaker.messages if m.get("type") == "microphone"]
+    assert told == [{"type": "microphone", "live": False, "message": "this viewer's microphone is not on"}]
+    assert microphone.stats.microphone_packets == 0
+    # once it holds the microphone, its sound (decoded by aiortc, once) reaches the guest's buffer
+    speaker.send_input({"type": "microphone", "on": True})
+    await asyncio.to_thread(wait_for, lambda: microphone.stats.microphone_packets >= 25, 20, "the speaker's sound")
+    refused = microphone.stats.microphone_refused
+    await asyncio.sleep(0.5)
+    assert microphone.stats.microphone_refused == refused, "nothing of the speaker's is refused"
+    # and it gives it back by leaving: the audit trail says so
+    await speaker.close()
+    await asyncio.to_thread(wait_for, lambda: microphone.speaker is None, 10, "the microphone given back")
+    events = [e for e in server.app[AUDIT].events("default", limit=1000) if e.type.startswith("microphone.")]
+    assert [(e.type, e.data.get("reason")) for e in events] == [
+        ("microphone.started", None),
+        ("microphone.stopped", "the viewer left"),
+    ]
+
+
+async def test_a_microphone_stops_when_its_link_s_time_is_up(bus: Bus, start_vm: Callable[..., Vm], make_server, http):
+    start_vm(f"dbus,addr={bus.address},audiodev=snd0", *SOUND_CARD)
+    server = await make_server(source=f"qemu-dbus:{bus.address}", on_token_expiry="view")
+    microphone = server.app[REGISTRY].get("default").audience.microphone
+    await asyncio.to_thread(wait_for, lambda: microphone.available, 60, "QEMU's sound input")
+    token = (await issue(http, server, role="control", microphone="use", ttl_seconds=2))["token"]
+    speaker = WebSocketReceiver(str(server.make_url("/ws/default")), http, token)
+    await speaker.connect()
+    speaker.send_input({"type": "microphone", "on": True})
+    assert (await told(speaker))[0]["live"] is True
+    assert (await told(speaker, 2, timeout=10))[1] == {
+        "type": "microphone",
+        "live": False,
+        "message": "the link's time is up",
+    }
+    assert microphone.speaker is None
+    speaker.send_input({"type": "microphone", "on": True})
+    assert (await told(speaker, 3))[2]["message"] == "this link may not use the microphone"
+    await speaker.close()
