@@ -204,6 +204,15 @@ def to_pcm(samples: np.ndarray, dtype: np.dtype[Any]) -> bytes:
     return np.round(clipped * top).astype(dtype).tobytes()
 
 
+def opus_decoder(channels: int) -> av.AudioCodecContext:
+    """libopus decoding to 48 kHz with `channels` (it mixes a packet of the other count to it)."""
+    decoder = av.CodecContext.create("libopus", "r")
+    assert isinstance(decoder, av.AudioCodecContext)
+    decoder.sample_rate = SAMPLE_RATE
+    decoder.layout = "mono" if channels == 1 else "stereo"
+    return decoder
+
+
 @dataclass
 class _Speaker:
     """The viewer that holds a session's microphone, and what bounds its sound."""
@@ -285,10 +294,7 @@ class Microphone:
         if not speaker.packets.take():
             raise self.refuse(f"more than {MAX_PACKET_RATE} microphone packets a second")
         if speaker.decoder is None:
-            speaker.decoder = av.CodecContext.create("libopus", "r")  # type: ignore[assignment]
-            assert speaker.decoder is not None
-            speaker.decoder.sample_rate = SAMPLE_RATE
-            speaker.decoder.layout = "mono" if speaker.channels == 1 else "stereo"
+            speaker.decoder = opus_decoder(speaker.channels)
         try:
             frames = speaker.decoder.decode(av.Packet(data))
         except (av.FFmpegError, ValueError):
