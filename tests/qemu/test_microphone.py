@@ -195,9 +195,12 @@ async def test_webrtc_microphone_sound_counts_only_from_the_viewer_that_holds_it
     refused = microphone.stats.microphone_refused
     await asyncio.sleep(0.5)
     assert microphone.stats.microphone_refused == refused, "nothing of the speaker's is refused"
-    # and it gives it back by leaving: the audit trail says so
+    # and it gives it back by leaving: the audit trail says so, and nothing of its microphone is left running
     await speaker.close()
     await asyncio.to_thread(wait_for, lambda: microphone.speaker is None, 10, "the microphone given back")
+    await onlooker.close()
+    await asyncio.sleep(0.5)
+    assert [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("microphone-")] == []
     events = [e for e in server.app[AUDIT].events("default", limit=1000) if e.type.startswith("microphone.")]
     assert [(e.type, e.data.get("reason")) for e in events] == [
         ("microphone.started", None),
