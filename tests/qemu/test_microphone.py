@@ -10,9 +10,13 @@ import asyncio
 import math
 from collections.abc import Callable
 
+import pytest
+
+from tests.browser import chromium, playing_console
 from tests.qemu.vm import Vm
 from tests.sounds import ToneTrack, opus_packets
 from tests.test_auth import issue
+from tests.test_console_rough_edges import CONTROLS, assert_reachable_at_every_width
 from vgpustream.api.state import AUDIT, REGISTRY
 from vgpustream.microphone import MAX_PACKET_BYTES, MAX_PACKET_RATE
 from vgpustream.testing.qemu import Bus, wait_for
@@ -227,3 +231,28 @@ async def test_a_microphone_stops_when_its_link_s_time_is_up(bus: Bus, start_vm:
     speaker.send_input({"type": "microphone", "on": True})
     assert (await told(speaker, 3))[2]["message"] == "this link may not use the microphone"
     await speaker.close()
+
+
+SHOWN_CONTROLS = "() => [...document.querySelectorAll('.control')].filter((c) => !c.hidden).map((c) => c.id)"
+
+
+@pytest.mark.browser
+async def test_the_console_offers_the_microphone_only_where_it_may_and_it_fits_the_toolbar(
+    bus: Bus, start_vm: Callable[..., Vm], make_server, http
+):
+    start_vm(f"dbus,addr={bus.address},audiodev=snd0", *SOUND_CARD)
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    microphone = server.app[REGISTRY].get("default").audience.microphone
+    await asyncio.to_thread(wait_for, lambda: microphone.available, 60, "QEMU's sound input")
+    speaking = await issue(http, server, role="control", microphone="use")
+    typing = await issue(http, server, role="control")
+    async with chromium() as browser:
+        page, errors = await playing_console(browser, speaking["console_url"])
+        await page.wait_for_function("() => !document.getElementById('microphone').hidden", timeout=10_000)
+        assert await page.locator("#microphone svg").count() == 1, "its icon is inline SVG"
+        shown = await page.evaluate(SHOWN_CONTROLS)
+        assert {*CONTROLS, "microphone"} <= set(shown), shown
+        await assert_reachable_at_every_width(page, shown)
+        other, _ = await playing_console(browser, typing["console_url"])  # playing: it was told the state
+        assert await other.locator("#microphone").is_hidden(), "a link without the permission has no button"
+        assert errors == []
