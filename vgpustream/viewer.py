@@ -241,6 +241,8 @@ class Viewer(Seat):
         browser sends nothing)."""
         direction = "sendrecv" if self.may_speak else "sendonly"
         transceiver = self._pc.addTransceiver(PacketTrack(self.take_sound(), "audio"), direction=direction)
+        if self.may_speak:
+            compat.low_latency_audio(transceiver.receiver)
         transceiver.setCodecPreferences(
             [codec for codec in RTCRtpSender.getCapabilities("audio").codecs if codec.mimeType.lower() == "audio/opus"]
         )
