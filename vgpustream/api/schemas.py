@@ -348,11 +348,12 @@ class SessionList(Closed):
     sessions: list[Session]
 
 
-class Token(Closed):
+class Token(Closed, kw_only=True):
     id: str
     role: Role
     clipboard: ClipboardAccess
-    microphone: MicrophoneAccess
+    microphone: MicrophoneAccess = "none"
+    """A default, so that a gateway reads a host that predates it (such a host grants none)."""
     created_at: DateTime
     expires_at: DateTime
     single_use: bool

@@ -138,7 +138,6 @@ async def sign_token(request: web.Request, base: str, session_id: str, node: Nod
         id=token.id,
         role=body.role,
         clipboard=clipboard,
-        microphone="none",  # a signed token carries no microphone access (yet): the host grants none
         created_at=timestamp(now),
         expires_at=timestamp(token.expires_at),
         single_use=body.single_use,
