@@ -85,7 +85,7 @@ export class Microphone {
   /** Whether the VM takes sound in and this link may send it (the server's state message). */
   setAvailable(available) {
     this.button.hidden = !available;
-    if (!available && this.track) this.stop(false);
+    if (!available && this.track) this.stop(true); // the server is told too: the VM's input may come back
   }
 
   /** The connection went: nothing is sent any more. */
