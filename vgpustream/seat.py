@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import av
+
 from vgpustream.auth import OPERATOR, Grant
 from vgpustream.fanout import PacketQueue
 from vgpustream.renditions import TOP, Rendition
@@ -41,6 +43,8 @@ class SeatCallbacks:
     link_judged: Callable[[Seat], None]
     """The transport judged the viewer's link again (`Seat.link`)."""
     input: Callable[[Seat, str | bytes], None]
+    microphone: Callable[[Seat, av.AudioFrame | bytes], None]
+    """Sound from the viewer's microphone: decoded (its WebRTC track) or one Opus packet (its WebSocket)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,8 @@ class Seat(ABC):
         self.token_id = grant.token_id
         self.clipboard = grant.clipboard_access
         """What the viewer may do with the guest's clipboard: none, read or readwrite (its token says)."""
+        self.may_speak = grant.may_speak
+        """Whether the viewer may send its microphone into the guest (its token says)."""
         self.created_at = time.time()
         self.idle_timeout = rules.idle_timeout
         self.dismissed: str | None = None

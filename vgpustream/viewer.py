@@ -175,8 +175,11 @@ class Viewer(Seat):
         self._estimates = Estimates()
         self._video: PacketTrack | None = None
         self._early_verdict_at = -float("inf")
+        self._listening: asyncio.Task[None] | None = None
+        """Reads the viewer's microphone track (aiortc decodes it), where its token may send one."""
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
+        self._pc.on("track", self._on_track)
 
     @property
     def connection_state(self) -> str:
@@ -257,8 +260,13 @@ class Viewer(Seat):
         return pc.localDescription.sdp
 
     def _add_sound(self) -> None:
-        """An audio track of the session's shared Opus packets (every packet decodes alone: no waiting)."""
-        transceiver = self._pc.addTransceiver(PacketTrack(self.take_sound(), "audio"), direction="sendonly")
+        """An audio track of the session's shared Opus packets (every packet decodes alone: no waiting); it also
+        receives the viewer's microphone where its token may send one (else the answer says sendonly, and the
+        browser sends nothing)."""
+        direction = "sendrecv" if self.may_speak else "sendonly"
+        transceiver = self._pc.addTransceiver(PacketTrack(self.take_sound(), "audio"), direction=direction)
+        if self.may_speak:
+            compat.low_latency_audio(transceiver.receiver)
         transceiver.setCodecPreferences(
             [codec for codec in RTCRtpSender.getCapabilities("audio").codecs if codec.mimeType.lower() == "audio/opus"]
         )
@@ -312,9 +320,24 @@ class Viewer(Seat):
         return True
 
     async def _close_transport(self) -> None:
-        if self._watching is not None:
-            self._watching.cancel()
+        for task in (self._watching, self._listening):
+            if task is not None:
+                task.cancel()
         await compat.close_peer_connection(self._pc)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.may_speak and self._listening is None:
+            self._listening = asyncio.create_task(self._listen(track), name=f"microphone-{self.id}")
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        """Hand each decoded frame of the viewer's microphone to the session (which drops it unless it is live)."""
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            assert isinstance(frame, av.AudioFrame)
+            self._callbacks.microphone(self, frame)
 
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState

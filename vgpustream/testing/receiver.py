@@ -84,9 +84,11 @@ class WhepReceiver:
         link: LossyLink | None = None,
         sound: bool = False,
         codecs: tuple[str, ...] | None = None,
+        microphone: MediaStreamTrack | None = None,
     ) -> None:
         """`codecs`: the only video codecs to offer (e.g. ("vp8",), as a browser without H.264); all of
-        aiortc's by default."""
+        aiortc's by default. `microphone`: an audio track to send on the audio section (sendrecv, as the
+        console offers it), which it then has whatever `sound` says."""
         self.endpoint = endpoint
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.location: str | None = None
@@ -102,7 +104,9 @@ class WhepReceiver:
             offered = {f"video/{codec}" for codec in codecs}
             capabilities = RTCRtpReceiver.getCapabilities("video").codecs
             video.setCodecPreferences([codec for codec in capabilities if codec.mimeType.lower() in offered])
-        if sound:
+        if microphone is not None:
+            self._pc.addTransceiver(microphone, direction="sendrecv")
+        elif sound:
             self._pc.addTransceiver("audio", direction="recvonly")
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
         self._sound_track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
