@@ -6,6 +6,7 @@ the VFIO host tests feed a fake ioctl layer, for the hostile cases a real guest 
 
 from __future__ import annotations
 
+import mmap
 import re
 
 import numpy as np
@@ -13,12 +14,14 @@ import pytest
 from dbus_fast import Message
 
 from vgpustream.errors import InvalidSourceUrl
+from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, fourcc_code, pixel_format
 from vgpustream.input import KeyEvent, MotionEvent, PointerEvent, WheelEvent
 from vgpustream.sources import create_source
-from vgpustream.sources.base import Rect
+from vgpustream.sources.base import PlaneInfo, Rect
+from vgpustream.sources.common.dmabuf import Mapping
 from vgpustream.sources.common.qemu_input import QNUM, QemuInput
 from vgpustream.sources.qemu.framebuffer import MAX_DAMAGE
-from vgpustream.sources.qemu.source import QemuDisplaySource
+from vgpustream.sources.qemu.source import QemuDisplaySource, _DmabufPlane
 
 XRGB = 0x20020888  # PIXMAN_x8r8g8b8
 
@@ -73,6 +76,43 @@ def test_past_max_damage_updates_the_whole_picture_counts_as_changed(source):
         source._on_listener_call(call("Update", "iiiiuuay", [n % 64, n // 64, 1, 1, 4, XRGB, patch]))
     frame = source.framebuffer.take()
     assert frame.damage is None and np.all(frame.pixels[0, :, :3] == [1, 2, 3])
+
+
+def dmabuf_scanout(source: QemuDisplaySource, y0_top: bool) -> np.ndarray:
+    """Give the source a 64x32 XR24 scanout buffer as ScanoutDMABUF would (a plain mapping: no GPU here; the
+    real dma-buf path is tests/vfio/test_qemu_dmabuf.py); returns the buffer's pixels to draw into."""
+    buffer = mmap.mmap(-1, 64 * 32 * 4)
+    plane = PlaneInfo(fourcc_code("XR24"), DRM_FORMAT_MOD_LINEAR, 64, 32, 256, 64 * 32 * 4)
+    source._set_dmabuf(_DmabufPlane(Mapping(buffer, len(buffer), None), plane, pixel_format(plane.fourcc), y0_top, 0))
+    source._attachment = object()  # as if attached: the listener's calls are all these tests need
+    return np.frombuffer(buffer, dtype=np.uint8).reshape(32, 64, 4)
+
+
+def test_update_dmabuf_rectangles_are_the_damage_of_a_top_down_scanout(source):
+    pixels = dmabuf_scanout(source, y0_top=True)
+    assert source.next_frame().damage is None, "a new scanout: all of it is new"
+    for x, y, width, height in ((10, 5, 4, 3), (60, 30, 10, 10)):
+        pixels[y : y + height, x : x + width] = 255
+        assert source._on_listener_call(call("UpdateDMABUF", "iiii", [x, y, width, height])).error_name is None
+    frame = source.next_frame()
+    assert frame.damage == (Rect(10, 5, 4, 3), Rect(60, 30, 4, 2)), "off the picture: clipped"
+    assert np.array_equal(frame.pixels, pixels)
+    assert source.next_frame() is None, "no UpdateDMABUF since"
+
+
+def test_update_dmabuf_damages_all_of_a_bottom_up_scanout_or_past_max_damage(source):
+    pixels = dmabuf_scanout(source, y0_top=False)
+    source.next_frame()
+    pixels[0, 0] = 255
+    source._on_listener_call(call("UpdateDMABUF", "iiii", [0, 0, 1, 1]))
+    assert source.next_frame().damage is None, "which way up its rectangles are, QEMU does not say"
+    del pixels  # its buffer is closed when the next scanout replaces it
+    pixels = dmabuf_scanout(source, y0_top=True)
+    source.next_frame()
+    for n in range(MAX_DAMAGE + 1):
+        pixels[n // 64, n % 64] = 7
+        source._on_listener_call(call("UpdateDMABUF", "iiii", [n % 64, n // 64, 1, 1]))
+    assert source.next_frame().damage is None
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,10 @@
 The story of an attachment: connect to QEMU (through a bus, or peer to peer via QMP `add_client`),
 read the console's size, register a Listener on a private socket, and receive Scanout/Update (shared
 pixels, rebuilt in a Framebuffer) or ScanoutDMABUF/UpdateDMABUF (a dma-buf, read with the
-shared dma-buf reader), CursorDefine/MouseSet and Disable. QEMU 7.2 sends no new Scanout on a guest mode
-change, so a size change (Console properties, or an Update that does not fit) means: attach again,
-which starts with a fresh Scanout. When the listener's socket closes, QEMU has gone: the source is
-lost, and a supervisor attaches again until QEMU is back.
+shared dma-buf reader; UpdateDMABUF's rectangles are its damage), CursorDefine/MouseSet and Disable.
+QEMU 7.2 sends no new Scanout on a guest mode change, so a size change (Console properties, or an
+Update that does not fit) means: attach again, which starts with a fresh Scanout. When the listener's
+socket closes, QEMU has gone: the source is lost, and a supervisor attaches again until QEMU is back.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from vgpustream.formats import PixelFormat, fourcc_code
 from vgpustream.microphone import MicrophoneIn
 from vgpustream.resize import physical_size_mm
 from vgpustream.sound import SoundOut
-from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
+from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Rect, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE
 from vgpustream.sources.common.placeholder import no_signal_frame
@@ -37,7 +37,7 @@ from vgpustream.sources.common.qemu_input import QemuInput
 from vgpustream.sources.qemu.audio import QemuAudioIn, QemuAudioOut
 from vgpustream.sources.qemu.clipboard import QemuClipboard
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
-from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
+from vgpustream.sources.qemu.framebuffer import MAX_DAMAGE, Framebuffer, Pixels
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class QemuDisplaySource(Source):
         self._lock = threading.Lock()
         self._dmabuf: _DmabufPlane | None = None
         self._dmabuf_dirty = False
+        self._dmabuf_damage: list[Rect] | None = None
+        """The UpdateDMABUF rectangles since the dma-buf was last read; None: all of it."""
         self._reader = PlaneReader()
         self._disabled = False
         self._lost = False
@@ -224,10 +226,12 @@ class QemuDisplaySource(Source):
     def _read_dmabuf(self, dmabuf: _DmabufPlane) -> Frame | None:
         if not self._dmabuf_dirty:
             return None
-        self._dmabuf_dirty = False
+        damage, self._dmabuf_dirty, self._dmabuf_damage = self._dmabuf_damage, False, []
         frame = self._reader.read(dmabuf.mapping, dmabuf.plane, dmabuf.format, dmabuf.serial)
         if frame is not None and not dmabuf.y0_top:
             frame.pixels = np.ascontiguousarray(frame.pixels[::-1])  # rendered bottom-up (GL origin)
+        if frame is not None and damage is not None:
+            frame.damage = tuple(damage)
         return frame
 
     # attaching and re-attaching
@@ -396,7 +400,16 @@ class QemuDisplaySource(Source):
         self._disabled = False
 
     def _listener_UpdateDMABUF(self, body: list[Any], fds: list[int]) -> None:
-        self._dmabuf_dirty = True
+        with self._lock:
+            dmabuf, damage = self._dmabuf, self._dmabuf_damage
+            self._dmabuf_dirty = dmabuf is not None
+            if dmabuf is None or damage is None:
+                return
+            # QEMU does not say which way up a bottom-up (GL) buffer's rectangles are: that one is all damage,
+            # as is a rectangle off the picture
+            whole = Rect(0, 0, dmabuf.plane.width, dmabuf.plane.height)
+            rect = Rect(*body).intersection(whole) if dmabuf.y0_top else None
+            self._dmabuf_damage = [*damage, rect] if rect is not None and len(damage) < MAX_DAMAGE else None
 
     def _listener_Disable(self, body: list[Any], fds: list[int]) -> None:
         self._set_dmabuf(None)
@@ -428,7 +441,7 @@ class QemuDisplaySource(Source):
     def _set_dmabuf(self, dmabuf: _DmabufPlane | None) -> None:
         with self._lock:
             old, self._dmabuf = self._dmabuf, dmabuf
-            self._dmabuf_dirty = dmabuf is not None
+            self._dmabuf_dirty, self._dmabuf_damage = dmabuf is not None, None
             self._reader.forget()
         if old is not None:
             old.mapping.close()
