@@ -39,6 +39,15 @@ def test_bench_pipeline_reports_every_stage():
     assert result["step_to_naive"] > 0 and result["cpu_to_naive"] > 0, "the capture loop ran flat out, in turn with it"
 
 
+def test_bench_x264_times_each_variant_against_the_sessions_own_settings():
+    result = bench("x264", "--resolution", "320x240", "--pattern", "desktop", "--frames", "25", "--rounds", "1")
+    rows = {row["variant"]: row for row in result["variants"]}
+    assert result["session_options"]["preset"] == "ultrafast" and rows["session"]["cpu_to_session_p50"] == 1.0
+    assert all(row["cpu_ms_per_frame_p50"] > 0 and row["psnr_db_min"] > 30 for row in rows.values()), rows
+    assert rows["tune stillimage"]["kbit_per_s"] == rows["session"]["kbit_per_s"], "changes nothing ultrafast uses"
+    assert rows["cqp 16 (no cap)"]["kbit_per_s"] != rows["session"]["kbit_per_s"], "the variants are applied"
+
+
 def test_bench_fanout_runs_each_viewer_count_over_each_transport_with_a_decoding_viewer():
     args = ("--viewers", "1,2", "--seconds", "2", "--resolution", "320x240", "--transports", "webrtc,websocket")
     result = bench("fanout", *args)

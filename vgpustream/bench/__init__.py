@@ -23,6 +23,7 @@ from vgpustream.bench import (
     soak,
     sound,
     weaknet,
+    x264,
 )
 from vgpustream.encoder import EncoderSettings
 from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
@@ -86,6 +87,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=300, help="frames to measure of each kind (default %(default)s)")
     p.add_argument("--bitrate", type=int, default=4_000_000, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p = kinds.add_parser("x264", help="x264 settings on screen content: CPU per frame against luma PSNR")
+    p.add_argument("--resolution", type=_sizes, default=[(1920, 1080)], help="one size (default 1920x1080)")
+    _pattern_argument(p)
+    p.add_argument("--frames", type=int, default=140, help="frames encoded per variant (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of every variant in turn (default %(default)s)")
+    p.add_argument("--bitrate", type=int, default=EncoderSettings().bitrate, help="H.264 bitrate (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("fanout", help="server CPU and viewer frame rates for several viewer counts")
     p.add_argument("--viewers", type=_counts, default=[1, 4, 16], help="viewer counts (default 1,4,16)")
@@ -191,6 +199,10 @@ def run_bench(args: argparse.Namespace) -> int:
         source = args.source or f"synthetic:{args.resolution}@{synthetic.MAX_FPS}?pattern={args.pattern}"
         result = pipeline.run(source, args.frames, EncoderSettings(bitrate=args.bitrate), args.timeout)
         print(json.dumps(result) if args.json else _pipeline_table(result))
+    elif args.bench == "x264":
+        settings = EncoderSettings(bitrate=args.bitrate)
+        result = x264.run(args.resolution[0], args.pattern, args.frames, args.rounds, settings)
+        print(json.dumps(result) if args.json else _x264_table(result))
     elif args.bench == "fanout":
         result = fanout.run(
             args.viewers, args.seconds, args.resolution, args.fps, args.bitrate, transports=args.transports
@@ -310,6 +322,20 @@ def _fanout_table(result: dict[str, Any]) -> str:
     for transport, cost in result["per_viewer_cpu_ms_per_frame"].items():
         if cost is not None:
             lines.append(f"each {transport} viewer adds {cost:.3f} ms of event-loop CPU per frame")
+    return "\n".join(lines)
+
+
+def _x264_table(result: dict[str, Any]) -> str:
+    lines = [
+        f"{result['pattern']} at {result['resolution']}, {result['frames']} frames x {result['rounds']} rounds in turn",
+        "variant                   cpu ms/frame  to session (range)   kbit/s  psnr p50    min",
+    ]
+    lines += [
+        f"{r['variant']:<24}  {r['cpu_ms_per_frame_p50']:>12.2f}  {r['cpu_to_session_p50']:>10.3f}"
+        f" ({r['cpu_to_session_range'][0]:.2f}-{r['cpu_to_session_range'][1]:.2f})  {r['kbit_per_s']:>6}"
+        f"  {r['psnr_db_p50']:>8.2f}  {r['psnr_db_min']:>5.2f}"
+        for r in result["variants"]
+    ]
     return "\n".join(lines)
 
 
