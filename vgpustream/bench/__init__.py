@@ -326,17 +326,18 @@ def _fanout_table(result: dict[str, Any]) -> str:
 
 
 def _x264_table(result: dict[str, Any]) -> str:
-    lines = [
-        f"{result['pattern']} at {result['resolution']}, {result['frames']} frames x {result['rounds']} rounds in turn",
-        "variant                   cpu ms/frame  to session (range)   kbit/s  psnr p50    min",
-    ]
-    lines += [
-        f"{r['variant']:<24}  {r['cpu_ms_per_frame_p50']:>12.2f}  {r['cpu_to_session_p50']:>10.3f}"
-        f" ({r['cpu_to_session_range'][0]:.2f}-{r['cpu_to_session_range'][1]:.2f})  {r['kbit_per_s']:>6}"
-        f"  {r['psnr_db_p50']:>8.2f}  {r['psnr_db_min']:>5.2f}"
-        for r in result["variants"]
-    ]
-    return "\n".join(lines)
+    title = f"{result['pattern']} at {result['resolution']}, {result['frames']} frames x {result['rounds']} rounds"
+    header = "variant                   cpu ms/frame  to session (range)   kbit/s  psnr p50    min"
+    return "\n".join([title, header, *map(_x264_row, result["variants"])])
+
+
+def _x264_row(row: dict[str, Any]) -> str:
+    low, high = row["cpu_to_session_range"]
+    ratio = f"{row['cpu_to_session_p50']:.3f} ({low:.2f}-{high:.2f})"
+    return (
+        f"{row['variant']:<24}  {row['cpu_ms_per_frame_p50']:>12.2f}  {ratio:>18}  {row['kbit_per_s']:>6}"
+        f"  {row['psnr_db_p50']:>8.2f}  {row['psnr_db_min']:>5.2f}"
+    )
 
 
 def _capacity_table(result: dict[str, Any]) -> str:
