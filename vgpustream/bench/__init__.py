@@ -76,8 +76,8 @@ def _pattern_argument(parser: argparse.ArgumentParser) -> None:
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "bench",
-        help="measure vgpustream: the encode pipeline, fan-out, idle sessions, quality, capacity, latency, "
-        "recording, sound, QEMU, a weak network, hostile input, a soak, or the headline ones as one report",
+        help="measure vgpustream: the encode pipeline, x264 settings, fan-out, idle sessions, quality, capacity, "
+        "latency, recording, sound, QEMU, a weak network, hostile input, a soak, or the headline ones as one report",
     )
     kinds = parser.add_subparsers(dest="bench", required=True)
     p = kinds.add_parser("pipeline", help="time per frame against the naive PyAV path, and per stage")
