@@ -16,6 +16,7 @@ from vgpustream import __version__
 from vgpustream.api import schemas
 from vgpustream.api.events import DEFAULT_LIMIT, MAX_LIMIT
 from vgpustream.api.schemas import schema_of
+from vgpustream.renditions import QUALITIES
 from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 PATH = "/api/v1/openapi.json"
@@ -114,7 +115,8 @@ TAGS = {
     "websocket": (
         "`GET /ws/{session}` (not an operation of this document: a WebSocket upgrade, answered `101`, subprotocol "
         "`vgpustream.v1`): a viewer over a WebSocket, the session's own H.264 and Opus packets, for browsers WebRTC "
-        'cannot reach. The browser\'s first message is the text message `{"type": "auth", "token": "…"}` (the token '
+        "cannot reach (`?quality=` as for WHEP, a bad one answered 400 before the upgrade). "
+        'The browser\'s first message is the text message `{"type": "auth", "token": "…"}` (the token '
         'never in the URL); the server answers `{"type": "welcome", "viewer", "role", "video": {"codec"}, "sound"}`, '
         "then sends each H.264 access unit and Opus packet as a binary message (u8 kind: 1 video, 2 sound; u8 flags: "
         "bit 0 keyframe; f64 capture time, ms since the epoch; i64 timestamp, µs; then the packet) and the input "
@@ -139,6 +141,14 @@ TAGGED_PATHS = {
 }
 WHEP_SESSION = {"name": "session", "in": "path", "required": True, "schema": TEXT}
 WHEP_VIEWER = {"name": "viewer", "in": "path", "required": True, "schema": TEXT}
+QUALITY = {
+    "name": "quality",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": list(QUALITIES), "default": "auto"},
+    "description": "the rung of the session's ladder the viewer stays on (0: the top; one below the session's "
+    "last rung takes the last); auto: the server moves it by how its link carries the stream",
+}
 ACCEPT_PATCH = {"description": "`application/trickle-ice-sdpfrag`", "schema": TEXT}
 MALFORMED = {"400": _error("A malformed HTTP request, refused by the HTTP parser before any handler")}
 ICE_LINKS = {
@@ -440,6 +450,7 @@ def document() -> dict[str, Any]:
                             "507": STORED["507"],  # a single-use token is marked used before the viewer is made
                         },
                         security=[{"viewer": []}],
+                        parameters=[QUALITY],
                         # no maxLength: a longer body is answered 413 (payload_too_large), which schemathesis counts
                         # as a violating request accepted
                         requestBody=_body(

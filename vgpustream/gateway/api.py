@@ -111,8 +111,9 @@ async def create_token(request: web.Request) -> web.Response:
         return web.Response(status=status, body=content, headers=answer_headers(headers, node))
     with hosts.reaching(node):
         issued = msgspec.json.decode(content, type=schemas.IssuedToken)
-    transport = URL(issued.console_url).query.get("transport", "auto")
-    linked = msgspec.structs.replace(issued, **links(base, session_id, issued.token, transport, node.name))
+    query = URL(issued.console_url).query
+    console = {name: query.get(name, "auto") for name in schemas.CONSOLE_CHOICES}
+    linked = msgspec.structs.replace(issued, **links(base, session_id, issued.token, console, node.name))
     return json_response(linked, 201)
 
 
@@ -144,7 +145,7 @@ async def sign_token(request: web.Request, base: str, session_id: str, node: Nod
         used=False,
         revoked=False,
         max_viewers=max_viewers,
-        **links(base, session_id, secret, body.transport, node.name),
+        **links(base, session_id, secret, body.console(), node.name),
     )
     return json_response(issued, 201)
 
