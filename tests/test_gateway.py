@@ -7,8 +7,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -18,6 +16,15 @@ from tests.balancer import balancer
 from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
+from tests.gateway_cluster import (
+    GATEWAY_TOKEN,
+    NODES,
+    SOURCE,
+    Cluster,
+    answer,
+    create,
+    misbehaving_host,
+)
 from tests.test_console import FRAMES_DECODED, decoded_more_than
 from tests.test_lifecycle import settle, within
 from tests.test_websocket import churn
@@ -30,63 +37,12 @@ from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.testing.server import gateway as gateway_process
 from vgpustream.testing.wsreceiver import WebSocketReceiver, WebSocketRefused
 
-GATEWAY_TOKEN = "test-gateway-token"
-"""The gateway's own operator token: not the hosts' (OPERATOR_TOKEN), which the gateway keeps to itself."""
-CONTROL_PLANE = {"Authorization": f"Bearer {GATEWAY_TOKEN}"}
-NODES = ("gpu-host-1", "gpu-host-2", "gpu-host-3")
-SOURCE = "synthetic:320x240@30"
 WEBSOCKET_FRAMES = "() => window.vgpustream.socket ? window.vgpustream.socket.counts.decoded : 0"
 """The frames the console has decoded from its WebSocket transport."""
 
 
-class Cluster:
-    """Three hosts and what it takes to start gateways in front of them, or to stop a host."""
-
-    def __init__(self, hosts: dict[str, TestServer], start: Callable[..., Awaitable[TestServer]]) -> None:
-        self.hosts = hosts
-        self._start = start
-
-    def nodes(self, **extra: str) -> tuple[str, ...]:
-        return (
-            *(f"{name}={host.make_url('')}" for name, host in self.hosts.items()),
-            *(f"{n}={u}" for n, u in extra.items()),
-        )
-
-    async def gateway(self, **overrides: object) -> TestServer:
-        overrides.setdefault("node", self.nodes())
-        settings = GatewaySettings(operator_token=GATEWAY_TOKEN, host_token=OPERATOR_TOKEN, **overrides)
-        return await self._start(create_gateway(settings))
-
-
-@pytest.fixture
-async def cluster(aiohttp_server, tmp_path: Path) -> Cluster:
-    hosts = {}
-    for name in NODES:
-        hosts[name] = await aiohttp_server(create_app(host_settings(tmp_path / name, source=SOURCE)))
-    return Cluster(hosts, aiohttp_server)
-
-
-@pytest.fixture
-async def control_plane() -> AsyncIterator[aiohttp.ClientSession]:
-    """An HTTP client with the gateway's operator token."""
-    async with aiohttp.ClientSession(headers=CONTROL_PLANE) as session:
-        yield session
-
-
 def session_ids(host: TestServer) -> list[str]:
     return [session.id for session in host.app[REGISTRY]]
-
-
-async def answer(response: aiohttp.ClientResponse) -> tuple[int, dict]:
-    return response.status, await response.json()
-
-
-async def create(control_plane, gateway: TestServer, session_id: str, node: str) -> dict:
-    body = {"id": session_id, "source": SOURCE, "node": node, "labels": {"vm": session_id}}
-    async with control_plane.post(gateway.make_url("/api/v1/sessions"), json=body) as response:
-        assert response.status == 201, await response.text()
-        assert response.headers["Location"] == f"/api/v1/sessions/{session_id}?node={node}"
-        return await response.json()
 
 
 async def test_the_list_has_every_host_s_sessions_each_with_its_node(cluster, control_plane):
@@ -233,25 +189,6 @@ async def test_a_host_that_is_down_lists_its_sessions_unreachable_and_calls_for_
         status, body = await answer(response)
     assert (status, response.headers["Retry-After"]) == (503, "5"), "it may be on the host that does not answer"
     assert body["error"]["message"] == "no node that answers has session 'vm-3'; gpu-host-3 do not answer"
-
-
-async def misbehaving_host(reply: bytes | None) -> tuple[asyncio.Server, str]:
-    """A TCP server on loopback that answers every connection with `reply` and closes it, or (None) reads and
-    never answers at all."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1024)
-        if reply is None:
-            held.append(writer)  # kept open, silent
-            return
-        writer.write(reply)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.timeout(60)

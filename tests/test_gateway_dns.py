@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestServer
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
 from tests.dnsmasq import dnsmasq
-from tests.test_gateway import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE, session_ids
+from tests.gateway_cluster import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE
+from tests.test_gateway import session_ids
 from vgpustream.api.app import create_app
 from vgpustream.errors import VgpuStreamError
 from vgpustream.gateway.app import create_gateway

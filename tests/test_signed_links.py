@@ -17,7 +17,7 @@ from joserfc.jwk import OKPKey
 
 from tests.conftest import OPERATOR_TOKEN
 from tests.conftest import test_settings as host_settings
-from tests.test_gateway import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE
+from tests.gateway_cluster import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE
 from vgpustream.api.app import create_app
 from vgpustream.api.state import REGISTRY, STORE
 from vgpustream.errors import VgpuStreamError
