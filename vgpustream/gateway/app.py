@@ -28,8 +28,10 @@ from vgpustream.signedtokens import TokenSigner
 
 @web.middleware
 async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The control plane (/api/v1) needs the gateway's operator token; viewers' signalling has its own."""
-    if request.path.startswith(API_PREFIX):
+    """The control plane (/api/v1) needs the gateway's operator token; viewers' signalling has its own, and a
+    recording's signed file link is its own credential (its host checks it)."""
+    signed = request.match_info.route.name == api.RECORDING_FILE and api.signed_link(request)
+    if request.path.startswith(API_PREFIX) and not signed:
         request.app[OPERATORS].require(request)
     return await handler(request)
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
@@ -48,6 +49,20 @@ ANSWER_HEADERS = (
 """What of a host's answer reaches the client (besides Location, which is routed)."""
 
 Body = TypeVar("Body", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How a host is asked whether it holds a session: the GET of `suffix` under the session, which answers
+    `answer` where it does and 404 where it does not."""
+
+    suffix: str
+    answer: type[msgspec.Struct]
+
+
+SESSION = Probe("", schemas.Session)
+RECORDINGS = Probe("/recordings", schemas.RecordingList)
+"""A session's recordings outlive it: a host that deleted the session still holds them."""
 
 
 class HostTokens:
@@ -214,25 +229,26 @@ class Hosts:
             nodes=[state for _, state in answers],
         )
 
-    async def locate(self, session_id: str, query: MultiDictProxy[str]) -> Node:
-        """The node that holds session `session_id`: the one `?node=` names, else the one that has it (asked
-        first where the last lists saw it, if on one node alone; then every node at once). NotFound where none
-        has it, Conflict where more than one has (the request must then name the node), Unavailable where a
-        node that might have it does not answer."""
+    async def locate(self, session_id: str, query: MultiDictProxy[str], probe: Probe | None = None) -> Node:
+        """The node that holds session `session_id` (`probe`: what a host is asked to tell it): the one `?node=`
+        names, else the one that has it (asked first where the last lists saw it, if on one node alone; then every
+        node at once). NotFound where none has it, Conflict where more than one has (the request must then name
+        the node), Unavailable where a node that might have it does not answer."""
         if ROUTE in query:
             return self.node(query[ROUTE])
+        probe = probe or SESSION
         nodes = self.discovery.nodes()
-        path = f"/api/v1/sessions/{quote(session_id, safe='')}"
+        path = f"/api/v1/sessions/{quote(session_id, safe='')}{probe.suffix}"
         seen_on = [name for name, sessions in self._seen.items() if any(s.id == session_id for s in sessions)]
         hint = nodes.get(seen_on[0]) if len(seen_on) == 1 else None
         if hint is not None:
             try:
-                if await self.fetch(hint, path, schemas.Session) is not None:
+                if await self.fetch(hint, path, probe.answer) is not None:
                     return hint
             except VgpuStreamError:
                 pass  # asked again with the others below
         results = await asyncio.gather(
-            *(self.fetch(node, path, schemas.Session) for node in nodes.values()), return_exceptions=True
+            *(self.fetch(node, path, probe.answer) for node in nodes.values()), return_exceptions=True
         )
         answers = list(zip(nodes.values(), results, strict=True))
         holders = [node for node, result in answers if isinstance(result, msgspec.Struct)]
@@ -250,12 +266,25 @@ class Hosts:
         raise NotFound(f"no node has session {bounded(session_id, 60)}")
 
     async def call(
-        self, node: Node, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+        self,
+        node: Node,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        query: Sequence[tuple[str, str]] = (),
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """A host's whole answer (status, headers, body) to a small request of the gateway's."""
         with self.reaching(node):
             async with self.client.request(
-                method, node.url + path, data=body, headers=headers, timeout=self._relayed, allow_redirects=False
+                method,
+                node.url + path,
+                params=query,
+                data=body,
+                headers=headers,
+                timeout=self._relayed,
+                allow_redirects=False,
             ) as answer:
                 content = await answer.content.read(MAX_ANSWER + 1)
                 if len(content) > MAX_ANSWER:
