@@ -231,16 +231,19 @@ class Hosts:
 
     async def locate(self, session_id: str, query: MultiDictProxy[str], probe: Probe | None = None) -> Node:
         """The node that holds session `session_id` (`probe`: what a host is asked to tell it): the one `?node=`
-        names, else the one that has it (asked first where the last lists saw it, if on one node alone; then every
-        node at once). NotFound where none has it, Conflict where more than one has (the request must then name
-        the node), Unavailable where a node that might have it does not answer."""
+        names, else the one that has it (asked first where the last lists saw it, if on one node alone and every
+        node has answered a list; then every node at once). NotFound where none has it; Conflict where more than
+        one has, or a node that does not answer listed it last (the request must then name the node);
+        Unavailable where a node that might have it does not answer, so that a call (a revocation) never goes to
+        another node that happens to hold the same id."""
         if ROUTE in query:
             return self.node(query[ROUTE])
         probe = probe or SESSION
         nodes = self.discovery.nodes()
         path = f"/api/v1/sessions/{quote(session_id, safe='')}{probe.suffix}"
         seen_on = [name for name, sessions in self._seen.items() if any(s.id == session_id for s in sessions)]
-        hint = nodes.get(seen_on[0]) if len(seen_on) == 1 else None
+        everywhere = nodes.keys() <= self._seen.keys()  # every node has answered a list: the lists say it all
+        hint = nodes.get(seen_on[0]) if len(seen_on) == 1 and everywhere else None
         if hint is not None:
             try:
                 if await self.fetch(hint, path, probe.answer) is not None:
@@ -251,19 +254,27 @@ class Hosts:
             *(self.fetch(node, path, probe.answer) for node in nodes.values()), return_exceptions=True
         )
         answers = list(zip(nodes.values(), results, strict=True))
-        holders = [node for node, result in answers if isinstance(result, msgspec.Struct)]
+        holders = [node.name for node, result in answers if isinstance(result, msgspec.Struct)]
         silent = [node.name for node, result in answers if isinstance(result, BaseException)]
-        if len(holders) > 1:
-            names = ", ".join(node.name for node in holders[:10])
-            raise Conflict(f"session {bounded(session_id, 60)} is on more than one node ({names}): name it with ?node=")
+        listed = [name for name in silent if name in seen_on]  # it had the session when it last answered
+        unknown = [name for name in silent if name not in self._seen]  # never answered a list of this replica
+        bounded_id = bounded(session_id, 60)
+        if len(holders) + len(listed) > 1:
+            names = ", ".join([*holders, *listed][:10])
+            raise Conflict(f"session {bounded_id} is on more than one node ({names}): name it with ?node=")
+        if holders and not unknown:
+            return nodes[holders[0]]
         if holders:
-            return holders[0]
-        if silent:
             raise Unavailable(
-                f"no node that answers has session {bounded(session_id, 60)}; {', '.join(silent[:10])} do not answer",
+                f"node {holders[0]} has session {bounded_id}, and {', '.join(unknown[:10])} (not answering) may have "
+                "it too: name it with ?node=, or try again",
                 RETRY_AFTER,
             )
-        raise NotFound(f"no node has session {bounded(session_id, 60)}")
+        if silent:
+            raise Unavailable(
+                f"no node that answers has session {bounded_id}; {', '.join(silent[:10])} do not answer", RETRY_AFTER
+            )
+        raise NotFound(f"no node has session {bounded_id}")
 
     async def call(
         self,
