@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
+import jsonschema
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from tests.conftest import OPERATOR_TOKEN
 from tests.served import ROOT, serve
 from vgpustream.api.openapi import document
+from vgpustream.gateway.openapi import document as gateway_document
 
 CHECKS = [
     "not_a_server_error",
@@ -55,12 +59,13 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path):
     assert "Selected: 26/26" in summary and "Tested: 26" in summary, summary
 
 
-def test_redocly_recommended_rules_find_nothing(tmp_path):
+@pytest.mark.parametrize("served_by", ["host", "gateway"])
+def test_redocly_recommended_rules_find_nothing(tmp_path, served_by):
     redocly = ROOT / "tests" / "browser" / "node_modules" / ".bin" / "redocly"
     if not redocly.exists():
         pytest.skip("Redocly's CLI is not installed (npm ci --prefix tests/browser)")
     path = tmp_path / "openapi.json"
-    path.write_text(json.dumps(document(), indent=1))
+    path.write_text(json.dumps({"host": document, "gateway": gateway_document}[served_by](), indent=1))
     run = subprocess.run(
         [str(redocly), "lint", str(path), "--format=stylish", "--extends=recommended"],
         capture_output=True,
@@ -88,3 +93,58 @@ async def test_a_source_that_cannot_be_opened_is_the_documented_503(make_server,
     readme = " ".join((ROOT / "README.md").read_text().split())
     errors = readme[readme.index("Errors are JSON") :][:800]
     assert "`503 source_unavailable`" in errors, errors
+
+
+def answer_validator(doc: dict, path: str, method: str, status: int) -> jsonschema.Draft202012Validator:
+    """A JSON Schema validator of the body `doc` declares for `status` of `method` on `path`."""
+    schema = doc["paths"][path][method]["responses"][str(status)]["content"]["application/json"]["schema"]
+    return jsonschema.Draft202012Validator({**schema, "components": doc["components"]})
+
+
+async def test_the_gateway_serves_its_own_document_and_its_answers_are_what_it_says(cluster, control_plane, anonymous):
+    gateway = await cluster.gateway(host_timeout=0.5)
+    async with anonymous.get(gateway.make_url("/api/v1/openapi.json")) as response:
+        assert response.status == 200, "public, as a host's"
+        doc = await response.json()
+    assert doc == json.loads(json.dumps(gateway_document())) and doc["info"]["title"] == "vgpustream gateway"
+    declared = set()
+    for path, item in doc["paths"].items():
+        for method in set(item) - {"parameters"}:
+            declared.add((method.upper(), path))
+            request = make_mocked_request(method.upper(), re.sub(r"\{\w+\}", "x", path), app=gateway.app)
+            assert (await gateway.app.router.resolve(request)).http_exception is None, f"{method} {path}"
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in gateway.app.router.routes()
+        if route.resource is not None and route.method not in ("HEAD", "*") and "{rest" not in route.resource.canonical
+    }
+    served = {(method, path) for method, path in routes if path.startswith(("/api/", "/whep/"))}
+    assert served - {("GET", "/api/v1/openapi.json")} <= declared, "every operation (but the document, as a host's)"
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters" and path.startswith(("/api/v1/sessions/{id}", "/whep/")):
+                assert "node" in {p["name"] for p in operation["parameters"]}, f"{method} {path} takes ?node="
+                assert {"409", "502", "503"} <= set(operation["responses"]), f"{method} {path}"
+                assert "Retry-After" in operation["responses"]["503"]["headers"], f"{method} {path}"
+
+    async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+        assert response.status == 200  # every host's sessions seen
+    await cluster.hosts["gpu-host-3"].close()
+    async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+        listing = await response.json()
+    assert {s["state"] for s in listing["sessions"] if s["node"] == "gpu-host-3"} == {"unreachable"}
+    answer_validator(doc, "/api/v1/sessions", "get", 200).validate(listing)
+    for path, status in (("/api/v1/sessions/default?node=gpu-host-3", 503), ("/api/v1/sessions/default", 409)):
+        async with control_plane.get(gateway.make_url(path)) as response:
+            assert response.status == status, path
+            answer_validator(doc, "/api/v1/sessions/{id}", "get", status).validate(await response.json())
+    async with control_plane.get(gateway.make_url("/api/v1/sessions/default?node=gpu-host-1")) as response:
+        answer_validator(doc, "/api/v1/sessions/{id}", "get", 200).validate(await response.json())
+    body = {"id": "vm-1", "source": "synthetic:320x240@30", "node": "gpu-host-2"}
+    assert jsonschema.Draft202012Validator(
+        {**doc["paths"]["/api/v1/sessions"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+         "components": doc["components"]}
+    ).is_valid(body)  # fmt: skip
+    async with control_plane.post(gateway.make_url("/api/v1/sessions"), json=body) as response:
+        assert response.status == 201
+        answer_validator(doc, "/api/v1/sessions", "post", 201).validate(await response.json())
