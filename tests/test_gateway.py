@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 
 import aiohttp
 import pytest
@@ -37,6 +38,8 @@ from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.testing.server import gateway as gateway_process
 from vgpustream.testing.wsreceiver import WebSocketReceiver, WebSocketRefused
 
+RECONNECTED_WITHIN = 3.0
+"""How soon a WebSocket console whose gateway replica stopped shows pictures through another (issue #27)."""
 WEBSOCKET_FRAMES = "() => window.vgpustream.socket ? window.vgpustream.socket.counts.decoded : 0"
 """The frames the console has decoded from its WebSocket transport."""
 
@@ -189,6 +192,38 @@ async def test_a_host_that_is_down_lists_its_sessions_unreachable_and_calls_for_
         status, body = await answer(response)
     assert (status, response.headers["Retry-After"]) == (503, "5"), "it may be on the host that does not answer"
     assert body["error"]["message"] == "no node that answers has session 'vm-3'; gpu-host-3 do not answer"
+
+
+async def test_a_host_that_comes_back_has_its_sessions_listed_as_they_are_again(
+    cluster, control_plane, aiohttp_server, tmp_path
+):
+    gateway = await cluster.gateway()
+    await create(control_plane, gateway, "vm-3", "gpu-host-3")
+
+    async def states() -> tuple[dict, dict]:
+        async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+            status, listing = await answer(response)
+        assert status == 200
+        return (
+            {s["id"]: s["state"] for s in listing["sessions"] if s["node"] == "gpu-host-3"},
+            {n["name"]: n["state"] for n in listing["nodes"]},
+        )
+
+    assert set((await states())[0]) == {"default", "vm-3"}  # listed, so the gateway has seen it
+    down = cluster.hosts["gpu-host-3"]
+    port = down.port
+    await down.close()
+    assert await states() == (
+        {"default": "unreachable", "vm-3": "unreachable"},
+        {"gpu-host-1": "up", "gpu-host-2": "up", "gpu-host-3": "unreachable"},
+    )
+    back = host_settings(tmp_path / "gpu-host-3", source=SOURCE)  # its state, as it left it
+    cluster.hosts["gpu-host-3"] = await aiohttp_server(create_app(back), port=port)
+    sessions, nodes = await states()
+    assert set(sessions) == {"default", "vm-3"} and "unreachable" not in sessions.values(), sessions
+    assert set(nodes.values()) == {"up"}
+    async with control_plane.get(gateway.make_url("/api/v1/sessions/vm-3")) as response:
+        assert (response.status, (await response.json())["node"]) == (200, "gpu-host-3")
 
 
 @pytest.mark.timeout(60)
@@ -483,8 +518,16 @@ async def test_websocket_consoles_come_back_through_the_other_replica_when_their
             await page.goto(issued["console_url"])
             await page.wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > 10", timeout=20_000)
             first_client = await page.evaluate_handle("window.vgpustream.socket")
+            stopping = time.monotonic()
             await first.close()  # its browsers are told it is going away (1001)
-            await page.wait_for_function("client => window.vgpustream.socket !== client", arg=first_client)
+            await page.wait_for_function(
+                f"client => window.vgpustream.socket !== client && ({WEBSOCKET_FRAMES})() > 0",
+                arg=first_client,
+                timeout=20_000,
+            )
+            back = time.monotonic() - stopping
+            assert back < RECONNECTED_WITHIN, f"pictures again {back:.2f} s after the replica began to stop"
+            print(f"a WebSocket console's pictures came back {back:.2f} s after its replica began to stop")
             await page.wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > 10", timeout=20_000)
             assert await page.evaluate("window.vgpustream.state") == "playing"
             audience = cluster.hosts["gpu-host-1"].app[REGISTRY].get("default").audience
