@@ -2,7 +2,8 @@
 
 A session is found by its id (vgpustream.gateway.hosts.Hosts.locate); `?node=NAME` names its host where
 the id alone does not say (every host has a session 'default'), and spares the search. Answers that are a
-session gain its `node`; console links minted here point at the gateway.
+session gain its `node`; the links in answers (a page's `next`, a recording's href, file and signed file
+link) name it, so that following them stays on that host; console links minted here point at the gateway.
 """
 
 from __future__ import annotations
