@@ -50,18 +50,22 @@ async def create(control_plane, gateway: TestServer, session_id: str, node: str)
         return await response.json()
 
 
-async def misbehaving_host(reply: bytes | None) -> tuple[asyncio.Server, str]:
-    """A TCP server on loopback that answers every connection with `reply` and closes it, or (None) reads and
-    never answers at all."""
+async def misbehaving_host(reply: bytes | list[bytes] | None) -> tuple[asyncio.Server, str]:
+    """A TCP server on loopback that answers every connection with `reply` (a list: its pieces, a tenth of a
+    second apart) and closes it, or (None) reads and never answers at all."""
     held: list[asyncio.StreamWriter] = []
+    pieces = [reply] if isinstance(reply, bytes) else reply
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(1024)
-        if reply is None:
+        if pieces is None:
             held.append(writer)  # kept open, silent
             return
-        writer.write(reply)
-        await writer.drain()
+        for n, piece in enumerate(pieces):
+            if n:
+                await asyncio.sleep(0.1)
+            writer.write(piece)
+            await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)

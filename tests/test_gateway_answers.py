@@ -152,6 +152,7 @@ async def test_a_host_that_answers_200_with_a_broken_body_is_502(cluster, contro
         ("PATCH", "/api/v1/sessions/default", {"name": "x"}),
         ("POST", "/api/v1/sessions", {"id": "vm-1", "source": SOURCE}),
         ("GET", "/api/v1/sessions/default/tokens", None),
+        ("POST", "/api/v1/sessions/default/tokens", {"role": "view"}),  # a token its host mints
         ("GET", "/api/v1/events", None),
         ("GET", "/api/v1/sessions/default/recordings", None),
         ("POST", "/api/v1/sessions/default/recordings", {}),
@@ -173,3 +174,38 @@ async def test_a_host_that_answers_200_with_a_broken_body_is_502(cluster, contro
     assert status == 200 and {n["name"] for n in listing["nodes"] if n["state"] == "unreachable"} == set(replies)
     for server in servers:
         server.close()
+
+
+async def test_a_host_s_answer_that_comes_in_pieces_is_read_whole(cluster, control_plane, http):
+    """A large answer (a list of many sessions) reaches the gateway in more than one piece: all of it is read,
+    by the calls it relays (a session) and by its own (the cluster's list)."""
+    servers, nodes = [], {}
+    for name, path in (("slow-session", "/api/v1/sessions/default"), ("slow-list", "/api/v1/sessions")):
+        async with http.get(cluster.hosts["gpu-host-1"].make_url(path)) as response:
+            answered = await response.read()
+        body = answered[:1] + b" " * 300_000 + answered[1:]  # JSON still, and larger than one read of a socket
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        server, nodes[name] = await misbehaving_host([head + body[:1000], body[1000:]])
+        servers.append(server)
+    gateway = await cluster.gateway(node=cluster.nodes(**nodes))
+    async with control_plane.get(gateway.make_url("/api/v1/sessions/default?node=slow-session")) as response:
+        status, session = await answer(response)
+    assert (status, session["id"], session["node"]) == (200, "default", "slow-session")
+    async with control_plane.get(gateway.make_url("/api/v1/sessions?node=slow-list")) as response:
+        status, listing = await answer(response)
+    assert (status, listing["nodes"]) == (200, [{"name": "slow-list", "state": "up", "message": None}])
+    for server in servers:
+        server.close()
+
+
+async def test_a_token_answer_other_than_201_is_502_not_passed_on(cluster, control_plane):
+    reply = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"sessions": ['  # no length: cut by close
+    server, url = await misbehaving_host(reply)
+    gateway = await cluster.gateway(node=cluster.nodes(odd=url))
+    path = "/api/v1/sessions/default/tokens?node=odd"
+    async with control_plane.post(gateway.make_url(path), json={"role": "view"}) as response:
+        assert await answer(response) == (
+            502,
+            {"error": {"code": "bad_gateway", "message": "node odd gave no valid answer"}},
+        )
+    server.close()

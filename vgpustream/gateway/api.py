@@ -101,15 +101,15 @@ async def parsed_answer(
     answer: type[Body],
     shown: Callable[[Body, Node], msgspec.Struct],
 ) -> web.Response:
-    """The host's answer to the request's method on `path` (with `body` and the request's query): a 200 or 201
-    read whole as `answer` and shown as `shown` makes it (its links naming the node); anything else as the host
-    gave it. A body that breaks off or is not `answer` is BadGateway, never relayed as it came."""
+    """The host's answer to the request's method on `path` (with `body` and the request's query): a 2xx with a
+    body read whole as `answer` and shown as `shown` makes it (its links naming the node); anything else as the
+    host gave it. A body that breaks off or is not `answer` is BadGateway, never relayed as it came."""
     hosts = request.app[HOSTS]
     headers = host_headers(hosts, node, body)
     status, answered, content = await hosts.call(
         node, request.method, path, body, headers, query=host_query(request.query)
     )
-    if status not in (200, 201):
+    if status == 204 or not 200 <= status < 300:  # no body (204), or an error as the host gave it
         return web.Response(status=status, body=content, headers=answer_headers(answered, node))
     with hosts.reaching(node):
         decoded = msgspec.json.decode(content, type=answer)
@@ -161,16 +161,15 @@ async def create_token(request: web.Request) -> web.Response:
     node = await hosts.locate(session_id, request.query)
     if SIGNER in request.app:
         return await sign_token(request, base, session_id, node)
-    body = (await read_text(request, "application/json", settings.max_json_bytes)).encode()
+
+    def linked(issued: schemas.IssuedToken, node: Node) -> schemas.IssuedToken:
+        """The host's token with links through the gateway, for the console's transport the host's links name."""
+        transport = URL(issued.console_url).query.get("transport", "auto")
+        return msgspec.structs.replace(issued, **links(base, session_id, issued.token, transport, node.name))
+
+    body = await json_body(request)
     path = f"{session_path(session_id)}/tokens"
-    status, headers, content = await hosts.call(node, "POST", path, body, host_headers(hosts, node, body))
-    if status != 201:
-        return web.Response(status=status, body=content, headers=answer_headers(headers, node))
-    with hosts.reaching(node):
-        issued = msgspec.json.decode(content, type=schemas.IssuedToken)
-    transport = URL(issued.console_url).query.get("transport", "auto")
-    linked = msgspec.structs.replace(issued, **links(base, session_id, issued.token, transport, node.name))
-    return json_response(linked, 201)
+    return await parsed_answer(request, node, path, body, answer=schemas.IssuedToken, shown=linked)
 
 
 async def sign_token(request: web.Request, base: str, session_id: str, node: Node) -> web.Response:

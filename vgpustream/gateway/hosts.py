@@ -196,10 +196,9 @@ class Hosts:
             async with self.client.get(node.url + path, params=query, headers=headers, timeout=self._quick) as answer:
                 if answer.status == 404:
                     return None
-                body = await answer.content.read(MAX_ANSWER + 1)
-                if answer.status not in statuses or len(body) > MAX_ANSWER:
+                if answer.status not in statuses:
                     raise BadGateway(f"node {node.name} answered {answer.status} to a call of the gateway's")
-                return msgspec.json.decode(body, type=struct)
+                return msgspec.json.decode(await whole_body(answer, node), type=struct)
 
     async def identify(self, url: str) -> str:
         """The node name of the host at `url`, which its /readyz tells the hosts' operator token (ready or not)."""
@@ -297,9 +296,7 @@ class Hosts:
                 timeout=self._relayed,
                 allow_redirects=False,
             ) as answer:
-                content = await answer.content.read(MAX_ANSWER + 1)
-                if len(content) > MAX_ANSWER:
-                    raise BadGateway(f"node {node.name} answered more than {MAX_ANSWER} bytes")
+                content = await whole_body(answer, node)
                 check_status(answer.status, node)
                 return answer.status, CIMultiDict(answer.headers), content
 
@@ -335,6 +332,17 @@ class Hosts:
             return response
         finally:
             answer.release()
+
+
+async def whole_body(answer: aiohttp.ClientResponse, node: Node) -> bytes:
+    """All of a host's answer, however many pieces it comes in, up to MAX_ANSWER bytes; an answer that breaks
+    off raises aiohttp.ClientPayloadError (Hosts.reaching: BadGateway)."""
+    body = bytearray()
+    async for piece in answer.content.iter_any():
+        body += piece
+        if len(body) > MAX_ANSWER:
+            raise BadGateway(f"node {node.name} answered more than {MAX_ANSWER} bytes")
+    return bytes(body)
 
 
 def client_headers(request: web.Request) -> dict[str, str]:
