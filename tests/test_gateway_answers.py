@@ -5,11 +5,15 @@ with a body that breaks off or is not what a host sends (502, never passed on)."
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
+from aiohttp.test_utils import TestServer
+from aiortc import RTCPeerConnection
 
-from tests.gateway_cluster import SOURCE, answer, create, misbehaving_host
+from tests.conftest import OPERATOR_TOKEN
+from tests.gateway_cluster import GATEWAY_TOKEN, SOURCE, answer, create, misbehaving_host
 
 
 def named(link: str, node: str) -> bool:
@@ -209,3 +213,48 @@ async def test_a_token_answer_other_than_201_is_502_not_passed_on(cluster, contr
             {"error": {"code": "bad_gateway", "message": "node odd gave no valid answer"}},
         )
     server.close()
+
+
+async def sent_in_pieces(server: TestServer, method: str, path: str, token: str, media: str, body: bytes) -> int:
+    """The status of `method` `path` whose body comes in two pieces a fifth of a second apart, as a slow or
+    distant client's (or the gateway relaying one) does."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: {media}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(head.encode() + body[:10])
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(body[10:])
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_a_body_that_comes_in_pieces_is_read_whole_by_the_gateway_and_by_a_host(cluster):
+    gateway = await cluster.gateway()
+    session = json.dumps({"id": "vm-1", "source": SOURCE, "node": "gpu-host-1"}).encode()
+    assert (
+        await sent_in_pieces(gateway, "POST", "/api/v1/sessions", GATEWAY_TOKEN, "application/json", session) == 201
+    ), "the gateway's own read"
+    host = cluster.hosts["gpu-host-2"]
+    change = json.dumps({"name": "Two"}).encode()
+    assert (
+        await sent_in_pieces(host, "PATCH", "/api/v1/sessions/default", OPERATOR_TOKEN, "application/json", change)
+        == 200
+    ), "a host's own read"
+    peer = RTCPeerConnection()
+    peer.addTransceiver("video", direction="recvonly")
+    await peer.setLocalDescription(await peer.createOffer())
+    offer = peer.localDescription.sdp.encode()
+    try:
+        assert (
+            await sent_in_pieces(
+                gateway, "POST", "/whep/default?node=gpu-host-3", GATEWAY_TOKEN, "application/sdp", offer
+            )
+            == 201
+        ), "an offer the gateway relays as it comes, read whole by its host"
+    finally:
+        await peer.close()
