@@ -148,3 +148,28 @@ async def test_the_gateway_serves_its_own_document_and_its_answers_are_what_it_s
     async with control_plane.post(gateway.make_url("/api/v1/sessions"), json=body) as response:
         assert response.status == 201
         answer_validator(doc, "/api/v1/sessions", "post", 201).validate(await response.json())
+
+
+def test_the_readme_s_cluster_picture_and_calls_through_the_gateway_are_the_gateway_s():
+    """The README's deployment section shows the cluster and the control plane's calls through the gateway
+    (issue #27): each call is an operation of the gateway's document, with parameters it declares."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### A cluster: one endpoint through the gateway") :]
+    section = section[: section.index("\n## ")]
+    assert "vgpustream gateway" in section and "WebRTC media straight from the session's host" in section
+    doc = gateway_document()
+    calls = [line for line in section.splitlines() if line.startswith("curl ") and "$GW/" in line]
+    assert len(calls) >= 8, calls
+    for call in calls:
+        target = re.search(r"\$GW(/[^\s\"]+)", call)[1]
+        method = call.split("-X ")[1].split()[0].lower() if "-X " in call else "get"
+        path, _, query = f"/api/v1{target}".partition("?")
+        operations = [
+            (template, item[method])
+            for template, item in doc["paths"].items()
+            if method in item and re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", template), path)
+        ]
+        assert len(operations) == 1, f"{method} {path}: {[template for template, _ in operations]}"
+        (template, operation), *_ = operations
+        declared = {p["name"] for p in [*doc["paths"][template].get("parameters", []), *operation["parameters"]]}
+        assert {pair.partition("=")[0] for pair in query.split("&") if pair} <= declared, f"{method} {target}"
