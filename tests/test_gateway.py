@@ -194,6 +194,25 @@ async def test_a_host_that_is_down_lists_its_sessions_unreachable_and_calls_for_
     assert body["error"]["message"] == "no node that answers has session 'vm-3'; gpu-host-3 do not answer"
 
 
+async def test_a_session_made_through_the_gateway_is_listed_unreachable_before_the_next_look_at_its_host(
+    cluster, control_plane
+):
+    gateway = await cluster.gateway()  # has listed every host once, and looks again in 10 s
+    async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+        assert response.status == 200
+    await create(control_plane, gateway, "vm-3", "gpu-host-3")
+    await create(control_plane, gateway, "vm-9", "gpu-host-3")
+    async with control_plane.delete(gateway.make_url("/api/v1/sessions/vm-9")) as response:
+        assert response.status == 204
+    await cluster.hosts["gpu-host-3"].close()
+    async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+        listing = await response.json()
+    assert {s["id"]: s["state"] for s in listing["sessions"] if s["node"] == "gpu-host-3"} == {
+        "default": "unreachable",
+        "vm-3": "unreachable",
+    }, "the gateway made vm-3 and deleted vm-9: it knows what is there"
+
+
 async def test_a_host_that_comes_back_has_its_sessions_listed_as_they_are_again(
     cluster, control_plane, aiohttp_server, tmp_path
 ):

@@ -38,7 +38,7 @@ from vgpustream.gateway.hosts import (
     routed,
 )
 from vgpustream.gateway.nodes import Node
-from vgpustream.gateway.schemas import NodeSessionCreate, RelayedEventPage
+from vgpustream.gateway.schemas import NodeSession, NodeSessionCreate, RelayedEventPage
 from vgpustream.gateway.settings import GatewaySettings
 from vgpustream.rfc3339 import timestamp
 from vgpustream.signedtokens import SignedToken, TokenSigner
@@ -70,7 +70,12 @@ async def create_session(request: web.Request) -> web.Response:
     fields = msgspec.structs.asdict(body)
     del fields["node"]
     host_body = msgspec.json.encode(schemas.SessionCreate(**fields))
-    return await parsed_answer(request, node, "/api/v1/sessions", host_body, answer=schemas.Session, shown=held)
+
+    def made(session: schemas.Session, node: Node) -> NodeSession:
+        hosts.made(node, session)
+        return held(session, node)
+
+    return await parsed_answer(request, node, "/api/v1/sessions", host_body, answer=schemas.Session, shown=made)
 
 
 async def json_body(request: web.Request) -> bytes | None:
@@ -145,10 +150,20 @@ def host_headers(hosts: Hosts, node: Node, body: bytes | None) -> dict[str, str]
 
 
 async def relay_session(request: web.Request) -> web.StreamResponse:
-    """Any other call about a session (delete, planes, thumbnails, recordings, tokens, viewers), relayed."""
+    """Any other call about a session (planes, thumbnails, viewers, a token's revocation), relayed."""
     hosts = request.app[HOSTS]
     node = await hosts.locate(request.match_info["id"], request.query)
     return await hosts.relay(request, node, request.rel_url.raw_path, hosts.tokens.authorization(node))
+
+
+async def delete_session(request: web.Request) -> web.StreamResponse:
+    """Stop and forget a session on its host."""
+    hosts = request.app[HOSTS]
+    node = await hosts.locate(request.match_info["id"], request.query)
+    response = await hosts.relay(request, node, request.rel_url.raw_path, hosts.tokens.authorization(node))
+    if response.status == 204:
+        hosts.deleted(node, request.match_info["id"])
+    return response
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -248,7 +263,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/sessions", create_session)
     app.router.add_get("/api/v1/sessions/{id}", session)
     app.router.add_patch("/api/v1/sessions/{id}", session)
-    app.router.add_delete("/api/v1/sessions/{id}", relay_session)
+    app.router.add_delete("/api/v1/sessions/{id}", delete_session)
     app.router.add_post("/api/v1/sessions/{id}/tokens", create_token)
     app.router.add_get("/api/v1/sessions/{id}/tokens", parsed_relay(schemas.TokenList, page_shown))
     recordings = "/api/v1/sessions/{id}/recordings"

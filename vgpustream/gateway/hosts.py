@@ -171,6 +171,17 @@ class Hosts:
             raise NotFound(f"no node named {bounded(name, 60)} in the cluster (nodes: {known})")
         return nodes[name]
 
+    def made(self, node: Node, session: schemas.Session) -> None:
+        """A session this gateway has just made on `node`: among what the node holds until its next list (so that
+        it is listed `unreachable` if the node stops answering before then)."""
+        if node.name in self._seen:  # a node never listed stays unknown: one session is not all it has
+            self._seen[node.name] = [*(s for s in self._seen[node.name] if s.id != session.id), session]
+
+    def deleted(self, node: Node, session_id: str) -> None:
+        """A session this gateway has just deleted on `node`: no longer among what the node holds."""
+        if node.name in self._seen:
+            self._seen[node.name] = [s for s in self._seen[node.name] if s.id != session_id]
+
     @contextmanager
     def reaching(self, node: Node) -> Iterator[None]:
         """Turn a failed call to `node` into Unavailable (no answer) or BadGateway (no valid answer)."""
