@@ -58,11 +58,13 @@ class Probe:
 
     suffix: str
     answer: type[msgspec.Struct]
+    listed: bool
+    """Whether the hosts' lists of sessions say which host holds it (and a search may ask that one first)."""
 
 
-SESSION = Probe("", schemas.Session)
-RECORDINGS = Probe("/recordings", schemas.RecordingList)
-"""A session's recordings outlive it: a host that deleted the session still holds them."""
+SESSION = Probe("", schemas.Session, listed=True)
+RECORDINGS = Probe("/recordings", schemas.RecordingList, listed=False)
+"""A session's recordings outlive it: a host that deleted the session still holds them, which no list says."""
 
 
 class HostTokens:
@@ -241,11 +243,11 @@ class Hosts:
 
     async def locate(self, session_id: str, query: MultiDictProxy[str], probe: Probe | None = None) -> Node:
         """The node that holds session `session_id` (`probe`: what a host is asked to tell it): the one `?node=`
-        names, else the one that has it (asked first where the last lists saw it, if on one node alone and every
-        node has answered a list; then every node at once). NotFound where none has it; Conflict where more than
-        one has, or a node that does not answer listed it last (the request must then name the node);
-        Unavailable where a node that might have it does not answer, so that a call (a revocation) never goes to
-        another node that happens to hold the same id."""
+        names, else the one that has it (asked first where the last lists saw it, if on one node alone, every
+        node has answered a list and the lists say where it is; then every node at once). NotFound where none
+        has it; Conflict where more than one has, or a node that does not answer listed it last (the request
+        must then name the node); Unavailable where a node that might have it does not answer, so that a call
+        (a revocation) never goes to another node that happens to hold the same id."""
         if ROUTE in query:
             return self.node(query[ROUTE])
         probe = probe or SESSION
@@ -253,7 +255,7 @@ class Hosts:
         path = f"/api/v1/sessions/{quote(session_id, safe='')}{probe.suffix}"
         seen_on = [name for name, sessions in self._seen.items() if any(s.id == session_id for s in sessions)]
         everywhere = nodes.keys() <= self._seen.keys()  # every node has answered a list: the lists say it all
-        hint = nodes.get(seen_on[0]) if len(seen_on) == 1 and everywhere else None
+        hint = nodes.get(seen_on[0]) if len(seen_on) == 1 and everywhere and probe.listed else None
         if hint is not None:
             try:
                 if await self.fetch(hint, path, probe.answer) is not None:
