@@ -5,15 +5,18 @@ with a body that breaks off or is not what a host sends (502, never passed on)."
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 
+import av
 import pytest
 from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
 
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.gateway_cluster import GATEWAY_TOKEN, SOURCE, answer, create, misbehaving_host
+from vgpustream.api.state import REGISTRY
 
 
 def named(link: str, node: str) -> bool:
@@ -258,3 +261,28 @@ async def test_a_body_that_comes_in_pieces_is_read_whole_by_the_gateway_and_by_a
         ), "an offer the gateway relays as it comes, read whole by its host"
     finally:
         await peer.close()
+
+
+def picture_width(jpeg: bytes) -> int:
+    with av.open(io.BytesIO(jpeg)) as container:
+        return next(container.decode(video=0)).width
+
+
+async def test_a_thumbnail_of_an_id_on_two_hosts_needs_its_node_and_is_that_host_s(cluster, control_plane):
+    gateway = await cluster.gateway()
+    for node, source in (("gpu-host-1", "synthetic:320x240@30"), ("gpu-host-2", "synthetic:640x480@30")):
+        body = {"id": "vm-5", "source": source, "node": node}
+        async with control_plane.post(gateway.make_url("/api/v1/sessions"), json=body) as response:
+            assert response.status == 201
+        session = cluster.hosts[node].app[REGISTRY].get("vm-5")
+        await wait_for(lambda session=session: session.capture.snapshot.thumbnail, what=f"a picture on {node}")
+    path = "/api/v1/sessions/vm-5/thumbnail?size=640"
+    async with control_plane.get(gateway.make_url(path)) as response:
+        status, refused = await answer(response)
+    assert (status, refused["error"]["message"]) == (
+        409,
+        "session 'vm-5' is on more than one node (gpu-host-1, gpu-host-2): name it with ?node=",
+    )
+    for node, width in (("gpu-host-1", 320), ("gpu-host-2", 640)):
+        async with control_plane.get(gateway.make_url(f"{path}&node={node}")) as response:
+            assert response.status == 200 and picture_width(await response.read()) == width, node
