@@ -141,6 +141,9 @@ async def test_bad_requests_get_a_clear_4xx(cluster, control_plane, anonymous, h
             404, "no node named 'nope' in the cluster (nodes: gpu-host-1, gpu-host-2, gpu-host-3)",
         ),
         "an unknown session": ("GET", "/api/v1/sessions/vm-404", None, 404, "no node has session 'vm-404'"),
+        "a label filter that is none": (  # not every host's 400, and every host unreachable
+            "GET", "/api/v1/sessions?label=", None, 400, "label filters look like ?label=key=value",
+        ),
         "the host's error, relayed": (
             "GET", "/api/v1/sessions/default/thumbnail?size=1&node=gpu-host-1", None,
             400, "size must be a whole number of pixels within 16..640",

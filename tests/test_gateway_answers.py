@@ -66,7 +66,7 @@ async def test_recording_links_name_their_node_and_a_signed_file_link_needs_no_t
     async with anonymous.get(url(without_node)) as response:
         status, refused = await answer(response)
     assert (status, refused["error"]["message"]) == (
-        400,
+        403,
         "a signed file link through the gateway names its node (?node=): take the recording's file_link from "
         "the gateway",
     )

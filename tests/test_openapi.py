@@ -13,9 +13,11 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from tests.conftest import OPERATOR_TOKEN
+from tests.gateway_cluster import GATEWAY_TOKEN
 from tests.served import ROOT, serve
 from vgpustream.api.openapi import document
 from vgpustream.gateway.openapi import document as gateway_document
+from vgpustream.testing.server import gateway as gateway_process
 
 CHECKS = [
     "not_a_server_error",
@@ -28,35 +30,57 @@ CHECKS = [
 ]
 
 
-def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path):
+def schemathesis(url: str, token: str) -> str:
+    """The summary of schemathesis run against the document served at `url` with operator `token`; the run
+    must pass."""
     if shutil.which("schemathesis") is None:
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
-    with serve(tmp_path / "state", "--max-sessions", "4", "--source", "synthetic:320x240@10") as served:
-        run = subprocess.run(
-            [
-                "schemathesis",
-                "run",
-                f"{served.url}/api/v1/openapi.json",
-                "--checks",
-                ",".join(CHECKS),
-                "-H",
-                f"Authorization: Bearer {OPERATOR_TOKEN}",
-                "--max-examples",
-                "25",
-                "--seed",
-                "2026",
-                "--no-color",
-            ],
-            check=False,
-            env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=ROOT,
-        )
+    run = subprocess.run(
+        [
+            "schemathesis",
+            "run",
+            f"{url}/api/v1/openapi.json",
+            "--checks",
+            ",".join(CHECKS),
+            "-H",
+            f"Authorization: Bearer {token}",
+            "--max-examples",
+            "25",
+            "--seed",
+            "2026",
+            "--no-color",
+        ],
+        check=False,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     summary = run.stdout[-4000:]
     assert run.returncode == 0, summary
+    return summary
+
+
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path):
+    with serve(tmp_path / "state", "--max-sessions", "4", "--source", "synthetic:320x240@10") as served:
+        summary = schemathesis(served.url, OPERATOR_TOKEN)
     assert "Selected: 26/26" in summary and "Tested: 26" in summary, summary
+
+
+def test_schemathesis_finds_no_5xx_and_no_schema_violation_through_the_gateway(tmp_path):
+    hosts = [("--max-sessions", "4", "--source", "synthetic:320x240@10", "--node-name", f"gpu-host-{n}") for n in "12"]
+    with serve(tmp_path / "h1", *hosts[0]) as first, serve(tmp_path / "h2", *hosts[1]) as second:
+        environment = {
+            "VGPUSTREAM_OPERATOR_TOKEN": GATEWAY_TOKEN,
+            "VGPUSTREAM_HOST_TOKEN": OPERATOR_TOKEN,
+            "VGPUSTREAM_NODE": f"gpu-host-1={first.url},gpu-host-2={second.url}",
+            "PYTHONPATH": str(ROOT),
+        }
+        with gateway_process(tmp_path, env=environment) as gateway:
+            summary = schemathesis(gateway.url, GATEWAY_TOKEN)
+    operations = sum(len(set(item) - {"parameters"}) for item in gateway_document()["paths"].values())
+    assert f"Selected: {operations}/{operations}" in summary and f"Tested: {operations}" in summary, summary
 
 
 @pytest.mark.parametrize("served_by", ["host", "gateway"])
@@ -171,5 +195,7 @@ def test_the_readme_s_cluster_picture_and_calls_through_the_gateway_are_the_gate
         ]
         assert len(operations) == 1, f"{method} {path}: {[template for template, _ in operations]}"
         (template, operation), *_ = operations
-        declared = {p["name"] for p in [*doc["paths"][template].get("parameters", []), *operation["parameters"]]}
+        declared = {
+            p["name"] for p in [*doc["paths"][template].get("parameters", []), *operation.get("parameters", [])]
+        }
         assert {pair.partition("=")[0] for pair in query.split("&") if pair} <= declared, f"{method} {target}"

@@ -22,9 +22,10 @@ from yarl import URL
 from vgpustream.api import schemas
 from vgpustream.api.requests import read_json, read_text
 from vgpustream.api.schemas import json_response
+from vgpustream.api.sessions import label_filters
 from vgpustream.api.state import link_base
 from vgpustream.api.tokens import links, token_terms
-from vgpustream.errors import VgpuStreamError
+from vgpustream.errors import Forbidden, VgpuStreamError
 from vgpustream.gateway.hosts import (
     RECORDINGS,
     ROUTE,
@@ -56,6 +57,7 @@ def session_path(session_id: str) -> str:
 async def list_sessions(request: web.Request) -> web.Response:
     """Every node's sessions (`?node=`: one node's), each with its node; a node that does not answer within
     --host-timeout has the sessions it last listed, `unreachable`. `?label=` filters as on a host."""
+    label_filters(request.query)  # a bad filter is the client's 400, not every host's
     hosts = request.app[HOSTS]
     named = request.query.get(ROUTE)
     nodes = [hosts.node(named)] if named is not None else list(hosts.discovery.nodes().values())
@@ -245,8 +247,8 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
     if not signed_link(request):
         node = await hosts.locate(request.match_info["id"], request.query, RECORDINGS)
         return await hosts.relay(request, node, request.rel_url.raw_path, hosts.tokens.authorization(node))
-    if ROUTE not in request.query:  # no search of every host for a request without a token
-        raise VgpuStreamError(
+    if ROUTE not in request.query:  # no search of every host for a request without a token: not through here
+        raise Forbidden(
             "a signed file link through the gateway names its node (?node=): take the recording's "
             "file_link from the gateway"
         )

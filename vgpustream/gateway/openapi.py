@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from vgpustream.api import openapi, schemas
-from vgpustream.api.openapi import ERRORS, MALFORMED, RETRY_AFTER, TEXT, error_answer, json_answer
+from vgpustream.api.openapi import ERRORS, LIMITED, MALFORMED, RETRY_AFTER, TEXT, error_answer, json_answer
 from vgpustream.api.schemas import schema_of
 from vgpustream.gateway.hosts import RETRY_AFTER as RETRY_SECONDS
 from vgpustream.gateway.hosts import ROUTE
@@ -55,15 +55,21 @@ def _also(responses: dict[str, Any], status: str, description: str, **extra: Any
         responses[status] = {**error_answer(description), **extra}
 
 
-def _routed(operation: dict[str, Any], *, search: bool = True) -> None:
-    """An operation that the gateway relays to a node's host: `?node=`, and what a host that fails answers."""
-    operation["parameters"] = [*operation.get("parameters", []), NODE]
-    responses = operation["responses"]
-    if search:
-        _also(responses, "409", CONFLICT)
+def _reaching_a_host(responses: dict[str, Any]) -> None:
+    """What an operation the gateway relays to a node's host answers besides the host's own answers."""
     _also(responses, "404", "No node of that name (?node=), or no node has the session")
     _also(responses, "502", BAD_GATEWAY)
     _also(responses, "503", UNAVAILABLE, headers=RETRY_AFTER)
+
+
+def _routed(operation: dict[str, Any], *, searched_by: str) -> None:
+    """An operation about a session, relayed to the node `?node=` names or a search finds: the search's answers
+    too (409; 429 for a search without a token, which `searched_by` says: "operator", "viewer")."""
+    operation["parameters"] = [*operation.get("parameters", []), NODE]
+    _also(operation["responses"], "409", CONFLICT)
+    if searched_by == "viewer" and "429" not in operation["responses"]:
+        operation["responses"] |= LIMITED
+    _reaching_a_host(operation["responses"])
 
 
 def _operations(paths: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -103,7 +109,7 @@ def document() -> dict[str, Any]:
     paths = {path: item for path, item in doc["paths"].items() if path not in NOT_SERVED}
     for path, _, operation in _operations(paths):
         if path.startswith(("/api/v1/sessions/{id}", "/whep/")):
-            _routed(operation)
+            _routed(operation, searched_by="viewer" if path.startswith("/whep/") else "operator")
     sessions = paths["/api/v1/sessions"]
     sessions["get"]["summary"] = (
         "List the sessions of every node (one node's with ?node=), optionally by label; a node that does not answer "
@@ -116,13 +122,13 @@ def document() -> dict[str, Any]:
     create["summary"] = "Create a session on the node the body names (the control plane knows where its VM runs)"
     create["requestBody"]["content"]["application/json"]["schema"] = schema_of(NodeSessionCreate)
     create["responses"]["201"] = json_answer(NodeSession, "Created, on that node; Location names it with ?node=")
-    _routed(create, search=False)
+    _reaching_a_host(create["responses"])
     session = paths["/api/v1/sessions/{id}"]
     session["get"]["responses"]["200"] = json_answer(NodeSession, "The session, with its node")
     session["patch"]["responses"]["200"] = json_answer(NodeSession, "Updated")
     events = paths["/api/v1/events"]["get"]
     events["summary"] = "The audit trail of one node (?node=), or of a session's node (?session=); `next` keeps it"
-    _routed(events)
+    _routed(events, searched_by="operator")
     events["responses"]["400"] = {**ERRORS["400"], "description": "Invalid request, or neither ?node= nor ?session="}
     revoke = paths["/api/v1/sessions/{id}/tokens/{token}"]["delete"]
     revoke["description"] = (
