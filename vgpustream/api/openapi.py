@@ -25,13 +25,13 @@ INT = {"type": "integer"}
 TEXT = {"type": "string"}
 
 
-def _json(struct: type[Struct], description: str) -> dict[str, Any]:
+def json_answer(struct: type[Struct], description: str) -> dict[str, Any]:
     """A JSON response whose body is a `struct` (vgpustream.api.schemas)."""
     return {"description": description, "content": {"application/json": {"schema": schema_of(struct)}}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return _json(schemas.Error, description)
+def error_answer(description: str) -> dict[str, Any]:
+    return json_answer(schemas.Error, description)
 
 
 def _challenge(description: str, required: bool) -> dict[str, Any]:
@@ -40,29 +40,29 @@ def _challenge(description: str, required: bool) -> dict[str, Any]:
 
 RETRY_AFTER = {"Retry-After": {"description": "Seconds after which to try again", "schema": INT}}
 ERRORS = {
-    "400": _error("Invalid request"),
+    "400": error_answer("Invalid request"),
     "401": {
-        **_error("No credentials"),
+        **error_answer("No credentials"),
         "headers": _challenge("`Bearer` (RFC 9110, RFC 6750)", required=True),
     },
     "403": {
-        **_error("Credentials that do not allow this"),
+        **error_answer("Credentials that do not allow this"),
         "headers": _challenge(
             'RFC 6750: `Bearer error="invalid_token"`, `"insufficient_scope"` or `"invalid_request"`', required=False
         ),
     },
-    "404": _error("No such resource"),
-    "413": _error("Body too large"),
-    "415": _error("Wrong Content-Type"),
+    "404": error_answer("No such resource"),
+    "413": error_answer("Body too large"),
+    "415": error_answer("Wrong Content-Type"),
 }
-LIMITED = {"429": {**_error("Too many requests; see Retry-After"), "headers": RETRY_AFTER}}
-FULL = {"503": {**_error("No room; see Retry-After"), "headers": RETRY_AFTER}}
+LIMITED = {"429": {**error_answer("Too many requests; see Retry-After"), "headers": RETRY_AFTER}}
+FULL = {"503": {**error_answer("No room; see Retry-After"), "headers": RETRY_AFTER}}
 STORED = {
     "503": {
-        **_error("The state database cannot be written now (storage_unavailable); nothing changed"),
+        **error_answer("The state database cannot be written now (storage_unavailable); nothing changed"),
         "headers": RETRY_AFTER,
     },
-    "507": _error("The state directory's disk is full (storage_full); nothing changed"),
+    "507": error_answer("The state directory's disk is full (storage_full); nothing changed"),
 }
 """A change the state database must keep: refused whole when it cannot be stored."""
 NO_CONTENT = {"204": {"description": "Done"}}
@@ -73,9 +73,9 @@ def _stored_change(done: dict[str, Any], conflict: str, unavailable: str) -> dic
     return {
         **done,
         **ERRORS,
-        "409": _error(conflict),
+        "409": error_answer(conflict),
         **STORED,
-        "503": _error(unavailable),
+        "503": error_answer(unavailable),
     }
 
 
@@ -150,7 +150,7 @@ QUALITY = {
     "last rung takes the last); auto: the server moves it by how its link carries the stream",
 }
 ACCEPT_PATCH = {"description": "`application/trickle-ice-sdpfrag`", "schema": TEXT}
-MALFORMED = {"400": _error("A malformed HTTP request, refused by the HTTP parser before any handler")}
+MALFORMED = {"400": error_answer("A malformed HTTP request, refused by the HTTP parser before any handler")}
 ICE_LINKS = {
     "Link": {
         "description": 'One `<url>; rel="ice-server"` per STUN/TURN server; TURN servers with `username`, '
@@ -204,7 +204,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listSessions",
                         "List sessions, optionally by label",
-                        {"200": _json(schemas.SessionList, "The sessions"), **ERRORS},
+                        {"200": json_answer(schemas.SessionList, "The sessions"), **ERRORS},
                         parameters=[
                             {
                                 "name": "label",
@@ -219,7 +219,7 @@ def document() -> dict[str, Any]:
                         "createSession",
                         "Create a session and start capturing",
                         _stored_change(
-                            {"201": _json(schemas.Session, "Created")},
+                            {"201": json_answer(schemas.Session, "Created")},
                             conflict="Exists",
                             unavailable="No room (full; see Retry-After), the source cannot be opened "
                             "(source_unavailable: no such device, or nothing at the VM's socket; nothing was created), "
@@ -231,13 +231,13 @@ def document() -> dict[str, Any]:
                 "/api/v1/sessions/{id}": {
                     **session,
                     "get": _operation(
-                        "getSession", "One session", {"200": _json(schemas.Session, "The session"), **ERRORS}
+                        "getSession", "One session", {"200": json_answer(schemas.Session, "The session"), **ERRORS}
                     ),
                     "patch": _operation(
                         "updateSession",
                         "Change name, labels, encoder settings or viewer limit live; ask the guest for a display size",
                         _stored_change(
-                            {"200": _json(schemas.Session, "Updated")},
+                            {"200": json_answer(schemas.Session, "Updated")},
                             conflict="The source cannot change its display size (unsupported)",
                             unavailable="The source is not available now, or the state database cannot be written; "
                             "nothing changed",
@@ -253,7 +253,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "getPlanes",
                         "Live plane metadata and source state",
-                        {"200": _json(schemas.Planes, "Planes"), **ERRORS},
+                        {"200": json_answer(schemas.Planes, "Planes"), **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/thumbnail": {
@@ -269,7 +269,7 @@ def document() -> dict[str, Any]:
                             },
                             "304": {"description": "Not modified (If-None-Match named the current ETag)"},
                             **ERRORS,
-                            "409": _error("No picture: the source is lost or has shown none yet"),
+                            "409": error_answer("No picture: the source is lost or has shown none yet"),
                         },
                         parameters=[
                             {
@@ -293,16 +293,16 @@ def document() -> dict[str, Any]:
                         "listTokens",
                         "Viewer tokens of a session (never their secrets), in the order they were issued, a page at a "
                         "time; expired and revoked ones until --token-retention-days after",
-                        {"200": _json(schemas.TokenList, "A page of tokens"), **ERRORS},
+                        {"200": json_answer(schemas.TokenList, "A page of tokens"), **ERRORS},
                         parameters=_page("only tokens issued after this position (the `next` link sets it)"),
                     ),
                     "post": _operation(
                         "createToken",
                         "A viewer token and console link",
                         {
-                            "201": _json(schemas.IssuedToken, "Issued; the secret is shown only now"),
+                            "201": json_answer(schemas.IssuedToken, "Issued; the secret is shown only now"),
                             **ERRORS,
-                            "421": _error(
+                            "421": error_answer(
                                 "The request's Host is none of the server's names (--allowed-host) and --public-url "
                                 "is not set: no links are made for it"
                             ),
@@ -323,7 +323,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listViewers",
                         "Viewers of a session",
-                        {"200": _json(schemas.ViewerList, "Viewers"), **ERRORS},
+                        {"200": json_answer(schemas.ViewerList, "Viewers"), **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/viewers/{viewer}": {
@@ -335,16 +335,16 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listRecordings",
                         "Recordings of a session, newest first (also of a session deleted since)",
-                        {"200": _json(schemas.RecordingList, "Recordings"), **ERRORS},
+                        {"200": json_answer(schemas.RecordingList, "Recordings"), **ERRORS},
                     ),
                     "post": _operation(
                         "startRecording",
                         "Record the session's stream, without encoding again, from its next keyframe",
                         {
-                            "201": _json(schemas.Recording, "Started; Location names it"),
+                            "201": json_answer(schemas.Recording, "Started; Location names it"),
                             **ERRORS,
-                            "409": _error("The session runs its maximum of recordings"),
-                            "503": _error("The recordings directory cannot be written"),
+                            "409": error_answer("The session runs its maximum of recordings"),
+                            "503": error_answer("The recordings directory cannot be written"),
                         },
                         requestBody=_body(schema_of(schemas.RecordingCreate)),
                     ),
@@ -352,12 +352,12 @@ def document() -> dict[str, Any]:
                 "/api/v1/sessions/{id}/recordings/{recording}": {
                     "parameters": [SESSION_ID, RECORDING_ID],
                     "get": _operation(
-                        "getRecording", "One recording", {"200": _json(schemas.Recording, "It"), **ERRORS}
+                        "getRecording", "One recording", {"200": json_answer(schemas.Recording, "It"), **ERRORS}
                     ),
                     "delete": _operation(
                         "stopRecording",
                         "Stop a running recording (200, once its file is closed), or delete a finished one (204)",
-                        {"200": _json(schemas.Recording, "Stopped"), **NO_CONTENT, **ERRORS},
+                        {"200": json_answer(schemas.Recording, "Stopped"), **NO_CONTENT, **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/recordings/{recording}/file": {
@@ -388,7 +388,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listEvents",
                         "The audit trail, oldest first, a page at a time",
-                        {"200": _json(schemas.EventPage, "A page of events"), **ERRORS},
+                        {"200": json_answer(schemas.EventPage, "A page of events"), **ERRORS},
                         parameters=[
                             {"name": "session", "in": "query", "required": False, "schema": TEXT},
                             {
@@ -482,10 +482,10 @@ def document() -> dict[str, Any]:
                             "204": {"description": "Candidates added (mDNS names are resolved in the background)"},
                             "400": ERRORS["400"],
                             "404": ERRORS["404"],
-                            "412": _error("If-Match does not match the viewer's ETag"),
+                            "412": error_answer("If-Match does not match the viewer's ETag"),
                             "413": ERRORS["413"],
                             "415": ERRORS["415"],
-                            "422": _error("An ICE restart (a new ufrag): start a new WHEP session"),
+                            "422": error_answer("An ICE restart (a new ufrag): start a new WHEP session"),
                         },
                         security=[],
                         parameters=[{"name": "If-Match", "in": "header", "required": False, "schema": TEXT}],
@@ -508,7 +508,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "healthz",
                         "Liveness",
-                        {"200": _json(schemas.Health, "Alive"), **MALFORMED},
+                        {"200": json_answer(schemas.Health, "Alive"), **MALFORMED},
                         security=[],
                     )
                 },
@@ -517,7 +517,7 @@ def document() -> dict[str, Any]:
                         "readyz",
                         "Readiness: database open, no session lost its source (which, for the operator token)",
                         {
-                            code: _json(schemas.Readiness, text)
+                            code: json_answer(schemas.Readiness, text)
                             for code, text in (("200", "Ready"), ("503", "Not ready"))
                         }
                         | MALFORMED,

@@ -532,10 +532,13 @@ class Readiness(Closed):
 SCHEMA_REF = "#/components/schemas/{name}"
 
 
-def components() -> dict[str, Any]:
-    """The OpenAPI components/schemas of every Struct here that a body is declared with."""
+def components(*extra: type[Struct]) -> dict[str, Any]:
+    """The OpenAPI components/schemas of every Struct here that a body is declared with, and of `extra` (the
+    gateway's own)."""
     structs = (*REQUESTS, Error, SessionList, Planes, IssuedToken, TokenList, ViewerList, RecordingList)
-    _, schemas = msgspec.json.schema_components((*structs, EventPage, Health, Readiness), ref_template=SCHEMA_REF)
+    _, schemas = msgspec.json.schema_components(
+        (*structs, EventPage, Health, Readiness, *extra), ref_template=SCHEMA_REF
+    )
     for schema in schemas.values():
         if "description" in schema:  # a docstring, indented as the source is
             schema["description"] = " ".join(inspect.cleandoc(schema["description"]).split("\n"))
