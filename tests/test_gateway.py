@@ -556,3 +556,27 @@ async def test_websocket_consoles_come_back_through_the_other_replica_when_their
             await wait_for(lambda: len(audience) == 1, what="the first replica's viewer given back")
             (seat,) = audience
             assert seat.transport == "websocket", "the console's one viewer, through the other replica"
+
+
+async def test_a_quality_asked_through_the_gateway_reaches_the_host(cluster, control_plane, anonymous):
+    gateway = await cluster.gateway()
+    await create(control_plane, gateway, "vm-7", "gpu-host-2")
+    async with control_plane.post(gateway.make_url("/api/v1/sessions/vm-7/tokens"), json={"role": "view"}) as r:
+        issued = await r.json()
+    webrtc = WhepReceiver(issued["whep_url"] + "&quality=2", anonymous, token=issued["token"])
+    socket = WebSocketReceiver(issued["websocket_url"] + "&quality=1", anonymous, issued["token"])
+    await webrtc.connect()
+    await socket.connect()
+    try:
+        await webrtc.next_frame()
+        await socket.next_frame()
+        host_audience = cluster.hosts["gpu-host-2"].app[REGISTRY].get("vm-7").audience
+        assert sorted((seat.transport, seat.rendition.name) for seat in host_audience) == [
+            ("webrtc", "h264/2"),
+            ("websocket", "h264/1"),
+        ]
+    finally:
+        await webrtc.close()
+        await socket.close()
+    async with anonymous.get(issued["websocket_url"] + "&quality=9") as r:
+        assert r.status == 400, "refused at the gateway, before the upgrade"

@@ -83,9 +83,14 @@ to stay on (0 is the top)."""
 def pinned_rung(quality: str, top: EncoderSettings) -> int | None:
     """The rung a viewer asking for `quality` stays on (the bottom of the session's ladder where it asked for one
     below it), or None for the ladder's choice."""
+    check_quality(quality)
+    return None if quality == "auto" else min(int(quality), top.rungs - 1)
+
+
+def check_quality(quality: str) -> None:
+    """VgpuStreamError (400) unless `quality` is one of QUALITIES."""
     if quality not in QUALITIES:
         raise VgpuStreamError(f"quality must be one of {', '.join(QUALITIES)}")
-    return None if quality == "auto" else min(int(quality), top.rungs - 1)
 
 
 TOP = Rendition("h264")
