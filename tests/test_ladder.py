@@ -4,6 +4,7 @@ then an eighth of the bitrate), and back up once its link carries more (vgpustre
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -14,7 +15,7 @@ from vgpustream.bench.capped import Console
 from vgpustream.encoder import EncoderSettings
 from vgpustream.ladder import MAX_UP_AFTER, PROBE_WINDOW, SETTLE, UP_AFTER, Estimates, RungPolicy
 from vgpustream.renditions import RUNGS, TOP, Rendition
-from vgpustream.testing.netem import LossyLink
+from vgpustream.testing.netem import LossyLink, SlowTcpLink
 from vgpustream.testing.receiver import an_offer
 from vgpustream.testing.wsreceiver import WebSocketReceiver
 from vgpustream.viewer import LINK_WINDOW
@@ -218,3 +219,56 @@ async def test_a_console_link_minted_for_a_quality_names_it(make_server, http):
     assert "quality=1" in issued["console_url"] and "transport=websocket" in issued["console_url"]
     async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
         assert "quality" not in (await response.json())["console_url"], "auto is the console's own choice"
+
+
+async def test_a_websocket_viewer_on_a_thin_link_steps_down_by_how_its_socket_drains(make_server, http):
+    """The WebSocket transport judges its link by its socket's backlog: a viewer behind a 600 kbit/s relay moves to
+    the rung that fits, is told its link is poor, and its frames come on time again; the other keeps the top; both
+    are on the top once the link widens."""
+    server = await make_server(source="synthetic:640x360@30?pattern=text", bitrate=2_000_000)
+    session = server.app[REGISTRY].get("default")
+    link = SlowTcpLink(("127.0.0.1", server.port))
+    await link.open()
+    thin = WebSocketReceiver(f"ws://127.0.0.1:{link.port}/ws/default", http, OPERATOR_TOKEN)
+    wide = WebSocketReceiver(str(server.make_url("/ws/default")), http, OPERATOR_TOKEN)
+    try:
+        for viewer in (thin, wide):
+            await viewer.connect()
+            await viewer.next_frame()
+        link.cap(600)
+        await wait_for(
+            lambda: any(seat.rendition.rung > 0 for seat in session.audience),
+            timeout=2 * LINK_WINDOW + 2,
+            what="the thin link's viewer on a lower rung",
+        )
+        assert [seat.rendition.rung for seat in session.audience].count(0) == 1, "the other keeps the top"
+        await wait_for(  # through the same thin link, behind what waits there
+            lambda: any(m.get("type") == "link" and m["quality"] == "poor" for m in thin.messages),
+            timeout=15,
+            what="the viewer told its link is poor",
+        )
+
+        moved = time.time()
+
+        async def late_ms() -> float:
+            """How late the next frame the viewer received after it moved was, from its capture."""
+            while (frame := await thin.next_frame()).received_at < moved or frame.stamp is None:
+                pass  # from before it moved, or too blurred at a low rung for the stamp to read
+            return frame.received_at * 1000 - frame.stamp.time_ms
+
+        deadline = time.monotonic() + 30
+        while await late_ms() >= 500:
+            assert time.monotonic() < deadline, "the thin link's frames on time again within 30 s"
+        ages = [await late_ms() for _ in range(30)]  # two seconds of the bottom rung's 15 fps
+        assert max(ages) < 1000, ages
+        assert [seat.rendition.rung for seat in session.audience if seat.rendition == TOP] == [0]
+        link.cap(None)
+        await wait_for(
+            lambda: all(seat.rendition == TOP for seat in session.audience),
+            timeout=2 * UP_AFTER + 3 * SETTLE + 10,
+            what="the viewer back on the top rung",
+        )
+    finally:
+        await thin.close()
+        await wide.close()
+        await link.close()

@@ -50,7 +50,9 @@ async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
         audience = session.audience
         viewer = audience.admit(
             grant,
-            lambda callbacks, grant, rules: WebSocketViewer(callbacks, grant, rules, socket, sound=audience.sound),
+            lambda callbacks, grant, rules: WebSocketViewer(
+                callbacks, grant, rules, socket, sound=audience.sound, transport=request.transport
+            ),
             quality,
         )
     except VgpuStreamError as error:
