@@ -12,6 +12,7 @@ lost, and a supervisor attaches again until QEMU is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -116,8 +117,10 @@ class QemuDisplaySource(Source):
         self._clipboard = QemuClipboard()
         self._extras: asyncio.Task[None] | None = None
         """Attaching the sound and the clipboard, for the current attachment."""
-        self._fixed_size = False
-        """QEMU said its display device takes no size hint (SetUIInfo is unsupported, e.g. std VGA)."""
+        self._follows: bool | None = None
+        """Whether QEMU's display device takes a size hint (SetUIInfo; std VGA does not); None until QEMU said."""
+        self._ui_info = [0, 0, 0, 0, 0, 0]
+        """The last SetUIInfo this source gave QEMU (none yet: zeros, QEMU's own initial value)."""
 
     def open(self) -> None:
         self._on_loop(self._open())
@@ -194,8 +197,8 @@ class QemuDisplaySource(Source):
         return frame
 
     def display_range(self) -> tuple[int, int] | None:
-        """QEMU tells whether its display device takes a size hint only when asked: until then, assume it does."""
-        return None if self._fixed_size else (self.max_edge, self.max_edge)
+        """Known from the attachment on (`_ask_whether_display_follows`); None where the device takes no size hint."""
+        return (self.max_edge, self.max_edge) if self._follows else None
 
     def resize(self, width: int, height: int, scale: float = 1.0) -> None:
         self._on_loop(self._set_ui_info(width, height, scale))
@@ -206,12 +209,25 @@ class QemuDisplaySource(Source):
         if attachment is None:
             raise SourceUnavailable("QEMU's display is not attached")
         width_mm, height_mm = physical_size_mm(width, height, scale)
-        body = [width_mm, height_mm, 0, 0, width, height]
+        await self._give_ui_info(attachment.display, [width_mm, height_mm, 0, 0, width, height])
+
+    async def _give_ui_info(self, display: Display, body: list[int]) -> None:
         try:
-            await attachment.display.call(self.console, CONSOLE, "SetUIInfo", "qqiiuu", body)
+            await display.call(self.console, CONSOLE, "SetUIInfo", "qqiiuu", body)
         except UnsupportedOperation:
-            self._fixed_size = True
+            self._follows = False
             raise
+        self._follows = True
+        self._ui_info = body
+
+    async def _ask_whether_display_follows(self, display: Display) -> None:
+        """QEMU tells whether the display device takes a size hint only when given one: give it the last one
+        this source gave (zeros at first, QEMU's initial value), which QEMU drops as unchanged, so the guest
+        sees nothing of it. (Had another client, or an earlier process, given QEMU a size, zeros take it back.)"""
+        if self._follows is not None:
+            return
+        with contextlib.suppress(VgpuStreamError):  # unsupported: now known; no answer: asked again next time
+            await self._give_ui_info(display, self._ui_info)
 
     def _read_dmabuf(self, dmabuf: _DmabufPlane) -> Frame | None:
         if not self._dmabuf_dirty:
@@ -231,6 +247,7 @@ class QemuDisplaySource(Source):
         except BaseException:
             bus.disconnect()
             raise
+        await self._ask_whether_display_follows(attachment.display)
         self.attachments += 1
         self._attachment = attachment
         # beside the picture, not before it: the first Scanout comes as soon as it would without them
@@ -238,7 +255,7 @@ class QemuDisplaySource(Source):
         self._disabled = False
         if self._lost:
             log.info("QEMU display %s is back", self.console)
-            self._fixed_size = False  # a QEMU started again may have another display device
+            self._follows = None  # a QEMU started again may have another display device
         self._lost = False
 
     async def _attach_sound_and_clipboard(self, display: Display) -> None:
