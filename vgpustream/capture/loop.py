@@ -33,7 +33,7 @@ from vgpustream.input import ResizeEvent
 from vgpustream.renditions import Rendition
 from vgpustream.resize import check_display
 from vgpustream.sound import SoundOut
-from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
+from vgpustream.sources.base import Cursor, Heads, InputSink, Planes, Source, SourceState
 from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.thumbnail import Thumbnail
 
@@ -111,6 +111,8 @@ class CaptureLoop:
         """Where the guest's sound comes out; an event-loop object too."""
         self.clipboard: GuestClipboard | None = source.clipboard
         """The guest's clipboard; an event-loop object too."""
+        self.heads: Heads | None = source.heads
+        """The display heads of the VM; an event-loop object too."""
         self.renditions: dict[Rendition, RenditionState] = {}
         """The renditions encoded now, each with its keyframe policy and counts; a rendition nobody takes any
         more is dropped (its next start is a keyframe)."""

@@ -38,6 +38,7 @@ from vgpustream.sources.qemu.audio import QemuAudioOut
 from vgpustream.sources.qemu.clipboard import QemuClipboard
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
+from vgpustream.sources.qemu.heads import QemuHeads, is_qemu_placeholder
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class QemuDisplaySource(Source):
         """The event loop QEMU's connections live on; created on it, the source is driven from another thread."""
         self._connect = connect
         self.console = f"Console_{console}"
+        self._heads = QemuHeads(self, console)
         self.max_edge = max_edge
         self.framebuffer = Framebuffer(max_edge)
         self.attachments = 0
@@ -106,6 +108,8 @@ class QemuDisplaySource(Source):
         self._dmabuf_dirty = False
         self._reader = PlaneReader()
         self._disabled = False
+        self._placeholder = False
+        """The head shows QEMU's own picture for a display the guest has not set up (no Update since)."""
         self._lost = False
         """Written on the event loop: QEMU went away (or never came) and is being waited for."""
         self._shown: tuple[int, SourceState] = (0, SourceState.STARTING)
@@ -156,6 +160,10 @@ class QemuDisplaySource(Source):
         return self._clipboard
 
     @property
+    def heads(self) -> QemuHeads:
+        return self._heads
+
+    @property
     def attachment(self) -> _Attachment | None:
         return self._attachment
 
@@ -184,7 +192,7 @@ class QemuDisplaySource(Source):
         if self._attachment is None:
             return None  # lost: the supervisor attaches again as soon as QEMU is back
 
-        if self._disabled:
+        if self._disabled or self._placeholder:
             if self.state is SourceState.NO_SIGNAL:
                 return None
             self._shown = (self.attachments, SourceState.NO_SIGNAL)
@@ -375,12 +383,15 @@ class QemuDisplaySource(Source):
             log.warning("QEMU display %s: refused (%d so far): %s", self.console, self.rejected, exc.message)
 
     def _listener_Scanout(self, body: list[Any], fds: list[int]) -> None:
-        self.framebuffer.scanout(Pixels(*body))
+        pixels = Pixels(*body)
+        self.framebuffer.scanout(pixels)
         self._set_dmabuf(None)
         self._disabled = False
+        self._placeholder = is_qemu_placeholder(pixels.rows(self.max_edge))
 
     def _listener_Update(self, body: list[Any], fds: list[int]) -> None:
         x, y, *pixels = body
+        self._placeholder = False  # the guest draws
         if not self.framebuffer.update(x, y, Pixels(*pixels)):
             self._resized()
 

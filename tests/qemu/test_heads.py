@@ -1,0 +1,162 @@
+"""Every head of a QEMU VM: the rig's Linux guest on a virtio-vga with two outputs, the second turned on by the
+kernel's `video=` argument. QEMU's screendump of each head and its trace of key events (which name the
+console each came in on) are the ground truth."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser import chromium
+from tests.qemu.vm import LinuxVm
+from tests.test_console import decoded_more_than
+from tests.test_resize import size_becomes
+from tests.test_scaling import VIDEO_SIZE
+from vgpustream.testing.qemu import Bus, wait_for
+
+SECOND_HEAD_ON = "video=Virtual-2:1024x768e"
+"""Linux's virtio-gpu calls its outputs Virtual-1, Virtual-2; `e` turns one on whatever QEMU says of it."""
+KEYS = "input_event_key_*"
+
+
+def two_heads(tmp_path: Path, bus: Bus, append: str) -> LinuxVm:
+    if reason := LinuxVm.missing():
+        pytest.skip(reason)
+    trace = f"enable={KEYS},file={tmp_path / 'keys.log'}"
+    return LinuxVm(tmp_path, f"dbus,addr={bus.address}", outputs=2, append=append, extra=["-trace", trace])
+
+
+@pytest.fixture
+def vm(bus: Bus, tmp_path: Path) -> Iterator[LinuxVm]:
+    """The guest with both heads on: head 0 at 1920x1200, head 1 at 1024x768."""
+    vm = two_heads(tmp_path, bus, SECOND_HEAD_ON)
+    yield vm
+    vm.stop()
+
+
+def keys_traced(vm: LinuxVm) -> list[tuple[int, str]]:
+    """(console, QEMU's key name) of each key press QEMU's input layer traced."""
+    path = vm.directory / "keys.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return [(int(console), key) for console, key in re.findall(r"con (\d+), key qcode (\S+), down 1", text)]
+
+
+async def pressed(vm: LinuxVm, expected: list[tuple[int, str]]) -> None:
+    await asyncio.to_thread(wait_for, lambda: set(expected) <= set(keys_traced(vm)), 10, f"key presses {expected}")
+    assert sorted(set(keys_traced(vm))) == sorted(expected), "each key on its own head's console, and only there"
+
+
+async def both_heads_on(vm: LinuxVm) -> None:
+    await asyncio.to_thread(vm.wait_mode, 1920, 1200, 90)
+    await asyncio.to_thread(vm.wait_mode, 1024, 768, 30, 1)
+
+
+async def heads(http, server, session: str = "default") -> list[dict]:
+    async with http.get(server.make_url(f"/api/v1/sessions/{session}/heads")) as response:
+        assert response.status == 200, await response.text()
+        return (await response.json())["heads"]
+
+
+async def heads_become(http, server, expected: list[tuple], session: str = "default", timeout: float = 15) -> None:
+    """Wait until the session's list of heads says `expected`: (console, width, height, state, session) each
+    (an unwatched session looks at its source once a second)."""
+    listed: list[tuple] = []
+    for _ in range(int(timeout / 0.2)):
+        listed = [
+            (h["console"], h["width"], h["height"], h["state"], h["session"])
+            for h in await heads(http, server, session)
+        ]
+        if listed == expected:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the heads are {listed}, not {expected}")
+
+
+async def open_head(http, server, head: int | str) -> tuple[int, dict]:
+    async with http.post(server.make_url(f"/api/v1/sessions/default/heads/{head}")) as response:
+        return response.status, await response.json()
+
+
+async def test_the_api_lists_both_heads_and_a_session_of_each_plays_it_and_takes_its_keys(
+    vm: LinuxVm, bus: Bus, make_server, viewers, http
+):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await both_heads_on(vm)
+    await heads_become(http, server, [(0, 1920, 1200, "streaming", "default"), (1, 1024, 768, "streaming", None)])
+    status, created = await open_head(http, server, 1)
+    assert status == 201, created
+    assert (created["id"], created["source"]) == ("default-head1", f"qemu-dbus:{bus.address}?console=1")
+    status, again = await open_head(http, server, 1)
+    assert (status, again["id"]) == (200, "default-head1"), "the session there is"
+    assert [h["session"] for h in await heads(http, server)] == ["default", "default-head1"]
+    assert [h["session"] for h in await heads(http, server, "default-head1")] == ["default", "default-head1"]
+    status, error = await open_head(http, server, 2)
+    assert status == 404 and error["error"]["message"].endswith("its heads: 0, 1"), error
+
+    first, second = await viewers(server), await viewers(server, "default-head1")
+    await asyncio.gather(size_becomes(first, 1920, 1200), size_becomes(second, 1024, 768))
+    await asyncio.gather(first.wait_channel_open(), second.wait_channel_open())
+    for receiver, code in ((first, "KeyA"), (second, "KeyB")):
+        receiver.send_input({"type": "key", "code": code, "down": True})
+        receiver.send_input({"type": "key", "code": code, "down": False})
+    await pressed(vm, [(0, "a"), (1, "b")])
+
+
+@pytest.mark.browser
+async def test_two_heads_play_in_two_consoles_at_once_each_typing_into_its_own(
+    vm: LinuxVm, bus: Bus, make_server, http
+):
+    server = await make_server(source=f"qemu-dbus:{bus.address}")
+    await both_heads_on(vm)
+    status, _ = await open_head(http, server, 1)
+    assert status == 201
+    links = []
+    for session in ("default", "default-head1"):
+        async with http.post(server.make_url(f"/api/v1/sessions/{session}/tokens"), json={"role": "control"}) as r:
+            links.append((await r.json())["console_url"])
+    async with chromium(viewport={"width": 1000, "height": 700}) as browser:
+        pages = [await browser.new_page() for _ in links]
+        errors: list[str] = []
+        for page, link in zip(pages, links, strict=True):
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            await page.goto(link)
+        await asyncio.gather(*(decoded_more_than(page, 5) for page in pages))
+        for head, page in enumerate(pages):
+            # each console shows its own head, at whatever size the guest gave it (each console asks for its window)
+            async def same_size(head: int = head, page=page) -> bool:
+                shown = await page.evaluate(f"({VIDEO_SIZE})()")
+                return shown == list((await asyncio.to_thread(vm.screendump, head)).shape[1::-1])
+
+            for _ in range(300):
+                if await same_size():
+                    break
+                await asyncio.sleep(0.1)
+            assert await same_size(), f"console {head} shows its head"
+        for page, key in zip(pages, ("KeyA", "KeyB"), strict=True):
+            await page.click("#stage")
+            await page.keyboard.press(key)
+        await pressed(vm, [(0, "a"), (1, "b")])
+        assert errors == []
+
+
+async def test_a_head_the_guest_has_not_turned_on_is_no_signal(bus: Bus, tmp_path: Path, make_server, http):
+    vm = two_heads(tmp_path, bus, "")
+    try:
+        server = await make_server(source=f"qemu-dbus:{bus.address}")
+        await asyncio.to_thread(vm.wait_mode, 1920, 1200, 90)
+        await heads_become(http, server, [(0, 1920, 1200, "streaming", "default"), (1, 640, 480, "no_signal", None)])
+        status, created = await open_head(http, server, 1)
+        assert status == 201, created
+        for _ in range(50):
+            async with http.get(server.make_url("/api/v1/sessions/default-head1")) as response:
+                session = await response.json()
+            if session["state"] == "no_signal":
+                break
+            await asyncio.sleep(0.1)
+        assert (session["state"], session["message"]) == ("no_signal", None), session
+    finally:
+        vm.stop()
