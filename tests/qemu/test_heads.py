@@ -106,40 +106,55 @@ async def test_the_api_lists_both_heads_and_a_session_of_each_plays_it_and_takes
     await pressed(vm, [(0, "a"), (1, "b")])
 
 
+async def shows_head(vm: LinuxVm, page, head: int) -> None:
+    """Wait until the console at `page` plays head `head`: its picture has the size QEMU's screendump of the
+    head has (whatever size the guest gave it: a console asks the VM for its window's size)."""
+
+    async def same_size() -> bool:
+        shown = await page.evaluate(f"({VIDEO_SIZE})()")
+        return shown == list((await asyncio.to_thread(vm.screendump, head)).shape[1::-1])
+
+    for _ in range(300):
+        if await same_size():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the console does not show head {head}")
+
+
 @pytest.mark.browser
 async def test_two_heads_play_in_two_consoles_at_once_each_typing_into_its_own(
     vm: LinuxVm, bus: Bus, make_server, http
 ):
+    """The console of head 0 offers the VM's other head: opened in a window of its own (its session made on the
+    way), both play at once and each types into its own head; the second window then switches to head 0."""
     server = await make_server(source=f"qemu-dbus:{bus.address}")
     await both_heads_on(vm)
-    status, _ = await open_head(http, server, 1)
-    assert status == 201
-    links = []
-    for session in ("default", "default-head1"):
-        async with http.post(server.make_url(f"/api/v1/sessions/{session}/tokens"), json={"role": "control"}) as r:
-            links.append((await r.json())["console_url"])
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "control"}) as response:
+        link = (await response.json())["console_url"]
     async with chromium(viewport={"width": 1000, "height": 700}) as browser:
-        pages = [await browser.new_page() for _ in links]
         errors: list[str] = []
-        for page, link in zip(pages, links, strict=True):
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            await page.goto(link)
-        await asyncio.gather(*(decoded_more_than(page, 5) for page in pages))
-        for head, page in enumerate(pages):
-            # each console shows its own head, at whatever size the guest gave it (each console asks for its window)
-            async def same_size(head: int = head, page=page) -> bool:
-                shown = await page.evaluate(f"({VIDEO_SIZE})()")
-                return shown == list((await asyncio.to_thread(vm.screendump, head)).shape[1::-1])
-
-            for _ in range(300):
-                if await same_size():
-                    break
-                await asyncio.sleep(0.1)
-            assert await same_size(), f"console {head} shows its head"
-        for page, key in zip(pages, ("KeyA", "KeyB"), strict=True):
+        browser.on("weberror", lambda error: errors.append(str(error.error)))
+        first = await browser.new_page()
+        await first.goto(link)
+        await decoded_more_than(first, 5)
+        switcher = first.locator("#heads")
+        await switcher.wait_for(state="visible")
+        offered = await switcher.locator("option").evaluate_all("options => options.map(o => [o.value, o.text])")
+        assert offered == [["show:0", "Display 1"], ["show:1", "Display 2"], ["window:1", "Display 2 in a new window"]]
+        async with browser.expect_page() as opened:
+            await switcher.select_option("window:1")
+        second = await opened.value
+        await decoded_more_than(second, 5)
+        assert await second.evaluate("new URLSearchParams(location.search).get('session')") == "default-head1"
+        await asyncio.gather(shows_head(vm, first, 0), shows_head(vm, second, 1))
+        for page, key in ((first, "KeyA"), (second, "KeyB")):
             await page.click("#stage")
             await page.keyboard.press(key)
         await pressed(vm, [(0, "a"), (1, "b")])
+        await second.locator("#heads").select_option("show:0")
+        await second.wait_for_function("new URLSearchParams(location.search).get('session') === 'default'")
+        await decoded_more_than(second, 5)
+        await shows_head(vm, second, 0)
         assert errors == []
 
 
