@@ -3,7 +3,7 @@ several heads are tested with a real QEMU in tests/qemu/test_heads.py."""
 
 from __future__ import annotations
 
-from vgpustream.sources.qemu.url import head_url, same_head
+from vgpustream.sources.qemu.url import head_of, head_url
 
 
 async def test_a_source_of_one_head_lists_it_and_a_head_that_does_not_exist_is_404(make_server, http):
@@ -28,10 +28,9 @@ def test_a_heads_source_url_names_it_whatever_the_order_of_the_options():
     url = "qemu-dbus:unix:path=/run/vm/bus.sock?max_edge=4096"
     assert head_url(url, 1) == "qemu-dbus:unix:path=/run/vm/bus.sock?console=1&max_edge=4096"
     assert head_url(head_url(url, 1), 0) == url
-    assert same_head("qemu-dbus:unix:path=/run/vm/bus.sock?console=1&max_edge=4096") == same_head(
-        "qemu-dbus:unix:path=/run/vm/bus.sock?max_edge=4096&console=1"
-    )
-    assert same_head("qemu-dbus:unix:path=/run/vm/bus.sock?console=0") == "qemu-dbus:unix:path=/run/vm/bus.sock"
+    assert head_of("qemu-dbus:unix:path=/run/vm/bus.sock?console=1&max_edge=4096") == (url, 1)
+    assert head_of("qemu-dbus:unix:path=/run/vm/bus.sock?max_edge=4096&console=0") == (url, 0)
+    assert head_of("synthetic:320x240@10") == ("synthetic:320x240@10", 0)
 
 
 async def test_a_viewer_token_lists_the_heads_and_gets_a_link_to_one_no_more_than_it_may(make_server, http, anonymous):

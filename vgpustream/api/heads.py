@@ -22,7 +22,7 @@ from vgpustream.auth import OPERATOR
 from vgpustream.errors import NotFound
 from vgpustream.registry import SessionRegistry
 from vgpustream.session import Session
-from vgpustream.sources.qemu.url import head_url, same_head
+from vgpustream.sources.qemu.url import head_of, head_url
 
 MAX_ID = 63
 """The longest session id (vgpustream.api.schemas.SessionCreate)."""
@@ -32,23 +32,30 @@ heads and opens one."""
 
 
 async def heads_of(registry: SessionRegistry, session: Session) -> list[schemas.Head]:
-    """The heads of `session`'s VM, each with the session that shows it, if any."""
+    """The heads of `session`'s VM, each with the session that shows it, if any (whose state is the head's)."""
     snapshot, directory = session.capture.snapshot, session.capture.heads
     if directory is None:
         primary = snapshot.planes.primary
         width, height = (primary.width, primary.height) if primary else (0, 0)
         return [schemas.Head(0, "", width, height, snapshot.state.value, session.id)]
-    shown = {same_head(other.spec.source): other.id for other in registry}
+    vm, own = head_of(session.spec.source)
+    shown: dict[int, Session] = {}
+    for other in registry:
+        other_vm, console = head_of(other.spec.source)
+        if other_vm == vm:
+            shown.setdefault(console, other)
+    shown[own] = session
+    heads = await directory.list({console: other.capture.snapshot.state for console, other in shown.items()})
     return [
         schemas.Head(
             console=head.console,
             label=head.label,
             width=head.width,
             height=head.height,
-            state=(snapshot.state if head.console == directory.own else head.state).value,
-            session=shown.get(head_url(session.spec.source, head.console)),
+            state=head.state.value,
+            session=shown[head.console].id if head.console in shown else None,
         )
-        for head in await directory.list()
+        for head in heads
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,12 +180,10 @@ class Head:
 class Heads(ABC):
     """The display heads of the VM behind a source; an event-loop object, like `Source.input_sink`."""
 
-    own: int
-    """The head the source itself shows."""
-
     @abstractmethod
-    async def list(self) -> list[Head]:
-        """Every head of the VM, in order; SourceUnavailable while the VM cannot be asked."""
+    async def list(self, known: Mapping[int, SourceState]) -> list[Head]:
+        """Every head of the VM, in order, with its state: as `known` says (the heads sessions show, this
+        source's among them), else as the VM shows it now. SourceUnavailable while the VM cannot be asked."""
 
 
 class Source(ABC):

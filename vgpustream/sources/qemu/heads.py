@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 VM = "org.qemu.Display1.VM"
 CONSOLE = "org.qemu.Display1.Console"
 LOOK_TIMEOUT = 2.0
-"""How long QEMU may take to hand a new listener a head's picture."""
+"""How long QEMU may take to hand a new listener a head's picture, and the source to attach again."""
+ATTACH_POLL = 0.05
 GLYPH_WIDTH, GLYPH_HEIGHT = 8, 16
 """QEMU's placeholder text is in its VGA font (ui/vgafont.h)."""
 PLACEHOLDER_INK = 0xAA
@@ -60,21 +62,22 @@ class QemuHeads(Heads):
     def __init__(self, source: QemuDisplaySource, own: int) -> None:
         self.source = source
         self.own = own
+        """The head the source shows: QEMU takes one listener per client and head, so it is never looked at."""
         self._looking = asyncio.Lock()
         """One look at a time: QEMU takes one listener per client and head."""
 
-    async def list(self) -> list[Head]:
-        attachment = self.source.attachment
-        if attachment is None:
-            raise SourceUnavailable("QEMU's display is not attached")
-        display = attachment.display
+    async def list(self, known: Mapping[int, SourceState]) -> list[Head]:
+        display = await self._display()
         consoles = (await display.properties("VM", VM)).get("ConsoleIDs", [])
         heads = []
         for console in sorted(consoles):
             properties = await display.properties(f"Console_{console}", CONSOLE)
             if properties.get("Type", "Graphic") != "Graphic":
                 continue
-            state = self.source.state if console == self.own else await self._look(display, console)
+            if console in known:
+                state = known[console]
+            else:
+                state = self.source.state if console == self.own else await self._look(display, console)
             heads.append(
                 Head(
                     console=console,
@@ -85,6 +88,15 @@ class QemuHeads(Heads):
                 )
             )
         return heads
+
+    async def _display(self) -> Display:
+        """The source's connection to QEMU, waiting out a re-attachment (the guest changed mode)."""
+        for _ in range(int(LOOK_TIMEOUT / ATTACH_POLL)):
+            attachment = self.source.attachment
+            if attachment is not None:
+                return attachment.display
+            await asyncio.sleep(ATTACH_POLL)
+        raise SourceUnavailable("QEMU's display is not attached")
 
     async def _look(self, display: Display, console: int) -> SourceState:
         """What head `console` shows now: a listener of its own is handed the current picture, then goes."""

@@ -52,8 +52,9 @@ def head_url(url: str, console: int) -> str:
     return base + ("?" + urlencode(options, safe=":/") if options else "")
 
 
-def same_head(url: str) -> str:
-    """`url` as head_url writes it: what a session's source URL is compared by."""
+def head_of(url: str) -> tuple[str, int]:
+    """The URL of head 0 of the VM at source URL `url` (as head_url writes it, so that URLs of one VM compare
+    equal) and the head `url` names."""
     _, _, query = url.partition("?")
     console = dict(parse_qsl(query)).get(CONSOLE.name, "0")
-    return head_url(url, int(console) if console.isascii() and console.isdigit() else CONSOLE.default)
+    return head_url(url, 0), int(console) if console.isascii() and console.isdigit() else CONSOLE.default
