@@ -47,6 +47,7 @@ CONSOLE = "org.qemu.Display1.Console"
 KEYBOARD = "org.qemu.Display1.Keyboard"
 MOUSE = "org.qemu.Display1.Mouse"
 RETRY_INTERVAL = 0.25  # between attempts to attach while QEMU is away (a failed one costs a connect)
+CLOSE_RETRY = 0.5  # seconds between cancellations of a supervisor that goes on
 MAX_CURSOR_EDGE = 256
 CURSOR_FORMAT = fourcc_code("AR24")
 SIGNATURES = {
@@ -141,9 +142,14 @@ class QemuDisplaySource(Source):
         self._supervisor = asyncio.create_task(self._supervise(), name=f"qemu-display-{self.console}")
 
     async def _close(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+        supervisor = self._supervisor
+        while supervisor is not None and not supervisor.done():
+            # cancelled again until it ends: a cancellation can be lost on the way (Python 3.11's wait_for loses
+            # one that meets the end of what it waits for), and the supervisor would attach again for ever
+            supervisor.cancel()
+            await asyncio.wait((supervisor,), timeout=CLOSE_RETRY)
+        if supervisor is not None:
+            await asyncio.gather(supervisor, return_exceptions=True)  # done: what it ended with, taken
         await self._detach()
         self.audio.close()
 
