@@ -144,8 +144,9 @@ class QemuDisplaySource(Source):
     async def _close(self) -> None:
         supervisor = self._supervisor
         while supervisor is not None and not supervisor.done():
-            # cancelled again until it ends: a cancellation can be lost on the way (Python 3.11's wait_for loses
-            # one that meets the end of what it waits for), and the supervisor would attach again for ever
+            # cancelled again until it ends: a cancellation can be lost on the way (Python 3.11's wait_for can
+            # lose one that meets the end of what it waits for; where it was lost here is not known), and the
+            # supervisor would attach again for ever
             supervisor.cancel()
             await asyncio.wait((supervisor,), timeout=CLOSE_RETRY)
         if supervisor is not None:
