@@ -25,10 +25,11 @@ CHROMIUM_ARGS = [
 
 
 @asynccontextmanager
-async def chromium(**emulation: object) -> AsyncIterator[object]:
+async def chromium(*flags: str, **emulation: object) -> AsyncIterator[object]:
     """A headless Chromium with a fresh profile; skips the test where Chromium or Playwright is missing.
 
-    `emulation` goes to Playwright's context (device_scale_factor, is_mobile, has_touch, viewport, ...).
+    `flags` are Chromium's own, after CHROMIUM_ARGS; `emulation` goes to Playwright's context
+    (device_scale_factor, is_mobile, has_touch, viewport, permissions, ...).
     """
     if shutil.which(CHROMIUM) is None:
         pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
@@ -39,7 +40,7 @@ async def chromium(**emulation: object) -> AsyncIterator[object]:
                 profile,
                 executable_path=CHROMIUM,
                 headless=True,
-                args=CHROMIUM_ARGS,
+                args=[*CHROMIUM_ARGS, *flags],
                 **{"viewport": {"width": 1280, "height": 800}, **emulation},
             )
             try:

@@ -137,19 +137,12 @@ async def test_the_console_warns_while_its_link_cannot_carry_the_stream(make_ser
     link = LossyLink(seed=9)
     await link.open()
 
-    async def through_the_link(route) -> None:  # the console's WHEP offer and answer name the relay
-        if route.request.method != "POST":
-            await route.continue_()
-            return
-        response = await route.fetch(post_data=link.offer(route.request.post_data))
-        await route.fulfill(response=response, body=link.answer(await response.text()))
-
     async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
         issued = await response.json()
     try:
         async with chromium() as browser:
             page = await browser.new_page()
-            await page.route("**/whep/default", through_the_link)
+            await page.route("**/whep/default", link.route)
             await page.goto(issued["console_url"])
             await decoded_more_than(page, 10)
             warning = page.locator("#link-warning")

@@ -31,6 +31,28 @@ REACHABLE = """(ids) => ids.filter((id) => {
 })"""
 
 
+async def assert_reachable_at_every_width(page, expected: list[str]) -> None:
+    """At each of WIDTHS the toolbar is one line and every control of `expected` is on it or in its More menu
+    (from 1920 px on, all on the toolbar)."""
+    for width in WIDTHS:
+        await page.set_viewport_size({"width": width, "height": 720})
+        await page.wait_for_timeout(100)
+        on_toolbar = await page.evaluate(REACHABLE, expected)
+        toolbar = await page.locator("#toolbar").bounding_box()
+        assert toolbar["height"] < 50, f"{width} px: the toolbar wraps ({toolbar['height']} px high)"
+        if await page.locator("#more").is_visible():
+            await page.click("#more-toggle")
+            in_menu = await page.evaluate(REACHABLE, expected)
+            await page.keyboard.press("Escape")
+            assert not set(on_toolbar) - set(in_menu), f"{width} px: the menu covers {on_toolbar}"
+        else:
+            in_menu = []
+        unreachable = set(expected) - set(on_toolbar) - set(in_menu)
+        assert not unreachable, f"{width} px: {sorted(unreachable)} out of reach"
+        if width >= 1920:
+            assert set(on_toolbar) == set(expected), f"{width} px: all on the toolbar, no menu"
+
+
 @pytest.mark.parametrize("sound", [False, True], ids=["silent", "with-sound"])
 async def test_every_control_is_in_the_window_at_any_width(make_server, http, sound):
     """From a phone to a 4K screen: the toolbar stays one line, and each control is on it or in its More menu;
@@ -43,23 +65,7 @@ async def test_every_control_is_in_the_window_at_any_width(make_server, http, so
         page, errors = await playing_console(browser, issued["console_url"])
         if sound:
             await page.wait_for_function("() => !document.getElementById('speaker').hidden", timeout=10_000)
-        for width in WIDTHS:
-            await page.set_viewport_size({"width": width, "height": 720})
-            await page.wait_for_timeout(100)
-            on_toolbar = await page.evaluate(REACHABLE, expected)
-            toolbar = await page.locator("#toolbar").bounding_box()
-            assert toolbar["height"] < 50, f"{width} px: the toolbar wraps ({toolbar['height']} px high)"
-            if await page.locator("#more").is_visible():
-                await page.click("#more-toggle")
-                in_menu = await page.evaluate(REACHABLE, expected)
-                await page.keyboard.press("Escape")
-                assert not set(on_toolbar) - set(in_menu), f"{width} px: the menu covers {on_toolbar}"
-            else:
-                in_menu = []
-            unreachable = set(expected) - set(on_toolbar) - set(in_menu)
-            assert not unreachable, f"{width} px: {sorted(unreachable)} out of reach"
-            if width >= 1920:
-                assert set(on_toolbar) == set(expected), f"{width} px: all on the toolbar, no menu"
+        await assert_reachable_at_every_width(page, expected)
         labels = await page.evaluate(
             "() => [...document.querySelectorAll('#toolbar button, #toolbar option')].map(e => e.textContent)"
         )

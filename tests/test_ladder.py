@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from tests.browser import chromium
 from tests.conftest import wait_for
 from vgpustream.api.state import REGISTRY
-from vgpustream.ladder import MAX_UP_AFTER, PROBE_WINDOW, SETTLE, UP_AFTER, RungPolicy
-from vgpustream.renditions import TOP
+from vgpustream.bench.capped import Console
+from vgpustream.ladder import MAX_UP_AFTER, PROBE_WINDOW, SETTLE, UP_AFTER, Estimates, RungPolicy
+from vgpustream.renditions import RUNGS, TOP, Rendition
 from vgpustream.testing.netem import LossyLink
+from vgpustream.viewer import LINK_WINDOW
 
 
 def test_a_poor_link_steps_down_at_once_and_a_good_one_up_after_a_while():
@@ -35,50 +40,104 @@ def test_a_probe_that_fails_doubles_the_wait_before_the_next():
         assert SETTLE < PROBE_WINDOW and policy.up_after == min(UP_AFTER * 2**failed, MAX_UP_AFTER)
 
 
-async def test_a_capped_viewer_steps_down_while_the_other_keeps_the_top_and_comes_back_up(make_server, viewers):
+@pytest.mark.browser
+async def test_a_capped_console_steps_down_at_once_while_the_other_keeps_the_top_and_comes_back_up(make_server, http):
+    """Two Chromium consoles; one link narrows under the running stream: that console is on a rung that fits
+    within 5 s (its receiver's estimate falls at once: vgpustream.ladder.Estimates) and plays on, the other
+    keeps the top rung; when the link widens again the capped one climbs back. (aiortc's receiver is no
+    stand-in here: through a link its stream overruns it shows no picture for tens of seconds.)"""
     server = await make_server(source="synthetic:640x360@30?pattern=text", bitrate=2_000_000)
     session = server.app[REGISTRY].get("default")
-    link = LossyLink(rate_kbps=600)
+    link = LossyLink()
     await link.open()
+
+    async def console(through: LossyLink | None) -> Console:
+        async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+            url = (await response.json())["console_url"]
+        page = await browser.new_page()
+        if through is not None:
+            await page.route("**/whep/default", through.route)
+        await page.goto(url)
+        opened = Console(page)
+        await opened.start()
+        return opened
+
     try:
-        capped = await viewers(server, link=link)
-        free = await viewers(server)
-        # both read all along: what the test measures is the stream, not frames left waiting in the track
-        reading = [asyncio.create_task(viewer.receive_for(120)) for viewer in (capped, free)]
+        async with chromium() as browser:
+            free = await console(None)
+            capped = await console(link)
+            assert [seat.rendition for seat in session.audience] == [TOP, TOP]
+            link.impair(loss=0.0, rtt_ms=0, rate_kbps=400)  # the top rung sends about 1.5 Mbit/s
+            await wait_for(
+                lambda: any(seat.rendition.rung > 0 for seat in session.audience),
+                timeout=5,
+                what="the capped console on a lower rung within 5 s",
+            )
+            await asyncio.sleep(SETTLE)
+            rungs = sorted(seat.rendition.rung for seat in session.audience)
+            assert rungs == [0, len(RUNGS) - 1], "the capped console on the rung that fits, the other on the top"
+            await capped.read()
+            await asyncio.sleep(3.0)
+            assert (await capped.read())["fps"] >= 10, "the capped console plays on"
+            assert (await free.read())["fps"] >= 20, "the free console keeps the top rung's frame rate"
+            link.impair(loss=0.0, rtt_ms=0, rate_kbps=None)  # the cap is lifted
+            await wait_for(
+                lambda: all(seat.rendition == TOP for seat in session.audience),
+                timeout=2 * UP_AFTER + 3 * SETTLE + 10,
+                what="the capped console back on the top rung",
+            )
+    finally:
+        link.close()
+
+
+def test_a_receiver_estimate_that_falls_far_below_what_the_viewer_is_sent_says_its_link_is_overrun():
+    estimates = Estimates()
+    sent = 0
+    for second in range(4):  # 2 Mbit/s sent, estimated at 1.5 Mbit/s: a browser's estimate climbs slowly
+        sent += 250_000
+        assert not estimates.add(float(second), 1_500_000, sent)
+    assert not estimates.add(4.0, 1_200_000, sent + 250_000), "a fall that stays near what it is sent: a burst"
+    assert estimates.add(4.5, 600_000, sent + 375_000), "far below both: the link cannot carry the stream"
+    assert estimates.latest == 600_000
+
+
+def test_a_step_down_goes_to_the_highest_rung_the_estimate_fits():
+    top = 4_000_000  # rungs: 4, 1 and 0.5 Mbit/s
+    assert TOP.lower_within(None, top) == Rendition("h264", 1), "without an estimate: one rung"
+    assert TOP.lower_within(2_000_000, top) == Rendition("h264", 1)
+    assert TOP.lower_within(1_000_000, top) == Rendition("h264", 2), "1 Mbit/s leaves no room for packet headers"
+    assert TOP.lower_within(0, top) == Rendition("h264", 2), "nothing fits: the bottom"
+    assert Rendition("h264", 2).lower_within(0, top) is None
+
+
+def test_an_overrun_rung_steps_down_even_while_the_last_change_settles():
+    policy = RungPolicy()
+    assert policy.judge(0.0, True, at_top=True, at_bottom=False) == 1
+    assert policy.judge(1.0, True, at_top=False, at_bottom=False) == 0
+    assert policy.judge(1.5, True, at_top=False, at_bottom=False, overrun=True) == 1
+
+
+async def test_a_viewer_whose_receiver_says_its_link_carries_nothing_goes_to_the_bottom_rung_at_once(
+    make_server, viewers
+):
+    """Bad input from a receiver: an estimate of 0 moves only that viewer (to the bottom rung, at once, not at
+    its link window's end); one of 10 Gbit/s moves nobody; the session streams on."""
+    server = await make_server(source="synthetic:320x240@30?pattern=text", bitrate=2_000_000)
+    session = server.app[REGISTRY].get("default")
+    starved, other = await viewers(server), await viewers(server)
+    reading = [asyncio.create_task(viewer.receive_for(60)) for viewer in (starved, other)]
+    try:
+        await asyncio.sleep(2.5)  # the server knows what it sends each viewer
+        await starved.send_estimate(0)
+        await other.send_estimate(10**10)
         await wait_for(
-            lambda: any(seat.rendition is not None and seat.rendition.rung > 0 for seat in session.audience),
-            timeout=30,
-            what="the capped viewer on a lower rung",
+            lambda: any(s.rendition is not None and s.rendition.rung == 2 for s in session.audience),
+            timeout=LINK_WINDOW - 1,
+            what="the starved viewer on the bottom rung before its link window ends",
         )
-        moved = [seat for seat in session.audience if seat.rendition.rung > 0]
-        assert len(moved) == 1 and session.audience.stats.rung_changes >= 1
-        stayed = [seat for seat in session.audience if seat.rendition == TOP]
-        assert len(stayed) == 1, "the free viewer keeps the top rung"
-        await asyncio.sleep(2 * SETTLE)  # settled on the rung that fits
-        (figures,) = [f for f in session.rendition_figures() if f.rendition.rung > 0]
-        assert figures.seats == 1 and 10 <= figures.fps <= 20 and figures.bitrate < 600_000, figures
-        # frames that waited for retransmissions while the link was overrun drain; then it keeps up
-        await wait_for(
-            lambda: capped.stats.latencies_ms and capped.stats.latencies_ms[-1] < 500,
-            timeout=40,
-            what="the capped viewer's frames on time",
-        )
-        settled = len(capped.stats.latencies_ms)
-        await asyncio.sleep(5.0)
-        ages = capped.stats.latencies_ms[settled:]
-        assert len(ages) >= 40 and max(ages) < 1000, f"the capped viewer's frames arrive {ages} ms after capture"
-        before = free.stats.frames
-        await asyncio.sleep(2.0)
-        assert (free.stats.frames - before) / 2.0 > 25, "the free viewer keeps the top rung's frame rate"
-        link.impair(loss=0.0, rtt_ms=0, rate_kbps=None)  # the cap is lifted
-        await wait_for(
-            lambda: all(seat.rendition == TOP for seat in session.audience),
-            timeout=UP_AFTER * 2 + 3 * SETTLE + 10,
-            what="the viewer back on the top rung",
-        )
-        frames = capped.stats.frames
-        await wait_for(lambda: capped.stats.frames > frames + 30, what="the capped viewer's frames on the top rung")
+        assert [s.rendition for s in session.audience].count(TOP) == 1, "the other viewer keeps the top rung"
+        frames = other.stats.frames
+        await wait_for(lambda: other.stats.frames > frames + 20, what="the other viewer's stream going on")
     finally:
         for task in reading:
             task.cancel()
-        link.close()

@@ -40,6 +40,14 @@ from vgpustream.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
 from vgpustream.ladder import RungPolicy
+from vgpustream.microphone import (
+    Microphone,
+    MicrophoneIn,
+    MicrophoneRefused,
+    is_microphone_message,
+    outcome,
+    parse_request,
+)
 from vgpustream.ratelimit import TokenBucket
 from vgpustream.renditions import Rendition
 from vgpustream.seat import Seat, SeatCallbacks
@@ -112,6 +120,8 @@ class _Delivery:
     """The rendition the viewer moves to at its next keyframe (another rung of its codec)."""
     clipboard: Assembly = field(default_factory=Assembly)
     """The clipboard text this viewer is sending, part by part."""
+    told_not_speaking: bool = False
+    """Whether the viewer was told its sound was refused since it last asked for the microphone (told once)."""
 
 
 class Audience:
@@ -127,6 +137,7 @@ class Audience:
         *,
         sound: bool = False,
         clipboard: GuestClipboard | None = None,
+        microphone: MicrophoneIn | None = None,
         resize: Callable[[ResizeEvent], None] | None = None,
     ) -> None:
         self.max_viewers = max_viewers
@@ -136,6 +147,8 @@ class Audience:
         """The session's video bitrate (bits per second), which paces replays."""
         self.stats = AudienceStats()
         self.clipboard_stats = ClipboardStats()
+        self.microphone = Microphone(microphone)
+        """Which viewer speaks into the guest, one at a time."""
         self.glass_to_glass = Histogram(GLASS_TO_GLASS_BUCKETS)
         """The delays (seconds) from capture to a browser's screen that the viewers reported."""
         self._clipboard = clipboard
@@ -164,6 +177,7 @@ class Audience:
             closed=self._forget,
             input=self._on_input,
             link_judged=self._on_link,
+            microphone=self._on_microphone_sound,
         )
 
     def __iter__(self) -> Iterator[Seat]:
@@ -212,8 +226,9 @@ class Audience:
         if self._rules.on_token_expiry == "disconnect":
             viewer.dismiss("token_expired", "the link's time is up")
             return
-        viewer.role, viewer.clipboard = "view", "none"
+        viewer.role, viewer.clipboard, viewer.may_speak = "view", "none", False
         self._release_keys(seat)
+        self._stop_microphone(viewer, "the link's time is up", tell=True)
         viewer.send_message(
             json.dumps({"type": "expired", "message": "the link's time is up: the VM takes no more input from it"})
         )
@@ -250,12 +265,16 @@ class Audience:
         seat = self._seats.get(viewer)
         if seat is None or viewer.rendition is None or viewer.link is None or seat.switch_to is not None:
             return
-        rendition = viewer.rendition
+        rendition, estimate = viewer.rendition, viewer.link.estimate_bps
         lower, higher = rendition.lower(), rendition.higher()
         step = seat.ladder.judge(
-            time.monotonic(), viewer.link.quality == "poor", at_top=higher is None, at_bottom=lower is None
+            time.monotonic(),
+            viewer.link.quality == "poor",
+            at_top=higher is None,
+            at_bottom=lower is None,
+            overrun=estimate is not None and not rendition.fits(estimate, self.bitrate),
         )
-        target = lower if step > 0 else higher if step < 0 else None
+        target = rendition.lower_within(estimate, self.bitrate) if step > 0 else higher if step < 0 else None
         if target is not None:
             seat.switch_to = target
             self.stats.rung_changes += 1
@@ -373,6 +392,57 @@ class Audience:
         if self.audit is not None:
             self.audit.clipboard_to_guest(viewer.id, len(text))
 
+    def _on_microphone_request(self, viewer: Seat, seat: _Delivery, message: str | bytes) -> None:
+        """A viewer asks for the microphone, or gives it back; it is told what became of it (or why not)."""
+        try:
+            try:
+                request = parse_request(message)
+            except MicrophoneRefused as exc:
+                raise self.microphone.refuse(str(exc)) from None
+            if request.on and not viewer.may_speak:
+                raise self.microphone.refuse("this link may not use the microphone")
+            if not request.on:
+                self._stop_microphone(viewer, "turned off")
+                viewer.send_message(outcome(False))
+                return
+            started = self.microphone.speaker != viewer.id
+            self.microphone.start(viewer.id, request)
+        except MicrophoneRefused as exc:
+            viewer.send_message(outcome(self.microphone.speaker == viewer.id, str(exc)))
+            return
+        seat.told_not_speaking = False
+        if started and self.audit is not None:
+            self.audit.microphone_started(viewer.id)
+        viewer.send_message(outcome(True))
+
+    def _on_microphone_sound(self, viewer: Seat, sound: av.AudioFrame | bytes) -> None:
+        """Sound from a viewer's microphone for the guest; refused (and counted) unless the viewer holds the
+        microphone and its sound stays within bounds: a speaker past them loses the microphone, and is told why."""
+        seat = self._seats.get(viewer)
+        if seat is None or viewer.dismissed is not None:
+            return
+        try:
+            if isinstance(sound, bytes):
+                self.microphone.packet(viewer.id, sound)
+            else:
+                self.microphone.frame(viewer.id, sound)
+        except MicrophoneRefused as exc:
+            if self.microphone.speaker == viewer.id:
+                self._stop_microphone(viewer, str(exc))
+            elif seat.told_not_speaking:
+                return
+            seat.told_not_speaking = True
+            viewer.send_message(outcome(False, str(exc)))
+
+    def _stop_microphone(self, viewer: Seat, reason: str, tell: bool = False) -> None:
+        """The viewer's microphone goes off, if it was on (audited); `tell`: the viewer is told why."""
+        if not self.microphone.stop(viewer.id):
+            return
+        if self.audit is not None:
+            self.audit.microphone_stopped(viewer.id, reason)
+        if tell:
+            viewer.send_message(outcome(False, reason))
+
     def _send_cursor(self, cursor: Cursor) -> None:
         """Tell viewers on a data channel where the cursor is, with its image when they lack it."""
         composited = self.composites_cursor()
@@ -399,12 +469,17 @@ class Audience:
         """
         relative = self._sink is not None and self._sink.relative_pointer
         clipboard = self._clipboard is not None and self._clipboard.available
-        self._state = DisplayState(state, error, resizable, relative, clipboard, name)
+        microphone = self.microphone.available
+        self._state = DisplayState(state, error, resizable, relative, clipboard, name, microphone)
         for viewer, seat in self._seats.items():
             self._tell_state(viewer, seat)
 
     def _tell_state(self, viewer: Seat, seat: _Delivery) -> None:
-        if self._state is not None and seat.state_shown != self._state and viewer.send_message(self._state.message()):
+        if (
+            self._state is not None
+            and seat.state_shown != self._state
+            and viewer.send_message(self._state.message(viewer.may_speak))
+        ):
             seat.state_shown = self._state
 
     def _cursor_png(self, cursor: Cursor) -> str:
@@ -451,6 +526,7 @@ class Audience:
         if seat.expiry is not None:
             seat.expiry.cancel()
         self._release_keys(seat)
+        self._stop_microphone(viewer, "the viewer left")
 
     def _release_keys(self, seat: _Delivery) -> None:
         """A viewer that leaves (or loses control) mid-keystroke must not leave the key stuck down in the guest."""
@@ -475,6 +551,9 @@ class Audience:
             return
         if is_clipboard_message(message):
             self._on_clipboard(viewer, message)
+            return
+        if is_microphone_message(message):
+            self._on_microphone_request(viewer, seat, message)
             return
         try:
             event = parse_input(message)
@@ -550,11 +629,19 @@ class DisplayState(NamedTuple):
     relative_pointer: bool
     clipboard: bool
     name: str | None
+    microphone: bool = False
+    """Whether the guest takes sound in."""
 
-    def message(self) -> str:
+    def message(self, may_speak: bool = False) -> str:
         """The input channel's message: {"type": "state", "state", "message", "resizable", "relative_pointer",
-        "clipboard", "name"}."""
-        told = self._asdict() | {"type": "state", "state": self.state.value, "message": self.error}
+        "clipboard", "name", "microphone"}; `microphone` is true where the guest takes sound in and the viewer
+        may send it its microphone (`may_speak`)."""
+        told = self._asdict() | {
+            "type": "state",
+            "state": self.state.value,
+            "message": self.error,
+            "microphone": self.microphone and may_speak,
+        }
         del told["error"]
         return json.dumps(told)
 

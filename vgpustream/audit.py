@@ -43,6 +43,8 @@ EVENT_TYPES = (
     "input.started",
     "clipboard.to_guest",
     "clipboard.from_guest",
+    "microphone.started",
+    "microphone.stopped",
     "token.created",
     "token.revoked",
     "recording.started",
@@ -301,6 +303,14 @@ class ViewerAudit:
     def clipboard_to_guest(self, viewer_id: str, size: int) -> None:
         """A viewer wrote the guest's clipboard: who, and how many characters (never what)."""
         self._audit.record("clipboard.to_guest", self._session_id, viewer=viewer_id, characters=size)
+
+    def microphone_started(self, viewer_id: str) -> None:
+        """A viewer's microphone went live: its sound goes into the guest from now on."""
+        self._audit.record("microphone.started", self._session_id, viewer=viewer_id)
+
+    def microphone_stopped(self, viewer_id: str, reason: str) -> None:
+        """A viewer's microphone went off: it turned it off, left, or was stopped (`reason`, ours)."""
+        self._audit.record("microphone.stopped", self._session_id, viewer=viewer_id, reason=reason)
 
     def clipboard_from_guest(self, viewers: list[str], size: int) -> None:
         """The guest's clipboard went to these viewers: how many characters (never what)."""

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from vgpustream.clipboard import default_access
 from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
+from vgpustream.microphone import default_access as default_microphone
 from vgpustream.settings import Settings
 from vgpustream.store import Store, TokenRecord
 
@@ -50,6 +51,8 @@ class Grant:
     """When (wall-clock seconds) the token expires; None for the operator's, which do not."""
     max_viewers: int | None = None
     """The viewers the token may have at once; None: the server's default (--token-max-viewers)."""
+    microphone: str | None = None
+    """The token's microphone access (none or use); None: what its role gets (none, the operator's: use)."""
 
     @property
     def can_control(self) -> bool:
@@ -59,6 +62,11 @@ class Grant:
     def clipboard_access(self) -> str:
         """none, read or readwrite."""
         return self.clipboard or default_access(self.role)
+
+    @property
+    def may_speak(self) -> bool:
+        """Whether the token's viewers may send their microphone into the guest (control tokens with `use`)."""
+        return self.can_control and (self.microphone or default_microphone(self.role)) == "use"
 
 
 def new_secret() -> str:
@@ -182,7 +190,7 @@ class Authority:
         """What token `secret` allows on session `session_id` (however it came: a header, a WebSocket's first
         message); a single-use token is used up here."""
         if not self.enabled:
-            return Grant("control")
+            return Grant("control", microphone="use")
         if secret is None:
             raise Unauthorized("a viewer token is required (Authorization: Bearer <token>)")
         if self._operators.match(secret):
@@ -204,7 +212,7 @@ class Authority:
             record.used_at is not None or (consume and not self._store.use_token(record.id, now))
         ):
             raise Forbidden("the single-use token was used already")
-        return Grant(record.role, record.id, record.clipboard, record.expires_at, record.max_viewers)
+        return Grant(record.role, record.id, record.clipboard, record.expires_at, record.max_viewers, record.microphone)
 
     def _signed_grant(self, token: SignedToken, consume: bool) -> Grant:
         """What a gateway's signed token (its signature and claims checked) allows, unless it was revoked or,
@@ -228,6 +236,7 @@ class Authority:
         *,
         clipboard: str | None = None,
         max_viewers: int | None = None,
+        microphone: str | None = None,
     ) -> tuple[TokenRecord, str]:
         """A new viewer token for a session: its record and its secret (shown once, never stored)."""
         secret = new_secret()
@@ -243,6 +252,7 @@ class Authority:
             revoked_at=None,
             clipboard=clipboard,
             max_viewers=max_viewers,
+            microphone=microphone,
         )
         self._store.add_token(record, token_hash(secret))
         return record, secret

@@ -10,12 +10,11 @@ The text is never logged; only counts are kept.
 from __future__ import annotations
 
 import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vgpustream.input import InvalidInput, json_object
+from vgpustream.input import InvalidInput, has_type, json_object
 
 MAX_TEXT_BYTES = 1 << 20
 """The largest clipboard text (UTF-8 bytes) taken from a viewer or the guest; larger ones are refused."""
@@ -24,7 +23,6 @@ PART_CHARS = 32_768
 MAX_MESSAGE_BYTES = 256 * 1024
 ACCESS = ("none", "read", "readwrite")
 """What a viewer token may do with the guest's clipboard."""
-_CLIPBOARD_MESSAGE = re.compile(rb'\s*\{\s*"type"\s*:\s*"clipboard"')
 
 
 class InvalidClipboard(InvalidInput):
@@ -38,8 +36,7 @@ def default_access(role: str) -> str:
 
 def is_clipboard_message(message: str | bytes) -> bool:
     """Whether a data-channel message is a clipboard part (by its start: `{"type": "clipboard"`)."""
-    head = message[:64].encode(errors="replace") if isinstance(message, str) else message[:64]
-    return _CLIPBOARD_MESSAGE.match(head) is not None
+    return has_type(message, "clipboard")
 
 
 def parse_part(message: str | bytes) -> tuple[str, bool]:

@@ -7,6 +7,9 @@ stopped applying would show up only as a stream that never recovers from loss.
 - aiortc: RTCP PLI/FIR from a viewer reach `RTCRtpSender._send_keyframe`, which only flags aiortc's own
   encoder. Our tracks return already-encoded packets, so the request must reach the session's shared
   encoder instead (`on_keyframe_request`).
+- aiortc: a viewer's RTCP REMB (its receiver's estimate of the bitrate its link carries) only sets aiortc's own
+  encoder's bitrate; ours are shared by many viewers, so it goes to the viewer instead, which judges its link
+  by it (`on_bitrate_estimate`).
 - aiortc: the `playout-delay` RTP header extension (min = max = 0) on every video packet, where the
   viewer offers it (Chromium does): a browser then shows each frame as soon as it is decoded instead of
   holding it in a render buffer, as remote-desktop senders ask. aiortc neither offers nor writes it.
@@ -54,6 +57,9 @@ stopped applying would show up only as a stream that never recovers from loss.
   aioice retries for half a minute over UDP when the TURN server went away, and closing the peer connection
   waits for it. `_bound_allocation_delete` gives it TURN_DELETE_TIMEOUT (the server frees the allocation
   when it expires anyway).
+- aiortc: a received audio track waits for 4 packets (80 ms of Opus) in its jitter buffer before it hands
+  one to the decoder; for a viewer's microphone, where the session's own buffer takes up the jitter (the
+  guest waits for sound that is late), `low_latency_audio` makes that one packet.
 - aiortc, in viewers that only count frames (the bench's): a receiver that does not decode
   (`count_frames_without_decoding`).
 - aiohttp: a server makes each connection's `RequestHandler` itself (`web_server.Server.__call__`), with no
@@ -99,9 +105,18 @@ import aiortc.rtcrtpreceiver
 import av
 from aioice import Candidate
 from aioice.ice import CandidatePair, StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.h264 import H264Encoder
-from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensions,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    pack_header_extensions,
+    unpack_header_extensions,
+    unpack_remb_fci,
+)
 from dbus_fast.aio import MessageBus
 from dbus_fast.aio.message_bus import _MessageWriter, build_message_reader
 
@@ -155,6 +170,9 @@ AIOICE_RELAYED_CANDIDATE: RelayedCandidate = aioice.ice.relayed_candidate
 _AIOICE_COMPONENT_CANDIDATES = aioice.ice.Connection.get_component_candidates
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
+_estimate_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[int], None]] = weakref.WeakKeyDictionary()
+MAX_ESTIMATE = 10_000_000_000
+"""The most a receiver's estimate is taken to say (bits per second): REMB's encoding reaches 2^81."""
 _installed = False
 
 
@@ -189,6 +207,7 @@ def install() -> None:
             handler()
 
     RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+    _pass_on_estimates()
     _write_header_extensions()
     _share_packetization()
     _fast_ntp_clock()
@@ -455,6 +474,44 @@ def on_keyframe_request(sender: RTCRtpSender, handler: Callable[[], None]) -> No
     if not _installed:
         raise RuntimeError("vgpustream.compat.install() has not run")
     _keyframe_handlers[sender] = handler
+
+
+def on_bitrate_estimate(sender: RTCRtpSender, handler: Callable[[int], None]) -> None:
+    """Hand each bitrate the viewer estimates it can receive (its RTCP REMB naming `sender`'s stream, bits per
+    second, at most MAX_ESTIMATE) to `handler` (needs `install()`)."""
+    if not _installed:
+        raise RuntimeError("vgpustream.compat.install() has not run")
+    _estimate_handlers[sender] = handler
+
+
+def _pass_on_estimates() -> None:
+    """aiortc reads a REMB only to set its own encoder's bitrate; ours are shared, so the estimate goes to the
+    sender's handler (`on_bitrate_estimate`) instead."""
+    handle = RTCRtpSender._handle_rtcp_packet
+
+    async def handle_with_estimates(sender: RTCRtpSender, packet: Any) -> None:
+        handler = _estimate_handlers.get(sender)
+        if handler is not None and isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            with contextlib.suppress(ValueError):  # an APP message that is no REMB
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                if sender._ssrc in ssrcs:
+                    handler(min(bitrate, MAX_ESTIMATE))
+            return
+        await handle(sender, packet)
+
+    RTCRtpSender._handle_rtcp_packet = handle_with_estimates  # type: ignore[method-assign]
+
+
+MICROPHONE_PREFETCH = 1
+"""Packets a viewer's microphone waits for in aiortc's jitter buffer (aiortc's audio default: 4)."""
+
+
+def low_latency_audio(receiver: RTCRtpReceiver) -> None:
+    """Make `receiver` (an audio one, not started yet) hand each packet to its decoder as soon as it can."""
+    check_versions({"aiortc": SUPPORTED["aiortc"]})
+    receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
+        capacity=16, prefetch=MICROPHONE_PREFETCH
+    )
 
 
 async def close_peer_connection(pc: RTCPeerConnection) -> None:

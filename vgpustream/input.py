@@ -31,6 +31,12 @@ MAX_DELAY_MS = 60_000.0
 _KEY_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,31}")
 
 
+def has_type(message: str | bytes, kind: str) -> bool:
+    """Whether a message starts as a JSON object of type `kind` (`{"type": "<kind>"`), read from its head only."""
+    head = message[:64].encode(errors="replace") if isinstance(message, str) else message[:64]
+    return re.match(rb'\s*\{\s*"type"\s*:\s*"' + re.escape(kind.encode()) + rb'"', head) is not None
+
+
 class InvalidInput(ValueError):
     """A data-channel message that is not a valid input event."""
 

@@ -1,15 +1,18 @@
 """When a viewer's rung changes: down as soon as its link is poor, up after a while of a good link.
 
-There is no usable bandwidth estimate to climb by (aiortc's REMB ramps up over ten seconds whatever the link
-carries), so the server judges what it sees: a viewer whose link is poor (packets lost for good, or its queue
-overflowed: vgpustream.seat.Link) steps down a rung at once; one whose link stays good for `up_after` seconds
-steps up a rung, a probe. A probe that turns the link poor again within PROBE_WINDOW steps back down and
-doubles the wait before the next one (up to MAX_UP_AFTER): a link that carries one rung and not the next
-settles there instead of flapping. The verdicts of SETTLE seconds after a change are not acted on (their
-window still saw the rung before).
+There is no usable bandwidth estimate to climb by (a receiver's REMB ramps up over tens of seconds whatever the
+link carries, and never above half again what it receives), so the server judges what it sees: a viewer whose
+link is poor (packets lost for good, its queue overflowed, or its receiver's estimate fell: vgpustream.seat.Link)
+steps down at once, to the highest rung that fits the receiver's estimate where it has one (Estimates); one
+whose link stays good for `up_after` seconds steps up a rung, a probe. A probe that turns the link poor again
+within PROBE_WINDOW steps back down and doubles the wait before the next one (up to MAX_UP_AFTER): a link that
+carries one rung and not the next settles there instead of flapping. The verdicts of SETTLE seconds after a
+change are not acted on (their window still saw the rung before).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 UP_AFTER = 12.0
 """Seconds of a good link before the first step up."""
@@ -17,6 +20,16 @@ MAX_UP_AFTER = 96.0
 PROBE_WINDOW = 12.0
 """A step up that is followed by a poor link within this many seconds failed."""
 SETTLE = 6.0
+ESTIMATE_MEMORY = 3.0
+"""Seconds of a viewer's receiver estimates (REMB) that a new one is compared with."""
+FALL = 0.7
+"""An estimate below this share of the highest of the last ESTIMATE_MEMORY seconds, and of the rate the viewer is
+sent, says its link is overrun: a browser's estimator drops to about 0.85 of what it receives when its queue
+grows, which is far below what it is sent only where the link cannot carry it (a fall on a link that carries the
+stream, from a burst or a busy relay, stays near what it is sent)."""
+MAX_ESTIMATES = 256
+RATE_WINDOW = 1.0
+"""Seconds over which the rate a viewer is sent is measured."""
 
 
 class RungPolicy:
@@ -28,9 +41,11 @@ class RungPolicy:
         self._changed_at = -float("inf")
         self._probed_at: float | None = None
 
-    def judge(self, now: float, poor: bool, *, at_top: bool, at_bottom: bool) -> int:
-        """+1 to step down a rung, -1 to step up, 0 to stay."""
-        if now - self._changed_at < SETTLE:
+    def judge(self, now: float, poor: bool, *, at_top: bool, at_bottom: bool, overrun: bool = False) -> int:
+        """+1 to step down a rung, -1 to step up, 0 to stay. `overrun`: the receiver's estimate says the rung it
+        is on does not fit (it steps down then even just after a change: the estimate is of the link, not of
+        the rung before)."""
+        if now - self._changed_at < SETTLE and not (poor and overrun):
             return 0
         if poor:
             self._good_since = None
@@ -49,3 +64,35 @@ class RungPolicy:
         self._changed_at = now
         self._good_since = None
         return step
+
+
+class Estimates:
+    """A viewer's receiver estimates of the bitrate its link carries (REMB): the latest, and whether it fell.
+
+    A browser's estimate starts low and climbs for tens of seconds whatever its link carries, so its level
+    says little; a fall says the link is overrun, at once, seconds before lost packets do.
+    """
+
+    def __init__(self) -> None:
+        self.latest: int | None = None
+        self._peaks: deque[tuple[float, int]] = deque(maxlen=MAX_ESTIMATES)
+        """(time, estimate), the estimates decreasing: the first is the highest of the last ESTIMATE_MEMORY s."""
+        self._sent: tuple[float, int] | None = None
+        """(time, bytes sent by then): where the rate the viewer is sent is measured from."""
+        self.sent_bps = 0.0
+
+    def add(self, now: float, estimate: int, sent_bytes: int) -> bool:
+        """Take an estimate (bits per second, at monotonic time `now`, when the viewer had been sent `sent_bytes`
+        in all); True when it says the link is overrun (FALL)."""
+        if self._sent is None or now - self._sent[0] >= RATE_WINDOW:
+            if self._sent is not None:
+                self.sent_bps = (sent_bytes - self._sent[1]) * 8 / (now - self._sent[0])
+            self._sent = (now, sent_bytes)
+        while self._peaks and now - self._peaks[0][0] > ESTIMATE_MEMORY:
+            self._peaks.popleft()
+        fell = bool(self._peaks) and estimate < FALL * min(self._peaks[0][1], self.sent_bps)
+        while self._peaks and self._peaks[-1][1] <= estimate:
+            self._peaks.pop()
+        self._peaks.append((now, estimate))
+        self.latest = estimate
+        return fell

@@ -46,6 +46,9 @@ class SessionCollector(Collector):
                 ("clipboard_to_guest", "Clipboard texts viewers gave the guest"),
                 ("clipboard_from_guest", "Clipboard texts the guest gave the viewers"),
                 ("clipboard_refused", "Clipboard texts refused (too large, not Unicode, not allowed)"),
+                ("microphone_starts", "Times a viewer's microphone went live"),
+                ("microphone_packets", "Pieces of microphone sound that reached the guest"),
+                ("microphone_refused", "Microphone requests and sound refused (not allowed, a second one, bounds)"),
             )
         }
         encode = HistogramMetricFamily(f"{PREFIX}_encode_seconds", "Time to encode one frame", labels=labels)
@@ -77,6 +80,7 @@ class SessionCollector(Collector):
                 "audio_packets": session.sound_stats.packets,
                 "audio_bytes": session.sound_stats.bytes,
                 **dataclasses.asdict(audience.clipboard_stats),
+                **dataclasses.asdict(audience.microphone.stats),
             }
             for name, family in counters.items():
                 family.add_metric(sid, values[name])

@@ -20,14 +20,14 @@ class TokenBucket:
         self._tokens = float(burst)
         self._last = time.monotonic()
 
-    def take(self) -> bool:
-        """Take one event's token; False (and nothing taken) when the bucket is empty."""
+    def take(self, count: float = 1.0) -> bool:
+        """Take `count` events' tokens; False (and nothing taken) when the bucket holds fewer."""
         now = time.monotonic()
         self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
         self._last = now
-        if self._tokens < 1.0:
+        if self._tokens < count:
             return False
-        self._tokens -= 1.0
+        self._tokens -= count
         return True
 
     def wait(self) -> int:

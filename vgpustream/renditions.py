@@ -18,6 +18,8 @@ from vgpustream.encoder import CODECS, MIN_BITRATE, EncoderSettings
 
 RUNGS = ((1, 1), (2, 4), (2, 8))
 """Each rung's (frame-rate divisor, bitrate divisor) of the session's settings, top first."""
+FIT_MARGIN = 0.8
+"""The share of a link's estimated rate a rung's bitrate may take."""
 
 
 @dataclass(frozen=True, order=True)
@@ -40,8 +42,26 @@ class Rendition:
 
     def settings(self, top: EncoderSettings) -> EncoderSettings:
         """Its encoder settings, from the session's."""
-        fps, bitrate = RUNGS[self.rung]
-        return replace(top, fps=max(1, top.fps // fps), bitrate=max(MIN_BITRATE, top.bitrate // bitrate))
+        return replace(top, fps=max(1, top.fps // RUNGS[self.rung][0]), bitrate=self.bitrate(top.bitrate))
+
+    def bitrate(self, top: int) -> int:
+        """Its bitrate (bits per second), from the session's."""
+        return max(MIN_BITRATE, top // RUNGS[self.rung][1])
+
+    def fits(self, estimate: int, top: int) -> bool:
+        """Whether a link estimated to carry `estimate` bits per second carries this rung, with FIT_MARGIN to
+        spare (packet headers, keyframes above the average)."""
+        return self.bitrate(top) <= FIT_MARGIN * estimate
+
+    def lower_within(self, estimate: int | None, top: int) -> Rendition | None:
+        """The highest rung below this one that fits a link `estimate`d to carry that many bits per second
+        (the bottom one where none does; the next one down without an estimate; None at the bottom)."""
+        lower = self.lower()
+        if lower is None or estimate is None:
+            return lower
+        while not lower.fits(estimate, top) and (further := lower.lower()) is not None:
+            lower = further
+        return lower
 
     def lower(self) -> Rendition | None:
         """The rung below (None at the bottom)."""

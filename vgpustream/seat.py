@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import av
+
 from vgpustream.auth import OPERATOR, Grant
 from vgpustream.fanout import PacketQueue
 from vgpustream.renditions import TOP, Rendition
@@ -41,6 +43,8 @@ class SeatCallbacks:
     link_judged: Callable[[Seat], None]
     """The transport judged the viewer's link again (`Seat.link`)."""
     input: Callable[[Seat, str | bytes], None]
+    microphone: Callable[[Seat, av.AudioFrame | bytes], None]
+    """Sound from the viewer's microphone: decoded (its WebRTC track) or one Opus packet (its WebSocket)."""
 
 
 @dataclass(frozen=True)
@@ -48,14 +52,23 @@ class Link:
     """How a viewer's network link carries the stream, as its transport judges it over a window of seconds."""
 
     quality: str
-    """'good', or 'poor' when packets are lost for good or the viewer's queue overflowed."""
+    """'good', or 'poor' when packets are lost for good, the viewer's queue overflowed or its receiver's estimate
+    fell (vgpustream.ladder.Estimates)."""
     loss: float
     rtt_ms: int | None
     dropped: int
     """Packets the server dropped for this viewer (its queue overflowed: it could not keep up)."""
+    estimate_bps: int | None = None
+    """What the viewer's receiver estimates its link carries (bits per second; WebRTC's REMB), if it says."""
 
     def to_json(self) -> dict[str, object]:
-        return {"quality": self.quality, "loss": self.loss, "rtt_ms": self.rtt_ms, "dropped": self.dropped}
+        return {
+            "quality": self.quality,
+            "loss": self.loss,
+            "rtt_ms": self.rtt_ms,
+            "dropped": self.dropped,
+            "estimate_bps": self.estimate_bps,
+        }
 
     def message(self) -> str:
         return json.dumps({"type": "link", **self.to_json()})
@@ -77,6 +90,8 @@ class Seat(ABC):
         self.token_id = grant.token_id
         self.clipboard = grant.clipboard_access
         """What the viewer may do with the guest's clipboard: none, read or readwrite (its token says)."""
+        self.may_speak = grant.may_speak
+        """Whether the viewer may send its microphone into the guest (its token says)."""
         self.created_at = time.time()
         self.idle_timeout = rules.idle_timeout
         self.dismissed: str | None = None

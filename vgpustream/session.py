@@ -66,6 +66,7 @@ class Session:
             spec.encoder.bitrate,
             sound=self.capture.sound is not None,
             clipboard=self.capture.clipboard,
+            microphone=self.capture.microphone,
             resize=self.resizer.request,
         )
         self.recorders = Recorders()

@@ -66,6 +66,10 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at REAL
     );
     """,
+    # 5: a token's microphone access (NULL: none)
+    """
+    ALTER TABLE tokens ADD COLUMN microphone TEXT CHECK (microphone IN ('none', 'use'));
+    """,
 )
 
 
@@ -96,6 +100,8 @@ class TokenRecord:
     """none, read or readwrite; None for what the role gets (tokens from before there was a choice)."""
     max_viewers: int | None = None
     """Viewers it may have at once; None for the server's default (tokens from before there was a choice)."""
+    microphone: str | None = None
+    """none or use; None for none (tokens from before there was a choice)."""
 
 
 class DatabaseUnusable(Exception):
@@ -205,7 +211,7 @@ class Store:
     def add_token(self, record: TokenRecord, token_hash: bytes) -> None:
         with self._writing() as db:
             db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.session_id,
@@ -218,6 +224,7 @@ class Store:
                     None,
                     record.clipboard,
                     record.max_viewers,
+                    record.microphone,
                 ),
             )
 
@@ -282,10 +289,12 @@ class Store:
         return cursor.rowcount + signed.rowcount
 
 
-TOKEN_COLUMNS = "id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard, max_viewers"
+TOKEN_COLUMNS = (
+    "id, session_id, role, created_at, expires_at, single_use, used_at, revoked_at, clipboard, max_viewers, microphone"
+)
 """A TokenRecord's columns, in its fields' order."""
 
 
 def _token(row: tuple[object, ...]) -> TokenRecord:
     """A token record from its columns, in the order of TOKEN_COLUMNS (anything after them ignored)."""
-    return TokenRecord(*row[:5], bool(row[5]), *row[6:10])  # type: ignore[arg-type]
+    return TokenRecord(*row[:5], bool(row[5]), *row[6:11])  # type: ignore[arg-type]

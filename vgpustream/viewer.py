@@ -8,7 +8,9 @@ The viewer's keyframe requests (RTCP PLI/FIR) go to its rendition's shared encod
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import time
 
 import av
 from aiortc import (
@@ -28,6 +30,7 @@ from vgpustream.auth import Grant
 from vgpustream.encoder import CODECS
 from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
+from vgpustream.ladder import Estimates
 from vgpustream.renditions import Rendition
 from vgpustream.seat import Link, Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
@@ -38,6 +41,8 @@ LINK_WINDOW = 4.0
 """Seconds over which a viewer's link is judged, from its RTCP receiver reports and its queue."""
 POOR_LOSS = 0.05
 """The share of packets lost for good (after NACK retransmission) above which a link is poor."""
+EARLY_VERDICT_INTERVAL = 1.0
+"""Seconds at least between two verdicts a falling receiver estimate brings before the window's end."""
 
 
 class PacketTrack(MediaStreamTrack):
@@ -50,6 +55,8 @@ class PacketTrack(MediaStreamTrack):
         self.captured_at: float | None = None
         """The capture time (wall-clock seconds) of the packet last handed out, where the pipeline set
         one: the sender writes it as abs-capture-time (vgpustream.compat)."""
+        self.bytes_out = 0
+        """The payload bytes handed out so far."""
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         try:
@@ -58,6 +65,7 @@ class PacketTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError from None
         self.captured_at = packet.opaque
+        self.bytes_out += packet.size
         return packet
 
 
@@ -164,8 +172,14 @@ class Viewer(Seat):
         self.channel: RTCDataChannel | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self._watching: asyncio.Task[None] | None = None
+        self._estimates = Estimates()
+        self._video: PacketTrack | None = None
+        self._early_verdict_at = -float("inf")
+        self._listening: asyncio.Task[None] | None = None
+        """Reads the viewer's microphone track (aiortc decodes it), where its token may send one."""
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("datachannel", self._on_datachannel)
+        self._pc.on("track", self._on_track)
 
     @property
     def connection_state(self) -> str:
@@ -208,7 +222,8 @@ class Viewer(Seat):
 
         Added before the offer is applied, so that aiortc answers the offer's video section with it.
         """
-        transceiver = self._pc.addTransceiver(PacketTrack(self.queue), direction="sendonly")
+        self._video = PacketTrack(self.queue)
+        transceiver = self._pc.addTransceiver(self._video, direction="sendonly")
         transceiver.setCodecPreferences(
             [
                 offered
@@ -218,6 +233,18 @@ class Viewer(Seat):
             ]
         )
         compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))
+        compat.on_bitrate_estimate(transceiver.sender, self._on_estimate)
+
+    def _on_estimate(self, estimate: int) -> None:
+        """The receiver's estimate of its link (REMB): where it fell, the link is poor now, not at the window's end."""
+        now = time.monotonic()
+        overrun = self._estimates.add(now, estimate, self._video.bytes_out if self._video else 0)
+        if not overrun or now - self._early_verdict_at < EARLY_VERDICT_INTERVAL:
+            return
+        self._early_verdict_at = now
+        last = self.link or Link("good", 0.0, None, 0)
+        self.link = dataclasses.replace(last, quality="poor", estimate_bps=estimate)
+        self._callbacks.link_judged(self)
 
     async def _answer(self, offer: SessionDescription, offer_sdp: str) -> str:
         pc = self._pc
@@ -233,8 +260,13 @@ class Viewer(Seat):
         return pc.localDescription.sdp
 
     def _add_sound(self) -> None:
-        """An audio track of the session's shared Opus packets (every packet decodes alone: no waiting)."""
-        transceiver = self._pc.addTransceiver(PacketTrack(self.take_sound(), "audio"), direction="sendonly")
+        """An audio track of the session's shared Opus packets (every packet decodes alone: no waiting); it also
+        receives the viewer's microphone where its token may send one (else the answer says sendonly, and the
+        browser sends nothing)."""
+        direction = "sendrecv" if self.may_speak else "sendonly"
+        transceiver = self._pc.addTransceiver(PacketTrack(self.take_sound(), "audio"), direction=direction)
+        if self.may_speak:
+            compat.low_latency_audio(transceiver.receiver)
         transceiver.setCodecPreferences(
             [codec for codec in RTCRtpSender.getCapabilities("audio").codecs if codec.mimeType.lower() == "audio/opus"]
         )
@@ -273,6 +305,7 @@ class Viewer(Seat):
                 round(max(0.0, loss), 3),
                 None if rtt is None else round(rtt * 1000),
                 overflowed,
+                self._estimates.latest,
             )
             sent, lost, dropped = now_sent, now_lost, self.queue.dropped
             self._callbacks.link_judged(self)
@@ -287,9 +320,24 @@ class Viewer(Seat):
         return True
 
     async def _close_transport(self) -> None:
-        if self._watching is not None:
-            self._watching.cancel()
+        for task in (self._watching, self._listening):
+            if task is not None:
+                task.cancel()
         await compat.close_peer_connection(self._pc)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and self.may_speak and self._listening is None:
+            self._listening = asyncio.create_task(self._listen(track), name=f"microphone-{self.id}")
+
+    async def _listen(self, track: MediaStreamTrack) -> None:
+        """Hand each decoded frame of the viewer's microphone to the session (which drops it unless it is live)."""
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            assert isinstance(frame, av.AudioFrame)
+            self._callbacks.microphone(self, frame)
 
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState

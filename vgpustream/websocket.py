@@ -13,6 +13,10 @@ Binary message (server to browser), network byte order:
     timestamp i64      the packet's presentation time in microseconds (for the decoder)
     payload   the rest
 
+The browser sends binary messages of one kind, with the same header: 3, its microphone (one Opus packet, as
+WebCodecs' AudioEncoder makes it), while it holds the session's microphone (vgpustream.microphone); any other
+binary message closes the socket.
+
 A viewer whose socket does not drain (a slow link, a stalled tab) falls behind in its packet queue, which
 skips to the next keyframe when it overflows, as a WebRTC viewer's does; the others never wait for it.
 """
@@ -35,7 +39,7 @@ from vgpustream.settings import ViewerRules
 
 PROTOCOL = "vgpustream.v1"
 """The WebSocket subprotocol (Sec-WebSocket-Protocol) of this format."""
-VIDEO, SOUND = 1, 2
+VIDEO, SOUND, MICROPHONE = 1, 2, 3
 KEYFRAME = 1
 HEADER = struct.Struct("!BBdq")
 BAD_AUTH = 4400
@@ -122,9 +126,11 @@ class WebSocketViewer(Seat):
                     break
                 if message.type == web.WSMsgType.TEXT:
                     self._callbacks.input(self, message.data)
+                elif message.type == web.WSMsgType.BINARY and message.data[:1] == bytes([MICROPHONE]):
+                    self._callbacks.microphone(self, message.data[HEADER.size :])
                 elif message.type == web.WSMsgType.BINARY:
                     self._close_code = WSCloseCode.UNSUPPORTED_DATA
-                    self._close_reason = "the browser sends text messages only"
+                    self._close_reason = "the browser sends text messages and microphone packets only"
                     break
         finally:
             await self.close()

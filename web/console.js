@@ -11,6 +11,7 @@ import { RemoteCursor } from "./cursor.js";
 import { HeadSwitcher } from "./heads.js";
 import { HttpError } from "./http.js";
 import { InputCapture } from "./input.js";
+import { Microphone } from "./microphone.js";
 import { PointerLock } from "./pointerlock.js";
 import { Speaker } from "./sound.js";
 import { Scaling } from "./scaling.js";
@@ -135,12 +136,14 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     // webrtc or websocket: what carries the stream (transport=auto settles on one and keeps it)
     transport: transport === "websocket" || (transport === "auto" && !webrtcCanPlay()) ? "websocket" : "webrtc",
     socket: null, // the WebSocket transport's client, while it carries the stream
+    microphone: null, // web/microphone.js: its track while the person's microphone is on
   });
   const connected = () => state.pc?.connectionState === "connected" || state.socket?.channel.readyState === "open";
   const sendMessage = (message) => {
     if (state.channel?.readyState === "open") state.channel.send(JSON.stringify(message));
   };
   const delay = new DelayMeter(video, sendMessage);
+  state.delay = delay; // what it measured, for benches (vgpustream bench weaknet --cap-kbit)
   const overlay = new StatsOverlay(document.getElementById("stats"), delay);
   const input = new InputCapture(stage, video, sendMessage);
   const clipboard = new ClipboardPanel(
@@ -149,6 +152,12 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     document.getElementById("clipboard-toggle"),
     sendMessage,
   );
+  const microphone = new Microphone(
+    document.getElementById("microphone"),
+    document.getElementById("microphone-note"),
+    sendMessage,
+  );
+  state.microphone = microphone;
   const scaling = new Scaling(stage, video, document.getElementById("scaling"), sendMessage);
   const pointerLock = new PointerLock(stage, document.getElementById("pointer-lock"));
   const press = (codes) => input.combo(codes);
@@ -237,6 +246,7 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     showLink({ quality: "good" });
     cursor.reset();
     speaker.reset();
+    microphone.reset();
     scaling.reset();
     pc?.close();
   }
@@ -270,10 +280,12 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     if (message?.type === "cursor") cursor.update(message);
     if (message?.type === "clipboard") clipboard.receive(message);
     if (message?.type === "clipboard_outcome") clipboard.outcome(message);
+    if (message?.type === "microphone") microphone.outcome(message);
     if (message?.type === "state") {
       state.source = { state: message.state, message: message.message ?? null };
       scaling.setResizable(message.resizable === true);
       clipboard.setAvailable(message.clipboard === true);
+      microphone.setAvailable(message.microphone === true);
       showName(message.name || sessionId);
       if (!headsAsked) {
         headsAsked = true;
@@ -305,7 +317,10 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
     const channel = (state.channel = pc.createDataChannel("input", { ordered: true }));
     const current = () => state.pc === pc;
     const { receiver } = addVideoTransceiver(pc);
-    pc.addTransceiver("audio", { direction: "recvonly" }); // the VM's sound, where the session has it
+    // the VM's sound, where the session has it, and this viewer's microphone, where its link may send one (the
+    // server answers sendonly otherwise, and the browser sends nothing before the microphone is turned on)
+    const sound = pc.addTransceiver("audio", { direction: "sendrecv" });
+    microphone.use({ sender: sound.sender });
     channel.onmessage = (event) => current() && receive(event.data);
     channel.onclose = () => current() && retry(new Error("the input channel closed"));
     pc.ontrack = (event) => {
@@ -375,6 +390,7 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
       video.srcObject = client.stream;
       delay.watch(() => client.capturedOf());
       if (client.sound) speaker.attach(client.sound.track, client.sound);
+      microphone.use({ socket: client.socket });
       showSource();
     } catch (error) {
       if (current() && error instanceof WebSocketClosed) lost(error.code, error.reason);

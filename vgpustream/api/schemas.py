@@ -22,6 +22,7 @@ from vgpustream.clipboard import ACCESS
 from vgpustream.encoder import CODECS, EncoderSettings
 from vgpustream.errors import VgpuStreamError
 from vgpustream.input import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE, ResizeEvent
+from vgpustream.microphone import ACCESS as MICROPHONE_ACCESS
 from vgpustream.recording.recorder import RecordingState
 from vgpustream.sources.base import SourceState
 
@@ -46,6 +47,13 @@ ClipboardAccess = Annotated[
         "token, readwrite for a control token; a view token is never readwrite)"
     ),
 ]
+MicrophoneAccess = Annotated[
+    Literal[MICROPHONE_ACCESS],
+    Meta(
+        description="Whether the token's viewers may send their microphone into the guest (use; only a control "
+        "token, and only one viewer's at a time), or not (none, the default)"
+    ),
+]
 State = Annotated[
     Literal[tuple(state.value for state in SourceState)],
     Meta(
@@ -58,6 +66,13 @@ Sound = Annotated[
     Meta(
         description="Whether the guest's sound reaches the session now (QEMU with `-audiodev dbus` and "
         "`-display dbus,audiodev=ID`); viewers whose WHEP offer has an audio section get it as Opus"
+    ),
+]
+Microphone = Annotated[
+    bool,
+    Meta(
+        description="Whether the guest takes sound in now (QEMU's D-Bus audio with a recording device, e.g. "
+        '`-device hda-duplex`): a viewer whose token may asks for it with {"type": "microphone", "on": true}'
     ),
 ]
 Clipboard = Annotated[
@@ -165,6 +180,7 @@ class TokenCreate(Closed):
     ttl_seconds: Annotated[int, Meta(ge=1, description="at most --max-token-ttl")] | UnsetType = UNSET
     single_use: bool = False
     clipboard: ClipboardAccess | UnsetType = UNSET
+    microphone: MicrophoneAccess = "none"
     max_viewers: (
         Annotated[
             int, Meta(ge=1, le=MAX_VIEWERS_LIMIT, description="viewers it may have at once (--token-max-viewers)")
@@ -302,6 +318,9 @@ class Stats(Closed):
     clipboard_to_guest: int
     clipboard_from_guest: int
     clipboard_refused: int
+    microphone_starts: Annotated[int, Meta(description="times a viewer's microphone went live")]
+    microphone_packets: Annotated[int, Meta(description="pieces of microphone sound that reached the guest")]
+    microphone_refused: Annotated[int, Meta(description="refused microphone requests and sound")]
     fps: float
     encode_ms: float | None
 
@@ -339,6 +358,7 @@ class Session(Closed):
     recordings: Annotated[int, Meta(description="recordings of the session running now")]
     sound: Sound
     clipboard: Clipboard
+    microphone: Microphone
     stats: Stats
     renditions: Annotated[list[Rendition], Meta(description="what the session encodes now (none while unwatched)")]
 
@@ -347,10 +367,12 @@ class SessionList(Closed):
     sessions: list[Session]
 
 
-class Token(Closed):
+class Token(Closed, kw_only=True):
     id: str
     role: Role
     clipboard: ClipboardAccess
+    microphone: MicrophoneAccess = "none"
+    """A default, so that a gateway reads a host that predates it (such a host grants none)."""
     created_at: DateTime
     expires_at: DateTime
     single_use: bool
@@ -378,6 +400,9 @@ class ViewerLink(Closed):
     loss: Annotated[float, Meta(description="share of packets lost for good, last 4 s")]
     rtt_ms: int | None
     dropped: Annotated[int, Meta(description="packets dropped for this viewer (it fell behind)")]
+    estimate_bps: Annotated[
+        int | None, Meta(description="what the viewer's receiver estimates its link carries (REMB), if it says")
+    ]
 
 
 class Viewer(Closed):

@@ -27,6 +27,7 @@ def session_body(session: Session) -> schemas.Session:
         **dataclasses.asdict(capture.stats),
         **dataclasses.asdict(audience.stats),
         **dataclasses.asdict(audience.clipboard_stats),
+        **dataclasses.asdict(audience.microphone.stats),
         **dataclasses.asdict(session.resizer.stats),
         viewers=len(audience),
         fps=round(fps, 2),
@@ -49,6 +50,7 @@ def session_body(session: Session) -> schemas.Session:
         recordings=len(session.recorders),
         sound=session.sound_available,
         clipboard=session.clipboard_available,
+        microphone=audience.microphone.available,
         stats=stats,
         renditions=[rendition_body(figures) for figures in session.rendition_figures()],
     )

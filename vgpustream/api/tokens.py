@@ -39,6 +39,7 @@ def token_fields(record: TokenRecord, default_viewers: int) -> dict[str, object]
         "id": record.id,
         "role": record.role,
         "clipboard": record.clipboard or default_access(record.role),
+        "microphone": record.microphone or "none",
         "created_at": timestamp(record.created_at),
         "expires_at": timestamp(record.expires_at),
         "single_use": record.single_use,
@@ -55,6 +56,8 @@ async def create_token(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
     body = await read_json(request, settings.max_json_bytes, TokenCreate)
     clipboard, ttl_seconds, max_viewers = token_terms(body, settings)
+    if body.role == "view" and body.microphone != "none":
+        raise VgpuStreamError("a view token cannot use the microphone: 'microphone' must be none")
     base = base_url(request)  # before anything is stored: a request for a foreign Host makes no token
     record, secret = request.app[AUTHORITY].issue(
         session.id,
@@ -63,6 +66,7 @@ async def create_token(request: web.Request) -> web.Response:
         single_use=body.single_use,
         clipboard=clipboard,
         max_viewers=max_viewers,
+        microphone=body.microphone,
     )
     request.app[AUDIT].token_created(record)
     fields = token_fields(record, settings.token_max_viewers)

@@ -8,7 +8,8 @@ A socket is closed with a code and a reason that say what went wrong:
     4400  the first message was not an auth message, or a second one came
     4401  no token             4403  a token that does not allow this
     4429  too many requests    4503  the session is full (try again later)
-    1003  a binary message from the browser     1009  a message over the size limit
+    1003  a binary message from the browser other than a microphone packet
+    1009  a message over the size limit
 """
 
 from __future__ import annotations

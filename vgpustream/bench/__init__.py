@@ -10,6 +10,7 @@ from typing import Any
 from vgpustream.bench import (
     abuse,
     capacity,
+    capped,
     cluster,
     fanout,
     idle,
@@ -157,9 +158,15 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--viewers", type=int, default=4, choices=range(2, 17), help="viewers (default %(default)s)")
     p.add_argument("--loss", type=float, default=0.02, help="packet loss of the weak link, each way (default 0.02)")
     p.add_argument("--rtt-ms", type=float, default=100.0, help="its round-trip time (default %(default)s)")
-    p.add_argument("--seconds", type=float, default=20.0, help="each phase, clean and impaired (default %(default)s)")
-    p.add_argument("--resolution", default="640x360", help="synthetic source size (default %(default)s)")
-    p.add_argument("--bitrate", type=int, default=1_000_000, help="H.264 bitrate (default %(default)s)")
+    p.add_argument("--seconds", type=float, help="each phase, clean and impaired (default 20; capped: 60)")
+    p.add_argument("--resolution", help="synthetic source size (default 640x360; capped: 1280x720)")
+    p.add_argument("--bitrate", type=int, help="H.264 bitrate (default 1000000; capped: 4000000)")
+    p.add_argument(
+        "--cap-kbit",
+        type=float,
+        help="instead: two Chromium consoles, one on a link of this many kbit/s: its rung, frame rate and "
+        "delay, the other's against a run alone",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p = kinds.add_parser("sound", help="CPU of one session's sound path (to float, resample, Opus) per second")
     p.add_argument("--seconds", type=float, default=30.0, help="seconds of sound to encode (default %(default)s)")
@@ -232,9 +239,22 @@ def run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "abuse":
         result = abuse.run(args.examples, args.seed)
         print(json.dumps(result) if args.json else abuse.table(result))
+    elif args.bench == "weaknet" and args.cap_kbit is not None:
+        result = capped.run(
+            args.cap_kbit,
+            seconds=args.seconds or 60.0,
+            resolution=args.resolution or "1280x720",
+            bitrate=args.bitrate or 4_000_000,
+        )
+        print(json.dumps(result) if args.json else capped.table(result))
     elif args.bench == "weaknet":
         result = weaknet.run(
-            args.viewers, args.loss, args.rtt_ms, seconds=args.seconds, resolution=args.resolution, bitrate=args.bitrate
+            args.viewers,
+            args.loss,
+            args.rtt_ms,
+            seconds=args.seconds or 20.0,
+            resolution=args.resolution or "640x360",
+            bitrate=args.bitrate or 1_000_000,
         )
         print(json.dumps(result) if args.json else weaknet.table(result))
     elif args.bench == "record":

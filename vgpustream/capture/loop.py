@@ -30,6 +30,7 @@ from vgpustream.clipboard import GuestClipboard
 from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
 from vgpustream.input import ResizeEvent
+from vgpustream.microphone import MicrophoneIn
 from vgpustream.renditions import Rendition
 from vgpustream.resize import check_display
 from vgpustream.sound import SoundOut
@@ -111,6 +112,8 @@ class CaptureLoop:
         """Where the guest's sound comes out; an event-loop object too."""
         self.clipboard: GuestClipboard | None = source.clipboard
         """The guest's clipboard; an event-loop object too."""
+        self.microphone: MicrophoneIn | None = source.microphone
+        """Where viewers' microphone sound goes into the guest; an event-loop object too."""
         self.heads: Heads | None = source.heads
         """The display heads of the VM; an event-loop object too."""
         self.renditions: dict[Rendition, RenditionState] = {}

@@ -14,6 +14,7 @@ from vgpustream.clipboard import GuestClipboard
 from vgpustream.errors import UnsupportedOperation
 from vgpustream.formats import fourcc_text
 from vgpustream.input import InputEvent
+from vgpustream.microphone import MicrophoneIn
 from vgpustream.sound import SoundOut
 
 
@@ -216,6 +217,11 @@ class Source(ABC):
     @property
     def sound(self) -> SoundOut | None:
         """Where the guest's sound comes out (an event-loop object, like `input_sink`); None for a silent source."""
+        return None
+
+    @property
+    def microphone(self) -> MicrophoneIn | None:
+        """Where viewers' microphone sound goes into the guest (an event-loop object); None where it cannot."""
         return None
 
     @property

@@ -15,6 +15,7 @@ import asyncio
 import random
 import re
 from dataclasses import dataclass
+from typing import Any
 
 QUEUE_MS = 100.0
 """How much a rate-limited link holds back before it drops (its router's buffer)."""
@@ -99,6 +100,15 @@ class LossyLink:
             elif not line.startswith("a=candidate:"):
                 kept.append(line)
         return re.sub(rf"^(m=\S+ ){port}( )", rf"\g<1>{relay_port}\2", "".join(kept), flags=re.MULTILINE)
+
+    async def route(self, route: Any) -> None:
+        """A Playwright route handler for a console's WHEP resource (`page.route("**/whep/ID", link.route)`):
+        its offer and the server's answer name the relay, so its media goes through the link."""
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        response = await route.fetch(post_data=self.offer(route.request.post_data))
+        await route.fulfill(response=response, body=self.answer(await response.text()))
 
     def forward(self, to: str, data: bytes, source: tuple[str, int]) -> None:
         """A datagram from `source` that reached the socket standing in for `to` ('viewer' or 'server'):

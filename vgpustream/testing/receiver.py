@@ -13,6 +13,7 @@ import aiohttp
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from vgpustream.stamp import Stamp, read_frame_stamp
 from vgpustream.testing.netem import LossyLink
@@ -83,9 +84,11 @@ class WhepReceiver:
         link: LossyLink | None = None,
         sound: bool = False,
         codecs: tuple[str, ...] | None = None,
+        microphone: MediaStreamTrack | None = None,
     ) -> None:
         """`codecs`: the only video codecs to offer (e.g. ("vp8",), as a browser without H.264); all of
-        aiortc's by default."""
+        aiortc's by default. `microphone`: an audio track to send on the audio section (sendrecv, as the
+        console offers it), which it then has whatever `sound` says."""
         self.endpoint = endpoint
         self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.location: str | None = None
@@ -101,7 +104,9 @@ class WhepReceiver:
             offered = {f"video/{codec}" for codec in codecs}
             capabilities = RTCRtpReceiver.getCapabilities("video").codecs
             video.setCodecPreferences([codec for codec in capabilities if codec.mimeType.lower() in offered])
-        if sound:
+        if microphone is not None:
+            self._pc.addTransceiver(microphone, direction="sendrecv")
+        elif sound:
             self._pc.addTransceiver("audio", direction="recvonly")
         self._track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
         self._sound_track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
@@ -153,6 +158,13 @@ class WhepReceiver:
         """Ask the server for a keyframe as a viewer that lost the picture does (RTCP PLI on its video stream)."""
         (rtp_receiver,) = self._pc.getReceivers()
         await rtp_receiver._send_rtcp_pli(rtp_receiver.getSynchronizationSources()[0].source)
+
+    async def send_estimate(self, bitrate: int) -> None:
+        """Tell the server the bitrate this viewer's link carries, as a browser's receiver does (RTCP REMB)."""
+        (rtp_receiver,) = self._pc.getReceivers()
+        ssrc = rtp_receiver.getSynchronizationSources()[0].source
+        fci = pack_remb_fci(bitrate, [ssrc])
+        await rtp_receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=fci))
 
     async def next_frame(self, timeout: float = 10.0) -> ReceivedFrame:
         """The next frame the track yields, with its stamp read back."""

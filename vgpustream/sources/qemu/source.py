@@ -27,6 +27,7 @@ from dbus_fast.aio import MessageBus
 from vgpustream.compat import PeerBus
 from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedOperation, VgpuStreamError, bounded
 from vgpustream.formats import PixelFormat, fourcc_code
+from vgpustream.microphone import MicrophoneIn
 from vgpustream.resize import physical_size_mm
 from vgpustream.sound import SoundOut
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
@@ -34,7 +35,7 @@ from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, 
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE
 from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.sources.common.qemu_input import QemuInput
-from vgpustream.sources.qemu.audio import QemuAudioOut
+from vgpustream.sources.qemu.audio import QemuAudioIn, QemuAudioOut
 from vgpustream.sources.qemu.clipboard import QemuClipboard
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import Framebuffer, Pixels
@@ -119,6 +120,8 @@ class QemuDisplaySource(Source):
         self._input = DbusInput(self)
         self._sound = SoundOut()
         self.audio = QemuAudioOut(self._sound)
+        self._microphone = MicrophoneIn()
+        self.audio_in = QemuAudioIn(self._microphone)
         self._clipboard = QemuClipboard()
         self._extras: asyncio.Task[None] | None = None
         """Attaching the sound and the clipboard, for the current attachment."""
@@ -153,6 +156,7 @@ class QemuDisplaySource(Source):
             await asyncio.gather(supervisor, return_exceptions=True)  # done: what it ended with, taken
         await self._detach()
         self.audio.close()
+        self.audio_in.close()
 
     @property
     def input_sink(self) -> InputSink:
@@ -161,6 +165,10 @@ class QemuDisplaySource(Source):
     @property
     def sound(self) -> SoundOut:
         return self._sound
+
+    @property
+    def microphone(self) -> MicrophoneIn:
+        return self._microphone
 
     @property
     def clipboard(self) -> QemuClipboard:
@@ -277,6 +285,9 @@ class QemuDisplaySource(Source):
         if not self.audio.registered:  # its own socket: it outlives re-attachments for a mode change
             self.audio.close()
             await self.audio.register(display)
+        if not self.audio_in.registered:
+            self.audio_in.close()
+            await self.audio_in.register(display)
         await self._clipboard.attach(display)
 
     async def _register(self, bus: MessageBus, peer: bool) -> _Attachment:
@@ -320,6 +331,7 @@ class QemuDisplaySource(Source):
             await self._detach()
             if lost:
                 self.audio.close()
+                self.audio_in.close()
                 self._lost = True
                 log.warning("QEMU display %s is gone (QEMU stopped?); reconnecting", self.console)
             await self._attach_until_back()
