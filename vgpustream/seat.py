@@ -102,6 +102,8 @@ class Seat(ABC):
         self.rendition: Rendition | None = TOP
         """The rendition whose packets the viewer takes (its transport picks it); None where it has no codec
         the session makes."""
+        self.pinned: int | None = None
+        """The rung the viewer asked to stay on (`quality=`), where it did: the ladder leaves it there."""
         self.link: Link | None = None
         """The link's last verdict (None until its transport judged it)."""
         self.closed_because: str | None = None
@@ -149,6 +151,7 @@ class Seat(ABC):
             "token_id": self.token_id,
             "transport": self.transport,
             "rendition": None if self.rendition is None else self.rendition.name,
+            "quality": "auto" if self.pinned is None else str(self.pinned),
             "created_at": self.created_at,
             "state": self.connection_state,
             "input_channel": self.input_channel,

@@ -209,7 +209,7 @@ class Viewer(Seat):
         offer = check_offer(offer_sdp)
         video = next(m for m in offer.media if m.kind == "video")
         codec = choose_codec(video)
-        self.rendition = None if codec is None else Rendition(codec)
+        self.rendition = None if codec is None else Rendition(codec, self.pinned or 0)
         if codec is not None:
             self._add_video(codec)
             return await self._answer(offer, offer_sdp)

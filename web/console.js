@@ -112,9 +112,12 @@ function addVideoTransceiver(pc) {
  * @param {string|null} token viewer or operator token for the WHEP requests, if any
  * @param {string} transport auto, webrtc or websocket
  * @param {string|null} node the session's host, named to a gateway in every request's query
+ * @param {string|null} quality the rung of the session's ladder to stay on ("0" is the top), in the WHEP and
+ *   WebSocket requests' query; null: the server's ladder picks by the link
  */
-export function startConsole(sessionId, token, transport = "auto", node = null) {
-  const route = node ? `?${new URLSearchParams({ node })}` : "";
+export function startConsole(sessionId, token, transport = "auto", node = null, quality = null) {
+  const asked = Object.entries({ node, quality }).filter(([, value]) => value);
+  const route = asked.length ? `?${new URLSearchParams(asked)}` : "";
   const root = document.getElementById("console");
   const stage = document.getElementById("stage");
   const video = document.getElementById("screen");

@@ -70,7 +70,7 @@ async def create_token(request: web.Request) -> web.Response:
     )
     request.app[AUDIT].token_created(record)
     fields = token_fields(record, settings.token_max_viewers)
-    return json_response(IssuedToken(**fields, **links(base, session.id, secret, body.transport)), 201)
+    return json_response(IssuedToken(**fields, **links(base, session.id, secret, body.console())), 201)
 
 
 def token_terms(body: TokenCreate, settings: ServiceSettings) -> tuple[str, int, int]:
@@ -84,12 +84,15 @@ def token_terms(body: TokenCreate, settings: ServiceSettings) -> tuple[str, int,
     return clipboard, ttl_seconds, given(body.max_viewers, settings.token_max_viewers)
 
 
-def links(base: str, session_id: str, secret: str, transport: str = "auto", node: str | None = None) -> dict[str, str]:
+def links(
+    base: str, session_id: str, secret: str, console: dict[str, str] | None = None, node: str | None = None
+) -> dict[str, str]:
     """The token with where to use it. The console link carries it in the fragment, which no server sees,
-    and the transport the console is to use where it is not its own choice (auto); links through a gateway
-    (vgpustream.gateway) name the session's `node`, every one of them."""
+    and the `console`'s choices (transport, quality) where they are not its own (auto); links through a
+    gateway (vgpustream.gateway) name the session's `node`, every one of them."""
     route = {} if node is None else {"node": node}
-    query = urlencode({"session": session_id} | ({} if transport == "auto" else {"transport": transport}) | route)
+    chosen = {name: value for name, value in (console or {}).items() if value != "auto"}
+    query = urlencode({"session": session_id} | chosen | route)
     at = f"?{urlencode(route)}" if route else ""
     return {
         "token": secret,
