@@ -8,6 +8,7 @@
 
 import { ClipboardPanel } from "./clipboard.js";
 import { RemoteCursor } from "./cursor.js";
+import { HeadSwitcher } from "./heads.js";
 import { HttpError } from "./http.js";
 import { InputCapture } from "./input.js";
 import { Microphone } from "./microphone.js";
@@ -164,6 +165,9 @@ export function startConsole(sessionId, token, transport = "auto", node = null, 
   const pointerLock = new PointerLock(stage, document.getElementById("pointer-lock"));
   const press = (codes) => input.combo(codes);
   const touch = new TouchInput(stage, video, document.getElementById("osk"), sendMessage, press);
+  const complain = (why) => show("failed", why, true);
+  const heads = new HeadSwitcher(document.getElementById("heads"), sessionId, token, route, complain);
+  let headsAsked = false;
   new Toolbar(document.getElementById("toolbar"), document.getElementById("more"));
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
@@ -286,6 +290,10 @@ export function startConsole(sessionId, token, transport = "auto", node = null, 
       clipboard.setAvailable(message.clipboard === true);
       microphone.setAvailable(message.microphone === true);
       showName(message.name || sessionId);
+      if (!headsAsked) {
+        headsAsked = true;
+        heads.refresh(); // once a connection shows the token works
+      }
       pointerLock.setRelative(message.relative_pointer === true);
       if (connected()) showSource();
     }

@@ -82,6 +82,15 @@ def _stored_change(done: dict[str, Any], conflict: str, unavailable: str) -> dic
 METRICS_MEDIA = ("text/plain", "application/openmetrics-text")
 SESSION_ID = {"name": "id", "in": "path", "required": True, "schema": TEXT}
 RECORDING_ID = {"name": "recording", "in": "path", "required": True, "schema": TEXT}
+OPERATOR_OR_VIEWER = [{"operator": []}, {"viewer": []}]
+"""Routes that take a viewer token of the session as well as the operator's."""
+HEAD = {
+    "name": "head",
+    "in": "path",
+    "required": True,
+    "schema": TEXT,
+    "description": "The head's number (`console` in the list of heads)",
+}
 
 
 def _operation(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -285,6 +294,61 @@ def document() -> dict[str, Any]:
                                 "description": "longest edge in pixels (never larger than the picture)",
                             }
                         ],
+                    ),
+                },
+                "/api/v1/sessions/{id}/heads": {
+                    **session,
+                    "get": _operation(
+                        "listHeads",
+                        "The display heads of the session's VM (QEMU: one per Console), each with what it shows and "
+                        "the session showing it",
+                        {
+                            "200": json_answer(schemas.HeadList, "The heads"),
+                            **ERRORS,
+                            "503": error_answer("The VM cannot be asked now (source_unavailable: no display attached)"),
+                        },
+                        security=OPERATOR_OR_VIEWER,
+                    ),
+                },
+                "/api/v1/sessions/{id}/heads/{head}": {
+                    "parameters": [SESSION_ID, HEAD],
+                    "post": _operation(
+                        "openHead",
+                        "The session showing one head of the VM: the one there is, or a new one (the same source URL "
+                        "with `?console=` that head, labels, encoder settings and viewer limit)",
+                        _stored_change(
+                            {
+                                "200": json_answer(schemas.Session, "The session that shows the head already"),
+                                "201": json_answer(schemas.Session, "Created; Location names it"),
+                            },
+                            conflict="The id this head's session would have is taken by another session",
+                            unavailable="The VM cannot be asked now (source_unavailable), no room (full; see "
+                            "Retry-After), or the state database cannot be written (storage_unavailable)",
+                        )
+                        | {"404": error_answer("No such session, or no such head (the message lists the VM's heads)")},
+                    ),
+                },
+                "/api/v1/sessions/{id}/heads/{head}/link": {
+                    "parameters": [SESSION_ID, HEAD],
+                    "post": _operation(
+                        "linkHead",
+                        "A console link to one head of the VM, for a holder of any token of the session (the console's "
+                        "head switcher): a token of the session showing the head (made if there is none) with the "
+                        "caller's role, clipboard access and viewers, expiring when the caller's token does",
+                        {
+                            "201": json_answer(schemas.IssuedToken, "Issued; the secret is shown only now"),
+                            **ERRORS,
+                            "404": error_answer("No such session, or no such head (the message lists the VM's heads)"),
+                            "409": error_answer("The id this head's session would have is taken by another session"),
+                            "421": error_answer("The request's Host is none of the server's names (--allowed-host)"),
+                            **LIMITED,
+                            **STORED,
+                            "503": error_answer(
+                                "The VM cannot be asked now (source_unavailable), no room (full; see Retry-After), or "
+                                "the state database cannot be written (storage_unavailable)"
+                            ),
+                        },
+                        security=OPERATOR_OR_VIEWER,
                     ),
                 },
                 "/api/v1/sessions/{id}/tokens": {

@@ -285,6 +285,25 @@ class Planes(Closed):
     ]
 
 
+class Head(Closed):
+    """One display head of the session's VM (QEMU: one Console; `-device virtio-vga,max_outputs=N` has N)."""
+
+    console: Annotated[int, Meta(ge=0, description="The head's number: what a QEMU source URL's ?console= takes")]
+    label: Annotated[str, Meta(description="QEMU's name for it: the display device's id and the head's index")]
+    width: int
+    height: int
+    state: Annotated[
+        State, Meta(description="What the head shows: no_signal for a head the guest has not turned on (not an error)")
+    ]
+    session: Annotated[str | None, Meta(description="The session showing this head; null while there is none")]
+
+
+class HeadList(Closed):
+    """The heads of the session's VM, in order; a source of one head (a vGPU, the synthetic desktop) has one."""
+
+    heads: list[Head]
+
+
 class Stats(Closed):
     frames_captured: int
     pixels_captured: Annotated[int, Meta(description="the pixels of the frames captured, all together")]
@@ -535,7 +554,7 @@ SCHEMA_REF = "#/components/schemas/{name}"
 def components(*extra: type[Struct]) -> dict[str, Any]:
     """The OpenAPI components/schemas of every Struct here that a body is declared with, and of `extra` (the
     gateway's own)."""
-    structs = (*REQUESTS, Error, SessionList, Planes, IssuedToken, TokenList, ViewerList, RecordingList)
+    structs = (*REQUESTS, Error, SessionList, Planes, HeadList, IssuedToken, TokenList, ViewerList, RecordingList)
     _, schemas = msgspec.json.schema_components(
         (*structs, EventPage, Health, Readiness, *extra), ref_template=SCHEMA_REF
     )
