@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from joserfc.jwk import OKPKey
 
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
 from tests.gateway_cluster import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE
 from vgpustream.api.app import create_app
@@ -193,6 +193,7 @@ async def test_forged_altered_expired_and_misdirected_tokens_are_refused(signed,
     )
     untrusted = "the token is not signed by a gateway this host trusts"
     altered = with_payload(issued["token"], payload(issued["token"]) | {"role": "control"})
+    not_granted = "the token's role, lifetime, clipboard, viewers or microphone are not what this host grants"
     cases = {
         "a stranger's key": (signed_by(stranger), untrusted),
         "altered: view made control": (altered, untrusted),
@@ -200,14 +201,9 @@ async def test_forged_altered_expired_and_misdirected_tokens_are_refused(signed,
         "expired": (signed_by(signed.old, issued_at=now - 700, expires_at=now - 100), "the token has expired"),
         "for another node": (signed_by(signed.old, node="gpu-host-2"), "the token is for another node"),
         "for another session": (signed_by(signed.old, session="vm-1"), "the token is for another session"),
-        "longer than the host grants": (
-            signed_by(signed.old, expires_at=now + 10 * 86_400),
-            "the token's role, lifetime, clipboard or viewers are not what this host grants",
-        ),
-        "a role no token has": (
-            signed_by(signed.old, role="operator"),
-            "the token's role, lifetime, clipboard or viewers are not what this host grants",
-        ),
+        "longer than the host grants": (signed_by(signed.old, expires_at=now + 10 * 86_400), not_granted),
+        "a role no token has": (signed_by(signed.old, role="operator"), not_granted),
+        "a microphone access no token has": (signed_by(signed.old, microphone="shout"), not_granted),
     }  # fmt: skip
     for what, (token, message) in cases.items():
         assert await whep_refusal(anonymous, host, token) == (403, message), what
@@ -281,3 +277,21 @@ async def test_a_revocation_for_a_host_that_is_down_is_refused_with_retry_after_
         async with control_plane.delete(fresh.make_url(f"{revoke}?node=gpu-host-1")) as response:
             assert response.status == 204, attempt
     assert await whep_refusal(anonymous, host, issued["token"]) == (403, "the token was revoked")
+
+
+async def test_a_signed_link_carries_its_microphone_access(signed, control_plane, anonymous):
+    gateway = await signed.gateway(signed.old)
+    host = signed.hosts["gpu-host-2"]
+    speaking = await mint(control_plane, gateway, "gpu-host-2", role="control", microphone="use")
+    silent = await mint(control_plane, gateway, "gpu-host-2", role="control")
+    assert (speaking["microphone"], silent["microphone"]) == ("use", "none")
+    for issued in (speaking, silent):
+        viewer = WebSocketReceiver(issued["websocket_url"], anonymous, issued["token"])
+        await viewer.connect()
+        (seat,) = host.app[REGISTRY].get("default").audience
+        assert seat.may_speak is (issued is speaking)
+        await viewer.close()
+        await wait_for(lambda: len(host.app[REGISTRY].get("default").audience) == 0, what="the seat given back")
+    path = "/api/v1/sessions/default/tokens?node=gpu-host-2"
+    async with control_plane.post(gateway.make_url(path), json={"role": "view", "microphone": "use"}) as response:
+        assert response.status == 400, "a view token never speaks, signed or not"

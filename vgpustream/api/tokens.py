@@ -56,8 +56,6 @@ async def create_token(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
     body = await read_json(request, settings.max_json_bytes, TokenCreate)
     clipboard, ttl_seconds, max_viewers = token_terms(body, settings)
-    if body.role == "view" and body.microphone != "none":
-        raise VgpuStreamError("a view token cannot use the microphone: 'microphone' must be none")
     base = base_url(request)  # before anything is stored: a request for a foreign Host makes no token
     record, secret = request.app[AUTHORITY].issue(
         session.id,
@@ -74,10 +72,13 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 def token_terms(body: TokenCreate, settings: ServiceSettings) -> tuple[str, int, int]:
-    """A token request's clipboard access, lifetime and viewers, the settings' defaults where it gives none."""
+    """A token request's clipboard access, lifetime and viewers, the settings' defaults where it gives none;
+    VgpuStreamError where it asks a view token for what only control may do."""
     clipboard = given(body.clipboard, default_access(body.role))
     if body.role == "view" and clipboard == "readwrite":
         raise VgpuStreamError("a view token cannot write the guest's clipboard: 'clipboard' must be none or read")
+    if body.role == "view" and body.microphone != "none":
+        raise VgpuStreamError("a view token cannot use the microphone: 'microphone' must be none")
     ttl_seconds = given(body.ttl_seconds, settings.token_ttl)
     if ttl_seconds > settings.max_token_ttl:
         raise VgpuStreamError(f"'ttl_seconds' must be at most {settings.max_token_ttl} (--max-token-ttl)")

@@ -206,6 +206,7 @@ async def sign_token(request: web.Request, base: str, session_id: str, node: Nod
         single_use=body.single_use,
         clipboard=clipboard,
         max_viewers=max_viewers,
+        microphone=body.microphone,
     )
     secret = request.app[SIGNER].sign(token)
     issued = schemas.IssuedToken(
@@ -218,6 +219,7 @@ async def sign_token(request: web.Request, base: str, session_id: str, node: Nod
         used=False,
         revoked=False,
         max_viewers=max_viewers,
+        microphone=body.microphone,
         **links(base, session_id, secret, body.console(), node.name),
     )
     return json_response(issued, 201)
