@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from dbus_fast import Message, MessageType
@@ -22,8 +22,23 @@ from vgpustream.sources.base import Head, Heads, SourceState
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, peer_connection
 from vgpustream.sources.qemu.framebuffer import Pixels
 
-if TYPE_CHECKING:
-    from vgpustream.sources.qemu.source import QemuDisplaySource
+
+class Attached(Protocol):
+    """A source's connection to QEMU, as the heads use it."""
+
+    @property
+    def display(self) -> Display: ...
+
+
+class HeadSource(Protocol):
+    """What the heads ask of the source attached to one of them (vgpustream.sources.qemu.source)."""
+
+    @property
+    def state(self) -> SourceState: ...
+
+    @property
+    def attachment(self) -> Attached | None: ...
+
 
 VM = "org.qemu.Display1.VM"
 CONSOLE = "org.qemu.Display1.Console"
@@ -59,7 +74,7 @@ def is_qemu_placeholder(rows: np.ndarray) -> bool:
 class QemuHeads(Heads):
     """The heads of the VM a QemuDisplaySource is attached to."""
 
-    def __init__(self, source: QemuDisplaySource, own: int) -> None:
+    def __init__(self, source: HeadSource, own: int) -> None:
         self.source = source
         self.own = own
         """The head the source shows: QEMU takes one listener per client and head, so it is never looked at."""
