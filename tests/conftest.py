@@ -129,3 +129,23 @@ async def viewers(http: aiohttp.ClientSession) -> AsyncIterator[Callable[..., Aw
     yield connect
     for receiver in opened:
         await receiver.close()
+
+
+@pytest.fixture
+async def cluster(aiohttp_server: ServerFactory, tmp_path: Path) -> Any:
+    """Three hosts on loopback (tests.gateway_cluster.NODES), each with its session 'default'."""
+    from tests.gateway_cluster import NODES, SOURCE, Cluster  # noqa: PLC0415 - it imports this module
+
+    hosts = {}
+    for name in NODES:
+        hosts[name] = await aiohttp_server(create_app(test_settings(tmp_path / name, source=SOURCE)))
+    return Cluster(hosts, aiohttp_server)
+
+
+@pytest.fixture
+async def control_plane() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client with the gateway's operator token."""
+    from tests.gateway_cluster import CONTROL_PLANE  # noqa: PLC0415 - it imports this module
+
+    async with aiohttp.ClientSession(headers=CONTROL_PLANE) as session:
+        yield session

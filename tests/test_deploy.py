@@ -9,9 +9,12 @@ before the tests (a build needs the network; the tests run without one).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import re
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,6 +28,8 @@ from kubernetes_validate.utils import schema_contents
 from vgpustream.gateway.settings import GatewaySettings
 from vgpustream.iceservers import IceServers
 from vgpustream.settings import add_arguments, env_name, load_settings
+from vgpustream.testing.server import free_port, serve
+from vgpustream.testing.server import gateway as gateway_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -412,6 +417,10 @@ def test_systemd_unit_settings():
 # -- compose ---------------------------------------------------------------------------------------------
 
 
+CLUSTER = ("compose.yaml", "compose.cluster.yaml")
+"""Two hosts and the gateway in front of them on one machine."""
+
+
 class MissingVariable(Exception):
     """A ${VAR:?message} whose variable is unset or empty."""
 
@@ -463,8 +472,9 @@ def test_compose_refuses_to_start_without_its_credentials():
     assert "deploy/.env" in (ROOT / ".gitignore").read_text().splitlines(), "the filled-in env file stays untracked"
 
 
-def test_compose_has_no_hard_coded_credentials():
-    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+@pytest.mark.parametrize("files", [("compose.yaml",), CLUSTER])
+def test_compose_has_no_hard_coded_credentials(files):
+    compose = compose_model(*files)
     for name, service in compose["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if re.search("TOKEN|CREDENTIAL|PASSWORD|SECRET|USERNAME", key):
@@ -508,6 +518,105 @@ def test_compose_puts_nginx_in_front_with_the_tested_configuration():
     assert named == set(mounts.values()), (named, mounts)
     (upstream,) = re.findall(r"proxy_pass http://127\.0\.0\.1:(\d+);", text)
     assert upstream == str(vgpustream["environment"]["VGPUSTREAM_PORT"])
+
+
+def merged(base: Any, override: Any, key: str = "") -> Any:
+    """`override` over `base` as compose merges a later file or an `extends`, for the keys these files use:
+    mappings key by key, `volumes` by the path in the container, anything else replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: merged(base[k], v, k) if k in base else v for k, v in override.items()}}
+    if key == "volumes" and isinstance(base, list):
+        return list({volume.split(":")[1]: volume for volume in [*base, *override]}.values())
+    return override
+
+
+def compose_model(*names: str) -> dict:
+    """The compose files of deploy/ as `compose -f NAME -f NAME ...` reads them: merged in order, each service's
+    `extends` resolved (it names a service as its file has it)."""
+    model: dict = {}
+    for name in names:
+        model = merged(model, yaml.safe_load((DEPLOY / name).read_text()))
+    for name, service in model["services"].items():
+        if "extends" in service:
+            extends = service.pop("extends")
+            base = yaml.safe_load((DEPLOY / extends["file"]).read_text())["services"][extends["service"]]
+            model["services"][name] = merged(base, service)
+    return model
+
+
+def gateway_settings(environ: dict[str, str]) -> GatewaySettings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, GatewaySettings)
+    return load_settings(parser.parse_args([]), environ, kind=GatewaySettings)
+
+
+def environment_of(service: dict) -> dict[str, str]:
+    return {key: str(value) for key, value in service["environment"].items()}
+
+
+def test_compose_cluster_runs_two_hosts_and_the_gateway_in_front_of_them():
+    environ = compose_environment()
+    services = interpolate(compose_model(*CLUSTER), environ)["services"]
+    assert set(services) == {"vgpustream", "vgpustream-2", "gateway", "coturn", "nginx"}
+    hosts = [parse_settings([], environment_of(services[name])) for name in ("vgpustream", "vgpustream-2")]
+    gateway = gateway_settings(environment_of(services["gateway"]))
+    assert gateway.static_nodes == {host.node_name: f"http://127.0.0.1:{host.port}" for host in hosts}
+    assert [host.node_name for host in hosts] == ["gpu-host-1", "gpu-host-2"]
+    assert len({hosts[0].port, hosts[1].port, gateway.port}) == 3, "one machine: a port each"
+    assert gateway.host_token == hosts[0].operator_token == hosts[1].operator_token
+    assert gateway.operator_token == environ["GATEWAY_OPERATOR_TOKEN"] != gateway.host_token, "its own token"
+    first, second = services["vgpustream"], services["vgpustream-2"]
+    states = [
+        dict(v.split(":")[1::-1] for v in service["volumes"])["/var/lib/vgpustream"] for service in (first, second)
+    ]
+    assert states == ["state", "state-2"], "a state of its own each"
+    assert {k: v for k, v in second.items() if k not in ("environment", "volumes")} == {
+        k: v for k, v in first.items() if k not in ("environment", "volumes")
+    }, "the second host is the first one's container"
+    assert IceServers(hosts[1]).for_server() == IceServers(hosts[0]).for_server()
+    assert services["gateway"]["entrypoint"] == ["vgpustream", "gateway", "--host", "0.0.0.0"]
+    assert services["gateway"]["image"] == first["image"] and services["gateway"]["depends_on"] == [
+        "vgpustream",
+        "vgpustream-2",
+    ]
+    for key in ("network_mode", "read_only", "cap_drop", "security_opt"):
+        assert services["gateway"][key] == first[key], key
+
+
+def test_compose_cluster_needs_the_gateway_s_token_and_a_single_host_does_not():
+    environ = compose_environment()
+    without = {key: value for key, value in environ.items() if not key.startswith("GATEWAY_")}
+    interpolate(compose_model("compose.yaml"), without)  # a host alone starts without a gateway's token
+    with pytest.raises(MissingVariable, match="GATEWAY_OPERATOR_TOKEN"):
+        interpolate(compose_model(*CLUSTER), {**environ, "GATEWAY_OPERATOR_TOKEN": ""})
+    assert (DEPLOY / "compose.env.example").read_text().count("GATEWAY_OPERATOR_TOKEN=\n") == 1, "left empty"
+
+
+def test_compose_cluster_s_settings_serve_a_cluster(tmp_path):
+    """The hosts and the gateway, run with the environment the cluster's compose files give them, are a
+    cluster: the gateway reaches both hosts with their token and names them as they name themselves."""
+    ports = {"VGPUSTREAM_PORT": free_port(), "SECOND_HOST_PORT": free_port()}
+    environ = compose_environment() | {name: str(port) for name, port in ports.items()}
+    services = interpolate(compose_model(*CLUSTER), environ)["services"]
+    own = {"VGPUSTREAM_ICE_SERVER", "VGPUSTREAM_TURN_USERNAME", "VGPUSTREAM_TURN_CREDENTIAL"}  # no TURN here
+    with contextlib.ExitStack() as running:
+        for name, port in zip(("vgpustream", "vgpustream-2"), ports.values(), strict=True):
+            host_environment = {k: v for k, v in environment_of(services[name]).items() if k not in own}
+            running.enter_context(serve(tmp_path / name, port=port, env=host_environment))
+        gateway = running.enter_context(gateway_process(tmp_path, env=environment_of(services["gateway"])))
+        request = urllib.request.Request(
+            f"{gateway.url}/api/v1/sessions", headers={"Authorization": f"Bearer {environ['GATEWAY_OPERATOR_TOKEN']}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            listing = json.load(response)
+    assert listing["nodes"] == [
+        {"name": "gpu-host-1", "state": "up", "message": None},
+        {"name": "gpu-host-2", "state": "up", "message": None},
+    ]
+    assert sorted((s["node"], s["id"]) for s in listing["sessions"]) == [
+        ("gpu-host-1", "default"),
+        ("gpu-host-2", "default"),
+    ]
 
 
 # -- settings everywhere ---------------------------------------------------------------------------------

@@ -7,8 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+import time
 
 import aiohttp
 import pytest
@@ -18,6 +17,15 @@ from tests.balancer import balancer
 from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
+from tests.gateway_cluster import (
+    GATEWAY_TOKEN,
+    NODES,
+    SOURCE,
+    Cluster,
+    answer,
+    create,
+    misbehaving_host,
+)
 from tests.test_console import FRAMES_DECODED, decoded_more_than
 from tests.test_lifecycle import settle, within
 from tests.test_websocket import churn
@@ -30,63 +38,14 @@ from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.testing.server import gateway as gateway_process
 from vgpustream.testing.wsreceiver import WebSocketReceiver, WebSocketRefused
 
-GATEWAY_TOKEN = "test-gateway-token"
-"""The gateway's own operator token: not the hosts' (OPERATOR_TOKEN), which the gateway keeps to itself."""
-CONTROL_PLANE = {"Authorization": f"Bearer {GATEWAY_TOKEN}"}
-NODES = ("gpu-host-1", "gpu-host-2", "gpu-host-3")
-SOURCE = "synthetic:320x240@30"
+RECONNECTED_WITHIN = 3.0
+"""How soon a WebSocket console whose gateway replica stopped shows pictures through another (issue #27)."""
 WEBSOCKET_FRAMES = "() => window.vgpustream.socket ? window.vgpustream.socket.counts.decoded : 0"
 """The frames the console has decoded from its WebSocket transport."""
 
 
-class Cluster:
-    """Three hosts and what it takes to start gateways in front of them, or to stop a host."""
-
-    def __init__(self, hosts: dict[str, TestServer], start: Callable[..., Awaitable[TestServer]]) -> None:
-        self.hosts = hosts
-        self._start = start
-
-    def nodes(self, **extra: str) -> tuple[str, ...]:
-        return (
-            *(f"{name}={host.make_url('')}" for name, host in self.hosts.items()),
-            *(f"{n}={u}" for n, u in extra.items()),
-        )
-
-    async def gateway(self, **overrides: object) -> TestServer:
-        overrides.setdefault("node", self.nodes())
-        settings = GatewaySettings(operator_token=GATEWAY_TOKEN, host_token=OPERATOR_TOKEN, **overrides)
-        return await self._start(create_gateway(settings))
-
-
-@pytest.fixture
-async def cluster(aiohttp_server, tmp_path: Path) -> Cluster:
-    hosts = {}
-    for name in NODES:
-        hosts[name] = await aiohttp_server(create_app(host_settings(tmp_path / name, source=SOURCE)))
-    return Cluster(hosts, aiohttp_server)
-
-
-@pytest.fixture
-async def control_plane() -> AsyncIterator[aiohttp.ClientSession]:
-    """An HTTP client with the gateway's operator token."""
-    async with aiohttp.ClientSession(headers=CONTROL_PLANE) as session:
-        yield session
-
-
 def session_ids(host: TestServer) -> list[str]:
     return [session.id for session in host.app[REGISTRY]]
-
-
-async def answer(response: aiohttp.ClientResponse) -> tuple[int, dict]:
-    return response.status, await response.json()
-
-
-async def create(control_plane, gateway: TestServer, session_id: str, node: str) -> dict:
-    body = {"id": session_id, "source": SOURCE, "node": node, "labels": {"vm": session_id}}
-    async with control_plane.post(gateway.make_url("/api/v1/sessions"), json=body) as response:
-        assert response.status == 201, await response.text()
-        assert response.headers["Location"] == f"/api/v1/sessions/{session_id}?node={node}"
-        return await response.json()
 
 
 async def test_the_list_has_every_host_s_sessions_each_with_its_node(cluster, control_plane):
@@ -182,6 +141,9 @@ async def test_bad_requests_get_a_clear_4xx(cluster, control_plane, anonymous, h
             404, "no node named 'nope' in the cluster (nodes: gpu-host-1, gpu-host-2, gpu-host-3)",
         ),
         "an unknown session": ("GET", "/api/v1/sessions/vm-404", None, 404, "no node has session 'vm-404'"),
+        "a label filter that is none": (  # not every host's 400, and every host unreachable
+            "GET", "/api/v1/sessions?label=", None, 400, "label filters look like ?label=key=value",
+        ),
         "the host's error, relayed": (
             "GET", "/api/v1/sessions/default/thumbnail?size=1&node=gpu-host-1", None,
             400, "size must be a whole number of pixels within 16..640",
@@ -235,23 +197,55 @@ async def test_a_host_that_is_down_lists_its_sessions_unreachable_and_calls_for_
     assert body["error"]["message"] == "no node that answers has session 'vm-3'; gpu-host-3 do not answer"
 
 
-async def misbehaving_host(reply: bytes | None) -> tuple[asyncio.Server, str]:
-    """A TCP server on loopback that answers every connection with `reply` and closes it, or (None) reads and
-    never answers at all."""
-    held: list[asyncio.StreamWriter] = []
+async def test_a_session_made_through_the_gateway_is_listed_unreachable_before_the_next_look_at_its_host(
+    cluster, control_plane
+):
+    gateway = await cluster.gateway()  # has listed every host once, and looks again in 10 s
+    async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+        assert response.status == 200
+    await create(control_plane, gateway, "vm-3", "gpu-host-3")
+    await create(control_plane, gateway, "vm-9", "gpu-host-3")
+    async with control_plane.delete(gateway.make_url("/api/v1/sessions/vm-9")) as response:
+        assert response.status == 204
+    await cluster.hosts["gpu-host-3"].close()
+    async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+        listing = await response.json()
+    assert {s["id"]: s["state"] for s in listing["sessions"] if s["node"] == "gpu-host-3"} == {
+        "default": "unreachable",
+        "vm-3": "unreachable",
+    }, "the gateway made vm-3 and deleted vm-9: it knows what is there"
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(1024)
-        if reply is None:
-            held.append(writer)  # kept open, silent
-            return
-        writer.write(reply)
-        await writer.drain()
-        writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}"
+async def test_a_host_that_comes_back_has_its_sessions_listed_as_they_are_again(
+    cluster, control_plane, aiohttp_server, tmp_path
+):
+    gateway = await cluster.gateway()
+    await create(control_plane, gateway, "vm-3", "gpu-host-3")
+
+    async def states() -> tuple[dict, dict]:
+        async with control_plane.get(gateway.make_url("/api/v1/sessions")) as response:
+            status, listing = await answer(response)
+        assert status == 200
+        return (
+            {s["id"]: s["state"] for s in listing["sessions"] if s["node"] == "gpu-host-3"},
+            {n["name"]: n["state"] for n in listing["nodes"]},
+        )
+
+    assert set((await states())[0]) == {"default", "vm-3"}  # listed, so the gateway has seen it
+    down = cluster.hosts["gpu-host-3"]
+    port = down.port
+    await down.close()
+    assert await states() == (
+        {"default": "unreachable", "vm-3": "unreachable"},
+        {"gpu-host-1": "up", "gpu-host-2": "up", "gpu-host-3": "unreachable"},
+    )
+    back = host_settings(tmp_path / "gpu-host-3", source=SOURCE)  # its state, as it left it
+    cluster.hosts["gpu-host-3"] = await aiohttp_server(create_app(back), port=port)
+    sessions, nodes = await states()
+    assert set(sessions) == {"default", "vm-3"} and "unreachable" not in sessions.values(), sessions
+    assert set(nodes.values()) == {"up"}
+    async with control_plane.get(gateway.make_url("/api/v1/sessions/vm-3")) as response:
+        assert (response.status, (await response.json())["node"]) == (200, "gpu-host-3")
 
 
 @pytest.mark.timeout(60)
@@ -546,11 +540,43 @@ async def test_websocket_consoles_come_back_through_the_other_replica_when_their
             await page.goto(issued["console_url"])
             await page.wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > 10", timeout=20_000)
             first_client = await page.evaluate_handle("window.vgpustream.socket")
+            stopping = time.monotonic()
             await first.close()  # its browsers are told it is going away (1001)
-            await page.wait_for_function("client => window.vgpustream.socket !== client", arg=first_client)
+            await page.wait_for_function(
+                f"client => window.vgpustream.socket !== client && ({WEBSOCKET_FRAMES})() > 0",
+                arg=first_client,
+                timeout=20_000,
+            )
+            back = time.monotonic() - stopping
+            assert back < RECONNECTED_WITHIN, f"pictures again {back:.2f} s after the replica began to stop"
+            print(f"a WebSocket console's pictures came back {back:.2f} s after its replica began to stop")
             await page.wait_for_function(f"() => ({WEBSOCKET_FRAMES})() > 10", timeout=20_000)
             assert await page.evaluate("window.vgpustream.state") == "playing"
             audience = cluster.hosts["gpu-host-1"].app[REGISTRY].get("default").audience
             await wait_for(lambda: len(audience) == 1, what="the first replica's viewer given back")
             (seat,) = audience
             assert seat.transport == "websocket", "the console's one viewer, through the other replica"
+
+
+async def test_a_quality_asked_through_the_gateway_reaches_the_host(cluster, control_plane, anonymous):
+    gateway = await cluster.gateway()
+    await create(control_plane, gateway, "vm-7", "gpu-host-2")
+    async with control_plane.post(gateway.make_url("/api/v1/sessions/vm-7/tokens"), json={"role": "view"}) as r:
+        issued = await r.json()
+    webrtc = WhepReceiver(issued["whep_url"] + "&quality=2", anonymous, token=issued["token"])
+    socket = WebSocketReceiver(issued["websocket_url"] + "&quality=1", anonymous, issued["token"])
+    await webrtc.connect()
+    await socket.connect()
+    try:
+        await webrtc.next_frame()
+        await socket.next_frame()
+        host_audience = cluster.hosts["gpu-host-2"].app[REGISTRY].get("vm-7").audience
+        assert sorted((seat.transport, seat.rendition.name) for seat in host_audience) == [
+            ("webrtc", "h264/2"),
+            ("websocket", "h264/1"),
+        ]
+    finally:
+        await webrtc.close()
+        await socket.close()
+    async with anonymous.get(issued["websocket_url"] + "&quality=9") as r:
+        assert r.status == 400, "refused at the gateway, before the upgrade"

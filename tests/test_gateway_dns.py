@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
 from tests.dnsmasq import dnsmasq
-from tests.test_gateway import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE, session_ids
+from tests.gateway_cluster import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE
+from tests.test_console import decoded_more_than
+from tests.test_gateway import session_ids
+from tests.test_signed_links import REVOKED_WITHIN, key_files
 from vgpustream.api.app import create_app
+from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
 from vgpustream.gateway.app import create_gateway
 from vgpustream.gateway.settings import GatewaySettings
@@ -132,3 +138,51 @@ def test_dns_settings_refuse_what_cannot_work():
     assert GatewaySettings(dns_name=SERVICE, dns_server="[::1]:5353", **tokens).dns_server_address == ("::1", 5353)
     with pytest.raises(VgpuStreamError, match="node name 'GPU host' must be a DNS name such as gpu-host-7"):
         host_settings(Path("state"), node_name="GPU host")
+
+
+@pytest.mark.browser
+async def test_a_signed_console_link_of_a_dns_found_cluster_plays_in_chromium_until_revoked_at_a_gateway(
+    aiohttp_server, tmp_path
+):
+    """Three hosts found in DNS by two gateways: a session made on a named host through one, its signed console
+    link from the other plays in Chromium (media straight from the host), and a revocation at the first cuts it
+    within REVOKED_WITHIN."""
+    private, public = key_files(tmp_path, "gateway")
+    port, dns_port = free_port(), free_port()
+    addresses = {"gpu-host-1": "127.0.0.2", "gpu-host-2": "127.0.0.3", "gpu-host-3": "127.0.0.4"}
+    hosts = {
+        name: await host(aiohttp_server, tmp_path, name, address, port, gateway_key_file=public)
+        for name, address in addresses.items()
+    }
+    with dnsmasq(tmp_path / "dns", dns_port) as records:
+        records.set(SERVICE, *addresses.values())
+        gateways = [await gateway_of(aiohttp_server, dns_port, dns_port=port, signing_key_file=private) for _ in "12"]
+        async with aiohttp.ClientSession(headers=CONTROL_PLANE) as client:
+            for gateway in gateways:
+                await until_nodes(client, gateway, list(addresses))
+            body = {"id": "vm-3", "source": SOURCE, "node": "gpu-host-3"}
+            async with client.post(gateways[0].make_url("/api/v1/sessions"), json=body) as response:
+                assert response.status == 201, await response.text()
+            async with client.post(gateways[1].make_url("/api/v1/sessions/vm-3/tokens"), json={}) as response:
+                issued = await response.json()
+            assert issued["console_url"].startswith(f"{gateways[1].make_url('/')}?session=vm-3&node=gpu-host-3#")
+            audience = hosts["gpu-host-3"].app[REGISTRY].get("vm-3").audience
+            async with chromium() as browser:
+                page = await browser.new_page()
+                await page.goto(issued["console_url"])
+                await decoded_more_than(page, 10)
+                (seat,) = audience
+                assert (seat.transport, seat.token_id) == ("webrtc", issued["id"])
+                revoking = time.monotonic()
+                path = f"/api/v1/sessions/vm-3/tokens/{issued['id']}"
+                async with client.delete(gateways[0].make_url(path)) as response:
+                    assert response.status == 204
+                await page.wait_for_function(
+                    "() => window.vgpustream.state !== 'playing'", timeout=REVOKED_WITHIN * 1000
+                )
+                cut = time.monotonic() - revoking
+                print(f"a console cut {cut:.2f} s after its link was revoked at a gateway")
+                assert cut < REVOKED_WITHIN and len(audience) == 0
+                await page.wait_for_function("() => window.vgpustream.state === 'failed'", timeout=10_000)
+                shown = await page.locator("#status").text_content()
+    assert shown == "the link was revoked", "the host's word, through the gateway"

@@ -21,6 +21,7 @@ from vgpustream.audience import JOIN_MAX_AGE, REPLAY_LIMIT, Audience, JoinReplay
 from vgpustream.auth import Grant
 from vgpustream.bench.latency import join_phase
 from vgpustream.capture.pipeline import Encoded
+from vgpustream.encoder import EncoderSettings
 from vgpustream.renditions import TOP
 from vgpustream.seat import Seat
 
@@ -140,13 +141,19 @@ class QuietSeat(Seat):
 async def test_a_rendition_nobody_takes_any_more_keeps_no_replay_for_later(tmp_path):
     """Its viewer moved to another rung: the picture it kept is from before, and a joiner of the rendition
     when it runs again later must not be replayed it."""
-    audience = Audience(4, conftest.test_settings(tmp_path).viewer_rules, None, lambda rendition: None, 1_000_000)
+    audience = Audience(
+        4,
+        conftest.test_settings(tmp_path).viewer_rules,
+        None,
+        lambda rendition: None,
+        EncoderSettings(bitrate=1_000_000),
+    )
     viewer = audience.admit(Grant(role="operator"), QuietSeat)
     viewer._connected()
     still = [step(time.time(), changed=True, keyframe=True), step(time.time(), changed=False)]
     audience.publish({TOP: still[0]}, None)
     audience.publish({TOP: still[1]}, None)
-    lower = TOP.lower()
+    lower = TOP.lower(EncoderSettings())
     assert lower is not None
     audience._seats[viewer].switch_to = lower  # as a poor link makes it (RungPolicy)
     audience.publish(

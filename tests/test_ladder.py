@@ -4,16 +4,20 @@ then an eighth of the bitrate), and back up once its link carries more (vgpustre
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from tests.browser import chromium
-from tests.conftest import wait_for
+from tests.conftest import OPERATOR_TOKEN, wait_for
 from vgpustream.api.state import REGISTRY
 from vgpustream.bench.capped import Console
+from vgpustream.encoder import EncoderSettings
 from vgpustream.ladder import MAX_UP_AFTER, PROBE_WINDOW, SETTLE, UP_AFTER, Estimates, RungPolicy
 from vgpustream.renditions import RUNGS, TOP, Rendition
-from vgpustream.testing.netem import LossyLink
+from vgpustream.testing.netem import LossyLink, SlowTcpLink
+from vgpustream.testing.receiver import an_offer
+from vgpustream.testing.wsreceiver import WebSocketReceiver
 from vgpustream.viewer import LINK_WINDOW
 
 
@@ -102,12 +106,16 @@ def test_a_receiver_estimate_that_falls_far_below_what_the_viewer_is_sent_says_i
 
 
 def test_a_step_down_goes_to_the_highest_rung_the_estimate_fits():
-    top = 4_000_000  # rungs: 4, 1 and 0.5 Mbit/s
+    top = EncoderSettings(bitrate=4_000_000)  # rungs: 4, 1 and 0.5 Mbit/s
     assert TOP.lower_within(None, top) == Rendition("h264", 1), "without an estimate: one rung"
     assert TOP.lower_within(2_000_000, top) == Rendition("h264", 1)
     assert TOP.lower_within(1_000_000, top) == Rendition("h264", 2), "1 Mbit/s leaves no room for packet headers"
     assert TOP.lower_within(0, top) == Rendition("h264", 2), "nothing fits: the bottom"
     assert Rendition("h264", 2).lower_within(0, top) is None
+    two = EncoderSettings(bitrate=4_000_000, rungs=2)  # a session whose ladder is capped at two rungs
+    assert TOP.lower_within(0, two) == Rendition("h264", 1)
+    assert Rendition("h264", 1).lower(two) is None
+    assert Rendition("h264", 2).within(two) == Rendition("h264", 1)
 
 
 def test_an_overrun_rung_steps_down_even_while_the_last_change_settles():
@@ -141,3 +149,126 @@ async def test_a_viewer_whose_receiver_says_its_link_carries_nothing_goes_to_the
     finally:
         for task in reading:
             task.cancel()
+
+
+async def test_a_viewer_pinned_to_a_rung_stays_there_whatever_its_link_says(make_server, http, viewers):
+    """`quality=` on WHEP and the WebSocket: the viewer takes that rung, in the API, and the ladder does not move it
+    (not even a receiver estimate of 0); one below the session's last rung takes the last."""
+    server = await make_server(source="synthetic:320x240@30?pattern=text", bitrate=2_000_000)
+    session = server.app[REGISTRY].get("default")
+    low = await viewers(server, "default?quality=2")
+    top = await viewers(server, "default?quality=0")
+    socket = WebSocketReceiver(str(server.make_url("/ws/default?quality=1")), http, OPERATOR_TOKEN)
+    await socket.connect()
+    try:
+        await low.next_frame()
+        await top.next_frame()
+        await socket.next_frame()
+        async with http.get(server.make_url("/api/v1/sessions/default/viewers")) as response:
+            listed = {(v["transport"], v["quality"], v["rendition"]) for v in (await response.json())["viewers"]}
+        assert listed == {("webrtc", "2", "h264/2"), ("webrtc", "0", "h264"), ("websocket", "1", "h264/1")}
+        await wait_for(lambda: len(session.rendition_figures()) == 3, what="one encode per rung taken")
+        await top.send_estimate(0)
+        await asyncio.sleep(LINK_WINDOW + 1)
+        assert {s.rendition.rung for s in session.audience} == {0, 1, 2}, "pinned viewers stay where they asked"
+        assert session.audience.stats.rung_changes == 0
+    finally:
+        await socket.close()
+
+
+async def test_a_session_s_ladder_cut_short_moves_its_viewers_up_to_its_last_rung(make_server, http, viewers):
+    server = await make_server(source="synthetic:320x240@30?pattern=text", bitrate=2_000_000)
+    session = server.app[REGISTRY].get("default")
+    low = await viewers(server, "default?quality=2")
+    await low.next_frame()
+    body = {"encoder": {"rungs": 2}}
+    async with http.patch(server.make_url("/api/v1/sessions/default"), json=body) as response:
+        assert response.status == 200 and (await response.json())["encoder"]["rungs"] == 2
+    await wait_for(lambda: [s.rendition.rung for s in session.audience] == [1], what="the viewer on rung 1")
+    assert await low.fresh_frames(2.0) >= 10, "its frames on the rung it moved to"
+    assert [s.to_json()["quality"] for s in session.audience] == ["1"]
+    async with http.patch(server.make_url("/api/v1/sessions/default"), json={"encoder": {"rungs": 4}}) as response:
+        assert response.status == 400, "a ladder has at most 3 rungs"
+    later = await viewers(server, "default?quality=2")
+    await later.next_frame()
+    assert sorted(s.rendition.rung for s in session.audience) == [1, 1], "a rung below the last takes the last"
+
+
+@pytest.mark.parametrize("quality", ["3", "-1", "high", "", "1" * 100])
+async def test_a_quality_that_does_not_exist_is_refused_with_the_ones_that_do(make_server, http, quality):
+    server = await make_server(source="synthetic:320x240@30")
+    session = server.app[REGISTRY].get("default")
+    query = {"quality": quality}
+    headers = {"Content-Type": "application/sdp"}
+    async with http.post(server.make_url("/whep/default"), params=query, data=await an_offer(), headers=headers) as r:
+        assert r.status == 400 and "auto, 0, 1, 2" in (await r.json())["error"]["message"]
+    async with http.get(server.make_url("/ws/default"), params=query) as response:
+        assert response.status == 400, "refused before the upgrade"
+    async with http.post(
+        server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view", "quality": quality}
+    ) as response:
+        assert response.status == 400
+    assert len(session.audience) == 0
+
+
+async def test_a_console_link_minted_for_a_quality_names_it(make_server, http):
+    server = await make_server(source="synthetic:320x240@30")
+    body = {"role": "view", "quality": "1", "transport": "websocket"}
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json=body) as response:
+        issued = await response.json()
+    assert "quality=1" in issued["console_url"] and "transport=websocket" in issued["console_url"]
+    async with http.post(server.make_url("/api/v1/sessions/default/tokens"), json={"role": "view"}) as response:
+        assert "quality" not in (await response.json())["console_url"], "auto is the console's own choice"
+
+
+async def test_a_websocket_viewer_on_a_thin_link_steps_down_by_how_its_socket_drains(make_server, http):
+    """The WebSocket transport judges its link by its socket's backlog: a viewer behind a 600 kbit/s relay moves to
+    the rung that fits, is told its link is poor, and its frames come on time again; the other keeps the top; both
+    are on the top once the link widens."""
+    server = await make_server(source="synthetic:640x360@30?pattern=text", bitrate=2_000_000)
+    session = server.app[REGISTRY].get("default")
+    link = SlowTcpLink(("127.0.0.1", server.port))
+    await link.open()
+    thin = WebSocketReceiver(f"ws://127.0.0.1:{link.port}/ws/default", http, OPERATOR_TOKEN)
+    wide = WebSocketReceiver(str(server.make_url("/ws/default")), http, OPERATOR_TOKEN)
+    try:
+        for viewer in (thin, wide):
+            await viewer.connect()
+            await viewer.next_frame()
+        link.cap(600)
+        await wait_for(
+            lambda: any(seat.rendition.rung > 0 for seat in session.audience),
+            timeout=2 * LINK_WINDOW + 2,
+            what="the thin link's viewer on a lower rung",
+        )
+        assert [seat.rendition.rung for seat in session.audience].count(0) == 1, "the other keeps the top"
+        await wait_for(  # through the same thin link, behind what waits there
+            lambda: any(m.get("type") == "link" and m["quality"] == "poor" for m in thin.messages),
+            timeout=15,
+            what="the viewer told its link is poor",
+        )
+
+        moved = time.time()
+
+        async def late_ms() -> float:
+            """How late the next frame the viewer received after it moved was, from its capture."""
+            while (frame := await thin.next_frame()).received_at < moved or frame.stamp is None:
+                pass  # from before it moved, or too blurred at a low rung for the stamp to read
+            return frame.received_at * 1000 - frame.stamp.time_ms
+
+        deadline = time.monotonic() + 30
+        while await late_ms() >= 500:
+            assert time.monotonic() < deadline, "the thin link's frames on time again within 30 s"
+        ages = [await late_ms() for _ in range(30)]  # two seconds of the bottom rung's 15 fps
+        assert max(ages) < 1000, ages
+        assert [seat.rendition.rung for seat in session.audience if seat.rendition == TOP] == [0]
+        link.cap(None)
+        await wait_for(
+            lambda: all(seat.rendition == TOP for seat in session.audience),
+            timeout=2 * UP_AFTER + 3 * SETTLE + 10,
+            what="the viewer back on the top rung",
+        )
+    finally:
+        await thin.close()
+        await wide.close()
+        await link.close()

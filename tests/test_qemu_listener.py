@@ -152,6 +152,34 @@ def test_disable_means_no_signal_and_unknown_methods_are_refused(source):
     assert source._on_listener_call(call("Explode", "", [])) is None, "left to dbus-fast: UnknownMethod"
 
 
+def text_row(width: int, height: int, top: int, left: int, columns: int, ink: int = 0xAA) -> bytes:
+    """A black XRGB picture with a 16-pixel row of `columns` grey text pixels (every other one lit) at top, left."""
+    picture = np.zeros((height, width, 4), dtype=np.uint8)
+    picture[top + 3 : top + 13, left : left + columns : 2, :3] = ink
+    return picture.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("picture", "placeholder"),
+    [
+        (text_row(640, 480, 224, 144, 352), True),  # QEMU's "Guest has not initialized the display (yet)."
+        (text_row(1024, 768, 368, 396, 232), True),  # "Display output is not active." on a 1024x768 head
+        (text_row(640, 480, 0, 0, 352), False),  # a text console's first line
+        (text_row(640, 480, 224, 8, 352), False),  # a line of text in the middle, not centred
+        (text_row(640, 480, 224, 144, 352, ink=0xFF), False),  # another colour
+        (bytes(640 * 480 * 4), False),  # a black screen
+    ],
+    ids=["not-initialized", "not-active", "first-line", "left", "white", "black"],
+)
+def test_qemus_placeholder_for_a_head_the_guest_has_not_set_up_is_told_from_a_picture(source, picture, placeholder):
+    """The source shows NO SIGNAL while the head shows QEMU's placeholder (tests/qemu/test_heads.py: a real one)."""
+    width, height = (1024, 768) if len(picture) == 1024 * 768 * 4 else (640, 480)
+    source._on_listener_call(call("Scanout", "uuuuay", [width, height, width * 4, XRGB, picture]))
+    assert source._placeholder is placeholder
+    source._on_listener_call(call("Update", "iiiiuuay", [0, 0, 1, 1, 4, XRGB, bytes(4)]))
+    assert not source._placeholder, "the guest draws: its picture"
+
+
 STANDARD_104 = (
     ["Escape", *(f"F{n}" for n in range(1, 13)), "PrintScreen", "ScrollLock", "Pause", "Backquote"]
     + [f"Digit{n}" for n in range(10)]

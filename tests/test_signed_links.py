@@ -15,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from joserfc.jwk import OKPKey
 
-from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import OPERATOR_TOKEN, wait_for
 from tests.conftest import test_settings as host_settings
-from tests.test_gateway import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE
+from tests.gateway_cluster import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE
 from vgpustream.api.app import create_app
 from vgpustream.api.state import REGISTRY, STORE
 from vgpustream.errors import VgpuStreamError
@@ -45,6 +45,8 @@ class SignedCluster:
         self.tmp_path = tmp_path
         self.start = aiohttp_server
         self.hosts: dict[str, TestServer] = {}
+        self.urls: dict[str, str] = {}
+        """Each host's URL, which stays its own while it is down."""
         self.old, old_public = key_files(tmp_path, "old")
         self.new, new_public = key_files(tmp_path, "new")
         self.trusted = tmp_path / "gateway-keys.pem"  # both public keys: a rotation under way
@@ -52,11 +54,17 @@ class SignedCluster:
 
     async def add_hosts(self) -> None:
         for name in NODES:
-            settings = host_settings(self.tmp_path / name, source=SOURCE, node_name=name, gateway_key_file=self.trusted)
-            self.hosts[name] = await self.start(create_app(settings))
+            await self.add_host(name)
+
+    async def add_host(self, name: str, port: int | None = None) -> TestServer:
+        """Host `name` (started again, with its state, where it ran on `port`)."""
+        settings = host_settings(self.tmp_path / name, source=SOURCE, node_name=name, gateway_key_file=self.trusted)
+        host = self.hosts[name] = await self.start(create_app(settings), port=port)
+        self.urls[name] = str(host.make_url(""))
+        return host
 
     async def gateway(self, key: Path) -> TestServer:
-        nodes = tuple(f"{name}={host.make_url('')}" for name, host in self.hosts.items())
+        nodes = tuple(f"{name}={url}" for name, url in self.urls.items())
         settings = GatewaySettings(
             node=nodes, operator_token=GATEWAY_TOKEN, host_token=OPERATOR_TOKEN, signing_key_file=key
         )
@@ -185,6 +193,7 @@ async def test_forged_altered_expired_and_misdirected_tokens_are_refused(signed,
     )
     untrusted = "the token is not signed by a gateway this host trusts"
     altered = with_payload(issued["token"], payload(issued["token"]) | {"role": "control"})
+    not_granted = "the token's role, lifetime, clipboard, viewers or microphone are not what this host grants"
     cases = {
         "a stranger's key": (signed_by(stranger), untrusted),
         "altered: view made control": (altered, untrusted),
@@ -192,14 +201,9 @@ async def test_forged_altered_expired_and_misdirected_tokens_are_refused(signed,
         "expired": (signed_by(signed.old, issued_at=now - 700, expires_at=now - 100), "the token has expired"),
         "for another node": (signed_by(signed.old, node="gpu-host-2"), "the token is for another node"),
         "for another session": (signed_by(signed.old, session="vm-1"), "the token is for another session"),
-        "longer than the host grants": (
-            signed_by(signed.old, expires_at=now + 10 * 86_400),
-            "the token's role, lifetime, clipboard or viewers are not what this host grants",
-        ),
-        "a role no token has": (
-            signed_by(signed.old, role="operator"),
-            "the token's role, lifetime, clipboard or viewers are not what this host grants",
-        ),
+        "longer than the host grants": (signed_by(signed.old, expires_at=now + 10 * 86_400), not_granted),
+        "a role no token has": (signed_by(signed.old, role="operator"), not_granted),
+        "a microphone access no token has": (signed_by(signed.old, microphone="shout"), not_granted),
     }  # fmt: skip
     for what, (token, message) in cases.items():
         assert await whep_refusal(anonymous, host, token) == (403, message), what
@@ -234,3 +238,60 @@ def test_key_files_that_hold_no_usable_key_are_refused(tmp_path):
     with pytest.raises(VgpuStreamError, match="cannot read the signing key file"):
         TokenSigner(tmp_path / "missing.pem")
     assert TokenSigner(private)
+
+
+async def test_a_revocation_for_a_host_that_is_down_is_refused_with_retry_after_until_its_host_has_it(
+    signed, control_plane, anonymous
+):
+    """The gateway keeps nothing, so it never says a revocation is done before the token's host has it: 503 with
+    Retry-After (the control plane tries again), never a 204 from another host with a session of the same id."""
+    seen_both = await signed.gateway(signed.old)  # has listed both hosts' 'default'
+    issued = await mint(control_plane, seen_both, "gpu-host-1", role="view")
+    down = signed.hosts["gpu-host-1"]
+    port = down.port
+    await down.close()
+    fresh = await signed.gateway(signed.old)  # a replica that never heard from gpu-host-1
+    revoke = f"/api/v1/sessions/default/tokens/{issued['id']}"
+    expected = {
+        (seen_both, revoke): (
+            409,
+            "session 'default' is on more than one node (gpu-host-2, gpu-host-1): name it with ?node=",
+        ),
+        (fresh, revoke): (
+            503,
+            "node gpu-host-2 has session 'default', and gpu-host-1 (not answering) may have it too: name it with "
+            "?node=, or try again",
+        ),
+        (seen_both, f"{revoke}?node=gpu-host-1"): (503, "node gpu-host-1 does not answer"),
+        (fresh, f"{revoke}?node=gpu-host-1"): (503, "node gpu-host-1 does not answer"),
+    }
+    for (gateway, path), (status, message) in expected.items():
+        async with control_plane.delete(gateway.make_url(path)) as response:
+            assert (response.status, (await response.json())["error"]["message"]) == (status, message), path
+            if status == 503:
+                assert response.headers["Retry-After"] == "5"
+    assert signed.hosts["gpu-host-2"].app[STORE].signed_token(issued["id"]) == (None, None), "no other host's row"
+
+    host = await signed.add_host("gpu-host-1", port=port)  # back, with its state
+    for attempt in range(2):  # the retry, and one more (its answer may have been lost): both done
+        async with control_plane.delete(fresh.make_url(f"{revoke}?node=gpu-host-1")) as response:
+            assert response.status == 204, attempt
+    assert await whep_refusal(anonymous, host, issued["token"]) == (403, "the token was revoked")
+
+
+async def test_a_signed_link_carries_its_microphone_access(signed, control_plane, anonymous):
+    gateway = await signed.gateway(signed.old)
+    host = signed.hosts["gpu-host-2"]
+    speaking = await mint(control_plane, gateway, "gpu-host-2", role="control", microphone="use")
+    silent = await mint(control_plane, gateway, "gpu-host-2", role="control")
+    assert (speaking["microphone"], silent["microphone"]) == ("use", "none")
+    for issued in (speaking, silent):
+        viewer = WebSocketReceiver(issued["websocket_url"], anonymous, issued["token"])
+        await viewer.connect()
+        (seat,) = host.app[REGISTRY].get("default").audience
+        assert seat.may_speak is (issued is speaking)
+        await viewer.close()
+        await wait_for(lambda: len(host.app[REGISTRY].get("default").audience) == 0, what="the seat given back")
+    path = "/api/v1/sessions/default/tokens?node=gpu-host-2"
+    async with control_plane.post(gateway.make_url(path), json={"role": "view", "microphone": "use"}) as response:
+        assert response.status == 400, "a view token never speaks, signed or not"

@@ -94,7 +94,8 @@ async def test_input_from_a_websocket_reaches_the_vm_only_with_a_control_token(m
 
 
 async def test_one_encode_serves_webrtc_and_websocket_viewers_at_once(make_server, http, viewers):
-    server = await make_server(source="synthetic:320x240@30")
+    # every frame new: a still desktop's sharpening encode has no capture of its own
+    server = await make_server(source="synthetic:320x240@30?pattern=text")
     session = server.app[REGISTRY].get("default")
     token = (await issue(http, server, role="view"))["token"]
     sockets = [await ws_viewer(http, server, token) for _ in range(2)]

@@ -17,7 +17,7 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, TypeVar
 
 import av
@@ -37,6 +37,7 @@ from vgpustream.clipboard import (
     parse_part,
 )
 from vgpustream.cursor import cursor_key, cursor_message, png_data_url
+from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import Full, NotFound
 from vgpustream.input import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
 from vgpustream.ladder import RungPolicy
@@ -49,7 +50,7 @@ from vgpustream.microphone import (
     parse_request,
 )
 from vgpustream.ratelimit import TokenBucket
-from vgpustream.renditions import Rendition
+from vgpustream.renditions import Rendition, pinned_rung
 from vgpustream.seat import Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
 from vgpustream.sources.base import Cursor, InputSink, SourceState
@@ -133,7 +134,7 @@ class Audience:
         rules: ViewerRules,
         sink: InputSink | None,
         request_keyframe: Callable[[Rendition | None], None],
-        bitrate: int,
+        encoder: EncoderSettings,
         *,
         sound: bool = False,
         clipboard: GuestClipboard | None = None,
@@ -143,8 +144,8 @@ class Audience:
         self.max_viewers = max_viewers
         self.sound = sound
         """Whether the source can have sound: viewers whose offers take audio get an audio track."""
-        self.bitrate = bitrate
-        """The session's video bitrate (bits per second), which paces replays."""
+        self.encoder = encoder
+        """The session's encoder settings: its bitrate paces replays; its ladder bounds the viewers' rungs."""
         self.stats = AudienceStats()
         self.clipboard_stats = ClipboardStats()
         self.microphone = Microphone(microphone)
@@ -186,13 +187,18 @@ class Audience:
     def __len__(self) -> int:
         return len(self._viewers)
 
-    def admit(self, grant: Grant, seat: Callable[[SeatCallbacks, Grant, ViewerRules], S]) -> S:
+    def admit(self, grant: Grant, seat: Callable[[SeatCallbacks, Grant, ViewerRules], S], quality: str = "auto") -> S:
         """A viewer for this session (not yet connected) with what `grant` allows, made by `seat` (its
-        transport's constructor); Full when there is no room."""
+        transport's constructor), on the rung `quality` asks for (vgpustream.renditions.QUALITIES; auto: the
+        ladder's choice); Full when there is no room."""
+        pinned = pinned_rung(quality, self.encoder)
         self._check_room(grant)
         if not self._viewers:
             self._request_keyframe(None)  # a capture loop nobody watched wakes now (and starts with an IDR)
         viewer = seat(self._callbacks, grant, self._rules)
+        viewer.pinned = pinned
+        if viewer.rendition is not None and pinned is not None:  # a WebRTC viewer's comes with its offer
+            viewer.rendition = replace(viewer.rendition, rung=pinned)
         self._viewers[viewer.id] = viewer
         seat = self._seats[viewer] = _Delivery(TokenBucket(self._rules.input_rate, self._rules.input_burst))
         if grant.expires_at is not None:
@@ -265,20 +271,36 @@ class Audience:
         seat = self._seats.get(viewer)
         if seat is None or viewer.rendition is None or viewer.link is None or seat.switch_to is not None:
             return
-        rendition, estimate = viewer.rendition, viewer.link.estimate_bps
-        lower, higher = rendition.lower(), rendition.higher()
+        if viewer.pinned is not None:
+            return
+        rendition, estimate, top = viewer.rendition, viewer.link.estimate_bps, self.encoder
+        lower, higher = rendition.lower(top), rendition.higher()
         step = seat.ladder.judge(
             time.monotonic(),
             viewer.link.quality == "poor",
             at_top=higher is None,
             at_bottom=lower is None,
-            overrun=estimate is not None and not rendition.fits(estimate, self.bitrate),
+            overrun=estimate is not None and not rendition.fits(estimate, top),
         )
-        target = rendition.lower_within(estimate, self.bitrate) if step > 0 else higher if step < 0 else None
+        target = rendition.lower_within(estimate, top) if step > 0 else higher if step < 0 else None
         if target is not None:
-            seat.switch_to = target
-            self.stats.rung_changes += 1
-            self._request_keyframe(target)  # the viewer moves over at it
+            self._move(seat, target)
+
+    def set_encoder(self, encoder: EncoderSettings) -> None:
+        """The session's new encoder settings; viewers below the bottom of a ladder cut short move up to it."""
+        self.encoder = encoder
+        for viewer, seat in self._seats.items():
+            if viewer.pinned is not None:
+                viewer.pinned = min(viewer.pinned, encoder.rungs - 1)
+            rendition = seat.switch_to or viewer.rendition
+            if rendition is not None and rendition != rendition.within(encoder):
+                self._move(seat, rendition.within(encoder))
+
+    def _move(self, seat: _Delivery, target: Rendition) -> None:
+        """The viewer of `seat` moves to `target` at its next keyframe, which is asked for."""
+        seat.switch_to = target
+        self.stats.rung_changes += 1
+        self._request_keyframe(target)
 
     def _switch_at_keyframe(self, rendition: Rendition) -> None:
         """The viewers moving to `rendition` take it from its keyframe on."""
@@ -508,7 +530,7 @@ class Audience:
         while seat.backlog:
             packet = seat.backlog.pop(0)
             viewer.queue.push(packet)
-            await asyncio.sleep(packet.size * 8 / (self.bitrate * REPLAY_SPEED))
+            await asyncio.sleep(packet.size * 8 / (self.encoder.bitrate * REPLAY_SPEED))
         seat.backlog = None
 
     def _forget(self, viewer: Seat) -> None:

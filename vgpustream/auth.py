@@ -225,7 +225,7 @@ class Authority:
             or (consume and not self._store.use_signed_token(token.id, token.session, token.expires_at, time.time()))
         ):
             raise Forbidden("the single-use token was used already")
-        return Grant(token.role, token.id, token.clipboard, token.expires_at, token.max_viewers)
+        return Grant(token.role, token.id, token.clipboard, token.expires_at, token.max_viewers, token.microphone)
 
     def issue(
         self,

@@ -40,6 +40,11 @@ MIN_BITRATE = 100_000
 """Bits per second: the least any encoder is asked for."""
 
 
+RUNGS = ((1, 1), (2, 4), (2, 8))
+"""The ladder: each rung's (frame-rate divisor, bitrate divisor) of a session's settings, top first
+(vgpustream.renditions)."""
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     """What a session's encoder produces. Keyframes are forced by the session, not by libx264."""
@@ -47,6 +52,9 @@ class EncoderSettings:
     bitrate: int = 4_000_000
     fps: int = 30
     keyframe_interval: float = 2.0
+    rungs: int = len(RUNGS)
+    """How many rungs of the ladder (RUNGS) the session's viewers may be on, the top among them: 1 keeps every
+    viewer on these settings."""
 
     def __post_init__(self) -> None:
         if not MIN_BITRATE <= self.bitrate <= 100_000_000:
@@ -55,6 +63,8 @@ class EncoderSettings:
             raise VgpuStreamError("fps must be within 1..120")
         if not 0.5 <= self.keyframe_interval <= 60:
             raise VgpuStreamError("keyframe interval must be within 0.5..60 s")
+        if not 1 <= self.rungs <= len(RUNGS):
+            raise VgpuStreamError(f"rungs must be within 1..{len(RUNGS)}")
 
 
 CODECS = ("h264", "vp8")

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vgpustream.encoder import CODECS, MIN_BITRATE, EncoderSettings
+from vgpustream.encoder import CODECS, MIN_BITRATE, RUNGS, EncoderSettings
+from vgpustream.errors import VgpuStreamError
 
-RUNGS = ((1, 1), (2, 4), (2, 8))
-"""Each rung's (frame-rate divisor, bitrate divisor) of the session's settings, top first."""
 FIT_MARGIN = 0.8
 """The share of a link's estimated rate a rung's bitrate may take."""
 
@@ -42,34 +41,56 @@ class Rendition:
 
     def settings(self, top: EncoderSettings) -> EncoderSettings:
         """Its encoder settings, from the session's."""
-        return replace(top, fps=max(1, top.fps // RUNGS[self.rung][0]), bitrate=self.bitrate(top.bitrate))
+        return replace(top, fps=max(1, top.fps // RUNGS[self.rung][0]), bitrate=self.bitrate(top))
 
-    def bitrate(self, top: int) -> int:
-        """Its bitrate (bits per second), from the session's."""
-        return max(MIN_BITRATE, top // RUNGS[self.rung][1])
+    def bitrate(self, top: EncoderSettings) -> int:
+        """Its bitrate (bits per second), from the session's settings."""
+        return max(MIN_BITRATE, top.bitrate // RUNGS[self.rung][1])
 
-    def fits(self, estimate: int, top: int) -> bool:
+    def fits(self, estimate: int, top: EncoderSettings) -> bool:
         """Whether a link estimated to carry `estimate` bits per second carries this rung, with FIT_MARGIN to
         spare (packet headers, keyframes above the average)."""
         return self.bitrate(top) <= FIT_MARGIN * estimate
 
-    def lower_within(self, estimate: int | None, top: int) -> Rendition | None:
+    def lower_within(self, estimate: int | None, top: EncoderSettings) -> Rendition | None:
         """The highest rung below this one that fits a link `estimate`d to carry that many bits per second
         (the bottom one where none does; the next one down without an estimate; None at the bottom)."""
-        lower = self.lower()
+        lower = self.lower(top)
         if lower is None or estimate is None:
             return lower
-        while not lower.fits(estimate, top) and (further := lower.lower()) is not None:
+        while not lower.fits(estimate, top) and (further := lower.lower(top)) is not None:
             lower = further
         return lower
 
-    def lower(self) -> Rendition | None:
-        """The rung below (None at the bottom)."""
-        return replace(self, rung=self.rung + 1) if self.rung + 1 < len(RUNGS) else None
+    def lower(self, top: EncoderSettings) -> Rendition | None:
+        """The rung below (None at the bottom of the session's ladder: `top.rungs` rungs)."""
+        return replace(self, rung=self.rung + 1) if self.rung + 1 < top.rungs else None
+
+    def within(self, top: EncoderSettings) -> Rendition:
+        """This rendition, or the bottom of the session's ladder where that is above it."""
+        return replace(self, rung=min(self.rung, top.rungs - 1))
 
     def higher(self) -> Rendition | None:
         """The rung above (None at the top)."""
         return replace(self, rung=self.rung - 1) if self.rung > 0 else None
+
+
+QUALITIES = ("auto", *(str(rung) for rung in range(len(RUNGS))))
+"""What a viewer may ask for (`quality=` of the console, WHEP and WebSocket URLs): the ladder's choice, or a rung
+to stay on (0 is the top)."""
+
+
+def pinned_rung(quality: str, top: EncoderSettings) -> int | None:
+    """The rung a viewer asking for `quality` stays on (the bottom of the session's ladder where it asked for one
+    below it), or None for the ladder's choice."""
+    check_quality(quality)
+    return None if quality == "auto" else min(int(quality), top.rungs - 1)
+
+
+def check_quality(quality: str) -> None:
+    """VgpuStreamError (400) unless `quality` is one of QUALITIES."""
+    if quality not in QUALITIES:
+        raise VgpuStreamError(f"quality must be one of {', '.join(QUALITIES)}")
 
 
 TOP = Rendition("h264")

@@ -47,6 +47,10 @@ class SeatCallbacks:
     """Sound from the viewer's microphone: decoded (its WebRTC track) or one Opus packet (its WebSocket)."""
 
 
+LINK_WINDOW = 4.0
+"""Seconds over which a viewer's link is judged (by its transport: RTCP receiver reports, a socket's backlog)."""
+
+
 @dataclass(frozen=True)
 class Link:
     """How a viewer's network link carries the stream, as its transport judges it over a window of seconds."""
@@ -102,8 +106,13 @@ class Seat(ABC):
         self.rendition: Rendition | None = TOP
         """The rendition whose packets the viewer takes (its transport picks it); None where it has no codec
         the session makes."""
+        self.pinned: int | None = None
+        """The rung the viewer asked to stay on (`quality=`), where it did: the ladder leaves it there."""
         self.link: Link | None = None
         """The link's last verdict (None until its transport judged it)."""
+        self._told = "good"
+        """The link's quality the viewer was last told (it hears of it only once it is poor, and again when it is
+        good again)."""
         self.closed_because: str | None = None
         """Why the server ended the viewer, where it did (revoked, dismissed)."""
         self._callbacks = callbacks
@@ -149,6 +158,7 @@ class Seat(ABC):
             "token_id": self.token_id,
             "transport": self.transport,
             "rendition": None if self.rendition is None else self.rendition.name,
+            "quality": "auto" if self.pinned is None else str(self.pinned),
             "created_at": self.created_at,
             "state": self.connection_state,
             "input_channel": self.input_channel,
@@ -192,6 +202,14 @@ class Seat(ABC):
             await self._close_transport()
         finally:
             self._closed.set()
+
+    def _judged(self, link: Link) -> None:
+        """The transport's new verdict on the link: the audience hears of it (the ladder), and the viewer where its
+        quality changed."""
+        self.link = link
+        self._callbacks.link_judged(self)
+        if link.quality != self._told and self.send_message(link.message()):
+            self._told = link.quality
 
     def _connected(self) -> bool:
         """The transport is up (again): no idle timeout runs; the first time, the seat joins the fan-out

@@ -63,7 +63,7 @@ class Session:
             rules,
             self.capture.input_sink,
             self.capture.request_keyframe,
-            spec.encoder.bitrate,
+            spec.encoder,
             sound=self.capture.sound is not None,
             clipboard=self.capture.clipboard,
             microphone=self.capture.microphone,
@@ -138,7 +138,8 @@ class Session:
         """Take new settings (name, labels, encoder, viewer limit) without interrupting the stream."""
         if spec.encoder != self.spec.encoder:
             await self.capture.reconfigure(spec.encoder)
-        self.audience.max_viewers, self.audience.bitrate = spec.max_viewers, spec.encoder.bitrate
+        self.audience.max_viewers = spec.max_viewers
+        self.audience.set_encoder(spec.encoder)
         self.spec = spec
 
     # the capture loop's Output

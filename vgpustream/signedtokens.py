@@ -22,6 +22,7 @@ from joserfc.jwk import KeySet, OKPKey
 from vgpustream.auth import ROLES
 from vgpustream.clipboard import ACCESS
 from vgpustream.errors import Forbidden, VgpuStreamError
+from vgpustream.microphone import ACCESS as MICROPHONE_ACCESS
 
 ALGORITHM = "Ed25519"
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
@@ -59,6 +60,8 @@ class SignedToken:
     single_use: bool
     clipboard: str | None
     max_viewers: int | None
+    microphone: str | None = None
+    """none or use; None (a gateway that predates the claim): what its role gets."""
 
 
 class TokenSigner:
@@ -74,7 +77,7 @@ class TokenSigner:
         claims = {
             "jti": token.id, "sub": token.session, "node": token.node, "role": token.role,
             "iat": int(token.issued_at), "exp": int(token.expires_at), "once": token.single_use,
-            "clipboard": token.clipboard, "viewers": token.max_viewers,
+            "clipboard": token.clipboard, "viewers": token.max_viewers, "microphone": token.microphone,
         }  # fmt: skip
         header = {"alg": ALGORITHM, "kid": self._key.thumbprint()}
         return jwt.encode(header, claims, self._key, algorithms=[ALGORITHM])
@@ -106,6 +109,7 @@ class TokenVerifier:
                 single_use=claims["once"] is True,
                 clipboard=claims.get("clipboard"),
                 max_viewers=claims.get("viewers"),
+                microphone=claims.get("microphone"),
             )
         except (KeyError, TypeError):
             raise Forbidden("the token lacks what a console link must say") from None
@@ -113,9 +117,12 @@ class TokenVerifier:
             token.role not in ROLES
             or token.expires_at - token.issued_at > self._max_ttl
             or token.clipboard not in (None, *ACCESS)
+            or token.microphone not in (None, *MICROPHONE_ACCESS)
             or not (token.max_viewers is None or (type(token.max_viewers) is int and token.max_viewers >= 1))
         ):
-            raise Forbidden("the token's role, lifetime, clipboard or viewers are not what this host grants")
+            raise Forbidden(
+                "the token's role, lifetime, clipboard, viewers or microphone are not what this host grants"
+            )
         if token.expires_at <= time.time():
             raise Forbidden("the token has expired")
         if token.node != self._node:

@@ -32,13 +32,11 @@ from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
 from vgpustream.ladder import Estimates
 from vgpustream.renditions import Rendition
-from vgpustream.seat import Link, Seat, SeatCallbacks
+from vgpustream.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
 
 INPUT_CHANNEL = "input"
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
-LINK_WINDOW = 4.0
-"""Seconds over which a viewer's link is judged, from its RTCP receiver reports and its queue."""
 POOR_LOSS = 0.05
 """The share of packets lost for good (after NACK retransmission) above which a link is poor."""
 EARLY_VERDICT_INTERVAL = 1.0
@@ -209,7 +207,7 @@ class Viewer(Seat):
         offer = check_offer(offer_sdp)
         video = next(m for m in offer.media if m.kind == "video")
         codec = choose_codec(video)
-        self.rendition = None if codec is None else Rendition(codec)
+        self.rendition = None if codec is None else Rendition(codec, self.pinned or 0)
         if codec is not None:
             self._add_video(codec)
             return await self._answer(offer, offer_sdp)
@@ -243,8 +241,7 @@ class Viewer(Seat):
             return
         self._early_verdict_at = now
         last = self.link or Link("good", 0.0, None, 0)
-        self.link = dataclasses.replace(last, quality="poor", estimate_bps=estimate)
-        self._callbacks.link_judged(self)
+        self._judged(dataclasses.replace(last, quality="poor", estimate_bps=estimate))
 
     async def _answer(self, offer: SessionDescription, offer_sdp: str) -> str:
         pc = self._pc
@@ -287,7 +284,6 @@ class Viewer(Seat):
     async def _watch_link(self) -> None:
         """Judge the link every LINK_WINDOW seconds; tell the viewer on its channel when the verdict changes."""
         sent, lost, dropped = 0, 0, self.queue.dropped
-        told = "good"  # a viewer hears of its link only once it is poor (and again when it is good again)
         while True:
             await asyncio.sleep(LINK_WINDOW)
             now_sent, now_lost, rtt = 0, 0, None
@@ -300,17 +296,11 @@ class Viewer(Seat):
             loss = (now_lost - lost) / (now_sent - sent) if now_sent > sent else 0.0
             overflowed = self.queue.dropped - dropped
             poor = loss > POOR_LOSS or overflowed > 0
-            self.link = Link(
-                "poor" if poor else "good",
-                round(max(0.0, loss), 3),
-                None if rtt is None else round(rtt * 1000),
-                overflowed,
-                self._estimates.latest,
-            )
+            rtt_ms = None if rtt is None else round(rtt * 1000)
             sent, lost, dropped = now_sent, now_lost, self.queue.dropped
-            self._callbacks.link_judged(self)
-            if self.link.quality != told and self.send_message(self.link.message()):
-                told = self.link.quality
+            self._judged(
+                Link("poor" if poor else "good", round(max(0.0, loss), 3), rtt_ms, overflowed, self._estimates.latest)
+            )
 
     def send_message(self, text: str) -> bool:
         """Send a JSON text message on the viewer's input channel; False if it has none open."""

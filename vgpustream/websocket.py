@@ -18,15 +18,23 @@ WebCodecs' AudioEncoder makes it), while it holds the session's microphone (vgpu
 binary message closes the socket.
 
 A viewer whose socket does not drain (a slow link, a stalled tab) falls behind in its packet queue, which
-skips to the next keyframe when it overflows, as a WebRTC viewer's does; the others never wait for it.
+skips to the next keyframe when it overflows, as a WebRTC viewer's does; the others never wait for it. Its
+link is judged every LINK_WINDOW seconds by how fast its socket drains: poor where its queue overflowed or more
+than BACKLOG_POOR seconds of stream wait to leave the host (in the socket's buffers: SEND_BUFFER bounds the
+kernel's, which would otherwise hold many seconds), and then what left in the window is what the link carries
+(the estimate the ladder picks a rung by: vgpustream.ladder).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import math
+import socket
 import struct
+import termios
 
 import av
 from aiohttp import ClientWebSocketResponse, WSCloseCode, web
@@ -34,7 +42,7 @@ from aiohttp import ClientWebSocketResponse, WSCloseCode, web
 from vgpustream.auth import Grant
 from vgpustream.fanout import PacketQueue, QueueClosed
 from vgpustream.input import InvalidInput, json_object
-from vgpustream.seat import Seat, SeatCallbacks
+from vgpustream.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
 
 PROTOCOL = "vgpustream.v1"
@@ -49,6 +57,11 @@ ENDED = 4403
 """The close code where the server ended the viewer (its token revoked or expired, a flood): the reason says."""
 MAX_REASON_BYTES = 123
 """The longest close reason a WebSocket close frame carries (RFC 6455: 125 bytes of payload, 2 for the code)."""
+BACKLOG_POOR = 0.5
+"""Seconds of stream waiting to leave the host above which a WebSocket viewer's link is poor."""
+SEND_BUFFER = 128 * 1024
+"""The kernel's send buffer of a viewer's socket (it doubles it): at most a second or so of a thin link's stream
+waits there, a few times a wide link's bandwidth-delay product (4 Mbit/s at 100 ms is 50 KB)."""
 CODEC = "avc1.42e01f"
 """What the browser's VideoDecoder is configured with: H.264 constrained baseline, as the encoder makes it."""
 
@@ -67,10 +80,21 @@ class WebSocketViewer(Seat):
     transport = "websocket"
 
     def __init__(
-        self, callbacks: SeatCallbacks, grant: Grant, rules: ViewerRules, socket: web.WebSocketResponse, *, sound: bool
+        self,
+        callbacks: SeatCallbacks,
+        grant: Grant,
+        rules: ViewerRules,
+        socket: web.WebSocketResponse,
+        *,
+        sound: bool,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         super().__init__(callbacks, grant, rules)
         self._socket = socket
+        self._transport = transport
+        """The connection under the socket, whose backlog tells how the link drains (None: not judged)."""
+        self._sent_bytes = 0
+        bound_send_buffer(transport)
         self._senders: list[asyncio.Task[None]] = []
         self._messages: set[asyncio.Future[None]] = set()
         """Text messages on their way (kept, so that none is collected before it is written)."""
@@ -119,6 +143,8 @@ class WebSocketViewer(Seat):
         if self.sound_queue is not None:
             self._senders.append(asyncio.create_task(self._send(self.sound_queue, SOUND), name=f"ws-sound-{self.id}"))
         self._connected()
+        if self._transport is not None:
+            self._senders.append(asyncio.create_task(self._watch_link(), name=f"ws-link-{self.id}"))
         try:
             async for message in self._socket:
                 if message.type == web.WSMsgType.TEXT and is_auth(message.data):
@@ -141,10 +167,25 @@ class WebSocketViewer(Seat):
                 packet = await queue.get()
             except QueueClosed:
                 return
+            message = binary_message(kind, packet)
             try:
-                await self._socket.send_bytes(binary_message(kind, packet))
+                await self._socket.send_bytes(message)
             except ConnectionError:  # the browser went away: run() ends on its own
                 return
+            self._sent_bytes += len(message)
+
+    async def _watch_link(self) -> None:
+        """Judge the link every LINK_WINDOW seconds by how fast the socket drains."""
+        sent, dropped, waiting = self._sent_bytes, self.queue.dropped, unsent_bytes(self._transport)
+        while True:
+            await asyncio.sleep(LINK_WINDOW)
+            now_waiting = unsent_bytes(self._transport)
+            carried = (self._sent_bytes - sent - (now_waiting - waiting)) * 8 / LINK_WINDOW  # bits/s that left
+            overflowed = self.queue.dropped - dropped
+            poor = overflowed > 0 or now_waiting * 8 > BACKLOG_POOR * max(carried, 1.0)
+            # a link that held the stream back all along carried what it can
+            self._judged(Link("poor" if poor else "good", 0.0, None, overflowed, round(carried) if poor else None))
+            sent, dropped, waiting = self._sent_bytes, self.queue.dropped, now_waiting
 
     async def _close_transport(self) -> None:
         for sender in self._senders:
@@ -153,6 +194,28 @@ class WebSocketViewer(Seat):
         if self.closed_because is not None:  # the server ended it: revoked, dismissed
             self._close_code, self._close_reason = ENDED, self.closed_because
         await close(self._socket, self._close_code, self._close_reason)
+
+
+def bound_send_buffer(transport: asyncio.Transport | None) -> None:
+    """The socket's kernel send buffer at SEND_BUFFER (autotuned, it grows to megabytes: a minute of a thin
+    link's stream)."""
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+
+
+def unsent_bytes(transport: asyncio.Transport | None) -> int:
+    """Bytes written to the connection that have not left the host: in the transport's buffer, and in the
+    kernel's send queue, unsent or not yet acknowledged (SIOCOUTQ)."""
+    if transport is None or transport.is_closing():
+        return 0
+    waiting = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            waiting += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4)))[0]
+    return waiting
 
 
 def is_auth(text: str) -> bool:

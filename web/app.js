@@ -30,12 +30,13 @@ function takeToken(key) {
 
 const params = new URLSearchParams(location.search);
 const sessionId = params.get("session");
-// transport=webrtc|websocket pins what carries the stream; auto (the default) picks: WebRTC where it can
+// transport=webrtc|websocket pins what carries the stream; auto (the default) picks: WebRTC where it can;
+// quality=0|1|2 keeps the stream on that rung of the session's ladder (the server checks it)
 const transport = ["webrtc", "websocket"].includes(params.get("transport")) ? params.get("transport") : "auto";
 if (sessionId) {
   // a console link's own token, else the operator's (who came here from the session list)
   const token = takeToken(`vgpustream:token:${sessionId}`) || sessionStorage.getItem(OPERATOR_TOKEN_KEY);
-  startConsole(sessionId, token, transport, params.get("node"));
+  startConsole(sessionId, token, transport, params.get("node"), params.get("quality"));
 } else {
   showSessions(document.getElementById("sessions"), takeToken(OPERATOR_TOKEN_KEY));
 }

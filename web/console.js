@@ -8,6 +8,7 @@
 
 import { ClipboardPanel } from "./clipboard.js";
 import { RemoteCursor } from "./cursor.js";
+import { HeadSwitcher } from "./heads.js";
 import { HttpError } from "./http.js";
 import { InputCapture } from "./input.js";
 import { Microphone } from "./microphone.js";
@@ -111,9 +112,12 @@ function addVideoTransceiver(pc) {
  * @param {string|null} token viewer or operator token for the WHEP requests, if any
  * @param {string} transport auto, webrtc or websocket
  * @param {string|null} node the session's host, named to a gateway in every request's query
+ * @param {string|null} quality the rung of the session's ladder to stay on ("0" is the top), in the WHEP and
+ *   WebSocket requests' query; null: the server's ladder picks by the link
  */
-export function startConsole(sessionId, token, transport = "auto", node = null) {
-  const route = node ? `?${new URLSearchParams({ node })}` : "";
+export function startConsole(sessionId, token, transport = "auto", node = null, quality = null) {
+  const asked = Object.entries({ node, quality }).filter(([, value]) => value);
+  const route = asked.length ? `?${new URLSearchParams(asked)}` : "";
   const root = document.getElementById("console");
   const stage = document.getElementById("stage");
   const video = document.getElementById("screen");
@@ -161,6 +165,9 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
   const pointerLock = new PointerLock(stage, document.getElementById("pointer-lock"));
   const press = (codes) => input.combo(codes);
   const touch = new TouchInput(stage, video, document.getElementById("osk"), sendMessage, press);
+  const complain = (why) => show("failed", why, true);
+  const heads = new HeadSwitcher(document.getElementById("heads"), sessionId, token, route, complain);
+  let headsAsked = false;
   new Toolbar(document.getElementById("toolbar"), document.getElementById("more"));
   let whep = null;
   let leaving = Promise.resolve(); // the previous viewer resource's DELETE
@@ -283,6 +290,10 @@ export function startConsole(sessionId, token, transport = "auto", node = null) 
       clipboard.setAvailable(message.clipboard === true);
       microphone.setAvailable(message.microphone === true);
       showName(message.name || sessionId);
+      if (!headsAsked) {
+        headsAsked = true;
+        heads.refresh(); // once a connection shows the token works
+      }
       pointerLock.setRelative(message.relative_pointer === true);
       if (connected()) showSource();
     }

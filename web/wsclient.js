@@ -91,7 +91,7 @@ export class WebSocketClient {
    * @param {string} sessionId
    * @param {string|null} token sent in the first message, never in the URL
    * @param {{onText: (data: string) => void, onClose: (code: number, reason: string) => void}} handlers
-   * @param {string} route the query naming the session's node to a gateway ("" without one)
+   * @param {string} route the query: the session's node to a gateway, the quality asked for ("" without either)
    */
   constructor(sessionId, token, handlers, route = "") {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";

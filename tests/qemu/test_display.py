@@ -22,7 +22,7 @@ from vgpustream.api.state import REGISTRY
 from vgpustream.formats import fourcc_code
 from vgpustream.input import KeyEvent
 from vgpustream.sources import create_source
-from vgpustream.sources.base import Frame, Source
+from vgpustream.sources.base import Frame, Source, SourceState
 from vgpustream.sources.common.qmp import QmpInput
 from vgpustream.stamp import luma
 from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, wait_for
@@ -92,6 +92,7 @@ async def test_the_boot_mode_change_from_640x480_to_720x400_gives_the_exact_pict
     try:
         first = await next_frame(source)
         assert (first.width, first.height) == (640, 480), "QEMU's placeholder before SeaBIOS sets a mode"
+        assert source.state is SourceState.NO_SIGNAL, "the guest has not set up its display: no signal"
         vm.qmp("cont")
         await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
 
@@ -101,7 +102,7 @@ async def test_the_boot_mode_change_from_640x480_to_720x400_gives_the_exact_pict
             return bgrx_to_rgb(source.framebuffer.pixels)
 
         picture = await matches_screendump(vm, latest)
-        assert picture.shape == (400, 720, 3)
+        assert picture.shape == (400, 720, 3) and source.state is SourceState.STREAMING
         assert source.attachments >= 2, "the mode change made the source register again for a new Scanout"
         assert source.planes().primary.fourcc == fourcc_code("XR24")
     finally:

@@ -26,6 +26,9 @@ RIG = Path(os.environ.get("RIG") or Path(os.environ.get("XDG_CACHE_HOME") or Pat
 class Vm(Qemu):
     """A launched VM with the tests' own QMP client on its first monitor."""
 
+    display_device = "vga"
+    """The QOM id of the display device, for a screendump of a head other than the first."""
+
     def __init__(self, directory: Path, display: str, extra: Sequence[str] = ()) -> None:
         super().__init__(directory, display, extra)
         self._qmp = wait_for(self._connect, START_TIMEOUT, "QEMU's QMP socket")
@@ -52,10 +55,10 @@ class Vm(Qemu):
             if "error" in reply:
                 raise RuntimeError(f"QMP {command}: {reply['error']}")
 
-    def screendump(self) -> np.ndarray:
-        """The display as QEMU sees it, (height, width, 3) RGB."""
+    def screendump(self, head: int = 0) -> np.ndarray:
+        """The display (its head `head`) as QEMU sees it, (height, width, 3) RGB."""
         path = self.directory / "screen.ppm"
-        self.qmp("screendump", filename=str(path))
+        self.qmp("screendump", filename=str(path), **({"device": self.display_device, "head": head} if head else {}))
         data = path.read_bytes()
         # the header ends with one whitespace byte: the pixels after it may start with bytes that are whitespace
         header = re.match(rb"P6\s+(\d+)\s+(\d+)\s+255\s", data)
@@ -63,7 +66,7 @@ class Vm(Qemu):
         width, height = int(header[1]), int(header[2])
         pixels = np.frombuffer(data[header.end() :], dtype=np.uint8)
         if pixels.size != width * height * 3:  # the guest changed mode while QEMU wrote the file: ask again
-            return self.screendump()
+            return self.screendump(head)
         return pixels.reshape(height, width, 3)
 
     def text(self) -> str:
@@ -113,11 +116,24 @@ class LinuxVm(Vm):
     the size QEMU offers it (Console.SetUIInfo), as the kernel's fbdev console takes the preferred mode.
 
     The console starts at `xres` x `yres`, which is also the largest mode it can take (its framebuffer's size).
+    With `outputs` > 1 the device has that many heads (QEMU's Console_0, Console_1, ...); `append` goes on the
+    kernel's command line (`video=Virtual-2:1024x768e` turns the second head on); `extra` are more QEMU arguments,
+    without spaces.
     """
 
-    def __init__(self, directory: Path, display: str, xres: int = 1920, yres: int = 1200) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        display: str,
+        xres: int = 1920,
+        yres: int = 1200,
+        outputs: int = 1,
+        append: str = "",
+        extra: Sequence[str] = (),
+    ) -> None:
         self.xres, self.yres = xres, yres
-        super().__init__(directory, display)
+        self.outputs, self.append = outputs, append
+        super().__init__(directory, display, extra)
 
     @staticmethod
     def missing() -> str | None:
@@ -127,17 +143,20 @@ class LinuxVm(Vm):
         return None
 
     def command(self, display: str, extra: Sequence[str]) -> list[str]:
-        qemu = ["-display", display, "-device", f"virtio-vga,xres={self.xres},yres={self.yres}", *self.monitors()]
+        device = f"virtio-vga,id={self.display_device},xres={self.xres},yres={self.yres},max_outputs={self.outputs}"
+        qemu = ["-display", display, "-device", device, *self.monitors(), *extra]
         guest = "modprobe virtio_gpu && exec sleep 3600"
-        return ["env", f"RIG_QEMU_ARGS={' '.join(qemu)}", "RIG_MEM=512M", str(IN_GUEST), "sh", "-c", guest]
+        environment = [f"RIG_QEMU_ARGS={' '.join(qemu)}", f"RIG_APPEND={self.append}", "RIG_MEM=512M"]
+        return ["env", *environment, str(IN_GUEST), "sh", "-c", guest]
 
-    def wait_mode(self, width: int, height: int, timeout: float = 60) -> None:
-        """Wait until the guest's display is width x height (QEMU's screendump, independent of vgpustream)."""
+    def wait_mode(self, width: int, height: int, timeout: float = 60, head: int = 0) -> None:
+        """Wait until the guest's display (its head `head`) is width x height (QEMU's screendump, independent of
+        vgpustream)."""
 
         def shown() -> bool:
-            return self.screendump().shape[:2] == (height, width)
+            return self.screendump(head).shape[:2] == (height, width)
 
-        wait_for(shown, timeout, f"the guest's display at {width}x{height}", 0.2)
+        wait_for(shown, timeout, f"the guest's display {head} at {width}x{height}", 0.2)
 
     def stop(self) -> None:
         """Quit QEMU through its monitor: in-guest.sh then cleans up after it."""

@@ -8,7 +8,8 @@
 # The current directory is kept. Works with stdin closed (CI). Exit 124: timeout; 125: the guest
 # never reported a status (its console log goes to stderr).
 # Environment: RIG (build folder), RIG_MEM (2G), RIG_CPUS (2), RIG_TIMEOUT (seconds, 900), RIG_QEMU_ARGS
-# (more QEMU arguments, split on spaces: a display and devices, e.g. a sound card on `-display dbus`).
+# (more QEMU arguments, split on spaces: a display and devices, e.g. a sound card on `-display dbus`),
+# RIG_APPEND (more kernel arguments, e.g. `video=Virtual-2:1024x768e` to enable a virtio-gpu's second output).
 set -u
 RIG=${RIG:-${XDG_CACHE_HOME:-$HOME/.cache}/vgpustream-rig}
 KVER=$(cat "$RIG/kver" 2>/dev/null) || { echo "in-guest: run tests/rig/setup.sh first" >&2; exit 125; }
@@ -97,7 +98,7 @@ exec 7>"$RUN/out" 8>"$RUN/err"  # held open so the readers see end-of-file only 
 timeout "${RIG_TIMEOUT:-900}" qemu-system-x86_64 7>&- 8>&- \
   -nodefaults -no-reboot -display none -vga none -monitor none \
   -machine pc -accel tcg,thread=multi -cpu max -m "${RIG_MEM:-2G}" -smp "${RIG_CPUS:-2}" \
-  -kernel "$KERNEL" -initrd "$INITRD" -append "console=ttyS0 quiet loglevel=4 panic=-1 vgpustream.rig=1" \
+  -kernel "$KERNEL" -initrd "$INITRD" -append "console=ttyS0 quiet loglevel=4 panic=-1 vgpustream.rig=1 ${RIG_APPEND:-}" \
   -chardev file,id=console,path="$RUN/console.log" -serial chardev:console \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$RUN",mount_tag=rigrun,security_model=none \

@@ -12,7 +12,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from vgpustream import compat
-from vgpustream.api import console, events, openapi, operations, recordings, sessions, tokens, websocket, whep
+from vgpustream.api import console, events, heads, openapi, operations, recordings, sessions, tokens, websocket, whep
 from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
 from vgpustream.api.proxies import client_addresses
@@ -77,7 +77,11 @@ def cors_middleware(origins: tuple[str, ...]) -> web.middleware:
 
 @web.middleware
 async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith(API_PREFIX) or request.path in PUBLIC_API:
+    if (
+        not request.path.startswith(API_PREFIX)
+        or request.path in PUBLIC_API
+        or heads.VIEWER_PATHS.fullmatch(request.path)
+    ):
         return await handler(request)
     if not request.app[recordings.LINKS].allows(request):  # a recording's signed file link needs no token
         request.app[AUTHORITY].require_operator(request)
@@ -187,6 +191,7 @@ def create_app(settings: Settings) -> web.Application:
     whep.add_routes(app)
     websocket.add_routes(app)
     sessions.add_routes(app)
+    heads.add_routes(app)
     tokens.add_routes(app)
     recordings.add_routes(app)
     events.add_routes(app)

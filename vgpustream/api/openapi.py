@@ -16,6 +16,7 @@ from vgpustream import __version__
 from vgpustream.api import schemas
 from vgpustream.api.events import DEFAULT_LIMIT, MAX_LIMIT
 from vgpustream.api.schemas import schema_of
+from vgpustream.renditions import QUALITIES
 from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 PATH = "/api/v1/openapi.json"
@@ -24,13 +25,13 @@ INT = {"type": "integer"}
 TEXT = {"type": "string"}
 
 
-def _json(struct: type[Struct], description: str) -> dict[str, Any]:
+def json_answer(struct: type[Struct], description: str) -> dict[str, Any]:
     """A JSON response whose body is a `struct` (vgpustream.api.schemas)."""
     return {"description": description, "content": {"application/json": {"schema": schema_of(struct)}}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return _json(schemas.Error, description)
+def error_answer(description: str) -> dict[str, Any]:
+    return json_answer(schemas.Error, description)
 
 
 def _challenge(description: str, required: bool) -> dict[str, Any]:
@@ -39,29 +40,29 @@ def _challenge(description: str, required: bool) -> dict[str, Any]:
 
 RETRY_AFTER = {"Retry-After": {"description": "Seconds after which to try again", "schema": INT}}
 ERRORS = {
-    "400": _error("Invalid request"),
+    "400": error_answer("Invalid request"),
     "401": {
-        **_error("No credentials"),
+        **error_answer("No credentials"),
         "headers": _challenge("`Bearer` (RFC 9110, RFC 6750)", required=True),
     },
     "403": {
-        **_error("Credentials that do not allow this"),
+        **error_answer("Credentials that do not allow this"),
         "headers": _challenge(
             'RFC 6750: `Bearer error="invalid_token"`, `"insufficient_scope"` or `"invalid_request"`', required=False
         ),
     },
-    "404": _error("No such resource"),
-    "413": _error("Body too large"),
-    "415": _error("Wrong Content-Type"),
+    "404": error_answer("No such resource"),
+    "413": error_answer("Body too large"),
+    "415": error_answer("Wrong Content-Type"),
 }
-LIMITED = {"429": {**_error("Too many requests; see Retry-After"), "headers": RETRY_AFTER}}
-FULL = {"503": {**_error("No room; see Retry-After"), "headers": RETRY_AFTER}}
+LIMITED = {"429": {**error_answer("Too many requests; see Retry-After"), "headers": RETRY_AFTER}}
+FULL = {"503": {**error_answer("No room; see Retry-After"), "headers": RETRY_AFTER}}
 STORED = {
     "503": {
-        **_error("The state database cannot be written now (storage_unavailable); nothing changed"),
+        **error_answer("The state database cannot be written now (storage_unavailable); nothing changed"),
         "headers": RETRY_AFTER,
     },
-    "507": _error("The state directory's disk is full (storage_full); nothing changed"),
+    "507": error_answer("The state directory's disk is full (storage_full); nothing changed"),
 }
 """A change the state database must keep: refused whole when it cannot be stored."""
 NO_CONTENT = {"204": {"description": "Done"}}
@@ -72,15 +73,24 @@ def _stored_change(done: dict[str, Any], conflict: str, unavailable: str) -> dic
     return {
         **done,
         **ERRORS,
-        "409": _error(conflict),
+        "409": error_answer(conflict),
         **STORED,
-        "503": _error(unavailable),
+        "503": error_answer(unavailable),
     }
 
 
 METRICS_MEDIA = ("text/plain", "application/openmetrics-text")
 SESSION_ID = {"name": "id", "in": "path", "required": True, "schema": TEXT}
 RECORDING_ID = {"name": "recording", "in": "path", "required": True, "schema": TEXT}
+OPERATOR_OR_VIEWER = [{"operator": []}, {"viewer": []}]
+"""Routes that take a viewer token of the session as well as the operator's."""
+HEAD = {
+    "name": "head",
+    "in": "path",
+    "required": True,
+    "schema": TEXT,
+    "description": "The head's number (`console` in the list of heads)",
+}
 
 
 def _operation(op_id: str, summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -114,7 +124,8 @@ TAGS = {
     "websocket": (
         "`GET /ws/{session}` (not an operation of this document: a WebSocket upgrade, answered `101`, subprotocol "
         "`vgpustream.v1`): a viewer over a WebSocket, the session's own H.264 and Opus packets, for browsers WebRTC "
-        'cannot reach. The browser\'s first message is the text message `{"type": "auth", "token": "…"}` (the token '
+        "cannot reach (`?quality=` as for WHEP, a bad one answered 400 before the upgrade). "
+        'The browser\'s first message is the text message `{"type": "auth", "token": "…"}` (the token '
         'never in the URL); the server answers `{"type": "welcome", "viewer", "role", "video": {"codec"}, "sound"}`, '
         "then sends each H.264 access unit and Opus packet as a binary message (u8 kind: 1 video, 2 sound; u8 flags: "
         "bit 0 keyframe; f64 capture time, ms since the epoch; i64 timestamp, µs; then the packet) and the input "
@@ -139,8 +150,16 @@ TAGGED_PATHS = {
 }
 WHEP_SESSION = {"name": "session", "in": "path", "required": True, "schema": TEXT}
 WHEP_VIEWER = {"name": "viewer", "in": "path", "required": True, "schema": TEXT}
+QUALITY = {
+    "name": "quality",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": list(QUALITIES), "default": "auto"},
+    "description": "the rung of the session's ladder the viewer stays on (0: the top; one below the session's "
+    "last rung takes the last); auto: the server moves it by how its link carries the stream",
+}
 ACCEPT_PATCH = {"description": "`application/trickle-ice-sdpfrag`", "schema": TEXT}
-MALFORMED = {"400": _error("A malformed HTTP request, refused by the HTTP parser before any handler")}
+MALFORMED = {"400": error_answer("A malformed HTTP request, refused by the HTTP parser before any handler")}
 ICE_LINKS = {
     "Link": {
         "description": 'One `<url>; rel="ice-server"` per STUN/TURN server; TURN servers with `username`, '
@@ -194,7 +213,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listSessions",
                         "List sessions, optionally by label",
-                        {"200": _json(schemas.SessionList, "The sessions"), **ERRORS},
+                        {"200": json_answer(schemas.SessionList, "The sessions"), **ERRORS},
                         parameters=[
                             {
                                 "name": "label",
@@ -209,7 +228,7 @@ def document() -> dict[str, Any]:
                         "createSession",
                         "Create a session and start capturing",
                         _stored_change(
-                            {"201": _json(schemas.Session, "Created")},
+                            {"201": json_answer(schemas.Session, "Created")},
                             conflict="Exists",
                             unavailable="No room (full; see Retry-After), the source cannot be opened "
                             "(source_unavailable: no such device, or nothing at the VM's socket; nothing was created), "
@@ -221,13 +240,13 @@ def document() -> dict[str, Any]:
                 "/api/v1/sessions/{id}": {
                     **session,
                     "get": _operation(
-                        "getSession", "One session", {"200": _json(schemas.Session, "The session"), **ERRORS}
+                        "getSession", "One session", {"200": json_answer(schemas.Session, "The session"), **ERRORS}
                     ),
                     "patch": _operation(
                         "updateSession",
                         "Change name, labels, encoder settings or viewer limit live; ask the guest for a display size",
                         _stored_change(
-                            {"200": _json(schemas.Session, "Updated")},
+                            {"200": json_answer(schemas.Session, "Updated")},
                             conflict="The source cannot change its display size (unsupported)",
                             unavailable="The source is not available now, or the state database cannot be written; "
                             "nothing changed",
@@ -243,7 +262,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "getPlanes",
                         "Live plane metadata and source state",
-                        {"200": _json(schemas.Planes, "Planes"), **ERRORS},
+                        {"200": json_answer(schemas.Planes, "Planes"), **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/thumbnail": {
@@ -259,7 +278,7 @@ def document() -> dict[str, Any]:
                             },
                             "304": {"description": "Not modified (If-None-Match named the current ETag)"},
                             **ERRORS,
-                            "409": _error("No picture: the source is lost or has shown none yet"),
+                            "409": error_answer("No picture: the source is lost or has shown none yet"),
                         },
                         parameters=[
                             {
@@ -277,22 +296,77 @@ def document() -> dict[str, Any]:
                         ],
                     ),
                 },
+                "/api/v1/sessions/{id}/heads": {
+                    **session,
+                    "get": _operation(
+                        "listHeads",
+                        "The display heads of the session's VM (QEMU: one per Console), each with what it shows and "
+                        "the session showing it",
+                        {
+                            "200": json_answer(schemas.HeadList, "The heads"),
+                            **ERRORS,
+                            "503": error_answer("The VM cannot be asked now (source_unavailable: no display attached)"),
+                        },
+                        security=OPERATOR_OR_VIEWER,
+                    ),
+                },
+                "/api/v1/sessions/{id}/heads/{head}": {
+                    "parameters": [SESSION_ID, HEAD],
+                    "post": _operation(
+                        "openHead",
+                        "The session showing one head of the VM: the one there is, or a new one (the same source URL "
+                        "with `?console=` that head, labels, encoder settings and viewer limit)",
+                        _stored_change(
+                            {
+                                "200": json_answer(schemas.Session, "The session that shows the head already"),
+                                "201": json_answer(schemas.Session, "Created; Location names it"),
+                            },
+                            conflict="The id this head's session would have is taken by another session",
+                            unavailable="The VM cannot be asked now (source_unavailable), no room (full; see "
+                            "Retry-After), or the state database cannot be written (storage_unavailable)",
+                        )
+                        | {"404": error_answer("No such session, or no such head (the message lists the VM's heads)")},
+                    ),
+                },
+                "/api/v1/sessions/{id}/heads/{head}/link": {
+                    "parameters": [SESSION_ID, HEAD],
+                    "post": _operation(
+                        "linkHead",
+                        "A console link to one head of the VM, for a holder of any token of the session (the console's "
+                        "head switcher): a token of the session showing the head (made if there is none) with the "
+                        "caller's role, clipboard access and viewers, expiring when the caller's token does",
+                        {
+                            "201": json_answer(schemas.IssuedToken, "Issued; the secret is shown only now"),
+                            **ERRORS,
+                            "404": error_answer("No such session, or no such head (the message lists the VM's heads)"),
+                            "409": error_answer("The id this head's session would have is taken by another session"),
+                            "421": error_answer("The request's Host is none of the server's names (--allowed-host)"),
+                            **LIMITED,
+                            **STORED,
+                            "503": error_answer(
+                                "The VM cannot be asked now (source_unavailable), no room (full; see Retry-After), or "
+                                "the state database cannot be written (storage_unavailable)"
+                            ),
+                        },
+                        security=OPERATOR_OR_VIEWER,
+                    ),
+                },
                 "/api/v1/sessions/{id}/tokens": {
                     **session,
                     "get": _operation(
                         "listTokens",
                         "Viewer tokens of a session (never their secrets), in the order they were issued, a page at a "
                         "time; expired and revoked ones until --token-retention-days after",
-                        {"200": _json(schemas.TokenList, "A page of tokens"), **ERRORS},
+                        {"200": json_answer(schemas.TokenList, "A page of tokens"), **ERRORS},
                         parameters=_page("only tokens issued after this position (the `next` link sets it)"),
                     ),
                     "post": _operation(
                         "createToken",
                         "A viewer token and console link",
                         {
-                            "201": _json(schemas.IssuedToken, "Issued; the secret is shown only now"),
+                            "201": json_answer(schemas.IssuedToken, "Issued; the secret is shown only now"),
                             **ERRORS,
-                            "421": _error(
+                            "421": error_answer(
                                 "The request's Host is none of the server's names (--allowed-host) and --public-url "
                                 "is not set: no links are made for it"
                             ),
@@ -313,7 +387,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listViewers",
                         "Viewers of a session",
-                        {"200": _json(schemas.ViewerList, "Viewers"), **ERRORS},
+                        {"200": json_answer(schemas.ViewerList, "Viewers"), **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/viewers/{viewer}": {
@@ -325,16 +399,16 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listRecordings",
                         "Recordings of a session, newest first (also of a session deleted since)",
-                        {"200": _json(schemas.RecordingList, "Recordings"), **ERRORS},
+                        {"200": json_answer(schemas.RecordingList, "Recordings"), **ERRORS},
                     ),
                     "post": _operation(
                         "startRecording",
                         "Record the session's stream, without encoding again, from its next keyframe",
                         {
-                            "201": _json(schemas.Recording, "Started; Location names it"),
+                            "201": json_answer(schemas.Recording, "Started; Location names it"),
                             **ERRORS,
-                            "409": _error("The session runs its maximum of recordings"),
-                            "503": _error("The recordings directory cannot be written"),
+                            "409": error_answer("The session runs its maximum of recordings"),
+                            "503": error_answer("The recordings directory cannot be written"),
                         },
                         requestBody=_body(schema_of(schemas.RecordingCreate)),
                     ),
@@ -342,12 +416,12 @@ def document() -> dict[str, Any]:
                 "/api/v1/sessions/{id}/recordings/{recording}": {
                     "parameters": [SESSION_ID, RECORDING_ID],
                     "get": _operation(
-                        "getRecording", "One recording", {"200": _json(schemas.Recording, "It"), **ERRORS}
+                        "getRecording", "One recording", {"200": json_answer(schemas.Recording, "It"), **ERRORS}
                     ),
                     "delete": _operation(
                         "stopRecording",
                         "Stop a running recording (200, once its file is closed), or delete a finished one (204)",
-                        {"200": _json(schemas.Recording, "Stopped"), **NO_CONTENT, **ERRORS},
+                        {"200": json_answer(schemas.Recording, "Stopped"), **NO_CONTENT, **ERRORS},
                     ),
                 },
                 "/api/v1/sessions/{id}/recordings/{recording}/file": {
@@ -378,7 +452,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "listEvents",
                         "The audit trail, oldest first, a page at a time",
-                        {"200": _json(schemas.EventPage, "A page of events"), **ERRORS},
+                        {"200": json_answer(schemas.EventPage, "A page of events"), **ERRORS},
                         parameters=[
                             {"name": "session", "in": "query", "required": False, "schema": TEXT},
                             {
@@ -440,6 +514,7 @@ def document() -> dict[str, Any]:
                             "507": STORED["507"],  # a single-use token is marked used before the viewer is made
                         },
                         security=[{"viewer": []}],
+                        parameters=[QUALITY],
                         # no maxLength: a longer body is answered 413 (payload_too_large), which schemathesis counts
                         # as a violating request accepted
                         requestBody=_body(
@@ -471,10 +546,10 @@ def document() -> dict[str, Any]:
                             "204": {"description": "Candidates added (mDNS names are resolved in the background)"},
                             "400": ERRORS["400"],
                             "404": ERRORS["404"],
-                            "412": _error("If-Match does not match the viewer's ETag"),
+                            "412": error_answer("If-Match does not match the viewer's ETag"),
                             "413": ERRORS["413"],
                             "415": ERRORS["415"],
-                            "422": _error("An ICE restart (a new ufrag): start a new WHEP session"),
+                            "422": error_answer("An ICE restart (a new ufrag): start a new WHEP session"),
                         },
                         security=[],
                         parameters=[{"name": "If-Match", "in": "header", "required": False, "schema": TEXT}],
@@ -497,7 +572,7 @@ def document() -> dict[str, Any]:
                     "get": _operation(
                         "healthz",
                         "Liveness",
-                        {"200": _json(schemas.Health, "Alive"), **MALFORMED},
+                        {"200": json_answer(schemas.Health, "Alive"), **MALFORMED},
                         security=[],
                     )
                 },
@@ -506,7 +581,7 @@ def document() -> dict[str, Any]:
                         "readyz",
                         "Readiness: database open, no session lost its source (which, for the operator token)",
                         {
-                            code: _json(schemas.Readiness, text)
+                            code: json_answer(schemas.Readiness, text)
                             for code, text in (("200", "Ready"), ("503", "Not ready"))
                         }
                         | MALFORMED,

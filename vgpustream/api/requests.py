@@ -20,7 +20,9 @@ async def read_text(request: web.Request, content_type: str, limit: int) -> str:
         raise UnsupportedMediaType(f"Content-Type must be {content_type}")
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"body larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
+    body = bytearray()  # every piece the client sends, as many as it takes (one read is what has arrived)
+    while len(body) <= limit and (piece := await request.content.read(limit + 1 - len(body))):
+        body += piece
     if len(body) > limit:
         raise PayloadTooLarge(f"body larger than {limit} bytes")
     try:

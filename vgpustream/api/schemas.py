@@ -19,11 +19,12 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from vgpustream.audit import EVENT_TYPES
 from vgpustream.auth import GRANTED_ROLES, ROLES
 from vgpustream.clipboard import ACCESS
-from vgpustream.encoder import CODECS, EncoderSettings
+from vgpustream.encoder import CODECS, RUNGS, EncoderSettings
 from vgpustream.errors import VgpuStreamError
 from vgpustream.input import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE, ResizeEvent
 from vgpustream.microphone import ACCESS as MICROPHONE_ACCESS
 from vgpustream.recording.recorder import RecordingState
+from vgpustream.renditions import QUALITIES
 from vgpustream.sources.base import SourceState
 
 MAX_NAME = 200
@@ -93,6 +94,10 @@ Labels = Annotated[
 Bitrate = Annotated[int, Meta(ge=100_000, le=100_000_000)]
 Fps = Annotated[int, Meta(ge=1, le=120)]
 KeyframeInterval = Annotated[float, Meta(ge=0.5, le=60)]
+Rungs = Annotated[
+    int, Meta(ge=1, le=len(RUNGS), description="rungs of the ladder its viewers may be on, the top among them")
+]
+Quality = Literal[QUALITIES]  # type: ignore[valid-type]  # vgpustream.renditions: auto and each rung
 MaxViewers = Annotated[int, Meta(ge=1, le=MAX_VIEWERS_LIMIT)]
 DisplayEdge = Annotated[int, Meta(ge=MIN_DISPLAY_EDGE, le=MAX_DISPLAY_EDGE)]
 T = TypeVar("T")
@@ -123,6 +128,7 @@ class Encoder(Closed):
     bitrate: Bitrate | UnsetType = UNSET
     fps: Fps | UnsetType = UNSET
     keyframe_interval: KeyframeInterval | UnsetType = UNSET
+    rungs: Rungs | UnsetType = UNSET
 
     def settings(self, current: EncoderSettings) -> EncoderSettings:
         """`current` with the fields this one sets."""
@@ -130,6 +136,7 @@ class Encoder(Closed):
             bitrate=given(self.bitrate, current.bitrate),
             fps=given(self.fps, current.fps),
             keyframe_interval=given(self.keyframe_interval, current.keyframe_interval),
+            rungs=given(self.rungs, current.rungs),
         )
 
 
@@ -191,6 +198,17 @@ class TokenCreate(Closed):
         Literal["auto", "webrtc", "websocket"],
         Meta(description="what the console link uses: auto tries WebRTC and falls back to the WebSocket"),
     ] = "auto"
+    quality: Annotated[
+        Quality, Meta(description="the rung of the session's ladder the console link stays on; auto: by its link")
+    ] = "auto"
+
+    def console(self) -> dict[str, str]:
+        """What the console link is to use: CONSOLE_CHOICES."""
+        return {"transport": self.transport, "quality": self.quality}
+
+
+CONSOLE_CHOICES = ("transport", "quality")
+"""The console link's query parameters that a token request chooses."""
 
 
 class RecordingCreate(Closed):
@@ -265,6 +283,25 @@ class Planes(Closed):
     resizable: Annotated[
         bool, Meta(description="Whether the guest can be asked for a display size (PATCH the session's display)")
     ]
+
+
+class Head(Closed):
+    """One display head of the session's VM (QEMU: one Console; `-device virtio-vga,max_outputs=N` has N)."""
+
+    console: Annotated[int, Meta(ge=0, description="The head's number: what a QEMU source URL's ?console= takes")]
+    label: Annotated[str, Meta(description="QEMU's name for it: the display device's id and the head's index")]
+    width: int
+    height: int
+    state: Annotated[
+        State, Meta(description="What the head shows: no_signal for a head the guest has not turned on (not an error)")
+    ]
+    session: Annotated[str | None, Meta(description="The session showing this head; null while there is none")]
+
+
+class HeadList(Closed):
+    """The heads of the session's VM, in order; a source of one head (a vGPU, the synthetic desktop) has one."""
+
+    heads: list[Head]
 
 
 class Stats(Closed):
@@ -398,6 +435,7 @@ class Viewer(Closed):
         str | None,
         Meta(description="the rendition it takes: its codec, and /rung below the top; null: no video it plays"),
     ]
+    quality: Annotated[Quality, Meta(description="the rung it asked to stay on; auto: the ladder's choice")]
     created_at: DateTime
     state: str
     input_channel: bool
@@ -513,10 +551,13 @@ class Readiness(Closed):
 SCHEMA_REF = "#/components/schemas/{name}"
 
 
-def components() -> dict[str, Any]:
-    """The OpenAPI components/schemas of every Struct here that a body is declared with."""
-    structs = (*REQUESTS, Error, SessionList, Planes, IssuedToken, TokenList, ViewerList, RecordingList)
-    _, schemas = msgspec.json.schema_components((*structs, EventPage, Health, Readiness), ref_template=SCHEMA_REF)
+def components(*extra: type[Struct]) -> dict[str, Any]:
+    """The OpenAPI components/schemas of every Struct here that a body is declared with, and of `extra` (the
+    gateway's own)."""
+    structs = (*REQUESTS, Error, SessionList, Planes, HeadList, IssuedToken, TokenList, ViewerList, RecordingList)
+    _, schemas = msgspec.json.schema_components(
+        (*structs, EventPage, Health, Readiness, *extra), ref_template=SCHEMA_REF
+    )
     for schema in schemas.values():
         if "description" in schema:  # a docstring, indented as the source is
             schema["description"] = " ".join(inspect.cleandoc(schema["description"]).split("\n"))

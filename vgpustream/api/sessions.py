@@ -6,6 +6,7 @@ import dataclasses
 
 import msgspec
 from aiohttp import web
+from multidict import MultiMapping
 
 from vgpustream.api import schemas
 from vgpustream.api.requests import read_json
@@ -93,13 +94,19 @@ def planes_body(session: Session) -> schemas.Planes:
     )
 
 
-async def list_sessions(request: web.Request) -> web.Response:
+def label_filters(query: MultiMapping[str]) -> list[tuple[str, str]]:
+    """The `?label=key=value` filters of a list (a gateway checks them too, before it asks the hosts)."""
     wanted = []
-    for selector in request.query.getall("label", []):
+    for selector in query.getall("label", []):
         key, sep, value = selector.partition("=")
         if not sep or not key:
             raise VgpuStreamError("label filters look like ?label=key=value")
         wanted.append((key, value))
+    return wanted
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    wanted = label_filters(request.query)
     sessions = [s for s in request.app[REGISTRY] if all(s.spec.labels.get(k) == v for k, v in wanted)]
     return json_response(schemas.SessionList(sessions=[session_body(s) for s in sessions]))
 

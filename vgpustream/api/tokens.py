@@ -56,8 +56,6 @@ async def create_token(request: web.Request) -> web.Response:
     session = request.app[REGISTRY].get(request.match_info["id"])
     body = await read_json(request, settings.max_json_bytes, TokenCreate)
     clipboard, ttl_seconds, max_viewers = token_terms(body, settings)
-    if body.role == "view" and body.microphone != "none":
-        raise VgpuStreamError("a view token cannot use the microphone: 'microphone' must be none")
     base = base_url(request)  # before anything is stored: a request for a foreign Host makes no token
     record, secret = request.app[AUTHORITY].issue(
         session.id,
@@ -70,26 +68,32 @@ async def create_token(request: web.Request) -> web.Response:
     )
     request.app[AUDIT].token_created(record)
     fields = token_fields(record, settings.token_max_viewers)
-    return json_response(IssuedToken(**fields, **links(base, session.id, secret, body.transport)), 201)
+    return json_response(IssuedToken(**fields, **links(base, session.id, secret, body.console())), 201)
 
 
 def token_terms(body: TokenCreate, settings: ServiceSettings) -> tuple[str, int, int]:
-    """A token request's clipboard access, lifetime and viewers, the settings' defaults where it gives none."""
+    """A token request's clipboard access, lifetime and viewers, the settings' defaults where it gives none;
+    VgpuStreamError where it asks a view token for what only control may do."""
     clipboard = given(body.clipboard, default_access(body.role))
     if body.role == "view" and clipboard == "readwrite":
         raise VgpuStreamError("a view token cannot write the guest's clipboard: 'clipboard' must be none or read")
+    if body.role == "view" and body.microphone != "none":
+        raise VgpuStreamError("a view token cannot use the microphone: 'microphone' must be none")
     ttl_seconds = given(body.ttl_seconds, settings.token_ttl)
     if ttl_seconds > settings.max_token_ttl:
         raise VgpuStreamError(f"'ttl_seconds' must be at most {settings.max_token_ttl} (--max-token-ttl)")
     return clipboard, ttl_seconds, given(body.max_viewers, settings.token_max_viewers)
 
 
-def links(base: str, session_id: str, secret: str, transport: str = "auto", node: str | None = None) -> dict[str, str]:
+def links(
+    base: str, session_id: str, secret: str, console: dict[str, str] | None = None, node: str | None = None
+) -> dict[str, str]:
     """The token with where to use it. The console link carries it in the fragment, which no server sees,
-    and the transport the console is to use where it is not its own choice (auto); links through a gateway
-    (vgpustream.gateway) name the session's `node`, every one of them."""
+    and the `console`'s choices (transport, quality) where they are not its own (auto); links through a
+    gateway (vgpustream.gateway) name the session's `node`, every one of them."""
     route = {} if node is None else {"node": node}
-    query = urlencode({"session": session_id} | ({} if transport == "auto" else {"transport": transport}) | route)
+    chosen = {name: value for name, value in (console or {}).items() if value != "auto"}
+    query = urlencode({"session": session_id} | chosen | route)
     at = f"?{urlencode(route)}" if route else ""
     return {
         "token": secret,

@@ -23,6 +23,7 @@ from vgpustream.auth import MAX_TOKEN_LENGTH
 from vgpustream.clipboard import MAX_MESSAGE_BYTES as MAX_CLIPBOARD_MESSAGE
 from vgpustream.errors import Forbidden, Full, RateLimited, Unauthorized, VgpuStreamError
 from vgpustream.input import InvalidInput, json_object
+from vgpustream.renditions import pinned_rung
 from vgpustream.websocket import BAD_AUTH, PROTOCOL, WebSocketViewer, close
 
 MAX_MESSAGE = MAX_CLIPBOARD_MESSAGE + 1024
@@ -38,6 +39,8 @@ class BadHello(VgpuStreamError):
 
 async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
     session = request.app[REGISTRY].get(request.match_info["session"])  # 404 before the upgrade
+    quality = request.query.get("quality", "auto")
+    pinned_rung(quality, session.audience.encoder)  # 400 before the upgrade
     socket = web.WebSocketResponse(protocols=(PROTOCOL,), max_msg_size=MAX_MESSAGE, heartbeat=HEARTBEAT)
     await socket.prepare(request)
     try:
@@ -47,7 +50,10 @@ async def websocket_endpoint(request: web.Request) -> web.WebSocketResponse:
         audience = session.audience
         viewer = audience.admit(
             grant,
-            lambda callbacks, grant, rules: WebSocketViewer(callbacks, grant, rules, socket, sound=audience.sound),
+            lambda callbacks, grant, rules: WebSocketViewer(
+                callbacks, grant, rules, socket, sound=audience.sound, transport=request.transport
+            ),
+            quality,
         )
     except VgpuStreamError as error:
         await close(socket, CLOSE_CODES.get(type(error), BAD_AUTH), str(error))

@@ -69,7 +69,9 @@ async def post_offer(request: web.Request) -> web.Response:
     check_offer(offer)
     server_ice = [s.to_rtc() for s in request.app[ICE_WATCH].answering(request.app[ICE_SERVERS].for_server())]
     viewer = session.audience.admit(
-        grant, lambda callbacks, grant, rules: Viewer(callbacks, server_ice, grant, rules, sound=session.audience.sound)
+        grant,
+        lambda callbacks, grant, rules: Viewer(callbacks, server_ice, grant, rules, sound=session.audience.sound),
+        request.query.get("quality", "auto"),
     )
     try:
         authority.viewer_grant(request, session.id)  # uses up a single-use token (only once it has a seat)

@@ -34,7 +34,7 @@ from vgpustream.microphone import MicrophoneIn
 from vgpustream.renditions import Rendition
 from vgpustream.resize import check_display
 from vgpustream.sound import SoundOut
-from vgpustream.sources.base import Cursor, InputSink, Planes, Source, SourceState
+from vgpustream.sources.base import Cursor, Heads, InputSink, Planes, Source, SourceState
 from vgpustream.sources.common.placeholder import no_signal_frame
 from vgpustream.thumbnail import Thumbnail
 
@@ -114,6 +114,8 @@ class CaptureLoop:
         """The guest's clipboard; an event-loop object too."""
         self.microphone: MicrophoneIn | None = source.microphone
         """Where viewers' microphone sound goes into the guest; an event-loop object too."""
+        self.heads: Heads | None = source.heads
+        """The display heads of the VM; an event-loop object too."""
         self.renditions: dict[Rendition, RenditionState] = {}
         """The renditions encoded now, each with its keyframe policy and counts; a rendition nobody takes any
         more is dropped (its next start is a keyframe)."""

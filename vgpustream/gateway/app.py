@@ -15,7 +15,7 @@ from vgpustream.api.errors import json_errors
 from vgpustream.api.proxies import client_addresses
 from vgpustream.api.schemas import Health, Readiness, json_response
 from vgpustream.auth import OperatorTokens, token_lines
-from vgpustream.gateway import api, signalling
+from vgpustream.gateway import api, openapi, signalling
 from vgpustream.gateway.api import GATEWAY_SETTINGS, HOSTS, SIGNER
 from vgpustream.gateway.dns import DnsNodes
 from vgpustream.gateway.hosts import Hosts, HostTokens
@@ -28,8 +28,11 @@ from vgpustream.signedtokens import TokenSigner
 
 @web.middleware
 async def operator_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The control plane (/api/v1) needs the gateway's operator token; viewers' signalling has its own."""
-    if request.path.startswith(API_PREFIX):
+    """The control plane (/api/v1) needs the gateway's operator token; viewers' signalling has its own, and a
+    recording's signed file link is its own credential (its host checks it); the OpenAPI document is public, as
+    a host's."""
+    signed = request.match_info.route.name == api.RECORDING_FILE and api.signed_link(request)
+    if request.path.startswith(API_PREFIX) and not signed and request.path != openapi.PATH:
         request.app[OPERATORS].require(request)
     return await handler(request)
 
@@ -94,6 +97,7 @@ def create_gateway(settings: GatewaySettings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     api.add_routes(app)
+    openapi.add_routes(app)
     signalling.add_routes(app)
     console.add_routes(app)
     return app

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
@@ -48,6 +49,22 @@ ANSWER_HEADERS = (
 """What of a host's answer reaches the client (besides Location, which is routed)."""
 
 Body = TypeVar("Body", bound=msgspec.Struct)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How a host is asked whether it holds a session: the GET of `suffix` under the session, which answers
+    `answer` where it does and 404 where it does not."""
+
+    suffix: str
+    answer: type[msgspec.Struct]
+    listed: bool
+    """Whether the hosts' lists of sessions say which host holds it (and a search may ask that one first)."""
+
+
+SESSION = Probe("", schemas.Session, listed=True)
+RECORDINGS = Probe("/recordings", schemas.RecordingList, listed=False)
+"""A session's recordings outlive it: a host that deleted the session still holds them, which no list says."""
 
 
 class HostTokens:
@@ -156,6 +173,17 @@ class Hosts:
             raise NotFound(f"no node named {bounded(name, 60)} in the cluster (nodes: {known})")
         return nodes[name]
 
+    def made(self, node: Node, session: schemas.Session) -> None:
+        """A session this gateway has just made on `node`: among what the node holds until its next list (so that
+        it is listed `unreachable` if the node stops answering before then)."""
+        if node.name in self._seen:  # a node never listed stays unknown: one session is not all it has
+            self._seen[node.name] = [*(s for s in self._seen[node.name] if s.id != session.id), session]
+
+    def deleted(self, node: Node, session_id: str) -> None:
+        """A session this gateway has just deleted on `node`: no longer among what the node holds."""
+        if node.name in self._seen:
+            self._seen[node.name] = [s for s in self._seen[node.name] if s.id != session_id]
+
     @contextmanager
     def reaching(self, node: Node) -> Iterator[None]:
         """Turn a failed call to `node` into Unavailable (no answer) or BadGateway (no valid answer)."""
@@ -181,10 +209,9 @@ class Hosts:
             async with self.client.get(node.url + path, params=query, headers=headers, timeout=self._quick) as answer:
                 if answer.status == 404:
                     return None
-                body = await answer.content.read(MAX_ANSWER + 1)
-                if answer.status not in statuses or len(body) > MAX_ANSWER:
+                if answer.status not in statuses:
                     raise BadGateway(f"node {node.name} answered {answer.status} to a call of the gateway's")
-                return msgspec.json.decode(body, type=struct)
+                return msgspec.json.decode(await whole_body(answer, node), type=struct)
 
     async def identify(self, url: str) -> str:
         """The node name of the host at `url`, which its /readyz tells the hosts' operator token (ready or not)."""
@@ -214,52 +241,75 @@ class Hosts:
             nodes=[state for _, state in answers],
         )
 
-    async def locate(self, session_id: str, query: MultiDictProxy[str]) -> Node:
-        """The node that holds session `session_id`: the one `?node=` names, else the one that has it (asked
-        first where the last lists saw it, if on one node alone; then every node at once). NotFound where none
-        has it, Conflict where more than one has (the request must then name the node), Unavailable where a
-        node that might have it does not answer."""
+    async def locate(self, session_id: str, query: MultiDictProxy[str], probe: Probe | None = None) -> Node:
+        """The node that holds session `session_id` (`probe`: what a host is asked to tell it): the one `?node=`
+        names, else the one that has it (asked first where the last lists saw it, if on one node alone, every
+        node has answered a list and the lists say where it is; then every node at once). NotFound where none
+        has it; Conflict where more than one has, or a node that does not answer listed it last (the request
+        must then name the node); Unavailable where a node that might have it does not answer, so that a call
+        (a revocation) never goes to another node that happens to hold the same id."""
         if ROUTE in query:
             return self.node(query[ROUTE])
+        probe = probe or SESSION
         nodes = self.discovery.nodes()
-        path = f"/api/v1/sessions/{quote(session_id, safe='')}"
+        path = f"/api/v1/sessions/{quote(session_id, safe='')}{probe.suffix}"
         seen_on = [name for name, sessions in self._seen.items() if any(s.id == session_id for s in sessions)]
-        hint = nodes.get(seen_on[0]) if len(seen_on) == 1 else None
+        everywhere = nodes.keys() <= self._seen.keys()  # every node has answered a list: the lists say it all
+        hint = nodes.get(seen_on[0]) if len(seen_on) == 1 and everywhere and probe.listed else None
         if hint is not None:
             try:
-                if await self.fetch(hint, path, schemas.Session) is not None:
+                if await self.fetch(hint, path, probe.answer) is not None:
                     return hint
             except VgpuStreamError:
                 pass  # asked again with the others below
         results = await asyncio.gather(
-            *(self.fetch(node, path, schemas.Session) for node in nodes.values()), return_exceptions=True
+            *(self.fetch(node, path, probe.answer) for node in nodes.values()), return_exceptions=True
         )
         answers = list(zip(nodes.values(), results, strict=True))
-        holders = [node for node, result in answers if isinstance(result, msgspec.Struct)]
+        holders = [node.name for node, result in answers if isinstance(result, msgspec.Struct)]
         silent = [node.name for node, result in answers if isinstance(result, BaseException)]
-        if len(holders) > 1:
-            names = ", ".join(node.name for node in holders[:10])
-            raise Conflict(f"session {bounded(session_id, 60)} is on more than one node ({names}): name it with ?node=")
+        listed = [name for name in silent if name in seen_on]  # it had the session when it last answered
+        unknown = [name for name in silent if name not in self._seen]  # never answered a list of this replica
+        bounded_id = bounded(session_id, 60)
+        if len(holders) + len(listed) > 1:
+            names = ", ".join([*holders, *listed][:10])
+            raise Conflict(f"session {bounded_id} is on more than one node ({names}): name it with ?node=")
+        if holders and not unknown:
+            return nodes[holders[0]]
         if holders:
-            return holders[0]
-        if silent:
             raise Unavailable(
-                f"no node that answers has session {bounded(session_id, 60)}; {', '.join(silent[:10])} do not answer",
+                f"node {holders[0]} has session {bounded_id}, and {', '.join(unknown[:10])} (not answering) may have "
+                "it too: name it with ?node=, or try again",
                 RETRY_AFTER,
             )
-        raise NotFound(f"no node has session {bounded(session_id, 60)}")
+        if silent:
+            raise Unavailable(
+                f"no node that answers has session {bounded_id}; {', '.join(silent[:10])} do not answer", RETRY_AFTER
+            )
+        raise NotFound(f"no node has session {bounded_id}")
 
     async def call(
-        self, node: Node, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+        self,
+        node: Node,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        query: Sequence[tuple[str, str]] = (),
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """A host's whole answer (status, headers, body) to a small request of the gateway's."""
         with self.reaching(node):
             async with self.client.request(
-                method, node.url + path, data=body, headers=headers, timeout=self._relayed, allow_redirects=False
+                method,
+                node.url + path,
+                params=query,
+                data=body,
+                headers=headers,
+                timeout=self._relayed,
+                allow_redirects=False,
             ) as answer:
-                content = await answer.content.read(MAX_ANSWER + 1)
-                if len(content) > MAX_ANSWER:
-                    raise BadGateway(f"node {node.name} answered more than {MAX_ANSWER} bytes")
+                content = await whole_body(answer, node)
                 check_status(answer.status, node)
                 return answer.status, CIMultiDict(answer.headers), content
 
@@ -295,6 +345,17 @@ class Hosts:
             return response
         finally:
             answer.release()
+
+
+async def whole_body(answer: aiohttp.ClientResponse, node: Node) -> bytes:
+    """All of a host's answer, however many pieces it comes in, up to MAX_ANSWER bytes; an answer that breaks
+    off raises aiohttp.ClientPayloadError (Hosts.reaching: BadGateway)."""
+    body = bytearray()
+    async for piece in answer.content.iter_any():
+        body += piece
+        if len(body) > MAX_ANSWER:
+            raise BadGateway(f"node {node.name} answered more than {MAX_ANSWER} bytes")
+    return bytes(body)
 
 
 def client_headers(request: web.Request) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import msgspec
 from msgspec import Meta
 
 from vgpustream.api import schemas
@@ -37,3 +38,11 @@ class NodeState(schemas.Closed):
 class NodeSessionList(schemas.Closed):
     sessions: list[NodeSession]
     nodes: Annotated[list[NodeState], Meta(description="every node asked, and whether it answered")]
+
+
+class RelayedEventPage(schemas.Closed):
+    """A host's page of its audit trail (vgpustream.api.schemas.EventPage), each event passed on as the host wrote
+    it: its fields depend on its type."""
+
+    events: list[msgspec.Raw]
+    next: str | None

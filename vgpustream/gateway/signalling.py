@@ -22,10 +22,11 @@ from vgpustream.api.websocket import HEARTBEAT, MAX_MESSAGE
 from vgpustream.auth import MAX_TOKEN_LENGTH, OperatorTokens, bearer_token
 from vgpustream.errors import Forbidden, NotFound, bounded
 from vgpustream.gateway.api import HOSTS
-from vgpustream.gateway.hosts import ROUTE, client_headers
+from vgpustream.gateway.hosts import ROUTE, client_headers, host_query
 from vgpustream.gateway.nodes import Node
 from vgpustream.input import json_object
 from vgpustream.ratelimit import RateLimiter
+from vgpustream.renditions import check_quality
 from vgpustream.websocket import PROTOCOL, close, is_auth
 
 OPERATORS = web.AppKey("operators", OperatorTokens)
@@ -88,12 +89,14 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     """A viewer's WebSocket joined to one of its session's host, opened before the browser's is accepted."""
     hosts = request.app[HOSTS]
     session_id = request.match_info["session"]
+    check_quality(request.query.get("quality", "auto"))  # the host's 400, before the upgrade
     node = await located(request)
     headers = client_headers(request)
     with hosts.reaching(node):
         try:
             upstream = await hosts.client.ws_connect(
                 f"{node.url}/ws/{quote(session_id, safe='')}",
+                params=host_query(request.query),
                 protocols=(PROTOCOL,),
                 headers=headers,
                 heartbeat=HEARTBEAT,

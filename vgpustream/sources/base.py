@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +165,28 @@ class InputSink(ABC):
         """Release what `open` acquired."""
 
 
+@dataclass(frozen=True)
+class Head:
+    """One display head of the VM a source shows (QEMU: one Console), by the number its source URL takes."""
+
+    console: int
+    """What a source URL's `?console=` names it by."""
+    label: str
+    width: int
+    height: int
+    state: SourceState
+    """`no_signal` for a head the guest has not turned on."""
+
+
+class Heads(ABC):
+    """The display heads of the VM behind a source; an event-loop object, like `Source.input_sink`."""
+
+    @abstractmethod
+    async def list(self, known: Mapping[int, SourceState]) -> list[Head]:
+        """Every head of the VM, in order, with its state: as `known` says (the heads sessions show, this
+        source's among them), else as the VM shows it now. SourceUnavailable while the VM cannot be asked."""
+
+
 class Source(ABC):
     """A display to capture. Its owner calls every method on one thread of its own (a session's capture
     thread), never on the event loop: each may block. `input_sink` is the exception: an event-loop object.
@@ -204,6 +227,11 @@ class Source(ABC):
     @property
     def clipboard(self) -> GuestClipboard | None:
         """The guest's clipboard (an event-loop object, like `input_sink`); None where the source has none."""
+        return None
+
+    @property
+    def heads(self) -> Heads | None:
+        """The display heads of the VM (an event-loop object, like `input_sink`); None for a source of one head."""
         return None
 
     def display_limits(self) -> tuple[int, int] | None:

@@ -7,6 +7,8 @@ holding it for half the round-trip time in each direction. The impairment can be
 the peers are connected (`impair`), so one run can measure the same viewer before and after.
 With `rate_kbps` the link is also a bottleneck of that rate with a small buffer (`QUEUE_MS` of
 packets, then tail drop), as a slow uplink is: a stream it cannot carry loses packets for good.
+
+`SlowTcpLink` is the same for the WebSocket transport: a TCP relay whose way back carries at most a rate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,3 +144,57 @@ class LossyLink:
 def _send(transport: asyncio.DatagramTransport, data: bytes, to: tuple[str, int]) -> None:
     if not transport.is_closing():  # a delayed datagram after the link was closed is lost, as on a real link
         transport.sendto(data, to)
+
+
+RECEIVE_BUFFER = 16 * 1024
+"""The relay's receive buffer toward the server: small, so that what the slow side has not taken waits unacknowledged
+in the server's send queue, as behind a real bottleneck, not in the relay's kernel."""
+
+
+class SlowTcpLink:
+    """A TCP relay on 127.0.0.1 to `target` (host, port) whose way back (server to client) carries at most
+    `rate_kbps` (None: no cap, changed with `cap` while connections run): a thin link for the WebSocket transport."""
+
+    def __init__(self, target: tuple[str, int], rate_kbps: float | None = None) -> None:
+        self.target = target
+        self.rate_kbps = rate_kbps
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def cap(self, rate_kbps: float | None) -> None:
+        self.rate_kbps = rate_kbps
+
+    async def close(self) -> None:
+        for pump in self._pumps:
+            pump.cancel()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _relay(self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter) -> None:
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        upstream.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(upstream, self.target)
+        server_in, server_out = await asyncio.open_connection(sock=upstream, limit=RECEIVE_BUFFER)
+        for pump in (self._pump(client_in, server_out, paced=False), self._pump(server_in, client_out, paced=True)):
+            task = asyncio.create_task(pump)
+            self._pumps.add(task)
+            task.add_done_callback(self._pumps.discard)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, paced: bool) -> None:
+        try:
+            while chunk := await source.read(4096):
+                sink.write(chunk)
+                await sink.drain()
+                if paced and self.rate_kbps:
+                    await asyncio.sleep(len(chunk) * 8 / (self.rate_kbps * 1000))
+        except ConnectionError:
+            pass
+        finally:
+            sink.close()

@@ -12,6 +12,7 @@ socket closes, QEMU has gone: the source is lost, and a supervisor attaches agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -38,6 +39,7 @@ from vgpustream.sources.qemu.audio import QemuAudioIn, QemuAudioOut
 from vgpustream.sources.qemu.clipboard import QemuClipboard
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, add_match, peer_connection
 from vgpustream.sources.qemu.framebuffer import MAX_DAMAGE, Framebuffer, Pixels
+from vgpustream.sources.qemu.heads import QemuHeads, is_qemu_placeholder
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ CONSOLE = "org.qemu.Display1.Console"
 KEYBOARD = "org.qemu.Display1.Keyboard"
 MOUSE = "org.qemu.Display1.Mouse"
 RETRY_INTERVAL = 0.25  # between attempts to attach while QEMU is away (a failed one costs a connect)
+CLOSE_RETRY = 0.5  # seconds between cancellations of a supervisor that goes on
 MAX_CURSOR_EDGE = 256
 CURSOR_FORMAT = fourcc_code("AR24")
 SIGNATURES = {
@@ -94,6 +97,7 @@ class QemuDisplaySource(Source):
         """The event loop QEMU's connections live on; created on it, the source is driven from another thread."""
         self._connect = connect
         self.console = f"Console_{console}"
+        self._heads = QemuHeads(self, console)
         self.max_edge = max_edge
         self.framebuffer = Framebuffer(max_edge)
         self.attachments = 0
@@ -108,6 +112,8 @@ class QemuDisplaySource(Source):
         """The UpdateDMABUF rectangles since the dma-buf was last read; None: all of it."""
         self._reader = PlaneReader()
         self._disabled = False
+        self._placeholder = False
+        """The head shows QEMU's own picture for a display the guest has not set up (no Update since)."""
         self._lost = False
         """Written on the event loop: QEMU went away (or never came) and is being waited for."""
         self._shown: tuple[int, SourceState] = (0, SourceState.STARTING)
@@ -121,8 +127,10 @@ class QemuDisplaySource(Source):
         self._clipboard = QemuClipboard()
         self._extras: asyncio.Task[None] | None = None
         """Attaching the sound and the clipboard, for the current attachment."""
-        self._fixed_size = False
-        """QEMU said its display device takes no size hint (SetUIInfo is unsupported, e.g. std VGA)."""
+        self._follows: bool | None = None
+        """Whether QEMU's display device takes a size hint (SetUIInfo; std VGA does not); None until QEMU said."""
+        self._ui_info = [0, 0, 0, 0, 0, 0]
+        """The last SetUIInfo this source gave QEMU (none yet: zeros, QEMU's own initial value)."""
 
     def open(self) -> None:
         self._on_loop(self._open())
@@ -139,9 +147,15 @@ class QemuDisplaySource(Source):
         self._supervisor = asyncio.create_task(self._supervise(), name=f"qemu-display-{self.console}")
 
     async def _close(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
-            await asyncio.gather(self._supervisor, return_exceptions=True)
+        supervisor = self._supervisor
+        while supervisor is not None and not supervisor.done():
+            # cancelled again until it ends: a cancellation can be lost on the way (Python 3.11's wait_for can
+            # lose one that meets the end of what it waits for; where it was lost here is not known), and the
+            # supervisor would attach again for ever
+            supervisor.cancel()
+            await asyncio.wait((supervisor,), timeout=CLOSE_RETRY)
+        if supervisor is not None:
+            await asyncio.gather(supervisor, return_exceptions=True)  # done: what it ended with, taken
         await self._detach()
         self.audio.close()
         self.audio_in.close()
@@ -161,6 +175,10 @@ class QemuDisplaySource(Source):
     @property
     def clipboard(self) -> QemuClipboard:
         return self._clipboard
+
+    @property
+    def heads(self) -> QemuHeads:
+        return self._heads
 
     @property
     def attachment(self) -> _Attachment | None:
@@ -191,7 +209,7 @@ class QemuDisplaySource(Source):
         if self._attachment is None:
             return None  # lost: the supervisor attaches again as soon as QEMU is back
 
-        if self._disabled:
+        if self._disabled or self._placeholder:
             if self.state is SourceState.NO_SIGNAL:
                 return None
             self._shown = (self.attachments, SourceState.NO_SIGNAL)
@@ -204,8 +222,8 @@ class QemuDisplaySource(Source):
         return frame
 
     def display_range(self) -> tuple[int, int] | None:
-        """QEMU tells whether its display device takes a size hint only when asked: until then, assume it does."""
-        return None if self._fixed_size else (self.max_edge, self.max_edge)
+        """Known from the attachment on (`_ask_whether_display_follows`); None where the device takes no size hint."""
+        return (self.max_edge, self.max_edge) if self._follows else None
 
     def resize(self, width: int, height: int, scale: float = 1.0) -> None:
         self._on_loop(self._set_ui_info(width, height, scale))
@@ -216,12 +234,25 @@ class QemuDisplaySource(Source):
         if attachment is None:
             raise SourceUnavailable("QEMU's display is not attached")
         width_mm, height_mm = physical_size_mm(width, height, scale)
-        body = [width_mm, height_mm, 0, 0, width, height]
+        await self._give_ui_info(attachment.display, [width_mm, height_mm, 0, 0, width, height])
+
+    async def _give_ui_info(self, display: Display, body: list[int]) -> None:
         try:
-            await attachment.display.call(self.console, CONSOLE, "SetUIInfo", "qqiiuu", body)
+            await display.call(self.console, CONSOLE, "SetUIInfo", "qqiiuu", body)
         except UnsupportedOperation:
-            self._fixed_size = True
+            self._follows = False
             raise
+        self._follows = True
+        self._ui_info = body
+
+    async def _ask_whether_display_follows(self, display: Display) -> None:
+        """QEMU tells whether the display device takes a size hint only when given one: give it the last one
+        this source gave (zeros at first, QEMU's initial value), which QEMU drops as unchanged, so the guest
+        sees nothing of it. (Had another client, or an earlier process, given QEMU a size, zeros take it back.)"""
+        if self._follows is not None:
+            return
+        with contextlib.suppress(VgpuStreamError):  # unsupported: now known; no answer: asked again next time
+            await self._give_ui_info(display, self._ui_info)
 
     def _read_dmabuf(self, dmabuf: _DmabufPlane) -> Frame | None:
         if not self._dmabuf_dirty:
@@ -243,6 +274,7 @@ class QemuDisplaySource(Source):
         except BaseException:
             bus.disconnect()
             raise
+        await self._ask_whether_display_follows(attachment.display)
         self.attachments += 1
         self._attachment = attachment
         # beside the picture, not before it: the first Scanout comes as soon as it would without them
@@ -250,7 +282,7 @@ class QemuDisplaySource(Source):
         self._disabled = False
         if self._lost:
             log.info("QEMU display %s is back", self.console)
-            self._fixed_size = False  # a QEMU started again may have another display device
+            self._follows = None  # a QEMU started again may have another display device
         self._lost = False
 
     async def _attach_sound_and_clipboard(self, display: Display) -> None:
@@ -374,12 +406,15 @@ class QemuDisplaySource(Source):
             log.warning("QEMU display %s: refused (%d so far): %s", self.console, self.rejected, exc.message)
 
     def _listener_Scanout(self, body: list[Any], fds: list[int]) -> None:
-        self.framebuffer.scanout(Pixels(*body))
+        pixels = Pixels(*body)
+        self.framebuffer.scanout(pixels)
         self._set_dmabuf(None)
         self._disabled = False
+        self._placeholder = is_qemu_placeholder(pixels.rows(self.max_edge))
 
     def _listener_Update(self, body: list[Any], fds: list[int]) -> None:
         x, y, *pixels = body
+        self._placeholder = False  # the guest draws
         if not self.framebuffer.update(x, y, Pixels(*pixels)):
             self._resized()
 

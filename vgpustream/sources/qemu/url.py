@@ -8,6 +8,7 @@ dbus,addr=...`); `qemu-dbus+qmp:unix:/run/vm/qmp.sock` attaches peer to peer thr
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl, urlencode
 
 from vgpustream.errors import InvalidSourceUrl
 from vgpustream.sources.base import Source
@@ -39,3 +40,21 @@ def qemu_dbus_qmp(spec: str, query: str) -> Source:
         raise InvalidSourceUrl("qemu-dbus+qmp: source URLs look like qemu-dbus+qmp:unix:/run/vm/qmp.sock")
     console, edge = qemu_options("qemu-dbus+qmp", query)
     return QemuDisplaySource(qmp_connector(match[1]), console=console, max_edge=edge)
+
+
+def head_url(url: str, console: int) -> str:
+    """The source URL of head `console` of the VM at QEMU source URL `url`: its options in order, with
+    `console` set (left out for head 0), so that two URLs of one head compare equal."""
+    base, _, query = url.partition("?")
+    options = sorted((name, value) for name, value in parse_qsl(query, keep_blank_values=True) if name != CONSOLE.name)
+    if console != CONSOLE.default:
+        options = sorted([*options, (CONSOLE.name, str(console))])
+    return base + ("?" + urlencode(options, safe=":/") if options else "")
+
+
+def head_of(url: str) -> tuple[str, int]:
+    """The URL of head 0 of the VM at source URL `url` (as head_url writes it, so that URLs of one VM compare
+    equal) and the head `url` names."""
+    _, _, query = url.partition("?")
+    console = dict(parse_qsl(query)).get(CONSOLE.name, "0")
+    return head_url(url, 0), int(console) if console.isascii() and console.isdigit() else CONSOLE.default
