@@ -85,6 +85,8 @@ class VariantEncoder(H264Encoder):
 
 @dataclass
 class Encoded:
+    """One encode of all the pictures with one variant: its CPU past the warm-up, its bits, its frames' PSNR."""
+
     cpu_ms_per_frame: float
     kbit_per_s: float
     psnr_db: list[float]
