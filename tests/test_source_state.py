@@ -46,6 +46,7 @@ async def test_a_view_only_viewer_is_told_the_source_is_lost_and_why(make_server
         "resizable": False,
         "relative_pointer": False,
         "clipboard": False,
+        "microphone": False,
         "name": None,
     }
     await asyncio.sleep(2.5)  # the source is retried (and fails) every second: the same state is told once
@@ -67,7 +68,7 @@ async def test_a_streaming_source_is_told_without_a_message(make_server, viewers
     receiver = await viewers(server)
     await receiver.next_frame()
     told = {"type": "state", "state": "streaming", "message": None, "resizable": False, "relative_pointer": False}
-    assert await told_states(receiver, 1) == [told | {"clipboard": False, "name": None}]
+    assert await told_states(receiver, 1) == [told | {"clipboard": False, "microphone": False, "name": None}]
     assert (await session_json(http, server))["message"] is None
 
 
