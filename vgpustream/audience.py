@@ -271,7 +271,7 @@ class Audience:
         seat = self._seats.get(viewer)
         if seat is None or viewer.rendition is None or viewer.link is None or seat.switch_to is not None:
             return
-        if viewer.pinned is not None:
+        if viewer.pinned is not None:  # the viewer asked for its rung (quality=)
             return
         rendition, estimate, top = viewer.rendition, viewer.link.estimate_bps, self.encoder
         lower, higher = rendition.lower(top), rendition.higher()

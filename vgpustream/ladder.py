@@ -79,18 +79,18 @@ class Estimates:
         """(time, estimate), the estimates decreasing: the first is the highest of the last ESTIMATE_MEMORY s."""
         self._sent: tuple[float, int] | None = None
         """(time, bytes sent by then): where the rate the viewer is sent is measured from."""
-        self.sent_bps = 0.0
+        self._sent_bps = 0.0
 
     def add(self, now: float, estimate: int, sent_bytes: int) -> bool:
         """Take an estimate (bits per second, at monotonic time `now`, when the viewer had been sent `sent_bytes`
         in all); True when it says the link is overrun (FALL)."""
         if self._sent is None or now - self._sent[0] >= RATE_WINDOW:
             if self._sent is not None:
-                self.sent_bps = (sent_bytes - self._sent[1]) * 8 / (now - self._sent[0])
+                self._sent_bps = (sent_bytes - self._sent[1]) * 8 / (now - self._sent[0])
             self._sent = (now, sent_bytes)
         while self._peaks and now - self._peaks[0][0] > ESTIMATE_MEMORY:
             self._peaks.popleft()
-        fell = bool(self._peaks) and estimate < FALL * min(self._peaks[0][1], self.sent_bps)
+        fell = bool(self._peaks) and estimate < FALL * min(self._peaks[0][1], self._sent_bps)
         while self._peaks and self._peaks[-1][1] <= estimate:
             self._peaks.pop()
         self._peaks.append((now, estimate))

@@ -171,7 +171,6 @@ class Viewer(Seat):
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self._watching: asyncio.Task[None] | None = None
         self._estimates = Estimates()
-        self._video: PacketTrack | None = None
         self._early_verdict_at = -float("inf")
         self._listening: asyncio.Task[None] | None = None
         """Reads the viewer's microphone track (aiortc decodes it), where its token may send one."""
@@ -220,8 +219,8 @@ class Viewer(Seat):
 
         Added before the offer is applied, so that aiortc answers the offer's video section with it.
         """
-        self._video = PacketTrack(self.queue)
-        transceiver = self._pc.addTransceiver(self._video, direction="sendonly")
+        track = PacketTrack(self.queue)
+        transceiver = self._pc.addTransceiver(track, direction="sendonly")
         transceiver.setCodecPreferences(
             [
                 offered
@@ -231,12 +230,13 @@ class Viewer(Seat):
             ]
         )
         compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))
-        compat.on_bitrate_estimate(transceiver.sender, self._on_estimate)
+        compat.on_bitrate_estimate(transceiver.sender, lambda estimate: self._on_estimate(estimate, track.bytes_out))
 
-    def _on_estimate(self, estimate: int) -> None:
-        """The receiver's estimate of its link (REMB): where it fell, the link is poor now, not at the window's end."""
+    def _on_estimate(self, estimate: int, sent_bytes: int) -> None:
+        """The receiver's estimate of its link (REMB), when the viewer had been sent `sent_bytes` of video: where
+        it fell, the link is poor now, not at the window's end."""
         now = time.monotonic()
-        overrun = self._estimates.add(now, estimate, self._video.bytes_out if self._video else 0)
+        overrun = self._estimates.add(now, estimate, sent_bytes)
         if not overrun or now - self._early_verdict_at < EARLY_VERDICT_INTERVAL:
             return
         self._early_verdict_at = now

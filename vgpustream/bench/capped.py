@@ -29,6 +29,7 @@ import aiohttp
 import numpy as np
 
 from vgpustream.bench.fanout import cpu_seconds
+from vgpustream.bench.latency import percentiles
 from vgpustream.testing.chromium import ARGS, CHROMIUM, WEBRTC_SETTINGS, start_playwright
 from vgpustream.testing.netem import LossyLink
 from vgpustream.testing.server import serve
@@ -85,12 +86,6 @@ class Console:
         return figures
 
 
-def delay_figures(delays: list[float]) -> dict[str, float | None]:
-    if not delays:
-        return {"p50_ms": None, "p95_ms": None}
-    return {"p50_ms": round(float(np.percentile(delays, 50)), 1), "p95_ms": round(float(np.percentile(delays, 95)), 1)}
-
-
 class Run:
     """The served session, its two consoles and what the phases measured."""
 
@@ -138,7 +133,7 @@ class Run:
             result[console_name] = {
                 "fps": round(float(np.mean([g["fps"] for g in got])), 1) if got else None,
                 "kbps": round(float(np.mean([g["kbps"] for g in got]))) if got else None,
-                **delay_figures(console.delays),
+                "glass_to_glass_ms": percentiles(console.delays),
             }
         return result
 
@@ -204,7 +199,9 @@ def run(cap_kbit: float, *, seconds: float, resolution: str, bitrate: int) -> di
 
 def table(result: dict[str, Any]) -> str:
     def figures(f: dict[str, Any]) -> str:
-        return f"{f['fps']:5.1f} fps {f['kbps']:5d} kbit/s, glass-to-glass p50/p95 {f['p50_ms']}/{f['p95_ms']} ms"
+        delays = f["glass_to_glass_ms"]
+        p50, p95 = delays.get("p50"), delays.get("p95")
+        return f"{f['fps']:5.1f} fps {f['kbps']:5d} kbit/s, glass-to-glass p50/p95 {p50}/{p95} ms"
 
     base, thirds, trace = result["baseline"], result["capped"]["thirds"], result["trace"]
     lines = [
