@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
+import struct
 import time
 from fractions import Fraction
 
@@ -16,10 +18,20 @@ from aiortc import RTCCertificate, RTCRtpHeaderExtensionParameters, RTCRtpParame
 from aiortc.clock import datetime_to_ntp
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.rtcdtlstransport import SRTP_AES128_CM_SHA1_80
-from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, unpack_header_extensions
+from aiortc.rtp import (
+    RTCP_RTPFB,
+    HeaderExtensions,
+    HeaderExtensionsMap,
+    RtpPacket,
+    pack_rtcp_packet,
+    unpack_header_extensions,
+)
 from OpenSSL import SSL
 
+from tests.conftest import wait_for
 from vgpustream import compat
+from vgpustream.api.state import REGISTRY
+from vgpustream.congestion import TICK
 from vgpustream.errors import VgpuStreamError
 
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -207,3 +219,79 @@ async def test_the_server_follows_the_browser_to_a_pair_whose_check_was_cut_shor
     finally:
         transport.close()
         await asyncio.gather(server.close(), browser.close())
+
+
+class _Feedback:
+    """An RTCP message of any kind, as aiortc's receiver sends one (it takes anything `bytes()` packs)."""
+
+    def __init__(self, fmt: int, media_ssrc: int, fci: bytes) -> None:
+        self.packed = pack_rtcp_packet(RTCP_RTPFB, fmt, struct.pack("!LL", 1, media_ssrc) + fci)
+
+    def __bytes__(self) -> bytes:
+        return self.packed
+
+
+def starts_keyframe(payload: bytes) -> bool:
+    """Whether an H.264 RTP payload begins a keyframe: its SPS, alone or first of an aggregate (STAP-A)."""
+    return payload[0] & 0x1F == 7 or (payload[0] & 0x1F == 24 and len(payload) > 3 and payload[3] & 0x1F == 7)
+
+
+async def test_a_viewer_s_video_is_numbered_its_feedback_measures_its_link_and_no_nack_reaches_past_a_keyframe(
+    make_server, viewers
+):
+    """A real aiortc viewer (it negotiates transport-cc, as browsers do, but sends no feedback of its own): the
+    packets it gets carry consecutive transport-wide numbers; feedback written as a browser writes it reaches
+    the server's log of the viewer's packets, and the viewer's link is then measured; a NACK is answered (an RTX
+    packet) for a packet since the last keyframe, not for one before it."""
+    server = await make_server(source="synthetic:320x240@30?pattern=text")
+    session = server.app[REGISTRY].get("default")
+    viewer = await viewers(server)
+    (receiver,) = viewer.pc.getReceivers()
+    got: list[RtpPacket] = []
+    arrived: list[float] = []
+    handle = receiver._handle_rtp_packet
+
+    async def recording(packet: RtpPacket, arrival_time_ms: int) -> None:
+        got.append(packet)
+        arrived.append(time.monotonic())
+        await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = recording
+    await viewer.next_frame()
+    await wait_for(lambda: len(got) >= 40, what="40 packets")
+    media = got[0].ssrc
+    numbers = [packet.extensions.transport_sequence_number for packet in got[:40]]
+    assert None not in numbers and numbers == list(range(numbers[0], numbers[0] + 40)), "consecutive, one each"
+
+    deltas = [0] + [min(255, round((b - a) / TICK)) for a, b in itertools.pairwise(arrived[:40])]
+    fci = struct.pack("!HHIH", numbers[0], 40, 1, 0b0_01_0000000000000 | 40) + bytes(deltas)
+    await receiver._send_rtcp(_Feedback(compat.TRANSPORT_FEEDBACK, media, fci + bytes(-len(fci) % 4)))
+    await wait_for(lambda: all(seat.link is not None and seat.link.measured for seat in session.audience))
+
+    await viewer.send_pli()  # a keyframe; then a NACK for a packet on each side of it
+
+    def video() -> list[RtpPacket]:
+        return [packet for packet in got if packet.ssrc == media]
+
+    def keyframes() -> list[int]:
+        return [n for n, packet in enumerate(video()) if starts_keyframe(packet.payload)]
+
+    await wait_for(lambda: len(keyframes()) >= 2 and len(video()) > keyframes()[-1] + 1, what="a second keyframe")
+    last = keyframes()[-1]
+    before, after = video()[last - 1].sequence_number, video()[last + 1].sequence_number
+    seat = next(iter(session.audience))
+    sender = next(sender for sender in seat._pc.getSenders() if sender.kind == "video")
+    sent: list[int] = []  # what the server sends from now on (a copy of a packet that arrived would not be
+    send_rtp = sender.transport._send_rtp  # let through the viewer's SRTP replay check: seen before it)
+
+    async def recording_send(data: bytes) -> None:
+        if not 192 <= data[1] <= 223 and struct.unpack_from("!L", data, 8)[0] == sender._ssrc:  # RTP, not RTCP
+            sent.append(struct.unpack_from("!H", data, 2)[0])
+        await send_rtp(data)
+
+    sender.transport._send_rtp = recording_send
+    await receiver._send_rtcp(_Feedback(1, media, struct.pack("!HHHH", before, 0, after, 0)))
+    await asyncio.sleep(1.0)
+    resent = set(sent) & {before, after}
+    assert after in resent, "a packet since the last keyframe is sent again"
+    assert before not in resent, "one before it is not: the keyframe made it useless"

@@ -275,14 +275,16 @@ class Audience:
             return
         rendition, estimate, top = viewer.rendition, viewer.link.estimate_bps, self.encoder
         lower, higher = rendition.lower(top), rendition.higher()
+        roomy = rendition.higher_within(estimate, top) if estimate is not None and viewer.link.measured else None
         step = seat.ladder.judge(
             time.monotonic(),
             viewer.link.quality == "poor",
             at_top=higher is None,
             at_bottom=lower is None,
             overrun=estimate is not None and not rendition.fits(estimate, top),
+            room=roomy is not None if viewer.link.measured else None,
         )
-        target = rendition.lower_within(estimate, top) if step > 0 else higher if step < 0 else None
+        target = rendition.lower_within(estimate, top) if step > 0 else (roomy or higher) if step < 0 else None
         if target is not None:
             self._move(seat, target)
 

@@ -19,6 +19,13 @@ stopped applying would show up only as a stream that never recovers from loss.
   delay (`getSynchronizationSources()[].captureTimestamp`).
 - aiortc: a sender packetizes each video packet itself (`H264Encoder.pack`); every viewer of a session
   is handed the same packet, so the payloads are computed once and shared (`_share_packetization`).
+- aiortc: transport-wide congestion control (transport-cc), where the viewer offers it (Chromium and Firefox
+  do): aiortc can write the extension's sequence number but never numbers a packet, never offers it, and reads a
+  transport feedback message as a NACK (it has the same RTCP type). Each video packet a viewer is sent is
+  numbered by the viewer's packet log (`on_transport_feedback`), and the viewer's feedback goes to that log,
+  also where it names the retransmission stream's SSRC (`_transport_wide_feedback`). A NACK for a packet
+  from before the viewer's last keyframe is not answered (aiortc answers every NACK it still has the packet
+  for: after a step down a rung, the old rung's losses held the new rung's keyframe up for seconds).
 - aiortc: the NTP clock it reads twice per RTP packet sent (`clock.current_ntp_time`) goes through
   `datetime`; the same value from `time.time_ns()` costs a fraction (`_fast_ntp_clock`).
 - aiortc: `RTCPeerConnection.close` stops at the first transport that a failed offer/answer left unset
@@ -91,7 +98,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp.web_server
 import aioice.ice
@@ -105,14 +112,23 @@ import aiortc.rtcrtpreceiver
 import av
 from aioice import Candidate
 from aioice.ice import CandidatePair, StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpHeaderExtensionParameters, RTCRtpParameters, RTCRtpReceiver, RTCRtpSender
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+)
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtcpFeedback
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     HeaderExtensions,
     HeaderExtensionsMap,
     RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtpPacket,
     pack_header_extensions,
     unpack_header_extensions,
     unpack_remb_fci,
@@ -146,6 +162,12 @@ PLAYOUT_DELAY_ID = 5
 """Its id where aiortc makes the offer (the viewer's own id is used where it offers, as WHEP viewers do)."""
 ABS_CAPTURE_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time"
 ABS_CAPTURE_TIME_ID = 6
+TRANSPORT_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+TRANSPORT_CC_ID = 7
+TRANSPORT_FEEDBACK = 15
+"""The RTCP transport-layer feedback message type (RTPFB FMT) of transport-cc feedback."""
+PACKET_OVERHEAD = 40
+"""Bytes a video packet carries besides its payload: RTP header, header extensions, SRTP tag."""
 NTP_UNIX_OFFSET = 2_208_988_800
 """Seconds from the NTP epoch (1900) to the Unix epoch (1970)."""
 ONE_BYTE_PROFILE = 0xBEDE
@@ -171,6 +193,8 @@ _AIOICE_COMPONENT_CANDIDATES = aioice.ice.Connection.get_component_candidates
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _estimate_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[int], None]] = weakref.WeakKeyDictionary()
+_video_sends: weakref.WeakKeyDictionary[HeaderExtensionsMap, _VideoSend] = weakref.WeakKeyDictionary()
+"""A viewer's video sender's state, by the sender's header extensions map (what a packet's serialization sees)."""
 MAX_ESTIMATE = 10_000_000_000
 """The most a receiver's estimate is taken to say (bits per second): REMB's encoding reaches 2^81."""
 _installed = False
@@ -209,6 +233,7 @@ def install() -> None:
     RTCRtpSender._send_keyframe = send_keyframe  # type: ignore[method-assign]
     _pass_on_estimates()
     _write_header_extensions()
+    _transport_wide_feedback()
     _share_packetization()
     _fast_ntp_clock()
     _offer_rsa_cipher_suites()
@@ -500,6 +525,124 @@ def _pass_on_estimates() -> None:
         await handle(sender, packet)
 
     RTCRtpSender._handle_rtcp_packet = handle_with_estimates  # type: ignore[method-assign]
+
+
+class PacketLog(Protocol):
+    """What numbers a viewer's video packets on its transport and reads its transport feedback
+    (vgpustream.congestion.PacketLog)."""
+
+    def number(self, size: int) -> int:
+        """The transport-wide sequence number (16 bits) of a packet of `size` bytes sent now."""
+
+    def feedback(self, fci: bytes) -> None:
+        """Take one transport feedback message (its FCI)."""
+
+
+@dataclass
+class _VideoSend:
+    """What vgpustream keeps of a viewer's video sender: its packets' log, and where its last keyframe began."""
+
+    log: PacketLog
+    keyframe_next: bool = False
+    """The next packet sent is the first of a keyframe."""
+    keyframe_at: int | None = None
+    """The RTP sequence number of the last keyframe's first packet: no packet before it is sent again."""
+
+
+def on_transport_feedback(sender: RTCRtpSender, log: PacketLog) -> None:
+    """Number every video packet `sender` sends in `log` (where the viewer negotiated transport-cc, the number
+    is written in the packet), hand `log` the viewer's transport feedback, and retransmit no packet from before
+    the last keyframe `sender` sent (its track says which packet is one: `keyframe`; needs `install()`)."""
+    if not _installed:
+        raise RuntimeError("vgpustream.compat.install() has not run")
+    _video_sends[_extensions_map(sender)] = _VideoSend(log)
+
+
+def _precedes(sequence_number: int, other: int) -> bool:
+    """Whether the 16-bit RTP `sequence_number` comes before `other` (within half the range, across a wrap)."""
+    return 0 < (other - sequence_number) & 0xFFFF < 0x8000
+
+
+def _extensions_map(sender: RTCRtpSender) -> HeaderExtensionsMap:
+    return sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined,no-any-return]
+
+
+class _TransportFeedbackPacket(RtcpRtpfbPacket):
+    """A transport feedback message, its FCI kept (aiortc reads every RTPFB message as a NACK)."""
+
+    fci: bytes = b""
+
+
+def _transport_wide_feedback() -> None:
+    """Offer and answer transport-cc for video, number each video packet a viewer with a packet log is sent,
+    and hand that log the viewer's feedback (routed to the video sender also where it names the SSRC of the
+    sender's retransmissions, as a browser does when the last packet it had was one). A NACK for a packet
+    sent before the viewer's last keyframe is not answered: the keyframe made it useless, and on a thin link
+    (a viewer that just stepped down a rung) its retransmission would delay the keyframe's own packets."""
+    aiortc.codecs.HEADER_EXTENSIONS["video"].append(RTCRtpHeaderExtensionParameters(TRANSPORT_CC_ID, TRANSPORT_CC))
+    for codec in aiortc.codecs.CODECS["video"]:
+        if codec.mimeType.lower() != "video/rtx":
+            codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+    serialize, parse = RtpPacket.serialize, RtcpRtpfbPacket.parse.__func__  # type: ignore[attr-defined]
+    route = aiortc.rtcdtlstransport.RtpRouter.route_rtcp
+    handle, retransmit = RTCRtpSender._handle_rtcp_packet, RTCRtpSender._retransmit
+    next_encoded_frame = RTCRtpSender._next_encoded_frame
+
+    def serialize_numbered(packet: RtpPacket, extensions_map: HeaderExtensionsMap | None = None) -> bytes:
+        if extensions_map is None:
+            return serialize(packet)
+        send = _video_sends.get(extensions_map)
+        if send is not None:
+            packet.extensions.transport_sequence_number = send.log.number(len(packet.payload) + PACKET_OVERHEAD)
+            if send.keyframe_next:
+                send.keyframe_next, send.keyframe_at = False, packet.sequence_number
+        return serialize(packet, extensions_map)
+
+    async def next_encoded_frame_marking_keyframes(sender: RTCRtpSender, codec: Any) -> Any:
+        frame = await next_encoded_frame(sender, codec)
+        send = _video_sends.get(_extensions_map(sender))
+        if frame is not None and send is not None and getattr(sender.track, "keyframe", False):
+            send.keyframe_next = True
+        return frame
+
+    async def retransmit_since_keyframe(sender: RTCRtpSender, sequence_number: int) -> None:
+        send = _video_sends.get(_extensions_map(sender))
+        if (
+            send is not None
+            and send.keyframe_at is not None
+            and 0 < (send.keyframe_at - sequence_number) & 0xFFFF < 0x8000
+        ):
+            return
+        await retransmit(sender, sequence_number)
+
+    def parse_with_transport_feedback(cls: type[RtcpRtpfbPacket], data: bytes, fmt: int) -> RtcpRtpfbPacket:
+        if fmt != TRANSPORT_FEEDBACK or len(data) < 8:
+            return parse(cls, data, fmt)
+        ssrc, media_ssrc = struct.unpack_from("!LL", data)
+        feedback = _TransportFeedbackPacket(fmt=fmt, ssrc=ssrc, media_ssrc=media_ssrc)
+        feedback.fci = data[8:]
+        return feedback
+
+    def route_to_the_video_sender(router: aiortc.rtcdtlstransport.RtpRouter, packet: Any) -> set[Any]:
+        recipients = route(router, packet)
+        if not recipients and isinstance(packet, _TransportFeedbackPacket):
+            recipients = {sender for sender in router.senders.values() if sender._rtx_ssrc == packet.media_ssrc}
+        return recipients
+
+    async def handle_transport_feedback(sender: RTCRtpSender, packet: Any) -> None:
+        if isinstance(packet, _TransportFeedbackPacket):
+            send = _video_sends.get(_extensions_map(sender))
+            if send is not None:
+                send.log.feedback(packet.fci)
+            return
+        await handle(sender, packet)
+
+    RtpPacket.serialize = serialize_numbered  # type: ignore[method-assign]
+    RtcpRtpfbPacket.parse = classmethod(parse_with_transport_feedback)  # type: ignore[method-assign,assignment]
+    aiortc.rtcdtlstransport.RtpRouter.route_rtcp = route_to_the_video_sender  # type: ignore[method-assign]
+    RTCRtpSender._handle_rtcp_packet = handle_transport_feedback  # type: ignore[method-assign]
+    RTCRtpSender._retransmit = retransmit_since_keyframe  # type: ignore[method-assign]
+    RTCRtpSender._next_encoded_frame = next_encoded_frame_marking_keyframes  # type: ignore[method-assign]
 
 
 MICROPHONE_PREFETCH = 1

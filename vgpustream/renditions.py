@@ -1,8 +1,8 @@
 """Renditions: what a session encodes, once each, for the viewers (and the recording) that take it.
 
-A rendition is a codec at a rung of the session's ladder: rung 0 is the session's encoder settings, each rung
-below keeps the size and halves the frame rate and quarters, then eighths, the bitrate (text stays sharp; a
-still picture is refined on every rung). The session's top rendition is H.264 at rung 0; another runs only
+A rendition is a codec at a rung of the session's ladder (vgpustream.encoder.RUNGS): rung 0 is the session's
+encoder settings, each rung below keeps the size and lowers the bitrate, and the frame rate less (text stays
+sharp; a still picture is refined on every rung). The session's top rendition is H.264 at rung 0; another runs only
 while a seat is on it (a WebRTC viewer whose browser has no H.264 gets VP8, a viewer whose link cannot carry
 its rung steps down: vgpustream.audience), from the same captured and converted picture, and stops when its
 last seat leaves. The capture loop
@@ -41,11 +41,11 @@ class Rendition:
 
     def settings(self, top: EncoderSettings) -> EncoderSettings:
         """Its encoder settings, from the session's."""
-        return replace(top, fps=max(1, top.fps // RUNGS[self.rung][0]), bitrate=self.bitrate(top))
+        return replace(top, fps=max(1, round(top.fps / RUNGS[self.rung][0])), bitrate=self.bitrate(top))
 
     def bitrate(self, top: EncoderSettings) -> int:
         """Its bitrate (bits per second), from the session's settings."""
-        return max(MIN_BITRATE, top.bitrate // RUNGS[self.rung][1])
+        return max(MIN_BITRATE, round(top.bitrate / RUNGS[self.rung][1]))
 
     def fits(self, estimate: int, top: EncoderSettings) -> bool:
         """Whether a link estimated to carry `estimate` bits per second carries this rung, with FIT_MARGIN to
@@ -73,6 +73,12 @@ class Rendition:
     def higher(self) -> Rendition | None:
         """The rung above (None at the top)."""
         return replace(self, rung=self.rung - 1) if self.rung > 0 else None
+
+    def higher_within(self, estimate: int, top: EncoderSettings) -> Rendition | None:
+        """The highest rung above this one that fits a link `estimate`d to carry that many bits per second (None
+        where none does)."""
+        higher = (replace(self, rung=rung) for rung in range(self.rung))
+        return next((rendition for rendition in higher if rendition.fits(estimate, top)), None)
 
 
 QUALITIES = ("auto", *(str(rung) for rung in range(len(RUNGS))))

@@ -63,7 +63,11 @@ class Link:
     dropped: int
     """Packets the server dropped for this viewer (its queue overflowed: it could not keep up)."""
     estimate_bps: int | None = None
-    """What the viewer's receiver estimates its link carries (bits per second; WebRTC's REMB), if it says."""
+    """What the link is estimated to carry (bits per second), where there is an estimate (`measured` says whose)."""
+    measured: bool = False
+    """Whether `estimate_bps` is the link's rate as the server measured it (transport-cc feedback:
+    vgpustream.congestion), which shows room for more; else it is the receiver's REMB or what the link carried
+    while it was overrun, which show only less."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -72,6 +76,7 @@ class Link:
             "rtt_ms": self.rtt_ms,
             "dropped": self.dropped,
             "estimate_bps": self.estimate_bps,
+            "measured": self.measured,
         }
 
     def message(self) -> str:

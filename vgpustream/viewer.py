@@ -27,6 +27,7 @@ from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
 from vgpustream.auth import Grant
+from vgpustream.congestion import PacketLog
 from vgpustream.encoder import CODECS
 from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.fanout import PacketQueue, QueueClosed
@@ -40,7 +41,7 @@ H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
 POOR_LOSS = 0.05
 """The share of packets lost for good (after NACK retransmission) above which a link is poor."""
 EARLY_VERDICT_INTERVAL = 1.0
-"""Seconds at least between two verdicts a falling receiver estimate brings before the window's end."""
+"""Seconds at least between two verdicts that the viewer's feedback brings before the window's end."""
 
 
 class PacketTrack(MediaStreamTrack):
@@ -55,6 +56,8 @@ class PacketTrack(MediaStreamTrack):
         one: the sender writes it as abs-capture-time (vgpustream.compat)."""
         self.bytes_out = 0
         """The payload bytes handed out so far."""
+        self.keyframe = False
+        """Whether the packet last handed out is a keyframe (no packet before it is sent again: vgpustream.compat)."""
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         try:
@@ -63,6 +66,7 @@ class PacketTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError from None
         self.captured_at = packet.opaque
+        self.keyframe = packet.is_keyframe
         self.bytes_out += packet.size
         return packet
 
@@ -171,6 +175,8 @@ class Viewer(Seat):
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self._watching: asyncio.Task[None] | None = None
         self._estimates = Estimates()
+        self._packets = PacketLog(self._on_feedback)
+        """The video packets the viewer was sent, and what its transport-cc feedback says of its link."""
         self._early_verdict_at = -float("inf")
         self._listening: asyncio.Task[None] | None = None
         """Reads the viewer's microphone track (aiortc decodes it), where its token may send one."""
@@ -231,17 +237,31 @@ class Viewer(Seat):
         )
         compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))
         compat.on_bitrate_estimate(transceiver.sender, lambda estimate: self._on_estimate(estimate, track.bytes_out))
+        compat.on_transport_feedback(transceiver.sender, self._packets)
 
     def _on_estimate(self, estimate: int, sent_bytes: int) -> None:
         """The receiver's estimate of its link (REMB), when the viewer had been sent `sent_bytes` of video: where
-        it fell, the link is poor now, not at the window's end."""
+        it fell, the link is poor now, not at the window's end. Not where the link's rate is measured."""
         now = time.monotonic()
+        if self._packets.rate_bps is not None:
+            return
         overrun = self._estimates.add(now, estimate, sent_bytes)
         if not overrun or now - self._early_verdict_at < EARLY_VERDICT_INTERVAL:
             return
         self._early_verdict_at = now
         last = self.link or Link("good", 0.0, None, 0)
         self._judged(dataclasses.replace(last, quality="poor", estimate_bps=estimate))
+
+    def _on_feedback(self) -> None:
+        """The viewer's transport-cc feedback judged its link again: a verdict now (at most one each
+        EARLY_VERDICT_INTERVAL), not at the window's end, so that the ladder follows the link within seconds."""
+        now, rate = time.monotonic(), self._packets.rate_bps
+        if rate is None or now - self._early_verdict_at < EARLY_VERDICT_INTERVAL:
+            return
+        self._early_verdict_at = now
+        last = self.link or Link("good", 0.0, None, 0)
+        quality = "poor" if self._packets.overrun else "good"
+        self._judged(dataclasses.replace(last, quality=quality, estimate_bps=rate, measured=True))
 
     async def _answer(self, offer: SessionDescription, offer_sdp: str) -> str:
         pc = self._pc
@@ -295,12 +315,13 @@ class Viewer(Seat):
                     rtt = stats.roundTripTime
             loss = (now_lost - lost) / (now_sent - sent) if now_sent > sent else 0.0
             overflowed = self.queue.dropped - dropped
-            poor = loss > POOR_LOSS or overflowed > 0
+            measured = self._packets.rate_bps is not None
+            poor = loss > POOR_LOSS or overflowed > 0 or (measured and self._packets.overrun)
             rtt_ms = None if rtt is None else round(rtt * 1000)
             sent, lost, dropped = now_sent, now_lost, self.queue.dropped
-            self._judged(
-                Link("poor" if poor else "good", round(max(0.0, loss), 3), rtt_ms, overflowed, self._estimates.latest)
-            )
+            estimate = self._packets.rate_bps if measured else self._estimates.latest
+            quality = "poor" if poor else "good"
+            self._judged(Link(quality, round(max(0.0, loss), 3), rtt_ms, overflowed, estimate, measured))
 
     def send_message(self, text: str) -> bool:
         """Send a JSON text message on the viewer's input channel; False if it has none open."""

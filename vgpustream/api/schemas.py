@@ -419,7 +419,11 @@ class ViewerLink(Closed):
     rtt_ms: int | None
     dropped: Annotated[int, Meta(description="packets dropped for this viewer (it fell behind)")]
     estimate_bps: Annotated[
-        int | None, Meta(description="what the viewer's receiver estimates its link carries (REMB), if it says")
+        int | None,
+        Meta(description="what the link is estimated to carry: measured by the server, or the receiver's REMB"),
+    ]
+    measured: Annotated[
+        bool, Meta(description="whether estimate_bps is measured from the viewer's transport-cc feedback")
     ]
 
 

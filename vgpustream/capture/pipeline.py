@@ -18,8 +18,10 @@ from vgpustream.thumbnail import Thumbnail, make_thumbnail
 REFINE_SECONDS = 2.0  # at most this long of refinement frames after the picture stops changing
 FAST_REFINE_SECONDS = 1.0  # the first this long of them may exceed the bitrate (encoder.REFINE_RATE)
 QUIET_BYTES = 2000  # a refinement smaller than this added next to nothing
-RUNG_PERIOD_SHARE = 0.9
-"""A lower rung's frame is due this share of its frame period after the one before."""
+EARLY_SHARE = 0.3
+"""A lower rung's frame may be encoded this share of its frame period before it is due: captures come at the
+top's rate, with some jitter, and a rung whose rate does not divide the top's takes them in a pattern (20 of
+30 a second: two, then one skipped)."""
 QUIET_REFINEMENTS = 3  # that many quiet refinements in a row: the picture is as good as it gets
 
 
@@ -89,7 +91,7 @@ class EncodeStage:
     source's buffer, which may be the guest's memory); when it moves, the last picture is encoded again
     with the cursor in its new place. Runs on the encoder thread only.
 
-    A lower rung's stage encodes at its own frame rate, at most one picture per `interval` seconds: a new
+    A lower rung's stage encodes at its own frame rate, a picture every `interval` seconds on average: a new
     picture that comes sooner waits (the newest one is encoded when it is due), and so do its refinements,
     which keep to its bitrate. A keyframe asked for is encoded at once.
     """
@@ -103,6 +105,8 @@ class EncodeStage:
         """A new picture not encoded yet (it came before the rendition's next frame was due)."""
         self._due = 0.0
         """When (monotonic) the rendition's next frame may be encoded."""
+        self._scheduled = 0.0
+        """When (monotonic) the rendition's next frame is due, at its frame rate from the ones before."""
         self._drawn_cursor: tuple[int, int, int, bool] | None = None
         self._refinements = 0
         """How many more times the last picture may be encoded again to refine it."""
@@ -140,7 +144,8 @@ class EncodeStage:
             result.repeated = True
         else:
             return result
-        self._due = now + self.interval
+        self._scheduled = max(self._scheduled + self.interval, now)
+        self._due = self._scheduled - EARLY_SHARE * self.interval
         assert self._last_picture is not None
         moved = cursor_key(cursor) != self._drawn_cursor
         refining = result.repeated and not keyframe and not moved
@@ -175,9 +180,8 @@ class EncodeStage:
 
 
 def stage_interval(rendition: Rendition, top: EncoderSettings) -> float:
-    """The least time between two frames of `rendition`'s stage: none on the top rung (it takes every
-    capture), else a little under its frame period (captures come at the top's rate, with some jitter)."""
-    return 0.0 if rendition.rung == 0 else RUNG_PERIOD_SHARE / rendition.settings(top).fps
+    """The frame period of `rendition`'s stage: none on the top rung (it takes every capture)."""
+    return 0.0 if rendition.rung == 0 else 1 / rendition.settings(top).fps
 
 
 class FramePipeline:

@@ -160,8 +160,11 @@ class WhepReceiver:
         await rtp_receiver._send_rtcp_pli(rtp_receiver.getSynchronizationSources()[0].source)
 
     async def send_estimate(self, bitrate: int) -> None:
-        """Tell the server the bitrate this viewer's link carries, as a browser's receiver does (RTCP REMB)."""
+        """Tell the server the bitrate this viewer's link carries, as a browser's receiver does (RTCP REMB). From
+        the first call on, the estimates are the caller's alone: aiortc's own estimator, which would interleave
+        its slowly climbing ones, stops."""
         (rtp_receiver,) = self._pc.getReceivers()
+        rtp_receiver._RTCRtpReceiver__remote_bitrate_estimator = None  # type: ignore[attr-defined]
         ssrc = rtp_receiver.getSynchronizationSources()[0].source
         fci = pack_remb_fci(bitrate, [ssrc])
         await rtp_receiver._send_rtcp(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=fci))
