@@ -139,13 +139,21 @@ class Run:
 
     def settled_after(self, phase: str, since: float) -> dict[str, Any]:
         """The rung the capped console spent most of `phase` on, the seconds from `since` (run time) to its first
-        second there, and how often its rung changed in the phase (failed probes upward among them)."""
+        second there, how often its rung changed in the phase (failed probes upward among them), and its frame
+        rate from then on (the mean, and the least of a second)."""
         rows = [r for r in self.trace if r["phase"] == phase]
         rungs = [r["capped"]["rung"] for r in rows]
         kept = max(set(rungs), key=rungs.count)
         first = next(r["t"] for r in rows if r["capped"]["rung"] == kept)
         changes = sum(a != b for a, b in itertools.pairwise(rungs))
-        return {"rung": kept, "settled_s": round(max(0.0, first - since), 1), "rung_changes": changes}
+        settled = [r["capped"]["fps"] for r in rows if r["t"] > first]
+        return {
+            "rung": kept,
+            "settled_s": round(max(0.0, first - since), 1),
+            "rung_changes": changes,
+            "settled_fps": round(float(np.mean(settled)), 1) if settled else None,
+            "settled_min_fps": min(settled, default=None),
+        }
 
 
 async def _run(url: str, pid: int, cap_kbit: float, seconds: float) -> dict[str, Any]:
@@ -215,12 +223,16 @@ def table(result: dict[str, Any]) -> str:
             f"server {third['cores']} cores"
         )
     free_fps = np.mean([t["free"]["fps"] for t in thirds])
+    free_kbps = np.mean([t["free"]["kbps"] for t in thirds])
+    capped = result["capped"]
     lines += [
-        f"the capped console was on {result['capped']['rung']}, where it spent most of the capped phase, "
-        f"{result['capped']['settled_s']} s after the cap; its rung changed {result['capped']['rung_changes']} "
-        "times in the phase",
-        f"free console's fps with the capped one beside it / alone: {free_fps / base['free']['fps']:.3f}; "
-        f"server CPU two rungs / one: {np.mean([t['cores'] for t in thirds]) / base['cores']:.2f}",
+        f"the capped console was on {capped['rung']}, where it spent most of the capped phase, "
+        f"{capped['settled_s']} s after the cap; its rung changed {capped['rung_changes']} times in the phase; "
+        f"from then on {capped['settled_fps']} fps (the least second {capped['settled_min_fps']})",
+        f"free console with the capped one beside it / alone: fps {free_fps / base['free']['fps']:.3f}, "
+        f"bitrate {free_kbps / base['free']['kbps']:.3f} (the same encode of the top rendition: its pictures, "
+        f"so their PSNR, are the ones it had alone); server CPU two rungs / one: "
+        f"{np.mean([t['cores'] for t in thirds]) / base['cores']:.2f}",
         f"cap lifted: back on {result['lifted']['top']} after {result['lifted']['back_on_top_s']} s",
         "rung trace (s: capped console's rung, fps):",
         "  " + ", ".join(f"{r['t']:g}: {r['capped']['rung']} {r['capped']['fps']}" for r in trace if "capped" in r),
