@@ -75,10 +75,14 @@ def test_the_document_names_every_route_of_the_app_and_no_other(tmp_path):
     app = create_app(host_settings(tmp_path / "state"))
     routes = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource is not None}
     registered = {(method, path) for method, path in routes if not (method == "HEAD" and ("GET", path) in routes)}
-    documented = operations_of(document())
+    doc = document()
+    documented = operations_of(doc)
     assert not (missing := registered - documented - set(UNDOCUMENTED)), f"routed, not in the document: {missing}"
     assert not (made_up := documented - registered), f"in the document, not routed: {made_up}"
     assert set(UNDOCUMENTED) <= registered and not set(UNDOCUMENTED) & documented
+    tags = {tag["name"] for tag in doc["tags"]}
+    for method, path in documented:
+        assert set(doc["paths"][path][method.lower()]["tags"]) <= tags, f"{method} {path}: a tag the document has"
 
 
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path):
