@@ -13,9 +13,11 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from tests.conftest import OPERATOR_TOKEN
+from tests.conftest import test_settings as host_settings
 from tests.gateway_cluster import GATEWAY_TOKEN
 from tests.served import ROOT, serve
-from vgpustream.api.openapi import document
+from vgpustream.api.app import create_app
+from vgpustream.api.openapi import UNDOCUMENTED, document
 from vgpustream.gateway.openapi import document as gateway_document
 from vgpustream.testing.server import gateway as gateway_process
 
@@ -62,6 +64,27 @@ def schemathesis(url: str, token: str) -> str:
     return summary
 
 
+def operations_of(doc: dict) -> set[tuple[str, str]]:
+    """The (method, path) of every operation of `doc`."""
+    return {(method.upper(), path) for path, item in doc["paths"].items() for method in set(item) - {"parameters"}}
+
+
+def test_the_document_names_every_route_of_the_app_and_no_other(tmp_path):
+    """Each route is declared once, with its handler (vgpustream.api.routes): the app routes exactly what the
+    document describes, besides the few routes that are not operations (openapi.UNDOCUMENTED, each with why)."""
+    app = create_app(host_settings(tmp_path / "state"))
+    routes = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource is not None}
+    registered = {(method, path) for method, path in routes if not (method == "HEAD" and ("GET", path) in routes)}
+    doc = document()
+    documented = operations_of(doc)
+    assert not (missing := registered - documented - set(UNDOCUMENTED)), f"routed, not in the document: {missing}"
+    assert not (made_up := documented - registered), f"in the document, not routed: {made_up}"
+    assert set(UNDOCUMENTED) <= registered and not set(UNDOCUMENTED) & documented
+    tags = {tag["name"] for tag in doc["tags"]}
+    for method, path in documented:
+        assert set(doc["paths"][path][method.lower()]["tags"]) <= tags, f"{method} {path}: a tag the document has"
+
+
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path):
     with serve(tmp_path / "state", "--max-sessions", "4", "--source", "synthetic:320x240@10") as served:
         summary = schemathesis(served.url, OPERATOR_TOKEN)
@@ -79,7 +102,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation_through_the_gateway(t
         }
         with gateway_process(tmp_path, env=environment) as gateway:
             summary = schemathesis(gateway.url, GATEWAY_TOKEN)
-    operations = sum(len(set(item) - {"parameters"}) for item in gateway_document()["paths"].values())
+    operations = len(operations_of(gateway_document()))
     assert f"Selected: {operations}/{operations}" in summary and f"Tested: {operations}" in summary, summary
 
 

@@ -12,10 +12,11 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from vgpustream import compat
-from vgpustream.api import console, events, heads, openapi, operations, recordings, sessions, tokens, websocket, whep
+from vgpustream.api import console, heads, openapi, operations, recordings, route, tokens, websocket
 from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
 from vgpustream.api.proxies import client_addresses
+from vgpustream.api.routes import ROUTES
 from vgpustream.api.state import AUDIT, AUTHORITY, ICE_SERVERS, ICE_WATCH, LIMITER, REGISTRY, SETTINGS, STORE
 from vgpustream.audit import AuditLog, read_webhook_secret
 from vgpustream.auth import Authority, operator_tokens
@@ -186,15 +187,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(background_threads)
     app.cleanup_ctx.append(ice_server_watch)
     app.cleanup_ctx.append(state_lifetime)
-    operations.add_routes(app)
+    app.cleanup_ctx.append(tokens.token_retention)
+    recordings.add_library(app)
+    route.register(app, ROUTES)
     openapi.add_routes(app)
-    whep.add_routes(app)
     websocket.add_routes(app)
-    sessions.add_routes(app)
-    heads.add_routes(app)
-    tokens.add_routes(app)
-    recordings.add_routes(app)
-    events.add_routes(app)
     console.add_routes(app)
     return app
 

@@ -8,6 +8,9 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from vgpustream.api.answers import ERRORS, json_answer
+from vgpustream.api.route import INT, TEXT, Json, Route
+from vgpustream.api.schemas import EventPage
 from vgpustream.api.state import AUDIT
 from vgpustream.errors import VgpuStreamError
 
@@ -55,5 +58,38 @@ async def list_events(request: web.Request) -> web.Response:
     return web.json_response({"events": [event.to_json() for event in events], "next": following})
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/events", list_events)
+def page_parameters(after: str) -> tuple[Json, ...]:
+    """The query parameters of a paged list: `after` (described as `after`) and `limit`."""
+    return (
+        {"name": "after", "in": "query", "required": False, "schema": {**INT, "minimum": 0}, "description": after},
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {**INT, "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        },
+    )
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/events",
+        list_events,
+        "listEvents",
+        "The audit trail, oldest first, a page at a time",
+        tag="audit",
+        answers={"200": json_answer(EventPage, "A page of events"), **ERRORS},
+        parameters=(
+            {"name": "session", "in": "query", "required": False, "schema": TEXT},
+            {
+                "name": "since",
+                "in": "query",
+                "required": False,
+                "schema": TEXT,
+                "description": "RFC 3339 time with offset, or seconds since the epoch",
+            },
+            *page_parameters("only events with a greater id (the `next` link sets it)"),
+        ),
+    )
+]

@@ -14,6 +14,8 @@ import time
 from aiohttp import web
 
 from vgpustream.api import schemas
+from vgpustream.api.answers import ERRORS, LIMITED, STORED, error_answer, json_answer, stored_change
+from vgpustream.api.route import OPERATOR_OR_VIEWER, Route
 from vgpustream.api.schemas import MAX_NAME, json_response
 from vgpustream.api.sessions import session_body
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, base_url, rate_limit
@@ -122,7 +124,68 @@ async def link_head(request: web.Request) -> web.Response:
     return json_response(schemas.IssuedToken(**fields, **links(base, shown.id, secret)), 201)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/sessions/{id}/heads", list_heads)
-    app.router.add_post("/api/v1/sessions/{id}/heads/{head}", open_head)
-    app.router.add_post("/api/v1/sessions/{id}/heads/{head}/link", link_head)
+HEAD = {"head": "The head's number (`console` in the list of heads)"}
+NO_HEAD = error_answer("No such session, or no such head (the message lists the VM's heads)")
+ID_TAKEN = "The id this head's session would have is taken by another session"
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}/heads",
+        list_heads,
+        "listHeads",
+        "The display heads of the session's VM (QEMU: one per Console), each with what it shows and the session "
+        "showing it",
+        tag="sessions",
+        answers={
+            "200": json_answer(schemas.HeadList, "The heads"),
+            **ERRORS,
+            "503": error_answer("The VM cannot be asked now (source_unavailable: no display attached)"),
+        },
+        security=OPERATOR_OR_VIEWER,
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions/{id}/heads/{head}",
+        open_head,
+        "openHead",
+        "The session showing one head of the VM: the one there is, or a new one (the same source URL with "
+        "`?console=` that head, labels, encoder settings and viewer limit)",
+        tag="sessions",
+        answers=stored_change(
+            {
+                "200": json_answer(schemas.Session, "The session that shows the head already"),
+                "201": json_answer(schemas.Session, "Created; Location names it"),
+            },
+            conflict=ID_TAKEN,
+            unavailable="The VM cannot be asked now (source_unavailable), no room (full; see Retry-After), or the "
+            "state database cannot be written (storage_unavailable)",
+        )
+        | {"404": NO_HEAD},
+        path_descriptions=HEAD,
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions/{id}/heads/{head}/link",
+        link_head,
+        "linkHead",
+        "A console link to one head of the VM, for a holder of any token of the session (the console's head "
+        "switcher): a token of the session showing the head (made if there is none) with the caller's role, "
+        "clipboard access and viewers, expiring when the caller's token does",
+        tag="sessions",
+        answers={
+            "201": json_answer(schemas.IssuedToken, "Issued; the secret is shown only now"),
+            **ERRORS,
+            "404": NO_HEAD,
+            "409": error_answer(ID_TAKEN),
+            "421": error_answer("The request's Host is none of the server's names (--allowed-host)"),
+            **LIMITED,
+            **STORED,
+            "503": error_answer(
+                "The VM cannot be asked now (source_unavailable), no room (full; see Retry-After), or the state "
+                "database cannot be written (storage_unavailable)"
+            ),
+        },
+        path_descriptions=HEAD,
+        security=OPERATOR_OR_VIEWER,
+    ),
+]

@@ -11,6 +11,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from vgpustream.api.answers import ERRORS, MALFORMED, json_answer
+from vgpustream.api.route import ANYONE, OPERATOR, TEXT, Route
 from vgpustream.api.schemas import Health, IceServerState, Readiness, json_response
 from vgpustream.api.state import AUTHORITY, ICE_WATCH, REGISTRY, SETTINGS, STORE
 from vgpustream.rfc3339 import timestamp
@@ -57,7 +59,44 @@ async def metrics(request: web.Request) -> web.Response:
     return await make_aiohttp_handler(request.app[METRICS])(request)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+METRICS_MEDIA = ("text/plain", "application/openmetrics-text")
+ROUTES = [
+    Route(
+        "GET",
+        "/healthz",
+        healthz,
+        "healthz",
+        "Liveness",
+        tag="operations",
+        answers={"200": json_answer(Health, "Alive"), **MALFORMED},
+        security=ANYONE,
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "readyz",
+        "Readiness: database open, no session lost its source (which, for the operator token)",
+        tag="operations",
+        answers={"200": json_answer(Readiness, "Ready"), "503": json_answer(Readiness, "Not ready"), **MALFORMED},
+        security=[{}, *OPERATOR],  # anyone: the verdict; the operator: what is wrong
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "metrics",
+        "Prometheus metrics",
+        tag="operations",
+        answers={
+            "200": {
+                "description": "Metrics, in OpenMetrics where the Accept header asks for it",
+                "content": {media: {"schema": TEXT} for media in METRICS_MEDIA},
+            },
+            **MALFORMED,
+            "401": ERRORS["401"],
+            "403": ERRORS["403"],
+        },
+        description="Needs the operator token unless the server runs with --metrics-public",
+    ),
+]

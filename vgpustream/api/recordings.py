@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 import msgspec
 from aiohttp import web
 
+from vgpustream.api.answers import ERRORS, NO_CONTENT, error_answer, json_answer
 from vgpustream.api.requests import read_json
+from vgpustream.api.route import INT, OPERATOR, TEXT, Route, json_body
 from vgpustream.api.schemas import Recording, RecordingCreate, RecordingList, given, json_response
 from vgpustream.api.state import AUDIT, REGISTRY, SETTINGS
 from vgpustream.errors import Forbidden, NotFound, VgpuStreamError
@@ -162,11 +164,78 @@ async def lifetime(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(task, return_exceptions=True)
 
 
-def add_routes(app: web.Application) -> None:
+def add_library(app: web.Application) -> None:
+    """The recordings' library for the app's lifetime, and the key of its file links."""
     app[LINKS] = FileLinks()  # a key of its own at each start: a restart ends every link handed out
     app.cleanup_ctx.append(lifetime)
-    app.router.add_post("/api/v1/sessions/{id}/recordings", start_recording)
-    app.router.add_get("/api/v1/sessions/{id}/recordings", list_recordings)
-    app.router.add_get("/api/v1/sessions/{id}/recordings/{recording}", get_recording)
-    app.router.add_delete("/api/v1/sessions/{id}/recordings/{recording}", stop_recording)
-    app.router.add_get("/api/v1/sessions/{id}/recordings/{recording}/file", download_recording)
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}/recordings",
+        list_recordings,
+        "listRecordings",
+        "Recordings of a session, newest first (also of a session deleted since)",
+        tag="recordings",
+        answers={"200": json_answer(RecordingList, "Recordings"), **ERRORS},
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions/{id}/recordings",
+        start_recording,
+        "startRecording",
+        "Record the session's stream, without encoding again, from its next keyframe",
+        tag="recordings",
+        answers={
+            "201": json_answer(Recording, "Started; Location names it"),
+            **ERRORS,
+            "409": error_answer("The session runs its maximum of recordings"),
+            "503": error_answer("The recordings directory cannot be written"),
+        },
+        body=json_body(RecordingCreate),
+    ),
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}/recordings/{recording}",
+        get_recording,
+        "getRecording",
+        "One recording",
+        tag="recordings",
+        answers={"200": json_answer(Recording, "It"), **ERRORS},
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/sessions/{id}/recordings/{recording}",
+        stop_recording,
+        "stopRecording",
+        "Stop a running recording (200, once its file is closed), or delete a finished one (204)",
+        tag="recordings",
+        answers={"200": json_answer(Recording, "Stopped"), **NO_CONTENT, **ERRORS},
+    ),
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}/recordings/{recording}/file",
+        download_recording,
+        "downloadRecording",
+        "The recording as fragmented MP4 (H.264, and Opus where the session can have sound), growing while it "
+        "records; Range requests welcome",
+        tag="recordings",
+        answers={
+            "200": {"description": "The file", "content": {"video/mp4": {"schema": TEXT}}},
+            "206": {"description": "The range asked for", "content": {"video/mp4": {"schema": TEXT}}},
+            "416": {"description": "A range outside the file"},
+            **ERRORS,
+        },
+        parameters=(
+            {
+                "name": "expires",
+                "in": "query",
+                "required": False,
+                "schema": INT,
+                "description": "Until when (epoch seconds) a signed link works; with `signature`",
+            },
+        ),
+        security=[*OPERATOR, {"signedLink": []}],
+    ),
+]

@@ -9,7 +9,9 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from vgpustream.api import schemas
+from vgpustream.api.answers import ERRORS, NO_CONTENT, STORED, error_answer, json_answer, stored_change
 from vgpustream.api.requests import read_json
+from vgpustream.api.route import INT, TEXT, Route, json_body
 from vgpustream.api.schemas import UNSET, SessionCreate, SessionUpdate, given, json_response
 from vgpustream.api.state import REGISTRY, SETTINGS
 from vgpustream.errors import Conflict, VgpuStreamError
@@ -186,11 +188,105 @@ async def get_thumbnail(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="image/jpeg", headers=headers)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/sessions", list_sessions)
-    app.router.add_post("/api/v1/sessions", create_session)
-    app.router.add_get("/api/v1/sessions/{id}", get_session)
-    app.router.add_patch("/api/v1/sessions/{id}", update_session)
-    app.router.add_delete("/api/v1/sessions/{id}", delete_session)
-    app.router.add_get("/api/v1/sessions/{id}/planes", get_planes)
-    app.router.add_get("/api/v1/sessions/{id}/thumbnail", get_thumbnail)
+LABEL = {
+    "name": "label",
+    "in": "query",
+    "required": False,
+    "schema": {**TEXT, "pattern": "^[^=]+=.*$"},
+    "description": "key=value; only sessions with this label",
+}
+SIZE = {
+    "name": "size",
+    "in": "query",
+    "required": False,
+    "schema": {**INT, "minimum": MIN_SIZE, "maximum": THUMBNAIL_EDGE, "default": DEFAULT_SIZE},
+    "description": "longest edge in pixels (never larger than the picture)",
+}
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/sessions",
+        list_sessions,
+        "listSessions",
+        "List sessions, optionally by label",
+        tag="sessions",
+        answers={"200": json_answer(schemas.SessionList, "The sessions"), **ERRORS},
+        parameters=(LABEL,),
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions",
+        create_session,
+        "createSession",
+        "Create a session and start capturing",
+        tag="sessions",
+        answers=stored_change(
+            {"201": json_answer(schemas.Session, "Created")},
+            conflict="Exists",
+            unavailable="No room (full; see Retry-After), the source cannot be opened (source_unavailable: no such "
+            "device, or nothing at the VM's socket; nothing was created), or the state database cannot be written "
+            "(storage_unavailable; see Retry-After)",
+        ),
+        body=json_body(SessionCreate),
+    ),
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}",
+        get_session,
+        "getSession",
+        "One session",
+        tag="sessions",
+        answers={"200": json_answer(schemas.Session, "The session"), **ERRORS},
+    ),
+    Route(
+        "PATCH",
+        "/api/v1/sessions/{id}",
+        update_session,
+        "updateSession",
+        "Change name, labels, encoder settings or viewer limit live; ask the guest for a display size",
+        tag="sessions",
+        answers=stored_change(
+            {"200": json_answer(schemas.Session, "Updated")},
+            conflict="The source cannot change its display size (unsupported)",
+            unavailable="The source is not available now, or the state database cannot be written; nothing changed",
+        ),
+        body=json_body(SessionUpdate),
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/sessions/{id}",
+        delete_session,
+        "deleteSession",
+        "Stop and forget a session",
+        tag="sessions",
+        answers={**NO_CONTENT, **ERRORS, **STORED},
+    ),
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}/planes",
+        get_planes,
+        "getPlanes",
+        "Live plane metadata and source state",
+        tag="sessions",
+        answers={"200": json_answer(schemas.Planes, "Planes"), **ERRORS},
+    ),
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}/thumbnail",
+        get_thumbnail,
+        "getThumbnail",
+        "A small JPEG of the latest picture (at most one idle sample interval old)",
+        tag="sessions",
+        answers={
+            "200": {
+                "description": "The picture; its ETag changes with the picture and the size",
+                "headers": {"ETag": {"schema": TEXT}},
+                "content": {"image/jpeg": {"schema": {**TEXT, "contentMediaType": "image/jpeg"}}},
+            },
+            "304": {"description": "Not modified (If-None-Match named the current ETag)"},
+            **ERRORS,
+            "409": error_answer("No picture: the source is lost or has shown none yet"),
+        },
+        parameters=(SIZE,),
+    ),
+]

@@ -16,8 +16,10 @@ from urllib.parse import urlencode
 import msgspec
 from aiohttp import web
 
-from vgpustream.api.events import DEFAULT_LIMIT, MAX_LIMIT, whole
+from vgpustream.api.answers import ERRORS, LIMITED, NO_CONTENT, STORED, error_answer, json_answer
+from vgpustream.api.events import DEFAULT_LIMIT, MAX_LIMIT, page_parameters, whole
 from vgpustream.api.requests import read_json
+from vgpustream.api.route import Route, json_body
 from vgpustream.api.schemas import IssuedToken, Token, TokenCreate, TokenList, ViewerList, given, json_response
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
 from vgpustream.clipboard import default_access
@@ -172,10 +174,62 @@ async def disconnect_viewer(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def add_routes(app: web.Application) -> None:
-    app.cleanup_ctx.append(token_retention)
-    app.router.add_post("/api/v1/sessions/{id}/tokens", create_token)
-    app.router.add_get("/api/v1/sessions/{id}/tokens", list_tokens)
-    app.router.add_delete("/api/v1/sessions/{id}/tokens/{token}", revoke_token)
-    app.router.add_get("/api/v1/sessions/{id}/viewers", list_viewers)
-    app.router.add_delete("/api/v1/sessions/{id}/viewers/{viewer}", disconnect_viewer)
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}/tokens",
+        list_tokens,
+        "listTokens",
+        "Viewer tokens of a session (never their secrets), in the order they were issued, a page at a time; expired "
+        "and revoked ones until --token-retention-days after",
+        tag="tokens",
+        answers={"200": json_answer(TokenList, "A page of tokens"), **ERRORS},
+        parameters=page_parameters("only tokens issued after this position (the `next` link sets it)"),
+    ),
+    Route(
+        "POST",
+        "/api/v1/sessions/{id}/tokens",
+        create_token,
+        "createToken",
+        "A viewer token and console link",
+        tag="tokens",
+        answers={
+            "201": json_answer(IssuedToken, "Issued; the secret is shown only now"),
+            **ERRORS,
+            "421": error_answer(
+                "The request's Host is none of the server's names (--allowed-host) and --public-url is not set: no "
+                "links are made for it"
+            ),
+            **LIMITED,
+            **STORED,
+        },
+        body=json_body(TokenCreate),
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/sessions/{id}/tokens/{token}",
+        revoke_token,
+        "revokeToken",
+        "Revoke a token and disconnect its viewers",
+        tag="tokens",
+        answers={**NO_CONTENT, **ERRORS, **STORED},
+    ),
+    Route(
+        "GET",
+        "/api/v1/sessions/{id}/viewers",
+        list_viewers,
+        "listViewers",
+        "Viewers of a session",
+        tag="viewers",
+        answers={"200": json_answer(ViewerList, "Viewers"), **ERRORS},
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/sessions/{id}/viewers/{viewer}",
+        disconnect_viewer,
+        "disconnectViewer",
+        "Disconnect a viewer",
+        tag="viewers",
+        answers={**NO_CONTENT, **ERRORS},
+    ),
+]

@@ -13,11 +13,14 @@ import time
 from aiohttp import web
 from multidict import CIMultiDict
 
+from vgpustream.api.answers import ERRORS, FULL, LIMITED, STORED, error_answer
 from vgpustream.api.requests import read_text
+from vgpustream.api.route import ANYONE, TEXT, VIEWER, Route, text_body
 from vgpustream.api.state import AUTHORITY, ICE_SERVERS, ICE_WATCH, REGISTRY, SETTINGS, rate_limit
 from vgpustream.auth import Grant
 from vgpustream.errors import Forbidden, IceRestartUnsupported, PreconditionFailed, Unauthorized, VgpuStreamError
 from vgpustream.iceservers import IceServer
+from vgpustream.renditions import QUALITIES
 from vgpustream.viewer import Viewer, check_offer
 
 SDP = "application/sdp"
@@ -147,9 +150,110 @@ def _etag(viewer: Viewer) -> str:
     return f'"{viewer.id}"'
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_route("OPTIONS", "/whep/{session}", options_endpoint)
-    app.router.add_post("/whep/{session}", post_offer)
-    app.router.add_route("OPTIONS", "/whep/{session}/{viewer}", options_viewer)
-    app.router.add_patch("/whep/{session}/{viewer}", patch_viewer)
-    app.router.add_delete("/whep/{session}/{viewer}", delete_viewer)
+ICE_LINKS = {
+    "Link": {
+        "description": 'One `<url>; rel="ice-server"` per STUN/TURN server; TURN servers with `username`, '
+        "`credential` and `credential-type` only for a request with a valid token (with --turn-secret-file, "
+        "a credential of the token's own that expires with it)",
+        "schema": TEXT,
+    }
+}
+ACCEPT_PATCH = {"Accept-Patch": {"description": f"`{TRICKLE}`", "schema": TEXT}}
+QUALITY = {
+    "name": "quality",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": list(QUALITIES), "default": "auto"},
+    "description": "the rung of the session's ladder the viewer stays on (0: the top; one below the session's "
+    "last rung takes the last); auto: the server moves it by how its link carries the stream",
+}
+ROUTES = [
+    Route(
+        "OPTIONS",
+        "/whep/{session}",
+        options_endpoint,
+        "whepOptions",
+        "WHEP: what the endpoint accepts, and its ICE servers",
+        tag="whep",
+        answers={
+            "204": {
+                "description": "The endpoint exists",
+                "headers": {"Accept-Post": {"description": f"`{SDP}`", "schema": TEXT, "required": True}, **ICE_LINKS},
+            },
+            "404": ERRORS["404"],
+        },
+        security=ANYONE,
+    ),
+    Route(
+        "POST",
+        "/whep/{session}",
+        post_offer,
+        "whepOffer",
+        "WHEP: an SDP offer in, a viewer and its SDP answer out",
+        tag="whep",
+        answers={
+            "201": {
+                "description": "The SDP answer; Location names the viewer resource",
+                "content": {SDP: {"schema": TEXT}},
+                "headers": {
+                    "Location": {"description": "The viewer resource", "schema": TEXT, "required": True},
+                    "ETag": {"description": "The viewer's ICE session, for If-Match", "schema": TEXT},
+                    **ACCEPT_PATCH,
+                    **ICE_LINKS,
+                },
+            },
+            **ERRORS,
+            **LIMITED,
+            **FULL,
+            "507": STORED["507"],  # a single-use token is marked used before the viewer is made
+        },
+        # no maxLength: a longer body is answered 413 (payload_too_large), which schemathesis counts as a
+        # violating request accepted
+        body=text_body(SDP, "an SDP offer of at most --max-sdp-bytes (32 KiB)"),
+        parameters=(QUALITY,),
+        security=VIEWER,
+    ),
+    Route(
+        "OPTIONS",
+        "/whep/{session}/{viewer}",
+        options_viewer,
+        "whepViewerOptions",
+        "WHEP: what the viewer resource accepts",
+        tag="whep",
+        answers={"204": {"description": "The viewer exists", "headers": ACCEPT_PATCH}, "404": ERRORS["404"]},
+        security=ANYONE,
+    ),
+    Route(
+        "PATCH",
+        "/whep/{session}/{viewer}",
+        patch_viewer,
+        "whepTrickle",
+        "WHEP: trickle the viewer's ICE candidates (RFC 8840 SDP fragment)",
+        tag="whep",
+        answers={
+            "204": {"description": "Candidates added (mDNS names are resolved in the background)"},
+            "400": ERRORS["400"],
+            "404": ERRORS["404"],
+            "412": error_answer("If-Match does not match the viewer's ETag"),
+            "413": ERRORS["413"],
+            "415": ERRORS["415"],
+            "422": error_answer("An ICE restart (a new ufrag): start a new WHEP session"),
+        },
+        body=text_body(TRICKLE, "an SDP fragment of at most --max-sdp-bytes (32 KiB)"),
+        parameters=({"name": "If-Match", "in": "header", "required": False, "schema": TEXT},),
+        security=ANYONE,
+    ),
+    Route(
+        "DELETE",
+        "/whep/{session}/{viewer}",
+        delete_viewer,
+        "whepLeave",
+        "WHEP: leave (the viewer resource named by the offer's Location)",
+        tag="whep",
+        answers={
+            "200": {"description": "Left, or had left already (for up to a minute after)"},
+            "404": ERRORS["404"],
+        },
+        security=ANYONE,
+    ),
+]

@@ -17,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from vgpustream.api import openapi, schemas
-from vgpustream.api.openapi import ERRORS, LIMITED, MALFORMED, RETRY_AFTER, TEXT, error_answer, json_answer
+from vgpustream.api.answers import ERRORS, LIMITED, MALFORMED, RETRY_AFTER, error_answer, json_answer
+from vgpustream.api.route import TEXT
 from vgpustream.api.schemas import schema_of
 from vgpustream.gateway.hosts import RETRY_AFTER as RETRY_SECONDS
 from vgpustream.gateway.hosts import ROUTE
