@@ -11,8 +11,8 @@ import numpy as np
 
 from tests.pictures import psnr
 from vgpustream.api.state import REGISTRY
+from vgpustream.media.stamp import luma, stamp_rows
 from vgpustream.sources.synthetic import TextPage
-from vgpustream.stamp import luma, stamp_rows
 from vgpustream.testing.server import serve
 
 THUMBNAIL = "/api/v1/sessions/default/thumbnail"

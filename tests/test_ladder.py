@@ -1,5 +1,5 @@
 """A viewer on a thin link steps down a rung of its codec (the same size, half the frame rate, a quarter and
-then an eighth of the bitrate), and back up once its link carries more (vgpustream.ladder)."""
+then an eighth of the bitrate), and back up once its link carries more (vgpustream.audience.ladder)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from vgpustream.api.state import REGISTRY
+from vgpustream.audience.ladder import MAX_UP_AFTER, PROBE_WINDOW, SETTLE, UP_AFTER, Estimates, RungPolicy
 from vgpustream.bench.capped import Console
-from vgpustream.encoder import EncoderSettings
-from vgpustream.ladder import MAX_UP_AFTER, PROBE_WINDOW, SETTLE, UP_AFTER, Estimates, RungPolicy
-from vgpustream.renditions import RUNGS, TOP, Rendition
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.renditions import RUNGS, TOP, Rendition
 from vgpustream.testing.netem import LossyLink, SlowTcpLink
 from vgpustream.testing.receiver import an_offer
 from vgpustream.testing.wsreceiver import WebSocketReceiver
-from vgpustream.viewer import LINK_WINDOW
+from vgpustream.transports.webrtc import LINK_WINDOW
 
 
 def test_a_poor_link_steps_down_at_once_and_a_good_one_up_after_a_while():
@@ -47,7 +47,7 @@ def test_a_probe_that_fails_doubles_the_wait_before_the_next():
 @pytest.mark.browser
 async def test_a_capped_console_steps_down_at_once_while_the_other_keeps_the_top_and_comes_back_up(make_server, http):
     """Two Chromium consoles; one link narrows under the running stream: that console is on a rung that fits
-    within 5 s (its receiver's estimate falls at once: vgpustream.ladder.Estimates) and plays on, the other
+    within 5 s (its receiver's estimate falls at once: vgpustream.audience.ladder.Estimates) and plays on, the other
     keeps the top rung; when the link widens again the capped one climbs back. (aiortc's receiver is no
     stand-in here: through a link its stream overruns it shows no picture for tens of seconds.)"""
     server = await make_server(source="synthetic:640x360@30?pattern=text", bitrate=2_000_000)

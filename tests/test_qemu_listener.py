@@ -14,8 +14,8 @@ import pytest
 from dbus_fast import Message
 
 from vgpustream.errors import InvalidSourceUrl
-from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, fourcc_code, pixel_format
-from vgpustream.input import KeyEvent, MotionEvent, PointerEvent, WheelEvent
+from vgpustream.input.events import KeyEvent, MotionEvent, PointerEvent, WheelEvent
+from vgpustream.media.formats import DRM_FORMAT_MOD_LINEAR, fourcc_code, pixel_format
 from vgpustream.sources import create_source
 from vgpustream.sources.base import PlaneInfo, Rect
 from vgpustream.sources.common.dmabuf import Mapping

@@ -27,9 +27,9 @@ from tests.sounds import TONE_HZ, peak_hz
 from tests.test_fanout import encoded_packets
 from tests.test_sound import feed, tone
 from vgpustream.api.state import REGISTRY
-from vgpustream.encoder import TIME_BASE
+from vgpustream.media.encoder import TIME_BASE
+from vgpustream.media.sound import SAMPLE_RATE, SoundEncoder
 from vgpustream.recording.writer import SOUND, VIDEO, MuxerThread, Stamped
-from vgpustream.sound import SAMPLE_RATE, SoundEncoder
 from vgpustream.sources.tone import LEVEL
 
 TONE = "synthetic:320x240@30?tone=440"

@@ -14,8 +14,8 @@ from tests.pictures import psnr
 from tests.test_console import console_page
 from tests.test_resize import stats
 from vgpustream.api.state import REGISTRY
+from vgpustream.media.stamp import stamp_rows
 from vgpustream.sources.synthetic import SyntheticSource
-from vgpustream.stamp import stamp_rows
 
 pytestmark = pytest.mark.browser
 

@@ -19,12 +19,12 @@ from tests.lost import session_state, viewer_sees, wait_state
 from tests.pictures import psnr, thumbnail_luma
 from tests.qemu.vm import Vm, bgrx_to_rgb
 from vgpustream.api.state import REGISTRY
-from vgpustream.formats import fourcc_code
-from vgpustream.input import KeyEvent
+from vgpustream.input.events import KeyEvent
+from vgpustream.media.formats import fourcc_code
+from vgpustream.media.stamp import luma
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source, SourceState
 from vgpustream.sources.common.qmp import QmpInput
-from vgpustream.stamp import luma
 from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, wait_for
 
 CTRL = 0x04  # BIOS keyboard flags: a Ctrl key is down

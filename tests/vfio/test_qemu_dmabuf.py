@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from dbus_fast import Message
 
-from vgpustream.formats import fourcc_code
+from vgpustream.media.formats import fourcc_code
 from vgpustream.sources.base import SourceState
 from vgpustream.sources.qemu.source import QemuDisplaySource
 

@@ -16,8 +16,8 @@ from vgpustream import __version__
 from vgpustream.api import schemas
 from vgpustream.api.events import DEFAULT_LIMIT, MAX_LIMIT
 from vgpustream.api.schemas import schema_of
-from vgpustream.renditions import QUALITIES
-from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
+from vgpustream.media.renditions import QUALITIES
+from vgpustream.media.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 PATH = "/api/v1/openapi.json"
 

@@ -13,7 +13,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from vgpustream.api.schemas import Health, IceServerState, Readiness, json_response
 from vgpustream.api.state import AUTHORITY, ICE_WATCH, REGISTRY, SETTINGS, STORE
-from vgpustream.rfc3339 import timestamp
+from vgpustream.control.rfc3339 import timestamp
 from vgpustream.sources.base import SourceState
 
 METRICS = web.AppKey("metrics", CollectorRegistry)

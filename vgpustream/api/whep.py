@@ -15,10 +15,10 @@ from multidict import CIMultiDict
 
 from vgpustream.api.requests import read_text
 from vgpustream.api.state import AUTHORITY, ICE_SERVERS, ICE_WATCH, REGISTRY, SETTINGS, rate_limit
-from vgpustream.auth import Grant
+from vgpustream.control.auth import Grant
 from vgpustream.errors import Forbidden, IceRestartUnsupported, PreconditionFailed, Unauthorized, VgpuStreamError
-from vgpustream.iceservers import IceServer
-from vgpustream.viewer import Viewer, check_offer
+from vgpustream.transports.iceservers import IceServer
+from vgpustream.transports.webrtc import Viewer, check_offer
 
 SDP = "application/sdp"
 TRICKLE = "application/trickle-ice-sdpfrag"

@@ -26,17 +26,17 @@ from typing import Protocol, TypeVar
 from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import Capture, Decisions, Encoded, FramePipeline, StepResult
 from vgpustream.capture.stats import CaptureStats, Histogram, RateMeter
-from vgpustream.clipboard import GuestClipboard
-from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
-from vgpustream.input import ResizeEvent
-from vgpustream.microphone import MicrophoneIn
-from vgpustream.renditions import Rendition
-from vgpustream.resize import check_display
-from vgpustream.sound import SoundOut
+from vgpustream.input.clipboard import GuestClipboard
+from vgpustream.input.events import ResizeEvent
+from vgpustream.input.microphone import MicrophoneIn
+from vgpustream.input.resize import check_display
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.renditions import Rendition
+from vgpustream.media.sound import SoundOut
+from vgpustream.media.thumbnail import Thumbnail
 from vgpustream.sources.base import Cursor, Heads, InputSink, Planes, Source, SourceState
 from vgpustream.sources.common.placeholder import no_signal_frame
-from vgpustream.thumbnail import Thumbnail
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from vgpustream.errors import NotFound, RecordingLimit, Unavailable, VgpuStreamError
+from vgpustream.media.renditions import TOP
 from vgpustream.recording.recorder import FINISHED, Recorder, RecordingInfo, RecordingState
-from vgpustream.renditions import TOP
 from vgpustream.session import Session
 from vgpustream.settings import RETENTION_INTERVAL
 

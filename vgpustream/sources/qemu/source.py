@@ -26,10 +26,10 @@ from dbus_fast.aio import MessageBus
 
 from vgpustream.compat import PeerBus
 from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedOperation, VgpuStreamError, bounded
-from vgpustream.formats import PixelFormat, fourcc_code
-from vgpustream.microphone import MicrophoneIn
-from vgpustream.resize import physical_size_mm
-from vgpustream.sound import SoundOut
+from vgpustream.input.microphone import MicrophoneIn
+from vgpustream.input.resize import physical_size_mm
+from vgpustream.media.formats import PixelFormat, fourcc_code
+from vgpustream.media.sound import SoundOut
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Rect, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, map_dmabuf, needed_bytes
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from vgpustream.clipboard import default_access
+from vgpustream.control.store import Store, TokenRecord
 from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
-from vgpustream.microphone import default_access as default_microphone
+from vgpustream.input.clipboard import default_access
+from vgpustream.input.microphone import default_access as default_microphone
 from vgpustream.settings import Settings
-from vgpustream.store import Store, TokenRecord
 
-if TYPE_CHECKING:  # vgpustream.signedtokens takes the roles from here
-    from vgpustream.signedtokens import SignedToken, TokenVerifier
+if TYPE_CHECKING:  # vgpustream.control.signedtokens takes the roles from here
+    from vgpustream.control.signedtokens import SignedToken, TokenVerifier
 
 log = logging.getLogger(__name__)
 

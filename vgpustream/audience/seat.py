@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import av
 
-from vgpustream.auth import OPERATOR, Grant
-from vgpustream.fanout import PacketQueue
-from vgpustream.renditions import TOP, Rendition
+from vgpustream.audience.fanout import PacketQueue
+from vgpustream.control.auth import OPERATOR, Grant
+from vgpustream.media.renditions import TOP, Rendition
 from vgpustream.settings import ViewerRules
 
 SOUND_QUEUE = 25

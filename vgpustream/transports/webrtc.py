@@ -26,13 +26,13 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
-from vgpustream.auth import Grant
-from vgpustream.encoder import CODECS
+from vgpustream.audience.fanout import PacketQueue, QueueClosed
+from vgpustream.audience.ladder import Estimates
+from vgpustream.audience.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
+from vgpustream.control.auth import Grant
 from vgpustream.errors import InvalidOffer, Unavailable
-from vgpustream.fanout import PacketQueue, QueueClosed
-from vgpustream.ladder import Estimates
-from vgpustream.renditions import Rendition
-from vgpustream.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
+from vgpustream.media.encoder import CODECS
+from vgpustream.media.renditions import Rendition
 from vgpustream.settings import ViewerRules
 
 INPUT_CHANNEL = "input"

@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from vgpustream.control.rfc3339 import timestamp
+from vgpustream.control.store import DatabaseUnusable, TokenRecord
 from vgpustream.errors import VgpuStreamError, bounded, printable
-from vgpustream.rfc3339 import timestamp
 from vgpustream.settings import RETENTION_INTERVAL
-from vgpustream.store import DatabaseUnusable, TokenRecord
 
 if TYPE_CHECKING:
-    from vgpustream.seat import Seat
+    from vgpustream.audience.seat import Seat
 
 log = logging.getLogger(__name__)
 

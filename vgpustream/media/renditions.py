@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vgpustream.encoder import CODECS, MIN_BITRATE, RUNGS, EncoderSettings
 from vgpustream.errors import VgpuStreamError
+from vgpustream.media.encoder import CODECS, MIN_BITRATE, RUNGS, EncoderSettings
 
 FIT_MARGIN = 0.8
 """The share of a link's estimated rate a rung's bitrate may take."""
