@@ -15,13 +15,13 @@ from vgpustream import compat
 from vgpustream.api import console, events, heads, openapi, operations, recordings, sessions, tokens, websocket, whep
 from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
-from vgpustream.api.proxies import client_addresses
 from vgpustream.api.state import AUDIT, AUTHORITY, ICE_SERVERS, ICE_WATCH, LIMITER, REGISTRY, SETTINGS, STORE
 from vgpustream.control.audit import AuditLog, read_webhook_secret
 from vgpustream.control.auth import Authority, operator_tokens
 from vgpustream.control.signedtokens import TokenVerifier
 from vgpustream.control.store import Store
 from vgpustream.metrics import metrics_registry
+from vgpustream.proxies import client_addresses
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
 from vgpustream.settings import ServiceSettings, Settings

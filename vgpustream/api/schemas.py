@@ -17,7 +17,7 @@ from aiohttp import web
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from vgpustream.control.audit import EVENT_TYPES
-from vgpustream.control.auth import GRANTED_ROLES, ROLES
+from vgpustream.control.roles import GRANTED_ROLES, ROLES
 from vgpustream.errors import VgpuStreamError
 from vgpustream.input.clipboard import ACCESS
 from vgpustream.input.events import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE, ResizeEvent

@@ -28,7 +28,8 @@ from vgpustream.capture.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.capture.pipeline import Encoded
 from vgpustream.capture.stats import GLASS_TO_GLASS_BUCKETS, Histogram
 from vgpustream.control.audit import ViewerAudit
-from vgpustream.control.auth import OPERATOR, Grant
+from vgpustream.control.auth import Grant
+from vgpustream.control.roles import OPERATOR
 from vgpustream.errors import Full, NotFound
 from vgpustream.input.clipboard import (
     Assembly,

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import av
 
 from vgpustream.audience.fanout import PacketQueue
-from vgpustream.control.auth import OPERATOR, Grant
+from vgpustream.control.auth import Grant
+from vgpustream.control.roles import OPERATOR
 from vgpustream.media.renditions import TOP, Rendition
 from vgpustream.settings import ViewerRules
 

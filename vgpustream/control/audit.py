@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -31,9 +31,6 @@ from vgpustream.control.rfc3339 import timestamp
 from vgpustream.control.store import DatabaseUnusable, TokenRecord
 from vgpustream.errors import VgpuStreamError, bounded, printable
 from vgpustream.settings import RETENTION_INTERVAL
-
-if TYPE_CHECKING:
-    from vgpustream.audience.seat import Seat
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +268,19 @@ class AuditLog:
         return ViewerAudit(self, session_id)
 
 
+class AuditedViewer(Protocol):
+    """What the audit trail records of a viewer that joins (a seat has it; the audit knows no seat)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def token_id(self) -> str | None: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def transport(self) -> str: ...
+
+
 class ViewerAudit:
     """The audit of one session's viewers: joined (from the WHEP request), left, and their first input."""
 
@@ -279,7 +289,7 @@ class ViewerAudit:
         self._session_id = session_id
         self._joined: set[str] = set()
 
-    def joined(self, viewer: Seat, remote: str | None, user_agent: str) -> None:
+    def joined(self, viewer: AuditedViewer, remote: str | None, user_agent: str) -> None:
         self._joined.add(viewer.id)
         self._audit.record(
             "viewer.joined",

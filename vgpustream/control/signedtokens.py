@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
-from vgpustream.control.auth import ROLES
+from vgpustream.control.roles import ROLES
 from vgpustream.errors import Forbidden, VgpuStreamError
 from vgpustream.input.clipboard import ACCESS
 from vgpustream.input.microphone import ACCESS as MICROPHONE_ACCESS
