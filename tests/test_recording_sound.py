@@ -83,7 +83,7 @@ async def test_sound_that_starts_after_the_recording_and_stops_again_is_in_sync_
     server = await make_server(source=TONE)
     base = str(server.make_url("/"))
     session = server.app[REGISTRY].get("default")
-    tone = session.capture._source._tone
+    tone = session.capture._thread.source._tone
     while not session.sound_available:  # the capture loop opens the source, which starts the tone
         await asyncio.sleep(0.01)
     await tone.stop()  # the guest is silent when the recording starts

@@ -91,7 +91,7 @@ async def test_one_to_one_shows_each_guest_pixel_on_one_device_pixel(make_server
         shot = png_rgb(await page.screenshot())
         left, top = round(box["x"] * 2), round(box["y"] * 2)
         shown = rgb_luma(shot[top : top + 360, left : left + 640])
-        source = server.app[REGISTRY].get("default").capture._source
+        source = server.app[REGISTRY].get("default").capture._thread.source
         assert isinstance(source, SyntheticSource)
         expected = rgb_luma(np.ascontiguousarray(source.pixels[:, :, 2::-1]))
         quality = psnr(shown, expected, stamp_rows(640))

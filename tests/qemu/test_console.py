@@ -91,7 +91,7 @@ async def test_a_display_qemu_disables_shows_no_signal(vm: Vm, bus: Bus, make_se
         await asyncio.to_thread(vm.qmp, "stop")
         await asyncio.to_thread(place_text_cursor, vm, 80 * 25)
         await asyncio.sleep(0.5)  # the Updates QEMU sent before go first
-        source = server.app[REGISTRY].get("default").capture._source
+        source = server.app[REGISTRY].get("default").capture._thread.source
         disable = Message(path="/org/qemu/Display1/Listener", interface=LISTENER, member="Disable", serial=1)
         assert source.listener.on_call(disable).message_type is MessageType.METHOD_RETURN
         await shows(page, "no_signal", "no signal", "The guest turned its display off")
