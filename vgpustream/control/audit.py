@@ -271,14 +271,10 @@ class AuditLog:
 class AuditedViewer(Protocol):
     """What the audit trail records of a viewer that joins (a seat has it; the audit knows no seat)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def token_id(self) -> str | None: ...
-    @property
-    def role(self) -> str: ...
-    @property
-    def transport(self) -> str: ...
+    id: str
+    token_id: str | None
+    role: str
+    transport: str
 
 
 class ViewerAudit:
