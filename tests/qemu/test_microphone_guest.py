@@ -39,7 +39,7 @@ FAKE_MICROPHONE = (
 )
 PAGE_ONSETS = """async (seconds) => {
   // when the console's own microphone track starts each burst, by the page's clock (Date.now(), the host's)
-  const track = window.vgpustream.input.microphone.track;
+  const track = window.vgpustream.microphone.track;
   const context = new AudioContext();
   const analyser = context.createAnalyser();
   analyser.fftSize = 256;
