@@ -46,14 +46,15 @@ Connector = Callable[[], Awaitable[tuple[MessageBus, bool]]]
 class _Attachment:
     """One registration with QEMU: the connection, the console's path, and the listener's socket."""
 
-    def __init__(self, bus: MessageBus, peer: bool, listener: PeerBus, console: str, absolute: bool) -> None:
+    def __init__(self, bus: MessageBus, peer: bool, listener_socket: PeerBus, console: str, absolute: bool) -> None:
         self.display = Display(bus, peer)
-        self.listener = listener
+        self.listener_socket = listener_socket
+        """The peer connection QEMU calls our Listener on; it closes when QEMU goes."""
         self.console = console
         self.absolute = absolute
 
     def close(self) -> None:
-        self.listener.disconnect()
+        self.listener_socket.disconnect()
         self.display.bus.disconnect()
 
 
@@ -223,8 +224,8 @@ class QemuDisplaySource(Source):
         def register(fd: int) -> Awaitable[list[Any]]:
             return display.call(self.console, CONSOLE, "RegisterListener", "h", [0], unix_fds=[fd])
 
-        listener = await peer_connection(register, "attach a listener", self.listener.on_call)
-        return _Attachment(bus, peer, listener, self.console, bool(mouse.get("IsAbsolute", False)))
+        socket = await peer_connection(register, "attach a listener", self.listener.on_call)
+        return _Attachment(bus, peer, socket, self.console, bool(mouse.get("IsAbsolute", False)))
 
     async def _detach(self) -> None:
         attachment, self._attachment = self._attachment, None
@@ -240,7 +241,7 @@ class QemuDisplaySource(Source):
         while True:
             attachment = self._attachment
             assert attachment is not None
-            gone = asyncio.ensure_future(attachment.listener.wait_for_disconnect())
+            gone = asyncio.ensure_future(attachment.listener_socket.wait_for_disconnect())
             resize = asyncio.ensure_future(self._reattach.wait())
             await asyncio.wait((gone, resize), return_when=asyncio.FIRST_COMPLETED)
             lost = gone.done()
