@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import OPERATOR
 from tests.pictures import psnr
+from vgpustream.media.stamp import luma
 from vgpustream.sources.common import placeholder
-from vgpustream.stamp import luma
 from vgpustream.testing.receiver import WhepReceiver
 
 

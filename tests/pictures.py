@@ -5,8 +5,8 @@ from __future__ import annotations
 import av
 import numpy as np
 
+from vgpustream.media.stamp import luma
 from vgpustream.sources.synthetic import TextPage
-from vgpustream.stamp import luma
 
 
 def synthetic_luma(page: TextPage, number: int) -> np.ndarray:

@@ -15,8 +15,8 @@ import av
 import numpy as np
 import pytest
 
-from vgpustream.sound import SAMPLE_RATE
-from vgpustream.stamp import Stamp, read_frame_stamp
+from vgpustream.media.sound import SAMPLE_RATE
+from vgpustream.media.stamp import Stamp, read_frame_stamp
 
 needs_ffprobe = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffprobe (Debian's ffmpeg)")
 

@@ -10,7 +10,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import AudioStreamTrack
 
-from vgpustream.sound import SAMPLE_RATE
+from vgpustream.media.sound import SAMPLE_RATE
 from vgpustream.testing.receiver import WhepReceiver
 
 TONE_HZ = 440.0

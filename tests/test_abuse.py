@@ -11,11 +11,12 @@ from aiortc.sdp import SessionDescription
 
 from tests.conftest import wait_for
 from tests.test_lifecycle import settle, within
-from vgpustream import compat, viewer
+from vgpustream import compat
 from vgpustream.api import whep
 from vgpustream.api.state import REGISTRY
 from vgpustream.testing.hostile import spoiled_offers
 from vgpustream.testing.receiver import an_offer, local_peer
+from vgpustream.transports import webrtc
 
 SDP = {"Content-Type": "application/sdp"}
 
@@ -52,7 +53,7 @@ async def test_hostile_offers_are_invalid_offer_400(make_server, http, viewers, 
 async def test_offers_aiortc_fails_on_are_400_and_release_the_viewer(make_server, http, monkeypatch):
     """With the up-front check out of the way, aiortc itself fails on these: still 400, nothing left."""
     monkeypatch.setattr(whep, "check_offer", SessionDescription.parse)
-    monkeypatch.setattr(viewer, "check_offer", SessionDescription.parse)
+    monkeypatch.setattr(webrtc, "check_offer", SessionDescription.parse)
     server = await make_server(source="synthetic:320x240@30", max_viewers=2)
     session = server.app[REGISTRY].get("default")
     offer = await an_offer()

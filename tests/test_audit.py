@@ -15,8 +15,8 @@ from aiohttp import web
 from tests.conftest import wait_for
 from tests.recordings import start, stop
 from vgpustream.api.state import AUDIT, REGISTRY
-from vgpustream.audit import FORGET_BATCH, AuditLog
 from vgpustream.cli import main
+from vgpustream.control.audit import FORGET_BATCH, AuditLog
 from vgpustream.testing.server import free_port
 
 EVENTS = "/api/v1/events"

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from vgpustream.api.state import REGISTRY
-from vgpustream.auth import MAX_TOKEN_LENGTH
+from vgpustream.control.auth import MAX_TOKEN_LENGTH
 from vgpustream.testing.receiver import WhepError, WhepReceiver, an_offer
 
 

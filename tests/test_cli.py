@@ -9,7 +9,7 @@ import sys
 import av
 
 from tests.served import ROOT, serve
-from vgpustream.stamp import read_frame_stamp
+from vgpustream.media.stamp import read_frame_stamp
 
 
 def vgpustream(*args: str) -> subprocess.CompletedProcess[str]:

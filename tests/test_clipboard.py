@@ -7,8 +7,9 @@ import sqlite3
 
 import pytest
 
-from vgpustream.auth import Grant
-from vgpustream.clipboard import (
+from vgpustream.control.auth import Grant
+from vgpustream.control.store import MIGRATIONS, Store
+from vgpustream.input.clipboard import (
     MAX_MESSAGE_BYTES,
     MAX_TEXT_BYTES,
     PART_CHARS,
@@ -19,8 +20,7 @@ from vgpustream.clipboard import (
     messages,
     parse_part,
 )
-from vgpustream.input import InvalidInput
-from vgpustream.store import MIGRATIONS, Store
+from vgpustream.input.events import InvalidInput
 
 
 def test_a_long_text_travels_in_parts_that_each_fit_a_data_channel_message_and_come_back_whole():

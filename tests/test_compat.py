@@ -31,8 +31,8 @@ from OpenSSL import SSL
 from tests.conftest import wait_for
 from vgpustream import compat
 from vgpustream.api.state import REGISTRY
-from vgpustream.congestion import TICK
 from vgpustream.errors import VgpuStreamError
+from vgpustream.transports.congestion import TICK
 
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"

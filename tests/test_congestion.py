@@ -1,4 +1,4 @@
-"""What a viewer's transport-cc feedback says of its link (vgpustream.congestion): its messages read as the
+"""What a viewer's transport-cc feedback says of its link (vgpustream.transports.congestion): its messages read as the
 draft specifies, the rate a bottleneck carries, and an overrun told from a stall."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from vgpustream.congestion import (
+from vgpustream.transports.congestion import (
     MAX_STATUSES,
     QUEUE_LIMIT,
     TICK,

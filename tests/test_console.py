@@ -15,10 +15,10 @@ from tests.test_operations import metric_value
 from vgpustream.api.state import REGISTRY
 from vgpustream.bench.latency import READ_STAMPS, RECORD_DELAY_REPORTS
 from vgpustream.compat import PLAYOUT_DELAY
+from vgpustream.media.stamp import luma, read_stamp
 from vgpustream.sources.desktop import Desktop, Terminal
 from vgpustream.sources.font import text_ink
 from vgpustream.sources.synthetic import POINTER_IDLE
-from vgpustream.stamp import luma, read_stamp
 from vgpustream.testing.netem import LossyLink
 
 pytestmark = pytest.mark.browser

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vgpustream.convert import LIBYUV, RING, FrameConverter
-from vgpustream.formats import PIXEL_FORMATS, fourcc_code
+from vgpustream.capture.convert import LIBYUV, RING, FrameConverter
+from vgpustream.media.formats import PIXEL_FORMATS, fourcc_code
+from vgpustream.media.stamp import luma
 from vgpustream.sources.base import Frame, Rect
 from vgpustream.sources.desktop import Desktop
 from vgpustream.sources.pattern import ViewerInput
-from vgpustream.stamp import luma
 
 
 def picture(width: int, height: int, bytes_per_pixel: int) -> np.ndarray:

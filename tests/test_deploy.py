@@ -26,10 +26,10 @@ import yaml
 from kubernetes_validate.utils import schema_contents
 
 from vgpustream.gateway.settings import GatewaySettings
-from vgpustream.iceservers import IceServers
 from vgpustream.settings import add_arguments, env_name, load_settings
 from vgpustream.testing.server import free_port, serve
 from vgpustream.testing.server import gateway as gateway_process
+from vgpustream.transports.iceservers import IceServers
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from vgpustream.capture.pipeline import FramePipeline
-from vgpustream.encoder import EncoderSettings
-from vgpustream.input import KeyEvent, PointerEvent
+from vgpustream.input.events import KeyEvent, PointerEvent
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.stamp import read_stamp, stamp_rows
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Rect
 from vgpustream.sources.desktop import DRAG_EVERY, DRAG_TAKES, PROMPT, TITLE_FOCUSED, TITLE_UNFOCUSED, Desktop
 from vgpustream.sources.font import text_ink
 from vgpustream.sources.pattern import ViewerInput
 from vgpustream.sources.synthetic import SyntheticSource
-from vgpustream.stamp import read_stamp, stamp_rows
 
 FPS = 30
 

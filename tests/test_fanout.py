@@ -13,9 +13,9 @@ import av
 
 from tests.conftest import OPERATOR_TOKEN
 from vgpustream.api.state import REGISTRY
+from vgpustream.audience.fanout import PacketQueue, QueueClosed
 from vgpustream.capture.pipeline import FramePipeline
-from vgpustream.encoder import EncoderSettings
-from vgpustream.fanout import PacketQueue, QueueClosed
+from vgpustream.media.encoder import EncoderSettings
 from vgpustream.sources.synthetic import SyntheticSource
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,8 +24,8 @@ from tests import conftest
 from tests.conftest import OPERATOR
 from tests.served import ROOT, serve
 from vgpustream.api.app import create_app
+from vgpustream.control.store import SessionSpec, Store
 from vgpustream.settings import Settings
-from vgpustream.store import SessionSpec, Store
 from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.testing.server import free_port
 

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.firefox import in_firefox
 from vgpustream.api.state import REGISTRY
-from vgpustream.renditions import TOP, Rendition
+from vgpustream.media.renditions import TOP, Rendition
 
 pytestmark = pytest.mark.browser
 

@@ -32,10 +32,10 @@ from tests.test_console import console_page
 from tests.test_lifecycle import open_fds, settle, within
 from tests.test_operations import metric_value
 from vgpustream.compat import TURN_DELETE_TIMEOUT
-from vgpustream.iceservers import rest_credential
 from vgpustream.testing.chromium import CHROMIUM
 from vgpustream.testing.receiver import an_offer
 from vgpustream.testing.server import free_port
+from vgpustream.transports.iceservers import rest_credential
 
 DEAD_TURN_POSTS = 7
 POST_BOUND_MS = 100
@@ -97,7 +97,7 @@ async def silent_tcp() -> AsyncIterator[int]:
 @pytest.mark.browser
 @pytest.mark.parametrize("kind", ["TURN, nothing answers (UDP)", "TURN, accepts TCP, never speaks", "STUN"])
 async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, http, anonymous, silent_tcp, caplog):
-    caplog.set_level(logging.INFO, logger="vgpustream.relays")
+    caplog.set_level(logging.INFO, logger="vgpustream.transports.relays")
     url = {
         "TURN, nothing answers (UDP)": f"turn:127.0.0.1:{free_port()}",
         "TURN, accepts TCP, never speaks": f"turn:127.0.0.1:{silent_tcp}?transport=tcp",
@@ -111,7 +111,7 @@ async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, 
     # the operator sees it: /readyz (still ready: viewers are served without it) and /metrics
     health = await ice_server_health(http, server, "down")
     assert health["url"] == url and health["failures"] >= 1, health
-    said = [r.getMessage() for r in caplog.records if r.name == "vgpustream.relays"]
+    said = [r.getMessage() for r in caplog.records if r.name == "vgpustream.transports.relays"]
     assert len(said) == 1 and "does not answer" in said[0], "once per change, not per viewer"
     assert health["last_allocation"] is None and health["error"]
     async with anonymous.get(server.make_url("/readyz")) as response:
@@ -126,7 +126,7 @@ async def test_a_dead_stun_or_turn_server_holds_up_no_viewer(kind, make_server, 
 async def test_relay_candidates_come_from_a_warm_allocation(
     transport, make_server, http, anonymous, tmp_path, turn_secret, caplog
 ):
-    caplog.set_level(logging.INFO, logger="vgpustream.relays")
+    caplog.set_level(logging.INFO, logger="vgpustream.transports.relays")
     port = free_port()
     url = f"turn:127.0.0.1:{port}?transport={transport}"
     with coturn(tmp_path, "127.0.0.1", port):
@@ -139,7 +139,7 @@ async def test_relay_candidates_come_from_a_warm_allocation(
             relayed.append(has_relay_candidate(answer))
         assert relayed == [True, True, True]
         await server.close()  # while coturn is there to take its allocations back
-    assert sum("answers" in r.getMessage() for r in caplog.records if r.name == "vgpustream.relays") == 1
+    assert sum("answers" in r.getMessage() for r in caplog.records if r.name == "vgpustream.transports.relays") == 1
 
 
 async def test_a_stun_server_that_answers_is_asked_for_viewers(make_server, http, anonymous, tmp_path):

@@ -11,8 +11,8 @@ import numpy as np
 
 from tests.pictures import psnr
 from vgpustream.api.state import REGISTRY
+from vgpustream.media.stamp import luma, stamp_rows
 from vgpustream.sources.synthetic import TextPage
-from vgpustream.stamp import luma, stamp_rows
 from vgpustream.testing.server import serve
 
 THUMBNAIL = "/api/v1/sessions/default/thumbnail"
@@ -48,7 +48,7 @@ async def test_an_unwatched_session_encodes_nothing_until_a_viewer_comes(make_se
     assert stats.frames_encoded == 0, "nobody watches: nothing is encoded"
     assert 2 <= stats.frames_captured <= 10, f"sampled at 4/s, not at 30: {stats.frames_captured} in 1.5 s"
 
-    posted = session.capture._source.frame_number()  # the synthetic picture's number, from its clock
+    posted = session.capture._thread.source.frame_number()  # the synthetic picture's number, from its clock
     viewer = await viewers(server)
     frame = await viewer.next_frame()
     assert frame.stamp is not None, "the first viewer decodes the source's picture"

@@ -17,13 +17,13 @@ from tests import conftest
 from tests.browser import chromium
 from tests.test_auth import issue
 from vgpustream.api.state import REGISTRY
-from vgpustream.audience import JOIN_MAX_AGE, REPLAY_LIMIT, Audience, JoinReplay
-from vgpustream.auth import Grant
+from vgpustream.audience.audience import JOIN_MAX_AGE, REPLAY_LIMIT, Audience, JoinReplay
+from vgpustream.audience.seat import Seat
 from vgpustream.bench.latency import join_phase
 from vgpustream.capture.pipeline import Encoded
-from vgpustream.encoder import EncoderSettings
-from vgpustream.renditions import TOP
-from vgpustream.seat import Seat
+from vgpustream.control.auth import Grant
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.renditions import TOP
 
 
 def packet(captured_at: float, keyframe: bool = False) -> av.Packet:

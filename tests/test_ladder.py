@@ -1,5 +1,5 @@
 """A viewer on a thin link steps down a rung of its codec (the same size, a lower bitrate and frame rate:
-vgpustream.encoder.RUNGS), and back up once its link carries more (vgpustream.ladder)."""
+vgpustream.media.encoder.RUNGS), and back up once its link carries more (vgpustream.audience.ladder)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import pytest
 from tests.browser import chromium
 from tests.conftest import OPERATOR_TOKEN, wait_for
 from vgpustream.api.state import REGISTRY
-from vgpustream.bench.capped import Console
-from vgpustream.encoder import EncoderSettings
-from vgpustream.ladder import (
+from vgpustream.audience.ladder import (
     FIT_AFTER,
     MAX_UP_AFTER,
     PROBE_WINDOW,
@@ -23,11 +21,13 @@ from vgpustream.ladder import (
     Estimates,
     RungPolicy,
 )
-from vgpustream.renditions import RUNGS, TOP, Rendition
+from vgpustream.bench.capped import Console
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.renditions import RUNGS, TOP, Rendition
 from vgpustream.testing.netem import LossyLink, SlowTcpLink
 from vgpustream.testing.receiver import an_offer
 from vgpustream.testing.wsreceiver import WebSocketReceiver
-from vgpustream.viewer import LINK_WINDOW
+from vgpustream.transports.webrtc import LINK_WINDOW
 
 
 def test_a_poor_link_steps_down_at_once_and_a_good_one_up_after_a_while():
@@ -80,8 +80,8 @@ def test_a_probe_that_fails_doubles_the_wait_before_the_next():
 @pytest.mark.browser
 async def test_a_capped_console_steps_down_at_once_while_the_other_keeps_the_top_and_comes_back_up(make_server, http):
     """Two Chromium consoles; one link narrows under the running stream: that console is on a rung that fits
-    within 5 s (its transport-cc feedback shows the link's rate: vgpustream.congestion) and plays on, the other
-    keeps the top rung; when the link widens again the capped one is back on the top within seconds, with no
+    within 5 s (its transport-cc feedback shows the link's rate: vgpustream.transports.congestion) and plays on,
+    the other keeps the top rung; when the link widens again the capped one is back on the top within seconds, with no
     blind probe. (aiortc's receiver is no stand-in here: it sends no transport-cc feedback, and through a link
     its stream overruns it shows no picture for tens of seconds.)"""
     server = await make_server(source="synthetic:640x360@30?pattern=text", bitrate=2_000_000)

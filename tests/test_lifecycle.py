@@ -12,7 +12,7 @@ from tests.conftest import OPERATOR
 from tests.served import serve
 from vgpustream.api.app import BACKGROUND_THREADS
 from vgpustream.api.state import REGISTRY
-from vgpustream.input import ResizeEvent
+from vgpustream.input.events import ResizeEvent
 from vgpustream.testing import server
 from vgpustream.testing.receiver import WhepReceiver
 

@@ -1,4 +1,4 @@
-"""The session's microphone buffer (vgpustream.microphone.MicrophoneIn): what the guest reads, without QEMU."""
+"""The session's microphone buffer (vgpustream.input.microphone.MicrophoneIn): what the guest reads, without QEMU."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import av
 import numpy as np
 
-from vgpustream.microphone import BUFFER_S, STARVED_S, MicrophoneIn, PcmFormat
+from vgpustream.input.microphone import BUFFER_S, STARVED_S, MicrophoneIn, PcmFormat
 
 QEMU_PCM = PcmFormat(44_100, 2, np.dtype("<i2"))
 """What QEMU 7.2's D-Bus audio announces for the guest's input: 44.1 kHz, 16-bit stereo."""

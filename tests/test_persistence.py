@@ -8,7 +8,7 @@ import aiohttp
 
 from tests.conftest import OPERATOR
 from tests.served import serve
-from vgpustream.store import MIGRATIONS, Store
+from vgpustream.control.store import MIGRATIONS, Store
 from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.testing.server import free_port
 

@@ -14,14 +14,15 @@ import pytest
 from dbus_fast import Message
 
 from vgpustream.errors import InvalidSourceUrl
-from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, fourcc_code, pixel_format
-from vgpustream.input import KeyEvent, MotionEvent, PointerEvent, WheelEvent
+from vgpustream.input.events import KeyEvent, MotionEvent, PointerEvent, WheelEvent
+from vgpustream.media.formats import DRM_FORMAT_MOD_LINEAR, fourcc_code, pixel_format
 from vgpustream.sources import create_source
 from vgpustream.sources.base import PlaneInfo, Rect
 from vgpustream.sources.common.dmabuf import Mapping
 from vgpustream.sources.common.qemu_input import QNUM, QemuInput
 from vgpustream.sources.qemu.framebuffer import MAX_DAMAGE
-from vgpustream.sources.qemu.source import QemuDisplaySource, _DmabufPlane
+from vgpustream.sources.qemu.listener import DmabufPlane
+from vgpustream.sources.qemu.source import QemuDisplaySource
 
 XRGB = 0x20020888  # PIXMAN_x8r8g8b8
 
@@ -46,20 +47,20 @@ def call(member: str, signature: str, body: list, listener: str = "Listener") ->
 async def source() -> QemuDisplaySource:
     source = QemuDisplaySource(never_connects, max_edge=4096)
     picture = np.arange(64 * 32 * 4, dtype=np.uint32).astype(np.uint8).tobytes()
-    reply = source._on_listener_call(call("Scanout", "uuuuay", [64, 32, 256, XRGB, picture]))
+    reply = source.listener.on_call(call("Scanout", "uuuuay", [64, 32, 256, XRGB, picture]))
     assert reply.error_name is None
     return source
 
 
 def test_scanout_and_updates_rebuild_the_picture_and_are_its_damage(source):
-    first = source.framebuffer.take()
+    first = source.listener.framebuffer.take()
     assert (first.width, first.height) == (64, 32) and first.damage is None, "a Scanout: all of it is new"
     before = first.pixels.copy()
-    assert source.framebuffer.take() is None, "nothing changed since"
+    assert source.listener.framebuffer.take() is None, "nothing changed since"
     patch = bytes([200, 100, 50, 0]) * 4 * 3  # 4x3 pixels, stride 16
     for x in (10, 40):
-        assert source._on_listener_call(call("Update", "iiiiuuay", [x, 5, 4, 3, 16, XRGB, patch])).error_name is None
-    second = source.framebuffer.take()
+        assert source.listener.on_call(call("Update", "iiiiuuay", [x, 5, 4, 3, 16, XRGB, patch])).error_name is None
+    second = source.listener.framebuffer.take()
     assert second.damage == (Rect(10, 5, 4, 3), Rect(40, 5, 4, 3))
     assert np.all(second.pixels[5:8, 10:14] == [200, 100, 50, 0]) and np.all(
         second.pixels[5:8, 40:44] == [200, 100, 50, 0]
@@ -70,11 +71,11 @@ def test_scanout_and_updates_rebuild_the_picture_and_are_its_damage(source):
 
 
 def test_past_max_damage_updates_the_whole_picture_counts_as_changed(source):
-    source.framebuffer.take()
+    source.listener.framebuffer.take()
     patch = bytes([1, 2, 3, 0])
     for n in range(MAX_DAMAGE + 1):
-        source._on_listener_call(call("Update", "iiiiuuay", [n % 64, n // 64, 1, 1, 4, XRGB, patch]))
-    frame = source.framebuffer.take()
+        source.listener.on_call(call("Update", "iiiiuuay", [n % 64, n // 64, 1, 1, 4, XRGB, patch]))
+    frame = source.listener.framebuffer.take()
     assert frame.damage is None and np.all(frame.pixels[0, :, :3] == [1, 2, 3])
 
 
@@ -83,7 +84,9 @@ def dmabuf_scanout(source: QemuDisplaySource, y0_top: bool) -> np.ndarray:
     real dma-buf path is tests/vfio/test_qemu_dmabuf.py); returns the buffer's pixels to draw into."""
     buffer = mmap.mmap(-1, 64 * 32 * 4)
     plane = PlaneInfo(fourcc_code("XR24"), DRM_FORMAT_MOD_LINEAR, 64, 32, 256, 64 * 32 * 4)
-    source._set_dmabuf(_DmabufPlane(Mapping(buffer, len(buffer), None), plane, pixel_format(plane.fourcc), y0_top, 0))
+    source.listener.set_dmabuf(
+        DmabufPlane(Mapping(buffer, len(buffer), None), plane, pixel_format(plane.fourcc), y0_top, 0)
+    )
     source._attachment = object()  # as if attached: the listener's calls are all these tests need
     return np.frombuffer(buffer, dtype=np.uint8).reshape(32, 64, 4)
 
@@ -93,7 +96,7 @@ def test_update_dmabuf_rectangles_are_the_damage_of_a_top_down_scanout(source):
     assert source.next_frame().damage is None, "a new scanout: all of it is new"
     for x, y, width, height in ((10, 5, 4, 3), (60, 30, 10, 10)):
         pixels[y : y + height, x : x + width] = 255
-        assert source._on_listener_call(call("UpdateDMABUF", "iiii", [x, y, width, height])).error_name is None
+        assert source.listener.on_call(call("UpdateDMABUF", "iiii", [x, y, width, height])).error_name is None
     frame = source.next_frame()
     assert frame.damage == (Rect(10, 5, 4, 3), Rect(60, 30, 4, 2)), "off the picture: clipped"
     assert np.array_equal(frame.pixels, pixels)
@@ -104,14 +107,14 @@ def test_update_dmabuf_damages_all_of_a_bottom_up_scanout_or_past_max_damage(sou
     pixels = dmabuf_scanout(source, y0_top=False)
     source.next_frame()
     pixels[0, 0] = 255
-    source._on_listener_call(call("UpdateDMABUF", "iiii", [0, 0, 1, 1]))
+    source.listener.on_call(call("UpdateDMABUF", "iiii", [0, 0, 1, 1]))
     assert source.next_frame().damage is None, "which way up its rectangles are, QEMU does not say"
     del pixels  # its buffer is closed when the next scanout replaces it
     pixels = dmabuf_scanout(source, y0_top=True)
     source.next_frame()
     for n in range(MAX_DAMAGE + 1):
         pixels[n // 64, n % 64] = 7
-        source._on_listener_call(call("UpdateDMABUF", "iiii", [n % 64, n // 64, 1, 1]))
+        source.listener.on_call(call("UpdateDMABUF", "iiii", [n % 64, n // 64, 1, 1]))
     assert source.next_frame().damage is None
 
 
@@ -131,25 +134,25 @@ def test_update_dmabuf_damages_all_of_a_bottom_up_scanout_or_past_max_damage(sou
     ids=["huge", "short-stride", "short-data", "format", "short-update", "huge-cursor", "cursor-data", "sig", "no-fd"],
 )
 def test_hostile_listener_calls_get_an_error_reply_and_change_nothing(source, member, signature, body, message):
-    before = source.framebuffer.pixels.copy()
-    reply = source._on_listener_call(call(member, signature, body))
+    before = source.listener.framebuffer.pixels.copy()
+    reply = source.listener.on_call(call(member, signature, body))
     assert reply.error_name == "org.qemu.Display1.Error.Invalid"
     assert message in reply.body[0]
-    assert source.rejected == 1
-    assert np.array_equal(source.framebuffer.pixels, before), "the picture survived"
+    assert source.listener.rejected == 1
+    assert np.array_equal(source.listener.framebuffer.pixels, before), "the picture survived"
 
 
 def test_an_update_outside_the_picture_asks_for_a_new_scanout(source):
     """QEMU 7.2 sends no Scanout when the guest changes mode; an Update that does not fit tells."""
     assert not source._reattach.is_set()
-    reply = source._on_listener_call(call("Update", "iiiiuuay", [60, 0, 16, 1, 64, XRGB, b"\0" * 64]))
+    reply = source.listener.on_call(call("Update", "iiiiuuay", [60, 0, 16, 1, 64, XRGB, b"\0" * 64]))
     assert reply.error_name is None and source._reattach.is_set()
 
 
 def test_disable_means_no_signal_and_unknown_methods_are_refused(source):
-    source._on_listener_call(call("Disable", "", []))
-    assert source.framebuffer.pixels is None and source._disabled
-    assert source._on_listener_call(call("Explode", "", [])) is None, "left to dbus-fast: UnknownMethod"
+    source.listener.on_call(call("Disable", "", []))
+    assert source.listener.framebuffer.pixels is None and source.listener.disabled
+    assert source.listener.on_call(call("Explode", "", [])) is None, "left to dbus-fast: UnknownMethod"
 
 
 def text_row(width: int, height: int, top: int, left: int, columns: int, ink: int = 0xAA) -> bytes:
@@ -174,10 +177,10 @@ def text_row(width: int, height: int, top: int, left: int, columns: int, ink: in
 def test_qemus_placeholder_for_a_head_the_guest_has_not_set_up_is_told_from_a_picture(source, picture, placeholder):
     """The source shows NO SIGNAL while the head shows QEMU's placeholder (tests/qemu/test_heads.py: a real one)."""
     width, height = (1024, 768) if len(picture) == 1024 * 768 * 4 else (640, 480)
-    source._on_listener_call(call("Scanout", "uuuuay", [width, height, width * 4, XRGB, picture]))
-    assert source._placeholder is placeholder
-    source._on_listener_call(call("Update", "iiiiuuay", [0, 0, 1, 1, 4, XRGB, bytes(4)]))
-    assert not source._placeholder, "the guest draws: its picture"
+    source.listener.on_call(call("Scanout", "uuuuay", [width, height, width * 4, XRGB, picture]))
+    assert source.listener.placeholder is placeholder
+    source.listener.on_call(call("Update", "iiiiuuay", [0, 0, 1, 1, 4, XRGB, bytes(4)]))
+    assert not source.listener.placeholder, "the guest draws: its picture"
 
 
 STANDARD_104 = (

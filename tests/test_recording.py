@@ -24,7 +24,7 @@ from tests.recordings import (
 from vgpustream.api.recordings import LINK_SECONDS, LINKS
 from vgpustream.api.state import REGISTRY
 from vgpustream.errors import VgpuStreamError
-from vgpustream.input import PointerEvent, ResizeEvent
+from vgpustream.input.events import PointerEvent, ResizeEvent
 from vgpustream.recording import library
 from vgpustream.recording.recorder import RecordingInfo, RecordingState
 from vgpustream.settings import Settings

@@ -10,7 +10,7 @@ import pytest
 from tests.browser import chromium, png_rgb, rgb_luma
 from tests.conftest import OPERATOR_TOKEN
 from tests.recordings import record, recorded_server, start, stop
-from vgpustream.stamp import read_stamp
+from vgpustream.media.stamp import read_stamp
 
 pytestmark = pytest.mark.browser
 

@@ -27,9 +27,9 @@ from tests.sounds import TONE_HZ, peak_hz
 from tests.test_fanout import encoded_packets
 from tests.test_sound import feed, tone
 from vgpustream.api.state import REGISTRY
-from vgpustream.encoder import TIME_BASE
+from vgpustream.media.encoder import TIME_BASE
+from vgpustream.media.sound import SAMPLE_RATE, SoundEncoder
 from vgpustream.recording.writer import SOUND, VIDEO, MuxerThread, Stamped
-from vgpustream.sound import SAMPLE_RATE, SoundEncoder
 from vgpustream.sources.tone import LEVEL
 
 TONE = "synthetic:320x240@30?tone=440"
@@ -83,7 +83,7 @@ async def test_sound_that_starts_after_the_recording_and_stops_again_is_in_sync_
     server = await make_server(source=TONE)
     base = str(server.make_url("/"))
     session = server.app[REGISTRY].get("default")
-    tone = session.capture._source._tone
+    tone = session.capture._thread.source._tone
     while not session.sound_available:  # the capture loop opens the source, which starts the tone
         await asyncio.sleep(0.01)
     await tone.stop()  # the guest is silent when the recording starts

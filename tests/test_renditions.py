@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.test_operations import metric_value
 from vgpustream.api.state import REGISTRY
-from vgpustream.renditions import TOP, Rendition
+from vgpustream.media.renditions import TOP, Rendition
 from vgpustream.testing.receiver import an_offer
 
 VP8 = Rendition("vp8")

@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import OPERATOR
 from tests.served import ROOT
-from vgpustream.input import InvalidInput, ResizeEvent, parse_input
-from vgpustream.resize import Resizer, physical_size_mm
+from vgpustream.input.events import InvalidInput, ResizeEvent, parse_input
+from vgpustream.input.resize import Resizer, physical_size_mm
 
 RESIZABLE = "synthetic:640x360@30?resize=1"
 

@@ -14,8 +14,8 @@ from tests.pictures import psnr
 from tests.test_console import console_page
 from tests.test_resize import stats
 from vgpustream.api.state import REGISTRY
+from vgpustream.media.stamp import stamp_rows
 from vgpustream.sources.synthetic import SyntheticSource
-from vgpustream.stamp import stamp_rows
 
 pytestmark = pytest.mark.browser
 
@@ -91,7 +91,7 @@ async def test_one_to_one_shows_each_guest_pixel_on_one_device_pixel(make_server
         shot = png_rgb(await page.screenshot())
         left, top = round(box["x"] * 2), round(box["y"] * 2)
         shown = rgb_luma(shot[top : top + 360, left : left + 640])
-        source = server.app[REGISTRY].get("default").capture._source
+        source = server.app[REGISTRY].get("default").capture._thread.source
         assert isinstance(source, SyntheticSource)
         expected = rgb_luma(np.ascontiguousarray(source.pixels[:, :, 2::-1]))
         quality = psnr(shown, expected, stamp_rows(640))

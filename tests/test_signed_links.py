@@ -20,10 +20,10 @@ from tests.conftest import test_settings as host_settings
 from tests.gateway_cluster import CONTROL_PLANE, GATEWAY_TOKEN, SOURCE
 from vgpustream.api.app import create_app
 from vgpustream.api.state import REGISTRY, STORE
+from vgpustream.control.signedtokens import SignedToken, TokenSigner
 from vgpustream.errors import VgpuStreamError
 from vgpustream.gateway.app import create_gateway
 from vgpustream.gateway.settings import GatewaySettings
-from vgpustream.signedtokens import SignedToken, TokenSigner
 from vgpustream.testing.wsreceiver import WebSocketReceiver, WebSocketRefused
 
 NODES = ("gpu-host-1", "gpu-host-2")

@@ -18,11 +18,11 @@ from tests.conftest import test_settings as settings_for_tests
 from tests.sounds import TONE_HZ, hear, peak_hz
 from tests.test_qemu_listener import call as listener_call
 from vgpustream.api.state import REGISTRY
+from vgpustream.control.store import SessionSpec, Store
 from vgpustream.errors import VgpuStreamError
+from vgpustream.media.sound import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE, Pcm, SoundEncoder, SoundOut
 from vgpustream.registry import SessionRegistry
-from vgpustream.sound import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE, Pcm, SoundEncoder, SoundOut
 from vgpustream.sources.qemu.audio import MAX_STREAMS, QemuAudioOut
-from vgpustream.store import SessionSpec, Store
 
 STREAM = 94_384_166_418_272  # an id as QEMU 7.2 gives them (a pointer)
 QEMU_FORMAT = [16, True, False, 44_100, 2, 4, 176_400, False]  # what QEMU 7.2 announces

@@ -10,9 +10,9 @@ import pytest
 from tests.pictures import psnr, synthetic_luma
 from vgpustream.api.state import REGISTRY
 from vgpustream.capture.pipeline import FramePipeline
-from vgpustream.encoder import EncoderSettings
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.stamp import luma, stamp_rows
 from vgpustream.sources.synthetic import SyntheticSource, TextPage
-from vgpustream.stamp import luma, stamp_rows
 
 SHARP_DB = 45.0  # luma PSNR of a picture whose fine text reads as the guest drew it
 

@@ -9,9 +9,9 @@ import pytest
 
 from tests.pictures import psnr, synthetic_luma
 from vgpustream.api.state import REGISTRY
-from vgpustream.audience import VIEWER_KEYFRAME_INTERVAL
+from vgpustream.audience.audience import VIEWER_KEYFRAME_INTERVAL
+from vgpustream.media.stamp import luma, stamp_rows
 from vgpustream.sources.synthetic import POINTER_IDLE, TextPage
-from vgpustream.stamp import luma, stamp_rows
 
 
 async def test_viewer_decodes_the_pattern(make_server, viewers):

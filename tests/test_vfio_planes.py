@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from vgpustream.errors import InvalidPlane, UnsupportedFormat
-from vgpustream.formats import fourcc_code
+from vgpustream.media.formats import fourcc_code
 from vgpustream.sources.base import PlaneInfo, SourceState
 from vgpustream.sources.common.dmabuf import check_plane
 from vgpustream.sources.common.tiling import I915_FORMAT_MOD_X_TILED, I915_FORMAT_MOD_Y_TILED, detile, tiled_size

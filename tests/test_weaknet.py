@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from tests.conftest import wait_for
 from vgpustream.api.state import REGISTRY
-from vgpustream.audience import VIEWER_KEYFRAME_INTERVAL
+from vgpustream.audience.audience import VIEWER_KEYFRAME_INTERVAL
 from vgpustream.testing.netem import LossyLink
 from vgpustream.testing.receiver import WhepReceiver
-from vgpustream.viewer import LINK_WINDOW, POOR_LOSS
+from vgpustream.transports.webrtc import LINK_WINDOW, POOR_LOSS
 
 
 async def test_a_lossy_viewer_gets_its_lost_packets_again(make_server, http):

@@ -14,7 +14,7 @@ from tests.test_auth import issue
 from tests.test_lifecycle import settle, within
 from vgpustream.api.state import AUDIT, REGISTRY
 from vgpustream.testing.wsreceiver import WebSocketReceiver, WebSocketRefused
-from vgpustream.websocket import PROTOCOL
+from vgpustream.transports.websocket import PROTOCOL
 
 
 async def ws_viewer(http, server, token: str | None) -> WebSocketReceiver:

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from tests.browser import chromium, png_rgb, rgb_luma
-from vgpustream.stamp import read_stamp
+from vgpustream.media.stamp import read_stamp
 
 pytestmark = pytest.mark.browser
 

@@ -16,15 +16,15 @@ from vgpustream import __version__
 from vgpustream.api.app import AccessLogger, create_app
 from vgpustream.api.state import AUDIT, AUTHORITY, SETTINGS
 from vgpustream.api.tokens import links
-from vgpustream.auth import operator_tokens
 from vgpustream.bench import add_bench_parser, run_bench
+from vgpustream.capture.oneshot import planes_json, write_snapshot
+from vgpustream.control.auth import operator_tokens
+from vgpustream.control.store import DatabaseUnusable
 from vgpustream.errors import VgpuStreamError
 from vgpustream.gateway.app import create_gateway
 from vgpustream.gateway.settings import GatewaySettings
 from vgpustream.registry import DEFAULT_SESSION
 from vgpustream.settings import DEFAULT_SOURCE, add_arguments, load_settings
-from vgpustream.snapshot import planes_json, write_snapshot
-from vgpustream.store import DatabaseUnusable
 
 SOURCE_HELP = (
     "source URL: synthetic:WxH@FPS, vfio:<mdev-uuid>, vfio-cdev:/dev/vfio/devices/N, qemu-dbus:<bus address>, "

@@ -52,7 +52,7 @@ stopped applying would show up only as a stream that never recovers from loss.
   them (`_refuse_unusable_candidates`).
 - aioice: gathering waits up to 5 s for STUN and TURN servers (`Connection.get_component_candidates`)
   and aiortc answers only after it, so a server that does not answer held up every viewer. `gather_within`
-  bounds that wait and takes relay candidates from vgpustream's warm allocations (`vgpustream.relays`)
+  bounds that wait and takes relay candidates from vgpustream's warm allocations (`vgpustream.transports.relays`)
   instead of a new allocation per viewer; `spare_protocol_factory` and `claim` make an allocation before
   any connection wants it and hand it to the one that does.
 - aioice: once ICE completes, the checks still in progress are cancelled and their pairs stay In-Progress
@@ -529,7 +529,7 @@ def _pass_on_estimates() -> None:
 
 class PacketLog(Protocol):
     """What numbers a viewer's video packets on its transport and reads its transport feedback
-    (vgpustream.congestion.PacketLog)."""
+    (vgpustream.transports.congestion.PacketLog)."""
 
     def number(self, size: int) -> int:
         """The transport-wide sequence number (16 bits) of a packet of `size` bytes sent now."""

@@ -12,9 +12,9 @@ from prometheus_client.registry import Collector
 
 from vgpustream.capture.stats import Histogram
 from vgpustream.registry import SessionRegistry
-from vgpustream.relays import IceServerWatch
 from vgpustream.session import Session
 from vgpustream.sources.base import SourceState
+from vgpustream.transports.relays import IceServerWatch
 
 PREFIX = "vgpustream_session"
 

@@ -6,11 +6,11 @@ import asyncio
 import re
 from collections.abc import Iterator
 
-from vgpustream.audit import AuditLog
+from vgpustream.control.audit import AuditLog
+from vgpustream.control.store import SessionSpec, Store
 from vgpustream.errors import Conflict, Full, NotFound, VgpuStreamError, bounded
 from vgpustream.session import Session
 from vgpustream.settings import Settings
-from vgpustream.store import SessionSpec, Store
 
 SESSION_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 DEFAULT_SESSION = "default"

@@ -7,19 +7,19 @@ from dataclasses import dataclass
 
 import av
 
-from vgpustream.audience import Audience
+from vgpustream.audience.audience import Audience
 from vgpustream.capture.loop import CaptureLoop
 from vgpustream.capture.pipeline import Encoded
+from vgpustream.control.store import SessionSpec
+from vgpustream.input.resize import Resizer
+from vgpustream.media.renditions import TOP, Rendition
+from vgpustream.media.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
+from vgpustream.media.sound import SoundEncoder, SoundStats
+from vgpustream.media.thumbnail import ThumbnailCache
 from vgpustream.recording.recorder import Recorders
-from vgpustream.renditions import TOP, Rendition
-from vgpustream.resize import Resizer
 from vgpustream.settings import ViewerRules
-from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
-from vgpustream.sound import SoundEncoder, SoundStats
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Cursor, SourceState
-from vgpustream.store import SessionSpec
-from vgpustream.thumbnail import ThumbnailCache
 
 
 @dataclass(frozen=True)

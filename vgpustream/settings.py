@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
-from vgpustream.api.proxies import Networks, trusted_networks
-from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import VgpuStreamError
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.proxies import Networks, trusted_networks
 
 RETENTION_INTERVAL = 3600.0
 """Seconds between two applications of a retention period (the recordings', the audit trail's); each is

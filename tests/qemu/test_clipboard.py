@@ -17,7 +17,7 @@ import pytest
 from tests.qemu.rig_guest import RigGuest
 from tests.test_console import console_page
 from vgpustream.api.state import REGISTRY
-from vgpustream.clipboard import MAX_TEXT_BYTES, PART_CHARS
+from vgpustream.input.clipboard import MAX_TEXT_BYTES, PART_CHARS
 from vgpustream.testing.qemu import wait_for
 
 GUEST_TEXT = "copied in the guest: ünïcödé ✓ 🐧"

@@ -12,7 +12,7 @@ from tests.conftest import OPERATOR, OPERATOR_TOKEN
 from tests.qemu.vm import Vm
 from tests.test_console import console_page, decoded_more_than
 from vgpustream.api.state import REGISTRY
-from vgpustream.sources.qemu.source import LISTENER
+from vgpustream.sources.qemu.listener import LISTENER
 from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus
 
 pytestmark = pytest.mark.browser
@@ -91,9 +91,9 @@ async def test_a_display_qemu_disables_shows_no_signal(vm: Vm, bus: Bus, make_se
         await asyncio.to_thread(vm.qmp, "stop")
         await asyncio.to_thread(place_text_cursor, vm, 80 * 25)
         await asyncio.sleep(0.5)  # the Updates QEMU sent before go first
-        source = server.app[REGISTRY].get("default").capture._source
+        source = server.app[REGISTRY].get("default").capture._thread.source
         disable = Message(path="/org/qemu/Display1/Listener", interface=LISTENER, member="Disable", serial=1)
-        assert source._on_listener_call(disable).message_type is MessageType.METHOD_RETURN
+        assert source.listener.on_call(disable).message_type is MessageType.METHOD_RETURN
         await shows(page, "no_signal", "no signal", "The guest turned its display off")
         assert (await api_state(server, http))["state"] == "no_signal"
         # the NO SIGNAL picture stays, for players that do not read the input channel

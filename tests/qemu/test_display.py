@@ -19,12 +19,12 @@ from tests.lost import session_state, viewer_sees, wait_state
 from tests.pictures import psnr, thumbnail_luma
 from tests.qemu.vm import Vm, bgrx_to_rgb
 from vgpustream.api.state import REGISTRY
-from vgpustream.formats import fourcc_code
-from vgpustream.input import KeyEvent
+from vgpustream.input.events import KeyEvent
+from vgpustream.media.formats import fourcc_code
+from vgpustream.media.stamp import luma
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source, SourceState
 from vgpustream.sources.common.qmp import QmpInput
-from vgpustream.stamp import luma
 from vgpustream.testing.qemu import BOOT_MENU, MENU_PROMPT, Bus, wait_for
 
 CTRL = 0x04  # BIOS keyboard flags: a Ctrl key is down
@@ -98,8 +98,8 @@ async def test_the_boot_mode_change_from_640x480_to_720x400_gives_the_exact_pict
 
         async def latest() -> np.ndarray:
             await asyncio.to_thread(source.next_frame)
-            assert source.framebuffer.pixels is not None
-            return bgrx_to_rgb(source.framebuffer.pixels)
+            assert source.listener.framebuffer.pixels is not None
+            return bgrx_to_rgb(source.listener.framebuffer.pixels)
 
         picture = await matches_screendump(vm, latest)
         assert picture.shape == (400, 720, 3) and source.state is SourceState.STREAMING
@@ -140,7 +140,7 @@ async def test_peer_to_peer_through_qmp_add_client(start_vm):
 
         async def latest() -> np.ndarray:
             await asyncio.to_thread(source.next_frame)
-            return bgrx_to_rgb(source.framebuffer.pixels)
+            return bgrx_to_rgb(source.listener.framebuffer.pixels)
 
         await matches_screendump(vm, latest)
         source.input_sink.send(KeyEvent("Escape", True))

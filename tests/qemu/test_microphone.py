@@ -18,10 +18,10 @@ from tests.sounds import ToneTrack, opus_packets
 from tests.test_auth import issue
 from tests.test_console_rough_edges import CONTROLS, assert_reachable_at_every_width
 from vgpustream.api.state import AUDIT, REGISTRY
-from vgpustream.microphone import MAX_PACKET_BYTES, MAX_PACKET_RATE
+from vgpustream.input.microphone import MAX_PACKET_BYTES, MAX_PACKET_RATE
 from vgpustream.testing.qemu import Bus, wait_for
 from vgpustream.testing.wsreceiver import WebSocketReceiver
-from vgpustream.websocket import HEADER, MICROPHONE
+from vgpustream.transports.websocket import HEADER, MICROPHONE
 
 SOUND_CARD = ("-audiodev", "dbus,id=snd0", "-device", "intel-hda", "-device", "hda-duplex,audiodev=snd0")
 """A sound card with an input (hda-duplex: line out and line in) on QEMU's D-Bus audio."""

@@ -21,7 +21,7 @@ from tests.qemu.rig_guest import RigGuest
 from tests.sounds import TONE_HZ, onsets, peak_hz, write_bursts
 from tests.test_auth import issue
 from vgpustream.api.state import AUDIT, REGISTRY
-from vgpustream.microphone import MicrophoneIn
+from vgpustream.input.microphone import MicrophoneIn
 from vgpustream.testing.qemu import wait_for
 
 RECORD_S = 400

@@ -20,7 +20,7 @@ from tests.recordings import download, ffprobe_streams, info, needs_ffprobe, rec
 from tests.sounds import TONE_HZ, hear, peak_hz
 from tests.test_console import console_page
 from vgpustream.api.state import REGISTRY
-from vgpustream.sound import SAMPLE_RATE
+from vgpustream.media.sound import SAMPLE_RATE
 from vgpustream.testing.qemu import wait_for
 
 PLAY_S = 240  # the guest plays this long; the tests take what they need of it

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from tests.vfio.mbochs import Mbochs, pattern
-from vgpustream.formats import DRM_FORMAT_XRGB8888
-from vgpustream.input import ResizeEvent
-from vgpustream.resize import check_display
+from vgpustream.input.events import ResizeEvent
+from vgpustream.input.resize import check_display
+from vgpustream.media.formats import DRM_FORMAT_XRGB8888
 from vgpustream.sources import create_source
 from vgpustream.sources.base import SourceState
 from vgpustream.sources.common.placeholder import no_signal

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from dbus_fast import Message
 
-from vgpustream.formats import fourcc_code
+from vgpustream.media.formats import fourcc_code
 from vgpustream.sources.base import SourceState
 from vgpustream.sources.qemu.source import QemuDisplaySource
 
@@ -94,7 +94,7 @@ async def test_a_scanout_dma_buf_is_read_exactly(vgem, y0_top):  # the source is
     fd, stride = dmabuf_with(vgem, picture)
     source = QemuDisplaySource(no_qemu)
     source._attachment = object()  # as if attached: the listener's calls are all this test needs
-    reply = source._on_listener_call(scanout_dmabuf(fd, 300, 200, stride, y0_top))
+    reply = source.listener.on_call(scanout_dmabuf(fd, 300, 200, stride, y0_top))
     assert reply.error_name is None, reply.body
     frame = source.next_frame()
     expected = picture if y0_top else picture[::-1]
@@ -104,16 +104,16 @@ async def test_a_scanout_dma_buf_is_read_exactly(vgem, y0_top):  # the source is
     assert source.next_frame() is None, "no UpdateDMABUF: nothing new"
     picture[50:60] = 255
     fd2, _ = dmabuf_with(vgem, picture)
-    source._on_listener_call(scanout_dmabuf(fd2, 300, 200, stride, True))
+    source.listener.on_call(scanout_dmabuf(fd2, 300, 200, stride, True))
     assert np.array_equal(source.next_frame().pixels, picture), "a new scanout replaces the buffer"
-    source._set_dmabuf(None)  # as Disable or a Scanout would
+    source.listener.set_dmabuf(None)  # as Disable or a Scanout would
     assert len(os.listdir("/proc/self/fd")) == open_fds, "every dma-buf handed over was closed"
 
 
 async def test_a_dma_buf_smaller_than_its_plane_is_refused(vgem):
     fd, stride = dmabuf_with(vgem, np.zeros((64, 64, 4), dtype=np.uint8))
     source = QemuDisplaySource(no_qemu)
-    reply = source._on_listener_call(scanout_dmabuf(fd, 64, 4096, stride, True))
+    reply = source.listener.on_call(scanout_dmabuf(fd, 64, 4096, stride, True))
     assert reply.error_name == "org.qemu.Display1.Error.Invalid"
     assert "exceeds its buffer" in reply.body[0]
     assert source.planes().primary is None

@@ -56,7 +56,7 @@ async def test_an_mdev_removed_mid_stream_is_let_go_and_streams_again_when_creat
     mbochs_uuid, make_server, http, viewers
 ):
     server = await make_server(source=f"vfio:{mbochs_uuid}")
-    source = server.app[REGISTRY].get("default").capture._source
+    source = server.app[REGISTRY].get("default").capture._thread.source
     first = await opened_device(source)
     draw(first, 800, 600, seed=1)  # not 640x480: the NO SIGNAL picture's size
     viewer = await viewers(server)

@@ -11,8 +11,8 @@ import pytest
 from tests.pictures import psnr, thumbnail_luma
 from tests.vfio.mbochs import Mbochs, pattern
 from tests.vfio.test_capture import serve_device_fd
+from vgpustream.media.stamp import luma
 from vgpustream.sources.vfio.device import VfioDevice
-from vgpustream.stamp import luma
 
 pytestmark = pytest.mark.vfio
 

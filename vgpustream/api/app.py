@@ -15,19 +15,19 @@ from vgpustream import compat
 from vgpustream.api import console, heads, openapi, operations, recordings, route, tokens, websocket
 from vgpustream.api.connections import SERVER, GuardedRequestHandler
 from vgpustream.api.errors import json_errors
-from vgpustream.api.proxies import client_addresses
 from vgpustream.api.routes import ROUTES
 from vgpustream.api.state import AUDIT, AUTHORITY, ICE_SERVERS, ICE_WATCH, LIMITER, REGISTRY, SETTINGS, STORE
-from vgpustream.audit import AuditLog, read_webhook_secret
-from vgpustream.auth import Authority, operator_tokens
-from vgpustream.iceservers import IceServers
+from vgpustream.control.audit import AuditLog, read_webhook_secret
+from vgpustream.control.auth import Authority, operator_tokens
+from vgpustream.control.signedtokens import TokenVerifier
+from vgpustream.control.store import Store
 from vgpustream.metrics import metrics_registry
+from vgpustream.proxies import client_addresses
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
-from vgpustream.relays import IceServerWatch
 from vgpustream.settings import ServiceSettings, Settings
-from vgpustream.signedtokens import TokenVerifier
-from vgpustream.store import Store
+from vgpustream.transports.iceservers import IceServers
+from vgpustream.transports.relays import IceServerWatch
 
 API_PREFIX = "/api/v1/"
 BACKGROUND_THREADS = 2

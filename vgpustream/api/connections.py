@@ -26,7 +26,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_server import Server
 
 from vgpustream.api.errors import error_response
-from vgpustream.api.proxies import Networks, is_trusted
+from vgpustream.proxies import Networks, is_trusted
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from vgpustream.api.schemas import MAX_NAME, json_response
 from vgpustream.api.sessions import session_body
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, base_url, rate_limit
 from vgpustream.api.tokens import links, token_fields
-from vgpustream.auth import OPERATOR
+from vgpustream.control.roles import OPERATOR
 from vgpustream.errors import NotFound
 from vgpustream.registry import SessionRegistry
 from vgpustream.session import Session

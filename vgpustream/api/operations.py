@@ -15,7 +15,7 @@ from vgpustream.api.answers import ERRORS, MALFORMED, json_answer
 from vgpustream.api.route import ANYONE, OPERATOR, TEXT, Route
 from vgpustream.api.schemas import Health, IceServerState, Readiness, json_response
 from vgpustream.api.state import AUTHORITY, ICE_WATCH, REGISTRY, SETTINGS, STORE
-from vgpustream.rfc3339 import timestamp
+from vgpustream.control.rfc3339 import timestamp
 from vgpustream.sources.base import SourceState
 
 METRICS = web.AppKey("metrics", CollectorRegistry)

@@ -18,10 +18,10 @@ from vgpustream.api.requests import read_json
 from vgpustream.api.route import INT, OPERATOR, TEXT, Route, json_body
 from vgpustream.api.schemas import Recording, RecordingCreate, RecordingList, given, json_response
 from vgpustream.api.state import AUDIT, REGISTRY, SETTINGS
+from vgpustream.control.rfc3339 import timestamp
 from vgpustream.errors import Forbidden, NotFound, VgpuStreamError
 from vgpustream.recording.library import RecordingLibrary
 from vgpustream.recording.recorder import RecordingInfo, RecordingState
-from vgpustream.rfc3339 import timestamp
 
 LIBRARY = web.AppKey("recordings", RecordingLibrary)
 LINK_SECONDS = 3600

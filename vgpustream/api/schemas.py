@@ -16,15 +16,15 @@ import msgspec
 from aiohttp import web
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from vgpustream.audit import EVENT_TYPES
-from vgpustream.auth import GRANTED_ROLES, ROLES
-from vgpustream.clipboard import ACCESS
-from vgpustream.encoder import CODECS, RUNGS, EncoderSettings
+from vgpustream.control.audit import EVENT_TYPES
+from vgpustream.control.roles import GRANTED_ROLES, ROLES
 from vgpustream.errors import VgpuStreamError
-from vgpustream.input import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE, ResizeEvent
-from vgpustream.microphone import ACCESS as MICROPHONE_ACCESS
+from vgpustream.input.clipboard import ACCESS
+from vgpustream.input.events import MAX_DISPLAY_EDGE, MAX_SCALE, MIN_DISPLAY_EDGE, MIN_SCALE, ResizeEvent
+from vgpustream.input.microphone import ACCESS as MICROPHONE_ACCESS
+from vgpustream.media.encoder import CODECS, RUNGS, EncoderSettings
+from vgpustream.media.renditions import QUALITIES
 from vgpustream.recording.recorder import RecordingState
-from vgpustream.renditions import QUALITIES
 from vgpustream.sources.base import SourceState
 
 MAX_NAME = 200
@@ -97,7 +97,7 @@ KeyframeInterval = Annotated[float, Meta(ge=0.5, le=60)]
 Rungs = Annotated[
     int, Meta(ge=1, le=len(RUNGS), description="rungs of the ladder its viewers may be on, the top among them")
 ]
-Quality = Literal[QUALITIES]  # type: ignore[valid-type]  # vgpustream.renditions: auto and each rung
+Quality = Literal[QUALITIES]  # type: ignore[valid-type]  # vgpustream.media.renditions: auto and each rung
 MaxViewers = Annotated[int, Meta(ge=1, le=MAX_VIEWERS_LIMIT)]
 DisplayEdge = Annotated[int, Meta(ge=MIN_DISPLAY_EDGE, le=MAX_DISPLAY_EDGE)]
 T = TypeVar("T")

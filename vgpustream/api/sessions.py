@@ -14,11 +14,11 @@ from vgpustream.api.requests import read_json
 from vgpustream.api.route import INT, TEXT, Route, json_body
 from vgpustream.api.schemas import UNSET, SessionCreate, SessionUpdate, given, json_response
 from vgpustream.api.state import REGISTRY, SETTINGS
+from vgpustream.control.store import SessionSpec
 from vgpustream.errors import Conflict, VgpuStreamError
+from vgpustream.media.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 from vgpustream.session import RenditionFigures, Session
 from vgpustream.sources.base import SourceState
-from vgpustream.store import SessionSpec
-from vgpustream.thumbnail import DEFAULT_SIZE, MIN_SIZE, THUMBNAIL_EDGE
 
 
 def session_body(session: Session) -> schemas.Session:

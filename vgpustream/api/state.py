@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from vgpustream.audit import AuditLog
-from vgpustream.auth import Authority
+from vgpustream.control.audit import AuditLog
+from vgpustream.control.auth import Authority
+from vgpustream.control.store import Store
 from vgpustream.errors import MisdirectedRequest, bounded
-from vgpustream.iceservers import IceServers
 from vgpustream.ratelimit import RateLimiter
 from vgpustream.registry import SessionRegistry
-from vgpustream.relays import IceServerWatch
 from vgpustream.settings import Settings
-from vgpustream.store import Store
+from vgpustream.transports.iceservers import IceServers
+from vgpustream.transports.relays import IceServerWatch
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)

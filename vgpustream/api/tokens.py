@@ -22,11 +22,11 @@ from vgpustream.api.requests import read_json
 from vgpustream.api.route import Route, json_body
 from vgpustream.api.schemas import IssuedToken, Token, TokenCreate, TokenList, ViewerList, given, json_response
 from vgpustream.api.state import AUDIT, AUTHORITY, REGISTRY, SETTINGS, STORE, base_url, rate_limit
-from vgpustream.clipboard import default_access
+from vgpustream.control.rfc3339 import timestamp
+from vgpustream.control.store import TokenRecord
 from vgpustream.errors import NotFound, VgpuStreamError
-from vgpustream.rfc3339 import timestamp
+from vgpustream.input.clipboard import default_access
 from vgpustream.settings import RETENTION_INTERVAL, ServiceSettings
-from vgpustream.store import TokenRecord
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ import asyncio
 from aiohttp import web
 
 from vgpustream.api.state import AUTHORITY, REGISTRY, SETTINGS, rate_limit
-from vgpustream.auth import MAX_TOKEN_LENGTH
-from vgpustream.clipboard import MAX_MESSAGE_BYTES as MAX_CLIPBOARD_MESSAGE
+from vgpustream.control.auth import MAX_TOKEN_LENGTH
 from vgpustream.errors import Forbidden, Full, RateLimited, Unauthorized, VgpuStreamError
-from vgpustream.input import InvalidInput, json_object
-from vgpustream.renditions import pinned_rung
-from vgpustream.websocket import BAD_AUTH, PROTOCOL, WebSocketViewer, close
+from vgpustream.input.clipboard import MAX_MESSAGE_BYTES as MAX_CLIPBOARD_MESSAGE
+from vgpustream.input.events import InvalidInput, json_object
+from vgpustream.media.renditions import pinned_rung
+from vgpustream.transports.websocket import BAD_AUTH, PROTOCOL, WebSocketViewer, close
 
 MAX_MESSAGE = MAX_CLIPBOARD_MESSAGE + 1024
 """The largest message a browser may send: a part of a clipboard text, with room for its JSON."""

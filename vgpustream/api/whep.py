@@ -1,7 +1,7 @@
 """WHEP signalling (draft-ietf-wish-whep): one viewer per POSTed SDP offer.
 
 The answer carries every server candidate (we do not trickle; STUN and TURN servers are waited for only
-briefly, see vgpustream.relays); viewers may trickle theirs with PATCH. ICE servers are announced in Link
+briefly, see vgpustream.transports.relays); viewers may trickle theirs with PATCH. ICE servers are announced in Link
 headers on OPTIONS and on the 201 response, with TURN credentials only for a valid token's holder.
 """
 
@@ -17,11 +17,11 @@ from vgpustream.api.answers import ERRORS, FULL, LIMITED, STORED, error_answer
 from vgpustream.api.requests import read_text
 from vgpustream.api.route import ANYONE, TEXT, VIEWER, Route, text_body
 from vgpustream.api.state import AUTHORITY, ICE_SERVERS, ICE_WATCH, REGISTRY, SETTINGS, rate_limit
-from vgpustream.auth import Grant
+from vgpustream.control.auth import Grant
 from vgpustream.errors import Forbidden, IceRestartUnsupported, PreconditionFailed, Unauthorized, VgpuStreamError
-from vgpustream.iceservers import IceServer
-from vgpustream.renditions import QUALITIES
-from vgpustream.viewer import Viewer, check_offer
+from vgpustream.media.renditions import QUALITIES
+from vgpustream.transports.iceservers import IceServer
+from vgpustream.transports.webrtc import Viewer, check_offer
 
 SDP = "application/sdp"
 TRICKLE = "application/trickle-ice-sdpfrag"

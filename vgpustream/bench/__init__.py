@@ -25,8 +25,8 @@ from vgpustream.bench import (
     weaknet,
     x264,
 )
-from vgpustream.encoder import EncoderSettings
-from vgpustream.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.sound import DEFAULT_BITRATE as DEFAULT_SOUND_BITRATE
 from vgpustream.sources import synthetic
 
 

@@ -1,7 +1,7 @@
 """`vgpustream bench latency`: glass-to-glass delay in Chromium, and page load to the first frame.
 
 A `vgpustream serve` on the moving synthetic source, the web console in Debian's Chromium on loopback.
-The synthetic source stamps each picture with its capture time (vgpustream.stamp); the page reads the
+The synthetic source stamps each picture with its capture time (vgpustream.media.stamp); the page reads the
 stamp back from every frame it is handed (`requestVideoFrameCallback`, the stamp's cells drawn to a
 canvas) and compares it with the clock: server and browser share this host's clock. Two figures per
 frame: when the page was handed the frame, and when Chromium expects it on the screen
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from vgpustream.stamp import COLUMNS, ROWS
+from vgpustream.media.stamp import COLUMNS, ROWS
 from vgpustream.testing.chromium import ARGS, CHROMIUM, WEBRTC_SETTINGS, ConsolePage
 from vgpustream.testing.server import serve
 

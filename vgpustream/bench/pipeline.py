@@ -32,11 +32,11 @@ import av
 import numpy as np
 
 from vgpustream.capture.loop import CaptureLoop
+from vgpustream.capture.oneshot import use_source
 from vgpustream.capture.pipeline import Encoded, FramePipeline
 from vgpustream.capture.stats import CaptureStats
-from vgpustream.encoder import TIME_BASE, EncoderSettings
-from vgpustream.renditions import TOP, Rendition
-from vgpustream.snapshot import use_source
+from vgpustream.media.encoder import TIME_BASE, EncoderSettings
+from vgpustream.media.renditions import TOP, Rendition
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Cursor, Planes, Source, SourceState
 

@@ -15,12 +15,12 @@ from typing import Any
 import av
 import numpy as np
 
-from vgpustream.audience import REPLAY_LIMIT
+from vgpustream.audience.audience import REPLAY_LIMIT
+from vgpustream.capture.convert import FrameConverter
 from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import FramePipeline
-from vgpustream.convert import FrameConverter
-from vgpustream.encoder import EncoderSettings
-from vgpustream.formats import DRM_FORMAT_XRGB8888
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.formats import DRM_FORMAT_XRGB8888
 from vgpustream.sources.base import Frame
 from vgpustream.sources.synthetic import SyntheticSource
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vgpustream.bench import capacity, fanout, latency, quality
-from vgpustream.encoder import EncoderSettings
+from vgpustream.media.encoder import EncoderSettings
 from vgpustream.testing import INSTALL_TEST_EXTRAS
 
 FULL = {

@@ -15,7 +15,7 @@ from typing import Any
 import av
 import numpy as np
 
-from vgpustream.sound import Pcm, SoundEncoder
+from vgpustream.media.sound import Pcm, SoundEncoder
 from vgpustream.sources.qemu.audio import PcmStream
 
 QEMU_RATE = 44_100

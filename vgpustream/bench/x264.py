@@ -19,9 +19,9 @@ import av
 import numpy as np
 
 from vgpustream.bench.quality import Viewer
-from vgpustream.convert import FrameConverter
-from vgpustream.encoder import TIME_BASE, EncoderSettings, H264Encoder
-from vgpustream.formats import DRM_FORMAT_XRGB8888
+from vgpustream.capture.convert import FrameConverter
+from vgpustream.media.encoder import TIME_BASE, EncoderSettings, H264Encoder
+from vgpustream.media.formats import DRM_FORMAT_XRGB8888
 from vgpustream.sources.base import Frame
 from vgpustream.sources.synthetic import SyntheticSource
 

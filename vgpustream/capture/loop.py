@@ -11,6 +11,11 @@ converted while frame N is encoded, one frame in flight, handed over and publish
 encode (a keyframe, a repeat for the cursor or a refinement) is decided on the encoder thread once the
 frame before has been encoded. After each step the loop publishes a `Snapshot`, which the API and the
 metrics read instead of asking the source; the loop's counters change only on the event loop.
+
+Its parts, one job each: `CaptureThread` (thread.py) owns the source and the thread every call into it runs
+on; `RunningRenditions` (running.py) keeps which renditions run and when each needs a keyframe;
+`CaptureCounters` (stats.py) counts the steps. The loop itself paces the steps and hands each frame from
+the capture thread to the encoder thread and out to its Output.
 """
 
 from __future__ import annotations
@@ -20,46 +25,28 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol, TypeVar
 
-from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import Capture, Decisions, Encoded, FramePipeline, StepResult
-from vgpustream.capture.stats import CaptureStats, Histogram, RateMeter
-from vgpustream.clipboard import GuestClipboard
-from vgpustream.encoder import EncoderSettings
+from vgpustream.capture.running import RenditionState, RunningRenditions
+from vgpustream.capture.stats import CaptureCounters, CaptureStats, Histogram
+from vgpustream.capture.thread import CaptureThread, Snapshot
 from vgpustream.errors import SourceUnavailable, VgpuStreamError, bounded, printable
-from vgpustream.input import ResizeEvent
-from vgpustream.microphone import MicrophoneIn
-from vgpustream.renditions import Rendition
-from vgpustream.resize import check_display
-from vgpustream.sound import SoundOut
+from vgpustream.input.clipboard import GuestClipboard
+from vgpustream.input.events import ResizeEvent
+from vgpustream.input.microphone import MicrophoneIn
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.renditions import Rendition
+from vgpustream.media.sound import SoundOut
 from vgpustream.sources.base import Cursor, Heads, InputSink, Planes, Source, SourceState
 from vgpustream.sources.common.placeholder import no_signal_frame
-from vgpustream.thumbnail import Thumbnail
 
 log = logging.getLogger(__name__)
 
 ERROR_BACKOFF = 1.0  # seconds before a failed open or capture is tried again
 MAX_ERROR_CHARS = 200  # of a capture error's message kept for the API and viewers
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the source said after the last step; immutable, so any thread may read it."""
-
-    state: SourceState
-    planes: Planes
-    cursor: Cursor | None = None
-    display_limits: tuple[int, int] | None = None
-    """The largest display the guest can be asked for (EDID max_xres, max_yres), where known."""
-    display_range: tuple[int, int] | None = None
-    """The largest display size a resize may ask for; None where the source cannot resize."""
-    error: str | None = None
-    """Why the last step failed (bounded, printable); None once a step succeeds."""
-    thumbnail: Thumbnail | None = None
-    """A small copy of a recent picture (at most a sample interval old)."""
 
 
 class Output(Protocol):
@@ -83,17 +70,6 @@ class Output(Protocol):
         ...
 
 
-@dataclass
-class RenditionState:
-    """What the loop keeps of one running rendition, on the event loop: when it needs a keyframe, and its counts."""
-
-    keyframes: KeyframePolicy
-    stats: CaptureStats
-    rate: RateMeter
-    size: tuple[int, int] | None = None
-    """The size of the pictures it encodes (None before the first)."""
-
-
 class CaptureLoop:
     """Captures one source at up to `fps`, encodes each changed frame once, and hands it to an Output."""
 
@@ -101,10 +77,8 @@ class CaptureLoop:
         self, source: Source, settings: EncoderSettings, name: str, sample_interval: float = 1.0, *, paced: bool = True
     ) -> None:
         """`paced=False`: no wait between steps, however high the frame rate (the pipeline bench's flat-out run)."""
-        self._source = source
         self.settings = settings
-        self.stats = CaptureStats()
-        self.encode_times = Histogram()
+        self._counters = CaptureCounters()
         self.snapshot = Snapshot(state=source.state, planes=Planes(primary=None))
         self.input_sink: InputSink | None = source.input_sink
         """Where viewers' input goes; an event-loop object of its own (the source is not called for it)."""
@@ -116,18 +90,14 @@ class CaptureLoop:
         """Where viewers' microphone sound goes into the guest; an event-loop object too."""
         self.heads: Heads | None = source.heads
         """The display heads of the VM; an event-loop object too."""
-        self.renditions: dict[Rendition, RenditionState] = {}
-        """The renditions encoded now, each with its keyframe policy and counts; a rendition nobody takes any
-        more is dropped (its next start is a keyframe)."""
+        self._running = RunningRenditions(settings.keyframe_interval)
         self._pipeline = FramePipeline(source, settings, thumbnail_interval=sample_interval)
+        self._thread = CaptureThread(source, self._pipeline, name)
         self._sample_interval = sample_interval
         self._paced = paced
         self._idle = False
         self._wakeup = asyncio.Event()
-        self._rate = RateMeter()
-        self._opened = False
         self._no_signal_shown = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"capture-{name}")
         self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{name}")
         self._encoding: asyncio.Task[None] | None = None
         """The frame being encoded and then published, while the next one is captured."""
@@ -139,9 +109,22 @@ class CaptureLoop:
         """The origin (wall-clock seconds) of the clock the packets are timed on."""
         return self._pipeline.epoch
 
+    @property
+    def stats(self) -> CaptureStats:
+        return self._counters.stats
+
+    @property
+    def encode_times(self) -> Histogram:
+        return self._counters.encode_times
+
+    @property
+    def renditions(self) -> dict[Rendition, RenditionState]:
+        """The renditions encoded now, each with its keyframe policy and counts."""
+        return self._running.states
+
     async def open(self) -> None:
         """Open the source now (on the capture thread), then its input sink; raises the source's error."""
-        self.snapshot = await self._on_capture_thread(self._open)
+        self.snapshot = await self._thread.open()
         if self.input_sink is not None:
             await self.input_sink.open()
 
@@ -156,77 +139,41 @@ class CaptureLoop:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._encoding is not None:
             await asyncio.gather(self._encoding, return_exceptions=True)
-        if self._opened:
+        if self._thread.opened:
             if self.input_sink is not None:
                 await self.input_sink.close()
-            await self._on_capture_thread(self._source.close)
+            await self._thread.close()
         # the encoder's threads go now: a stopped loop may wait for the cycle collector much longer
         await self._on_encoder_thread(self._pipeline.close)  # both threads are idle by now
         await asyncio.get_running_loop().run_in_executor(None, self._shut_down_threads)
 
     def _shut_down_threads(self) -> None:
-        self._executor.shutdown()
+        self._thread.shutdown()
         self._encoder.shutdown()
 
     async def reconfigure(self, settings: EncoderSettings) -> None:
         """New encoder settings, taken between two frames; the next frame is an IDR."""
         await self._on_encoder_thread(self._pipeline.reconfigure, settings)
-        for rendition in self.renditions.values():
-            rendition.keyframes.interval = settings.keyframe_interval
+        self._running.set_keyframe_interval(settings.keyframe_interval)
         self.settings = settings
 
     async def resize(self, request: ResizeEvent) -> None:
         """Ask the guest for another display size (on the capture thread); a clear error if it cannot."""
-        await self._on_capture_thread(self._resize, request)
+        await self._thread.resize(request)
 
     def request_keyframe(self, rendition: Rendition | None = None) -> None:
         """An IDR of `rendition` (of every running one if None) at the next step; a loop that only samples
         (nobody watched) takes that step now. A rendition not running yet starts with one anyway."""
-        for running, state in self.renditions.items():
-            if rendition is None or running == rendition:
-                state.keyframes.request()
+        self._running.request_keyframe(rendition)
         if self._idle:
             self._wakeup.set()
 
     def rates(self) -> tuple[float, float]:
         """Encoded frames per second and bits per second, over the last few seconds."""
-        return self._rate.rates(time.monotonic())
-
-    async def _on_capture_thread(self, call: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+        return self._counters.rates(time.monotonic())
 
     async def _on_encoder_thread(self, call: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._encoder, call, *args)
-
-    # on the capture thread
-
-    def _open(self) -> Snapshot:
-        self._source.open()
-        self._opened = True
-        return self._look()
-
-    def _look(self) -> Snapshot:
-        source = self._source
-        return Snapshot(
-            source.state,
-            source.planes(),
-            source.cursor(),
-            source.display_limits(),
-            source.display_range(),
-            thumbnail=self._pipeline.thumbnail,
-        )
-
-    def _resize(self, request: ResizeEvent) -> None:
-        check_display(request, self._source.display_range())
-        self._source.resize(request.width, request.height, request.scale)
-
-    def _capture(self, composite: bool) -> tuple[Capture, Snapshot]:
-        """The capture stage of one frame, then what the source says now."""
-        return self._pipeline.capture(self._source.cursor() if composite else None), self._look()
-
-    def _sample(self) -> tuple[StepResult, Snapshot]:
-        """Nobody watches: a capture only, then what the source says now."""
-        return self._pipeline.sample(), self._look()
 
     async def _run(self, output: Output) -> None:
         loop = asyncio.get_running_loop()
@@ -235,15 +182,15 @@ class CaptureLoop:
             now = loop.time()
             try:
                 # first: while the source cannot be opened, its viewers are shown NO SIGNAL in their renditions
-                self._idle = not self._running(output.renditions())
-                if not self._opened:
+                self._idle = not self._running.keep(output.renditions())
+                if not self._thread.opened:
                     await self.open()
                 if self._idle:
-                    result, self.snapshot = await self._on_capture_thread(self._sample)
+                    result, self.snapshot = await self._thread.sample()
                     self._count(result, {}, now)
                     output.publish({}, self.snapshot.cursor)
                 else:
-                    capture, self.snapshot = await self._on_capture_thread(self._capture, output.composites_cursor())
+                    capture, self.snapshot = await self._thread.capture(output.composites_cursor())
                     await self._start_encoding(capture, self.snapshot.cursor, output, now)
             except VgpuStreamError as exc:
                 self._failed(exc)
@@ -271,7 +218,7 @@ class CaptureLoop:
             if self._no_signal_shown:  # no capture: the encode stage refines or keyframes the last picture
                 await self._start_encoding(Capture(None, time.time(), None, StepResult()), None, output, now)
             else:
-                capture = await self._on_capture_thread(self._pipeline.show, no_signal_frame())
+                capture = await self._thread.show(no_signal_frame())
                 await self._start_encoding(capture, None, output, now, forced=True)
         self._no_signal_shown = lost and not self._idle
 
@@ -287,10 +234,7 @@ class CaptureLoop:
             finally:
                 if encoding.done():
                     self._encoding = None
-        decisions: Decisions = {
-            rendition: (True, False) if forced else state.keyframes.due(now)
-            for rendition, state in self.renditions.items()
-        }
+        decisions = self._running.decisions(now, forced)
         if not self._pipeline.wants_encode(capture, decisions):  # a still screen: no trip to the encoder thread
             self._count(capture.result, {}, now)
             output.publish({}, cursor)
@@ -307,15 +251,6 @@ class CaptureLoop:
         self._count(capture.result, encoded, now)
         output.publish(encoded, cursor)
 
-    def _running(self, wanted: set[Rendition]) -> bool:
-        """Keep state for the renditions `wanted` (a new one starts with a keyframe), and only those; whether any is."""
-        for rendition in self.renditions.keys() - wanted:
-            del self.renditions[rendition]
-        for rendition in wanted - self.renditions.keys():
-            keyframes = KeyframePolicy(self.settings.keyframe_interval)
-            self.renditions[rendition] = RenditionState(keyframes, CaptureStats(), RateMeter())
-        return bool(wanted)
-
     def _show_state(self, output: Output) -> None:
         snapshot = self.snapshot
         output.show_state(snapshot.state, snapshot.error, snapshot.display_range is not None)
@@ -331,7 +266,7 @@ class CaptureLoop:
         return True
 
     def _failed(self, exc: VgpuStreamError) -> None:
-        self.stats.capture_errors += 1
+        errors = self._counters.count_error()
         error = printable(exc.message, MAX_ERROR_CHARS)
         if isinstance(exc, SourceUnavailable):  # nothing of it is there to show or to resize
             self.snapshot = Snapshot(
@@ -340,43 +275,26 @@ class CaptureLoop:
         else:
             self.snapshot = replace(self.snapshot, error=error)
         # rate-limited: the first error and then one in a hundred
-        if self.stats.capture_errors % 100 == 1:
+        if errors % 100 == 1:
             log.warning(
                 "session %s: capture failed (%d so far): %s",
                 self._name,
-                self.stats.capture_errors,
+                errors,
                 bounded(exc.message, 200),
             )
 
     def _count(self, result: StepResult, encoded: dict[Rendition, Encoded], now: float) -> None:
         """Count a step: the session's frames (a frame encoded by several renditions counts once, its bytes
         and keyframes in each), and each rendition's own."""
-        stats = self.stats
-        stats.frames_captured += result.captured
-        stats.pixels_captured += result.pixels
-        stats.pixels_changed += result.changed
-        stats.frames_repeated += result.repeated
-        made = {rendition: e for rendition, e in encoded.items() if e.packets}
+        self._counters.count_step(result.captured, result.pixels, result.changed, result.repeated)
+        made = {
+            rendition: (e, sum(packet.size for packet in e.packets), sum(packet.is_keyframe for packet in e.packets))
+            for rendition, e in encoded.items()
+            if e.packets
+        }
         if not made:
             return
-        stats.frames_encoded += 1
-        self.encode_times.observe(result.encode)
         at = time.monotonic()
-        total = 0
-        for rendition, e in made.items():
-            size = sum(packet.size for packet in e.packets)
-            keyframes = sum(packet.is_keyframe for packet in e.packets)
-            total += size
-            stats.keyframes += keyframes
-            state = self.renditions.get(rendition)
-            if state is None:  # dropped while it was encoded: nobody takes it any more
-                continue
-            state.stats.frames_encoded += 1
-            state.stats.bytes_encoded += size
-            state.stats.keyframes += keyframes
-            state.rate.add(at, size)
-            state.size = e.size
-            if keyframes:
-                state.keyframes.sent(now)
-        stats.bytes_encoded += total
-        self._rate.add(at, total)
+        self._counters.count_encoded(result.encode, [(size, keyframes) for _, size, keyframes in made.values()], at)
+        for rendition, (e, size, keyframes) in made.items():
+            self._running.count(rendition, e, size=size, keyframes=keyframes, at=at, now=now)

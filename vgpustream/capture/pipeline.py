@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 
 import av
 
-from vgpustream.convert import FrameConverter
-from vgpustream.cursor import cursor_key, draw_cursor
-from vgpustream.encoder import TIME_BASE, EncoderSettings, VideoEncoder, make_encoder
-from vgpustream.renditions import TOP, Rendition
+from vgpustream.capture.convert import FrameConverter
+from vgpustream.capture.cursor import cursor_key, draw_cursor
+from vgpustream.media.encoder import TIME_BASE, EncoderSettings, VideoEncoder, make_encoder
+from vgpustream.media.renditions import TOP, Rendition
+from vgpustream.media.thumbnail import Thumbnail, make_thumbnail
 from vgpustream.sources.base import Cursor, Frame, Source
-from vgpustream.thumbnail import Thumbnail, make_thumbnail
 
 REFINE_SECONDS = 2.0  # at most this long of refinement frames after the picture stops changing
 FAST_REFINE_SECONDS = 1.0  # the first this long of them may exceed the bitrate (encoder.REFINE_RATE)

@@ -73,3 +73,39 @@ class RateMeter:
                 return 0.0, 0.0
             return len(after_first) / elapsed, sum(after_first) * 8 / elapsed
         return len(recent) / RATE_WINDOW, sum(recent) * 8 / RATE_WINDOW
+
+
+class CaptureCounters:
+    """What a capture loop counts of its steps for the whole session, on the event loop: a frame that several
+    renditions encode counts once, its bytes and keyframes those of all of them."""
+
+    def __init__(self) -> None:
+        self.stats = CaptureStats()
+        self.encode_times = Histogram()
+        self._rate = RateMeter()
+
+    def count_step(self, captured: int, pixels: int, changed: int, repeated: int) -> None:
+        stats = self.stats
+        stats.frames_captured += captured
+        stats.pixels_captured += pixels
+        stats.pixels_changed += changed
+        stats.frames_repeated += repeated
+
+    def count_encoded(self, encode_seconds: float, made: list[tuple[int, int]], at: float) -> None:
+        """One frame encoded: how long it took, and each rendition's (bytes, keyframes) of it."""
+        stats = self.stats
+        stats.frames_encoded += 1
+        self.encode_times.observe(encode_seconds)
+        total = sum(size for size, _ in made)
+        stats.keyframes += sum(keyframes for _, keyframes in made)
+        stats.bytes_encoded += total
+        self._rate.add(at, total)
+
+    def count_error(self) -> int:
+        """A failed step; how many there have been."""
+        self.stats.capture_errors += 1
+        return self.stats.capture_errors
+
+    def rates(self, now: float) -> tuple[float, float]:
+        """Encoded frames per second and bits per second, over the last few seconds."""
+        return self._rate.rates(now)

@@ -25,6 +25,8 @@ from vgpustream.api.schemas import json_response
 from vgpustream.api.sessions import label_filters
 from vgpustream.api.state import link_base
 from vgpustream.api.tokens import links, token_terms
+from vgpustream.control.rfc3339 import timestamp
+from vgpustream.control.signedtokens import SignedToken, TokenSigner
 from vgpustream.errors import Forbidden, VgpuStreamError
 from vgpustream.gateway.hosts import (
     RECORDINGS,
@@ -41,8 +43,6 @@ from vgpustream.gateway.hosts import (
 from vgpustream.gateway.nodes import Node
 from vgpustream.gateway.schemas import NodeSession, NodeSessionCreate, RelayedEventPage
 from vgpustream.gateway.settings import GatewaySettings
-from vgpustream.rfc3339 import timestamp
-from vgpustream.signedtokens import SignedToken, TokenSigner
 
 HOSTS = web.AppKey("hosts", Hosts)
 GATEWAY_SETTINGS = web.AppKey("gateway_settings", GatewaySettings)

@@ -12,9 +12,9 @@ from vgpustream.api import console
 from vgpustream.api.app import API_PREFIX, connection_limits, security_headers
 from vgpustream.api.connections import GuardedRequestHandler
 from vgpustream.api.errors import json_errors
-from vgpustream.api.proxies import client_addresses
 from vgpustream.api.schemas import Health, Readiness, json_response
-from vgpustream.auth import OperatorTokens, token_lines
+from vgpustream.control.auth import OperatorTokens, token_lines
+from vgpustream.control.signedtokens import TokenSigner
 from vgpustream.gateway import api, openapi, signalling
 from vgpustream.gateway.api import GATEWAY_SETTINGS, HOSTS, SIGNER
 from vgpustream.gateway.dns import DnsNodes
@@ -22,8 +22,8 @@ from vgpustream.gateway.hosts import Hosts, HostTokens
 from vgpustream.gateway.nodes import Discovery, StaticNodes
 from vgpustream.gateway.settings import GatewaySettings
 from vgpustream.gateway.signalling import LIMITER, OPERATORS
+from vgpustream.proxies import client_addresses
 from vgpustream.ratelimit import RateLimiter
-from vgpustream.signedtokens import TokenSigner
 
 
 @web.middleware

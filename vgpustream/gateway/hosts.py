@@ -25,11 +25,11 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDictProxy
 from yarl import URL
 
 from vgpustream.api import schemas
-from vgpustream.api.proxies import FORWARDED_FOR
-from vgpustream.auth import token_lines
+from vgpustream.control.auth import token_lines
 from vgpustream.errors import BadGateway, Conflict, NotFound, Unavailable, VgpuStreamError, bounded
 from vgpustream.gateway.nodes import Discovery, Node
 from vgpustream.gateway.schemas import UNREACHABLE, NodeSession, NodeSessionList, NodeState
+from vgpustream.proxies import FORWARDED_FOR
 from vgpustream.settings import NODE_NAME
 
 log = logging.getLogger(__name__)

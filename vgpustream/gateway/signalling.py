@@ -19,15 +19,15 @@ import aiohttp
 from aiohttp import web
 
 from vgpustream.api.websocket import HEARTBEAT, MAX_MESSAGE
-from vgpustream.auth import MAX_TOKEN_LENGTH, OperatorTokens, bearer_token
+from vgpustream.control.auth import MAX_TOKEN_LENGTH, OperatorTokens, bearer_token
 from vgpustream.errors import Forbidden, NotFound, bounded
 from vgpustream.gateway.api import HOSTS
 from vgpustream.gateway.hosts import ROUTE, client_headers, host_query
 from vgpustream.gateway.nodes import Node
-from vgpustream.input import json_object
+from vgpustream.input.events import json_object
+from vgpustream.media.renditions import check_quality
 from vgpustream.ratelimit import RateLimiter
-from vgpustream.renditions import check_quality
-from vgpustream.websocket import PROTOCOL, close, is_auth
+from vgpustream.transports.websocket import PROTOCOL, close, is_auth
 
 OPERATORS = web.AppKey("operators", OperatorTokens)
 LIMITER = web.AppKey("limiter", RateLimiter)

@@ -19,17 +19,34 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from vgpustream.errors import NotFound, RecordingLimit, Unavailable, VgpuStreamError
-from vgpustream.recording.recorder import FINISHED, Recorder, RecordingInfo, RecordingState
-from vgpustream.renditions import TOP
-from vgpustream.session import Session
+from vgpustream.media.renditions import TOP, Rendition
+from vgpustream.recording.recorder import FINISHED, Recorder, Recorders, RecordingInfo, RecordingState
 from vgpustream.settings import RETENTION_INTERVAL
 
 log = logging.getLogger(__name__)
 
 RECORDING_ID = re.compile(r"rec-[0-9a-f]{16}")
 SESSION_DIR = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+class KeyframeSource(Protocol):
+    def request_keyframe(self, rendition: Rendition | None = None) -> None: ...
+
+
+class RecordedSession(Protocol):
+    """What the library needs of a session it records: a session has it, and the library knows no session."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def capture(self) -> KeyframeSource: ...
+    @property
+    def sound(self) -> object | None: ...
+    @property
+    def recorders(self) -> Recorders: ...
 
 
 class RecordingLibrary:
@@ -67,7 +84,7 @@ class RecordingLibrary:
                 self._changed(info)  # its end was never told
             self._finished[(info.session_id, info.id)] = info
 
-    def start(self, session: Session, label: str, max_seconds: int, max_bytes: int) -> RecordingInfo:
+    def start(self, session: RecordedSession, label: str, max_seconds: int, max_bytes: int) -> RecordingInfo:
         """Start recording `session` on its next keyframe (RecordingLimit when it has its maximum)."""
         if len(session.recorders) >= self.max_per_session:
             raise RecordingLimit(f"session has its maximum of {self.max_per_session} recordings running")

@@ -26,10 +26,10 @@ from typing import BinaryIO
 
 import av
 
-from vgpustream.encoder import TIME_BASE
 from vgpustream.errors import printable
-from vgpustream.sound import FRAME_SAMPLES, SAMPLE_RATE
-from vgpustream.sound import TIME_BASE as SOUND_TIME_BASE
+from vgpustream.media.encoder import TIME_BASE
+from vgpustream.media.sound import FRAME_SAMPLES, SAMPLE_RATE
+from vgpustream.media.sound import TIME_BASE as SOUND_TIME_BASE
 
 FRAGMENT_SECONDS = 1.0
 CHECKPOINT_SECONDS = 5.0
@@ -37,7 +37,7 @@ QUEUE_BYTES = 32 * 1024 * 1024
 """The most bytes waiting for the disk."""
 VIDEO = "video"
 SOUND = "sound"
-"""The session's Opus packets (vgpustream.sound): 20 ms each, timed on the video's clock in 1/48000 s."""
+"""The session's Opus packets (vgpustream.media.sound): 20 ms each, timed on the video's clock in 1/48000 s."""
 QUEUE_PACKETS = {VIDEO: 300, SOUND: 500}
 """The most packets of each kind waiting for the disk (10 s of 30 fps video, 10 s of sound); past that the
 recording drops video to the next keyframe, sound to where the queue has room again."""

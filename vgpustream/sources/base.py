@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from vgpustream.clipboard import GuestClipboard
 from vgpustream.errors import UnsupportedOperation
-from vgpustream.formats import fourcc_text
-from vgpustream.input import InputEvent
-from vgpustream.microphone import MicrophoneIn
-from vgpustream.sound import SoundOut
+from vgpustream.input.clipboard import GuestClipboard
+from vgpustream.input.events import InputEvent
+from vgpustream.input.microphone import MicrophoneIn
+from vgpustream.media.formats import fourcc_text
+from vgpustream.media.sound import SoundOut
 
 
 class SourceState(enum.StrEnum):

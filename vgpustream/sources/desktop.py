@@ -19,12 +19,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from vgpustream.input import PointerEvent
+from vgpustream.input.events import PointerEvent
+from vgpustream.media.stamp import Stamp, draw_stamp, stamp_rows
 from vgpustream.sources.arrow import arrow
 from vgpustream.sources.base import Cursor, Rect
 from vgpustream.sources.font import CELL_H, Typeface
 from vgpustream.sources.pattern import Pattern, ViewerInput
-from vgpustream.stamp import Stamp, draw_stamp, stamp_rows
 
 # colours, BGR
 TITLE_FOCUSED = (0xA8, 0x6A, 0x2E)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vgpustream.input import PointerEvent
+from vgpustream.input.events import PointerEvent
 from vgpustream.sources.base import Cursor, Rect
 
 

@@ -5,7 +5,7 @@ windows in which a terminal is typed in, a document scrolls and a small video pl
 the picture changing at a time and reported as damage; it takes typing and clicks, and its pointer is a
 cursor plane. `?seed=N` picks another wallpaper and session. `?pattern=text` scrolls a page of fine,
 text-like glyphs by 4 pixels a frame, so that every pixel changes in every picture, and draws the last
-pointer position from the input protocol. Both draw the frame stamp (vgpustream.stamp) at the top left.
+pointer position from the input protocol. Both draw the frame stamp (vgpustream.media.stamp) at the top left.
 With `?still=1` the picture stands still: only input changes it. With `?cursor=1` the text page's pointer
 is not drawn into the picture but offered as a cursor (a red arrow), like a guest's cursor plane. With
 `?cycle=S` the mode changes every S seconds, between the given size and half of it, like a guest that
@@ -26,16 +26,16 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from vgpustream.errors import InvalidSourceUrl, bounded
-from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888
-from vgpustream.input import InputEvent, KeyEvent, PointerEvent
-from vgpustream.sound import SoundOut
+from vgpustream.input.events import InputEvent, KeyEvent, PointerEvent
+from vgpustream.media.formats import DRM_FORMAT_MOD_LINEAR, DRM_FORMAT_XRGB8888
+from vgpustream.media.sound import SoundOut
+from vgpustream.media.stamp import MIN_WIDTH, Stamp, draw_stamp
 from vgpustream.sources.arrow import arrow
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Rect, Source, SourceState
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE, MIN_EDGE
 from vgpustream.sources.desktop import Desktop, key_text
 from vgpustream.sources.pattern import Pattern, ViewerInput
 from vgpustream.sources.tone import Tone
-from vgpustream.stamp import MIN_WIDTH, Stamp, draw_stamp
 
 _SPEC = re.compile(r"(?:(\d{1,5})x(\d{1,5}))?(?:@(\d{1,3}))?")
 GLYPH_W, GLYPH_H = 8, 16

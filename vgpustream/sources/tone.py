@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from vgpustream.sound import SAMPLE_RATE, Pcm, SoundOut
+from vgpustream.media.sound import SAMPLE_RATE, Pcm, SoundOut
 
 CHUNK_S = 0.02
 """How often a chunk is delivered (QEMU 7.2 writes about every 23 ms)."""

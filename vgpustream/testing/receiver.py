@@ -15,7 +15,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessi
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
-from vgpustream.stamp import Stamp, read_frame_stamp
+from vgpustream.media.stamp import Stamp, read_frame_stamp
 from vgpustream.testing.netem import LossyLink
 
 

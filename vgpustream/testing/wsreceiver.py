@@ -1,4 +1,4 @@
-"""A viewer over the WebSocket transport (vgpustream.websocket), decoding with PyAV: for the tests and benches."""
+"""A viewer over the WebSocket transport (vgpustream.transports.websocket), decoded with PyAV, for tests and benches."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 import aiohttp
 import av
 
-from vgpustream.stamp import read_frame_stamp
+from vgpustream.media.stamp import read_frame_stamp
 from vgpustream.testing.receiver import ReceivedFrame
-from vgpustream.websocket import HEADER, KEYFRAME, PROTOCOL, SOUND, VIDEO
+from vgpustream.transports.websocket import HEADER, KEYFRAME, PROTOCOL, SOUND, VIDEO
 
 
 class WebSocketRefused(Exception):

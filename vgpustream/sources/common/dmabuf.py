@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vgpustream.errors import InvalidPlane, UnsupportedFormat
-from vgpustream.formats import DRM_FORMAT_MOD_LINEAR, PixelFormat, fourcc_text, pixel_format
+from vgpustream.media.formats import DRM_FORMAT_MOD_LINEAR, PixelFormat, fourcc_text, pixel_format
 from vgpustream.sources.base import Frame, PlaneInfo
 from vgpustream.sources.common.dmabuf_uapi import (
     DMA_BUF_IOCTL_SYNC,

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from vgpustream.formats import DRM_FORMAT_XRGB8888
+from vgpustream.media.formats import DRM_FORMAT_XRGB8888
 from vgpustream.sources.base import Frame
 
 # 5x7 bitmaps of the letters needed, one string per row

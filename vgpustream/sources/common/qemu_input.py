@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
-from vgpustream.input import InputEvent, KeyEvent, MotionEvent, PointerEvent, WheelEvent
+from vgpustream.input.events import InputEvent, KeyEvent, MotionEvent, PointerEvent, WheelEvent
 from vgpustream.sources.base import InputSink
 
 _MAIN_BLOCK = {

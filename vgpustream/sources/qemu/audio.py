@@ -25,8 +25,8 @@ from dbus_fast import Message, MessageType
 
 from vgpustream.compat import PeerBus
 from vgpustream.errors import InvalidPlane, SourceUnavailable, VgpuStreamError, bounded
-from vgpustream.microphone import MicrophoneIn, PcmFormat
-from vgpustream.sound import Pcm, SoundOut
+from vgpustream.input.microphone import MicrophoneIn, PcmFormat
+from vgpustream.media.sound import Pcm, SoundOut
 from vgpustream.sources.qemu.dbus import PROPERTIES, Display, peer_connection
 
 log = logging.getLogger(__name__)

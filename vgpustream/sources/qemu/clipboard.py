@@ -16,8 +16,8 @@ import logging
 
 from dbus_fast import Message, MessageType
 
-from vgpustream.clipboard import MAX_TEXT_BYTES, GuestClipboard, InvalidClipboard, check_text
 from vgpustream.errors import SourceUnavailable
+from vgpustream.input.clipboard import MAX_TEXT_BYTES, GuestClipboard, InvalidClipboard, check_text
 from vgpustream.sources.qemu.dbus import DISPLAY_PATH, PROPERTIES, Display
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vgpustream.errors import InvalidPlane, UnsupportedFormat
-from vgpustream.formats import PixelFormat, fourcc_code, pixel_format
+from vgpustream.media.formats import PixelFormat, fourcc_code, pixel_format
 from vgpustream.sources.base import Frame, PlaneInfo, Rect
 
 MAX_DAMAGE = 64

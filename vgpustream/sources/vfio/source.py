@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from vgpustream.errors import InvalidPlane, SourceUnavailable, UnsupportedFormat
-from vgpustream.formats import fourcc_text
+from vgpustream.media.formats import fourcc_text
 from vgpustream.sources.base import Cursor, Frame, InputSink, PlaneInfo, Planes, Source, SourceState
 from vgpustream.sources.common.dmabuf import Mapping, PlaneReader, check_plane, cpu_access, map_dmabuf
 from vgpustream.sources.common.options import DEFAULT_MAX_EDGE

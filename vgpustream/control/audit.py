@@ -23,17 +23,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 
+from vgpustream.control.rfc3339 import timestamp
+from vgpustream.control.store import DatabaseUnusable, TokenRecord
 from vgpustream.errors import VgpuStreamError, bounded, printable
-from vgpustream.rfc3339 import timestamp
 from vgpustream.settings import RETENTION_INTERVAL
-from vgpustream.store import DatabaseUnusable, TokenRecord
-
-if TYPE_CHECKING:
-    from vgpustream.seat import Seat
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +268,15 @@ class AuditLog:
         return ViewerAudit(self, session_id)
 
 
+class AuditedViewer(Protocol):
+    """What the audit trail records of a viewer that joins (a seat has it; the audit knows no seat)."""
+
+    id: str
+    token_id: str | None
+    role: str
+    transport: str
+
+
 class ViewerAudit:
     """The audit of one session's viewers: joined (from the WHEP request), left, and their first input."""
 
@@ -279,7 +285,7 @@ class ViewerAudit:
         self._session_id = session_id
         self._joined: set[str] = set()
 
-    def joined(self, viewer: Seat, remote: str | None, user_agent: str) -> None:
+    def joined(self, viewer: AuditedViewer, remote: str | None, user_agent: str) -> None:
         self._joined.add(viewer.id)
         self._audit.record(
             "viewer.joined",

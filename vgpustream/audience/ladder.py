@@ -1,11 +1,11 @@
 """When a viewer's rung changes: down as soon as its link is poor, up once the link shows room or, where it
 cannot show it, after a while of a good link.
 
-A viewer whose link is poor (packets lost for good, its queue overflowed, its link overrun: vgpustream.seat.Link)
-steps down at once, to the highest rung that fits what the link is estimated to carry where there is an
-estimate. Up again:
-- where the link's rate is measured (transport-cc feedback, vgpustream.congestion), once it has shown room
-  for a higher rung for FIT_AFTER seconds of a good link: straight to the highest rung that fits;
+A viewer whose link is poor (packets lost for good, its queue overflowed, its link overrun:
+vgpustream.audience.seat.Link) steps down at once, to the highest rung that fits what the link is estimated to
+carry where there is an estimate. Up again:
+- where the link's rate is measured (transport-cc feedback, vgpustream.transports.congestion), once it has
+  shown room for a higher rung for FIT_AFTER seconds of a good link: straight to the highest rung that fits;
 - where it is not (a receiver's REMB ramps up over tens of seconds whatever the link carries, and never
   above half again what it receives; a WebSocket's socket drains only what it is given), after `up_after`
   seconds of a good link, a rung at a time: a probe.

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vgpustream.input import InvalidInput, has_type, json_object
+from vgpustream.input.events import InvalidInput, has_type, json_object
 
 MAX_TEXT_BYTES = 1 << 20
 """The largest clipboard text (UTF-8 bytes) taken from a viewer or the guest; larger ones are refused."""

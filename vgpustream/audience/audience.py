@@ -22,11 +22,16 @@ from typing import NamedTuple, TypeVar
 
 import av
 
-from vgpustream.audit import ViewerAudit
-from vgpustream.auth import OPERATOR, Grant
+from vgpustream.audience.ladder import RungPolicy
+from vgpustream.audience.seat import Seat, SeatCallbacks
+from vgpustream.capture.cursor import cursor_key, cursor_message, png_data_url
 from vgpustream.capture.pipeline import Encoded
 from vgpustream.capture.stats import GLASS_TO_GLASS_BUCKETS, Histogram
-from vgpustream.clipboard import (
+from vgpustream.control.audit import ViewerAudit
+from vgpustream.control.auth import Grant
+from vgpustream.control.roles import OPERATOR
+from vgpustream.errors import Full, NotFound
+from vgpustream.input.clipboard import (
     Assembly,
     ClipboardStats,
     GuestClipboard,
@@ -36,12 +41,8 @@ from vgpustream.clipboard import (
     messages,
     parse_part,
 )
-from vgpustream.cursor import cursor_key, cursor_message, png_data_url
-from vgpustream.encoder import EncoderSettings
-from vgpustream.errors import Full, NotFound
-from vgpustream.input import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
-from vgpustream.ladder import RungPolicy
-from vgpustream.microphone import (
+from vgpustream.input.events import DelayReport, InvalidInput, KeyEvent, ResizeEvent, parse_input
+from vgpustream.input.microphone import (
     Microphone,
     MicrophoneIn,
     MicrophoneRefused,
@@ -49,9 +50,9 @@ from vgpustream.microphone import (
     outcome,
     parse_request,
 )
+from vgpustream.media.encoder import EncoderSettings
+from vgpustream.media.renditions import Rendition, pinned_rung
 from vgpustream.ratelimit import TokenBucket
-from vgpustream.renditions import Rendition, pinned_rung
-from vgpustream.seat import Seat, SeatCallbacks
 from vgpustream.settings import ViewerRules
 from vgpustream.sources.base import Cursor, InputSink, SourceState
 
@@ -189,7 +190,7 @@ class Audience:
 
     def admit(self, grant: Grant, seat: Callable[[SeatCallbacks, Grant, ViewerRules], S], quality: str = "auto") -> S:
         """A viewer for this session (not yet connected) with what `grant` allows, made by `seat` (its
-        transport's constructor), on the rung `quality` asks for (vgpustream.renditions.QUALITIES; auto: the
+        transport's constructor), on the rung `quality` asks for (vgpustream.media.renditions.QUALITIES; auto: the
         ladder's choice); Full when there is no room."""
         pinned = pinned_rung(quality, self.encoder)
         self._check_room(grant)
@@ -267,7 +268,7 @@ class Audience:
         self._request_keyframe(viewer.rendition)
 
     def _on_link(self, viewer: Seat) -> None:
-        """A new verdict on a viewer's link: it may move down or up a rung (vgpustream.ladder)."""
+        """A new verdict on a viewer's link: it may move down or up a rung (vgpustream.audience.ladder)."""
         seat = self._seats.get(viewer)
         if seat is None or viewer.rendition is None or viewer.link is None or seat.switch_to is not None:
             return

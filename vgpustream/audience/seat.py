@@ -1,9 +1,9 @@
 """A seat: what the audience knows of one viewer, whatever transport carries its stream.
 
 The audience admits seats, counts them, feeds their packet queues and reads their input; it never asks which
-transport a seat uses. A transport (WebRTC in `viewer.py`, a WebSocket in `websocket.py`) turns a seat into
-bytes on a wire: it says when the viewer is connected (`_connected`), sends what the seat is given
-(`send_message`, the queues), and brings the viewer's messages back through the same callbacks.
+transport a seat uses. A transport (WebRTC in `transports/webrtc.py`, a WebSocket in `transports/websocket.py`)
+turns a seat into bytes on a wire: it says when the viewer is connected (`_connected`), sends what the seat is
+given (`send_message`, the queues), and brings the viewer's messages back through the same callbacks.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import av
 
-from vgpustream.auth import OPERATOR, Grant
-from vgpustream.fanout import PacketQueue
-from vgpustream.renditions import TOP, Rendition
+from vgpustream.audience.fanout import PacketQueue
+from vgpustream.control.auth import Grant
+from vgpustream.control.roles import OPERATOR
+from vgpustream.media.renditions import TOP, Rendition
 from vgpustream.settings import ViewerRules
 
 SOUND_QUEUE = 25
@@ -57,7 +58,7 @@ class Link:
 
     quality: str
     """'good', or 'poor' when packets are lost for good, the viewer's queue overflowed or its receiver's estimate
-    fell (vgpustream.ladder.Estimates)."""
+    fell (vgpustream.audience.ladder.Estimates)."""
     loss: float
     rtt_ms: int | None
     dropped: int
@@ -66,8 +67,8 @@ class Link:
     """What the link is estimated to carry (bits per second), where there is an estimate (`measured` says whose)."""
     measured: bool = False
     """Whether `estimate_bps` is the link's rate as the server measured it (transport-cc feedback:
-    vgpustream.congestion), which shows room for more; else it is the receiver's REMB or what the link carried
-    while it was overrun, which show only less."""
+    vgpustream.transports.congestion), which shows room for more; else it is the receiver's REMB or what the link
+    carried while it was overrun, which show only less."""
 
     def to_json(self) -> dict[str, object]:
         return {

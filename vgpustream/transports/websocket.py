@@ -14,7 +14,7 @@ Binary message (server to browser), network byte order:
     payload   the rest
 
 The browser sends binary messages of one kind, with the same header: 3, its microphone (one Opus packet, as
-WebCodecs' AudioEncoder makes it), while it holds the session's microphone (vgpustream.microphone); any other
+WebCodecs' AudioEncoder makes it), while it holds the session's microphone (vgpustream.input.microphone); any other
 binary message closes the socket.
 
 A viewer whose socket does not drain (a slow link, a stalled tab) falls behind in its packet queue, which
@@ -22,7 +22,7 @@ skips to the next keyframe when it overflows, as a WebRTC viewer's does; the oth
 link is judged every LINK_WINDOW seconds by how fast its socket drains: poor where its queue overflowed or more
 than BACKLOG_POOR seconds of stream wait to leave the host (in the socket's buffers: SEND_BUFFER bounds the
 kernel's, which would otherwise hold many seconds), and then what left in the window is what the link carries
-(the estimate the ladder picks a rung by: vgpustream.ladder).
+(the estimate the ladder picks a rung by: vgpustream.audience.ladder).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ import termios
 import av
 from aiohttp import ClientWebSocketResponse, WSCloseCode, web
 
-from vgpustream.auth import Grant
-from vgpustream.fanout import PacketQueue, QueueClosed
-from vgpustream.input import InvalidInput, json_object
-from vgpustream.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
+from vgpustream.audience.fanout import PacketQueue, QueueClosed
+from vgpustream.audience.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
+from vgpustream.control.auth import Grant
+from vgpustream.input.events import InvalidInput, json_object
 from vgpustream.settings import ViewerRules
 
 PROTOCOL = "vgpustream.v1"

@@ -26,15 +26,15 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
-from vgpustream.auth import Grant
-from vgpustream.congestion import PacketLog
-from vgpustream.encoder import CODECS
+from vgpustream.audience.fanout import PacketQueue, QueueClosed
+from vgpustream.audience.ladder import Estimates
+from vgpustream.audience.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
+from vgpustream.control.auth import Grant
 from vgpustream.errors import InvalidOffer, Unavailable
-from vgpustream.fanout import PacketQueue, QueueClosed
-from vgpustream.ladder import Estimates
-from vgpustream.renditions import Rendition
-from vgpustream.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
+from vgpustream.media.encoder import CODECS
+from vgpustream.media.renditions import Rendition
 from vgpustream.settings import ViewerRules
+from vgpustream.transports.congestion import PacketLog
 
 INPUT_CHANNEL = "input"
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
@@ -115,7 +115,7 @@ def check_offer(sdp: str) -> SessionDescription:
 
 
 def choose_codec(video: MediaDescription) -> str | None:
-    """The first of the codecs the session can encode (vgpustream.encoder.CODECS, in its order) that the
+    """The first of the codecs the session can encode (vgpustream.media.encoder.CODECS, in its order) that the
     offer's video section takes: H.264 in packetization mode 1, or VP8; None if it takes neither."""
     return next((codec for codec in CODECS if any(_takes(codec, offered) for offered in video.rtp.codecs)), None)
 

@@ -8,8 +8,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from vgpustream import libyuv
-from vgpustream.formats import PixelFormat, pixel_format
+from vgpustream.media import libyuv
+from vgpustream.media.formats import PixelFormat, pixel_format
 from vgpustream.sources.base import Frame, Rect
 
 ENCODER_FORMAT = "yuv420p"

@@ -1,6 +1,6 @@
 """Renditions: what a session encodes, once each, for the viewers (and the recording) that take it.
 
-A rendition is a codec at a rung of the session's ladder (vgpustream.encoder.RUNGS): rung 0 is the session's
+A rendition is a codec at a rung of the session's ladder (vgpustream.media.encoder.RUNGS): rung 0 is the session's
 encoder settings, each rung below keeps the size and lowers the bitrate, and the frame rate less (text stays
 sharp; a still picture is refined on every rung). The session's top rendition is H.264 at rung 0; another runs only
 while a seat is on it (a WebRTC viewer whose browser has no H.264 gets VP8, a viewer whose link cannot carry
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from vgpustream.encoder import CODECS, MIN_BITRATE, RUNGS, EncoderSettings
 from vgpustream.errors import VgpuStreamError
+from vgpustream.media.encoder import CODECS, MIN_BITRATE, RUNGS, EncoderSettings
 
 FIT_MARGIN = 0.8
 """The share of a link's estimated rate a rung's bitrate may take."""
@@ -23,7 +23,7 @@ FIT_MARGIN = 0.8
 
 @dataclass(frozen=True, order=True)
 class Rendition:
-    """One encoded stream of a session: its codec (one of vgpustream.encoder.CODECS) at a rung of RUNGS."""
+    """One encoded stream of a session: its codec (one of vgpustream.media.encoder.CODECS) at a rung of RUNGS."""
 
     codec: str
     rung: int = 0

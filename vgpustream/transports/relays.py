@@ -28,7 +28,7 @@ from aioice.ice import StunProtocol
 from aiortc.rtcicetransport import parse_stun_turn_uri
 
 from vgpustream import compat
-from vgpustream.iceservers import IceServer, IceServers
+from vgpustream.transports.iceservers import IceServer, IceServers
 
 log = logging.getLogger(__name__)
 

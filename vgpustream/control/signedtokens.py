@@ -19,10 +19,10 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 
-from vgpustream.auth import ROLES
-from vgpustream.clipboard import ACCESS
+from vgpustream.control.roles import ROLES
 from vgpustream.errors import Forbidden, VgpuStreamError
-from vgpustream.microphone import ACCESS as MICROPHONE_ACCESS
+from vgpustream.input.clipboard import ACCESS
+from vgpustream.input.microphone import ACCESS as MICROPHONE_ACCESS
 
 ALGORITHM = "Ed25519"
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)

@@ -42,7 +42,7 @@ MIN_BITRATE = 100_000
 
 RUNGS = ((1, 1), (1.5, 3), (1.5, 6), (2, 12))
 """The ladder: each rung's (frame-rate divisor, bitrate divisor) of a session's settings, top first
-(vgpustream.renditions). At 30 fps and 4 Mbit/s: 20 fps at 1.33 Mbit/s and at 0.67 Mbit/s (a 1 Mbit/s link
+(vgpustream.media.renditions). At 30 fps and 4 Mbit/s: 20 fps at 1.33 Mbit/s and at 0.67 Mbit/s (a 1 Mbit/s link
 carries it with room for sound and keyframes), then 15 fps at 0.33 Mbit/s. The rate falls faster than the
 frame rate: a screen's pictures change in places, and a frame rate kept up keeps typing and pointing live."""
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import av
 
-from vgpustream.convert import FrameConverter
+from vgpustream.capture.convert import FrameConverter
 from vgpustream.errors import SourceUnavailable
 from vgpustream.sources import create_source
 from vgpustream.sources.base import Frame, Source

@@ -24,7 +24,7 @@ from typing import Any
 import av
 import numpy as np
 
-from vgpustream.input import InvalidInput, has_type, json_object
+from vgpustream.input.events import InvalidInput, has_type, json_object
 from vgpustream.ratelimit import TokenBucket
 
 ACCESS = ("none", "use")

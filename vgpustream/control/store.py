@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vgpustream.encoder import EncoderSettings
 from vgpustream.errors import StorageFull, StorageUnavailable, VgpuStreamError
+from vgpustream.media.encoder import EncoderSettings
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: sessions and tokens
@@ -55,7 +55,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE tokens ADD COLUMN max_viewers INTEGER;
     """,
-    # 4: the signed tokens of a gateway (vgpustream.signedtokens) that were used (single-use) or revoked: the
+    # 4: the signed tokens of a gateway (vgpustream.control.signedtokens) that were used (single-use) or revoked: the
     # others have no row
     """
     CREATE TABLE signed_tokens (

@@ -14,26 +14,19 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from vgpustream.clipboard import default_access
+from vgpustream.control.roles import OPERATOR
+from vgpustream.control.signedtokens import SignedToken, TokenVerifier
+from vgpustream.control.store import Store, TokenRecord
 from vgpustream.errors import Forbidden, Unauthorized, VgpuStreamError
-from vgpustream.microphone import default_access as default_microphone
+from vgpustream.input.clipboard import default_access
+from vgpustream.input.microphone import default_access as default_microphone
 from vgpustream.settings import Settings
-from vgpustream.store import Store, TokenRecord
-
-if TYPE_CHECKING:  # vgpustream.signedtokens takes the roles from here
-    from vgpustream.signedtokens import SignedToken, TokenVerifier
 
 log = logging.getLogger(__name__)
 
-ROLES = ("view", "control")
-"""The roles a viewer token may have."""
-OPERATOR = "operator"
-"""The role of a request made (or a viewer connected) with an operator token."""
-GRANTED_ROLES = (*ROLES, OPERATOR)
 MAX_TOKEN_LENGTH = 1024
 """The longest token taken: a host's own are 47 characters, a gateway's signed ones (a JWT) about 400."""
 GENERATED_TOKEN_FILE = "operator-token"

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from vgpustream.errors import UnsupportedOperation, VgpuStreamError, bounded
-from vgpustream.input import MIN_DISPLAY_EDGE, ResizeEvent
+from vgpustream.input.events import MIN_DISPLAY_EDGE, ResizeEvent
 
 log = logging.getLogger(__name__)
 
