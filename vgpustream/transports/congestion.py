@@ -34,15 +34,16 @@ REFERENCE_TICK = 0.064
 """The unit of a feedback message's reference time."""
 BURST_GAP = 0.002
 """Packets sent less than this many seconds apart are one burst (one frame, sent back to back)."""
-MIN_BURST = 3
-"""The fewest packets of a burst whose arrival tells a rate (two are at the mercy of the receiver's clock)."""
+MIN_BURST = 2
+"""The fewest packets of a burst whose arrival tells a rate (a low rung's frames are one or two packets)."""
 SPREAD_SLACK = 2 * TICK
 """Arrival spread beyond the sending's that says the link is the bottleneck (less: it is not)."""
 UNBOUNDED = 1_000_000_000
 """The rate said of a link that delivered a burst as fast as it was sent (bits per second): more than any
 rung of any ladder."""
-CAPACITY_MEMORY = 1.5
-"""Seconds of bursts whose median is the link's rate."""
+CAPACITY_MEMORY = 3.0
+"""Seconds of bursts whose median is the link's rate: longer than a session's keyframe interval, whose frames
+are bursts even on a rung whose other frames are a packet each."""
 DELAY_MEMORY = 10.0
 """Seconds over which the least delay (an empty queue) is remembered."""
 QUEUE_WINDOW = 0.5
