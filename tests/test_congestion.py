@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from vgpustream.transports.congestion import (
+    MAX_FEEDBACK_RATE,
     MAX_STATUSES,
     QUEUE_LIMIT,
     TICK,
@@ -173,3 +174,15 @@ def test_a_rung_whose_frames_are_a_packet_each_shows_its_rate_by_its_keyframes()
     log = judged(through_bottleneck(frames, kbps=400))
     assert log.rate_bps == pytest.approx(400_000, rel=0.05)
     assert not log.overrun
+
+
+def test_a_repeated_feedback_message_counts_its_packets_once_and_a_storm_is_refused_beyond_a_rate():
+    told: list[int] = []
+    log = PacketLog(lambda: told.append(1))
+    for _ in range(40):
+        log.number(PACKET)
+    message = feedback(0, 40, 0, [0b0_01_0000000000000 | 40], bytes([1] * 40))
+    for _ in range(10 * MAX_FEEDBACK_RATE):
+        log.feedback(message)
+    assert told == [1], "its packets were taken once"
+    assert log.refused == 9 * MAX_FEEDBACK_RATE and log.malformed == 0

@@ -57,6 +57,8 @@ LOSS_LIMIT = 0.1
 """The share of packets lost in QUEUE_WINDOW above which a link is overrun."""
 MIN_REPORTED = 10
 """Packets reported in QUEUE_WINDOW before their loss says anything."""
+MAX_FEEDBACK_RATE = 100
+"""Feedback messages a second taken from one viewer (a browser sends 10 to 20); more are refused, and counted."""
 
 
 def parse_feedback(fci: bytes) -> tuple[int, list[float | None]]:
@@ -141,6 +143,10 @@ class PacketLog:
         """Whether the link's queue never drains, and grows or overflows."""
         self.malformed = 0
         """Feedback messages that could not be read (they are dropped)."""
+        self.refused = 0
+        """Feedback messages beyond MAX_FEEDBACK_RATE a second (they are dropped unread)."""
+        self._second = (0.0, 0)
+        """(when the current second of feedback began, messages taken in it)."""
 
     def number(self, size: int) -> int:
         """The transport-wide sequence number (16 bits) of a packet of `size` bytes sent now."""
@@ -150,7 +156,14 @@ class PacketLog:
         return sequence & 0xFFFF
 
     def feedback(self, fci: bytes) -> None:
-        """Take one feedback message (its FCI): the link's rate and overrun are judged again."""
+        """Take one feedback message (its FCI): the link's rate and overrun are judged again. Each packet counts
+        once, as its first report tells it: a message repeated, or a storm of them, adds nothing."""
+        now = time.monotonic()
+        began, taken = self._second if now - self._second[0] < 1.0 else (now, 0)
+        if taken >= MAX_FEEDBACK_RATE:
+            self.refused += 1
+            return
+        self._second = (began, taken + 1)
         try:
             base, arrivals = parse_feedback(fci)
         except ValueError:
@@ -162,6 +175,7 @@ class PacketLog:
             record = self._sent[sequence % HISTORY]
             if record is not None and record[0] == sequence:
                 deliveries.append(Delivery(record[1], record[2], arrived))
+                self._sent[sequence % HISTORY] = None
         if deliveries:
             self.take(deliveries)
             self._on_judged()
