@@ -9,6 +9,7 @@ import aiohttp
 from tests.conftest import OPERATOR
 from tests.served import serve
 from vgpustream.control.store import MIGRATIONS, Store
+from vgpustream.media.encoder import RUNGS
 from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.testing.server import free_port
 
@@ -29,7 +30,7 @@ async def test_sessions_and_tokens_survive_a_restart(tmp_path):
             async with operator.post(f"{served.url}/api/v1/sessions/vm1/tokens", json={"role": "view"}) as response:
                 issued = await response.json()
             async with operator.patch(f"{served.url}/api/v1/sessions/vm1", json={"encoder": {"fps": 10}}) as response:
-                encoder = {"bitrate": 500_000, "fps": 10, "keyframe_interval": 2.0, "rungs": 3}
+                encoder = {"bitrate": 500_000, "fps": 10, "keyframe_interval": 2.0, "rungs": len(RUNGS)}
                 assert (await response.json())["encoder"] == encoder
         with serve(state, port=port) as served:
             async with operator.get(f"{served.url}/api/v1/sessions?label=team=a") as response:
