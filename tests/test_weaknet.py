@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from tests.conftest import wait_for
 from vgpustream.api.state import REGISTRY
-from vgpustream.audience.audience import VIEWER_KEYFRAME_INTERVAL
+from vgpustream.audience.publisher import VIEWER_KEYFRAME_INTERVAL
 from vgpustream.testing.netem import LossyLink
 from vgpustream.testing.receiver import WhepReceiver
 from vgpustream.transports.webrtc import LINK_WINDOW, POOR_LOSS
