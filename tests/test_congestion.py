@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from vgpustream.transports.congestion import (
+    MAX_FEEDBACK_RATE,
     MAX_STATUSES,
     QUEUE_LIMIT,
     TICK,
@@ -166,3 +167,22 @@ def test_packets_are_numbered_on_16_bits_and_their_feedback_found_across_the_wra
         log.number(PACKET)
     log.feedback(feedback(65_534, 4, 0, [0b0_01_0000000000100], bytes([4, 0, 0, 0])))
     assert told == [1], "the four packets around the wrap were found"
+
+
+def test_a_rung_whose_frames_are_a_packet_each_shows_its_rate_by_its_keyframes():
+    frames = [(n / 15, PACKET if n % 30 else 6 * PACKET) for n in range(15 * 6)]  # a keyframe every 2 s
+    log = judged(through_bottleneck(frames, kbps=400))
+    assert log.rate_bps == pytest.approx(400_000, rel=0.05)
+    assert not log.overrun
+
+
+def test_a_repeated_feedback_message_counts_its_packets_once_and_a_storm_is_refused_beyond_a_rate():
+    told: list[int] = []
+    log = PacketLog(lambda: told.append(1))
+    for _ in range(40):
+        log.number(PACKET)
+    message = feedback(0, 40, 0, [0b0_01_0000000000000 | 40], bytes([1] * 40))
+    for _ in range(10 * MAX_FEEDBACK_RATE):
+        log.feedback(message)
+    assert told == [1], "its packets were taken once"
+    assert log.refused == 9 * MAX_FEEDBACK_RATE and log.malformed == 0

@@ -49,32 +49,20 @@ def test_a_link_whose_rate_is_measured_steps_up_once_it_shows_room_and_never_pro
     assert FIT_AFTER < UP_AFTER
 
 
-def test_a_step_up_the_measured_rate_led_to_that_fails_doubles_the_wait_before_the_next():
-    policy, now = RungPolicy(), 0.0
-    assert policy.judge(now, True, at_top=True, at_bottom=False) == 1
-    for failed in range(1, 4):
-        waited = policy.fit_after
-        now += SETTLE
-        assert policy.judge(now, False, at_top=False, at_bottom=False, room=True) == 0
-        now += waited
-        assert policy.judge(now, False, at_top=False, at_bottom=False, room=True) == -1
-        now += SETTLE
-        assert policy.judge(now, True, at_top=True, at_bottom=False, room=False) == 1, "it failed: down again"
-        assert policy.fit_after == FIT_AFTER * 2**failed
-
-
-def test_a_probe_that_fails_doubles_the_wait_before_the_next():
+@pytest.mark.parametrize(("room", "wait", "first"), [(None, "up_after", UP_AFTER), (True, "fit_after", FIT_AFTER)])
+def test_a_step_up_that_fails_doubles_the_wait_before_the_next(room: bool | None, wait: str, first: float):
+    """A blind probe (the link's rate not measured: room None) or a step up the measured rate led to."""
     policy, now = RungPolicy(), 0.0
     assert policy.judge(now, True, at_top=True, at_bottom=False) == 1
     for failed in range(1, 6):
-        waited = policy.up_after
+        waited = getattr(policy, wait)
         now += SETTLE
-        assert policy.judge(now, False, at_top=False, at_bottom=False) == 0
+        assert policy.judge(now, False, at_top=False, at_bottom=False, room=room) == 0
         now += waited
-        assert policy.judge(now, False, at_top=False, at_bottom=False) == -1, "a probe"
+        assert policy.judge(now, False, at_top=False, at_bottom=False, room=room) == -1, "a step up"
         now += SETTLE
-        assert policy.judge(now, True, at_top=True, at_bottom=False) == 1, "it failed: down again"
-        assert SETTLE < PROBE_WINDOW and policy.up_after == min(UP_AFTER * 2**failed, MAX_UP_AFTER)
+        assert policy.judge(now, True, at_top=True, at_bottom=False, room=room and False) == 1, "it failed: down"
+        assert SETTLE < PROBE_WINDOW and getattr(policy, wait) == min(first * 2**failed, MAX_UP_AFTER)
 
 
 @pytest.mark.browser

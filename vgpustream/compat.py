@@ -193,8 +193,10 @@ _AIOICE_COMPONENT_CANDIDATES = aioice.ice.Connection.get_component_candidates
 
 _keyframe_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[], None]] = weakref.WeakKeyDictionary()
 _estimate_handlers: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[int], None]] = weakref.WeakKeyDictionary()
-_video_sends: weakref.WeakKeyDictionary[HeaderExtensionsMap, _VideoSend] = weakref.WeakKeyDictionary()
-"""A viewer's video sender's state, by the sender's header extensions map (what a packet's serialization sees)."""
+VIDEO_SEND = "_vgpustream_video_send"
+"""The attribute of a viewer's video sender's header extensions map (what a packet's serialization sees) that
+holds what vgpustream keeps of the sender (`_VideoSend`): an attribute, read for every packet sent, costs less
+than a look-up in a weak dictionary."""
 MAX_ESTIMATE = 10_000_000_000
 """The most a receiver's estimate is taken to say (bits per second): REMB's encoding reaches 2^81."""
 _installed = False
@@ -555,12 +557,16 @@ def on_transport_feedback(sender: RTCRtpSender, log: PacketLog) -> None:
     the last keyframe `sender` sent (its track says which packet is one: `keyframe`; needs `install()`)."""
     if not _installed:
         raise RuntimeError("vgpustream.compat.install() has not run")
-    _video_sends[_extensions_map(sender)] = _VideoSend(log)
+    setattr(_extensions_map(sender), VIDEO_SEND, _VideoSend(log))
 
 
 def _precedes(sequence_number: int, other: int) -> bool:
     """Whether the 16-bit RTP `sequence_number` comes before `other` (within half the range, across a wrap)."""
     return 0 < (other - sequence_number) & 0xFFFF < 0x8000
+
+
+def _video_send(extensions_map: HeaderExtensionsMap) -> _VideoSend | None:
+    return getattr(extensions_map, VIDEO_SEND, None)
 
 
 def _extensions_map(sender: RTCRtpSender) -> HeaderExtensionsMap:
@@ -591,7 +597,7 @@ def _transport_wide_feedback() -> None:
     def serialize_numbered(packet: RtpPacket, extensions_map: HeaderExtensionsMap | None = None) -> bytes:
         if extensions_map is None:
             return serialize(packet)
-        send = _video_sends.get(extensions_map)
+        send: _VideoSend | None = getattr(extensions_map, VIDEO_SEND, None)
         if send is not None:
             packet.extensions.transport_sequence_number = send.log.number(len(packet.payload) + PACKET_OVERHEAD)
             if send.keyframe_next:
@@ -600,20 +606,15 @@ def _transport_wide_feedback() -> None:
 
     async def next_encoded_frame_marking_keyframes(sender: RTCRtpSender, codec: Any) -> Any:
         frame = await next_encoded_frame(sender, codec)
-        send = _video_sends.get(_extensions_map(sender))
+        send = _video_send(_extensions_map(sender))
         if frame is not None and send is not None and getattr(sender.track, "keyframe", False):
             send.keyframe_next = True
         return frame
 
     async def retransmit_since_keyframe(sender: RTCRtpSender, sequence_number: int) -> None:
-        send = _video_sends.get(_extensions_map(sender))
-        if (
-            send is not None
-            and send.keyframe_at is not None
-            and 0 < (send.keyframe_at - sequence_number) & 0xFFFF < 0x8000
-        ):
-            return
-        await retransmit(sender, sequence_number)
+        send = _video_send(_extensions_map(sender))
+        if send is None or send.keyframe_at is None or not _precedes(sequence_number, send.keyframe_at):
+            await retransmit(sender, sequence_number)
 
     def parse_with_transport_feedback(cls: type[RtcpRtpfbPacket], data: bytes, fmt: int) -> RtcpRtpfbPacket:
         if fmt != TRANSPORT_FEEDBACK or len(data) < 8:
@@ -631,7 +632,7 @@ def _transport_wide_feedback() -> None:
 
     async def handle_transport_feedback(sender: RTCRtpSender, packet: Any) -> None:
         if isinstance(packet, _TransportFeedbackPacket):
-            send = _video_sends.get(_extensions_map(sender))
+            send = _video_send(_extensions_map(sender))
             if send is not None:
                 send.log.feedback(packet.fci)
             return

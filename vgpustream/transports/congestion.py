@@ -34,15 +34,16 @@ REFERENCE_TICK = 0.064
 """The unit of a feedback message's reference time."""
 BURST_GAP = 0.002
 """Packets sent less than this many seconds apart are one burst (one frame, sent back to back)."""
-MIN_BURST = 3
-"""The fewest packets of a burst whose arrival tells a rate (two are at the mercy of the receiver's clock)."""
+MIN_BURST = 2
+"""The fewest packets of a burst whose arrival tells a rate (a low rung's frames are one or two packets)."""
 SPREAD_SLACK = 2 * TICK
 """Arrival spread beyond the sending's that says the link is the bottleneck (less: it is not)."""
 UNBOUNDED = 1_000_000_000
 """The rate said of a link that delivered a burst as fast as it was sent (bits per second): more than any
 rung of any ladder."""
-CAPACITY_MEMORY = 1.5
-"""Seconds of bursts whose median is the link's rate."""
+CAPACITY_MEMORY = 3.0
+"""Seconds of bursts whose median is the link's rate: longer than a session's keyframe interval, whose frames
+are bursts even on a rung whose other frames are a packet each."""
 DELAY_MEMORY = 10.0
 """Seconds over which the least delay (an empty queue) is remembered."""
 QUEUE_WINDOW = 0.5
@@ -56,6 +57,8 @@ LOSS_LIMIT = 0.1
 """The share of packets lost in QUEUE_WINDOW above which a link is overrun."""
 MIN_REPORTED = 10
 """Packets reported in QUEUE_WINDOW before their loss says anything."""
+MAX_FEEDBACK_RATE = 100
+"""Feedback messages a second taken from one viewer (a browser sends 10 to 20); more are refused, and counted."""
 
 
 def parse_feedback(fci: bytes) -> tuple[int, list[float | None]]:
@@ -140,6 +143,10 @@ class PacketLog:
         """Whether the link's queue never drains, and grows or overflows."""
         self.malformed = 0
         """Feedback messages that could not be read (they are dropped)."""
+        self.refused = 0
+        """Feedback messages beyond MAX_FEEDBACK_RATE a second (they are dropped unread)."""
+        self._second = (0.0, 0)
+        """(when the current second of feedback began, messages taken in it)."""
 
     def number(self, size: int) -> int:
         """The transport-wide sequence number (16 bits) of a packet of `size` bytes sent now."""
@@ -149,7 +156,14 @@ class PacketLog:
         return sequence & 0xFFFF
 
     def feedback(self, fci: bytes) -> None:
-        """Take one feedback message (its FCI): the link's rate and overrun are judged again."""
+        """Take one feedback message (its FCI): the link's rate and overrun are judged again. Each packet counts
+        once, as its first report tells it: a message repeated, or a storm of them, adds nothing."""
+        now = time.monotonic()
+        began, taken = self._second if now - self._second[0] < 1.0 else (now, 0)
+        if taken >= MAX_FEEDBACK_RATE:
+            self.refused += 1
+            return
+        self._second = (began, taken + 1)
         try:
             base, arrivals = parse_feedback(fci)
         except ValueError:
@@ -161,6 +175,7 @@ class PacketLog:
             record = self._sent[sequence % HISTORY]
             if record is not None and record[0] == sequence:
                 deliveries.append(Delivery(record[1], record[2], arrived))
+                self._sent[sequence % HISTORY] = None
         if deliveries:
             self.take(deliveries)
             self._on_judged()
