@@ -17,7 +17,8 @@ from tests import conftest
 from tests.browser import chromium
 from tests.test_auth import issue
 from vgpustream.api.state import REGISTRY
-from vgpustream.audience.audience import JOIN_MAX_AGE, REPLAY_LIMIT, Audience, JoinReplay
+from vgpustream.audience.audience import Audience
+from vgpustream.audience.publisher import JOIN_MAX_AGE, REPLAY_LIMIT, JoinReplay
 from vgpustream.audience.seat import Seat
 from vgpustream.bench.latency import join_phase
 from vgpustream.capture.pipeline import Encoded
@@ -155,7 +156,7 @@ async def test_a_rendition_nobody_takes_any_more_keeps_no_replay_for_later(tmp_p
     audience.publish({TOP: still[1]}, None)
     lower = TOP.lower(EncoderSettings())
     assert lower is not None
-    audience._seats[viewer].switch_to = lower  # as a poor link makes it (RungPolicy)
+    audience._rungs.move(viewer, lower)  # as a poor link makes it (RungPolicy)
     audience.publish(
         {TOP: step(time.time(), changed=False), lower: step(time.time(), changed=True, keyframe=True)}, None
     )

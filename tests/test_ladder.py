@@ -21,13 +21,13 @@ from vgpustream.audience.ladder import (
     Estimates,
     RungPolicy,
 )
+from vgpustream.audience.seat import LINK_WINDOW
 from vgpustream.bench.capped import Console
 from vgpustream.media.encoder import EncoderSettings
 from vgpustream.media.renditions import RUNGS, TOP, Rendition
 from vgpustream.testing.netem import LossyLink, SlowTcpLink
 from vgpustream.testing.receiver import an_offer
 from vgpustream.testing.wsreceiver import WebSocketReceiver
-from vgpustream.transports.webrtc import LINK_WINDOW
 
 
 def test_a_poor_link_steps_down_at_once_and_a_good_one_up_after_a_while():

@@ -9,7 +9,7 @@ import pytest
 
 from tests.pictures import psnr, synthetic_luma
 from vgpustream.api.state import REGISTRY
-from vgpustream.audience.audience import VIEWER_KEYFRAME_INTERVAL
+from vgpustream.audience.publisher import VIEWER_KEYFRAME_INTERVAL
 from vgpustream.media.stamp import luma, stamp_rows
 from vgpustream.sources.synthetic import POINTER_IDLE, TextPage
 

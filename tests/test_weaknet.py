@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 from tests.conftest import wait_for
 from vgpustream.api.state import REGISTRY
-from vgpustream.audience.audience import VIEWER_KEYFRAME_INTERVAL
+from vgpustream.audience.publisher import VIEWER_KEYFRAME_INTERVAL
+from vgpustream.audience.seat import LINK_WINDOW
 from vgpustream.testing.netem import LossyLink
 from vgpustream.testing.receiver import WhepReceiver
-from vgpustream.transports.webrtc import LINK_WINDOW, POOR_LOSS
+from vgpustream.transports.linkjudge import POOR_LOSS
 
 
 async def test_a_lossy_viewer_gets_its_lost_packets_again(make_server, http):

@@ -1,2 +1,2 @@
 """The viewers of one session, whatever carries their stream: admission, seats, the fan-out of packets to
-their queues, and the ladder that moves a viewer between renditions."""
+their queues, the ladder that moves a viewer between renditions, and their input to the guest."""

@@ -15,7 +15,7 @@ from typing import Any
 import av
 import numpy as np
 
-from vgpustream.audience.audience import REPLAY_LIMIT
+from vgpustream.audience.publisher import REPLAY_LIMIT
 from vgpustream.capture.convert import FrameConverter
 from vgpustream.capture.keyframes import KeyframePolicy
 from vgpustream.capture.pipeline import FramePipeline

@@ -8,9 +8,7 @@ The viewer's keyframe requests (RTCP PLI/FIR) go to its rendition's shared encod
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
-import time
 
 import av
 from aiortc import (
@@ -27,21 +25,16 @@ from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 
 from vgpustream import compat
 from vgpustream.audience.fanout import PacketQueue, QueueClosed
-from vgpustream.audience.ladder import Estimates
-from vgpustream.audience.seat import LINK_WINDOW, Link, Seat, SeatCallbacks
+from vgpustream.audience.seat import Seat, SeatCallbacks
 from vgpustream.control.auth import Grant
 from vgpustream.errors import InvalidOffer, Unavailable
 from vgpustream.media.encoder import CODECS
 from vgpustream.media.renditions import Rendition
 from vgpustream.settings import ViewerRules
-from vgpustream.transports.congestion import PacketLog
+from vgpustream.transports.linkjudge import WebRtcLinkJudge
 
 INPUT_CHANNEL = "input"
 H264_PROFILE = "42e01f"  # constrained baseline, what the encoder produces
-POOR_LOSS = 0.05
-"""The share of packets lost for good (after NACK retransmission) above which a link is poor."""
-EARLY_VERDICT_INTERVAL = 1.0
-"""Seconds at least between two verdicts that the viewer's feedback brings before the window's end."""
 
 
 class PacketTrack(MediaStreamTrack):
@@ -156,7 +149,12 @@ def _unbundled(line: str, mid: str) -> str:
 
 
 class Viewer(Seat):
-    """One WebRTC peer watching a session (WHEP); `close` releases the peer connection and the queues."""
+    """One WebRTC peer watching a session (WHEP); `close` releases the peer connection and the queues.
+
+    Its one job is the peer connection and what rides on it: the answer to the viewer's offer, the video and
+    sound tracks, the viewer's microphone track and its input channel. Its link is judged apart
+    (WebRtcLinkJudge), fed from the connection's stats and the video sender's feedback.
+    """
 
     transport = "webrtc"
 
@@ -173,11 +171,8 @@ class Viewer(Seat):
         self._sound = sound
         self.channel: RTCDataChannel | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
-        self._watching: asyncio.Task[None] | None = None
-        self._estimates = Estimates()
-        self._packets = PacketLog(self._on_feedback)
-        """The video packets the viewer was sent, and what its transport-cc feedback says of its link."""
-        self._early_verdict_at = -float("inf")
+        self._judge = WebRtcLinkJudge(self._pc, self.queue, self._judged)
+        """Judges the viewer's link from its RTCP reports and feedback, from when it is connected."""
         self._listening: asyncio.Task[None] | None = None
         """Reads the viewer's microphone track (aiortc decodes it), where its token may send one."""
         self._pc.on("connectionstatechange", self._on_connection_state)
@@ -236,32 +231,8 @@ class Viewer(Seat):
             ]
         )
         compat.on_keyframe_request(transceiver.sender, lambda: self._callbacks.viewer_asks_keyframe(self))
-        compat.on_bitrate_estimate(transceiver.sender, lambda estimate: self._on_estimate(estimate, track.bytes_out))
-        compat.on_transport_feedback(transceiver.sender, self._packets)
-
-    def _on_estimate(self, estimate: int, sent_bytes: int) -> None:
-        """The receiver's estimate of its link (REMB), when the viewer had been sent `sent_bytes` of video: where
-        it fell, the link is poor now, not at the window's end. Not where the link's rate is measured."""
-        now = time.monotonic()
-        if self._packets.rate_bps is not None:
-            return
-        overrun = self._estimates.add(now, estimate, sent_bytes)
-        if not overrun or now - self._early_verdict_at < EARLY_VERDICT_INTERVAL:
-            return
-        self._early_verdict_at = now
-        last = self.link or Link("good", 0.0, None, 0)
-        self._judged(dataclasses.replace(last, quality="poor", estimate_bps=estimate))
-
-    def _on_feedback(self) -> None:
-        """The viewer's transport-cc feedback judged its link again: a verdict now (at most one each
-        EARLY_VERDICT_INTERVAL), not at the window's end, so that the ladder follows the link within seconds."""
-        now, rate = time.monotonic(), self._packets.rate_bps
-        if rate is None or now - self._early_verdict_at < EARLY_VERDICT_INTERVAL:
-            return
-        self._early_verdict_at = now
-        last = self.link or Link("good", 0.0, None, 0)
-        quality = "poor" if self._packets.overrun else "good"
-        self._judged(dataclasses.replace(last, quality=quality, estimate_bps=rate, measured=True))
+        compat.on_bitrate_estimate(transceiver.sender, lambda estimate: self._judge.estimate(estimate, track.bytes_out))
+        compat.on_transport_feedback(transceiver.sender, self._judge.packets)
 
     async def _answer(self, offer: SessionDescription, offer_sdp: str) -> str:
         pc = self._pc
@@ -301,28 +272,6 @@ class Viewer(Seat):
         for candidate in parsed:  # mDNS names are resolved in the background (vgpustream.compat)
             await self._pc.addIceCandidate(candidate)
 
-    async def _watch_link(self) -> None:
-        """Judge the link every LINK_WINDOW seconds; tell the viewer on its channel when the verdict changes."""
-        sent, lost, dropped = 0, 0, self.queue.dropped
-        while True:
-            await asyncio.sleep(LINK_WINDOW)
-            now_sent, now_lost, rtt = 0, 0, None
-            for stats in (await self._pc.getStats()).values():
-                if stats.type == "outbound-rtp":
-                    now_sent += stats.packetsSent
-                elif stats.type == "remote-inbound-rtp":
-                    now_lost += max(0, stats.packetsLost)
-                    rtt = stats.roundTripTime
-            loss = (now_lost - lost) / (now_sent - sent) if now_sent > sent else 0.0
-            overflowed = self.queue.dropped - dropped
-            measured = self._packets.rate_bps is not None
-            poor = loss > POOR_LOSS or overflowed > 0 or (measured and self._packets.overrun)
-            rtt_ms = None if rtt is None else round(rtt * 1000)
-            sent, lost, dropped = now_sent, now_lost, self.queue.dropped
-            estimate = self._packets.rate_bps if measured else self._estimates.latest
-            quality = "poor" if poor else "good"
-            self._judged(Link(quality, round(max(0.0, loss), 3), rtt_ms, overflowed, estimate, measured))
-
     def send_message(self, text: str) -> bool:
         """Send a JSON text message on the viewer's input channel; False if it has none open."""
         if self.channel is None or self.channel.readyState != "open":
@@ -331,9 +280,9 @@ class Viewer(Seat):
         return True
 
     async def _close_transport(self) -> None:
-        for task in (self._watching, self._listening):
-            if task is not None:
-                task.cancel()
+        self._judge.stop()
+        if self._listening is not None:
+            self._listening.cancel()
         await compat.close_peer_connection(self._pc)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
@@ -356,7 +305,7 @@ class Viewer(Seat):
             return
         if state == "connected":
             if self._connected():
-                self._watching = asyncio.create_task(self._watch_link(), name=f"link-{self.id}")
+                self._judge.start(f"link-{self.id}")
         elif state == "disconnected":
             self._disconnected()
         elif state in ("failed", "closed"):
