@@ -93,7 +93,7 @@ async def test_the_boot_mode_change_from_640x480_to_720x400_gives_the_exact_pict
         first = await next_frame(source)
         assert (first.width, first.height) == (640, 480), "QEMU's placeholder before SeaBIOS sets a mode"
         assert source.state is SourceState.NO_SIGNAL, "the guest has not set up its display: no signal"
-        vm.qmp("cont")
+        await asyncio.to_thread(vm.qmp, "cont")  # off the loop: QEMU may be calling into ours
         await asyncio.to_thread(vm.wait_text, MENU_PROMPT)
 
         async def latest() -> np.ndarray:
