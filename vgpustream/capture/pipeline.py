@@ -103,8 +103,6 @@ class EncodeStage:
         self._last_picture = picture
         self._waiting: av.VideoFrame | None = None
         """A new picture not encoded yet (it came before the rendition's next frame was due)."""
-        self._due = 0.0
-        """When (monotonic) the rendition's next frame may be encoded."""
         self._scheduled = 0.0
         """When (monotonic) the rendition's next frame is due, at its frame rate from the ones before."""
         self._drawn_cursor: tuple[int, int, int, bool] | None = None
@@ -114,6 +112,11 @@ class EncodeStage:
         """Refinements in a row that added next to nothing."""
         self._refined = 0
         """Refinements since the picture last changed."""
+
+    @property
+    def _due(self) -> float:
+        """When (monotonic) the rendition's next frame may be encoded: EARLY_SHARE of its period before it is due."""
+        return self._scheduled - EARLY_SHARE * self.interval
 
     def wants_encode(self, capture: Capture, keyframe: bool) -> bool:
         """Whether `encode` would do anything: take a new picture (and encode it, or keep it until it is
@@ -145,7 +148,6 @@ class EncodeStage:
         else:
             return result
         self._scheduled = max(self._scheduled + self.interval, now)
-        self._due = self._scheduled - EARLY_SHARE * self.interval
         assert self._last_picture is not None
         moved = cursor_key(cursor) != self._drawn_cursor
         refining = result.repeated and not keyframe and not moved
